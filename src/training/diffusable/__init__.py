@@ -1,0 +1,1 @@
+"""diffusable training package: causal 3D autoencoder with scale-equivariance, data, metrics, export."""
