@@ -1,0 +1,44 @@
+"""Autoencoder losses: reconstruction, KL, and an optional per-frame patch discriminator."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 + L2, means over every element: L1 keeps edges sharp, L2 punishes big misses."""
+    return F.l1_loss(recon, target) + F.mse_loss(recon, target)
+
+
+def kl_loss(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per latent element; weighted lightly, it only keeps latents tame."""
+    return 0.5 * torch.mean(mean.square() + logvar.exp() - 1.0 - logvar)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN on single frames. It judges frames, not motion, so it never sees the future."""
+
+    def __init__(self, channels: int = 3, width: int = 32, layers: int = 3):
+        super().__init__()
+        mods = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c = width
+        for _ in range(layers - 1):
+            mods += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.GroupNorm(8, 2 * c), nn.LeakyReLU(0.2)]
+            c *= 2
+        mods.append(nn.Conv2d(c, 1, 3, 1, 1))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 3, T, H, W)
+        b, c, t, h, w = video.shape
+        frames = video.transpose(1, 2).reshape(b * t, c, h, w)  # (B*T, 3, H, W)
+        return self.net(frames)  # (B*T, 1, h', w') logits
+
+
+def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean())
+
+
+def generator_adv_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    return -fake_logits.mean()

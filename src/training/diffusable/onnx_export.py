@@ -1,0 +1,83 @@
+"""ONNX export helpers shared by every model: TorchScript exporter, opset 17, metadata, hashes.
+
+The TorchScript exporter is used on torch 1.13 and 2.x alike (dynamo=False on 2.x) so that both
+produce the same graphs. Python has no onnx package here, so metadata is added by appending
+ModelProto field 14 (metadata_props: StringStringEntryProto{key=1, value=2}) to the serialized
+model: protobuf parsers merge repeated fields that appear later in a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import torch
+
+OPSET = 17
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def metadata_props(metadata: Dict[str, str]) -> bytes:
+    """Serialized ModelProto.metadata_props entries for the given key/values."""
+    out = b""
+    for key, value in metadata.items():
+        entry = _length_delimited(1, key.encode()) + _length_delimited(2, value.encode())
+        out += _length_delimited(14, entry)
+    return out
+
+
+def export_onnx(
+    module: torch.nn.Module,
+    args: tuple,
+    path: Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Dict[str, Dict[int, str]],
+    metadata: Dict[str, str],
+) -> None:
+    """Export module(*args) to path with opset 17 and the given metadata."""
+    kwargs = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            module.eval(),
+            args,
+            buf,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            **kwargs,
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue() + metadata_props(metadata))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_entries(folder: Path, names: List[str]) -> Dict[str, Dict]:
+    return {n: {"sha256": sha256_file(folder / n), "bytes": (folder / n).stat().st_size} for n in names}

@@ -1,0 +1,335 @@
+"""Train the causal 3D autoencoder, with (`--variant se`) or without (`baseline`) scale-equivariance.
+
+    PYTHONPATH=src/training python3 -m diffusable.train_ae --config small --variant se --out runs/se
+    torchrun --nproc_per_node 8 -m diffusable.train_ae --config base --variant se --out runs/se
+
+The baseline is the same model, data, seeds and schedule with se_weight = 0: every step draws the
+same batch, posterior noise and SE mode in both variants (the baseline just does not use the mode),
+so the two runs differ only by the SE term. Re-running with the same --out resumes from the last
+checkpoint and continues the same loss trajectory: all randomness of step s comes from a
+generator seeded by (seed, s, rank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from . import distributed
+from .autoencoder import AutoencoderConfig, CausalVAE, count_parameters, get_config
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data.clips import ClipDataset, read_dataset_meta
+from .events import EventLog, Progress
+from .losses import (
+    PatchDiscriminator,
+    generator_adv_loss,
+    hinge_d_loss,
+    kl_loss,
+    reconstruction_loss,
+)
+from .scale_equivariance import draw_mode, se_pair
+from .spectrum import analyse
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1200
+    batch_size: int = 4  # per process
+    lr: float = 5e-4
+    warmup: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    kl_weight: float = 1e-5
+    se_weight: float = 0.25  # forced to 0 by --variant baseline
+    disc_start: int = -1  # step at which the patch discriminator joins; -1 = never
+    disc_weight: float = 0.05
+    seed: int = 0
+    log_every: int = 20
+    eval_every: int = 200
+    ckpt_every: int = 200
+    val_clips: int = 80
+    # procedural dataset size (used when --data procedural)
+    train_per_class: int = 48
+    val_per_class: int = 8
+
+
+TRAIN_PRESETS: Dict[str, TrainConfig] = {
+    "tiny": TrainConfig(
+        steps=20, batch_size=2, lr=1e-3, warmup=2, log_every=1, eval_every=10, ckpt_every=10,
+        val_clips=4, train_per_class=3, val_per_class=1,
+    ),
+    "small": TrainConfig(),
+    "base": TrainConfig(
+        steps=50_000, batch_size=8, lr=2e-4, warmup=1000, disc_start=20_000, log_every=50,
+        eval_every=2500, ckpt_every=2500, val_clips=256, train_per_class=2000, val_per_class=50,
+    ),
+}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description="Train the causal 3D autoencoder.")
+    ap.add_argument("--config", default="small", help="model variant: tiny | small | base")
+    ap.add_argument("--variant", choices=["baseline", "se"], required=True)
+    ap.add_argument("--out", required=True, help="run folder (events.jsonl, checkpoints/)")
+    ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    ap.add_argument("--stop-after", type=int, default=0, help="stop (resumably) at this step")
+    for f in fields(TrainConfig):  # every TrainConfig field can be overridden: --lr 1e-4, ...
+        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    args = ap.parse_args(argv)
+    try:
+        model_cfg = get_config(args.config)
+    except ValueError as err:
+        ap.error(str(err))
+    preset = TRAIN_PRESETS.get(args.config, TrainConfig())
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    train_cfg = TrainConfig(**{**asdict(preset), **{k: v for k, v in overrides.items() if v is not None}})
+    if args.variant == "baseline":
+        train_cfg.se_weight = 0.0
+    return args, model_cfg, train_cfg
+
+
+def resolve_dataset(data: str, cfg: AutoencoderConfig, train_cfg: Optional[TrainConfig] = None):
+    """'procedural' -> the cached procedural dataset matching the model's size; else a folder."""
+    if data != "procedural":
+        path = Path(data)
+        read_dataset_meta(path)  # fails with a readable message if it is not a dataset
+        return path
+    from .data.procedural import ensure_procedural
+
+    t = train_cfg or TrainConfig()
+    return ensure_procedural(
+        None, seed=0, size=cfg.resolution, frames=cfg.frames, fps=cfg.fps,
+        train_per_class=t.train_per_class, val_per_class=t.val_per_class,
+    )
+
+
+class AETrainingForward(nn.Module):
+    """The whole differentiable step in one forward, so DDP sees every parameter use."""
+
+    def __init__(self, vae: CausalVAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, video, noise, se_mode: Optional[str]):
+        recon, z, mean, logvar = self.vae(video, noise)
+        out = {"recon": recon, "mean": mean, "logvar": logvar}
+        if se_mode is not None:
+            z_small, video_small = se_pair(z, video, se_mode)
+            out["se_recon"] = self.vae.decode(z_small)
+            out["se_target"] = video_small
+        return out
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step * 1009 + rank)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine down to 10% at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
+    # Short runs: ramp the decay up so the EMA is not dominated by the random init.
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+@torch.no_grad()
+def calibrate_latent_scale(model: CausalVAE, clips: torch.Tensor, batch_size: int = 8) -> None:
+    """Per-channel shift/scale so that scaled latents have zero mean and unit variance."""
+    device = next(model.parameters()).device
+    means = [model.encode(clips[i : i + batch_size].to(device))[0] for i in range(0, len(clips), batch_size)]
+    lat = torch.cat(means).transpose(0, 1).flatten(1)  # (C, N*t*h*w)
+    model.latent_shift.copy_(lat.mean(dim=1))
+    model.latent_scale.copy_(1.0 / lat.std(dim=1).clamp_min(1e-6))
+
+
+def main(argv=None) -> int:
+    # ---------------------------------------------------------------- setup
+    args, model_cfg, cfg = parse_args(argv)
+    dist_info = distributed.setup(args.device)
+    device, is_main = dist_info.device, dist_info.is_main
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    out = Path(args.out)
+    run_id = out.name
+    ckpt_path = out / "checkpoints" / "last.pt"
+    events = EventLog(out / "events.jsonl", enabled=is_main)
+    torch.manual_seed(cfg.seed)
+
+    # ---------------------------------------------------------------- data
+    try:
+        data_root = resolve_dataset(args.data, model_cfg, cfg)
+        train_ds, val_ds = ClipDataset(data_root, "train"), ClipDataset(data_root, "val")
+    except (FileNotFoundError, ValueError) as err:
+        print(f"train_ae: {err}", file=sys.stderr)
+        return 2
+    if (train_ds.frames, train_ds.height, train_ds.width) != (model_cfg.frames,) + (model_cfg.resolution,) * 2:
+        print(
+            f"train_ae: dataset clips are {train_ds.frames}x{train_ds.height}x{train_ds.width} but "
+            f"config {model_cfg.name} trains on {model_cfg.frames}x{model_cfg.resolution}x{model_cfg.resolution}",
+            file=sys.stderr,
+        )
+        return 2
+    val_clips, _ = val_ds.batch(list(range(min(cfg.val_clips, len(val_ds)))))
+
+    # ---------------------------------------------------------------- model
+    vae = CausalVAE(model_cfg).to(device)
+    ema = copy.deepcopy(vae).eval().requires_grad_(False)
+    forward = AETrainingForward(vae)
+    if dist_info.world_size > 1:
+        forward = nn.parallel.DistributedDataParallel(
+            forward, device_ids=[dist_info.local_rank] if device.type == "cuda" else None
+        )
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    disc = PatchDiscriminator().to(device) if cfg.disc_start >= 0 else None
+    disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if disc else None
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    # ---------------------------------------------------------------- resume
+    step = 0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        if state["config"] != model_cfg.to_dict() or state["variant"] != args.variant:
+            print(f"train_ae: {ckpt_path} was made with another config or variant", file=sys.stderr)
+            return 2
+        vae.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        if disc is not None and state.get("disc") is not None:
+            disc.load_state_dict(state["disc"])
+            disc_opt.load_state_dict(state["disc_opt"])
+        step = state["step"]
+        events.write("status", step=step, status="resumed")
+    else:
+        events.write(
+            "config", step=0, run_id=run_id, kind="autoencoder", variant=args.variant,
+            model=model_cfg.to_dict(), train=asdict(cfg), data=str(data_root),
+            classes=train_ds.classes, train_clips=len(train_ds), val_clips=len(val_clips),
+            parameters={"encoder": count_parameters(vae.encoder), "decoder": count_parameters(vae.decoder)},
+            device=str(device), world_size=dist_info.world_size, torch=torch.__version__,
+        )
+        events.write("status", step=0, status="started")
+
+    def save(final: bool = False) -> None:
+        if not is_main:
+            return
+        save_checkpoint(ckpt_path, {
+            "kind": "autoencoder", "config": model_cfg.to_dict(), "variant": args.variant,
+            "train": asdict(cfg), "run_id": run_id, "step": step, "final": final,
+            "model": vae.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+            "disc": disc.state_dict() if disc else None,
+            "disc_opt": disc_opt.state_dict() if disc else None,
+        })
+        events.write("checkpoint", step=step, path=str(ckpt_path.relative_to(out)), final=final)
+
+    def evaluate() -> Dict:
+        result = analyse(ema, val_clips)
+        scalars = {k: v for k, v in result.items() if not isinstance(v, list)}
+        events.write("val", step=step, **scalars)
+        if "latent_spectrum" in result:
+            events.write("spectrum", step=step, **result)
+        return scalars
+
+    # ---------------------------------------------------------------- loop
+    progress = Progress(cfg.steps, step, enabled=is_main)
+    latent_shape = (cfg.batch_size,) + model_cfg.latent_shape(model_cfg.frames, model_cfg.resolution, model_cfg.resolution)
+    stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
+    sums: Dict[str, float] = {}
+    t_last = time.time()
+    while step < stop_at:
+        # The same draws, in the same order, for both variants (see the module docstring).
+        g = step_generator(cfg.seed, step, dist_info.rank)
+        idx = torch.randint(len(train_ds), (cfg.batch_size,), generator=g).tolist()
+        noise = torch.randn(latent_shape, generator=g).to(device)
+        mode = draw_mode(g, latent_shape)
+        video, _ = train_ds.batch(idx)
+        video = video.to(device)  # (B, 3, T, H, W)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+
+        with autocast:
+            out_ = forward(video, noise, mode if cfg.se_weight > 0 else None)
+            rec = reconstruction_loss(out_["recon"].float(), video)
+            kl = kl_loss(out_["mean"].float(), out_["logvar"].float())
+            loss = rec + cfg.kl_weight * kl
+            logs = {"loss_rec": rec.item(), "loss_kl": kl.item()}
+            if "se_recon" in out_:
+                se = reconstruction_loss(out_["se_recon"].float(), out_["se_target"])
+                loss = loss + cfg.se_weight * se
+                logs["loss_se"] = se.item()
+            use_disc = disc is not None and step >= cfg.disc_start
+            if use_disc:
+                adv = generator_adv_loss(disc(out_["recon"]))
+                loss = loss + cfg.disc_weight * adv
+                logs["loss_adv"] = adv.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        opt.step()
+        if use_disc:
+            with autocast:
+                d_loss = hinge_d_loss(disc(video), disc(out_["recon"].detach()))
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
+            logs["loss_disc"] = d_loss.item()
+        ema_update(ema, vae, step, cfg.ema_decay)
+        step += 1
+
+        logs.update(loss=loss.item(), grad_norm=float(grad_norm))
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + v
+        sums["n"] = sums.get("n", 0) + 1
+        if step % cfg.log_every == 0 or step == stop_at:
+            n = sums.pop("n")
+            means = {k: v / n for k, v in sums.items()}
+            now = time.time()
+            events.write(
+                "train", step=step, lr=lr_at(step - 1, cfg), se_mode=mode if cfg.se_weight > 0 else None,
+                steps_per_s=n / max(now - t_last, 1e-9), **means,
+            )
+            progress.line(step, loss=means["loss"], rec=means["loss_rec"])
+            sums, t_last = {}, now
+
+        # ------------------------------------------------------------ eval
+        if is_main and (step % cfg.eval_every == 0 and step < cfg.steps):
+            evaluate()
+        # ------------------------------------------------------------ checkpoint
+        if step % cfg.ckpt_every == 0 or step == stop_at:
+            save()
+
+    # ---------------------------------------------------------------- finish
+    if step >= cfg.steps and is_main:
+        train_clips, _ = train_ds.batch(list(range(0, len(train_ds), max(1, len(train_ds) // 64))))
+        calibrate_latent_scale(ema, train_clips)
+        final = evaluate()
+        save(final=True)
+        events.write("status", step=step, status="completed", **{k: final[k] for k in ("psnr", "ssim")})
+    distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
