@@ -13,6 +13,7 @@ generator seeded by (seed, s, rank).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 import os
@@ -205,7 +206,11 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     disc = PatchDiscriminator().to(device) if cfg.disc_start >= 0 else None
     disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if disc else None
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = (
+        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
 
     # ---------------------------------------------------------------- resume
     step = 0

@@ -1,0 +1,195 @@
+"""The causal 3D autoencoder on the `tiny` config: shapes, causality, streaming, SE, training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from diffusable import train_ae
+from diffusable.autoencoder import CausalVAE, get_config
+from diffusable.data.clips import write_dataset_meta, write_shard
+from diffusable.scale_equivariance import SE_MODES, available_modes, se_pair
+from diffusable.spectrum import hf_share, lowpass, spectrum, zigzag_order
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    return CausalVAE(get_config("tiny")).eval()
+
+
+@pytest.mark.parametrize("frames", [1, 5, 17, 33])
+def test_shapes_follow_the_frame_rule(vae, frames):
+    video = torch.rand(2, 3, frames, 32, 40) * 2 - 1
+    with torch.no_grad():
+        recon, z, mean, logvar = vae(video)
+    k = (frames - 1) // 4
+    assert z.shape == (2, 4, 1 + k, 4, 5)
+    assert mean.shape == logvar.shape == z.shape
+    assert recon.shape == video.shape
+    assert vae.cfg.latent_shape(frames, 32, 40) == (4, 1 + k, 4, 5)
+
+
+def test_bad_frame_counts_are_refused(vae):
+    with pytest.raises(ValueError, match=r"1 \+ 4k"):
+        vae.encode(torch.zeros(1, 3, 6, 32, 32))
+
+
+@pytest.mark.parametrize("j", [0, 3, 4, 9, 16])
+def test_encoder_is_causal(vae, j):
+    video = torch.rand(1, 3, 17, 32, 32) * 2 - 1
+    changed = video.clone()
+    changed[:, :, j] = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        a, b = vae.encode(video)[0], vae.encode(changed)[0]
+    first_affected = (j + 3) // 4  # latent frame i covers video frames 4i-3..4i
+    assert torch.equal(a[:, :, :first_affected], b[:, :, :first_affected])
+    assert not torch.allclose(a[:, :, first_affected], b[:, :, first_affected])
+
+
+@pytest.mark.parametrize("j", [0, 1, 3])
+def test_decoder_is_causal(vae, j):
+    z = torch.randn(1, 4, 5, 4, 4)
+    changed = z.clone()
+    changed[:, :, j] = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        a, b = vae.decode(z), vae.decode(changed)
+    first_affected = max(0, 4 * j - 3)  # latent frame j decodes to video frames 4j-3..4j
+    assert torch.equal(a[:, :, :first_affected], b[:, :, :first_affected])
+    assert not torch.allclose(a[:, :, first_affected], b[:, :, first_affected])
+
+
+def test_no_frame_mixing_across_the_batch(vae):
+    video = torch.rand(3, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        together = vae.encode(video)[0]
+        alone = vae.encode(video[1:2])[0]
+    assert torch.allclose(together[1:2], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_latents", [1, 2, 3])
+def test_chunked_encode_equals_one_pass(vae, chunk_latents):
+    vae.latent_shift.fill_(0.1)
+    vae.latent_scale.fill_(1.7)
+    video = torch.rand(1, 3, 33, 32, 32) * 2 - 1
+    with torch.no_grad():
+        whole = vae.encode_scaled(video)
+        chunked = vae.encode_chunked(video, chunk_latents=chunk_latents)
+    vae.latent_shift.fill_(0.0)
+    vae.latent_scale.fill_(1.0)
+    assert chunked.shape == whole.shape
+    assert (chunked - whole).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("mode", list(SE_MODES))
+def test_se_downsampling_keeps_the_frame_rule(vae, mode):
+    video = torch.rand(2, 3, 17, 64, 64) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(video)[0]  # (2, 4, 5, 8, 8)
+        z_small, video_small = se_pair(z, video, mode)
+        decoded = vae.decode(z_small)
+    fs, ft = SE_MODES[mode]
+    assert z_small.shape == (2, 4, 1 + 4 // ft, 8 // fs, 8 // fs)
+    assert decoded.shape == video_small.shape == (2, 3, 1 + 16 // ft, 64 // fs, 64 // fs)
+    # Frame 0 stays frame 0 (an image), in the latent and in the video.
+    assert torch.allclose(z_small[:, :, 0], torch.nn.functional.avg_pool2d(z[:, :, 0], fs))
+
+
+def test_se_modes_that_do_not_fit_are_not_drawn():
+    assert available_modes(5, 8, 8) == ["s2", "s4", "t2", "s2t2"]
+    assert available_modes(2, 8, 8) == ["s2", "s4"]  # 1 + 1 latent frames cannot halve
+    assert available_modes(5, 2, 2) == ["s2", "t2", "s2t2"]
+
+
+def test_dct_spectrum_and_lowpass():
+    assert sorted(zigzag_order()) == list(range(64))
+    assert zigzag_order()[:4] == [0, 1, 8, 16]
+    smooth = torch.linspace(0, 1, 16).repeat(1, 1, 1, 16, 1)  # a ramp: low frequencies only
+    noise = torch.randn(1, 1, 1, 16, 16)
+    assert hf_share(spectrum(smooth)) < 0.05 < hf_share(spectrum(noise))
+    assert torch.allclose(lowpass(smooth), smooth, atol=1e-2)
+    assert hf_share(spectrum(lowpass(noise))) < 1e-12
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_dataset(tmp_path_factory):
+    """Two classes of moving squares at the tiny config's 32x32x9."""
+    root = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 2)):
+        clips = np.zeros((n, 9, 32, 32, 3), np.uint8)
+        labels = np.arange(n) % 2
+        for i in range(n):
+            x0, y0 = rng.integers(0, 16, 2)
+            for t in range(9):
+                x = x0 + t * (1 if labels[i] else -1) % 16
+                clips[i, t, y0 : y0 + 10, x : x + 10, labels[i]] = 255
+        write_shard(root, split, 0, clips, labels)
+    write_dataset_meta(root, {
+        "name": "toy", "classes": ["left", "right"], "frames": 9, "height": 32, "width": 32,
+        "fps": 8, "splits": {"train": {"shards": ["train-00000"], "count": 6},
+                             "val": {"shards": ["val-00000"], "count": 2}},
+    })
+    return root
+
+
+def _train(out, data, variant, *extra):
+    args = ["--config", "tiny", "--variant", variant, "--out", str(out), "--data", str(data),
+            "--threads", "1", "--steps", "6", "--eval-every", "4", "--ckpt-every", "100", *extra]
+    assert train_ae.main(args) == 0
+    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+
+
+def _losses(events):
+    return [(e["step"], e["loss"], e["loss_rec"]) for e in events if e["type"] == "train"]
+
+
+def test_resume_continues_the_same_loss_trajectory(tmp_path, toy_dataset):
+    straight = _train(tmp_path / "straight", toy_dataset, "se")
+    _train(tmp_path / "split", toy_dataset, "se", "--stop-after", "3")
+    resumed = _train(tmp_path / "split", toy_dataset, "se")
+    assert [e["status"] for e in resumed if e["type"] == "status"] == ["started", "resumed", "completed"]
+    a, b = _losses(straight), _losses(resumed)
+    assert [s for s, *_ in a] == [s for s, *_ in b] == [1, 2, 3, 4, 5, 6]
+    assert np.allclose([x[1:] for x in a], [x[1:] for x in b], rtol=1e-6, atol=0)
+
+
+def test_baseline_and_se_differ_only_in_the_se_term(tmp_path, toy_dataset):
+    base = _train(tmp_path / "base", toy_dataset, "baseline", "--steps", "1")
+    se = _train(tmp_path / "se", toy_dataset, "se", "--steps", "1")
+    cb = next(e for e in base if e["type"] == "config")
+    cs = next(e for e in se if e["type"] == "config")
+    assert cb["train"].pop("se_weight") == 0.0 and cs["train"].pop("se_weight") == 0.25
+    assert cb["variant"] == "baseline" and cs["variant"] == "se"
+    for key in ("model", "train", "classes", "train_clips", "parameters"):
+        assert cb[key] == cs[key]
+    tb = next(e for e in base if e["type"] == "train")
+    ts = next(e for e in se if e["type"] == "train")
+    # Same batch, same noise, same init: the shared terms are equal at the first step ...
+    assert tb["loss_rec"] == ts["loss_rec"] and tb["loss_kl"] == ts["loss_kl"]
+    assert "loss_se" not in tb and ts["loss_se"] > 0
+    # ... and the SE run's loss is the baseline's plus 0.25 x the SE term.
+    assert ts["loss"] == pytest.approx(tb["loss"] + 0.25 * ts["loss_se"], rel=1e-6)
+
+
+def test_events_record_validation_and_checkpoints(tmp_path, toy_dataset):
+    events = _train(tmp_path / "run", toy_dataset, "se")
+    types = {e["type"] for e in events}
+    assert {"config", "status", "train", "val", "checkpoint"} <= types
+    val = [e for e in events if e["type"] == "val"]
+    assert [e["step"] for e in val] == [4, 6]
+    assert all(0 < e["psnr"] < 100 and -1 <= e["ssim"] <= 1 for e in val)
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert all("steps_per_s" in e for e in events if e["type"] == "train")
+
+
+def test_unusable_data_gives_one_readable_line(tmp_path, capsys):
+    code = train_ae.main(["--config", "tiny", "--variant", "se", "--out", str(tmp_path / "r"),
+                          "--data", str(tmp_path / "missing")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dataset.json" in err[0]
