@@ -129,17 +129,44 @@ def toy_dataset(tmp_path_factory):
                 x = x0 + t * (1 if labels[i] else -1) % 16
                 clips[i, t, y0 : y0 + 10, x : x + 10, labels[i]] = 255
         write_shard(root, split, 0, clips, labels)
-    write_dataset_meta(root, {
-        "name": "toy", "classes": ["left", "right"], "frames": 9, "height": 32, "width": 32,
-        "fps": 8, "splits": {"train": {"shards": ["train-00000"], "count": 6},
-                             "val": {"shards": ["val-00000"], "count": 2}},
-    })
+    write_dataset_meta(
+        root,
+        {
+            "name": "toy",
+            "classes": ["left", "right"],
+            "frames": 9,
+            "height": 32,
+            "width": 32,
+            "fps": 8,
+            "splits": {
+                "train": {"shards": ["train-00000"], "count": 6},
+                "val": {"shards": ["val-00000"], "count": 2},
+            },
+        },
+    )
     return root
 
 
 def _train(out, data, variant, *extra):
-    args = ["--config", "tiny", "--variant", variant, "--out", str(out), "--data", str(data),
-            "--threads", "1", "--steps", "6", "--eval-every", "4", "--ckpt-every", "100", *extra]
+    args = [
+        "--config",
+        "tiny",
+        "--variant",
+        variant,
+        "--out",
+        str(out),
+        "--data",
+        str(data),
+        "--threads",
+        "1",
+        "--steps",
+        "6",
+        "--eval-every",
+        "4",
+        "--ckpt-every",
+        "100",
+        *extra,
+    ]
     assert train_ae.main(args) == 0
     return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
 
@@ -152,7 +179,11 @@ def test_resume_continues_the_same_loss_trajectory(tmp_path, toy_dataset):
     straight = _train(tmp_path / "straight", toy_dataset, "se")
     _train(tmp_path / "split", toy_dataset, "se", "--stop-after", "3")
     resumed = _train(tmp_path / "split", toy_dataset, "se")
-    assert [e["status"] for e in resumed if e["type"] == "status"] == ["started", "resumed", "completed"]
+    assert [e["status"] for e in resumed if e["type"] == "status"] == [
+        "started",
+        "resumed",
+        "completed",
+    ]
     a, b = _losses(straight), _losses(resumed)
     assert [s for s, *_ in a] == [s for s, *_ in b] == [1, 2, 3, 4, 5, 6]
     assert np.allclose([x[1:] for x in a], [x[1:] for x in b], rtol=1e-6, atol=0)
@@ -188,8 +219,18 @@ def test_events_record_validation_and_checkpoints(tmp_path, toy_dataset):
 
 
 def test_unusable_data_gives_one_readable_line(tmp_path, capsys):
-    code = train_ae.main(["--config", "tiny", "--variant", "se", "--out", str(tmp_path / "r"),
-                          "--data", str(tmp_path / "missing")])
+    code = train_ae.main(
+        [
+            "--config",
+            "tiny",
+            "--variant",
+            "se",
+            "--out",
+            str(tmp_path / "r"),
+            "--data",
+            str(tmp_path / "missing"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dataset.json" in err[0]

@@ -1,1 +1,1 @@
-"""diffusable training package: causal 3D autoencoder with scale-equivariance, data, metrics, export."""
+"""diffusable training: causal 3D autoencoder with scale-equivariance, data, metrics, export."""

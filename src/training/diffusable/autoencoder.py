@@ -147,7 +147,9 @@ class Stream:
 class CausalConv3d(nn.Module):
     """3D convolution that only looks back in time (replicate-pads k_t - 1 frames in front)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride_t: int = 1, stride_s: int = 1):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int = 3, stride_t: int = 1, stride_s: int = 1
+    ):
         super().__init__()
         self.kernel_t = kernel
         self.stride_t = stride_t
@@ -381,7 +383,7 @@ class CausalVAE(nn.Module):
         return (mean - shift) * scale, stream.outputs
 
     def encode_chunked(self, video: torch.Tensor, chunk_latents: int = 1) -> torch.Tensor:
-        """Whole-video causal encoding in bounded memory: frame 0, then chunk_latents * tf frames."""
+        """Causal encoding in bounded memory: frame 0, then chunk_latents * tf frames at a time."""
         check_frames(video.shape[2], self.cfg.temporal_factor)
         latent, caches = self.encode_step(video[:, :, :1])
         parts = [latent]

@@ -82,10 +82,24 @@ def export_autoencoder(vae: CausalVAE, out: Path, metadata: Dict[str, str]) -> D
     latent = vae.encode_scaled(video).detach()
     md = lambda role: {**metadata, "diffusable.role": role}  # noqa: E731
 
-    export_onnx(_Encode(vae), (video,), out / "encoder.onnx", ["video"], ["latent"],
-                {"video": VIDEO_AXES, "latent": LATENT_AXES}, md("encoder"))
-    export_onnx(_Decode(vae), (latent,), out / "decoder.onnx", ["latent"], ["video"],
-                {"latent": LATENT_AXES, "video": VIDEO_AXES}, md("decoder"))
+    export_onnx(
+        _Encode(vae),
+        (video,),
+        out / "encoder.onnx",
+        ["video"],
+        ["latent"],
+        {"video": VIDEO_AXES, "latent": LATENT_AXES},
+        md("encoder"),
+    )
+    export_onnx(
+        _Decode(vae),
+        (latent,),
+        out / "decoder.onnx",
+        ["latent"],
+        ["video"],
+        {"latent": LATENT_AXES, "video": VIDEO_AXES},
+        md("decoder"),
+    )
 
     _, caches = vae.encode_step(video[:, :, :1])
     n = len(caches)
@@ -93,14 +107,25 @@ def export_autoencoder(vae: CausalVAE, out: Path, metadata: Dict[str, str]) -> D
     cache_out = [f"cache_out_{i}" for i in range(n)]
     out_axes = {name: CACHE_AXES for name in cache_out}
     in_axes = {name: CACHE_AXES for name in cache_in}
-    export_onnx(_EncodeInit(vae), (video[:, :, :1],), out / "encoder_init.onnx", ["video"],
-                ["latent"] + cache_out, {"video": VIDEO_AXES, "latent": LATENT_AXES, **out_axes},
-                md("encoder_init"))
+    export_onnx(
+        _EncodeInit(vae),
+        (video[:, :, :1],),
+        out / "encoder_init.onnx",
+        ["video"],
+        ["latent"] + cache_out,
+        {"video": VIDEO_AXES, "latent": LATENT_AXES, **out_axes},
+        md("encoder_init"),
+    )
     step_args = (video[:, :, 1:], *[c.detach() for c in caches])
-    export_onnx(_EncodeStep(vae), step_args, out / "encoder_step.onnx", ["video"] + cache_in,
-                ["latent"] + cache_out,
-                {"video": VIDEO_AXES, "latent": LATENT_AXES, **in_axes, **out_axes},
-                md("encoder_step"))
+    export_onnx(
+        _EncodeStep(vae),
+        step_args,
+        out / "encoder_step.onnx",
+        ["video"] + cache_in,
+        ["latent"] + cache_out,
+        {"video": VIDEO_AXES, "latent": LATENT_AXES, **in_axes, **out_axes},
+        md("encoder_step"),
+    )
     return {
         "encoder": "encoder.onnx",
         "decoder": "decoder.onnx",
@@ -109,8 +134,12 @@ def export_autoencoder(vae: CausalVAE, out: Path, metadata: Dict[str, str]) -> D
             "step": "encoder_step.onnx",
             "chunk_frames": cfg.temporal_factor,
             "caches": [
-                {"name": f"cache_{i}", "channels": int(c.shape[1]), "frames": int(c.shape[2]),
-                 "downscale": size // int(c.shape[3])}
+                {
+                    "name": f"cache_{i}",
+                    "channels": int(c.shape[1]),
+                    "frames": int(c.shape[2]),
+                    "downscale": size // int(c.shape[3]),
+                }
                 for i, c in enumerate(caches)
             ],
         },
@@ -131,8 +160,17 @@ def last_event(events_path: Optional[Path], type_: str) -> Optional[Dict]:
     return found
 
 
-def build_manifest(vae: CausalVAE, name: str, variant: str, onnx: Dict, out: Path, *,
-                   classes: List[str], run: Dict, metrics: Dict) -> Dict:
+def build_manifest(
+    vae: CausalVAE,
+    name: str,
+    variant: str,
+    onnx: Dict,
+    out: Path,
+    *,
+    classes: List[str],
+    run: Dict,
+    metrics: Dict,
+) -> Dict:
     cfg = vae.cfg
     return {
         "format": BUNDLE_FORMAT,
@@ -141,7 +179,11 @@ def build_manifest(vae: CausalVAE, name: str, variant: str, onnx: Dict, out: Pat
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "resolution": cfg.resolution,
         "fps": cfg.fps,
-        "frames": {"rule": f"1+{cfg.temporal_factor}k", "default": cfg.frames, "max": 1 + 16 * cfg.temporal_factor},
+        "frames": {
+            "rule": f"1+{cfg.temporal_factor}k",
+            "default": cfg.frames,
+            "max": 1 + 16 * cfg.temporal_factor,
+        },
         "spatial_factor": cfg.spatial_factor,
         "temporal_factor": cfg.temporal_factor,
         "latent_channels": cfg.latent_channels,
@@ -194,14 +236,23 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     onnx = export_autoencoder(vae, out, metadata)
     run = {"id": meta.get("run_id"), "step": meta.get("step"), "data": config_event.get("data")}
-    manifest = build_manifest(vae, name, variant, onnx, out, classes=config_event.get("classes", []),
-                              run=run, metrics=metrics)
+    manifest = build_manifest(
+        vae,
+        name,
+        variant,
+        onnx,
+        out,
+        classes=config_event.get("classes", []),
+        run=run,
+        metrics=metrics,
+    )
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if events.is_file():
         from .events import EventLog
 
-        EventLog(events).write("export", step=meta.get("step"), bundle=name, path=str(out),
-                               files=manifest["files"])
+        EventLog(events).write(
+            "export", step=meta.get("step"), bundle=name, path=str(out), files=manifest["files"]
+        )
     print(f"exported {name} ({variant}, step {meta.get('step')}) to {out}")
     return 0
 

@@ -44,8 +44,16 @@ def make_tiny_bundle(out: Path, seed: int = 0) -> CausalVAE:
     }
     bundle = out / "bundle"
     onnx = export_autoencoder(vae, bundle, metadata)
-    manifest = build_manifest(vae, "tiny-fixture", "baseline", onnx, bundle,
-                              classes=["a", "b"], run={"id": None}, metrics={})
+    manifest = build_manifest(
+        vae,
+        "tiny-fixture",
+        "baseline",
+        onnx,
+        bundle,
+        classes=["a", "b"],
+        run={"id": None},
+        metrics={},
+    )
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return vae
 
@@ -58,28 +66,59 @@ def make_cases(vae: CausalVAE, out: Path) -> List[Dict]:
     for tag, shape in (("a", (1, 3, 9, 32, 32)), ("b", (2, 3, 5, 48, 40))):
         video = torch.rand(shape, generator=g) * 2 - 1
         latent = vae.encode_scaled(video)
-        cases.append({"name": f"encoder {tag}", "model": "bundle/encoder.onnx",
-                      "inputs": {"video": _save(out, f"enc_{tag}_video.npy", video)},
-                      "outputs": {"latent": _save(out, f"enc_{tag}_latent.npy", latent)}})
+        cases.append(
+            {
+                "name": f"encoder {tag}",
+                "model": "bundle/encoder.onnx",
+                "inputs": {"video": _save(out, f"enc_{tag}_video.npy", video)},
+                "outputs": {"latent": _save(out, f"enc_{tag}_latent.npy", latent)},
+            }
+        )
         decoded = vae.decode_scaled(latent).clamp(-1, 1)
-        cases.append({"name": f"decoder {tag}", "model": "bundle/decoder.onnx",
-                      "inputs": {"latent": _save(out, f"dec_{tag}_latent.npy", latent)},
-                      "outputs": {"video": _save(out, f"dec_{tag}_video.npy", decoded)}})
+        cases.append(
+            {
+                "name": f"decoder {tag}",
+                "model": "bundle/decoder.onnx",
+                "inputs": {"latent": _save(out, f"dec_{tag}_latent.npy", latent)},
+                "outputs": {"video": _save(out, f"dec_{tag}_video.npy", decoded)},
+            }
+        )
     # Streaming: frame 0, then 4 frames, then 4 more; every step's outputs are checked.
     video = torch.rand((1, 3, 9, 32, 32), generator=g) * 2 - 1
     latent, caches = vae.encode_step(video[:, :, :1])
     outputs = {"latent": _save(out, "init_latent.npy", latent)}
-    outputs.update({f"cache_out_{i}": _save(out, f"init_cache_{i}.npy", c) for i, c in enumerate(caches)})
-    cases.append({"name": "encoder_init", "model": "bundle/encoder_init.onnx",
-                  "inputs": {"video": _save(out, "init_video.npy", video[:, :, :1])}, "outputs": outputs})
+    outputs.update(
+        {f"cache_out_{i}": _save(out, f"init_cache_{i}.npy", c) for i, c in enumerate(caches)}
+    )
+    cases.append(
+        {
+            "name": "encoder_init",
+            "model": "bundle/encoder_init.onnx",
+            "inputs": {"video": _save(out, "init_video.npy", video[:, :, :1])},
+            "outputs": outputs,
+        }
+    )
     for k, start in enumerate((1, 5)):
         inputs = {"video": _save(out, f"step{k}_video.npy", video[:, :, start : start + 4])}
-        inputs.update({f"cache_{i}": _save(out, f"step{k}_cache_{i}.npy", c) for i, c in enumerate(caches)})
+        inputs.update(
+            {f"cache_{i}": _save(out, f"step{k}_cache_{i}.npy", c) for i, c in enumerate(caches)}
+        )
         latent, caches = vae.encode_step(video[:, :, start : start + 4], caches)
         outputs = {"latent": _save(out, f"step{k}_latent.npy", latent)}
-        outputs.update({f"cache_out_{i}": _save(out, f"step{k}_cache_out_{i}.npy", c) for i, c in enumerate(caches)})
-        cases.append({"name": f"encoder_step {k}", "model": "bundle/encoder_step.onnx",
-                      "inputs": inputs, "outputs": outputs})
+        outputs.update(
+            {
+                f"cache_out_{i}": _save(out, f"step{k}_cache_out_{i}.npy", c)
+                for i, c in enumerate(caches)
+            }
+        )
+        cases.append(
+            {
+                "name": f"encoder_step {k}",
+                "model": "bundle/encoder_step.onnx",
+                "inputs": inputs,
+                "outputs": outputs,
+            }
+        )
     for case in cases:
         case["tolerance"] = TOLERANCE
     return cases
@@ -94,8 +133,10 @@ def main(argv=None) -> int:
     vae = make_tiny_bundle(out)
     cases = make_cases(vae, out)
     config = vae.cfg.to_json()
-    metadata = {f"bundle/{n}.onnx": {"diffusable.autoencoder_config": config, "diffusable.role": n}
-                for n in ("encoder", "decoder", "encoder_init", "encoder_step")}
+    metadata = {
+        f"bundle/{n}.onnx": {"diffusable.autoencoder_config": config, "diffusable.role": n}
+        for n in ("encoder", "decoder", "encoder_init", "encoder_step")
+    }
     (out / "cases.json").write_text(json.dumps({"cases": cases, "metadata": metadata}, indent=1))
     print(f"wrote {len(cases)} cases to {out}")
     return 0

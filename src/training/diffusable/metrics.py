@@ -37,5 +37,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     var_d = F.conv2d(d * d, win, groups=c) - mu_d**2
     cov = F.conv2d(a * d, win, groups=c) - mu_a * mu_d
     c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_a * mu_d + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_d**2 + c1) * (var_a + var_d + c2))
+    s = ((2 * mu_a * mu_d + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_d**2 + c1) * (var_a + var_d + c2)
+    )
     return s.reshape(b, -1).mean(dim=1).float()

@@ -80,4 +80,6 @@ def sha256_file(path: Path) -> str:
 
 
 def file_entries(folder: Path, names: List[str]) -> Dict[str, Dict]:
-    return {n: {"sha256": sha256_file(folder / n), "bytes": (folder / n).stat().st_size} for n in names}
+    return {
+        n: {"sha256": sha256_file(folder / n), "bytes": (folder / n).stat().st_size} for n in names
+    }

@@ -1,4 +1,4 @@
-"""Train the causal 3D autoencoder, with (`--variant se`) or without (`baseline`) scale-equivariance.
+"""Train the causal 3D autoencoder with (`--variant se`) or without (`baseline`) SE loss.
 
     PYTHONPATH=src/training python3 -m diffusable.train_ae --config small --variant se --out runs/se
     torchrun --nproc_per_node 8 -m diffusable.train_ae --config base --variant se --out runs/se
@@ -67,13 +67,30 @@ class TrainConfig:
 
 TRAIN_PRESETS: Dict[str, TrainConfig] = {
     "tiny": TrainConfig(
-        steps=20, batch_size=2, lr=1e-3, warmup=2, log_every=1, eval_every=10, ckpt_every=10,
-        val_clips=4, train_per_class=3, val_per_class=1,
+        steps=20,
+        batch_size=2,
+        lr=1e-3,
+        warmup=2,
+        log_every=1,
+        eval_every=10,
+        ckpt_every=10,
+        val_clips=4,
+        train_per_class=3,
+        val_per_class=1,
     ),
     "small": TrainConfig(),
     "base": TrainConfig(
-        steps=50_000, batch_size=8, lr=2e-4, warmup=1000, disc_start=20_000, log_every=50,
-        eval_every=2500, ckpt_every=2500, val_clips=256, train_per_class=2000, val_per_class=50,
+        steps=50_000,
+        batch_size=8,
+        lr=2e-4,
+        warmup=1000,
+        disc_start=20_000,
+        log_every=50,
+        eval_every=2500,
+        ckpt_every=2500,
+        val_clips=256,
+        train_per_class=2000,
+        val_per_class=50,
     ),
 }
 
@@ -96,7 +113,9 @@ def parse_args(argv=None):
         ap.error(str(err))
     preset = TRAIN_PRESETS.get(args.config, TrainConfig())
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-    train_cfg = TrainConfig(**{**asdict(preset), **{k: v for k, v in overrides.items() if v is not None}})
+    train_cfg = TrainConfig(
+        **{**asdict(preset), **{k: v for k, v in overrides.items() if v is not None}}
+    )
     if args.variant == "baseline":
         train_cfg.se_weight = 0.0
     return args, model_cfg, train_cfg
@@ -112,8 +131,13 @@ def resolve_dataset(data: str, cfg: AutoencoderConfig, train_cfg: Optional[Train
 
     t = train_cfg or TrainConfig()
     return ensure_procedural(
-        None, seed=0, size=cfg.resolution, frames=cfg.frames, fps=cfg.fps,
-        train_per_class=t.train_per_class, val_per_class=t.val_per_class,
+        None,
+        seed=0,
+        size=cfg.resolution,
+        frames=cfg.frames,
+        fps=cfg.fps,
+        train_per_class=t.train_per_class,
+        val_per_class=t.val_per_class,
     )
 
 
@@ -160,7 +184,10 @@ def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> Non
 def calibrate_latent_scale(model: CausalVAE, clips: torch.Tensor, batch_size: int = 8) -> None:
     """Per-channel shift/scale so that scaled latents have zero mean and unit variance."""
     device = next(model.parameters()).device
-    means = [model.encode(clips[i : i + batch_size].to(device))[0] for i in range(0, len(clips), batch_size)]
+    means = [
+        model.encode(clips[i : i + batch_size].to(device))[0]
+        for i in range(0, len(clips), batch_size)
+    ]
     lat = torch.cat(means).transpose(0, 1).flatten(1)  # (C, N*t*h*w)
     model.latent_shift.copy_(lat.mean(dim=1))
     model.latent_scale.copy_(1.0 / lat.std(dim=1).clamp_min(1e-6))
@@ -186,10 +213,12 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"train_ae: {err}", file=sys.stderr)
         return 2
-    if (train_ds.frames, train_ds.height, train_ds.width) != (model_cfg.frames,) + (model_cfg.resolution,) * 2:
+    have = (train_ds.frames, train_ds.height, train_ds.width)
+    want = (model_cfg.frames, model_cfg.resolution, model_cfg.resolution)
+    if have != want:
         print(
-            f"train_ae: dataset clips are {train_ds.frames}x{train_ds.height}x{train_ds.width} but "
-            f"config {model_cfg.name} trains on {model_cfg.frames}x{model_cfg.resolution}x{model_cfg.resolution}",
+            f"train_ae: dataset clips are {'x'.join(map(str, have))} (frames x H x W) but config "
+            f"{model_cfg.name} trains on {'x'.join(map(str, want))}",
             file=sys.stderr,
         )
         return 2
@@ -203,7 +232,9 @@ def main(argv=None) -> int:
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[dist_info.local_rank] if device.type == "cuda" else None
         )
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
+    )
     disc = PatchDiscriminator().to(device) if cfg.disc_start >= 0 else None
     disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if disc else None
     autocast = (
@@ -229,24 +260,47 @@ def main(argv=None) -> int:
         events.write("status", step=step, status="resumed")
     else:
         events.write(
-            "config", step=0, run_id=run_id, kind="autoencoder", variant=args.variant,
-            model=model_cfg.to_dict(), train=asdict(cfg), data=str(data_root),
-            classes=train_ds.classes, train_clips=len(train_ds), val_clips=len(val_clips),
-            parameters={"encoder": count_parameters(vae.encoder), "decoder": count_parameters(vae.decoder)},
-            device=str(device), world_size=dist_info.world_size, torch=torch.__version__,
+            "config",
+            step=0,
+            run_id=run_id,
+            kind="autoencoder",
+            variant=args.variant,
+            model=model_cfg.to_dict(),
+            train=asdict(cfg),
+            data=str(data_root),
+            classes=train_ds.classes,
+            train_clips=len(train_ds),
+            val_clips=len(val_clips),
+            parameters={
+                "encoder": count_parameters(vae.encoder),
+                "decoder": count_parameters(vae.decoder),
+            },
+            device=str(device),
+            world_size=dist_info.world_size,
+            torch=torch.__version__,
         )
         events.write("status", step=0, status="started")
 
     def save(final: bool = False) -> None:
         if not is_main:
             return
-        save_checkpoint(ckpt_path, {
-            "kind": "autoencoder", "config": model_cfg.to_dict(), "variant": args.variant,
-            "train": asdict(cfg), "run_id": run_id, "step": step, "final": final,
-            "model": vae.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-            "disc": disc.state_dict() if disc else None,
-            "disc_opt": disc_opt.state_dict() if disc else None,
-        })
+        save_checkpoint(
+            ckpt_path,
+            {
+                "kind": "autoencoder",
+                "config": model_cfg.to_dict(),
+                "variant": args.variant,
+                "train": asdict(cfg),
+                "run_id": run_id,
+                "step": step,
+                "final": final,
+                "model": vae.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": opt.state_dict(),
+                "disc": disc.state_dict() if disc else None,
+                "disc_opt": disc_opt.state_dict() if disc else None,
+            },
+        )
         events.write("checkpoint", step=step, path=str(ckpt_path.relative_to(out)), final=final)
 
     def evaluate() -> Dict:
@@ -259,7 +313,9 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- loop
     progress = Progress(cfg.steps, step, enabled=is_main)
-    latent_shape = (cfg.batch_size,) + model_cfg.latent_shape(model_cfg.frames, model_cfg.resolution, model_cfg.resolution)
+    latent_shape = (cfg.batch_size,) + model_cfg.latent_shape(
+        model_cfg.frames, model_cfg.resolution, model_cfg.resolution
+    )
     stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
     sums: Dict[str, float] = {}
     t_last = time.time()
@@ -312,8 +368,12 @@ def main(argv=None) -> int:
             means = {k: v / n for k, v in sums.items()}
             now = time.time()
             events.write(
-                "train", step=step, lr=lr_at(step - 1, cfg), se_mode=mode if cfg.se_weight > 0 else None,
-                steps_per_s=n / max(now - t_last, 1e-9), **means,
+                "train",
+                step=step,
+                lr=lr_at(step - 1, cfg),
+                se_mode=mode if cfg.se_weight > 0 else None,
+                steps_per_s=n / max(now - t_last, 1e-9),
+                **means,
             )
             progress.line(step, loss=means["loss"], rec=means["loss_rec"])
             sums, t_last = {}, now
@@ -331,7 +391,9 @@ def main(argv=None) -> int:
         calibrate_latent_scale(ema, train_clips)
         final = evaluate()
         save(final=True)
-        events.write("status", step=step, status="completed", **{k: final[k] for k in ("psnr", "ssim")})
+        events.write(
+            "status", step=step, status="completed", **{k: final[k] for k in ("psnr", "ssim")}
+        )
     distributed.cleanup()
     return 0
 
