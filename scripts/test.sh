@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The test runner behind `npm test`: pytest (tests/python), then node's test runner on every
+# tests/node/*.test.ts through tsx. Both always run; either failing fails the whole, and so does
+# pytest finding no tests (its exit 5).
+#   scripts/test.sh [all|py|node] [extra args for that runner]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-all}"
+(($# > 0)) && shift
+
+run_py() {
+  /usr/bin/python3 -m pytest tests/python -q "$@"
+  local status=$?
+  if ((status == 5)); then echo "test: pytest collected no tests in tests/python" >&2; fi
+  return "$status"
+}
+
+run_node() {
+  shopt -s nullglob
+  local files=(tests/node/*.test.ts)
+  if ((${#files[@]} == 0)); then
+    echo "test: no tests/node/*.test.ts files" >&2
+    return 1
+  fi
+  node --import tsx --test "$@" "${files[@]}"
+}
+
+case "$mode" in
+  py) run_py "$@" ;;
+  node) run_node "$@" ;;
+  all)
+    py_status=0
+    node_status=0
+    run_py || py_status=$?
+    run_node || node_status=$?
+    if ((py_status != 0 || node_status != 0)); then
+      echo "test: FAILED (pytest exit $py_status, node tests exit $node_status)" >&2
+      exit 1
+    fi
+    ;;
+  *)
+    echo "usage: scripts/test.sh [all|py|node] [runner args]" >&2
+    exit 2
+    ;;
+esac
