@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   ffmpeg python3-torch python3-numpy python3-scipy python3-pytest python3-skimage
-  libopenblas0-pthread black flake8 chromium
+  python3-matplotlib libopenblas0-pthread black flake8 chromium
 )
 
 missing=()
