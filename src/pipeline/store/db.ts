@@ -1,0 +1,46 @@
+// Opening the database: better-sqlite3 in WAL mode with a busy timeout, foreign keys on, and the
+// drizzle-kit migrations in migrations/ applied before anything else touches it.
+
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import Database from "better-sqlite3";
+import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
+import { migrate } from "drizzle-orm/better-sqlite3/migrator";
+import * as schema from "./schema.ts";
+
+export type Db = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
+
+export const MIGRATIONS_DIR = resolve(import.meta.dirname, "../../../migrations");
+
+export interface OpenDbOptions {
+  busyTimeoutMs?: number;
+  migrationsDir?: string;
+}
+
+/** Opens (creating if needed) the SQLite file and applies pending migrations. */
+export function openDb(file: string, options: OpenDbOptions = {}): Db {
+  mkdirSync(dirname(file), { recursive: true });
+  const sqlite = new Database(file);
+  try {
+    sqlite.pragma("journal_mode = WAL");
+    sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    sqlite.pragma("foreign_keys = ON");
+    sqlite.pragma("synchronous = NORMAL");
+    const db = drizzle(sqlite, { schema });
+    migrate(db, { migrationsFolder: options.migrationsDir ?? MIGRATIONS_DIR });
+    return db as Db;
+  } catch (err) {
+    sqlite.close();
+    throw new Error(`cannot open database ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export function closeDb(db: Db): void {
+  if (db.$client.open) db.$client.close();
+}
+
+/** `PRAGMA integrity_check`: "ok" when the file is sound. */
+export function integrityCheck(db: Db): string {
+  const rows = db.$client.pragma("integrity_check") as { integrity_check: string }[];
+  return rows.map((r) => r.integrity_check).join("; ");
+}
