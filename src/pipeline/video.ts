@@ -1,0 +1,435 @@
+// Video I/O: the one module that runs ffmpeg and ffprobe (Debian's binaries, found on PATH).
+// ffmpeg runs through fluent-ffmpeg; ffprobe runs through execFile because fluent-ffmpeg's
+// ffprobe() offers neither a timeout nor a way to kill a hung probe.
+// Frames are rgb24, row-major, size x size x 3 bytes (one Uint8Array per frame).
+
+import { execFile } from "node:child_process";
+import { open, rm, stat } from "node:fs/promises";
+import type { PassThrough } from "node:stream";
+import { Readable } from "node:stream";
+import ffmpeg from "fluent-ffmpeg";
+import { PipelineError } from "./errors.ts";
+
+export type VideoErrorCode =
+  | "not_found"
+  | "empty_file"
+  | "not_a_video"
+  | "no_video_stream"
+  | "truncated"
+  | "bad_dimensions"
+  | "timeout"
+  | "aborted"
+  | "ffmpeg_failed";
+
+/** A video that ffmpeg cannot or may not read, or an ffmpeg run that failed. */
+export class VideoError extends PipelineError {
+  override name = "VideoError";
+  declare readonly code: VideoErrorCode;
+  constructor(code: VideoErrorCode, message: string, options?: { cause?: unknown }) {
+    const status = code === "ffmpeg_failed" || code === "aborted" ? 500 : 422;
+    super(code, message, code === "not_found" ? 404 : status, options);
+  }
+}
+
+/** Side lengths (as the header declares them) that we refuse before decoding anything. */
+export const MIN_SIDE = 8;
+export const MAX_SIDE = 8192;
+
+export interface VideoInfo {
+  width: number;
+  height: number;
+  fps: number;
+  durationS: number | null;
+  /** Frame count from the container header, when it has one (mp4 does, mkv does not). */
+  frames: number | null;
+  codec: string;
+  pixFmt: string | null;
+  hasAudio: boolean;
+}
+
+interface ProbeStream {
+  codec_type?: string;
+  codec_name?: string;
+  width?: number;
+  height?: number;
+  pix_fmt?: string;
+  avg_frame_rate?: string;
+  r_frame_rate?: string;
+  nb_frames?: string;
+  duration?: string;
+}
+
+/** ffmpeg's own words, minus the "path: " prefix it puts on input errors. */
+function tail(stderr: string, lines = 6): string {
+  const kept = stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0)
+    .slice(-lines);
+  return kept.join("; ") || "(no output)";
+}
+
+async function startsWithFtyp(path: string): Promise<boolean> {
+  const file = await open(path, "r");
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await file.read(head, 0, 8, 0);
+    return bytesRead === 8 && head.toString("latin1", 4, 8) === "ftyp";
+  } finally {
+    await file.close();
+  }
+}
+
+/** Maps ffmpeg/ffprobe stderr of a failed read onto a stable code. */
+async function classify(path: string, stderr: string): Promise<VideoErrorCode> {
+  if (/moov atom not found/i.test(stderr)) {
+    // An MP4 that starts like one but has no index was cut short; anything else is not a video.
+    return (await startsWithFtyp(path).catch(() => false)) ? "truncated" : "not_a_video";
+  }
+  if (/partial file|truncat|end of file|unexpected eof|Invalid NAL unit size/i.test(stderr)) {
+    return "truncated";
+  }
+  if (/Invalid data found|could not find codec parameters|unknown format/i.test(stderr)) {
+    return "not_a_video";
+  }
+  return "ffmpeg_failed";
+}
+
+function parseRate(rate: string | undefined): number {
+  const [num, den] = (rate ?? "0/0").split("/").map(Number);
+  return num && den ? num / den : 0;
+}
+
+async function checkFile(path: string): Promise<void> {
+  let size: number;
+  try {
+    size = (await stat(path)).size;
+  } catch (err) {
+    throw new VideoError("not_found", `cannot read ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (size === 0) throw new VideoError("empty_file", `${path} is empty (0 bytes)`);
+}
+
+/** Reads the header with ffprobe; rejects empty files, non-videos and absurd dimensions. */
+export async function probeVideo(
+  path: string,
+  opts: { timeoutMs?: number } = {},
+): Promise<VideoInfo> {
+  await checkFile(path);
+  const args = ["-v", "error", "-of", "json", "-show_streams", "-show_format", path];
+  const { stdout, stderr, error } = await new Promise<{
+    stdout: string;
+    stderr: string;
+    error: (Error & { killed?: boolean }) | null;
+  }>((resolve) => {
+    execFile(
+      "ffprobe",
+      args,
+      { timeout: opts.timeoutMs ?? 30_000, killSignal: "SIGKILL", maxBuffer: 16 << 20 },
+      (error, stdout, stderr) => resolve({ stdout, stderr, error }),
+    );
+  });
+  if (error) {
+    if (error.killed) {
+      throw new VideoError("timeout", `ffprobe took longer than ${opts.timeoutMs ?? 30_000} ms`);
+    }
+    const code = await classify(path, stderr);
+    throw new VideoError(code, `ffprobe cannot read the file: ${tail(stderr)}`, { cause: error });
+  }
+  let parsed: { streams?: ProbeStream[]; format?: { duration?: string } };
+  try {
+    parsed = JSON.parse(stdout);
+  } catch (err) {
+    throw new VideoError("ffmpeg_failed", `ffprobe printed no JSON: ${tail(stderr)}`, {
+      cause: err,
+    });
+  }
+  const streams = parsed.streams ?? [];
+  const video = streams.find((s) => s.codec_type === "video");
+  if (video === undefined) {
+    const kinds = streams.map((s) => s.codec_type ?? "unknown");
+    if (kinds.length === 0) {
+      throw new VideoError("not_a_video", `no streams found in the file: ${tail(stderr)}`);
+    }
+    throw new VideoError(
+      "no_video_stream",
+      `the file has no video stream (it has ${kinds.join(", ")})`,
+    );
+  }
+  const width = video.width ?? 0;
+  const height = video.height ?? 0;
+  if (!(width >= MIN_SIDE && height >= MIN_SIDE && width <= MAX_SIDE && height <= MAX_SIDE)) {
+    throw new VideoError(
+      "bad_dimensions",
+      `the video header declares ${width}x${height} frames; each side must be ${MIN_SIDE}..${MAX_SIDE} pixels`,
+    );
+  }
+  const duration = Number(video.duration ?? parsed.format?.duration);
+  const frames = Number(video.nb_frames);
+  return {
+    width,
+    height,
+    fps: parseRate(video.avg_frame_rate) || parseRate(video.r_frame_rate),
+    durationS: Number.isFinite(duration) ? duration : null,
+    frames: Number.isInteger(frames) && frames > 0 ? frames : null,
+    codec: video.codec_name ?? "unknown",
+    pixFmt: video.pix_fmt ?? null,
+    hasAudio: streams.some((s) => s.codec_type === "audio"),
+  };
+}
+
+export interface DecodeOptions {
+  /** Output frame rate; omitted: the source's own frames. */
+  fps?: number;
+  /** Side of the square output: the shorter side is resized to it, then a centre crop. */
+  size: number;
+  maxFrames?: number;
+  /** Skip this many output frames (counted at the output fps). */
+  startFrame?: number;
+  /** Wall-clock limit for the whole decode, including time the consumer spends between frames. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Called with ffmpeg's pid once it runs (tests use it to check that it was killed). */
+  onSpawn?: (pid: number) => void;
+}
+
+/** The filter chain, the same as the training data's (diffusable.data.ingest). */
+export function frameFilter(size: number, fps?: number, startFrame = 0): string {
+  return [
+    ...(fps ? [`fps=${fps}`] : []),
+    ...(startFrame > 0 ? [`trim=start_frame=${startFrame}`, "setpts=PTS-STARTPTS"] : []),
+    "scale=iw*sar:ih",
+    "setsar=1",
+    `scale=${size}:${size}:force_original_aspect_ratio=increase`,
+    `crop=${size}:${size}`,
+  ].join(",");
+}
+
+/**
+ * Decoded frames, one rgb24 Uint8Array of size*size*3 bytes each. ffmpeg's stdout arrives in
+ * chunks that do not align with frames, so bytes are gathered into whole frames here. ffmpeg is
+ * killed on timeout, abort, error, or when the consumer stops early (return/break).
+ */
+export async function* decodeFrames(
+  path: string,
+  opts: DecodeOptions,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  if (!(Number.isInteger(opts.size) && opts.size >= 1 && opts.size <= MAX_SIDE)) {
+    throw new VideoError("bad_dimensions", `decode size must be 1..${MAX_SIDE}, got ${opts.size}`);
+  }
+  if (opts.signal?.aborted) throw new VideoError("aborted", "aborted before decoding");
+  const started = Date.now();
+  await probeVideo(path, { timeoutMs: opts.timeoutMs });
+  const frameBytes = opts.size * opts.size * 3;
+  const command = ffmpeg(path)
+    .inputOptions(["-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1"])
+    .videoFilters(frameFilter(opts.size, opts.fps, opts.startFrame ?? 0))
+    .noAudio()
+    .outputOptions([
+      "-f",
+      "rawvideo",
+      "-pix_fmt",
+      "rgb24",
+      ...(opts.maxFrames !== undefined ? ["-frames:v", String(opts.maxFrames)] : []),
+    ]);
+
+  let failure: VideoError | null = null;
+  let exited = false;
+  const fail = (err: VideoError) => {
+    failure ??= err;
+    if (!exited) command.kill("SIGKILL");
+  };
+  const exit = new Promise<void>((resolve) => {
+    command.on("end", () => {
+      exited = true;
+      resolve();
+    });
+    command.on("error", (err: Error, _stdout: string | null, stderr: string | null) => {
+      exited = true;
+      if (failure === null) {
+        classify(path, stderr ?? "").then(
+          (code) => {
+            failure = new VideoError(
+              code,
+              `ffmpeg cannot decode ${path}: ${tail(stderr ?? err.message)}`,
+              {
+                cause: err,
+              },
+            );
+            resolve();
+          },
+          () => resolve(),
+        );
+      } else {
+        resolve();
+      }
+    });
+  });
+  command.on("start", () => {
+    const proc = (command as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc;
+    if (proc?.pid !== undefined) opts.onSpawn?.(proc.pid);
+  });
+  const timeLeft = opts.timeoutMs - (Date.now() - started);
+  const timer = setTimeout(
+    () => fail(new VideoError("timeout", `decoding ${path} took longer than ${opts.timeoutMs} ms`)),
+    Math.max(0, timeLeft),
+  );
+  const onAbort = () => fail(new VideoError("aborted", `decoding ${path} was aborted`));
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+
+  const out = command.pipe() as PassThrough;
+  let frame = new Uint8Array(frameBytes);
+  let filled = 0;
+  try {
+    for await (const chunk of out as AsyncIterable<Buffer>) {
+      let offset = 0;
+      while (offset < chunk.length) {
+        const n = Math.min(frameBytes - filled, chunk.length - offset);
+        frame.set(chunk.subarray(offset, offset + n), filled);
+        filled += n;
+        offset += n;
+        if (filled === frameBytes) {
+          if (failure) throw failure;
+          yield frame;
+          frame = new Uint8Array(frameBytes);
+          filled = 0;
+        }
+      }
+    }
+    await exit;
+    if (failure) throw failure;
+    if (filled !== 0) {
+      throw new VideoError(
+        "truncated",
+        `ffmpeg ended in the middle of a frame (${filled} of ${frameBytes} bytes)`,
+      );
+    }
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onAbort);
+    if (!exited) {
+      command.kill("SIGKILL");
+      await exit;
+    }
+  }
+}
+
+export type VideoFormat = "mp4" | "webm" | "gif";
+
+export interface EncodeVideoOptions {
+  width: number;
+  height: number;
+  fps: number;
+  format: VideoFormat;
+  outPath: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+const EVEN = "pad=ceil(iw/2)*2:ceil(ih/2)*2"; // yuv420p needs even sides
+
+function formatOptions(format: VideoFormat): { filter: string; options: string[] } {
+  switch (format) {
+    case "mp4":
+      return {
+        filter: EVEN,
+        options: [
+          ...["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"],
+          ...["-movflags", "+faststart", "-f", "mp4"],
+        ],
+      };
+    case "webm":
+      return {
+        filter: EVEN,
+        options: [
+          ...["-c:v", "libvpx-vp9", "-crf", "30", "-b:v", "0", "-pix_fmt", "yuv420p"],
+          ...["-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1", "-f", "webm"],
+        ],
+      };
+    case "gif":
+      // One pass with a palette computed from the whole clip, so colours are not dithered to
+      // the default 256-colour palette.
+      return {
+        filter: "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer",
+        options: ["-f", "gif"],
+      };
+  }
+}
+
+/**
+ * Writes rgb24 frames (width*height*3 bytes each) to outPath as mp4 (H.264, yuv420p, faststart),
+ * webm (VP9) or gif. Frames stream into ffmpeg's stdin with backpressure. On failure the partial
+ * output is removed.
+ */
+export async function encodeFrames(
+  frames: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opts: EncodeVideoOptions,
+): Promise<{ frames: number }> {
+  const { width, height, fps } = opts;
+  if (!(width >= 1 && height >= 1 && width <= MAX_SIDE && height <= MAX_SIDE)) {
+    throw new VideoError("bad_dimensions", `cannot encode ${width}x${height} frames`);
+  }
+  const frameBytes = width * height * 3;
+  let count = 0;
+  let failure: VideoError | null = null;
+  async function* checked() {
+    for await (const f of frames) {
+      if (f.length !== frameBytes) {
+        failure = new VideoError(
+          "bad_dimensions",
+          `frame ${count} has ${f.length} bytes, expected ${width}x${height}x3 = ${frameBytes}`,
+        );
+        throw failure;
+      }
+      count++;
+      yield f;
+    }
+  }
+  const input = Readable.from(checked(), { objectMode: false });
+  const { filter, options } = formatOptions(opts.format);
+  const command = ffmpeg(input)
+    .inputOptions(["-hide_banner", "-loglevel", "error"])
+    .inputFormat("rawvideo")
+    .inputOptions(["-pix_fmt", "rgb24", "-s", `${width}x${height}`, "-r", String(fps)])
+    .outputOptions(["-an", "-vf", filter, ...options, "-y"])
+    .output(opts.outPath);
+
+  const done = new Promise<void>((resolve, reject) => {
+    command.on("end", () => resolve());
+    command.on("error", (err: Error, _stdout: string | null, stderr: string | null) => {
+      reject(
+        failure ??
+          new VideoError(
+            "ffmpeg_failed",
+            `ffmpeg cannot write ${opts.format}: ${tail(stderr ?? err.message)}`,
+            {
+              cause: err,
+            },
+          ),
+      );
+    });
+  });
+  const timer = setTimeout(() => {
+    failure ??= new VideoError("timeout", `encoding took longer than ${opts.timeoutMs} ms`);
+    command.kill("SIGKILL");
+  }, opts.timeoutMs ?? 600_000);
+  const onAbort = () => {
+    failure ??= new VideoError("aborted", "encoding was aborted");
+    command.kill("SIGKILL");
+  };
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  command.run();
+  try {
+    await done;
+    if (count === 0) throw new VideoError("ffmpeg_failed", "no frames to encode");
+    return { frames: count };
+  } catch (err) {
+    await rm(opts.outPath, { force: true });
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onAbort);
+  }
+}
