@@ -1,0 +1,516 @@
+// The durable job runner. Jobs live in SQLite (store/jobs.ts); the runner takes queued jobs oldest
+// first, at most `concurrency` at a time, and runs their items one by one through the pipeline.
+// Every output is written under a temporary name (".tmp-*") in the data dir and renamed when it is
+// complete, so a file at an output path is always whole; its sha256 is recorded with the item.
+// On start-up, jobs left "running" by a crash are resumed (items that succeeded are kept) or, when
+// their inputs are gone, finished with the reason. `runItem` is also what the CLI runs, so HTTP and
+// CLI produce the same bytes.
+
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { decodeLatents, type EncodeMode, encodeFile, reconstructFile } from "./encode.ts";
+import { PipelineError } from "./errors.ts";
+import { encodeNpy, readNpy } from "./npy.ts";
+import type { ModelRuntime } from "./runtime.ts";
+import type { Db } from "./store/db.ts";
+import {
+  claimNextJob,
+  getJob,
+  type JobWithItems,
+  jobsWithStatus,
+  setItem,
+  setJob,
+  cancelJob as storeCancelJob,
+} from "./store/jobs.ts";
+import type { JobItemRow, JobKind } from "./store/schema.ts";
+
+export const TMP_PREFIX = ".tmp-";
+export const VIDEO_FORMATS = ["mp4", "webm", "gif"] as const;
+export type VideoFormat = (typeof VIDEO_FORMATS)[number];
+
+/** Options of each job kind, as validated by the HTTP layer (and the CLI). */
+export interface EncodeJobOptions {
+  mode: EncodeMode;
+  fps?: number;
+  dtype: "float32" | "float16";
+}
+export interface VideoJobOptions {
+  format: VideoFormat;
+  fps?: number;
+}
+export type JobOptions = EncodeJobOptions | VideoJobOptions;
+
+/** A job that crashed the server this many times is failed rather than resumed again. */
+export const MAX_ATTEMPTS = 3;
+
+export interface ItemResult {
+  /** Output files by role: {latents, metadata} for encode, {video} for decode/reconstruct. */
+  outputs: Record<string, string>;
+  /** sha256 of the main output (latents or video). */
+  sha256: string;
+  metadata: Record<string, unknown>;
+}
+
+export interface RunItemArgs {
+  runtime: ModelRuntime;
+  kind: JobKind;
+  model: string;
+  options: JobOptions;
+  inputPath: string;
+  sourceName: string;
+  /** Directory for the outputs; `baseName` + extension names them. */
+  outDir: string;
+  baseName: string;
+  signal?: AbortSignal;
+  onProgress?: (fraction: number) => void;
+}
+
+export function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+async function fileSha256(path: string): Promise<string> {
+  return sha256(await readFile(path));
+}
+
+function tmpPath(dir: string, base: string, ext: string): string {
+  return join(dir, `${TMP_PREFIX}${base}-${randomBytes(4).toString("hex")}.${ext}`);
+}
+
+/** Writes bytes under a temporary name, fsyncs, and renames into place. */
+async function writeAtomic(
+  path: string,
+  dir: string,
+  base: string,
+  ext: string,
+  bytes: Uint8Array,
+) {
+  const tmp = tmpPath(dir, base, ext);
+  try {
+    const handle = await open(tmp, "w");
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Lets a pipeline call write to a temporary file, then fsyncs and renames it into place. */
+async function produceAtomic<T>(
+  path: string,
+  dir: string,
+  base: string,
+  ext: string,
+  produce: (tmp: string) => Promise<T>,
+): Promise<T> {
+  const tmp = tmpPath(dir, base, ext);
+  try {
+    const result = await produce(tmp);
+    const handle = await open(tmp, "r+");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
+    return result;
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Runs one item through the pipeline and writes its outputs atomically into outDir. */
+export async function runItem(args: RunItemArgs): Promise<ItemResult> {
+  const { runtime, model, inputPath, outDir, baseName, signal } = args;
+  await mkdir(outDir, { recursive: true });
+  if (args.kind === "encode") {
+    const options = args.options as EncodeJobOptions;
+    const result = await encodeFile(runtime, model, inputPath, {
+      mode: options.mode,
+      dtype: options.dtype,
+      ...(options.fps !== undefined ? { fps: options.fps } : {}),
+      ...(signal ? { signal } : {}),
+      onProgress: ({ framesDone, framesTotal }) => {
+        if (framesTotal) args.onProgress?.(Math.min(1, framesDone / framesTotal));
+      },
+    });
+    const latents = encodeNpy(result.latents);
+    const metadata = { ...result.meta, source: args.sourceName };
+    const latentsPath = join(outDir, `${baseName}.npy`);
+    const metadataPath = join(outDir, `${baseName}.json`);
+    await writeAtomic(latentsPath, outDir, baseName, "npy", latents);
+    await writeAtomic(
+      metadataPath,
+      outDir,
+      baseName,
+      "json",
+      new TextEncoder().encode(`${JSON.stringify(metadata, null, 2)}\n`),
+    );
+    return {
+      outputs: { latents: latentsPath, metadata: metadataPath },
+      sha256: sha256(latents),
+      metadata,
+    };
+  }
+  const options = args.options as VideoJobOptions;
+  const videoPath = join(outDir, `${baseName}.${options.format}`);
+  if (args.kind === "decode") {
+    const latents = await readNpy(inputPath).catch((err: Error) => {
+      throw new PipelineError("bad_latents", `${args.sourceName}: ${err.message}`, 400);
+    });
+    const result = await produceAtomic(videoPath, outDir, baseName, options.format, (tmp) =>
+      decodeLatents(runtime, model, latents, {
+        format: options.format,
+        outPath: tmp,
+        ...(signal ? { signal } : {}),
+      }),
+    );
+    return {
+      outputs: { video: videoPath },
+      sha256: await fileSha256(videoPath),
+      metadata: { source: args.sourceName, frames: result.frames, format: options.format },
+    };
+  }
+  const result = await produceAtomic(videoPath, outDir, baseName, options.format, (tmp) =>
+    reconstructFile(runtime, model, inputPath, {
+      format: options.format,
+      outPath: tmp,
+      ...(options.fps !== undefined ? { fps: options.fps } : {}),
+      ...(signal ? { signal } : {}),
+    }),
+  );
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  return {
+    outputs: { video: videoPath },
+    sha256: await fileSha256(videoPath),
+    metadata: {
+      source: args.sourceName,
+      format: options.format,
+      frames: result.frames,
+      psnr: result.psnr,
+      ssim: result.ssim,
+      psnrMean: mean(result.psnr),
+      ssimMean: mean(result.ssim),
+    },
+  };
+}
+
+/** A pipeline error's code and message, or "internal" for anything else. */
+export function errorInfo(err: unknown): { code: string; message: string } {
+  if (err instanceof PipelineError) return { code: err.code, message: err.message };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: "internal", message };
+}
+
+export interface JobRunnerOptions {
+  db: Db;
+  runtime: ModelRuntime;
+  dataDir: string;
+  /** Jobs run at the same time. */
+  concurrency: number;
+  log?: (line: string) => void;
+}
+
+export interface RecoveryReport {
+  resumed: string[];
+  failed: string[];
+  removedTemp: number;
+}
+
+export function uploadsDir(dataDir: string, jobId?: string): string {
+  return jobId ? join(dataDir, "uploads", jobId) : join(dataDir, "uploads");
+}
+
+export function outputsDir(dataDir: string, jobId?: string): string {
+  return jobId ? join(dataDir, "outputs", jobId) : join(dataDir, "outputs");
+}
+
+/** Removes every ".tmp-*" file or folder under dir (recursively); returns how many. */
+export async function removeTempFiles(dir: string): Promise<number> {
+  let removed = 0;
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.name.startsWith(TMP_PREFIX)) {
+      await rm(path, { recursive: true, force: true });
+      removed++;
+    } else if (entry.isDirectory()) {
+      removed += await removeTempFiles(path);
+    }
+  }
+  return removed;
+}
+
+export class JobRunner {
+  readonly #db: Db;
+  readonly #runtime: ModelRuntime;
+  readonly #dataDir: string;
+  readonly #concurrency: number;
+  readonly #log: (line: string) => void;
+  readonly #active = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  #started = false;
+  #stopping = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(options: JobRunnerOptions) {
+    this.#db = options.db;
+    this.#runtime = options.runtime;
+    this.#dataDir = options.dataDir;
+    this.#concurrency = Math.max(1, options.concurrency);
+    this.#log = options.log ?? (() => {});
+  }
+
+  get dataDir(): string {
+    return this.#dataDir;
+  }
+
+  /** Recovers what a crash left behind, then starts taking queued jobs. */
+  async start(): Promise<RecoveryReport> {
+    const report = await this.recover();
+    this.#started = true;
+    this.notify();
+    return report;
+  }
+
+  /** Re-queues or fails jobs left running, and deletes temporary files. Call before start. */
+  async recover(): Promise<RecoveryReport> {
+    const report: RecoveryReport = { resumed: [], failed: [], removedTemp: 0 };
+    report.removedTemp =
+      (await removeTempFiles(outputsDir(this.#dataDir))) +
+      (await removeTempFiles(uploadsDir(this.#dataDir)));
+    for (const { job, items } of jobsWithStatus(this.#db, "running")) {
+      if (job.attempts >= MAX_ATTEMPTS) {
+        for (const item of items) {
+          if (item.status === "queued" || item.status === "running") {
+            setItem(this.#db, job.id, item.index, {
+              status: "failed",
+              errorCode: "interrupted",
+              errorMessage: `the server stopped during this job ${job.attempts} times`,
+              finishedAt: new Date(),
+            });
+          }
+        }
+        this.#finish(job.id, {
+          code: "interrupted",
+          message: `the server stopped during this job ${job.attempts} times; not resuming it again`,
+        });
+        report.failed.push(job.id);
+        continue;
+      }
+      let pending = 0;
+      for (const item of items) {
+        const outputsGone =
+          item.status === "succeeded" &&
+          Object.values(item.outputs ?? {}).some((p) => !existsSync(p));
+        if (item.status !== "running" && item.status !== "queued" && !outputsGone) continue;
+        if (!existsSync(item.inputPath)) {
+          setItem(this.#db, job.id, item.index, {
+            status: "failed",
+            errorCode: "input_missing",
+            errorMessage: `the input of ${item.sourceName} is gone (${item.inputPath}); cannot resume`,
+            outputs: null,
+            outputSha256: null,
+            finishedAt: new Date(),
+          });
+        } else {
+          setItem(this.#db, job.id, item.index, {
+            status: "queued",
+            outputs: null,
+            outputSha256: null,
+          });
+          pending++;
+        }
+      }
+      if (pending > 0) {
+        setJob(this.#db, job.id, { status: "queued" });
+        report.resumed.push(job.id);
+      } else {
+        const reason = this.#finish(job.id, {
+          code: "interrupted",
+          message: "the server stopped during this job and its inputs are gone",
+        });
+        if (reason === "failed") report.failed.push(job.id);
+        else report.resumed.push(job.id);
+      }
+    }
+    for (const line of [
+      report.resumed.length ? `jobs: resuming ${report.resumed.join(", ")}` : "",
+      report.failed.length ? `jobs: failed after a crash: ${report.failed.join(", ")}` : "",
+      report.removedTemp ? `jobs: removed ${report.removedTemp} temporary file(s)` : "",
+    ]) {
+      if (line) this.#log(line);
+    }
+    return report;
+  }
+
+  /** Call after inserting a job: starts it if a slot is free. */
+  notify(): void {
+    if (!this.#started || this.#stopping) return;
+    while (this.#active.size < this.#concurrency) {
+      const next = claimNextJob(this.#db);
+      if (!next) break;
+      const controller = new AbortController();
+      const entry = { controller, done: Promise.resolve() };
+      this.#active.set(next.job.id, entry);
+      entry.done = this.#run(next, controller.signal)
+        .catch((err) => this.#log(`jobs: ${next.job.id}: ${(err as Error).stack ?? err}`))
+        .finally(() => {
+          this.#active.delete(next.job.id);
+          this.notify();
+          if (this.#active.size === 0) {
+            for (const resolve of this.#idleWaiters.splice(0)) resolve();
+          }
+        });
+    }
+  }
+
+  /** Cancels a queued or running job; false if it had already finished or does not exist. */
+  cancel(jobId: string): boolean {
+    const canceled = storeCancelJob(this.#db, jobId);
+    if (canceled) {
+      this.#active.get(jobId)?.controller.abort(new PipelineError("canceled", "canceled", 400));
+      void rm(uploadsDir(this.#dataDir, jobId), { recursive: true, force: true });
+    }
+    return canceled;
+  }
+
+  /** Resolves when no job is running (queued jobs may remain only if stopping). */
+  idle(): Promise<void> {
+    if (this.#active.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  get running(): number {
+    return this.#active.size;
+  }
+
+  /** Stops taking jobs and aborts running ones; they stay "running" in the db and resume on start. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const { controller } of this.#active.values()) controller.abort(new Error("stopping"));
+    await Promise.all([...this.#active.values()].map((a) => a.done));
+  }
+
+  async #run({ job, items }: JobWithItems, signal: AbortSignal): Promise<void> {
+    const total = items.length;
+    let done = items.filter((i) => i.status !== "queued" && i.status !== "running").length;
+    let lastWrite = 0;
+    const progress = (fraction: number, force = false) => {
+      const now = Date.now();
+      if (!force && now - lastWrite < 250) return;
+      lastWrite = now;
+      setJob(this.#db, job.id, { progress: Math.min(1, (done + fraction) / Math.max(1, total)) });
+    };
+    progress(0, true);
+    for (const item of items) {
+      if (item.status !== "queued" && item.status !== "running") continue;
+      if (signal.aborted) break;
+      await this.#runOne(
+        job.id,
+        job.kind,
+        job.model,
+        job.options as unknown as JobOptions,
+        item,
+        signal,
+        progress,
+      );
+      if (this.#stopping) return;
+      done++;
+      progress(0, true);
+    }
+    if (this.#stopping) return;
+    const current = getJob(this.#db, job.id);
+    if (current?.job.status !== "running") return; // canceled meanwhile
+    this.#finish(job.id);
+  }
+
+  async #runOne(
+    jobId: string,
+    kind: JobKind,
+    model: string,
+    options: JobOptions,
+    item: JobItemRow,
+    signal: AbortSignal,
+    progress: (fraction: number) => void,
+  ): Promise<void> {
+    setItem(this.#db, jobId, item.index, { status: "running", startedAt: new Date() });
+    try {
+      if (!existsSync(item.inputPath)) {
+        throw new PipelineError("input_missing", `the input of ${item.sourceName} is gone`, 500);
+      }
+      const result = await runItem({
+        runtime: this.#runtime,
+        kind,
+        model,
+        options,
+        inputPath: item.inputPath,
+        sourceName: item.sourceName,
+        outDir: outputsDir(this.#dataDir, jobId),
+        baseName: String(item.index),
+        signal,
+        onProgress: progress,
+      });
+      setItem(this.#db, jobId, item.index, {
+        status: "succeeded",
+        outputs: result.outputs,
+        outputSha256: result.sha256,
+        metadata: result.metadata,
+        errorCode: null,
+        errorMessage: null,
+        finishedAt: new Date(),
+      });
+    } catch (err) {
+      if (this.#stopping) return; // left "running": resumed at the next start
+      const canceled = signal.aborted;
+      const { code, message } = canceled
+        ? { code: "canceled", message: "canceled by request" }
+        : errorInfo(err);
+      setItem(this.#db, jobId, item.index, {
+        status: canceled ? "canceled" : "failed",
+        errorCode: code,
+        errorMessage: message,
+        finishedAt: new Date(),
+      });
+    }
+  }
+
+  /** Sets the job's final status from its items: failed when none succeeded. */
+  #finish(jobId: string, fallback?: { code: string; message: string }): "succeeded" | "failed" {
+    const current = getJob(this.#db, jobId);
+    const items = current?.items ?? [];
+    const ok = items.filter((i) => i.status === "succeeded").length;
+    const failedItems = items.filter((i) => i.status === "failed");
+    const status = ok > 0 ? "succeeded" : "failed";
+    const first = failedItems[0];
+    const error =
+      status === "succeeded"
+        ? { code: null, message: null }
+        : first
+          ? {
+              code: first.errorCode ?? fallback?.code ?? "failed",
+              message:
+                items.length === 1
+                  ? (first.errorMessage ?? "failed")
+                  : `all ${items.length} items failed; item 0: ${first.errorMessage ?? first.errorCode}`,
+            }
+          : { code: fallback?.code ?? "failed", message: fallback?.message ?? "no items" };
+    setJob(this.#db, jobId, {
+      status,
+      progress: 1,
+      errorCode: error.code,
+      errorMessage: error.message,
+      finishedAt: new Date(),
+    });
+    void rm(uploadsDir(this.#dataDir, jobId), { recursive: true, force: true });
+    return status;
+  }
+}

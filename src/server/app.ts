@@ -1,0 +1,73 @@
+// The Hono app: public /healthz and /openapi.json, bearer-keyed /v1 routes, one error handler.
+// Built from its dependencies so tests can run it through app.request() on their own data dir.
+
+import { Hono } from "hono";
+import type { JobRunner } from "../pipeline/jobs.ts";
+import type { ModelRuntime } from "../pipeline/runtime.ts";
+import type { Db } from "../pipeline/store/db.ts";
+import { type AppEnv, requireKey } from "./auth.ts";
+import type { Config } from "./config.ts";
+import { notFound, onError } from "./errors.ts";
+import { openApiDocument } from "./openapi.ts";
+import { adminRoutes } from "./routes/admin.ts";
+import { jobRoutes } from "./routes/jobs.ts";
+import { DecodeOptionsSchema, EncodeOptionsSchema, ReconstructOptionsSchema } from "./schemas.ts";
+
+export interface AppDeps {
+  db: Db;
+  runtime: ModelRuntime;
+  runner: JobRunner;
+  config: Config;
+}
+
+export function createApp(deps: AppDeps) {
+  const started = Date.now();
+  const { db, runtime, runner } = deps;
+  const v1 = new Hono<AppEnv>()
+    .use(requireKey(db))
+    .get("/models", (c) => c.json({ models: runtime.bundles() }))
+    .route(
+      "/encodings",
+      jobRoutes(deps, {
+        kind: "encode",
+        path: "encodings",
+        options: EncodeOptionsSchema,
+        input: "video",
+      }),
+    )
+    .route(
+      "/decodings",
+      jobRoutes(deps, {
+        kind: "decode",
+        path: "decodings",
+        options: DecodeOptionsSchema,
+        input: "npy",
+      }),
+    )
+    .route(
+      "/reconstructions",
+      jobRoutes(deps, {
+        kind: "reconstruct",
+        path: "reconstructions",
+        options: ReconstructOptionsSchema,
+        input: "video",
+      }),
+    )
+    .route("/admin", adminRoutes(db));
+
+  const app = new Hono<AppEnv>()
+    .get("/healthz", (c) =>
+      c.json({
+        status: "ok" as const,
+        uptimeSeconds: Math.round((Date.now() - started) / 1000),
+        jobsRunning: runner.running,
+      }),
+    )
+    .get("/openapi.json", (c) => c.json(openApiDocument()))
+    .route("/v1", v1);
+  app.onError(onError);
+  app.notFound(notFound);
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

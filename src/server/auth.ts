@@ -1,0 +1,44 @@
+// Bearer API keys: `Authorization: Bearer <secret>`; the secret's sha256 is looked up in api_keys.
+// `requireKey` sets c.var.apiKey; `requireAdmin` also wants the admin role.
+
+import type { MiddlewareHandler } from "hono";
+import type { Db } from "../pipeline/store/db.ts";
+import { findKeyBySecret } from "../pipeline/store/keys.ts";
+import type { ApiKeyRow } from "../pipeline/store/schema.ts";
+import { ApiError } from "./errors.ts";
+
+export interface AppEnv {
+  Variables: { apiKey: ApiKeyRow };
+}
+
+const CHALLENGE = { "WWW-Authenticate": 'Bearer realm="diffusable"' };
+
+export function requireKey(db: Db): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const header = c.req.header("authorization");
+    if (!header) {
+      throw new ApiError(
+        401,
+        "missing_api_key",
+        "this route needs an API key: send `Authorization: Bearer <key>`",
+        CHALLENGE,
+      );
+    }
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const key = match?.[1] ? findKeyBySecret(db, match[1]) : null;
+    if (!key) {
+      throw new ApiError(401, "invalid_api_key", "the API key is not valid (unknown or revoked)", {
+        ...CHALLENGE,
+      });
+    }
+    c.set("apiKey", key);
+    await next();
+  };
+}
+
+export const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.var.apiKey.role !== "admin") {
+    throw new ApiError(403, "forbidden", "this route needs an admin API key");
+  }
+  await next();
+};

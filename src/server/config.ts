@@ -1,0 +1,82 @@
+// Configuration, parsed once from the environment with zod. A bad value stops start-up with one
+// readable message naming every variable at fault.
+
+import { cpus } from "node:os";
+import { resolve } from "node:path";
+import { z } from "zod";
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+export const ENV_SCHEMA = z.object({
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  DIFFUSABLE_DATA_DIR: z.string().min(1).default("./data"),
+  DIFFUSABLE_MODELS_DIR: z.string().min(1).default("./models"),
+  /** Largest request body (multipart uploads included), bytes. */
+  DIFFUSABLE_MAX_UPLOAD_BYTES: int(1, 2 ** 40).default(512 * 1024 * 1024),
+  /** Most files in one request. */
+  DIFFUSABLE_MAX_FILES: int(1, 100_000).default(64),
+  /** Most queued + running jobs per API key; beyond it, 429. */
+  DIFFUSABLE_MAX_ACTIVE_JOBS: int(1, 100_000).default(8),
+  /** Jobs the runner runs at the same time. */
+  DIFFUSABLE_JOB_CONCURRENCY: int(1, 64).default(2),
+  /** onnxruntime threads (0: one per core). */
+  DIFFUSABLE_THREADS: int(0, 256).default(0),
+  /** onnxruntime execution providers, comma-separated, in order of preference. */
+  DIFFUSABLE_PROVIDERS: z
+    .string()
+    .default("cpu")
+    .transform((s) =>
+      s
+        .split(",")
+        .map((p) => p.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.enum(["cpu", "cuda"])).min(1)),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  modelsDir: string;
+  dbFile: string;
+  maxUploadBytes: number;
+  maxFiles: number;
+  maxActiveJobsPerKey: number;
+  jobConcurrency: number;
+  threads: number;
+  providers: string[];
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function parseConfig(env: Record<string, string | undefined> = process.env): Config {
+  const picked = Object.fromEntries(
+    Object.keys(ENV_SCHEMA.shape).map((k) => [k, env[k] === "" ? undefined : env[k]]),
+  );
+  const parsed = ENV_SCHEMA.safeParse(picked);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (i) => `${i.path.join(".")}=${JSON.stringify(picked[String(i.path[0])])}: ${i.message}`,
+    );
+    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  }
+  const e = parsed.data;
+  const dataDir = resolve(e.DIFFUSABLE_DATA_DIR);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir,
+    modelsDir: resolve(e.DIFFUSABLE_MODELS_DIR),
+    dbFile: resolve(dataDir, "diffusable.sqlite"),
+    maxUploadBytes: e.DIFFUSABLE_MAX_UPLOAD_BYTES,
+    maxFiles: e.DIFFUSABLE_MAX_FILES,
+    maxActiveJobsPerKey: e.DIFFUSABLE_MAX_ACTIVE_JOBS,
+    jobConcurrency: e.DIFFUSABLE_JOB_CONCURRENCY,
+    threads: e.DIFFUSABLE_THREADS || cpus().length,
+    providers: e.DIFFUSABLE_PROVIDERS,
+  };
+}

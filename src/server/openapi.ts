@@ -1,0 +1,210 @@
+// /openapi.json, assembled from the zod schemas that validate the requests (z.toJSONSchema).
+
+import { z } from "zod";
+import {
+  CreateKeySchema,
+  DecodeOptionsSchema,
+  EncodeOptionsSchema,
+  ErrorSchema,
+  HealthSchema,
+  JobSchema,
+  KeySchema,
+  ModelsSchema,
+  ReconstructOptionsSchema,
+} from "./schemas.ts";
+
+type Json = Record<string, unknown>;
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: Json, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+const errors = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((s) => [String(s), json(ref("Error"), "error")]));
+
+/** A request schema as JSON Schema (input side: defaults are optional). */
+function input(schema: z.ZodType): Json {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, {
+    io: "input",
+    unrepresentable: "any",
+  }) as Json;
+  return rest;
+}
+
+function output(schema: z.ZodType): Json {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { unrepresentable: "any" }) as Json;
+  return rest;
+}
+
+function multipart(options: z.ZodType, fileDescription: string): Json {
+  const schema = input(options) as { properties?: Json; required?: string[] };
+  return {
+    required: true,
+    content: {
+      "multipart/form-data": {
+        schema: {
+          type: "object",
+          properties: {
+            files: {
+              type: "array",
+              items: { type: "string", format: "binary" },
+              description: fileDescription,
+            },
+            ...schema.properties,
+          },
+          required: ["files", ...(schema.required ?? [])],
+        },
+      },
+    },
+  };
+}
+
+function jobPaths(path: string, tag: string, options: z.ZodType, files: string, outputs: Json) {
+  const id = { name: "id", in: "path", required: true, schema: { type: "string" } };
+  const n = { name: "n", in: "path", required: true, schema: { type: "integer", minimum: 0 } };
+  return {
+    [`/v1/${path}`]: {
+      post: {
+        tags: [tag],
+        summary: `start a ${tag} job`,
+        requestBody: multipart(options, files),
+        responses: {
+          "202": json(ref("Job"), "the job, queued"),
+          ...errors(400, 401, 404, 413, 415, 422, 429),
+        },
+      },
+    },
+    [`/v1/${path}/{id}`]: {
+      get: {
+        tags: [tag],
+        summary: "status, progress and per-item results",
+        parameters: [id],
+        responses: { "200": json(ref("Job"), "the job"), ...errors(401, 404) },
+      },
+      delete: {
+        tags: [tag],
+        summary: "cancel",
+        parameters: [id],
+        responses: { "200": json(ref("Job"), "the canceled job"), ...errors(401, 404, 409) },
+      },
+    },
+    ...Object.fromEntries(
+      Object.entries(outputs).map(([suffix, content]) => [
+        `/v1/${path}/{id}/items/{n}/${suffix}`,
+        {
+          get: {
+            tags: [tag],
+            parameters: [id, n],
+            responses: {
+              "200": { description: `the item's ${suffix}`, content },
+              ...errors(401, 404, 409),
+            },
+          },
+        },
+      ]),
+    ),
+  };
+}
+
+let cached: Json | null = null;
+
+export function openApiDocument(): Json {
+  if (cached) return cached;
+  const video = {
+    "video/mp4": { schema: { type: "string", format: "binary" } },
+    "video/webm": { schema: { type: "string", format: "binary" } },
+    "image/gif": { schema: { type: "string", format: "binary" } },
+  };
+  cached = {
+    openapi: "3.1.0",
+    info: {
+      title: "diffusable",
+      version: "0.1.0",
+      description:
+        "Video autoencoder service. Every error is JSON {error: {code, message}}. /v1 routes need `Authorization: Bearer <key>`.",
+    },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
+      schemas: {
+        Error: output(ErrorSchema),
+        Job: output(JobSchema),
+        ApiKey: output(KeySchema),
+        Health: output(HealthSchema),
+        Models: output(ModelsSchema),
+        CreateKey: input(CreateKeySchema),
+      },
+    },
+    security: [{ bearer: [] }],
+    paths: {
+      "/healthz": {
+        get: { security: [], responses: { "200": json(ref("Health"), "alive") } },
+      },
+      "/openapi.json": {
+        get: { security: [], responses: { "200": { description: "this document" } } },
+      },
+      "/v1/models": {
+        get: { responses: { "200": json(ref("Models"), "loaded bundles"), ...errors(401) } },
+      },
+      ...jobPaths(
+        "encodings",
+        "encodings",
+        EncodeOptionsSchema,
+        "videos (1..DIFFUSABLE_MAX_FILES)",
+        {
+          latents: {
+            "application/octet-stream": { schema: { type: "string", format: "binary" } },
+            "application/json": { schema: { type: "object" } },
+          },
+          metadata: { "application/json": { schema: { type: "object" } } },
+        },
+      ),
+      ...jobPaths(
+        "decodings",
+        "decodings",
+        DecodeOptionsSchema,
+        "latents as .npy, shape (1,C,t,h,w)",
+        {
+          video,
+        },
+      ),
+      ...jobPaths("reconstructions", "reconstructions", ReconstructOptionsSchema, "videos", {
+        video,
+      }),
+      "/v1/admin/keys": {
+        get: {
+          tags: ["admin"],
+          responses: {
+            "200": json(
+              { type: "object", properties: { keys: { type: "array", items: ref("ApiKey") } } },
+              "keys",
+            ),
+            ...errors(401, 403),
+          },
+        },
+        post: {
+          tags: ["admin"],
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: ref("CreateKey") } },
+          },
+          responses: {
+            "201": json(
+              { type: "object", properties: { key: ref("ApiKey"), secret: { type: "string" } } },
+              "the key; the secret is shown only here",
+            ),
+            ...errors(400, 401, 403),
+          },
+        },
+      },
+      "/v1/admin/keys/{id}": {
+        delete: {
+          tags: ["admin"],
+          parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+          responses: { "200": json({ type: "object" }, "revoked"), ...errors(401, 403, 404) },
+        },
+      },
+    },
+  };
+  return cached;
+}

@@ -1,0 +1,28 @@
+// Admin-only routes: API keys.
+
+import { Hono } from "hono";
+import type { Db } from "../../pipeline/store/db.ts";
+import { createKey, listKeys, revokeKey } from "../../pipeline/store/keys.ts";
+import { type AppEnv, requireAdmin } from "../auth.ts";
+import { ApiError } from "../errors.ts";
+import { CreateKeySchema, describeZodError } from "../schemas.ts";
+
+export function adminRoutes(db: Db) {
+  return new Hono<AppEnv>()
+    .use(requireAdmin)
+    .get("/keys", (c) => c.json({ keys: listKeys(db) }))
+    .post("/keys", async (c) => {
+      const body = await c.req.json().catch(() => {
+        throw new ApiError(400, "malformed_json", "the body is not valid JSON");
+      });
+      const parsed = CreateKeySchema.safeParse(body);
+      if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+      const { key, secret } = createKey(db, parsed.data.name, parsed.data.role);
+      return c.json({ key, secret }, 201);
+    })
+    .delete("/keys/:id", (c) => {
+      const key = revokeKey(db, c.req.param("id"));
+      if (!key) throw new ApiError(404, "key_not_found", `no API key "${c.req.param("id")}"`);
+      return c.json({ key });
+    });
+}

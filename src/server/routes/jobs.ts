@@ -1,0 +1,248 @@
+// The three job resources share one shape: POST a multipart form (files + options) -> 202 with the
+// job; GET /:id for status, progress and per-item results; DELETE /:id to cancel; and per-item
+// outputs. Jobs are visible to the key that made them and to admin keys.
+
+import { createReadStream } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { z } from "zod";
+import type { JobRunner } from "../../pipeline/jobs.ts";
+import { parseNpy } from "../../pipeline/npy.ts";
+import type { ModelRuntime } from "../../pipeline/runtime.ts";
+import type { Db } from "../../pipeline/store/db.ts";
+import {
+  countActiveJobs,
+  getItem,
+  getJob,
+  insertJob,
+  type JobWithItems,
+  newJobId,
+} from "../../pipeline/store/jobs.ts";
+import type { JobItemRow, JobKind } from "../../pipeline/store/schema.ts";
+import { probeVideo } from "../../pipeline/video.ts";
+import type { AppEnv } from "../auth.ts";
+import type { Config } from "../config.ts";
+import { ApiError } from "../errors.ts";
+import { describeZodError } from "../schemas.ts";
+import { readMultipart, saveUploads } from "../uploads.ts";
+
+export interface JobDeps {
+  db: Db;
+  runtime: ModelRuntime;
+  runner: JobRunner;
+  config: Config;
+}
+
+export interface JobResource<S extends z.ZodType> {
+  kind: JobKind;
+  /** URL segment: "encodings", "decodings", "reconstructions". */
+  path: string;
+  options: S;
+  /** What each uploaded file must be. */
+  input: "video" | "npy";
+}
+
+const VIDEO_TYPES: Record<string, string> = {
+  mp4: "video/mp4",
+  webm: "video/webm",
+  gif: "image/gif",
+};
+
+function iso(d: Date | null): string | null {
+  return d ? d.toISOString() : null;
+}
+
+function itemUrls(base: string, kind: JobKind, item: JobItemRow): Record<string, string> {
+  if (item.status !== "succeeded") return {};
+  const prefix = `${base}/items/${item.index}`;
+  return kind === "encode"
+    ? { latents: `${prefix}/latents`, metadata: `${prefix}/metadata` }
+    : { video: `${prefix}/video` };
+}
+
+export function jobJson(resourcePath: string, { job, items }: JobWithItems) {
+  const base = `/v1/${resourcePath}/${job.id}`;
+  return {
+    id: job.id,
+    kind: job.kind,
+    status: job.status,
+    model: job.model,
+    options: job.options,
+    progress: Math.round(job.progress * 1000) / 1000,
+    attempts: job.attempts,
+    error: job.errorCode ? { code: job.errorCode, message: job.errorMessage ?? "" } : null,
+    createdAt: job.createdAt.toISOString(),
+    startedAt: iso(job.startedAt),
+    finishedAt: iso(job.finishedAt),
+    items: items.map((item) => ({
+      index: item.index,
+      source: item.sourceName,
+      status: item.status,
+      error: item.errorCode ? { code: item.errorCode, message: item.errorMessage ?? "" } : null,
+      sha256: item.outputSha256,
+      metadata: item.metadata ?? null,
+      urls: itemUrls(base, job.kind, item),
+    })),
+  };
+}
+
+async function checkNpy(path: string): Promise<void> {
+  let shape: number[];
+  try {
+    shape = parseNpy(await readFile(path)).shape;
+  } catch (err) {
+    throw new ApiError(400, "bad_latents", (err as Error).message);
+  }
+  if (shape.length !== 5 || shape[0] !== 1) {
+    throw new ApiError(
+      400,
+      "bad_latents",
+      `latents must have shape (1, C, t, h, w); got (${shape.join(", ")})`,
+    );
+  }
+}
+
+export function jobRoutes<S extends z.ZodType<{ model: string }>>(
+  deps: JobDeps,
+  resource: JobResource<S>,
+) {
+  const { db, runtime, runner, config } = deps;
+  const app = new Hono<AppEnv>();
+
+  /** The job if this key may see it; 404 otherwise (others' jobs are not revealed). */
+  const visibleJob = (id: string, key: AppEnv["Variables"]["apiKey"]): JobWithItems => {
+    const found = getJob(db, id);
+    if (
+      !found ||
+      found.job.kind !== resource.kind ||
+      (found.job.keyId !== key.id && key.role !== "admin")
+    ) {
+      throw new ApiError(404, "job_not_found", `no ${resource.path.slice(0, -1)} job "${id}"`);
+    }
+    return found;
+  };
+
+  const succeededItem = (id: string, n: string, key: AppEnv["Variables"]["apiKey"]) => {
+    visibleJob(id, key);
+    const index = Number(n);
+    const item = Number.isInteger(index) && index >= 0 ? getItem(db, id, index) : null;
+    if (!item) throw new ApiError(404, "item_not_found", `job "${id}" has no item ${n}`);
+    if (item.status !== "succeeded" || !item.outputs) {
+      throw new ApiError(
+        409,
+        "item_not_ready",
+        `item ${index} of job "${id}" is ${item.status}${item.errorMessage ? `: ${item.errorMessage}` : ""}`,
+      );
+    }
+    return item;
+  };
+
+  const sendFile = async (path: string, type: string, filename: string, sha: string | null) => {
+    const size = (await stat(path)).size;
+    const headers: Record<string, string> = {
+      "content-type": type,
+      "content-length": String(size),
+      "content-disposition": `attachment; filename="${filename}"`,
+    };
+    if (sha) headers.etag = `"${sha}"`;
+    return new Response(Readable.toWeb(createReadStream(path)) as ReadableStream, { headers });
+  };
+
+  app.post(
+    "/",
+    bodyLimit({
+      maxSize: config.maxUploadBytes,
+      onError: () => {
+        throw new ApiError(
+          413,
+          "payload_too_large",
+          `the request body is larger than ${config.maxUploadBytes} bytes (DIFFUSABLE_MAX_UPLOAD_BYTES)`,
+        );
+      },
+    }),
+    async (c) => {
+      const key = c.var.apiKey;
+      const active = countActiveJobs(db, key.id);
+      if (active >= config.maxActiveJobsPerKey) {
+        throw new ApiError(
+          429,
+          "too_many_jobs",
+          `this key has ${active} queued or running jobs; the limit is ${config.maxActiveJobsPerKey}`,
+          { "Retry-After": "10" },
+        );
+      }
+      const form = await readMultipart(c, config.maxFiles);
+      const parsed = resource.options.safeParse(form.fields);
+      if (!parsed.success) {
+        throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+      }
+      const options = parsed.data;
+      runtime.bundle(options.model); // throws unknown_model (404)
+      const id = newJobId(resource.kind);
+      const uploads = await saveUploads(config.dataDir, id, form.files, async (path) => {
+        if (resource.input === "npy") await checkNpy(path);
+        else await probeVideo(path);
+      });
+      const { model, ...rest } = options as { model: string } & Record<string, unknown>;
+      const created = insertJob(db, {
+        id,
+        kind: resource.kind,
+        keyId: key.id,
+        model,
+        options: rest,
+        items: uploads.map((u) => ({
+          sourceName: u.sourceName,
+          inputPath: u.path,
+          inputBytes: u.bytes,
+        })),
+      });
+      runner.notify();
+      const body = jobJson(resource.path, getJob(db, id) ?? created);
+      c.header("Location", `/v1/${resource.path}/${id}`);
+      return c.json(body, 202);
+    },
+  );
+
+  app.get("/:id", (c) =>
+    c.json(jobJson(resource.path, visibleJob(c.req.param("id"), c.var.apiKey))),
+  );
+
+  app.delete("/:id", (c) => {
+    const id = c.req.param("id");
+    visibleJob(id, c.var.apiKey);
+    if (!runner.cancel(id)) {
+      throw new ApiError(409, "job_finished", `job "${id}" has already finished`);
+    }
+    return c.json(jobJson(resource.path, visibleJob(id, c.var.apiKey)));
+  });
+
+  if (resource.kind === "encode") {
+    app.get("/:id/items/:n/latents", async (c) => {
+      const item = succeededItem(c.req.param("id"), c.req.param("n"), c.var.apiKey);
+      if (c.req.query("format") === "json") return c.json(item.metadata ?? {});
+      const latents = item.outputs?.latents;
+      if (!latents) throw new ApiError(500, "internal", "the item has no latents output");
+      return sendFile(latents, "application/octet-stream", `${item.index}.npy`, item.outputSha256);
+    });
+    app.get("/:id/items/:n/metadata", (c) => {
+      const item = succeededItem(c.req.param("id"), c.req.param("n"), c.var.apiKey);
+      return c.json(item.metadata ?? {});
+    });
+  } else {
+    app.get("/:id/items/:n/video", async (c) => {
+      const item = succeededItem(c.req.param("id"), c.req.param("n"), c.var.apiKey);
+      const video = item.outputs?.video;
+      if (!video) throw new ApiError(500, "internal", "the item has no video output");
+      const ext = video.split(".").pop() ?? "mp4";
+      return sendFile(
+        video,
+        VIDEO_TYPES[ext] ?? "application/octet-stream",
+        `${item.index}.${ext}`,
+        item.outputSha256,
+      );
+    });
+  }
+  return app;
+}

@@ -1,0 +1,93 @@
+// The zod schemas of the API: they validate requests and, through z.toJSONSchema, make
+// /openapi.json, so the document and the checks cannot drift apart.
+
+import { z } from "zod";
+import { KEY_ROLES } from "../pipeline/store/schema.ts";
+
+export const ErrorSchema = z.object({
+  error: z.object({
+    code: z.string().meta({ description: "stable machine-readable code, e.g. unknown_model" }),
+    message: z.string().meta({ description: "for people; names the field or file at fault" }),
+  }),
+});
+
+const model = z.string().min(1).max(200).meta({ description: "bundle name (GET /v1/models)" });
+const fps = z.coerce
+  .number()
+  .positive()
+  .max(240)
+  .optional()
+  .meta({ description: "frames per second to sample the video at (default: the bundle's fps)" });
+
+export const EncodeOptionsSchema = z.object({
+  model,
+  mode: z.enum(["clip", "whole"]).default("clip").meta({
+    description:
+      "clip: consecutive 1+4k-frame clips like the training data; whole: the whole video causally",
+  }),
+  fps,
+  dtype: z.enum(["float32", "float16"]).default("float32"),
+});
+
+export const VideoFormatSchema = z.enum(["mp4", "webm", "gif"]);
+
+export const DecodeOptionsSchema = z.object({ model, format: VideoFormatSchema.default("mp4") });
+
+export const ReconstructOptionsSchema = z.object({
+  model,
+  format: VideoFormatSchema.default("mp4"),
+  fps,
+});
+
+const ItemSchema = z.object({
+  index: z.number().int(),
+  source: z.string().meta({ description: "the uploaded file's name" }),
+  status: z.enum(["queued", "running", "succeeded", "failed", "canceled"]),
+  error: ErrorSchema.shape.error.nullable(),
+  sha256: z.string().nullable().meta({ description: "sha256 of the main output" }),
+  metadata: z.record(z.string(), z.unknown()).nullable(),
+  urls: z.record(z.string(), z.string()).meta({ description: "where to fetch the outputs" }),
+});
+
+export const JobSchema = z.object({
+  id: z.string(),
+  kind: z.enum(["encode", "decode", "reconstruct"]),
+  status: z.enum(["queued", "running", "succeeded", "failed", "canceled"]),
+  model: z.string(),
+  options: z.record(z.string(), z.unknown()),
+  progress: z.number().min(0).max(1),
+  attempts: z.number().int().meta({ description: "times started; >1 after a restart resumed it" }),
+  error: ErrorSchema.shape.error.nullable(),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  items: z.array(ItemSchema),
+});
+
+export const KeySchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: z.enum(KEY_ROLES),
+  createdAt: z.string(),
+  revokedAt: z.string().nullable(),
+});
+
+export const CreateKeySchema = z.object({
+  name: z.string().min(1).max(200),
+  role: z.enum(KEY_ROLES).default("user"),
+});
+
+export const HealthSchema = z.object({
+  status: z.literal("ok"),
+  uptimeSeconds: z.number(),
+  jobsRunning: z.number().int(),
+});
+
+export const ModelsSchema = z.object({ models: z.array(z.record(z.string(), z.unknown())) });
+
+/** First issue as "field: message", for 400 answers. */
+export function describeZodError(error: z.ZodError): string {
+  return error.issues
+    .map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`)
+    .join("; ");
+}

@@ -1,0 +1,76 @@
+// Start-up: data dir, database (migrations applied), model runtime, job runner (crash recovery
+// first), then the HTTP server. Returns a handle whose close() stops everything in order.
+
+import { mkdirSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { JobRunner } from "../pipeline/jobs.ts";
+import { ModelRuntime } from "../pipeline/runtime.ts";
+import { closeDb, openDb } from "../pipeline/store/db.ts";
+import { countKeys } from "../pipeline/store/keys.ts";
+import { createApp } from "./app.ts";
+import type { Config } from "./config.ts";
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startServer(
+  config: Config,
+  log: (line: string) => void = (line) => console.log(line),
+): Promise<RunningServer> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const db = openDb(config.dbFile);
+  let runtime: ModelRuntime | undefined;
+  try {
+    runtime = await ModelRuntime.open({
+      modelsDir: config.modelsDir,
+      threads: config.threads,
+      providers: config.providers,
+    });
+    const runner = new JobRunner({
+      db,
+      runtime,
+      dataDir: config.dataDir,
+      concurrency: config.jobConcurrency,
+      log,
+    });
+    await runner.start();
+    const app = createApp({ db, runtime, runner, config });
+    const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
+    await new Promise<void>((resolve, reject) => {
+      server.once("listening", resolve);
+      server.once("error", reject);
+    });
+    const address = server.address() as AddressInfo;
+    const url = `http://${config.host}:${address.port}`;
+    const models = runtime.bundles().map((b) => b.name);
+    log(`diffusable: data in ${config.dataDir}; models: ${models.join(", ") || "(none)"}`);
+    if (countKeys(db) === 0) {
+      log(
+        "diffusable: there are no API keys yet; create one with\n" +
+          "  npm run keys -- create --name admin --role admin\n" +
+          "(same DIFFUSABLE_DATA_DIR); the secret is printed once.",
+      );
+    }
+    log(`diffusable: listening on ${url}`);
+    const rt = runtime;
+    return {
+      url,
+      async close() {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+        });
+        await runner.stop();
+        await rt.close();
+        closeDb(db);
+      },
+    };
+  } catch (err) {
+    await runtime?.close();
+    closeDb(db);
+    throw err;
+  }
+}
