@@ -1,0 +1,188 @@
+// Shared by the server, jobs and CLI tests: a tiny bundle (made once by diffusable.fixtures and
+// cached under tests/.fixtures, keyed by the training code's hash), test videos made by ffmpeg,
+// a per-test data dir, and the app or a listening server on it.
+
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { JobRunner } from "../../src/pipeline/jobs.ts";
+import { ModelRuntime } from "../../src/pipeline/runtime.ts";
+import { closeDb, type Db, openDb } from "../../src/pipeline/store/db.ts";
+import { createKey } from "../../src/pipeline/store/keys.ts";
+import { type App, createApp } from "../../src/server/app.ts";
+import { type Config, parseConfig } from "../../src/server/config.ts";
+import { type RunningServer, startServer } from "../../src/server/serve.ts";
+import { REPO_ROOT, runPython } from "./python.ts";
+
+export const MODEL = "tiny-fixture";
+
+/** A models dir holding the tiny fixture bundle as models/tiny-fixture/ (built once, cached). */
+export function fixtureModelsDir(): string {
+  const src = join(REPO_ROOT, "src/training/diffusable");
+  const hash = createHash("sha256");
+  for (const f of readdirSync(src)
+    .filter((f) => f.endsWith(".py"))
+    .sort()) {
+    hash.update(f).update(readFileSync(join(src, f)));
+  }
+  const root = join(REPO_ROOT, "tests/.fixtures");
+  const dir = join(root, `server-models-${hash.digest("hex").slice(0, 12)}`);
+  if (existsSync(join(dir, MODEL, "manifest.json"))) return dir;
+  mkdirSync(root, { recursive: true });
+  const work = mkdtempSync(join(root, ".tmp-server-models-"));
+  try {
+    runPython(["-m", "diffusable.fixtures", "--out", work], 300_000);
+    mkdirSync(join(work, "models"));
+    cpSync(join(work, "bundle"), join(work, "models", MODEL), { recursive: true });
+    try {
+      renameSync(join(work, "models"), dir);
+    } catch (err) {
+      // Another test file made it first.
+      if (!existsSync(join(dir, MODEL, "manifest.json"))) throw err;
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+/** Makes a test video with ffmpeg's testsrc2 (moving pattern) and returns its path. */
+export function makeVideo(
+  path: string,
+  opts: { seconds?: number; size?: string; fps?: number; extra?: string[] } = {},
+): string {
+  const { seconds = 1, size = "64x48", fps = 8, extra = [] } = opts;
+  const r = spawnSync(
+    "ffmpeg",
+    [
+      "-v",
+      "error",
+      "-y",
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=size=${size}:rate=${fps}:duration=${seconds}`,
+      "-pix_fmt",
+      "yuv420p",
+      ...extra,
+      path,
+    ],
+    { encoding: "utf8" },
+  );
+  if (r.status !== 0) throw new Error(`ffmpeg failed: ${r.stderr}`);
+  return path;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `diffusable-${prefix}-`));
+}
+
+/** Every ".tmp-*" path left under dir. */
+export function tempFilesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((p) =>
+    p.split("/").some((part) => part.startsWith(".tmp-")),
+  );
+}
+
+export function testConfig(dataDir: string, env: Record<string, string> = {}): Config {
+  return parseConfig({
+    PORT: "0",
+    DIFFUSABLE_DATA_DIR: dataDir,
+    DIFFUSABLE_MODELS_DIR: fixtureModelsDir(),
+    DIFFUSABLE_THREADS: "1",
+    DIFFUSABLE_JOB_CONCURRENCY: "1",
+    ...env,
+  });
+}
+
+export interface TestApp {
+  app: App;
+  db: Db;
+  runner: JobRunner;
+  config: Config;
+  admin: string;
+  user: string;
+  close(): Promise<void>;
+}
+
+/** The app on a fresh data dir, for app.request(); with an admin and a user key. */
+export async function openTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const config = testConfig(tempDir("app"), env);
+  const db = openDb(config.dbFile);
+  const runtime = await ModelRuntime.open({ modelsDir: config.modelsDir, threads: 1 });
+  const runner = new JobRunner({ db, runtime, dataDir: config.dataDir, concurrency: 1 });
+  await runner.start();
+  return {
+    app: createApp({ db, runtime, runner, config }),
+    db,
+    runner,
+    config,
+    admin: createKey(db, "admin", "admin").secret,
+    user: createKey(db, "user", "user").secret,
+    async close() {
+      await runner.stop();
+      await runtime.close();
+      closeDb(db);
+      rmSync(config.dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestServer extends RunningServer {
+  config: Config;
+  admin: string;
+  user: string;
+}
+
+/** A listening server (port 0) on a fresh data dir, with an admin and a user key. */
+export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const config = testConfig(tempDir("server"), env);
+  const db = openDb(config.dbFile);
+  const admin = createKey(db, "admin", "admin").secret;
+  const user = createKey(db, "user", "user").secret;
+  closeDb(db);
+  const server = await startServer(config, () => {});
+  return {
+    ...server,
+    config,
+    admin,
+    user,
+    async close() {
+      await server.close();
+      rmSync(config.dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const auth = (secret: string) => ({ authorization: `Bearer ${secret}` });
+
+/** Polls a job until it leaves queued/running. */
+export async function waitForJob(
+  base: string,
+  path: string,
+  secret: string,
+  timeoutMs = 120_000,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`${base}${path}`, { headers: auth(secret) });
+    const job = (await res.json()) as Record<string, unknown>;
+    if (job.status !== "queued" && job.status !== "running") return job;
+    if (Date.now() > deadline) throw new Error(`job ${path} still ${job.status}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export const randomName = () => randomBytes(4).toString("hex");
