@@ -46,6 +46,9 @@ export async function startServer(
     const address = server.address() as AddressInfo;
     const url = `http://${config.host}:${address.port}`;
     const models = runtime.bundles().map((b) => b.name);
+    for (const bad of runtime.invalidBundles()) {
+      log(`diffusable: skipping invalid bundle ${bad.dir}: ${bad.message}`);
+    }
     log(`diffusable: data in ${config.dataDir}; models: ${models.join(", ") || "(none)"}`);
     if (countKeys(db) === 0) {
       log(

@@ -1,0 +1,179 @@
+// /healthz latency (p50, p99) while 4 encoding jobs run, against idle, as a ratio. The server runs
+// as a child process (`diffusable serve`), exactly as deployed; this process only sends requests.
+//
+//   npm run bench:healthz [-- --samples 400 --seconds 20 --model NAME]
+// Models: DIFFUSABLE_MODELS_DIR, else ./models if it holds a bundle, else the tiny test fixture
+// (made with `python3 -m diffusable.fixtures`).
+
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { closeDb, openDb } from "../src/pipeline/store/db.ts";
+import { createKey } from "../src/pipeline/store/keys.ts";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const { values } = parseArgs({
+  options: {
+    samples: { type: "string", default: "400" },
+    seconds: { type: "string", default: "20" },
+    model: { type: "string" },
+    jobs: { type: "string", default: "4" },
+  },
+});
+const SAMPLES = Number(values.samples);
+const JOBS = Number(values.jobs);
+const work = mkdtempSync(join(tmpdir(), "diffusable-bench-"));
+
+function modelsDir(): { dir: string; model: string } {
+  const candidates = [process.env.DIFFUSABLE_MODELS_DIR, join(ROOT, "models")].filter(Boolean);
+  for (const dir of candidates as string[]) {
+    const bundles = existsSync(dir)
+      ? readdirSync(dir).filter((d) => existsSync(join(dir, d, "manifest.json")))
+      : [];
+    if (bundles.length > 0) return { dir, model: values.model ?? (bundles[0] as string) };
+  }
+  const out = join(work, "fixture");
+  const r = spawnSync("/usr/bin/python3", ["-m", "diffusable.fixtures", "--out", out], {
+    cwd: ROOT,
+    env: { ...process.env, PYTHONPATH: join(ROOT, "src/training") },
+    encoding: "utf8",
+  });
+  if (r.status !== 0) throw new Error(`fixtures failed: ${r.stderr}`);
+  mkdirSync(join(work, "models"));
+  cpSync(join(out, "bundle"), join(work, "models", "tiny-fixture"), { recursive: true });
+  return { dir: join(work, "models"), model: "tiny-fixture" };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+async function sample(url: string, n: number, until?: () => boolean): Promise<number[]> {
+  const times: number[] = [];
+  while (times.length < n && (until === undefined || !until())) {
+    const t0 = performance.now();
+    const res = await fetch(`${url}/healthz`);
+    await res.arrayBuffer();
+    times.push(performance.now() - t0);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return times.sort((a, b) => a - b);
+}
+
+async function main() {
+  const { dir, model } = modelsDir();
+  const dataDir = join(work, "data");
+  const db = openDb(join(dataDir, "diffusable.sqlite"));
+  const secret = createKey(db, "bench", "user").secret;
+  closeDb(db);
+  const video = join(work, "bench.mp4");
+  spawnSync("ffmpeg", [
+    "-v",
+    "error",
+    "-y",
+    "-f",
+    "lavfi",
+    "-i",
+    `testsrc2=size=320x240:rate=24:duration=${values.seconds}`,
+    "-pix_fmt",
+    "yuv420p",
+    video,
+  ]);
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ["--import", "tsx", "src/server/cli.ts", "serve"],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        PORT: "0",
+        DIFFUSABLE_DATA_DIR: dataDir,
+        DIFFUSABLE_MODELS_DIR: dir,
+        DIFFUSABLE_JOB_CONCURRENCY: String(JOBS),
+        DIFFUSABLE_MAX_ACTIVE_JOBS: String(JOBS * 4),
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  const url = await new Promise<string>((res, rej) => {
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m?.[1]) res(m[1]);
+    });
+    child.once("exit", (code) => rej(new Error(`server exited ${code}: ${out}`)));
+  });
+  try {
+    await sample(url, 50); // warm-up
+    const idle = await sample(url, SAMPLES);
+
+    const bytes = readFileSync(video);
+    const active = new Set<string>();
+    const submit = async () => {
+      const form = new FormData();
+      form.append("model", model);
+      form.append("mode", "whole");
+      form.append("files", new Blob([bytes]), "bench.mp4");
+      const res = await fetch(`${url}/v1/encodings`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${secret}` },
+        body: form,
+      });
+      if (res.status !== 202) throw new Error(`submit: ${res.status} ${await res.text()}`);
+      active.add(((await res.json()) as { id: string }).id);
+    };
+    for (let i = 0; i < JOBS; i++) await submit();
+    let running = 0;
+    let finished = 0;
+    const poll = setInterval(async () => {
+      let r = 0;
+      for (const id of [...active]) {
+        const job = (await (
+          await fetch(`${url}/v1/encodings/${id}`, {
+            headers: { authorization: `Bearer ${secret}` },
+          })
+        ).json()) as { status: string };
+        if (job.status === "running") r++;
+        if (job.status !== "queued" && job.status !== "running") {
+          active.delete(id);
+          finished++;
+          await submit(); // keep JOBS encodings in flight
+        }
+      }
+      running = r;
+    }, 200);
+    const deadline = Date.now() + 60_000;
+    while (running < JOBS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const busy = await sample(url, SAMPLES);
+    clearInterval(poll);
+
+    const row = (name: string, t: number[]) =>
+      `${name.padEnd(22)} p50 ${percentile(t, 50).toFixed(2).padStart(7)} ms   p99 ${percentile(t, 99).toFixed(2).padStart(7)} ms   (n=${t.length})`;
+    console.log(
+      `healthz latency, ${cpus().length} cores, model ${model}, ${JOBS} whole-mode encodings of a ${values.seconds}s 320x240 video`,
+    );
+    console.log(row("idle", idle));
+    console.log(row(`${JOBS} encodings running`, busy));
+    console.log(`jobs finished during the busy sample: ${finished}`);
+    console.log(
+      `ratio busy/idle: p50 ${(percentile(busy, 50) / percentile(idle, 50)).toFixed(2)}x, p99 ${(percentile(busy, 99) / percentile(idle, 99)).toFixed(2)}x`,
+    );
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((r) => child.once("exit", r));
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
