@@ -373,18 +373,24 @@ export async function encodeFrames(
   }
   const frameBytes = width * height * 3;
   let count = 0;
-  let failure: VideoError | null = null;
+  // The first failure wins: a bad frame or an error of the frame source (e.g. the model) is
+  // reported as itself rather than as the "Input stream error" ffmpeg sees.
+  let failure: Error | null = null;
   async function* checked() {
-    for await (const f of frames) {
-      if (f.length !== frameBytes) {
-        failure = new VideoError(
-          "bad_dimensions",
-          `frame ${count} has ${f.length} bytes, expected ${width}x${height}x3 = ${frameBytes}`,
-        );
-        throw failure;
+    try {
+      for await (const f of frames) {
+        if (f.length !== frameBytes) {
+          throw new VideoError(
+            "bad_dimensions",
+            `frame ${count} has ${f.length} bytes, expected ${width}x${height}x3 = ${frameBytes}`,
+          );
+        }
+        count++;
+        yield f;
       }
-      count++;
-      yield f;
+    } catch (err) {
+      failure ??= err as Error;
+      throw err;
     }
   }
   const input = Readable.from(checked(), { objectMode: false });

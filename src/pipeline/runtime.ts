@@ -1,0 +1,125 @@
+// The models the service runs: the valid bundles under a models dir and the worker pool that runs
+// their ONNX files. What the HTTP layer and the CLI hold; encode.ts does the work through it.
+
+import { type Bundle, listBundles } from "./bundle.ts";
+import { PipelineError } from "./errors.ts";
+import { type Feeds, type Outputs, type PoolOptions, SessionPool } from "./model-pool.ts";
+
+/** What a client may know about a bundle (JSON-safe; no local paths). */
+export interface BundleInfo {
+  name: string;
+  variant: string;
+  resolution: number;
+  fps: number;
+  frames: { rule: string; default: number; max: number };
+  spatialFactor: number;
+  temporalFactor: number;
+  latentChannels: number;
+  classes: string[];
+  /** sha256 of manifest.json, which pins every file's sha256. */
+  sha256: string;
+  /** sha256 and size of each ONNX file. */
+  files: Record<string, { sha256: string; bytes: number }>;
+  metrics: Record<string, unknown>;
+}
+
+export type ModelRole = "encoder" | "decoder" | "encoderInit" | "encoderStep";
+
+export interface RuntimeOptions {
+  modelsDir: string;
+  /** Worker threads (default: the machine's cores). */
+  threads?: number;
+  /** Threads per worker inside one operator (default: cores / threads). */
+  intraOpThreads?: number;
+  /** onnxruntime execution providers, e.g. ["cuda", "cpu"]; default ["cpu"]. */
+  providers?: string[];
+}
+
+function info(b: Bundle): BundleInfo {
+  const m = b.manifest;
+  return {
+    name: b.name,
+    variant: m.variant,
+    resolution: m.resolution,
+    fps: m.fps,
+    frames: { ...m.frames },
+    spatialFactor: m.spatial_factor,
+    temporalFactor: m.temporal_factor,
+    latentChannels: m.latent_channels,
+    classes: [...m.classes],
+    sha256: b.sha256,
+    files: structuredClone(m.files),
+    metrics: structuredClone(m.metrics ?? {}),
+  };
+}
+
+export class ModelRuntime {
+  readonly pool: SessionPool;
+  readonly modelsDir: string;
+  #bundles: Map<string, Bundle>;
+  #invalid: { dir: string; message: string }[];
+
+  private constructor(
+    modelsDir: string,
+    pool: SessionPool,
+    bundles: Bundle[],
+    invalid: { dir: string; message: string }[],
+  ) {
+    this.modelsDir = modelsDir;
+    this.pool = pool;
+    this.#bundles = new Map(bundles.map((b) => [b.name, b]));
+    this.#invalid = invalid;
+  }
+
+  /** Loads every valid bundle under modelsDir (invalid ones are listed by invalidBundles()). */
+  static async open(opts: RuntimeOptions): Promise<ModelRuntime> {
+    const scan = await listBundles(opts.modelsDir);
+    const poolOptions: PoolOptions = {
+      ...(opts.threads !== undefined ? { size: opts.threads } : {}),
+      ...(opts.intraOpThreads !== undefined ? { intraOpThreads: opts.intraOpThreads } : {}),
+      ...(opts.providers !== undefined ? { providers: opts.providers } : {}),
+    };
+    const invalid = scan.invalid.map((i) => ({ dir: i.dir, message: i.error.message }));
+    return new ModelRuntime(opts.modelsDir, new SessionPool(poolOptions), scan.bundles, invalid);
+  }
+
+  bundles(): BundleInfo[] {
+    return [...this.#bundles.values()].map(info);
+  }
+
+  /** Throws PipelineError "unknown_model" (404) naming the known bundles. */
+  bundle(name: string): BundleInfo {
+    return info(this.loaded(name));
+  }
+
+  /** The loaded bundle (manifest and file paths); throws like bundle(). */
+  loaded(name: string): Bundle {
+    const b = this.#bundles.get(name);
+    if (b === undefined) {
+      const known = [...this.#bundles.keys()];
+      throw new PipelineError(
+        "unknown_model",
+        `unknown model "${name}"; known models: ${known.length ? known.join(", ") : "(none)"}`,
+        404,
+      );
+    }
+    return b;
+  }
+
+  /** Bundle folders that failed to load, with the reason (bad manifest, sha256 mismatch, ...). */
+  invalidBundles(): { dir: string; message: string }[] {
+    return this.#invalid.map((i) => ({ ...i }));
+  }
+
+  /** Runs one of a bundle's graphs in the pool; the feeds' buffers are moved, not copied. */
+  run(bundle: Bundle, role: ModelRole, feeds: Feeds, signal?: AbortSignal): Promise<Outputs> {
+    return this.pool.run(bundle.paths[role], feeds, {
+      transfer: true,
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
