@@ -40,6 +40,11 @@ export function onError(err: Error, c: Context): Response {
   const api = toApiError(err);
   if (api.status >= 500) console.error(`${c.req.method} ${c.req.path}:`, err);
   for (const [name, value] of Object.entries(api.headers)) c.header(name, value);
+  // The request body may be unread (e.g. a 413 or 401 before the upload was consumed): close the
+  // connection so that the client does not send its next request on a socket mid-body.
+  if (c.req.header("content-length") || c.req.header("transfer-encoding")) {
+    c.header("Connection", "close");
+  }
   return c.json(errorBody(api.code, api.message), api.status);
 }
 

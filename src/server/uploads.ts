@@ -103,7 +103,9 @@ export async function saveUploads(
       try {
         await check(join(staging, stored), name);
       } catch (err) {
-        if (err instanceof ApiError) throw err;
+        if (err instanceof ApiError) {
+          throw new ApiError(err.status, err.code, `files[${index}] "${name}": ${err.message}`);
+        }
         const e = err as { status?: number; code?: string; message?: string };
         throw new ApiError(
           e.status && e.status >= 400 && e.status < 500 ? (e.status as 400) : 422,
