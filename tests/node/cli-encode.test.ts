@@ -1,0 +1,146 @@
+// The CLI: keys create/list/revoke, bad arguments (non-zero exit, one readable line), and local
+// encoding that gives byte-identical latents to the HTTP API for the same input and options.
+
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { REPO_ROOT } from "./python.ts";
+import {
+  auth,
+  fixtureModelsDir,
+  MODEL,
+  makeVideo,
+  startTestServer,
+  tempDir,
+  waitForJob,
+} from "./server-helpers.ts";
+
+const dataDir = tempDir("cli");
+const work = tempDir("cli-work");
+after(() => {
+  rmSync(dataDir, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true });
+});
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, ["--import", "tsx", "src/server/cli.ts", ...args], {
+    cwd: REPO_ROOT,
+    encoding: "utf8",
+    timeout: 120_000,
+    env: {
+      ...process.env,
+      DIFFUSABLE_DATA_DIR: dataDir,
+      DIFFUSABLE_MODELS_DIR: fixtureModelsDir(),
+      DIFFUSABLE_THREADS: "1",
+      ...env,
+    },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("keys create prints the secret once; list shows it; revoke marks it", () => {
+  const created = cli(["keys", "create", "--name", "ci", "--role", "admin"]);
+  assert.equal(created.code, 0, created.stderr);
+  const id = /key (key_[0-9a-f]+)/.exec(created.stdout)?.[1];
+  assert.ok(id, created.stdout);
+  assert.match(created.stdout, /^dfs_\S+$/m);
+  const listed = cli(["keys", "list"]);
+  assert.match(listed.stdout, new RegExp(`${id}\\tadmin\\tactive`));
+  assert.ok(!/dfs_/.test(listed.stdout), "list never shows secrets");
+  assert.equal(cli(["keys", "revoke", id]).code, 0);
+  assert.match(cli(["keys", "list"]).stdout, new RegExp(`${id}\\tadmin\\trevoked`));
+  const missing = cli(["keys", "revoke", "key_nope"]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no API key "key_nope"/);
+});
+
+test("bad arguments exit non-zero with one readable line", () => {
+  const video = makeVideo(join(work, "bad-args.mp4"));
+  const cases: [string[], RegExp, Record<string, string>?][] = [
+    [["frobnicate"], /unknown command "frobnicate"/],
+    [["encode", "--model", MODEL, "--out", work], /at least one video/],
+    [["encode", video, "--model", MODEL], /--out DIR is required/],
+    [["encode", video, "--model", MODEL, "--mode", "sideways", "--out", work], /mode: /],
+    [["encode", join(work, "missing.mp4"), "--model", MODEL, "--out", work], /no such file/],
+    [["encode", video, "--model", MODEL, "--out", work, "--bogus"], /bogus/],
+    [["keys", "create", "--name", "x", "--role", "root"], /--role must be user or admin/],
+    [["keys", "create"], /--name is required/],
+    [["keys"], /expected create, list or revoke/],
+    [["serve"], /PORT/, { PORT: "eighty" }],
+  ];
+  for (const [args, pattern, env] of cases) {
+    const r = cli(args, env);
+    assert.notEqual(r.code, 0, `${args.join(" ")} should fail`);
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
+    assert.match(lines[0] as string, /^diffusable: /);
+    assert.match(lines[0] as string, pattern);
+  }
+  const unknownModel = cli(["encode", video, "--model", "nope", "--out", work]);
+  assert.equal(unknownModel.code, 1);
+  assert.match(unknownModel.stderr, /unknown_model/);
+  const notVideo = join(work, "text.mp4");
+  writeFileSync(notVideo, "not a video\n");
+  const r = cli(["encode", notVideo, "--model", MODEL, "--out", join(work, "nv")]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /text\.mp4: not_a_video: /);
+});
+
+test("HTTP and CLI give byte-identical latents for the same input", async () => {
+  const video = makeVideo(join(work, "same.mp4"), { seconds: 3, size: "80x60" });
+  const server = await startTestServer();
+  try {
+    for (const [mode, dtype] of [
+      ["whole", "float32"],
+      ["clip", "float16"],
+    ] as const) {
+      const out = join(work, `out-${mode}`);
+      const r = cli([
+        "encode",
+        video,
+        "--model",
+        MODEL,
+        "--mode",
+        mode,
+        "--dtype",
+        dtype,
+        "--out",
+        out,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const fromCli = readFileSync(join(out, "same.npy"));
+      const cliMeta = JSON.parse(readFileSync(join(out, "same.json"), "utf8"));
+
+      const form = new FormData();
+      form.append("model", MODEL);
+      form.append("mode", mode);
+      form.append("dtype", dtype);
+      form.append("files", new Blob([readFileSync(video)]), "same.mp4");
+      const res = await fetch(`${server.url}/v1/encodings`, {
+        method: "POST",
+        headers: auth(server.user),
+        body: form,
+      });
+      assert.equal(res.status, 202);
+      const { id } = (await res.json()) as { id: string };
+      const job = (await waitForJob(server.url, `/v1/encodings/${id}`, server.user)) as {
+        status: string;
+        items: { metadata: unknown }[];
+      };
+      assert.equal(job.status, "succeeded", JSON.stringify(job));
+      const fromHttp = new Uint8Array(
+        await (
+          await fetch(`${server.url}/v1/encodings/${id}/items/0/latents`, {
+            headers: auth(server.user),
+          })
+        ).arrayBuffer(),
+      );
+      assert.ok(Buffer.from(fromHttp).equals(fromCli), `${mode}/${dtype} latents differ`);
+      assert.deepEqual(job.items[0]?.metadata, cliMeta);
+    }
+  } finally {
+    await server.close();
+  }
+});
