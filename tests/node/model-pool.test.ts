@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { PipelineError } from "../../src/pipeline/errors.ts";
+import {
+  checkFeeds,
+  openSession,
+  runSession,
+  type Session,
+  type TensorValue,
+} from "../../src/pipeline/model.ts";
+import { SessionPool } from "../../src/pipeline/model-pool.ts";
+import { fixtureBundle } from "./media.ts";
+
+let encoder = "";
+let session: Session;
+let pool: SessionPool;
+
+/** A deterministic (B, 3, T, 32, 32) video in [-1, 1]. */
+function video(batch: number, frames: number, seed: number): TensorValue {
+  const dims = [batch, 3, frames, 32, 32];
+  const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
+  let x = seed;
+  for (let i = 0; i < data.length; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    data[i] = (x / 2147483648) * 2 - 1;
+  }
+  return { dtype: "float32", dims, data };
+}
+
+const clone = (v: TensorValue): TensorValue => ({ ...v, data: v.data.slice() });
+
+function maxAbs(a: TensorValue["data"], b: TensorValue["data"]): number {
+  assert.equal(a.length, b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(Number(a[i]) - Number(b[i])));
+  return worst;
+}
+
+before(async () => {
+  encoder = join(fixtureBundle(), "encoder.onnx");
+  session = await openSession(encoder);
+  pool = new SessionPool({ size: 2, intraOpThreads: 1 });
+});
+after(async () => {
+  await session?.release();
+  await pool?.close();
+});
+
+test("runs in parallel workers and returns what model.ts returns directly", async () => {
+  const inputs = [1, 2, 3, 4].map((seed) => video(2, 9, seed));
+  const results = await Promise.all(inputs.map((v) => pool.run(encoder, { video: clone(v) })));
+  const stats = pool.stats();
+  assert.equal(stats.busyPeak, 2, "two requests never ran at the same time");
+  assert.equal(stats.busy, 0);
+  for (const [i, v] of inputs.entries()) {
+    const direct = await runSession(session, { video: clone(v) });
+    const viaPool = results[i]?.latent;
+    assert.ok(viaPool && direct.latent);
+    assert.deepEqual(viaPool.dims, direct.latent.dims);
+    assert.deepEqual(viaPool.dims, [2, 4, 3, 4, 4]);
+    assert.ok(maxAbs(viaPool.data, direct.latent.data) <= 1e-6);
+  }
+});
+
+test("transfer moves the feed buffers instead of copying them", async () => {
+  const kept = video(1, 5, 7);
+  await pool.run(encoder, { video: kept });
+  assert.equal(kept.data.length, 1 * 3 * 5 * 32 * 32, "copied by default");
+  const moved = video(1, 5, 7);
+  const out = await pool.run(encoder, { video: moved }, { transfer: true });
+  assert.equal(moved.data.length, 0, "the buffer was not transferred");
+  assert.deepEqual(out.latent?.dims, [1, 4, 2, 4, 4]);
+});
+
+test("checkFeeds' report comes back from the worker word for word", async () => {
+  const bad = { video: { ...video(1, 5, 1), dims: [1, 3, 5, 32] } };
+  let direct = "";
+  try {
+    checkFeeds(session, bad);
+  } catch (err) {
+    direct = (err as Error).message;
+  }
+  assert.match(direct, /"video" has rank 4, expected 5/);
+  await assert.rejects(pool.run(encoder, bad), (err: unknown) => {
+    assert.ok(err instanceof PipelineError);
+    assert.equal(err.code, "model_inputs");
+    assert.equal(err.message, direct);
+    return true;
+  });
+  // A model that cannot be opened, and the pool still works afterwards.
+  await assert.rejects(pool.run(join(encoder, "..", "missing.onnx"), {}), {
+    code: "model_failed",
+    message: /cannot open ONNX model .*missing\.onnx/,
+  });
+  const description = await pool.describe(encoder);
+  assert.deepEqual(description.inputNames, ["video"]);
+});
+
+test("a closed pool refuses work", async () => {
+  const p = new SessionPool({ size: 1 });
+  await p.close();
+  await assert.rejects(p.run(encoder, { video: video(1, 1, 1) }), { code: "closed" });
+});
