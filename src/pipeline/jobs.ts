@@ -224,6 +224,7 @@ export interface RecoveryReport {
   resumed: string[];
   failed: string[];
   removedTemp: number;
+  removedUploads: number;
 }
 
 export function uploadsDir(dataDir: string, jobId?: string): string {
@@ -283,10 +284,19 @@ export class JobRunner {
 
   /** Re-queues or fails jobs left running, and deletes temporary files. Call before start. */
   async recover(): Promise<RecoveryReport> {
-    const report: RecoveryReport = { resumed: [], failed: [], removedTemp: 0 };
+    const report: RecoveryReport = { resumed: [], failed: [], removedTemp: 0, removedUploads: 0 };
     report.removedTemp =
       (await removeTempFiles(outputsDir(this.#dataDir))) +
       (await removeTempFiles(uploadsDir(this.#dataDir)));
+    // Upload folders of jobs that never made it into the database (a crash between the upload
+    // and the insert) or that have finished.
+    for (const name of await readdir(uploadsDir(this.#dataDir)).catch(() => [] as string[])) {
+      const job = getJob(this.#db, name);
+      if (!job || !["queued", "running"].includes(job.job.status)) {
+        await rm(uploadsDir(this.#dataDir, name), { recursive: true, force: true });
+        report.removedUploads++;
+      }
+    }
     for (const { job, items } of jobsWithStatus(this.#db, "running")) {
       if (job.attempts >= MAX_ATTEMPTS) {
         for (const item of items) {
