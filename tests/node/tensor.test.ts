@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { writeNpy } from "../../src/pipeline/npy.ts";
+import { concatTime, framesToVideo, psnr, ssim, videoToFrames } from "../../src/pipeline/tensor.ts";
+import { runPython } from "./python.ts";
+
+// diffusable.metrics on the same two frames, as (1, 3, 1, H, W) videos in [-1, 1].
+const METRICS = `
+import sys, json, numpy as np, torch
+from diffusable.metrics import psnr, ssim
+a, b = (torch.from_numpy(np.load(f"{sys.argv[1]}/{n}.npy")).float() for n in ("a", "b"))
+def video(x):  # (H, W, 3) uint8 -> (1, 3, 1, H, W) in [-1, 1]
+    return (x / 127.5 - 1).permute(2, 0, 1)[None, :, None]
+print(json.dumps({"psnr": float(psnr(video(a), video(b))), "ssim": float(ssim(video(a), video(b)))}))
+`;
+
+function frame(h: number, w: number, seed: number, noise: number, base?: Uint8Array): Uint8Array {
+  const out = new Uint8Array(h * w * 3);
+  let x = seed;
+  for (let i = 0; i < out.length; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    const r = (x / 2147483648 - 0.5) * 2 * noise;
+    const v = base ? (base[i] as number) + r : ((i * 7) % 251) + r;
+    out[i] = Math.min(255, Math.max(0, Math.round(v)));
+  }
+  return out;
+}
+
+test("PSNR and SSIM agree with diffusable.metrics", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tensor-test-"));
+  try {
+    const [h, w] = [24, 20];
+    const a = frame(h, w, 1, 60);
+    const b = frame(h, w, 2, 30, a);
+    await writeNpy(join(dir, "a.npy"), { dtype: "uint8", shape: [h, w, 3], data: a });
+    await writeNpy(join(dir, "b.npy"), { dtype: "uint8", shape: [h, w, 3], data: b });
+    const expected = JSON.parse(runPython(["-c", METRICS, dir]));
+    assert.ok(
+      Math.abs(psnr(a, b) - expected.psnr) < 1e-3,
+      `psnr ${psnr(a, b)} vs ${expected.psnr}`,
+    );
+    assert.ok(
+      Math.abs(ssim(a, b, h, w) - expected.ssim) < 1e-4,
+      `ssim ${ssim(a, b, h, w)} vs ${expected.ssim}`,
+    );
+    assert.equal(psnr(a, a), 100);
+    assert.ok(Math.abs(ssim(a, a, h, w) - 1) < 1e-12);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("frames -> video -> frames is the identity; concatTime joins along time", () => {
+  const frames = [frame(4, 6, 3, 100), frame(4, 6, 4, 100)];
+  const video = framesToVideo(frames, 4, 6);
+  assert.ok(video.every((v) => v >= -1 && v <= 1));
+  assert.deepEqual(videoToFrames(video, [1, 3, 2, 4, 6]), frames);
+  // two channels, hw = 1: parts (1, 2, 1) and (1, 2, 2) -> (1, 2, 3)
+  const joined = concatTime([Float32Array.from([1, 2]), Float32Array.from([3, 4, 5, 6])], 2, 1);
+  assert.deepEqual(Array.from(joined), [1, 3, 4, 2, 5, 6]);
+});
