@@ -136,19 +136,22 @@ async function main() {
     for (let i = 0; i < JOBS; i++) await submit();
     let running = 0;
     let finished = 0;
+    let stopped = false;
     const poll = setInterval(async () => {
+      if (stopped) return;
       let r = 0;
       for (const id of [...active]) {
-        const job = (await (
-          await fetch(`${url}/v1/encodings/${id}`, {
-            headers: { authorization: `Bearer ${secret}` },
-          })
-        ).json()) as { status: string };
+        const job = (await fetch(`${url}/v1/encodings/${id}`, {
+          headers: { authorization: `Bearer ${secret}` },
+        })
+          .then((res) => res.json())
+          .catch(() => ({ status: "unknown" }))) as { status: string };
+        if (stopped) return;
         if (job.status === "running") r++;
         if (job.status !== "queued" && job.status !== "running") {
           active.delete(id);
           finished++;
-          await submit(); // keep JOBS encodings in flight
+          if (!stopped) await submit().catch(() => {}); // keep JOBS encodings in flight
         }
       }
       running = r;
@@ -156,6 +159,7 @@ async function main() {
     const deadline = Date.now() + 60_000;
     while (running < JOBS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const busy = await sample(url, SAMPLES);
+    stopped = true;
     clearInterval(poll);
 
     const row = (name: string, t: number[]) =>
