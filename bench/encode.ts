@@ -1,0 +1,217 @@
+// Encoding benchmarks, printed as ratios measured in the same run (never asserted):
+//  (a) whole-mode encode peak RSS of a 3-minute video against a 10-second one (each in its own
+//      child process: bench/encode-child.ts), with the largest bundle in models/ or the tiny
+//      fixture;
+//  (b) encoder throughput (clips/s) of onnxruntime-node (through the worker pool) against PyTorch
+//      eager (bench/torch_encode.py) on the same weights, batch and thread count. PyTorch exports
+//      the bundle it times, so both sides run identical weights; their outputs are compared.
+//
+//   npx tsx bench/encode.ts [--threads 1,2] [--rounds 3] [--batch 4] [--seconds 3] [--ckpt runs/<id>/checkpoints/last.pt]
+//                           [--long 180] [--short 10]
+
+import { spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { SessionPool } from "../src/pipeline/model-pool.ts";
+import { readNpy } from "../src/pipeline/npy.ts";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const PYTHON = process.env.DIFFUSABLE_PYTHON ?? "/usr/bin/python3";
+const { values } = parseArgs({
+  options: {
+    threads: { type: "string", default: "1,2" },
+    rounds: { type: "string", default: "3" },
+    batch: { type: "string", default: "4" },
+    seconds: { type: "string", default: "3" },
+    ckpt: { type: "string" },
+    long: { type: "string", default: "180" },
+    short: { type: "string", default: "10" },
+  },
+});
+const threads = values.threads.split(",").map(Number);
+const batch = Number(values.batch);
+const seconds = Number(values.seconds);
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
+  const r = spawnSync(cmd, args, {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: { ...process.env, PYTHONPATH: join(ROOT, "src/training"), ...env },
+    maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed:\n${r.stderr}`);
+  return r.stdout;
+}
+
+const work = mkdtempSync(join(tmpdir(), "bench-encode-"));
+process.on("exit", () => rmSync(work, { recursive: true, force: true }));
+
+/** The largest valid-looking bundle under models/ (by ONNX bytes), else the tiny fixture. */
+function pickBundle(): { modelsDir: string; name: string } {
+  const models = join(ROOT, "models");
+  const found = existsSync(models)
+    ? readdirSync(models)
+        .filter((n) => existsSync(join(models, n, "manifest.json")))
+        .map((n) => ({
+          name: n,
+          bytes: readdirSync(join(models, n))
+            .filter((f) => f.endsWith(".onnx"))
+            .reduce((s, f) => s + statSync(join(models, n, f)).size, 0),
+        }))
+        .sort((a, b) => b.bytes - a.bytes)
+    : [];
+  if (found[0]) return { modelsDir: models, name: found[0].name };
+  const fixtures = join(work, "fixtures");
+  run(PYTHON, ["-m", "diffusable.fixtures", "--out", fixtures]);
+  mkdirSync(join(work, "models"));
+  cpSync(join(fixtures, "bundle"), join(work, "models", "tiny-fixture"), { recursive: true });
+  return { modelsDir: join(work, "models"), name: "tiny-fixture" };
+}
+
+function video(path: string, secondsLong: number): string {
+  // 320x240 at 24 fps, so ffmpeg resamples and resizes as it would for a real upload.
+  run("ffmpeg", [
+    ...[
+      "-nostdin",
+      "-v",
+      "error",
+      "-y",
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=s=320x240:r=24:d=${secondsLong}`,
+    ],
+    ...["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", path],
+  ]);
+  return path;
+}
+
+interface ChildResult {
+  maxRssMiB: number;
+  seconds: number;
+  frames: number;
+  latentShape: number[];
+}
+
+function measure(modelsDir: string, name: string, input: string): ChildResult {
+  const out = run(process.execPath, [
+    "--import",
+    "tsx",
+    join(ROOT, "bench/encode-child.ts"),
+    modelsDir,
+    name,
+    input,
+    "whole",
+  ]);
+  return JSON.parse(out.trim().split("\n").pop() as string);
+}
+
+const fmt = (x: number, digits = 1) => x.toFixed(digits);
+
+// (a) peak RSS
+const { modelsDir, name } = pickBundle();
+const short = video(join(work, "short.mp4"), Number(values.short));
+const long = video(join(work, "long.mp4"), Number(values.long));
+const rows: [string, ChildResult][] = [
+  [`${values.short} s`, measure(modelsDir, name, short)],
+  [`${values.long} s`, measure(modelsDir, name, long)],
+];
+const [shortR, longR] = [rows[0]?.[1] as ChildResult, rows[1]?.[1] as ChildResult];
+console.log(`\n(a) whole-mode encode, bundle ${name}, 1 worker thread`);
+console.log("| video | frames | latent shape | wall s | peak RSS MiB |");
+console.log("| --- | --- | --- | --- | --- |");
+for (const [label, r] of rows) {
+  console.log(
+    `| ${label} | ${r.frames} | ${r.latentShape.join("x")} | ${fmt(r.seconds)} | ${fmt(r.maxRssMiB)} |`,
+  );
+}
+console.log(
+  `peak RSS ratio long/short: ${fmt(longR.maxRssMiB / shortR.maxRssMiB, 2)}x (frames ratio ${fmt(longR.frames / shortR.frames)}x)`,
+);
+
+// (b) throughput, same weights and batch, at each thread count. The machine may be shared (e.g. by
+// training runs), so PyTorch and onnxruntime take turns, several rounds each, and medians are
+// compared: a burst of load then hits both sides alike.
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const torchDir = join(work, "torch");
+function torchRound(t: number) {
+  const args = [
+    "--out",
+    torchDir,
+    "--threads",
+    String(t),
+    "--batch",
+    String(batch),
+    "--seconds",
+    String(seconds),
+  ];
+  if (values.ckpt) args.push("--ckpt", values.ckpt);
+  return JSON.parse(
+    run(PYTHON, [join(ROOT, "bench/torch_encode.py"), ...args])
+      .trim()
+      .split("\n")
+      .pop() as string,
+  );
+}
+async function ortRound(t: number): Promise<{ clipsPerS: number; parity: number }> {
+  const input = await readNpy(join(torchDir, "input.npy"));
+  const expected = await readNpy(join(torchDir, "expected.npy"));
+  const encoder = join(torchDir, "bundle", "encoder.onnx");
+  const pool = new SessionPool({ size: 1, intraOpThreads: t });
+  try {
+    const feeds = () => ({
+      video: {
+        dtype: "float32" as const,
+        dims: input.shape,
+        data: (input.data as Float32Array).slice(),
+      },
+    });
+    const first = await pool.run(encoder, feeds(), { transfer: true }); // warm-up: opens the session
+    const got = first.latent?.data as Float32Array;
+    let parity = 0;
+    for (let i = 0; i < got.length; i++) {
+      parity = Math.max(parity, Math.abs((got[i] as number) - (expected.data[i] as number)));
+    }
+    let iters = 0;
+    const start = performance.now();
+    while (iters < 3 || performance.now() - start < seconds * 1000) {
+      await pool.run(encoder, feeds(), { transfer: true });
+      iters++;
+    }
+    return { clipsPerS: batch / ((performance.now() - start) / 1000 / iters), parity };
+  } finally {
+    await pool.close();
+  }
+}
+const rounds = Number(values.rounds);
+const table: string[] = [];
+let config = "";
+let source = "";
+let torchVersion = "";
+let worstParity = 0;
+for (const t of threads) {
+  const ort: number[] = [];
+  const pt: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const tr = torchRound(t);
+    [config, source, torchVersion] = [tr.config, tr.source, tr.torch];
+    pt.push(tr.clips_per_s);
+    const o = await ortRound(t);
+    worstParity = Math.max(worstParity, o.parity);
+    ort.push(o.clipsPerS);
+  }
+  table.push(
+    `| ${t} | ${fmt(median(ort))} | ${fmt(median(pt))} | ${fmt(median(ort) / median(pt), 2)}x | ${ort.map((x) => fmt(x)).join(", ")} / ${pt.map((x) => fmt(x)).join(", ")} |`,
+  );
+}
+console.log(
+  `\n(b) encoder throughput, ${config} config, batch of ${batch} clips, medians of ${rounds} alternating rounds`,
+);
+console.log(`weights: ${source}; max |onnx - torch| = ${worstParity.toExponential(1)}`);
+console.log(
+  `| threads | onnxruntime-node clips/s | PyTorch ${torchVersion} eager clips/s | ratio | rounds (ort / torch) |`,
+);
+console.log("| --- | --- | --- | --- | --- |");
+for (const row of table) console.log(row);
