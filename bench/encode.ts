@@ -7,7 +7,7 @@
 //      the bundle it times, so both sides run identical weights; their outputs are compared.
 //
 //   npx tsx bench/encode.ts [--threads 1,2] [--rounds 3] [--batch 4] [--seconds 3] [--ckpt runs/<id>/checkpoints/last.pt]
-//                           [--long 180] [--short 10]
+//                           [--models DIR] [--long 180] [--short 10]
 
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
@@ -26,6 +26,7 @@ const { values } = parseArgs({
     batch: { type: "string", default: "4" },
     seconds: { type: "string", default: "3" },
     ckpt: { type: "string" },
+    models: { type: "string" },
     long: { type: "string", default: "180" },
     short: { type: "string", default: "10" },
   },
@@ -48,9 +49,9 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
 const work = mkdtempSync(join(tmpdir(), "bench-encode-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 
-/** The largest valid-looking bundle under models/ (by ONNX bytes), else the tiny fixture. */
+/** The largest bundle under --models (default models/, by ONNX bytes), else the tiny fixture. */
 function pickBundle(): { modelsDir: string; name: string } {
-  const models = join(ROOT, "models");
+  const models = resolve(values.models ?? join(ROOT, "models"));
   const found = existsSync(models)
     ? readdirSync(models)
         .filter((n) => existsSync(join(models, n, "manifest.json")))
