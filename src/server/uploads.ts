@@ -1,18 +1,19 @@
-// Multipart uploads: parse the form (the body size is capped by the bodyLimit middleware), check
-// the file count, and store the files in the data dir before a job refers to them. Files are first
-// written to uploads/.tmp-<job>/ and the folder is renamed to uploads/<job>/ once every file is in
-// and checked; on any error the folder is removed, so no partial upload is left behind.
+// Multipart uploads, streamed to disk with busboy: each file goes straight into
+// uploads/.tmp-<job>/ as it arrives (never whole in memory), with the file count and the body size
+// capped while streaming. Then the text fields are validated, each file is checked (empty, probe),
+// and the folder is renamed to uploads/<job>/. On any error the folder is removed, so no partial
+// upload is left behind.
 
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { mkdir, rename, rm } from "node:fs/promises";
 import { basename, extname, join } from "node:path";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as NodeWebStream } from "node:stream/web";
+import busboy from "busboy";
 import type { Context } from "hono";
 import { TMP_PREFIX, uploadsDir } from "../pipeline/jobs.ts";
 import { ApiError } from "./errors.ts";
-
-export interface MultipartForm {
-  fields: Record<string, string>;
-  files: File[];
-}
 
 export interface SavedUpload {
   sourceName: string;
@@ -23,7 +24,31 @@ export interface SavedUpload {
 /** File fields accepted: "files" (repeatable) and "file". */
 export const FILE_FIELDS = ["files", "file"];
 
-export async function readMultipart(c: Context, maxFiles: number): Promise<MultipartForm> {
+export interface UploadLimits {
+  maxFiles: number;
+  maxBytes: number;
+}
+
+export interface ReceiveOptions<T> extends UploadLimits {
+  dataDir: string;
+  jobId: string;
+  /** Validates the text fields (throws ApiError); runs after the body is read. */
+  fields: (fields: Record<string, string>) => T;
+  /** Checks one stored file (e.g. a probe); its errors are answered naming the file. */
+  check: (path: string, name: string) => Promise<void>;
+}
+
+/** The client's file name without any path, for display; never used as a path. */
+export function sourceName(name: string | undefined, index: number): string {
+  return basename(String(name ?? "").replaceAll("\\", "/")).slice(0, 200) || `file${index}`;
+}
+
+interface Received {
+  fields: Record<string, string>;
+  files: { name: string; path: string; bytes: number }[];
+}
+
+function checkContentType(c: Context): string {
   const type = c.req.header("content-type") ?? "";
   if (!/^multipart\/form-data\s*;/i.test(type) || !/boundary=/i.test(type)) {
     throw new ApiError(
@@ -32,91 +57,168 @@ export async function readMultipart(c: Context, maxFiles: number): Promise<Multi
       `expected a multipart/form-data body with a boundary, got ${type ? `"${type}"` : "no content-type"}`,
     );
   }
-  let form: FormData;
-  try {
-    form = await c.req.formData();
-  } catch (err) {
-    if ((err as { status?: number }).status === 413) throw err;
-    throw new ApiError(
-      400,
-      "malformed_multipart",
-      `the multipart body cannot be parsed: ${(err as Error).message}`,
-    );
-  }
-  const fields: Record<string, string> = {};
-  const files: File[] = [];
-  for (const [name, value] of form.entries()) {
-    if (typeof value === "string") {
-      if (FILE_FIELDS.includes(name)) {
-        throw new ApiError(400, "invalid_field", `${name}: expected a file, got a text field`);
-      }
-      fields[name] = value;
-    } else if (FILE_FIELDS.includes(name)) {
-      files.push(value);
-      if (files.length > maxFiles) {
-        throw new ApiError(
-          400,
-          "too_many_files",
-          `files: at most ${maxFiles} files per request (got more)`,
-        );
-      }
-    } else {
-      throw new ApiError(400, "invalid_field", `${name}: unexpected file field (use "files")`);
-    }
-  }
-  if (files.length === 0) {
-    throw new ApiError(400, "missing_file", "files: at least one file is required");
-  }
-  return { fields, files };
+  return type;
 }
 
-/** The client's file name without any path, for display; never used as a path. */
-export function sourceName(file: File, index: number): string {
-  const name = basename(String(file.name ?? "").replaceAll("\\", "/")).slice(0, 200);
-  return name || `file${index}`;
+const tooLarge = (max: number) =>
+  new ApiError(
+    413,
+    "payload_too_large",
+    `the request body is larger than ${max} bytes (DIFFUSABLE_MAX_UPLOAD_BYTES)`,
+  );
+
+/** Streams the multipart body into dir; fields are kept, files written as <index><ext>. */
+function receive(c: Context, type: string, dir: string, limits: UploadLimits): Promise<Received> {
+  const length = Number(c.req.header("content-length"));
+  if (Number.isFinite(length) && length > limits.maxBytes) throw tooLarge(limits.maxBytes);
+  const body = c.req.raw.body;
+  if (!body) throw new ApiError(400, "malformed_multipart", "the request has no body");
+  const source = Readable.fromWeb(body as unknown as NodeWebStream);
+  return new Promise((resolve, reject) => {
+    const received: Received = { fields: {}, files: [] };
+    const writes: Promise<unknown>[] = [];
+    const streams: Readable[] = [];
+    let failure: Error | null = null;
+    let total = 0;
+    const bb = busboy({
+      headers: { "content-type": type },
+      limits: {
+        files: limits.maxFiles,
+        fields: 100,
+        fieldSize: 64 * 1024,
+        parts: limits.maxFiles + 100,
+      },
+    });
+    const fail = (err: Error) => {
+      if (failure) return;
+      failure = err;
+      source.unpipe(bb);
+      source.destroy();
+      for (const s of streams) s.destroy(err);
+      Promise.allSettled(writes).then(() => reject(failure));
+    };
+    source.on("data", (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > limits.maxBytes) fail(tooLarge(limits.maxBytes));
+    });
+    source.on("error", (err: Error & { status?: number }) =>
+      fail(err.status === 413 ? tooLarge(limits.maxBytes) : err),
+    );
+    bb.on("file", (field, stream, info) => {
+      streams.push(stream);
+      if (failure) return void stream.resume();
+      if (!FILE_FIELDS.includes(field)) {
+        stream.resume();
+        return fail(
+          new ApiError(400, "invalid_field", `${field}: unexpected file field (use "files")`),
+        );
+      }
+      const index = received.files.length;
+      const name = sourceName(info.filename, index);
+      const ext = extname(name).toLowerCase();
+      const path = join(dir, `${index}${/^\.[a-z0-9]{1,8}$/.test(ext) ? ext : ""}`);
+      const entry = { name, path, bytes: 0 };
+      received.files.push(entry);
+      const count = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          entry.bytes += chunk.length;
+          done(null, chunk);
+        },
+      });
+      writes.push(
+        pipeline(stream, count, createWriteStream(path)).catch((err: Error) =>
+          fail(failure ?? err),
+        ),
+      );
+    });
+    bb.on("field", (field, value, info) => {
+      if (FILE_FIELDS.includes(field)) {
+        return fail(
+          new ApiError(400, "invalid_field", `${field}: expected a file, got a text field`),
+        );
+      }
+      if (info.valueTruncated) {
+        return fail(new ApiError(400, "invalid_field", `${field}: the value is too long`));
+      }
+      received.fields[field] = value;
+    });
+    bb.on("filesLimit", () =>
+      fail(
+        new ApiError(
+          400,
+          "too_many_files",
+          `files: at most ${limits.maxFiles} files per request (got more)`,
+        ),
+      ),
+    );
+    bb.on("partsLimit", () =>
+      fail(new ApiError(400, "too_many_parts", "the form has too many parts")),
+    );
+    bb.on("fieldsLimit", () =>
+      fail(new ApiError(400, "too_many_parts", "the form has too many fields")),
+    );
+    bb.on("error", (err: Error) =>
+      fail(
+        new ApiError(
+          400,
+          "malformed_multipart",
+          `the multipart body cannot be parsed: ${err.message}`,
+        ),
+      ),
+    );
+    bb.on("close", () => {
+      if (failure) return;
+      Promise.all(writes).then(
+        () => (failure ? undefined : resolve(received)),
+        (err: Error) => fail(err),
+      );
+    });
+    source.pipe(bb);
+  });
 }
 
 /**
- * Stores the files for this job and runs `check` on each (e.g. a probe); returns them in order.
- * Throws (leaving nothing behind) when a file is empty or fails its check.
+ * Receives a multipart upload for this job: streams files to a staging folder, validates the
+ * fields, checks every file, and moves the folder into place. Returns the options and the files.
  */
-export async function saveUploads(
-  dataDir: string,
-  jobId: string,
-  files: File[],
-  check: (path: string, name: string) => Promise<void>,
-): Promise<SavedUpload[]> {
-  const root = uploadsDir(dataDir);
-  const staging = join(root, `${TMP_PREFIX}${jobId}`);
-  const final = uploadsDir(dataDir, jobId);
+export async function receiveUploads<T>(
+  c: Context,
+  options: ReceiveOptions<T>,
+): Promise<{ options: T; uploads: SavedUpload[] }> {
+  const type = checkContentType(c);
+  const staging = join(uploadsDir(options.dataDir), `${TMP_PREFIX}${options.jobId}`);
+  const final = uploadsDir(options.dataDir, options.jobId);
   await mkdir(staging, { recursive: true });
   try {
-    const saved: SavedUpload[] = [];
-    for (const [index, file] of files.entries()) {
-      const name = sourceName(file, index);
-      if (file.size === 0) {
-        throw new ApiError(400, "empty_file", `files[${index}] "${name}": the file is empty`);
-      }
-      const ext = extname(name).toLowerCase();
-      const stored = `${index}${/^\.[a-z0-9]{1,8}$/.test(ext) ? ext : ""}`;
-      await writeFile(join(staging, stored), new Uint8Array(await file.arrayBuffer()));
+    const received = await receive(c, type, staging, options);
+    const parsed = options.fields(received.fields);
+    if (received.files.length === 0) {
+      throw new ApiError(400, "missing_file", "files: at least one file is required");
+    }
+    for (const [index, file] of received.files.entries()) {
+      const label = `files[${index}] "${file.name}"`;
+      if (file.bytes === 0) throw new ApiError(400, "empty_file", `${label}: the file is empty`);
       try {
-        await check(join(staging, stored), name);
+        await options.check(file.path, file.name);
       } catch (err) {
-        if (err instanceof ApiError) {
-          throw new ApiError(err.status, err.code, `files[${index}] "${name}": ${err.message}`);
-        }
         const e = err as { status?: number; code?: string; message?: string };
+        const status = e.status && e.status >= 400 && e.status < 500 ? e.status : 422;
         throw new ApiError(
-          e.status && e.status >= 400 && e.status < 500 ? (e.status as 400) : 422,
+          status as 400,
           e.code ?? "invalid_file",
-          `files[${index}] "${name}": ${(e.message ?? String(err)).replaceAll(join(staging, stored), name)}`,
+          `${label}: ${(e.message ?? String(err)).replaceAll(file.path, file.name)}`,
         );
       }
-      saved.push({ sourceName: name, path: join(final, stored), bytes: file.size });
     }
     await rename(staging, final);
-    return saved;
+    return {
+      options: parsed,
+      uploads: received.files.map((f) => ({
+        sourceName: f.name,
+        path: join(final, basename(f.path)),
+        bytes: f.bytes,
+      })),
+    };
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw err;

@@ -242,6 +242,30 @@ test("more files than allowed is a 400; more bytes than allowed is a 413", async
   await rejected(await upload("/v1/encodings", [big]), 413, "payload_too_large");
 });
 
+test("a chunked body (no content-length) is cut off at the byte limit with a 413", async () => {
+  const boundary = "XBOUNDARY";
+  const head = new TextEncoder().encode(
+    `--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.mp4"\r\n\r\n`,
+  );
+  let sent = 0;
+  const chunk = new Uint8Array(256 * 1024);
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent === 0) controller.enqueue(head);
+      sent += chunk.length;
+      if (sent > MAX_BYTES * 2) controller.close();
+      else controller.enqueue(chunk);
+    },
+  });
+  const res = await fetch(`${s.url}/v1/encodings`, {
+    method: "POST",
+    headers: { ...auth(s.user), "content-type": `multipart/form-data; boundary=${boundary}` },
+    body,
+    duplex: "half",
+  } as RequestInit);
+  await rejected(res, 413, "payload_too_large");
+});
+
 test("an unknown model is a 404 naming it", async () => {
   const one = file(makeVideo(join(work, "m.mp4")));
   const msg = await rejected(

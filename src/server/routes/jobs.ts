@@ -6,7 +6,6 @@ import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import type { JobRunner } from "../../pipeline/jobs.ts";
 import { parseNpy } from "../../pipeline/npy.ts";
@@ -26,7 +25,7 @@ import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";
 import { describeZodError } from "../schemas.ts";
-import { readMultipart, saveUploads } from "../uploads.ts";
+import { receiveUploads } from "../uploads.ts";
 
 export interface JobDeps {
   db: Db;
@@ -150,60 +149,54 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
     return new Response(Readable.toWeb(createReadStream(path)) as ReadableStream, { headers });
   };
 
-  app.post(
-    "/",
-    bodyLimit({
-      maxSize: config.maxUploadBytes,
-      onError: () => {
-        throw new ApiError(
-          413,
-          "payload_too_large",
-          `the request body is larger than ${config.maxUploadBytes} bytes (DIFFUSABLE_MAX_UPLOAD_BYTES)`,
-        );
+  app.post("/", async (c) => {
+    const key = c.var.apiKey;
+    const active = countActiveJobs(db, key.id);
+    if (active >= config.maxActiveJobsPerKey) {
+      throw new ApiError(
+        429,
+        "too_many_jobs",
+        `this key has ${active} queued or running jobs; the limit is ${config.maxActiveJobsPerKey}`,
+        { "Retry-After": "10" },
+      );
+    }
+    const id = newJobId(resource.kind);
+    const { options, uploads } = await receiveUploads(c, {
+      dataDir: config.dataDir,
+      jobId: id,
+      maxFiles: config.maxFiles,
+      maxBytes: config.maxUploadBytes,
+      fields: (fields) => {
+        const parsed = resource.options.safeParse(fields);
+        if (!parsed.success) {
+          throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+        }
+        runtime.bundle(parsed.data.model); // throws unknown_model (404)
+        return parsed.data;
       },
-    }),
-    async (c) => {
-      const key = c.var.apiKey;
-      const active = countActiveJobs(db, key.id);
-      if (active >= config.maxActiveJobsPerKey) {
-        throw new ApiError(
-          429,
-          "too_many_jobs",
-          `this key has ${active} queued or running jobs; the limit is ${config.maxActiveJobsPerKey}`,
-          { "Retry-After": "10" },
-        );
-      }
-      const form = await readMultipart(c, config.maxFiles);
-      const parsed = resource.options.safeParse(form.fields);
-      if (!parsed.success) {
-        throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
-      }
-      const options = parsed.data;
-      runtime.bundle(options.model); // throws unknown_model (404)
-      const id = newJobId(resource.kind);
-      const uploads = await saveUploads(config.dataDir, id, form.files, async (path) => {
+      check: async (path) => {
         if (resource.input === "npy") await checkNpy(path);
         else await probeVideo(path);
-      });
-      const { model, ...rest } = options as { model: string } & Record<string, unknown>;
-      const created = insertJob(db, {
-        id,
-        kind: resource.kind,
-        keyId: key.id,
-        model,
-        options: rest,
-        items: uploads.map((u) => ({
-          sourceName: u.sourceName,
-          inputPath: u.path,
-          inputBytes: u.bytes,
-        })),
-      });
-      runner.notify();
-      const body = jobJson(resource.path, getJob(db, id) ?? created);
-      c.header("Location", `/v1/${resource.path}/${id}`);
-      return c.json(body, 202);
-    },
-  );
+      },
+    });
+    const { model, ...rest } = options as { model: string } & Record<string, unknown>;
+    const created = insertJob(db, {
+      id,
+      kind: resource.kind,
+      keyId: key.id,
+      model,
+      options: rest,
+      items: uploads.map((u) => ({
+        sourceName: u.sourceName,
+        inputPath: u.path,
+        inputBytes: u.bytes,
+      })),
+    });
+    runner.notify();
+    const body = jobJson(resource.path, getJob(db, id) ?? created);
+    c.header("Location", `/v1/${resource.path}/${id}`);
+    return c.json(body, 202);
+  });
 
   app.get("/:id", (c) =>
     c.json(jobJson(resource.path, visibleJob(c.req.param("id"), c.var.apiKey))),
