@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { parseNpy } from "../../src/pipeline/npy.ts";
+import { JobSchema } from "../../src/server/schemas.ts";
 import {
   auth,
   fixtureModelsDir,
@@ -81,6 +82,7 @@ test("an encoding of two videos: 202, then latents whose shape follows the manif
   };
   assert.equal(done.status, "succeeded", JSON.stringify(done));
   assert.equal(done.progress, 1);
+  JobSchema.parse(done); // the answer matches the schema /openapi.json publishes
   for (const [n, item] of done.items.entries()) {
     assert.equal(item.status, "succeeded", JSON.stringify(item.error));
     const npyRes = await fetch(`${s.url}/v1/encodings/${job.id}/items/${n}/latents`, {

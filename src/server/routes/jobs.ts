@@ -139,7 +139,16 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
   };
 
   const sendFile = async (path: string, type: string, filename: string, sha: string | null) => {
-    const size = (await stat(path)).size;
+    const size = await stat(path).then(
+      (st) => st.size,
+      () => {
+        throw new ApiError(
+          500,
+          "output_missing",
+          `the output file of this item is gone from the data dir`,
+        );
+      },
+    );
     const headers: Record<string, string> = {
       "content-type": type,
       "content-length": String(size),
