@@ -9,6 +9,7 @@ import {
   HealthSchema,
   JobSchema,
   KeySchema,
+  ListJobsQuerySchema,
   ModelsSchema,
   ReconstructOptionsSchema,
 } from "./schemas.ts";
@@ -60,11 +61,36 @@ function multipart(options: z.ZodType, fileDescription: string): Json {
   };
 }
 
+function queryParameters(schema: z.ZodType): Json[] {
+  const { properties = {}, required = [] } = input(schema) as {
+    properties?: Record<string, Json>;
+    required?: string[];
+  };
+  return Object.entries(properties).map(([name, s]) => ({
+    name,
+    in: "query",
+    required: required.includes(name),
+    schema: s,
+  }));
+}
+
 function jobPaths(path: string, tag: string, options: z.ZodType, files: string, outputs: Json) {
   const id = { name: "id", in: "path", required: true, schema: { type: "string" } };
   const n = { name: "n", in: "path", required: true, schema: { type: "integer", minimum: 0 } };
   return {
     [`/v1/${path}`]: {
+      get: {
+        tags: [tag],
+        summary: `list ${tag} jobs, newest first (an admin key sees every key's)`,
+        parameters: queryParameters(ListJobsQuerySchema),
+        responses: {
+          "200": json(
+            { type: "object", properties: { jobs: { type: "array", items: ref("Job") } } },
+            "jobs",
+          ),
+          ...errors(400, 401),
+        },
+      },
       post: {
         tags: [tag],
         summary: `start a ${tag} job`,

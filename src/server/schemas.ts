@@ -64,6 +64,12 @@ export const JobSchema = z.object({
   items: z.array(ItemSchema),
 });
 
+export const ListJobsQuerySchema = z.object({
+  status: z.enum(["queued", "running", "succeeded", "failed", "canceled"]).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  before: z.string().optional().meta({ description: "a job id: list the jobs made before it" }),
+});
+
 export const KeySchema = z.object({
   id: z.string(),
   name: z.string(),

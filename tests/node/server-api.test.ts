@@ -202,3 +202,30 @@ test("/openapi.json is built from the request schemas", async () => {
   assert.match(body, /"clip","whole"/);
   assert.match(body, /"float32","float16"/);
 });
+
+test("GET /v1/encodings lists the key's jobs newest first, with paging; bad queries are 400s", async () => {
+  const list = async (query: string, secret = t.user) => {
+    const res = await t.app.request(`/v1/encodings${query}`, { headers: auth(secret) });
+    assert.equal(res.status, 200);
+    return ((await res.json()) as { jobs: { id: string; status: string }[] }).jobs;
+  };
+  const mine = await list("");
+  assert.equal(mine.length, 2, "the two jobs queued by the 429 test");
+  assert.ok(mine.every((j) => j.status === "queued"));
+  const [newest, older] = mine;
+  assert.deepEqual(
+    (await list("?limit=1")).map((j) => j.id),
+    [newest?.id],
+  );
+  assert.deepEqual(
+    (await list(`?before=${newest?.id}`)).map((j) => j.id),
+    [older?.id],
+  );
+  assert.equal((await list("?status=succeeded")).length, 0);
+  assert.equal((await list("", t.admin)).length, 2, "admins see every key's jobs");
+  const bad = await t.app.request("/v1/encodings?limit=0", { headers: auth(t.user) });
+  assert.match(await errorOf(bad, 400, "invalid_field"), /^limit: /);
+  assert.equal((await list("", t.admin)).length, 2);
+  const decodings = await t.app.request("/v1/decodings", { headers: auth(t.user) });
+  assert.deepEqual(await decodings.json(), { jobs: [] });
+});

@@ -2,7 +2,7 @@
 // one, record item and job outcomes. All synchronous (better-sqlite3); the runner is in ../jobs.ts.
 
 import { randomBytes } from "node:crypto";
-import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "./db.ts";
 import {
   type ItemStatus,
@@ -193,6 +193,31 @@ export function jobsWithStatus(db: Db, status: JobStatus): JobWithItems[] {
     .from(jobs)
     .where(eq(jobs.status, status))
     .orderBy(asc(jobs.seq))
+    .all()
+    .flatMap(({ id }) => getJob(db, id) ?? []);
+}
+
+/** A key's jobs of one kind, newest first (every key's when keyId is null). */
+export function listJobs(
+  db: Db,
+  filter: {
+    kind: JobKind;
+    keyId: string | null;
+    status?: JobStatus;
+    limit: number;
+    beforeSeq?: number;
+  },
+): JobWithItems[] {
+  const conditions = [eq(jobs.kind, filter.kind)];
+  if (filter.keyId !== null) conditions.push(eq(jobs.keyId, filter.keyId));
+  if (filter.status) conditions.push(eq(jobs.status, filter.status));
+  if (filter.beforeSeq !== undefined) conditions.push(lt(jobs.seq, filter.beforeSeq));
+  return db
+    .select({ id: jobs.id })
+    .from(jobs)
+    .where(and(...conditions))
+    .orderBy(desc(jobs.seq))
+    .limit(filter.limit)
     .all()
     .flatMap(({ id }) => getJob(db, id) ?? []);
 }

@@ -17,6 +17,7 @@ import {
   getJob,
   insertJob,
   type JobWithItems,
+  listJobs,
   newJobId,
 } from "../../pipeline/store/jobs.ts";
 import type { JobItemRow, JobKind } from "../../pipeline/store/schema.ts";
@@ -24,7 +25,7 @@ import { probeVideo } from "../../pipeline/video.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";
-import { describeZodError } from "../schemas.ts";
+import { describeZodError, ListJobsQuerySchema } from "../schemas.ts";
 import { receiveUploads } from "../uploads.ts";
 
 export interface JobDeps {
@@ -205,6 +206,22 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
     const body = jobJson(resource.path, getJob(db, id) ?? created);
     c.header("Location", `/v1/${resource.path}/${id}`);
     return c.json(body, 202);
+  });
+
+  app.get("/", (c) => {
+    const parsed = ListJobsQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    const { status, limit, before } = parsed.data;
+    const key = c.var.apiKey;
+    const beforeSeq = before ? visibleJob(before, key).job.seq : undefined;
+    const found = listJobs(db, {
+      kind: resource.kind,
+      keyId: key.role === "admin" ? null : key.id,
+      limit,
+      ...(status ? { status } : {}),
+      ...(beforeSeq !== undefined ? { beforeSeq } : {}),
+    });
+    return c.json({ jobs: found.map((j) => jobJson(resource.path, j)) });
   });
 
   app.get("/:id", (c) =>
