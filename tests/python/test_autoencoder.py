@@ -115,10 +115,8 @@ def test_dct_spectrum_and_lowpass():
 # --- training -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def toy_dataset(tmp_path_factory):
+def make_toy_dataset(root):
     """Two classes of moving squares at the tiny config's 32x32x9."""
-    root = tmp_path_factory.mktemp("toy")
     rng = np.random.default_rng(0)
     for split, n in (("train", 6), ("val", 2)):
         clips = np.zeros((n, 9, 32, 32, 3), np.uint8)

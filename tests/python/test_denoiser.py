@@ -118,3 +118,49 @@ def test_flow_pair_and_times():
     labels = torch.zeros(10000, dtype=torch.long)
     dropped = drop_labels(labels, 7, 0.1, g)
     assert 0.08 < (dropped == 7).float().mean() < 0.12
+
+
+# --- the diffusion trainer, end to end on a tiny autoencoder ------------------------------------
+
+
+def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
+    import json
+
+    from diffusable import train_ae, train_diffusion
+    from test_autoencoder import make_toy_dataset
+
+    data = make_toy_dataset(tmp_path / "toy")
+    ae = tmp_path / "ae"
+    assert (
+        train_ae.main(
+            [
+                "--config",
+                "tiny",
+                "--variant",
+                "se",
+                "--out",
+                str(ae),
+                "--data",
+                str(data),
+                "--threads",
+                "1",
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
+    common = ["--ae", str(ae), "--config", "tiny", "--data", str(data), "--threads", "1"]
+    out = tmp_path / "dit"
+    assert train_diffusion.main(common + ["--out", str(out), "--stop-after", "4"]) == 0
+    assert train_diffusion.main(common + ["--out", str(out)]) == 0
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    evals = [e for e in events if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [0, 4, 8]
+    for e in evals:
+        assert e["fd_rand3d"] >= 0 and e["metric"] == "fd_rand3d" and e["extractor_hash"]
+        assert e["n_generated"] == 6 and 0 <= e["class_score"] <= 1
+    statuses = [e["status"] for e in events if e["type"] == "status"]
+    assert statuses == ["started", "resumed", "completed"]
+    config = next(e for e in events if e["type"] == "config")
+    assert config["autoencoder"]["variant"] == "se" and config["model"]["num_classes"] == 2

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import math
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from .autoencoder import AutoencoderConfig, CausalVAE, count_parameters, get_con
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.clips import ClipDataset, read_dataset_meta
 from .events import EventLog, Progress
+from .loop_utils import ema_update, lr_at, step_generator
 from .losses import (
     PatchDiscriminator,
     generator_adv_loss,
@@ -156,28 +156,6 @@ class AETrainingForward(nn.Module):
             out["se_recon"] = self.vae.decode(z_small)
             out["se_target"] = video_small
         return out
-
-
-def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + step * 1009 + rank)
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine down to 10% at the last step."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
-    # Short runs: ramp the decay up so the EMA is not dominated by the random init.
-    d = min(decay, (1 + step) / (10 + step))
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.mul_(d).add_(pm.detach(), alpha=1 - d)
-    for be, bm in zip(ema.buffers(), model.buffers()):
-        be.copy_(bm)
 
 
 @torch.no_grad()
@@ -328,7 +306,7 @@ def main(argv=None) -> int:
         video, _ = train_ds.batch(idx)
         video = video.to(device)  # (B, 3, T, H, W)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
 
         with autocast:
             out_ = forward(video, noise, mode if cfg.se_weight > 0 else None)
@@ -370,7 +348,7 @@ def main(argv=None) -> int:
             events.write(
                 "train",
                 step=step,
-                lr=lr_at(step - 1, cfg),
+                lr=lr_at(step - 1, cfg.lr, cfg.warmup, cfg.steps),
                 se_mode=mode if cfg.se_weight > 0 else None,
                 steps_per_s=n / max(now - t_last, 1e-9),
                 **means,

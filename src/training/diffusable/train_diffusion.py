@@ -1,0 +1,319 @@
+"""Train the latent denoiser (rectified flow) on one autoencoder's latent space, logging the
+Fréchet distance of its samples over training: the diffusability experiment.
+
+    PYTHONPATH=src/training python3 -m diffusable.train_diffusion --ae runs/ae-small-se \
+        --config small --steps 3000 --eval-every 500 --out runs/dit-small-se
+
+Run it with the same settings on the baseline and the SE autoencoder: every evaluation samples
+the same noise and labels (fixed eval seed), decodes with that run's autoencoder, and compares
+against the same real clips with the same extractor, so the two histories are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Dict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import distributed
+from .checkpoint import load_autoencoder, load_checkpoint, save_checkpoint
+from .classifier import ClassifierConfig, class_scores, get_classifier
+from .denoiser import DENOISER_CONFIGS, Denoiser, get_denoiser_config
+from .events import EventLog, Progress
+from .features import FeatureExtractor
+from .flow import drop_labels, flow_pair, sample, sample_time
+from .frechet import feature_stats, frechet_distance
+from .latent_cache import ae_checkpoint, build_latent_cache, load_latents
+from .loop_utils import ema_update, lr_at, step_generator
+
+
+@dataclass
+class DiffusionTrainConfig:
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    label_dropout: float = 0.1
+    time_dist: str = "logit_normal"
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 500
+    eval_samples: int = 128  # generated clips per evaluation (and real clips they are compared to)
+    eval_seed: int = 1234
+    sample_steps: int = 25
+    sample_method: str = "euler"
+    guidance: float = 2.0
+    classifier_steps: int = 400  # training steps of the class-score classifier (cached per dataset)
+
+
+PRESETS: Dict[str, DiffusionTrainConfig] = {
+    "tiny": DiffusionTrainConfig(
+        steps=8,
+        batch_size=4,
+        warmup=2,
+        log_every=1,
+        eval_every=4,
+        eval_samples=6,
+        sample_steps=2,
+        classifier_steps=10,
+    ),
+    "small": DiffusionTrainConfig(),
+    "base": DiffusionTrainConfig(
+        steps=100_000,
+        batch_size=128,
+        lr=1e-4,
+        warmup=2000,
+        eval_every=5000,
+        eval_samples=2048,
+        log_every=100,
+    ),
+}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(
+        description="Train the latent denoiser on an autoencoder's latents."
+    )
+    ap.add_argument("--ae", required=True, help="autoencoder run folder (finished) or checkpoint")
+    ap.add_argument("--config", default="small", help=f"denoiser: {' | '.join(DENOISER_CONFIGS)}")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--data", default="procedural")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--stop-after", type=int, default=0)
+    for f in fields(DiffusionTrainConfig):
+        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    args = ap.parse_args(argv)
+    preset = PRESETS.get(args.config, DiffusionTrainConfig())
+    given = {f.name: getattr(args, f.name) for f in fields(DiffusionTrainConfig)}
+    cfg = DiffusionTrainConfig(
+        **{**asdict(preset), **{k: v for k, v in given.items() if v is not None}}
+    )
+    return args, cfg
+
+
+def main(argv=None) -> int:
+    # ---------------------------------------------------------------- setup
+    args, cfg = parse_args(argv)
+    dist_info = distributed.setup(args.device)
+    device, is_main = dist_info.device, dist_info.is_main
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    out = Path(args.out)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    events = EventLog(out / "events.jsonl", enabled=is_main)
+
+    # ---------------------------------------------------------------- data: latents + eval set
+    try:
+        get_denoiser_config(args.config)  # fail on a bad name before the expensive part
+        cache = build_latent_cache(Path(args.ae), args.data)
+        vae, ae_meta = load_autoencoder(ae_checkpoint(Path(args.ae)))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"train_diffusion: {err}", file=sys.stderr)
+        return 2
+    latents, labels, info = load_latents(cache, "train")
+    classes = info["classes"]
+    model_cfg = get_denoiser_config(
+        args.config, latent_channels=latents.shape[1], num_classes=len(classes)
+    )
+    vae = vae.to(device).eval()
+    extractor = FeatureExtractor(device=device)
+    from .data.clips import ClipDataset
+
+    data_root = Path(info["data"])
+    real_ds = ClipDataset(data_root, "train")
+    g_eval = torch.Generator().manual_seed(cfg.eval_seed)
+    real_idx = torch.randperm(len(real_ds), generator=g_eval)[: cfg.eval_samples].tolist()
+    real_stats = feature_stats(extractor.features(real_ds.batch(real_idx)[0]))
+    eval_noise = torch.randn((cfg.eval_samples,) + tuple(latents.shape[1:]), generator=g_eval)
+    eval_labels = torch.arange(cfg.eval_samples) % len(classes)
+    classifier, classifier_info = get_classifier(
+        data_root, ClassifierConfig(steps=cfg.classifier_steps)
+    )
+
+    # ---------------------------------------------------------------- model
+    torch.manual_seed(cfg.seed)
+    model = Denoiser(model_cfg).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    train_model = model
+    if dist_info.world_size > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist_info.local_rank] if device.type == "cuda" else None
+        )
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    autocast = (
+        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+
+    # ---------------------------------------------------------------- resume
+    step = 0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        events.write("status", step=step, status="resumed")
+    else:
+        events.write(
+            "config",
+            step=0,
+            run_id=out.name,
+            kind="diffusion",
+            model=model_cfg.to_dict(),
+            train=asdict(cfg),
+            autoencoder={
+                "checkpoint": str(ae_checkpoint(Path(args.ae))),
+                "run_id": ae_meta.get("run_id"),
+                "variant": ae_meta.get("variant"),
+                "step": ae_meta.get("step"),
+            },
+            latent_cache=str(cache),
+            classes=classes,
+            train_latents=len(latents),
+            parameters=sum(p.numel() for p in model.parameters()),
+            device=str(device),
+            metric=extractor.describe(),
+            classifier=classifier_info,
+            torch=torch.__version__,
+        )
+        events.write("status", step=0, status="started")
+
+    def save(final: bool = False) -> None:
+        if is_main:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "kind": "denoiser",
+                    "config": model_cfg.to_dict(),
+                    "train": asdict(cfg),
+                    "run_id": out.name,
+                    "step": step,
+                    "final": final,
+                    "classes": classes,
+                    "autoencoder": str(ae_checkpoint(Path(args.ae))),
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict(),
+                    "opt": opt.state_dict(),
+                },
+            )
+            events.write("checkpoint", step=step, path="checkpoints/last.pt", final=final)
+
+    last_eval: Dict = {}
+
+    @torch.no_grad()
+    def evaluate() -> Dict:
+        t0 = time.time()
+        videos = []
+        for i in range(0, cfg.eval_samples, 32):
+            x0 = sample(
+                ema,
+                eval_noise[i : i + 32].to(device),
+                eval_labels[i : i + 32].to(device),
+                steps=cfg.sample_steps,
+                guidance=cfg.guidance,
+                null_class=model_cfg.null_class,
+                method=cfg.sample_method,
+            )
+            videos.append(vae.decode_scaled(x0).clamp(-1, 1).cpu())
+        video = torch.cat(videos)
+        fd = frechet_distance(*real_stats, *feature_stats(extractor.features(video)))
+        scores = class_scores(
+            classifier, video, eval_labels, classes, classifier_info["config"]["size"]
+        )
+        record = {
+            extractor.metric: fd,
+            **extractor.describe(),
+            "n_generated": len(video),
+            "n_real": len(real_idx),
+            "sample_steps": cfg.sample_steps,
+            "guidance": cfg.guidance,
+            "class_score": scores["mean"],
+            "class_scores": scores,
+            "eval_s": time.time() - t0,
+        }
+        events.write("eval", step=step, **record)
+        last_eval.update(record)
+        return record
+
+    # ---------------------------------------------------------------- loop
+    progress = Progress(cfg.steps, step, enabled=is_main)
+    stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
+    if step == 0 and is_main:
+        evaluate()  # step 0: the untrained model, the common starting point of both histories
+    sums: Dict[str, float] = {}
+    t_last = time.time()
+    while step < stop_at:
+        g = step_generator(cfg.seed, step, dist_info.rank)
+        idx = torch.randint(len(latents), (cfg.batch_size,), generator=g)
+        x0 = latents[idx].to(device)  # (B, C, t, h, w)
+        noise = torch.randn(x0.shape, generator=g).to(device)
+        t = sample_time(cfg.batch_size, g, cfg.time_dist).to(device)
+        y = drop_labels(labels[idx], model_cfg.null_class, cfg.label_dropout, g).to(device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+        xt, v_target = flow_pair(x0, noise, t)
+        with autocast:
+            loss = F.mse_loss(train_model(xt, t, y).float(), v_target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        ema_update(ema, model, step, cfg.ema_decay)
+        step += 1
+
+        sums["loss"] = sums.get("loss", 0.0) + loss.item()
+        sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+        sums["n"] = sums.get("n", 0) + 1
+        if step % cfg.log_every == 0 or step == stop_at:
+            n = sums.pop("n")
+            means = {k: v / n for k, v in sums.items()}
+            now = time.time()
+            events.write(
+                "train",
+                step=step,
+                lr=lr_at(step - 1, cfg.lr, cfg.warmup, cfg.steps),
+                steps_per_s=n / max(now - t_last, 1e-9),
+                **means,
+            )
+            progress.line(step, loss=means["loss"])
+            sums, t_last = {}, now
+        # ------------------------------------------------------------ eval
+        if is_main and step % cfg.eval_every == 0:
+            evaluate()
+        # ------------------------------------------------------------ checkpoint
+        if step % cfg.eval_every == 0 or step == stop_at:
+            save()
+
+    # ---------------------------------------------------------------- finish
+    if step >= cfg.steps and is_main:
+        if step % cfg.eval_every:
+            evaluate()
+        save(final=True)
+        events.write(
+            "status",
+            step=step,
+            status="completed",
+            **{k: last_eval[k] for k in (extractor.metric, "class_score")},
+        )
+    distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
