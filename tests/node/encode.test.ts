@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
+  decodedFrames,
   decodeLatents,
   encodeFile,
   PipelineError,
@@ -155,6 +156,27 @@ describe("decodeLatents and reconstructFile", () => {
     });
     const info = await probeVideo(outPath);
     assert.deepEqual([info.width, info.height, info.frames, info.fps], [32, 32, 18, 8]);
+  });
+
+  test("long latents decode in windows with context, giving the frames of one call", async () => {
+    // 40 latent frames -> 1 + 4 * 39 = 157 video frames; the tiny decoder's context bound is 28.
+    const shape = [1, 4, 40, 4, 4];
+    const data = Float32Array.from({ length: 4 * 40 * 16 }, (_, i) => Math.sin(i * 0.37) * 1.5);
+    const latents = { dtype: "float32" as const, shape, data };
+    const collect = async (window: number) => {
+      const out: Uint8Array[] = [];
+      for await (const f of decodedFrames(rt, rt.loaded("tiny"), latents, { window })) out.push(f);
+      return out;
+    };
+    const once = await collect(1000);
+    const windowed = await collect(4);
+    assert.equal(once.length, 157);
+    assert.equal(windowed.length, 157);
+    let worst = 0;
+    once.forEach((f, i) => {
+      worst = Math.max(worst, maxAbs(f, windowed[i] as Uint8Array));
+    });
+    assert.ok(worst <= 1, `frames differ by up to ${worst}/255`);
   });
 
   test("latents of the wrong shape are refused", async () => {
