@@ -108,6 +108,20 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(sincos_1d(time * 1000.0, self.freq_dim))  # (B, hidden)
 
 
+class PlainLayerNorm(nn.Module):
+    """LayerNorm without affine parameters (adaLN supplies them), written out because torch
+    1.13 exports nn.LayerNorm(elementwise_affine=False) as an invalid opset-17 node."""
+
+    def __init__(self, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        var = (x - mean).square().mean(dim=-1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps)
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale[:, None]) + shift[:, None]
 
@@ -127,7 +141,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, D)
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, D/heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, D/heads)
         attn = (q @ k.transpose(-2, -1)) * (d // self.heads) ** -0.5  # (B, heads, N, N)
         y = attn.softmax(dim=-1) @ v  # (B, heads, N, D/heads)
         return self.proj(y.transpose(1, 2).reshape(b, n, d))
@@ -136,9 +150,9 @@ class Attention(nn.Module):
 class DiTBlock(nn.Module):
     def __init__(self, hidden: int, heads: int, mlp_ratio: float):
         super().__init__()
-        self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.norm1 = PlainLayerNorm()
         self.attn = Attention(hidden, heads)
-        self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.norm2 = PlainLayerNorm()
         mlp = int(hidden * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(hidden, mlp), nn.GELU(), nn.Linear(mlp, hidden))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
@@ -152,7 +166,7 @@ class DiTBlock(nn.Module):
 class FinalLayer(nn.Module):
     def __init__(self, hidden: int, out: int):
         super().__init__()
-        self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.norm = PlainLayerNorm()
         self.linear = nn.Linear(hidden, out)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * hidden))
 

@@ -20,7 +20,11 @@ import numpy as np
 import torch
 
 from .autoencoder import CausalVAE, get_config
+from .denoiser import Denoiser, get_denoiser_config
 from .export import build_manifest, export_autoencoder
+from .onnx_export import file_entries
+from .export_denoiser import export_denoiser_onnx, sampler_defaults
+from .flow import sample
 
 TOLERANCE = 1e-4
 
@@ -56,6 +60,80 @@ def make_tiny_bundle(out: Path, seed: int = 0) -> CausalVAE:
     )
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return vae
+
+
+def make_tiny_denoiser(out: Path, seed: int = 0) -> Denoiser:
+    """A tiny denoiser with every weight perturbed (adaLN-Zero alone would predict v = 0)."""
+    torch.manual_seed(seed)
+    model = Denoiser(get_denoiser_config("tiny")).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    bundle = out / "bundle"
+    export_denoiser_onnx(model, bundle / "denoiser.onnx", {"diffusable.bundle": "tiny-fixture"})
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest.update(
+        null_class=model.cfg.null_class,
+        denoiser_config=model.cfg.to_dict(),
+        sampler=sampler_defaults({"sample_steps": 4, "guidance": 2.0}),
+    )
+    manifest["onnx"]["denoiser"] = "denoiser.onnx"
+    manifest["files"] = file_entries(bundle, sorted(p.name for p in bundle.glob("*.onnx")))
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return model
+
+
+@torch.no_grad()
+def denoiser_cases(model: Denoiser, out: Path) -> List[Dict]:
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 4, 2, 4, 6, generator=g)
+    t = torch.tensor([1.0, 0.5, 0.03])
+    label = torch.tensor([0, 1, model.cfg.null_class])
+    np.save(out / "den_label.npy", label.numpy().astype(np.int64))
+    cases = [
+        {
+            "name": "denoiser",
+            "model": "bundle/denoiser.onnx",
+            "inputs": {
+                "x": _save(out, "den_x.npy", x),
+                "t": _save(out, "den_t.npy", t),
+                "label": "den_label.npy",
+            },
+            "outputs": {"v": _save(out, "den_v.npy", model(x, t, label))},
+        }
+    ]
+    # Whole sampler runs from fixed noise, for the TypeScript sampler's parity test.
+    noise = torch.randn(2, 4, 2, 4, 4, generator=g)
+    labels = torch.tensor([0, 1])
+    np.save(out / "sampler_labels.npy", labels.numpy().astype(np.int64))
+    runs = []
+    for method, steps, guidance in (("euler", 4, 2.0), ("heun", 3, 1.5), ("euler", 1, 1.0)):
+        x0 = sample(
+            model,
+            noise,
+            labels,
+            steps=steps,
+            guidance=guidance,
+            null_class=model.cfg.null_class,
+            method=method,
+        )
+        name = f"sampler_{method}_{steps}_{guidance}.npy"
+        runs.append(
+            {"method": method, "steps": steps, "guidance": guidance, "output": _save(out, name, x0)}
+        )
+    (out / "sampler.json").write_text(
+        json.dumps(
+            {
+                "noise": _save(out, "sampler_noise.npy", noise),
+                "labels": "sampler_labels.npy",
+                "null_class": model.cfg.null_class,
+                "runs": runs,
+                "tolerance": TOLERANCE,
+            },
+            indent=1,
+        )
+    )
+    return cases
 
 
 @torch.no_grad()
@@ -131,7 +209,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     vae = make_tiny_bundle(out)
-    cases = make_cases(vae, out)
+    denoiser = make_tiny_denoiser(out)
+    cases = make_cases(vae, out) + denoiser_cases(denoiser, out)
+    for case in cases:
+        case["tolerance"] = TOLERANCE
     config = vae.cfg.to_json()
     metadata = {
         f"bundle/{n}.onnx": {"diffusable.autoencoder_config": config, "diffusable.role": n}

@@ -1,0 +1,101 @@
+"""Add a trained denoiser to a model bundle: denoiser.onnx, sampler defaults, classes, metrics.
+
+    PYTHONPATH=src/training python3 -m diffusable.export_denoiser \
+        --ckpt runs/dit-small-se/checkpoints/last.pt --bundle models/small-se
+
+denoiser.onnx: x float32 (B, C, t, h, w), t float32 (B,) flow time in [0, 1], label int64 (B,)
+(the last id, len(classes), is the null class) -> v float32 (B, C, t, h, w). Sampling is
+described in docs/sampler.md. The bundle's autoencoder must be the one the denoiser was trained
+on: the manifest's autoencoder run and step are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .denoiser import Denoiser, DenoiserConfig
+from .export import last_event
+from .onnx_export import export_onnx, file_entries
+
+X_AXES = {0: "batch", 2: "latent_frames", 3: "latent_height", 4: "latent_width"}
+
+
+def export_denoiser_onnx(model: Denoiser, path: Path, metadata: Dict[str, str]) -> None:
+    cfg = model.cfg
+    x = torch.zeros(2, cfg.latent_channels, 2, 2 * cfg.patch_s, 2 * cfg.patch_s)
+    t = torch.full((2,), 0.5)
+    label = torch.zeros(2, dtype=torch.long)
+    export_onnx(
+        model.eval(),
+        (x, t, label),
+        path,
+        ["x", "t", "label"],
+        ["v"],
+        {"x": X_AXES, "t": {0: "batch"}, "label": {0: "batch"}, "v": X_AXES},
+        {**metadata, "diffusable.role": "denoiser", "diffusable.denoiser_config": cfg.to_json()},
+    )
+
+
+def sampler_defaults(train: Dict) -> Dict:
+    return {
+        "method": train.get("sample_method", "euler"),
+        "steps": train.get("sample_steps", 25),
+        "guidance": train.get("guidance", 2.0),
+        "max_steps": 200,
+        "schedule": "uniform",
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Add a denoiser to a model bundle.")
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--bundle", required=True, help="bundle folder made by diffusable.export")
+    args = ap.parse_args(argv)
+    ckpt, bundle = Path(args.ckpt), Path(args.bundle)
+    try:
+        state = load_checkpoint(ckpt)
+        if state.get("kind") != "denoiser":
+            raise ValueError(f"{ckpt} is not a denoiser checkpoint")
+        manifest = json.loads((bundle / "manifest.json").read_text())
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"export_denoiser: {err}", file=sys.stderr)
+        return 2
+    model = Denoiser(DenoiserConfig.from_dict(state["config"]))
+    model.load_state_dict(state["ema"])
+    ae_ckpt = load_checkpoint(state["autoencoder"])
+    ae_run = manifest["runs"]["autoencoder"]
+    if (ae_ckpt.get("run_id"), ae_ckpt.get("step")) != (ae_run.get("id"), ae_run.get("step")):
+        print(
+            f"export_denoiser: the denoiser was trained on {ae_ckpt.get('run_id')} step "
+            f"{ae_ckpt.get('step')}, but {bundle} holds {ae_run.get('id')} step "
+            f"{ae_run.get('step')}",
+            file=sys.stderr,
+        )
+        return 2
+    metadata = {"diffusable.bundle": manifest["name"], "diffusable.variant": manifest["variant"]}
+    export_denoiser_onnx(model, bundle / "denoiser.onnx", metadata)
+
+    events = ckpt.parent.parent / "events.jsonl"
+    last = last_event(events, "eval") or {}
+    manifest["classes"] = state["classes"]
+    manifest["null_class"] = len(state["classes"])
+    manifest["denoiser_config"] = model.cfg.to_dict()
+    manifest["sampler"] = sampler_defaults(state["train"])
+    manifest["onnx"]["denoiser"] = "denoiser.onnx"
+    manifest["runs"]["diffusion"] = {"id": state.get("run_id"), "step": state.get("step")}
+    manifest["metrics"]["diffusion"] = {k: last[k] for k in last if k not in ("type", "time")}
+    manifest["files"] = file_entries(bundle, sorted(p.name for p in bundle.glob("*.onnx")))
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"added denoiser (step {state.get('step')}) to {bundle}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
