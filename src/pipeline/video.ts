@@ -3,7 +3,7 @@
 // ffprobe() offers neither a timeout nor a way to kill a hung probe.
 // Frames are rgb24, row-major, size x size x 3 bytes (one Uint8Array per frame).
 
-import { execFile } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { open, rm, stat } from "node:fs/promises";
 import type { PassThrough } from "node:stream";
 import { Readable } from "node:stream";
@@ -235,42 +235,55 @@ export async function* decodeFrames(
       ...(opts.maxFrames !== undefined ? ["-frames:v", String(opts.maxFrames)] : []),
     ]);
 
+  // The outcome is judged from the ffmpeg process itself (exit code, signal, stderr tail), not
+  // from fluent-ffmpeg's events: with a piped output, fluent-ffmpeg reports "Output stream closed"
+  // as an error when the process exit is seen more than 20 ms after stdout closed (a busy machine).
   let failure: VideoError | null = null;
-  let exited = false;
-  const fail = (err: VideoError) => {
-    failure ??= err;
-    if (!exited) command.kill("SIGKILL");
-  };
-  const exit = new Promise<void>((resolve) => {
-    command.on("end", () => {
-      exited = true;
-      resolve();
-    });
-    command.on("error", (err: Error, _stdout: string | null, stderr: string | null) => {
-      exited = true;
-      if (failure === null) {
-        classify(path, stderr ?? "").then(
-          (code) => {
-            failure = new VideoError(
-              code,
-              `ffmpeg cannot decode ${path}: ${tail(stderr ?? err.message)}`,
-              {
-                cause: err,
-              },
-            );
-            resolve();
-          },
-          () => resolve(),
-        );
-      } else {
-        resolve();
-      }
-    });
+  let spawnError: Error | null = null;
+  let proc: ChildProcess | null = null;
+  let exitStatus: { code: number | null; signal: string | null } | null = null;
+  const stderrTail: string[] = [];
+  let markExited: () => void = () => {};
+  const exited = new Promise<void>((resolve) => {
+    markExited = resolve;
+  });
+  let markStderrClosed: () => void = () => {};
+  const stderrClosed = new Promise<void>((resolve) => {
+    markStderrClosed = resolve;
+  });
+  command.on("stderr", (line: string) => {
+    stderrTail.push(line);
+    if (stderrTail.length > 20) stderrTail.shift();
   });
   command.on("start", () => {
-    const proc = (command as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc;
-    if (proc?.pid !== undefined) opts.onSpawn?.(proc.pid);
+    proc = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc ?? null;
+    if (proc === null) return;
+    proc.once("exit", (code, signal) => {
+      exitStatus = { code, signal };
+      markExited();
+    });
+    if (proc.stderr) proc.stderr.once("close", markStderrClosed);
+    else markStderrClosed();
+    if (proc.pid !== undefined) opts.onSpawn?.(proc.pid);
   });
+  command.on("error", (err: Error) => {
+    if (proc === null) {
+      // ffmpeg never started (not installed, bad arguments): no exit event will come.
+      spawnError = err;
+      markExited();
+      markStderrClosed();
+      out.destroy();
+    }
+  });
+  const kill = () => {
+    const p = proc as ChildProcess | null;
+    if (p !== null && exitStatus === null) p.kill("SIGKILL");
+  };
+  const fail = (err: VideoError) => {
+    failure ??= err;
+    kill();
+    out.destroy();
+  };
   const timeLeft = opts.timeoutMs - (Date.now() - started);
   const timer = setTimeout(
     () => fail(new VideoError("timeout", `decoding ${path} took longer than ${opts.timeoutMs} ms`)),
@@ -282,24 +295,48 @@ export async function* decodeFrames(
   const out = command.pipe() as PassThrough;
   let frame = new Uint8Array(frameBytes);
   let filled = 0;
+  let complete = false;
   try {
-    for await (const chunk of out as AsyncIterable<Buffer>) {
-      let offset = 0;
-      while (offset < chunk.length) {
-        const n = Math.min(frameBytes - filled, chunk.length - offset);
-        frame.set(chunk.subarray(offset, offset + n), filled);
-        filled += n;
-        offset += n;
-        if (filled === frameBytes) {
-          if (failure) throw failure;
-          yield frame;
-          frame = new Uint8Array(frameBytes);
-          filled = 0;
+    try {
+      for await (const chunk of out as AsyncIterable<Buffer>) {
+        let offset = 0;
+        while (offset < chunk.length) {
+          const n = Math.min(frameBytes - filled, chunk.length - offset);
+          frame.set(chunk.subarray(offset, offset + n), filled);
+          filled += n;
+          offset += n;
+          if (filled === frameBytes) {
+            if (failure) throw failure;
+            yield frame;
+            frame = new Uint8Array(frameBytes);
+            filled = 0;
+          }
         }
       }
+    } catch (err) {
+      throw failure ?? err;
     }
-    await exit;
+    await exited;
+    await stderrClosed;
+    complete = true;
     if (failure) throw failure;
+    if (spawnError) {
+      throw new VideoError("ffmpeg_failed", `cannot run ffmpeg: ${(spawnError as Error).message}`);
+    }
+    const status = exitStatus as { code: number | null; signal: string | null } | null;
+    if (status && (status.code !== 0 || status.signal !== null)) {
+      const stderr = stderrTail.join("\n");
+      const how = status.signal ? `was killed by ${status.signal}` : `exited with ${status.code}`;
+      throw new VideoError(
+        await classify(path, stderr),
+        `ffmpeg cannot decode ${path} (${how}): ${tail(stderr)}`,
+      );
+    }
+    // ffmpeg decodes what there is of a cut-off file and exits 0, but says so.
+    const stderr = stderrTail.join("\n");
+    if (/partial file/i.test(stderr)) {
+      throw new VideoError("truncated", `${path} is cut short: ${tail(stderr, 3)}`);
+    }
     if (filled !== 0) {
       throw new VideoError(
         "truncated",
@@ -309,9 +346,11 @@ export async function* decodeFrames(
   } finally {
     clearTimeout(timer);
     opts.signal?.removeEventListener("abort", onAbort);
-    if (!exited) {
-      command.kill("SIGKILL");
-      await exit;
+    if (!complete) {
+      // Stopped early (break, error, timeout, abort): kill ffmpeg and wait for it to be gone.
+      kill();
+      out.destroy();
+      await exited;
     }
   }
 }

@@ -79,6 +79,13 @@ before(() => {
   testVideo(p("whole.mp4"), { size: "64x48", seconds: 4 });
   const whole = readFileSync(p("whole.mp4"));
   writeFileSync(p("truncated.mp4"), whole.subarray(0, Math.floor(whole.length / 2)));
+  // With faststart the index survives the cut, so only decoding finds the missing data.
+  ffmpegMake([
+    ...["-f", "lavfi", "-i", "testsrc2=s=64x48:r=8:d=4", "-c:v", "libx264", "-preset", "ultrafast"],
+    ...["-movflags", "+faststart", p("faststart.mp4")],
+  ]);
+  const fs = readFileSync(p("faststart.mp4"));
+  writeFileSync(p("truncated-faststart.mp4"), fs.subarray(0, Math.floor(fs.length * 0.6)));
   ffmpegMake(["-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", p("audio.m4a")]);
   ffmpegMake([
     ...["-f", "lavfi", "-i", "color=c=gray:s=8x8:r=8:d=0.5,scale=1:1"],
@@ -226,6 +233,17 @@ describe("bad inputs get a VideoError with a stable code", () => {
       await assert.rejects(collect(decodeFrames(p(file), { size: 32, timeoutMs: 30_000 })), check);
     });
   }
+});
+
+test("a truncated faststart mp4 probes fine but decoding reports it truncated", async () => {
+  assert.equal((await probeVideo(p("truncated-faststart.mp4"))).frames, 32);
+  await assert.rejects(
+    collect(decodeFrames(p("truncated-faststart.mp4"), { size: 32, timeoutMs: 30_000 })),
+    {
+      code: "truncated",
+      message: /cut short: .*partial file/,
+    },
+  );
 });
 
 describe("encodeFrames", () => {
