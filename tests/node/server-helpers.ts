@@ -122,6 +122,9 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   const config = testConfig(tempDir("app"), env);
   const db = openDb(config.dbFile);
   const runtime = await ModelRuntime.open({ modelsDir: config.modelsDir, threads: 1 });
+  // Let the worker finish loading onnxruntime before anything can close the pool: terminating a
+  // worker in the middle of that load has aborted the process (Napi::Error) under heavy load.
+  await runtime.pool.describe(runtime.loaded(MODEL).paths.encoder);
   const runner = new JobRunner({ db, runtime, dataDir: config.dataDir, concurrency: 1 });
   await runner.start();
   return {
