@@ -50,6 +50,12 @@ interface Job {
 interface Slot {
   worker: Worker;
   job: (Job & { id: number }) | null;
+  /** Resolves once the worker has loaded onnxruntime (or died). */
+  ready: Promise<void>;
+  /** Resolves when the thread has exited. */
+  exited: Promise<void>;
+  /** Called whenever the slot's job settles (close() waits on it). */
+  onIdle: (() => void) | null;
 }
 
 const WORKER_URL = new URL("./model-worker.mjs", import.meta.url);
@@ -101,11 +107,31 @@ export class SessionPool {
   #spawn(): Slot {
     const init: WorkerInit = { providers: this.providers, intraOpThreads: this.intraOpThreads };
     const worker = new Worker(WORKER_URL, { workerData: init });
-    const slot: Slot = { worker, job: null };
-    worker.on("message", (reply: WorkerReply) => {
+    let markReady: () => void = () => {};
+    let markExited: () => void = () => {};
+    const slot: Slot = {
+      worker,
+      job: null,
+      ready: new Promise((resolve) => {
+        markReady = resolve;
+      }),
+      exited: new Promise((resolve) => {
+        markExited = resolve;
+      }),
+      onIdle: null,
+    };
+    const settle = () => {
+      slot.job = null;
+      slot.onIdle?.();
+    };
+    worker.on("message", (reply: WorkerReply | { ready: true }) => {
+      if ("ready" in reply) {
+        markReady();
+        return;
+      }
       const job = slot.job;
       if (job === null || job.id !== reply.id) return;
-      slot.job = null;
+      settle();
       this.#completed++;
       if (reply.ok) job.resolve(reply);
       else job.reject(workerError(reply.error));
@@ -113,8 +139,9 @@ export class SessionPool {
     });
     // A worker that dies (native crash, out of memory) fails its request and is replaced.
     const onDeath = (why: string) => {
+      markReady();
       const job = slot.job;
-      slot.job = null;
+      settle();
       job?.reject(new PipelineError("model_failed", `model worker died: ${why}`, 500));
       if (this.#closed) return;
       const index = this.#slots.indexOf(slot);
@@ -123,13 +150,16 @@ export class SessionPool {
     };
     worker.on("error", (err) => onDeath(err.message));
     worker.on("exit", (code) => {
+      markExited();
       if (!this.#closed) onDeath(`exit code ${code}`);
+      else markReady();
     });
     worker.unref(); // an idle pool does not keep the process alive
     return slot;
   }
 
   #dispatch(): void {
+    if (this.#closed) return; // close() holds the workers (ref'd) until they exit
     for (const slot of this.#slots) {
       if (slot.job !== null) continue;
       const job = this.#queue.shift();
@@ -196,17 +226,37 @@ export class SessionPool {
     };
   }
 
-  /** Fails queued and running requests and stops the workers (their sessions go with them). */
-  async close(): Promise<void> {
+  /**
+   * Fails queued requests, lets running ones finish (up to `graceMs`), then stops the workers:
+   * each releases its sessions and exits. A worker is never stopped while it loads onnxruntime
+   * (that aborts the process); one that does not exit in time is terminated.
+   */
+  async close(graceMs = 30_000): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     for (const job of this.#queue.splice(0)) {
       job.reject(new PipelineError("closed", "the model pool was closed", 500));
     }
+    const within = (p: Promise<void>, ms: number) =>
+      Promise.race([p, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
     await Promise.all(
       this.#slots.map(async (slot) => {
-        slot.job?.reject(new PipelineError("closed", "the model pool was closed", 500));
+        slot.worker.ref();
+        await slot.ready; // no time limit: terminating mid-load is what must not happen
+        if (slot.job !== null) {
+          await within(
+            new Promise<void>((resolve) => {
+              slot.onIdle = resolve;
+            }),
+            graceMs,
+          );
+        }
+        const job = slot.job;
         slot.job = null;
+        job?.reject(new PipelineError("closed", "the model pool was closed", 500));
+        slot.worker.ref();
+        slot.worker.postMessage({ op: "close" });
+        await within(slot.exited, 5_000);
         await slot.worker.terminate();
       }),
     );

@@ -60,7 +60,14 @@ async function handle(req: WorkerRequest): Promise<WorkerReply> {
 
 const port = parentPort;
 if (port === null) throw new Error("model-worker.ts must run in a worker thread");
-port.on("message", async (req: WorkerRequest) => {
+port.on("message", async (req: WorkerRequest | { op: "close" }) => {
+  if (req.op === "close") {
+    // A graceful exit: release the sessions, then let the thread end on its own.
+    for (const s of sessions.values()) await (await s.catch(() => null))?.release();
+    sessions.clear();
+    port.close();
+    return;
+  }
   const reply = await handle(req);
   const transfer = "outputs" in reply && reply.outputs ? transferable(reply.outputs) : [];
   try {
@@ -69,3 +76,6 @@ port.on("message", async (req: WorkerRequest) => {
     port.postMessage(reply); // e.g. a buffer owned by onnxruntime that cannot be detached
   }
 });
+// onnxruntime's native module is loaded (by the imports above): from now on the pool may stop
+// this thread. Terminating a worker in the middle of that load aborts the whole process.
+port.postMessage({ ready: true });

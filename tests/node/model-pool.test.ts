@@ -97,8 +97,15 @@ test("checkFeeds' report comes back from the worker word for word", async () => 
   assert.deepEqual(description.inputNames, ["video"]);
 });
 
-test("a closed pool refuses work", async () => {
+test("close lets running requests finish, fails queued ones, then refuses work", async () => {
+  // Closed right after creation: the workers are still loading onnxruntime, which close waits for.
   const p = new SessionPool({ size: 1 });
+  const running = p.run(encoder, { video: video(1, 5, 1) });
+  const queued = p.run(encoder, { video: video(1, 5, 2) });
+  queued.catch(() => {});
   await p.close();
+  assert.deepEqual((await running).latent?.dims, [1, 4, 2, 4, 4]);
+  await assert.rejects(queued, { code: "closed" });
   await assert.rejects(p.run(encoder, { video: video(1, 1, 1) }), { code: "closed" });
+  assert.equal(p.stats().busy, 0);
 });
