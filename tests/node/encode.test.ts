@@ -11,10 +11,30 @@ import {
   reconstructFile,
 } from "../../src/pipeline/encode.ts";
 import { openSession, runSession, type Session } from "../../src/pipeline/model.ts";
+import { writeNpy } from "../../src/pipeline/npy.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
 import { framesToVideo, roundToHalf } from "../../src/pipeline/tensor.ts";
 import { decodeFrames, probeVideo } from "../../src/pipeline/video.ts";
 import { modelsDirWith, testVideo } from "./media.ts";
+import { runPython } from "./python.ts";
+
+// The fixture's weights rebuilt in PyTorch (make_tiny_bundle, seed 0): encode, decode and measure
+// each frame of the first clip with diffusable.metrics.
+const TORCH_RECONSTRUCT = `
+import sys, json, tempfile
+from pathlib import Path
+import numpy as np, torch
+from diffusable.fixtures import make_tiny_bundle
+from diffusable.metrics import psnr, ssim
+vae = make_tiny_bundle(Path(tempfile.mkdtemp()))
+x = torch.from_numpy(np.load(f"{sys.argv[1]}/clip0.npy")).float().div(127.5).sub(1)
+x = x.permute(3, 0, 1, 2)[None]
+with torch.no_grad():
+    y = vae.decode_scaled(vae.encode_scaled(x)).clamp(-1, 1)
+frames = range(x.shape[2])
+print(json.dumps({"psnr": [float(psnr(y[:, :, i:i + 1], x[:, :, i:i + 1])) for i in frames],
+                  "ssim": [float(ssim(y[:, :, i:i + 1], x[:, :, i:i + 1])) for i in frames]}))
+`;
 
 let dir = "";
 let rt: ModelRuntime;
@@ -189,6 +209,24 @@ describe("decodeLatents and reconstructFile", () => {
         message: /3 channels, the model has 4/,
       },
     );
+  });
+
+  test("reconstruction metrics equal PyTorch's on the same frames and weights", async () => {
+    const r = await reconstructFile(rt, "tiny", clip, {
+      format: "mp4",
+      outPath: join(dir, "r.mp4"),
+    });
+    const data = new Uint8Array(9 * 32 * 32 * 3);
+    frames.slice(0, 9).forEach((f, i) => {
+      data.set(f, i * f.length);
+    });
+    await writeNpy(join(dir, "clip0.npy"), { dtype: "uint8", shape: [9, 32, 32, 3], data });
+    const expected = JSON.parse(runPython(["-c", TORCH_RECONSTRUCT, dir]));
+    for (let i = 0; i < 9; i++) {
+      // TypeScript measures the reconstruction after rounding it to 8-bit frames.
+      assert.ok(Math.abs((r.psnr[i] as number) - expected.psnr[i]) < 0.05, `psnr of frame ${i}`);
+      assert.ok(Math.abs((r.ssim[i] as number) - expected.ssim[i]) < 0.005, `ssim of frame ${i}`);
+    }
   });
 
   test("reconstruction gives per-frame PSNR and SSIM", async () => {
