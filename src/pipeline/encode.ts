@@ -23,7 +23,10 @@ export interface EncodeOptions {
   dtype: "float32" | "float16";
   signal?: AbortSignal;
   onProgress?: (p: { framesDone: number; framesTotal: number | null }) => void;
-  /** Clips per encoder call in clip mode (default 4). */
+  /**
+   * Clips per encoder call in clip mode; in whole mode, 4-frame chunks per encoder_step call
+   * (default 4). Only speed and memory depend on it, never the latents.
+   */
   batch?: number;
   /** Limit for decoding the whole file, model time included (default 1 hour). */
   timeoutMs?: number;
@@ -106,6 +109,10 @@ export async function encodeFile(
   const m = b.manifest;
   const fps = opts.fps ?? m.fps;
   checkFps(fps);
+  const batch = opts.batch ?? 4;
+  if (!(Number.isInteger(batch) && batch >= 1 && batch <= 256)) {
+    throw new PipelineError("bad_option", `batch must be an integer in 1..256, got ${batch}`, 400);
+  }
   const framesTotal = await estimateFrames(inputPath, fps);
   const frames = decodeFrames(inputPath, {
     fps,
@@ -116,8 +123,8 @@ export async function encodeFile(
   const progress = (framesDone: number) => opts.onProgress?.({ framesDone, framesTotal });
   const { latent, shape, used } =
     opts.mode === "whole"
-      ? await encodeWhole(rt, b, frames, progress, opts.signal)
-      : await encodeClips(rt, b, frames, opts.batch ?? 4, progress, opts.signal);
+      ? await encodeWhole(rt, b, frames, batch, progress, opts.signal)
+      : await encodeClips(rt, b, frames, batch, progress, opts.signal);
   if (used === 0) {
     const need = opts.mode === "whole" ? 1 + m.temporal_factor : m.frames.default;
     throw tooShort(used, fps, need, opts.mode);
@@ -211,14 +218,15 @@ async function encodeClips(
 
 /**
  * Whole mode: the video causally, chunk by chunk (docs/bundle.md, "Streaming"): encoder_init on
- * frame 0, then encoder_step on each following chunk of chunk_frames frames, feeding each call's
- * cache_out_i back as cache_i. Only one chunk of frames and the caches are held; a trailing
- * partial chunk is dropped (the video is cut to 1+4k frames).
+ * frame 0, then encoder_step on the following frames, chunk_frames x stepChunks at a time, feeding
+ * each call's cache_out_i back as cache_i. Only one step's frames and the caches are held; a
+ * trailing partial chunk is dropped (the video is cut to 1+4k frames).
  */
 async function encodeWhole(
   rt: ModelRuntime,
   b: Bundle,
   frames: AsyncIterable<Uint8Array>,
+  stepChunks: number,
   progress: (framesDone: number) => void,
   signal?: AbortSignal,
 ): Promise<Encoded> {
@@ -251,15 +259,20 @@ async function encodeWhole(
     progress(used);
   };
 
+  // Each step takes `stepChunks` chunks at once (fewer, larger calls); the tail takes as many
+  // whole chunks as are left. The latents are the same either way (any multiple of chunk_frames).
+  const full = stream.chunk_frames * stepChunks;
   let chunk: Uint8Array[] = [];
   for await (const frame of frames) {
     if (signal?.aborted) throw abortError(signal);
     chunk.push(frame);
-    if (used === 0 || chunk.length === stream.chunk_frames) {
+    if (used === 0 || chunk.length === full) {
       await step(chunk);
       chunk = [];
     }
   }
+  const tail = chunk.length - (chunk.length % stream.chunk_frames);
+  if (used > 0 && tail > 0) await step(chunk.slice(0, tail));
   if (used < 1 + m.temporal_factor) return { latent: new Float32Array(0), shape: [], used: 0 };
   const c = m.latent_channels;
   const [h, w] = latentHW;

@@ -123,6 +123,13 @@ describe("encodeFile", () => {
     const whole = await onePass(frames.slice(0, 21));
     const err = maxAbs(data, whole);
     assert.ok(err <= 1e-4, `max abs error ${err}`);
+    // One chunk per step (batch 1) instead of 16 frames then a 4-frame tail (batch 4): same latents.
+    const single = await encodeFile(rt, "tiny", clip, {
+      mode: "whole",
+      dtype: "float32",
+      batch: 1,
+    });
+    assert.ok(maxAbs(single.latents.data as Float32Array, data) <= 1e-4);
     // Causality: the first clip's latents are the first 3 latent frames of the whole video.
     const first = await onePass(frames.slice(0, 9));
     assert.ok(maxAbs(timeSlice(data, r.latents.shape, 0, 3), first) <= 1e-4);
