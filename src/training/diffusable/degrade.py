@@ -94,22 +94,23 @@ def main(argv=None) -> int:
     from .data.clips import ClipDataset
     from .train_ae import resolve_dataset
 
-    ap = argparse.ArgumentParser(description="Tabulate the fallback metric along degradations.")
+    ap = argparse.ArgumentParser(description="Tabulate the Fréchet metric along degradations.")
     ap.add_argument("--data", default="procedural")
     ap.add_argument("--clips", type=int, default=128, help="clips per set")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the table here")
+    ap.add_argument("--i3d", help="I3D Kinetics-400 weights (state dict): tabulate fvd_i3d")
     args = ap.parse_args(argv)
     try:
         root = resolve_dataset(args.data, get_config("small"))
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
+        extractor = FeatureExtractor.i3d(args.i3d) if args.i3d else FeatureExtractor()
     except (FileNotFoundError, ValueError) as err:
         print(f"degrade: {err}", file=sys.stderr)
         return 2
     g = torch.Generator().manual_seed(args.seed)
     ref, _ = train.batch(torch.randperm(len(train), generator=g)[: args.clips].tolist())
     clips, _ = val.batch(list(range(min(args.clips, len(val)))))
-    extractor = FeatureExtractor()
     table = ladder(extractor, ref, clips, args.seed)
     info = extractor.describe()
     print(

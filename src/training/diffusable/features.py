@@ -3,15 +3,18 @@
 `rand3d`: a small 3D CNN with fixed-seed random weights. Random convolutional features are known
 to separate distributions reasonably (they react to blur, noise and broken motion), but the
 distance is NOT FVD and is never called that: it is logged as `fd_rand3d`, with the extractor's
-weight hash, N and preprocessing. FVD proper needs I3D Kinetics-400 weights, which the user
-supplies (a later addition logs it as `fvd_i3d`).
+weight hash, N and preprocessing.
+
+`i3d`: FVD proper, from I3D Kinetics-400 logits (`i3d.py`), only when the user supplies the
+weights file: `FeatureExtractor.i3d(path)`, logged as `fvd_i3d` with the sha256 of that file.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from typing import Dict
+from pathlib import Path
+from typing import Dict, Union
 
 import numpy as np
 import torch
@@ -24,6 +27,17 @@ class Preprocessing:
     frames: int = 16  # the first 16 frames of each clip
     size: int = 64  # bilinear resize of every frame to size x size
     value_range: str = "[-1, 1]"
+
+
+@dataclass(frozen=True)
+class I3DPreprocessing(Preprocessing):
+    """The FVD protocol (i3d.preprocess_fvd); the extra fields only describe it."""
+
+    frames: int = 16
+    size: int = 224
+    resize: str = "bilinear, align_corners=False, then clamp to [-1, 1]"
+    frames_rule: str = "first 16 frames; a shorter clip repeats its last frame"
+    features: str = "400 Kinetics-400 logits averaged over time"
 
 
 class Rand3D(nn.Module):
@@ -89,10 +103,30 @@ class FeatureExtractor:
         self.pre = pre
         self.device = device
         self.metric = "fd_rand3d"
+        self.extractor = "rand3d"
         self.hash = weights_hash(self.net)
+
+    @classmethod
+    def i3d(cls, weights_path: Union[str, Path], device="cpu") -> "FeatureExtractor":
+        """FVD features from the user's I3D Kinetics-400 weights (see i3d.load_i3d for the
+        accepted files; a bad one raises i3d.I3DWeightsError, a missing one FileNotFoundError)."""
+        from . import i3d
+
+        self = cls.__new__(cls)
+        self.net = i3d.load_i3d(weights_path, device)
+        self.pre = I3DPreprocessing()
+        self.device = device
+        self.metric = "fvd_i3d"
+        self.extractor = "i3d"
+        self.hash = i3d.file_hash(weights_path)
+        return self
 
     @torch.no_grad()
     def features(self, video: torch.Tensor, batch_size: int = 16) -> np.ndarray:
+        if self.extractor == "i3d":
+            from .i3d import i3d_logits
+
+            return i3d_logits(self.net, video, batch_size=batch_size)
         out = []
         for i in range(0, video.shape[0], batch_size):
             x = preprocess(video[i : i + batch_size].to(self.device).float(), self.pre)
@@ -102,7 +136,7 @@ class FeatureExtractor:
     def describe(self) -> Dict:
         return {
             "metric": self.metric,
-            "extractor": "rand3d",
+            "extractor": self.extractor,
             "extractor_hash": self.hash,
             "preprocessing": asdict(self.pre),
         }

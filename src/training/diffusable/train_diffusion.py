@@ -94,6 +94,7 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--stop-after", type=int, default=0)
+    ap.add_argument("--i3d", help="I3D Kinetics-400 weights file: log fvd_i3d")
     for f in fields(DiffusionTrainConfig):
         ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
     args = ap.parse_args(argv)
@@ -119,6 +120,7 @@ def main(argv=None) -> int:
     # ---------------------------------------------------------------- data: latents + eval set
     try:
         get_denoiser_config(args.config)  # fail on a bad name before the expensive part
+        extractor = FeatureExtractor.i3d(args.i3d, device) if args.i3d else None
         cache = build_latent_cache(Path(args.ae), args.data)
         vae, ae_meta = load_autoencoder(ae_checkpoint(Path(args.ae)))
     except (FileNotFoundError, ValueError) as err:
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
         args.config, latent_channels=latents.shape[1], num_classes=len(classes)
     )
     vae = vae.to(device).eval()
-    extractor = FeatureExtractor(device=device)
+    extractor = extractor or FeatureExtractor(device=device)
     from .data.clips import ClipDataset
 
     data_root = Path(info["data"])
