@@ -145,6 +145,11 @@ def make_toy_dataset(root):
     return root
 
 
+@pytest.fixture(scope="module")
+def toy_dataset(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"))
+
+
 def _train(out, data, variant, *extra):
     args = [
         "--config",
