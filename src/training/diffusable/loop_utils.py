@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import math
+from dataclasses import fields, replace
 
 import torch
 import torch.nn as nn
@@ -29,3 +32,27 @@ def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> Non
         pe.mul_(d).add_(pm.detach(), alpha=1 - d)
     for be, bm in zip(ema.buffers(), model.buffers()):
         be.copy_(bm)
+
+
+def add_run_flags(ap: argparse.ArgumentParser, config_cls) -> None:
+    """The flags every trainer has, plus one --flag per field of its config dataclass."""
+    ap.add_argument("--out", required=True, help="run folder (events.jsonl, checkpoints/)")
+    ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    ap.add_argument("--stop-after", type=int, default=0, help="stop (resumably) at this step")
+    for f in fields(config_cls):  # every field can be overridden: --lr 1e-4, ...
+        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+
+
+def config_from_flags(args: argparse.Namespace, preset):
+    """The preset with every flag the user gave applied on top."""
+    given = {f.name: getattr(args, f.name) for f in fields(preset)}
+    return replace(preset, **{k: v for k, v in given.items() if v is not None})
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; nothing on CPU (torch 1.13's CPU build rejects a CUDA autocast)."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

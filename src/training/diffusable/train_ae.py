@@ -13,12 +13,11 @@ generator seeded by (seed, s, rank).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -30,7 +29,14 @@ from .autoencoder import AutoencoderConfig, CausalVAE, count_parameters, get_con
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.clips import ClipDataset, read_dataset_meta
 from .events import EventLog, Progress
-from .loop_utils import ema_update, lr_at, step_generator
+from .loop_utils import (
+    add_run_flags,
+    autocast_for,
+    config_from_flags,
+    ema_update,
+    lr_at,
+    step_generator,
+)
 from .losses import (
     PatchDiscriminator,
     generator_adv_loss,
@@ -99,23 +105,13 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description="Train the causal 3D autoencoder.")
     ap.add_argument("--config", default="small", help="model variant: tiny | small | base")
     ap.add_argument("--variant", choices=["baseline", "se"], required=True)
-    ap.add_argument("--out", required=True, help="run folder (events.jsonl, checkpoints/)")
-    ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
-    ap.add_argument("--stop-after", type=int, default=0, help="stop (resumably) at this step")
-    for f in fields(TrainConfig):  # every TrainConfig field can be overridden: --lr 1e-4, ...
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    add_run_flags(ap, TrainConfig)
     args = ap.parse_args(argv)
     try:
         model_cfg = get_config(args.config)
     except ValueError as err:
         ap.error(str(err))
-    preset = TRAIN_PRESETS.get(args.config, TrainConfig())
-    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-    train_cfg = TrainConfig(
-        **{**asdict(preset), **{k: v for k, v in overrides.items() if v is not None}}
-    )
+    train_cfg = config_from_flags(args, TRAIN_PRESETS.get(args.config, TrainConfig()))
     if args.variant == "baseline":
         train_cfg.se_weight = 0.0
     return args, model_cfg, train_cfg
@@ -215,11 +211,7 @@ def main(argv=None) -> int:
     )
     disc = PatchDiscriminator().to(device) if cfg.disc_start >= 0 else None
     disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if disc else None
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_for(device)
 
     # ---------------------------------------------------------------- resume
     step = 0

@@ -12,12 +12,11 @@ against the same real clips with the same extractor, so the two histories are co
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict
 
@@ -34,7 +33,14 @@ from .features import FeatureExtractor
 from .flow import drop_labels, flow_pair, sample, sample_time
 from .frechet import feature_stats, frechet_distance
 from .latent_cache import ae_checkpoint, build_latent_cache, load_latents
-from .loop_utils import ema_update, lr_at, step_generator
+from .loop_utils import (
+    add_run_flags,
+    autocast_for,
+    config_from_flags,
+    ema_update,
+    lr_at,
+    step_generator,
+)
 
 
 @dataclass
@@ -89,20 +95,10 @@ def parse_args(argv=None):
     )
     ap.add_argument("--ae", required=True, help="autoencoder run folder (finished) or checkpoint")
     ap.add_argument("--config", default="small", help=f"denoiser: {' | '.join(DENOISER_CONFIGS)}")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--data", default="procedural")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--stop-after", type=int, default=0)
     ap.add_argument("--i3d", help="I3D Kinetics-400 weights file: log fvd_i3d")
-    for f in fields(DiffusionTrainConfig):
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    add_run_flags(ap, DiffusionTrainConfig)
     args = ap.parse_args(argv)
-    preset = PRESETS.get(args.config, DiffusionTrainConfig())
-    given = {f.name: getattr(args, f.name) for f in fields(DiffusionTrainConfig)}
-    cfg = DiffusionTrainConfig(
-        **{**asdict(preset), **{k: v for k, v in given.items() if v is not None}}
-    )
+    cfg = config_from_flags(args, PRESETS.get(args.config, DiffusionTrainConfig()))
     return args, cfg
 
 
@@ -156,11 +152,7 @@ def main(argv=None) -> int:
             model, device_ids=[dist_info.local_rank] if device.type == "cuda" else None
         )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_for(device)
 
     # ---------------------------------------------------------------- resume
     step = 0
