@@ -43,13 +43,14 @@ def noise(x: torch.Tensor, s: float, g: torch.Generator) -> torch.Tensor:
 
 
 def shuffle(x: torch.Tensor, s: float, g: torch.Generator) -> torch.Tensor:
-    """Swap a fraction s of frames with random others: appearance kept, motion broken."""
+    """Move a fraction s of frames: a random pick of them is rotated by one place, so every
+    picked frame really leaves its slot. Appearance is kept, motion is broken."""
     t = x.shape[2]
     order = torch.arange(t)
     n = int(round(s * t))
     if n >= 2:
         picked = torch.randperm(t, generator=g)[:n]
-        order[picked] = picked[torch.randperm(n, generator=g)]
+        order[picked] = picked.roll(1)
     return x[:, :, order]
 
 
