@@ -43,14 +43,20 @@ def noise(x: torch.Tensor, s: float, g: torch.Generator) -> torch.Tensor:
 
 
 def shuffle(x: torch.Tensor, s: float, g: torch.Generator) -> torch.Tensor:
-    """Move a fraction s of frames: a random pick of them is rotated by one place, so every
-    picked frame really leaves its slot. Appearance is kept, motion is broken."""
+    """Move a fraction s of frames: a random pick of them is randomly permuted with no frame left
+    in its slot (fixed points are swapped with their neighbour). Appearance is kept, motion broken.
+    """
     t = x.shape[2]
     order = torch.arange(t)
     n = int(round(s * t))
     if n >= 2:
         picked = torch.randperm(t, generator=g)[:n]
-        order[picked] = picked.roll(1)
+        perm = torch.randperm(n, generator=g)
+        for i in range(n):
+            if perm[i] == i:  # swapping with the next slot leaves neither in place
+                j = (i + 1) % n
+                perm[i], perm[j] = perm[j].clone(), perm[i].clone()
+        order[picked] = picked[perm]
     return x[:, :, order]
 
 
