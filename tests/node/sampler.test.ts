@@ -1,0 +1,125 @@
+// The TypeScript sampler against PyTorch's: diffusable.fixtures saves noise, labels and the
+// outputs of flow.sample for several (method, steps, guidance); src/pipeline/sampler.ts runs the
+// same tiny denoiser.onnx from the same noise and must agree within the fixture's tolerance.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { openSession, runSession, type Session } from "../../src/pipeline/model.ts";
+import { readNpy } from "../../src/pipeline/npy.ts";
+import { type SamplerMethod, sample, type VelocityFn } from "../../src/pipeline/sampler.ts";
+import { runPython } from "./python.ts";
+
+interface SamplerFixture {
+  noise: string;
+  labels: string;
+  null_class: number;
+  runs: { method: SamplerMethod; steps: number; guidance: number; output: string }[];
+  tolerance: number;
+}
+
+const dir = mkdtempSync(join(tmpdir(), "sampler-"));
+let session: Session;
+let fixture: SamplerFixture;
+
+before(async () => {
+  runPython(["-m", "diffusable.fixtures", "--out", dir], 300_000);
+  fixture = JSON.parse(readFileSync(join(dir, "sampler.json"), "utf8")) as SamplerFixture;
+  session = await openSession(join(dir, "bundle/denoiser.onnx"));
+});
+after(async () => {
+  await session?.release();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const denoiser: VelocityFn = async (x, dims, t, labels) => {
+  const b = dims[0] as number;
+  const out = await runSession(session, {
+    x: { data: x, dims: [...dims], dtype: "float32" },
+    t: { data: new Float32Array(b).fill(t), dims: [b], dtype: "float32" },
+    label: { data: labels, dims: [b], dtype: "int64" },
+  });
+  return out.v?.data as Float32Array;
+};
+
+function maxAbsError(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++)
+    worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)));
+  return worst;
+}
+
+test("the TypeScript sampler matches PyTorch's from the same noise (Euler, Heun, guidance)", async (t) => {
+  const noise = await readNpy(join(dir, fixture.noise));
+  const labels = await readNpy(join(dir, fixture.labels));
+  assert.equal(noise.dtype, "float32");
+  assert.equal(labels.dtype, "int64");
+  assert.ok(fixture.runs.length >= 3);
+  for (const run of fixture.runs) {
+    const expected = (await readNpy(join(dir, run.output))).data as Float32Array;
+    const got = await sample(
+      denoiser,
+      noise.data as Float32Array,
+      noise.shape,
+      labels.data as BigInt64Array,
+      {
+        steps: run.steps,
+        guidance: run.guidance,
+        nullClass: fixture.null_class,
+        method: run.method,
+      },
+    );
+    const err = maxAbsError(got, expected);
+    t.diagnostic(
+      `${run.method} ${run.steps} steps, guidance ${run.guidance}: max abs error ${err.toExponential(2)}`,
+    );
+    assert.ok(err <= fixture.tolerance, `${run.method}/${run.steps}/${run.guidance}: ${err}`);
+  }
+});
+
+test("one Euler step without guidance is x_1 - v(x_1, 1)", async () => {
+  const x = new Float32Array([0.5, -1, 2, 0.25]);
+  const v: VelocityFn = async (at) => at.map((a) => a * 2 + 1);
+  const out = await sample(v, x, [1, 4], new BigInt64Array([0n]), {
+    steps: 1,
+    guidance: 1,
+    nullClass: 1,
+    method: "euler",
+  });
+  assert.deepEqual(
+    [...out],
+    [...x].map((a) => Math.fround(a - (a * 2 + 1))),
+  );
+});
+
+test("bad arguments and aborts stop the sampler", async () => {
+  const v: VelocityFn = async (at) => at;
+  const opts = { steps: 0, guidance: 1, nullClass: 1, method: "euler" as const };
+  await assert.rejects(
+    sample(v, new Float32Array(2), [1, 2], new BigInt64Array(1), opts),
+    /steps must be >= 1/,
+  );
+  await assert.rejects(
+    sample(v, new Float32Array(2), [2, 1], new BigInt64Array(1), { ...opts, steps: 2 }),
+    /1 labels for a batch of 2/,
+  );
+  const controller = new AbortController();
+  let calls = 0;
+  const stopping: VelocityFn = async (at) => {
+    calls++;
+    controller.abort();
+    return at;
+  };
+  await assert.rejects(
+    sample(stopping, new Float32Array(2), [1, 2], new BigInt64Array(1), {
+      ...opts,
+      steps: 10,
+      signal: controller.signal,
+    }),
+    { name: "AbortError" },
+  );
+  assert.equal(calls, 1, "stops within one denoiser step");
+});
