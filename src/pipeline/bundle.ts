@@ -33,10 +33,25 @@ export const manifestSchema = z
       scale: z.array(z.number()),
     }),
     classes: z.array(z.string()),
+    /** The label id of "no label" for guidance (= classes.length); with onnx.denoiser. */
+    null_class: z.number().int().nonnegative().optional(),
+    /** The sampler defaults of the diffusion run that made the bundle (docs/sampler.md). */
+    sampler: z
+      .looseObject({
+        method: z.enum(["euler", "heun"]),
+        steps: positiveInt,
+        guidance: z.number().nonnegative(),
+        max_steps: positiveInt,
+        schedule: z.literal("uniform").optional(),
+      })
+      .optional(),
+    denoiser_config: z.record(z.string(), z.unknown()).optional(),
     autoencoder_config: z.record(z.string(), z.unknown()),
     onnx: z.looseObject({
       encoder: z.string().min(1),
       decoder: z.string().min(1),
+      /** The diffusion model; a bundle without it cannot generate. */
+      denoiser: z.string().min(1).optional(),
       encoder_stream: z.object({
         init: z.string().min(1),
         step: z.string().min(1),
@@ -60,6 +75,20 @@ export const manifestSchema = z
   })
   .loose()
   .superRefine((m, ctx) => {
+    if (m.onnx.denoiser !== undefined) {
+      for (const key of ["null_class", "sampler"] as const) {
+        if (m[key] === undefined) {
+          ctx.addIssue({ code: "custom", path: [key], message: "is required with onnx.denoiser" });
+        }
+      }
+    }
+    if (m.sampler !== undefined && m.sampler.steps > m.sampler.max_steps) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["sampler", "steps"],
+        message: `${m.sampler.steps} is more than max_steps ${m.sampler.max_steps}`,
+      });
+    }
     const tf = m.temporal_factor;
     if (m.frames.rule !== `1+${tf}k`) {
       ctx.addIssue({
@@ -99,6 +128,9 @@ export const manifestSchema = z
       [["onnx", "decoder"], m.onnx.decoder],
       [["onnx", "encoder_stream", "init"], s.init],
       [["onnx", "encoder_stream", "step"], s.step],
+      ...(m.onnx.denoiser === undefined
+        ? []
+        : ([[["onnx", "denoiser"], m.onnx.denoiser]] as const)),
     ] as const) {
       if (!(file in m.files)) {
         ctx.addIssue({
@@ -127,7 +159,14 @@ export interface Bundle {
   /** sha256 of manifest.json, which itself pins the sha256 of every file: the bundle's identity. */
   sha256: string;
   /** Absolute paths of the ONNX files by role. */
-  paths: { encoder: string; decoder: string; encoderInit: string; encoderStep: string };
+  paths: {
+    encoder: string;
+    decoder: string;
+    encoderInit: string;
+    encoderStep: string;
+    /** Absent when the bundle has no denoiser.onnx (it cannot generate). */
+    denoiser?: string;
+  };
 }
 
 const invalid = (dir: string, message: string, cause?: unknown) =>
@@ -196,6 +235,9 @@ export async function loadBundle(dir: string): Promise<Bundle> {
       decoder: join(dir, manifest.onnx.decoder),
       encoderInit: join(dir, s.init),
       encoderStep: join(dir, s.step),
+      ...(manifest.onnx.denoiser === undefined
+        ? {}
+        : { denoiser: join(dir, manifest.onnx.denoiser) }),
     },
   };
 }

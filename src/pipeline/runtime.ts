@@ -21,9 +21,14 @@ export interface BundleInfo {
   /** sha256 and size of each ONNX file. */
   files: Record<string, { sha256: string; bytes: number }>;
   metrics: Record<string, unknown>;
+  /** Whether the bundle has a denoiser, and its sampler defaults. */
+  generate: {
+    nullClass: number;
+    sampler: { method: string; steps: number; guidance: number; maxSteps: number };
+  } | null;
 }
 
-export type ModelRole = "encoder" | "decoder" | "encoderInit" | "encoderStep";
+export type ModelRole = "encoder" | "decoder" | "encoderInit" | "encoderStep" | "denoiser";
 
 export interface RuntimeOptions {
   modelsDir: string;
@@ -50,6 +55,18 @@ function info(b: Bundle): BundleInfo {
     sha256: b.sha256,
     files: structuredClone(m.files),
     metrics: structuredClone(m.metrics ?? {}),
+    generate:
+      m.onnx.denoiser !== undefined && m.null_class !== undefined && m.sampler !== undefined
+        ? {
+            nullClass: m.null_class,
+            sampler: {
+              method: m.sampler.method,
+              steps: m.sampler.steps,
+              guidance: m.sampler.guidance,
+              maxSteps: m.sampler.max_steps,
+            },
+          }
+        : null,
   };
 }
 
@@ -113,7 +130,15 @@ export class ModelRuntime {
 
   /** Runs one of a bundle's graphs in the pool; the feeds' buffers are moved, not copied. */
   run(bundle: Bundle, role: ModelRole, feeds: Feeds, signal?: AbortSignal): Promise<Outputs> {
-    return this.pool.run(bundle.paths[role], feeds, {
+    const path = bundle.paths[role];
+    if (path === undefined) {
+      throw new PipelineError(
+        "cannot_generate",
+        `model "${bundle.name}" has no ${role} (manifest onnx.${role}); it cannot generate`,
+        422,
+      );
+    }
+    return this.pool.run(path, feeds, {
       transfer: true,
       ...(signal ? { signal } : {}),
     });

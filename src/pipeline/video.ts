@@ -384,7 +384,10 @@ function formatOptions(format: VideoFormat): { filter: string; options: string[]
         filter: EVEN,
         options: [
           ...["-c:v", "libvpx-vp9", "-crf", "30", "-b:v", "0", "-pix_fmt", "yuv420p"],
-          ...["-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1", "-f", "webm"],
+          ...["-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1"],
+          // Without bitexact the matroska muxer writes a random SegmentUID: the same frames
+          // would give different bytes (generation promises identical files for a seed).
+          ...["-fflags", "+bitexact", "-f", "webm"],
         ],
       };
     case "gif":

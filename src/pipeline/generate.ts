@@ -1,0 +1,188 @@
+// Generation (docs/sampler.md): seeded noise (noise.ts) -> the rectified-flow sampler (sampler.ts)
+// with the bundle's denoiser.onnx run in the worker pool -> scaled latents -> decoder.onnx ->
+// video files. The same bundle, label, seed and settings give byte-identical files.
+
+import type { Bundle } from "./bundle.ts";
+import { decodeLatents } from "./encode.ts";
+import { PipelineError } from "./errors.ts";
+import { gaussianNoise } from "./noise.ts";
+import { writeNpy } from "./npy.ts";
+import type { ModelRuntime } from "./runtime.ts";
+import { type SamplerMethod, sample, type VelocityFn } from "./sampler.ts";
+import type { VideoFormat } from "./video.ts";
+
+export type GenerateFormat = VideoFormat | "npy";
+
+export interface GenerateOptions {
+  /** A class name of the bundle or its id. */
+  label: string | number;
+  seed: number;
+  /** Default: the bundle's manifest.sampler. */
+  steps?: number;
+  guidance?: number;
+  method?: SamplerMethod;
+  /** Video frames, 1 + temporal_factor * k up to the bundle's maximum; default its default. */
+  frames?: number;
+  /** Videos in one batch (1..8); video k starts from slice k of the seed's noise. */
+  n?: number;
+  signal?: AbortSignal;
+  /** After every sampler step (1..steps). */
+  onStep?: (step: number, steps: number) => void | Promise<void>;
+}
+
+/** The settings a generation actually used, every default filled in. */
+export interface GenerateSettings {
+  label: number;
+  labelName: string;
+  seed: number;
+  steps: number;
+  guidance: number;
+  method: SamplerMethod;
+  frames: number;
+  n: number;
+  nullClass: number;
+  /** The latents' shape (n, C, t, h, w). */
+  shape: [number, number, number, number, number];
+}
+
+const bad = (field: string, message: string) =>
+  new PipelineError("bad_request", `${field}: ${message}`, 400);
+
+export const MAX_BATCH = 8;
+
+/** Checks a request against a bundle and fills in the defaults; throws PipelineError (400/422). */
+export function resolveSettings(b: Bundle, opts: GenerateOptions): GenerateSettings {
+  const m = b.manifest;
+  if (m.onnx.denoiser === undefined || m.sampler === undefined || m.null_class === undefined) {
+    throw new PipelineError(
+      "cannot_generate",
+      `model "${b.name}" has no denoiser (manifest onnx.denoiser); it cannot generate`,
+      422,
+    );
+  }
+  let label: number;
+  if (typeof opts.label === "number") {
+    if (!Number.isInteger(opts.label) || opts.label < 0 || opts.label >= m.classes.length) {
+      throw bad("label", `id ${opts.label} is not in 0..${m.classes.length - 1}`);
+    }
+    label = opts.label;
+  } else {
+    label = m.classes.indexOf(opts.label);
+    if (label < 0) {
+      throw bad("label", `unknown label "${opts.label}"; known: ${m.classes.join(", ")}`);
+    }
+  }
+  const steps = opts.steps ?? m.sampler.steps;
+  if (!Number.isInteger(steps) || steps < 1 || steps > m.sampler.max_steps) {
+    throw bad("steps", `${steps} is not an integer in 1..${m.sampler.max_steps}`);
+  }
+  const guidance = opts.guidance ?? m.sampler.guidance;
+  if (!Number.isFinite(guidance) || guidance < 0) {
+    throw bad("guidance", `${guidance} is not a finite number >= 0`);
+  }
+  const tf = m.temporal_factor;
+  const frames = opts.frames ?? m.frames.default;
+  if (!Number.isInteger(frames) || frames < 1 || (frames - 1) % tf !== 0) {
+    throw bad("frames", `${frames} does not follow the rule 1+${tf}k`);
+  }
+  if (frames > m.frames.max) throw bad("frames", `${frames} is more than ${m.frames.max}`);
+  const n = opts.n ?? 1;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_BATCH) {
+    throw bad("n", `${n} is not an integer in 1..${MAX_BATCH}`);
+  }
+  if (!Number.isSafeInteger(opts.seed) || opts.seed < 0) {
+    throw bad("seed", `${opts.seed} is not an integer in 0..2^53-1`);
+  }
+  const hw = m.resolution / m.spatial_factor;
+  return {
+    label,
+    labelName: m.classes[label] as string,
+    seed: opts.seed,
+    steps,
+    guidance,
+    method: opts.method ?? m.sampler.method,
+    frames,
+    n,
+    nullClass: m.null_class,
+    shape: [n, m.latent_channels, 1 + (frames - 1) / tf, hw, hw],
+  };
+}
+
+/** The denoiser in the worker pool as the sampler's velocity function. */
+export function denoiserVelocity(rt: ModelRuntime, b: Bundle, signal?: AbortSignal): VelocityFn {
+  return async (x, dims, t, labels) => {
+    const batch = dims[0] as number;
+    const out = await rt.run(
+      b,
+      "denoiser",
+      {
+        x: { dtype: "float32", dims: [...dims], data: x.slice() },
+        t: { dtype: "float32", dims: [batch], data: new Float32Array(batch).fill(t) },
+        label: { dtype: "int64", dims: [batch], data: labels.slice() },
+      },
+      signal,
+    );
+    const v = out.v;
+    if (v === undefined) {
+      throw new PipelineError("model_failed", 'the denoiser returned no "v" output', 500);
+    }
+    return v.data as Float32Array;
+  };
+}
+
+/** Samples scaled latents (n, C, t, h, w) for a request; throws AbortError when aborted. */
+export async function generateLatents(
+  rt: ModelRuntime,
+  b: Bundle,
+  opts: GenerateOptions,
+): Promise<{ settings: GenerateSettings; latents: Float32Array }> {
+  const settings = resolveSettings(b, opts);
+  const { shape } = settings;
+  const count = shape.reduce((a, d) => a * d, 1);
+  const noise = gaussianNoise(settings.seed, count);
+  const labels = new BigInt64Array(settings.n).fill(BigInt(settings.label));
+  const latents = await sample(denoiserVelocity(rt, b, opts.signal), noise, shape, labels, {
+    steps: settings.steps,
+    guidance: settings.guidance,
+    nullClass: settings.nullClass,
+    method: settings.method,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    onStep: (step) => opts.onStep?.(step, settings.steps),
+  });
+  return { settings, latents };
+}
+
+/**
+ * Generates and writes one file per video: outPaths[k] gets video k, as a video in `format`, or
+ * for "npy" its scaled latent (1, C, t, h, w) float32 (what decoder.onnx takes).
+ */
+export async function generateFiles(
+  rt: ModelRuntime,
+  b: Bundle,
+  opts: GenerateOptions & { format: GenerateFormat; outPaths: string[] },
+): Promise<GenerateSettings> {
+  const { settings, latents } = await generateLatents(rt, b, opts);
+  const [n, c, t, h, w] = settings.shape;
+  if (opts.outPaths.length !== n) {
+    throw new RangeError(`${opts.outPaths.length} output paths for ${n} videos`);
+  }
+  const per = c * t * h * w;
+  for (let k = 0; k < n; k++) {
+    const item = {
+      dtype: "float32" as const,
+      shape: [1, c, t, h, w],
+      data: latents.slice(k * per, (k + 1) * per),
+    };
+    const outPath = opts.outPaths[k] as string;
+    if (opts.format === "npy") {
+      await writeNpy(outPath, item);
+    } else {
+      await decodeLatents(rt, b.name, item, {
+        format: opts.format,
+        outPath,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+    }
+  }
+  return settings;
+}
