@@ -2,6 +2,7 @@
 // Built from its dependencies so tests can run it through app.request() on their own data dir.
 
 import { Hono } from "hono";
+import type { GenerationRunner } from "../pipeline/generations.ts";
 import type { JobRunner } from "../pipeline/jobs.ts";
 import type { ModelRuntime } from "../pipeline/runtime.ts";
 import type { Db } from "../pipeline/store/db.ts";
@@ -10,6 +11,7 @@ import type { Config } from "./config.ts";
 import { notFound, onError } from "./errors.ts";
 import { openApiDocument } from "./openapi.ts";
 import { adminRoutes } from "./routes/admin.ts";
+import { generationRoutes } from "./routes/generations.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { DecodeOptionsSchema, EncodeOptionsSchema, ReconstructOptionsSchema } from "./schemas.ts";
 
@@ -17,6 +19,8 @@ export interface AppDeps {
   db: Db;
   runtime: ModelRuntime;
   runner: JobRunner;
+  /** Generation jobs; without it /v1/generations is not served. */
+  generations?: GenerationRunner;
   config: Config;
 }
 
@@ -54,6 +58,9 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .route("/admin", adminRoutes(db));
+  if (deps.generations) {
+    v1.route("/generations", generationRoutes({ db, runtime, generations: deps.generations }));
+  }
 
   const app = new Hono<AppEnv>()
     .get("/healthz", (c) =>

@@ -97,3 +97,40 @@ export function describeZodError(error: z.ZodError): string {
     .map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`)
     .join("; ");
 }
+
+export const GenerationRequestSchema = z.strictObject({
+  model,
+  label: z
+    .union([z.string().min(1).max(200), z.number().int().nonnegative()])
+    .meta({ description: "class name or id (GET /v1/models: classes)" }),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .optional()
+    .meta({ description: "noise seed (docs/sampler.md); random when absent, reported back" }),
+  steps: z
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .optional()
+    .meta({ description: "sampler steps, up to the bundle's sampler.max_steps" }),
+  guidance: z
+    .number()
+    .nonnegative()
+    .max(100)
+    .optional()
+    .meta({ description: "classifier-free guidance scale (1 = none)" }),
+  method: z.enum(["euler", "heun"]).optional(),
+  frames: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .meta({ description: "1 + temporal_factor * k, up to the bundle's frames.max" }),
+  format: z.enum(["mp4", "webm", "gif", "npy"]).default("mp4"),
+  n: z.number().int().min(1).max(8).default(1).meta({ description: "videos (1..8)" }),
+});
+export type GenerationRequest = z.infer<typeof GenerationRequestSchema>;

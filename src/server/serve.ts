@@ -4,6 +4,7 @@
 import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { GenerationRunner } from "../pipeline/generations.ts";
 import { JobRunner } from "../pipeline/jobs.ts";
 import { ModelRuntime } from "../pipeline/runtime.ts";
 import { closeDb, openDb } from "../pipeline/store/db.ts";
@@ -37,7 +38,15 @@ export async function startServer(
       log,
     });
     await runner.start();
-    const app = createApp({ db, runtime, runner, config });
+    const generations = new GenerationRunner({
+      db,
+      runtime,
+      dataDir: config.dataDir,
+      concurrency: config.jobConcurrency,
+      log,
+    });
+    await generations.start();
+    const app = createApp({ db, runtime, runner, generations, config });
     const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
     await new Promise<void>((resolve, reject) => {
       server.once("listening", resolve);
@@ -67,6 +76,7 @@ export async function startServer(
           (server as { closeAllConnections?: () => void }).closeAllConnections?.();
         });
         await runner.stop();
+        await generations.stop();
         await rt.close();
         closeDb(db);
       },

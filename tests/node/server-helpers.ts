@@ -16,6 +16,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { GenerationRunner } from "../../src/pipeline/generations.ts";
 import { JobRunner } from "../../src/pipeline/jobs.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
 import { closeDb, type Db, openDb } from "../../src/pipeline/store/db.ts";
@@ -111,6 +112,7 @@ export interface TestApp {
   app: App;
   db: Db;
   runner: JobRunner;
+  generations: GenerationRunner;
   config: Config;
   admin: string;
   user: string;
@@ -127,15 +129,24 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   await runtime.pool.describe(runtime.loaded(MODEL).paths.encoder);
   const runner = new JobRunner({ db, runtime, dataDir: config.dataDir, concurrency: 1 });
   await runner.start();
+  const generations = new GenerationRunner({
+    db,
+    runtime,
+    dataDir: config.dataDir,
+    concurrency: 1,
+  });
+  await generations.start();
   return {
-    app: createApp({ db, runtime, runner, config }),
+    app: createApp({ db, runtime, runner, generations, config }),
     db,
     runner,
+    generations,
     config,
     admin: createKey(db, "admin", "admin").secret,
     user: createKey(db, "user", "user").secret,
     async close() {
       await runner.stop();
+      await generations.stop();
       await runtime.close();
       closeDb(db);
       rmSync(config.dataDir, { recursive: true, force: true });

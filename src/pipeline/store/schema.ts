@@ -1,5 +1,5 @@
 // The SQLite schema, in TypeScript. drizzle-kit turns changes here into SQL files in migrations/
-// (`npm run db:generate`); later issues add their tables (generations, runs, metrics) the same way.
+// (`npm run db:generate`); later issues add their tables (runs, metrics) the same way.
 
 import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
@@ -87,3 +87,35 @@ export const jobItems = sqliteTable(
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type JobRow = typeof jobs.$inferSelect;
 export type JobItemRow = typeof jobItems.$inferSelect;
+
+/** Generation jobs (docs/sampler.md): one sampler run of n videos; outputs by index. */
+export const generations = sqliteTable(
+  "generations",
+  {
+    id: text("id").primaryKey(),
+    seq: integer("seq").notNull(),
+    status: text("status", { enum: JOB_STATUSES }).notNull().default("queued"),
+    keyId: text("key_id").references(() => apiKeys.id),
+    model: text("model").notNull(),
+    /** The resolved settings (label id and name, seed, steps, guidance, method, frames, n, format). */
+    options: text("options", { mode: "json" }).notNull().$type<Record<string, unknown>>(),
+    /** Sampler steps done of `steps`. */
+    step: integer("step").notNull().default(0),
+    steps: integer("steps").notNull(),
+    /** Output paths, one per video, written only when all are complete. */
+    outputs: text("outputs", { mode: "json" }).$type<string[]>(),
+    outputSha256: text("output_sha256", { mode: "json" }).$type<string[]>(),
+    errorCode: text("error_code"),
+    errorMessage: text("error_message"),
+    attempts: integer("attempts").notNull().default(0),
+    createdAt: integer("created_at", { mode: "timestamp_ms" }).notNull().default(now),
+    startedAt: integer("started_at", { mode: "timestamp_ms" }),
+    finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
+  },
+  (t) => [
+    index("generations_status_seq").on(t.status, t.seq),
+    index("generations_key_status").on(t.keyId, t.status),
+  ],
+);
+
+export type GenerationRow = typeof generations.$inferSelect;

@@ -1,0 +1,214 @@
+// The durable generation runner: generations live in SQLite (store/generations.ts); the runner
+// takes queued ones oldest first, at most `concurrency` at a time, and runs each through
+// generate.ts. Progress (step of steps) is written after every sampler step; cancel aborts the
+// sampler, which checks before every denoiser step. Outputs are written under ".tmp-" names,
+// fsynced and renamed into place, and their sha256 recorded; a generation left running by a crash
+// is queued again on start (the same seed gives the same bytes, so a rerun is the same result).
+
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { PipelineError } from "./errors.ts";
+import { type GenerateFormat, generateFiles } from "./generate.ts";
+import { errorInfo, MAX_ATTEMPTS, removeTempFiles, TMP_PREFIX } from "./jobs.ts";
+import type { ModelRuntime } from "./runtime.ts";
+import type { SamplerMethod } from "./sampler.ts";
+import type { Db } from "./store/db.ts";
+import {
+  cancelGeneration,
+  claimNextGeneration,
+  finishGeneration,
+  generationsWithStatus,
+  getGeneration,
+  setGeneration,
+} from "./store/generations.ts";
+import type { GenerationRow } from "./store/schema.ts";
+
+/** What a generation row's `options` holds: every setting resolved (defaults filled in). */
+export interface GenerationOptions {
+  label: number;
+  labelName: string;
+  seed: number;
+  steps: number;
+  guidance: number;
+  method: SamplerMethod;
+  frames: number;
+  n: number;
+  format: GenerateFormat;
+}
+
+export function generationsDir(dataDir: string, id?: string): string {
+  return id ? join(dataDir, "generations", id) : join(dataDir, "generations");
+}
+
+export interface GenerationRunnerOptions {
+  db: Db;
+  runtime: ModelRuntime;
+  dataDir: string;
+  concurrency: number;
+  log?: (line: string) => void;
+}
+
+export class GenerationRunner {
+  readonly #db: Db;
+  readonly #runtime: ModelRuntime;
+  readonly #dataDir: string;
+  readonly #concurrency: number;
+  readonly #log: (line: string) => void;
+  #active = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  #started = false;
+  #stopping = false;
+  #idleWaiters: (() => void)[] = [];
+  #listeners = new Set<(row: GenerationRow) => void>();
+
+  constructor(opts: GenerationRunnerOptions) {
+    this.#db = opts.db;
+    this.#runtime = opts.runtime;
+    this.#dataDir = opts.dataDir;
+    this.#concurrency = Math.max(1, opts.concurrency);
+    this.#log = opts.log ?? (() => {});
+  }
+
+  /** Queues again generations left running by a crash, removes temp files, starts taking work. */
+  async start(): Promise<{ resumed: string[]; failed: string[] }> {
+    const report = { resumed: [] as string[], failed: [] as string[] };
+    await removeTempFiles(generationsDir(this.#dataDir));
+    for (const g of generationsWithStatus(this.#db, "running")) {
+      if (g.attempts >= MAX_ATTEMPTS) {
+        setGeneration(this.#db, g.id, {
+          status: "failed",
+          errorCode: "interrupted",
+          errorMessage: `the server stopped during this generation ${g.attempts} times`,
+          finishedAt: new Date(),
+        });
+        report.failed.push(g.id);
+      } else {
+        setGeneration(this.#db, g.id, { status: "queued", step: 0 });
+        report.resumed.push(g.id);
+      }
+    }
+    if (report.resumed.length) this.#log(`generations: resuming ${report.resumed.join(", ")}`);
+    this.#started = true;
+    this.notify();
+    return report;
+  }
+
+  /** Called with the row after every change the runner makes (progress, final status). */
+  subscribe(listener: (row: GenerationRow) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(id: string): void {
+    const row = getGeneration(this.#db, id);
+    if (row) for (const l of this.#listeners) l(row);
+  }
+
+  notify(): void {
+    if (!this.#started || this.#stopping) return;
+    while (this.#active.size < this.#concurrency) {
+      const next = claimNextGeneration(this.#db);
+      if (!next) break;
+      const controller = new AbortController();
+      const entry = { controller, done: Promise.resolve() };
+      this.#active.set(next.id, entry);
+      entry.done = this.#run(next, controller.signal)
+        .catch((err) => this.#log(`generations: ${next.id}: ${(err as Error).stack ?? err}`))
+        .finally(() => {
+          this.#active.delete(next.id);
+          this.notify();
+          if (this.#active.size === 0) {
+            for (const resolve of this.#idleWaiters.splice(0)) resolve();
+          }
+        });
+    }
+  }
+
+  /** Cancels a queued or running generation; false when it has finished or does not exist. */
+  cancel(id: string): boolean {
+    const canceled = cancelGeneration(this.#db, id);
+    if (canceled) {
+      this.#active.get(id)?.controller.abort(new PipelineError("canceled", "canceled", 400));
+      this.#changed(id);
+    }
+    return canceled;
+  }
+
+  idle(): Promise<void> {
+    if (this.#active.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  get running(): number {
+    return this.#active.size;
+  }
+
+  /** Stops taking work and aborts running generations; they stay "running" and resume on start. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const { controller } of this.#active.values()) controller.abort(new Error("stopping"));
+    await Promise.all([...this.#active.values()].map((a) => a.done));
+  }
+
+  async #run(g: GenerationRow, signal: AbortSignal): Promise<void> {
+    const o = g.options as unknown as GenerationOptions;
+    const dir = generationsDir(this.#dataDir, g.id);
+    await mkdir(dir, { recursive: true });
+    const finals = Array.from({ length: o.n }, (_, k) => join(dir, `${k}.${o.format}`));
+    const tag = randomBytes(4).toString("hex");
+    const temps = finals.map((_, k) => join(dir, `${TMP_PREFIX}${k}-${tag}.${o.format}`));
+    this.#changed(g.id);
+    try {
+      await generateFiles(this.#runtime, this.#runtime.loaded(g.model), {
+        label: o.label,
+        seed: o.seed,
+        steps: o.steps,
+        guidance: o.guidance,
+        method: o.method,
+        frames: o.frames,
+        n: o.n,
+        format: o.format,
+        outPaths: temps,
+        signal,
+        onStep: (step) => {
+          setGeneration(this.#db, g.id, { step });
+          this.#changed(g.id);
+        },
+      });
+      const hashes: string[] = [];
+      for (let k = 0; k < o.n; k++) {
+        const handle = await open(temps[k] as string, "r+");
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        hashes.push(
+          createHash("sha256")
+            .update(await readFile(temps[k] as string))
+            .digest("hex"),
+        );
+        await rename(temps[k] as string, finals[k] as string);
+      }
+      finishGeneration(this.#db, g.id, {
+        status: "succeeded",
+        outputs: finals,
+        outputSha256: hashes,
+        finishedAt: new Date(),
+      });
+    } catch (err) {
+      await Promise.all(temps.map((t) => rm(t, { force: true })));
+      if (this.#stopping) return; // left running: resumed at the next start
+      if (!signal.aborted) {
+        const { code, message } = errorInfo(err);
+        finishGeneration(this.#db, g.id, {
+          status: "failed",
+          errorCode: code,
+          errorMessage: message,
+          finishedAt: new Date(),
+        });
+      }
+    }
+    this.#changed(g.id);
+  }
+}

@@ -1,0 +1,115 @@
+// Generation rows: insert, read, claim the oldest queued one, record progress and outcomes.
+// Synchronous (better-sqlite3); the runner is in ../generations.ts.
+
+import { randomBytes } from "node:crypto";
+import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import type { Db } from "./db.ts";
+import { type GenerationRow, generations, type JobStatus } from "./schema.ts";
+
+const ACTIVE: JobStatus[] = ["queued", "running"];
+
+export const newGenerationId = () => `gen_${randomBytes(12).toString("hex")}`;
+
+export function insertGeneration(
+  db: Db,
+  g: {
+    id: string;
+    keyId: string | null;
+    model: string;
+    options: Record<string, unknown>;
+    steps: number;
+  },
+): GenerationRow {
+  return db.transaction((tx) => {
+    const seq =
+      tx
+        .select({ n: sql<number>`coalesce(max(${generations.seq}), 0) + 1` })
+        .from(generations)
+        .get()?.n ?? 1;
+    return tx
+      .insert(generations)
+      .values({ ...g, seq })
+      .returning()
+      .get();
+  });
+}
+
+export function getGeneration(db: Db, id: string): GenerationRow | null {
+  return db.select().from(generations).where(eq(generations.id, id)).get() ?? null;
+}
+
+export function generationsWithStatus(db: Db, status: JobStatus): GenerationRow[] {
+  return db
+    .select()
+    .from(generations)
+    .where(eq(generations.status, status))
+    .orderBy(asc(generations.seq))
+    .all();
+}
+
+/** Marks the oldest queued generation running (attempts + 1) and returns it. */
+export function claimNextGeneration(db: Db): GenerationRow | null {
+  return db.transaction((tx) => {
+    const next = tx
+      .select({ id: generations.id })
+      .from(generations)
+      .where(eq(generations.status, "queued"))
+      .orderBy(asc(generations.seq))
+      .limit(1)
+      .get();
+    if (!next) return null;
+    return (
+      tx
+        .update(generations)
+        .set({
+          status: "running",
+          step: 0,
+          startedAt: new Date(),
+          attempts: sql`${generations.attempts} + 1`,
+        })
+        .where(and(eq(generations.id, next.id), eq(generations.status, "queued")))
+        .returning()
+        .get() ?? null
+    );
+  });
+}
+
+export function setGeneration(
+  db: Db,
+  id: string,
+  values: Partial<Omit<GenerationRow, "id" | "seq" | "createdAt">>,
+): void {
+  db.update(generations).set(values).where(eq(generations.id, id)).run();
+}
+
+/** Sets fields only while the generation is still running (a cancel wins over a late finish). */
+export function finishGeneration(
+  db: Db,
+  id: string,
+  values: Partial<Omit<GenerationRow, "id" | "seq" | "createdAt">>,
+): boolean {
+  return (
+    db
+      .update(generations)
+      .set(values)
+      .where(and(eq(generations.id, id), eq(generations.status, "running")))
+      .returning({ id: generations.id })
+      .all().length > 0
+  );
+}
+
+export function cancelGeneration(db: Db, id: string): boolean {
+  return (
+    db
+      .update(generations)
+      .set({
+        status: "canceled",
+        finishedAt: new Date(),
+        errorCode: "canceled",
+        errorMessage: "canceled by request",
+      })
+      .where(and(eq(generations.id, id), inArray(generations.status, ACTIVE)))
+      .returning({ id: generations.id })
+      .all().length > 0
+  );
+}
