@@ -6,6 +6,7 @@ import {
   DecodeOptionsSchema,
   EncodeOptionsSchema,
   ErrorSchema,
+  GenerationRequestSchema,
   HealthSchema,
   JobSchema,
   KeySchema,
@@ -15,6 +16,8 @@ import {
 } from "./schemas.ts";
 
 type Json = Record<string, unknown>;
+
+const idParam = { name: "id", in: "path", required: true, schema: { type: "string" } };
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: Json, description: string) => ({
@@ -159,6 +162,7 @@ export function openApiDocument(): Json {
         Health: output(HealthSchema),
         Models: output(ModelsSchema),
         CreateKey: input(CreateKeySchema),
+        GenerationRequest: input(GenerationRequestSchema),
       },
     },
     security: [{ bearer: [] }],
@@ -197,6 +201,75 @@ export function openApiDocument(): Json {
       ...jobPaths("reconstructions", "reconstructions", ReconstructOptionsSchema, "videos", {
         video,
       }),
+      "/v1/generations": {
+        get: {
+          tags: ["generations"],
+          parameters: queryParameters(ListJobsQuerySchema),
+          responses: {
+            "200": json({ type: "object" }, "generations, newest first"),
+            ...errors(400, 401),
+          },
+        },
+        post: {
+          tags: ["generations"],
+          parameters: [
+            { name: "Prefer", in: "header", schema: { type: "string", example: "wait=30" } },
+            { name: "Idempotency-Key", in: "header", schema: { type: "string" } },
+          ],
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: ref("GenerationRequest") } },
+          },
+          responses: {
+            "200": json({ type: "object" }, "finished within Prefer: wait=N, or a replay"),
+            "202": json({ type: "object" }, "the queued generation"),
+            ...errors(400, 401, 422),
+          },
+        },
+      },
+      "/v1/generations/{id}": {
+        get: {
+          tags: ["generations"],
+          parameters: [idParam],
+          responses: {
+            "200": json({ type: "object" }, "status, step of steps, seed"),
+            ...errors(401, 404),
+          },
+        },
+      },
+      "/v1/generations/{id}/content": {
+        get: {
+          tags: ["generations"],
+          parameters: [
+            idParam,
+            { name: "index", in: "query", schema: { type: "integer", minimum: 0 } },
+          ],
+          responses: {
+            "200": { description: "video i (mp4, webm, gif) or its latent (.npy)" },
+            ...errors(400, 401, 404, 409),
+          },
+        },
+      },
+      "/v1/generations/{id}/events": {
+        get: {
+          tags: ["generations"],
+          parameters: [idParam],
+          responses: {
+            "200": {
+              description: "SSE: progress events, then done with the final status",
+              content: { "text/event-stream": { schema: { type: "string" } } },
+            },
+            ...errors(401, 404),
+          },
+        },
+      },
+      "/v1/generations/{id}/cancel": {
+        post: {
+          tags: ["generations"],
+          parameters: [idParam],
+          responses: { "200": json({ type: "object" }, "canceled"), ...errors(401, 404, 409) },
+        },
+      },
       "/v1/admin/keys": {
         get: {
           tags: ["admin"],

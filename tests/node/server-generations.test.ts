@@ -33,10 +33,16 @@ type Gen = {
   outputs: { index: number; sha256: string; url: string }[];
 };
 
-async function waitFor(id: string, done = (g: Gen) => !["queued", "running"].includes(g.status)) {
+async function waitFor(
+  id: string,
+  done = (g: Gen) => !["queued", "running"].includes(g.status),
+  secret = t.user,
+) {
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const g = (await (await get(`/v1/generations/${id}`)).json()) as Gen;
+    const res = await get(`/v1/generations/${id}`, secret);
+    assert.equal(res.status, 200);
+    const g = (await res.json()) as Gen;
     if (done(g)) return g;
     if (Date.now() > deadline) throw new Error(`generation ${id} still ${g.status}`);
     await new Promise((r) => setTimeout(r, 20));
@@ -153,5 +159,102 @@ test("a generation left running by a crash is resumed on start", async () => {
   } finally {
     await second.stop();
     await rt.close();
+  }
+});
+
+test("Prefer: wait=N answers 200 with the finished generation", async () => {
+  const res = await t.app.request("/v1/generations", {
+    method: "POST",
+    headers: { ...auth(t.user), "content-type": "application/json", prefer: "wait=60" },
+    body: JSON.stringify({ ...base, steps: 2, seed: 5 }),
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("preference-applied"), "wait=60");
+  const g = (await res.json()) as Gen;
+  assert.equal(g.status, "succeeded");
+  assert.equal(g.outputs.length, 1);
+});
+
+test("Idempotency-Key: a retried request returns the same job; another body is refused", async () => {
+  const send = (body: unknown) =>
+    t.app.request("/v1/generations", {
+      method: "POST",
+      headers: { ...auth(t.user), "content-type": "application/json", "idempotency-key": "k-1" },
+      body: JSON.stringify(body),
+    });
+  const first = (await (await send({ ...base, seed: 9 })).json()) as Gen;
+  const retry = await send({ ...base, seed: 9 });
+  assert.equal(retry.headers.get("idempotent-replayed"), "true");
+  assert.equal(((await retry.json()) as Gen).id, first.id);
+  const other = await send({ ...base, seed: 10 });
+  assert.equal(other.status, 422);
+  assert.equal(
+    ((await other.json()) as { error: { code: string } }).error.code,
+    "idempotency_key_reused",
+  );
+  await waitFor(first.id);
+});
+
+test("GET /:id/events streams progress and ends with the final status", async () => {
+  const g = (await (await post({ ...base, steps: 4, seed: 2 })).json()) as Gen;
+  const res = await get(`/v1/generations/${g.id}/events`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+  const text = await res.text(); // the stream closes after the final event
+  const events = [...text.matchAll(/event: (\w+)\ndata: (.*)\n/g)].map((m) => ({
+    event: m[1],
+    data: JSON.parse(m[2] as string) as Gen,
+  }));
+  const last = events.at(-1);
+  assert.equal(last?.event, "done");
+  assert.equal(last?.data.status, "succeeded");
+  assert.equal(last?.data.step, 4);
+  assert.ok(events.slice(0, -1).every((e) => e.event === "progress"));
+  const steps = events.map((e) => e.data.step);
+  assert.deepEqual(
+    steps,
+    [...steps].sort((a, b) => a - b),
+    "steps never go back",
+  );
+});
+
+test("GET /v1/generations pages newest first", async () => {
+  const { createKey } = await import("../../src/pipeline/store/keys.ts");
+  const pager = createKey(t.db, "pager", "user").secret;
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++)
+    ids.push(((await (await post({ ...base, steps: 1 }, pager)).json()) as Gen).id);
+  const page1 = (await (await get("/v1/generations?limit=2", pager)).json()) as {
+    generations: Gen[];
+    next: string | null;
+  };
+  assert.deepEqual(
+    page1.generations.map((g) => g.id),
+    [ids[2], ids[1]],
+  );
+  assert.ok(page1.next);
+  const page2 = (await (await get(page1.next as string, pager)).json()) as {
+    generations: Gen[];
+    next: string | null;
+  };
+  assert.deepEqual(
+    page2.generations.map((g) => g.id),
+    [ids[0]],
+  );
+  assert.equal(page2.next, null);
+  for (const id of ids) await waitFor(id, undefined, pager);
+});
+
+test("/openapi.json describes the generation routes", async () => {
+  const doc = (await (await t.app.request("/openapi.json")).json()) as {
+    paths: Record<string, unknown>;
+    components: { schemas: Record<string, { properties?: Record<string, unknown> }> };
+  };
+  for (const path of ["", "/{id}", "/{id}/content", "/{id}/events", "/{id}/cancel"]) {
+    assert.ok(doc.paths[`/v1/generations${path}`], path);
+  }
+  const props = Object.keys(doc.components.schemas.GenerationRequest?.properties ?? {});
+  for (const field of ["model", "label", "seed", "steps", "guidance", "frames", "format", "n"]) {
+    assert.ok(props.includes(field), field);
   }
 });

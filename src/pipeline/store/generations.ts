@@ -2,7 +2,7 @@
 // Synchronous (better-sqlite3); the runner is in ../generations.ts.
 
 import { randomBytes } from "node:crypto";
-import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "./db.ts";
 import { type GenerationRow, generations, type JobStatus } from "./schema.ts";
 
@@ -18,6 +18,8 @@ export function insertGeneration(
     model: string;
     options: Record<string, unknown>;
     steps: number;
+    idempotencyKey?: string | null;
+    requestSha256?: string | null;
   },
 ): GenerationRow {
   return db.transaction((tx) => {
@@ -112,4 +114,37 @@ export function cancelGeneration(db: Db, id: string): boolean {
       .returning({ id: generations.id })
       .all().length > 0
   );
+}
+
+/** The generation this API key made with this Idempotency-Key, if any. */
+export function generationByIdempotencyKey(
+  db: Db,
+  keyId: string,
+  idempotencyKey: string,
+): GenerationRow | null {
+  return (
+    db
+      .select()
+      .from(generations)
+      .where(and(eq(generations.keyId, keyId), eq(generations.idempotencyKey, idempotencyKey)))
+      .get() ?? null
+  );
+}
+
+/** Newest first; `beforeSeq` pages on. keyId null: every key's (admin). */
+export function listGenerations(
+  db: Db,
+  filter: { keyId: string | null; status?: JobStatus; limit: number; beforeSeq?: number },
+): GenerationRow[] {
+  const conditions = [];
+  if (filter.keyId !== null) conditions.push(eq(generations.keyId, filter.keyId));
+  if (filter.status) conditions.push(eq(generations.status, filter.status));
+  if (filter.beforeSeq !== undefined) conditions.push(lt(generations.seq, filter.beforeSeq));
+  return db
+    .select()
+    .from(generations)
+    .where(and(...conditions))
+    .orderBy(desc(generations.seq))
+    .limit(filter.limit)
+    .all();
 }

@@ -2,7 +2,15 @@
 // (`npm run db:generate`); later issues add their tables (runs, metrics) the same way.
 
 import { sql } from "drizzle-orm";
-import { index, integer, primaryKey, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import {
+  index,
+  integer,
+  primaryKey,
+  real,
+  sqliteTable,
+  text,
+  uniqueIndex,
+} from "drizzle-orm/sqlite-core";
 
 export const KEY_ROLES = ["user", "admin"] as const;
 export type KeyRole = (typeof KEY_ROLES)[number];
@@ -108,11 +116,15 @@ export const generations = sqliteTable(
     errorCode: text("error_code"),
     errorMessage: text("error_message"),
     attempts: integer("attempts").notNull().default(0),
+    /** The client's Idempotency-Key header (unique per API key) and the sha256 of its request. */
+    idempotencyKey: text("idempotency_key"),
+    requestSha256: text("request_sha256"),
     createdAt: integer("created_at", { mode: "timestamp_ms" }).notNull().default(now),
     startedAt: integer("started_at", { mode: "timestamp_ms" }),
     finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
   },
   (t) => [
+    uniqueIndex("generations_key_idempotency").on(t.keyId, t.idempotencyKey),
     index("generations_status_seq").on(t.status, t.seq),
     index("generations_key_status").on(t.keyId, t.status),
   ],

@@ -2,25 +2,33 @@
 // used, timings); GET /:id/content?index=i; POST /:id/cancel. Visible to the key that made them
 // and to admin keys. Request errors are 400 "invalid_field" naming the field.
 
-import { randomInt } from "node:crypto";
+import { createHash, randomInt } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
 import { isPipelineError } from "../../pipeline/errors.ts";
 import { resolveSettings } from "../../pipeline/generate.ts";
 import type { GenerationOptions, GenerationRunner } from "../../pipeline/generations.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import type { Db } from "../../pipeline/store/db.ts";
 import {
+  generationByIdempotencyKey,
   getGeneration,
   insertGeneration,
+  listGenerations,
   newGenerationId,
 } from "../../pipeline/store/generations.ts";
 import type { GenerationRow } from "../../pipeline/store/schema.ts";
 import type { AppEnv } from "../auth.ts";
 import { ApiError } from "../errors.ts";
-import { describeZodError, GenerationRequestSchema } from "../schemas.ts";
+import { describeZodError, GenerationRequestSchema, ListJobsQuerySchema } from "../schemas.ts";
+
+/** The longest `Prefer: wait=N` honoured, in seconds. */
+export const MAX_WAIT_S = 60;
+
+const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
 const TYPES: Record<string, string> = {
   mp4: "video/mp4",
@@ -74,7 +82,68 @@ export function generationRoutes(deps: {
     return g;
   };
 
+  /** Resolves with the row once it is final, or with its latest state after `ms`. */
+  const waitFor = (id: string, ms: number, signal?: AbortSignal): Promise<GenerationRow> =>
+    new Promise((resolve) => {
+      const current = getGeneration(db, id) as GenerationRow;
+      if (TERMINAL.has(current.status) || ms <= 0) return resolve(current);
+      const done = () => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener("abort", done);
+        resolve(getGeneration(db, id) as GenerationRow);
+      };
+      const timer = setTimeout(done, ms);
+      const unsubscribe = generations.subscribe((row) => {
+        if (row.id === id && TERMINAL.has(row.status)) done();
+      });
+      signal?.addEventListener("abort", done);
+    });
+
+  /** `Prefer: wait=N` (seconds, capped at MAX_WAIT_S): 200 with the final job, else 202. */
+  const answer = async (
+    c: { req: { header(name: string): string | undefined; raw: Request } },
+    id: string,
+  ) => {
+    const prefer = /(?:^|[,;\s])wait=(\d+)/.exec(c.req.header("prefer") ?? "");
+    const waitS = prefer ? Math.min(Number(prefer[1]), MAX_WAIT_S) : 0;
+    const row = await waitFor(id, waitS * 1000, c.req.raw.signal);
+    const headers: Record<string, string> = { Location: `/v1/generations/${id}` };
+    if (prefer) headers["Preference-Applied"] = `wait=${waitS}`;
+    return { row, status: TERMINAL.has(row.status) ? 200 : 202, headers } as const;
+  };
+
+  app.get("/", (c) => {
+    const parsed = ListJobsQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    const { status, limit, before } = parsed.data;
+    const key = c.var.apiKey;
+    const beforeSeq = before ? visible(before, key).seq : undefined;
+    const rows = listGenerations(db, {
+      keyId: key.role === "admin" ? null : key.id,
+      limit,
+      ...(status ? { status } : {}),
+      ...(beforeSeq !== undefined ? { beforeSeq } : {}),
+    });
+    const last = rows.at(-1);
+    return c.json({
+      generations: rows.map(generationJson),
+      next:
+        rows.length === limit && last
+          ? `/v1/generations?limit=${limit}${status ? `&status=${status}` : ""}&before=${last.id}`
+          : null,
+    });
+  });
+
   app.post("/", async (c) => {
+    const idempotencyKey = c.req.header("idempotency-key");
+    if (idempotencyKey !== undefined && !/^[\x21-\x7e]{1,200}$/.test(idempotencyKey)) {
+      throw new ApiError(
+        400,
+        "invalid_field",
+        "Idempotency-Key: 1..200 printable ASCII characters without spaces",
+      );
+    }
     let body: unknown;
     try {
       body = await c.req.json();
@@ -84,6 +153,24 @@ export function generationRoutes(deps: {
     const parsed = GenerationRequestSchema.safeParse(body);
     if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
     const req = parsed.data;
+    const requestSha256 = createHash("sha256").update(JSON.stringify(req)).digest("hex");
+    const replay = () => {
+      if (idempotencyKey === undefined) return null;
+      const found = generationByIdempotencyKey(db, c.var.apiKey.id, idempotencyKey);
+      if (found && found.requestSha256 !== requestSha256) {
+        throw new ApiError(
+          422,
+          "idempotency_key_reused",
+          `Idempotency-Key "${idempotencyKey}" was used for a different request (${found.id})`,
+        );
+      }
+      return found;
+    };
+    const earlier = replay();
+    if (earlier) {
+      const { row, status, headers } = await answer(c, earlier.id);
+      return c.json(generationJson(row), status, { ...headers, "Idempotent-Replayed": "true" });
+    }
     let bundle: ReturnType<ModelRuntime["loaded"]>;
     try {
       bundle = runtime.loaded(req.model);
@@ -123,16 +210,64 @@ export function generationRoutes(deps: {
       format: req.format,
     };
     const id = newGenerationId();
-    insertGeneration(db, {
-      id,
-      keyId: c.var.apiKey.id,
-      model: bundle.name,
-      options: options as unknown as Record<string, unknown>,
-      steps: settings.steps,
-    });
+    try {
+      insertGeneration(db, {
+        id,
+        keyId: c.var.apiKey.id,
+        model: bundle.name,
+        options: options as unknown as Record<string, unknown>,
+        steps: settings.steps,
+        idempotencyKey: idempotencyKey ?? null,
+        requestSha256,
+      });
+    } catch (err) {
+      // A concurrent retry with the same Idempotency-Key inserted first: answer with its job.
+      const raced = replay();
+      if (!raced) throw err;
+      const { row, status, headers } = await answer(c, raced.id);
+      return c.json(generationJson(row), status, { ...headers, "Idempotent-Replayed": "true" });
+    }
     generations.notify();
-    c.header("Location", `/v1/generations/${id}`);
-    return c.json(generationJson(getGeneration(db, id) as GenerationRow), 202);
+    const { row, status, headers } = await answer(c, id);
+    return c.json(generationJson(row), status === 200 ? 200 : 202, headers);
+  });
+
+  app.get("/:id/events", (c) => {
+    const first = visible(c.req.param("id"), c.var.apiKey);
+    return streamSSE(c, async (stream) => {
+      const queue: GenerationRow[] = [first];
+      let wake: (() => void) | null = null;
+      const unsubscribe = generations.subscribe((row) => {
+        if (row.id !== first.id) return;
+        queue.push(row);
+        wake?.();
+      });
+      stream.onAbort(() => wake?.());
+      try {
+        // Changes between the read above and subscribing are caught by re-reading once.
+        queue.push(getGeneration(db, first.id) as GenerationRow);
+        let lastSent = "";
+        while (!stream.aborted) {
+          const row = queue.shift();
+          if (!row) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+            });
+            wake = null;
+            continue;
+          }
+          const json = generationJson(row);
+          const data = JSON.stringify(json);
+          if (data === lastSent) continue;
+          lastSent = data;
+          const final = TERMINAL.has(row.status);
+          await stream.writeSSE({ event: final ? "done" : "progress", data });
+          if (final) break;
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
   });
 
   app.get("/:id", (c) => c.json(generationJson(visible(c.req.param("id"), c.var.apiKey))));
