@@ -59,7 +59,10 @@ export function createApp(deps: AppDeps) {
     )
     .route("/admin", adminRoutes(db));
   if (deps.generations) {
-    v1.route("/generations", generationRoutes({ db, runtime, generations: deps.generations }));
+    v1.route(
+      "/generations",
+      generationRoutes({ db, runtime, generations: deps.generations, config: deps.config }),
+    );
   }
 
   const app = new Hono<AppEnv>()

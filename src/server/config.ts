@@ -18,6 +18,8 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_MAX_FILES: int(1, 100_000).default(64),
   /** Most queued + running jobs per API key; beyond it, 429. */
   DIFFUSABLE_MAX_ACTIVE_JOBS: int(1, 100_000).default(8),
+  /** Most queued generations (all keys); beyond it, 429 with Retry-After. */
+  DIFFUSABLE_MAX_QUEUED_GENERATIONS: int(1, 100_000).default(64),
   /** Jobs the runner runs at the same time. */
   DIFFUSABLE_JOB_CONCURRENCY: int(1, 64).default(2),
   /** onnxruntime threads (0: one per core). */
@@ -44,6 +46,7 @@ export interface Config {
   maxUploadBytes: number;
   maxFiles: number;
   maxActiveJobsPerKey: number;
+  maxQueuedGenerations: number;
   jobConcurrency: number;
   threads: number;
   providers: string[];
@@ -75,6 +78,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     maxUploadBytes: e.DIFFUSABLE_MAX_UPLOAD_BYTES,
     maxFiles: e.DIFFUSABLE_MAX_FILES,
     maxActiveJobsPerKey: e.DIFFUSABLE_MAX_ACTIVE_JOBS,
+    maxQueuedGenerations: e.DIFFUSABLE_MAX_QUEUED_GENERATIONS,
     jobConcurrency: e.DIFFUSABLE_JOB_CONCURRENCY,
     threads: e.DIFFUSABLE_THREADS || cpus().length,
     providers: e.DIFFUSABLE_PROVIDERS,

@@ -258,3 +258,41 @@ test("/openapi.json describes the generation routes", async () => {
     assert.ok(props.includes(field), field);
   }
 });
+
+test("beyond the per-key limit or the queue bound: 429 with Retry-After", async () => {
+  const small = await openTestApp({
+    DIFFUSABLE_MAX_ACTIVE_JOBS: "2",
+    DIFFUSABLE_MAX_QUEUED_GENERATIONS: "1",
+  });
+  try {
+    const send = (secret: string) =>
+      small.app.request("/v1/generations", {
+        method: "POST",
+        headers: { ...auth(secret), "content-type": "application/json" },
+        body: JSON.stringify({ ...base, steps: 200 }),
+      });
+    const a = (await (await send(small.user)).json()) as Gen; // running (concurrency 1)
+    // Wait until the runner has claimed it, so the queue holds only what follows.
+    const deadline = Date.now() + 60_000;
+    while (getGeneration(small.db, a.id)?.status !== "running" && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const b = await send(small.user); // queued: the key now has 2
+    assert.equal(b.status, 202);
+    const perKey = await send(small.user);
+    assert.equal(perKey.status, 429);
+    assert.equal(perKey.headers.get("retry-after"), "10");
+    assert.equal(
+      ((await perKey.json()) as { error: { code: string } }).error.code,
+      "too_many_generations",
+    );
+    const full = await send(small.admin); // another key, but the queue holds 1 already
+    assert.equal(full.status, 429);
+    assert.equal(((await full.json()) as { error: { code: string } }).error.code, "queue_full");
+    small.generations.cancel(((await b.json()) as Gen).id);
+    small.generations.cancel(a.id);
+    await small.generations.idle();
+  } finally {
+    await small.close();
+  }
+});

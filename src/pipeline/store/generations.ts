@@ -148,3 +148,16 @@ export function listGenerations(
     .limit(filter.limit)
     .all();
 }
+
+/** Generations with one of `statuses`, of one API key or (keyId undefined) of all. */
+export function countGenerations(db: Db, statuses: JobStatus[], keyId?: string): number {
+  const conditions = [inArray(generations.status, statuses)];
+  if (keyId !== undefined) conditions.push(eq(generations.keyId, keyId));
+  return (
+    db
+      .select({ n: sql<number>`count(*)` })
+      .from(generations)
+      .where(and(...conditions))
+      .get()?.n ?? 0
+  );
+}

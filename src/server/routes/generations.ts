@@ -14,6 +14,7 @@ import type { GenerationOptions, GenerationRunner } from "../../pipeline/generat
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import type { Db } from "../../pipeline/store/db.ts";
 import {
+  countGenerations,
   generationByIdempotencyKey,
   getGeneration,
   insertGeneration,
@@ -22,6 +23,7 @@ import {
 } from "../../pipeline/store/generations.ts";
 import type { GenerationRow } from "../../pipeline/store/schema.ts";
 import type { AppEnv } from "../auth.ts";
+import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";
 import { describeZodError, GenerationRequestSchema, ListJobsQuerySchema } from "../schemas.ts";
 
@@ -70,8 +72,9 @@ export function generationRoutes(deps: {
   db: Db;
   runtime: ModelRuntime;
   generations: GenerationRunner;
+  config: Config;
 }) {
-  const { db, runtime, generations } = deps;
+  const { db, runtime, generations, config } = deps;
   const app = new Hono<AppEnv>();
 
   const visible = (id: string, key: AppEnv["Variables"]["apiKey"]): GenerationRow => {
@@ -209,6 +212,25 @@ export function generationRoutes(deps: {
       n: settings.n,
       format: req.format,
     };
+    // The bounds: per key (queued + running), then the whole queue.
+    const active = countGenerations(db, ["queued", "running"], c.var.apiKey.id);
+    if (active >= config.maxActiveJobsPerKey) {
+      throw new ApiError(
+        429,
+        "too_many_generations",
+        `this key has ${active} queued or running generations; the limit is ${config.maxActiveJobsPerKey}`,
+        { "Retry-After": "10" },
+      );
+    }
+    const queued = countGenerations(db, ["queued"]);
+    if (queued >= config.maxQueuedGenerations) {
+      throw new ApiError(
+        429,
+        "queue_full",
+        `${queued} generations are queued; the limit is ${config.maxQueuedGenerations}`,
+        { "Retry-After": "10" },
+      );
+    }
     const id = newGenerationId();
     try {
       insertGeneration(db, {
