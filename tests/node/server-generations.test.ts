@@ -3,9 +3,11 @@
 // generation left running by a crash resumed on start.
 
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { GenerationRunner } from "../../src/pipeline/generations.ts";
 import { getGeneration, setGeneration } from "../../src/pipeline/store/generations.ts";
+import { REPO_ROOT } from "./python.ts";
 import { auth, MODEL, openTestApp, type TestApp } from "./server-helpers.ts";
 
 let t: TestApp;
@@ -294,5 +296,39 @@ test("beyond the per-key limit or the queue bound: 429 with Retry-After", async 
     await small.generations.idle();
   } finally {
     await small.close();
+  }
+});
+
+test("a shipped bundle without denoiser.onnx cannot generate: 422 naming onnx.denoiser", async () => {
+  const { ModelRuntime } = await import("../../src/pipeline/runtime.ts");
+  const { createApp } = await import("../../src/server/app.ts");
+  const rt = await ModelRuntime.open({ modelsDir: join(REPO_ROOT, "models"), threads: 1 });
+  const generations = new GenerationRunner({
+    db: t.db,
+    runtime: rt,
+    dataDir: t.config.dataDir,
+    concurrency: 1,
+  });
+  try {
+    const app = createApp({
+      db: t.db,
+      runtime: rt,
+      runner: t.runner,
+      generations,
+      config: t.config,
+    });
+    const bundle = rt.bundles().find((m) => m.generate === null);
+    if (!bundle) return; // every shipped bundle can generate: nothing to refuse
+    const res = await app.request("/v1/generations", {
+      method: "POST",
+      headers: { ...auth(t.user), "content-type": "application/json" },
+      body: JSON.stringify({ model: bundle.name, label: 0 }),
+    });
+    assert.equal(res.status, 422);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, "cannot_generate");
+    assert.match(body.error.message, /onnx\.denoiser/);
+  } finally {
+    await rt.close();
   }
 });
