@@ -9,10 +9,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { PipelineError } from "./errors.ts";
-import { type GenerateFormat, generateFiles } from "./generate.ts";
+import { type GenerateFormat, type GenerateSettings, generateFiles } from "./generate.ts";
 import { errorInfo, MAX_ATTEMPTS, removeTempFiles, TMP_PREFIX } from "./jobs.ts";
 import type { ModelRuntime } from "./runtime.ts";
-import type { SamplerMethod } from "./sampler.ts";
 import type { Db } from "./store/db.ts";
 import {
   cancelGeneration,
@@ -24,18 +23,11 @@ import {
 } from "./store/generations.ts";
 import type { GenerationRow } from "./store/schema.ts";
 
-/** What a generation row's `options` holds: every setting resolved (defaults filled in). */
-export interface GenerationOptions {
-  label: number;
-  labelName: string;
-  seed: number;
-  steps: number;
-  guidance: number;
-  method: SamplerMethod;
-  frames: number;
-  n: number;
+/** What a generation row's `options` holds: the resolved settings (defaults filled in) that
+ * are not derived from the bundle, and the output format. */
+export type GenerationOptions = Omit<GenerateSettings, "nullClass" | "shape"> & {
   format: GenerateFormat;
-}
+};
 
 export function generationsDir(dataDir: string, id?: string): string {
   return id ? join(dataDir, "generations", id) : join(dataDir, "generations");
