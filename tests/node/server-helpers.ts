@@ -3,17 +3,8 @@
 // a per-test data dir, and the app or a listening server on it.
 
 import { spawnSync } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import {
-  cpSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-} from "node:fs";
+import { randomBytes } from "node:crypto";
+import { cpSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GenerationRunner } from "../../src/pipeline/generations.ts";
@@ -24,30 +15,21 @@ import { createKey } from "../../src/pipeline/store/keys.ts";
 import { type App, createApp } from "../../src/server/app.ts";
 import { type Config, parseConfig } from "../../src/server/config.ts";
 import { type RunningServer, startServer } from "../../src/server/serve.ts";
-import { REPO_ROOT, runPython } from "./python.ts";
+import { fixtureBundle } from "./media.ts";
 
 export const MODEL = "tiny-fixture";
 
-/** A models dir holding the tiny fixture bundle as models/tiny-fixture/ (built once, cached). */
+/** A models dir holding the tiny fixture bundle as models/tiny-fixture/: a cached copy of
+ * media.ts's fixtureBundle(), so the bundle is built once for both helpers. */
 export function fixtureModelsDir(): string {
-  const src = join(REPO_ROOT, "src/training/diffusable");
-  const hash = createHash("sha256");
-  for (const f of readdirSync(src)
-    .filter((f) => f.endsWith(".py"))
-    .sort()) {
-    hash.update(f).update(readFileSync(join(src, f)));
-  }
-  const root = join(REPO_ROOT, "tests/.fixtures");
-  const dir = join(root, `server-models-${hash.digest("hex").slice(0, 12)}`);
+  const bundle = fixtureBundle();
+  const dir = `${bundle}-models`;
   if (existsSync(join(dir, MODEL, "manifest.json"))) return dir;
-  mkdirSync(root, { recursive: true });
-  const work = mkdtempSync(join(root, ".tmp-server-models-"));
+  const work = mkdtempSync(`${bundle}-models.tmp-`);
   try {
-    runPython(["-m", "diffusable.fixtures", "--out", work], 300_000);
-    mkdirSync(join(work, "models"));
-    cpSync(join(work, "bundle"), join(work, "models", MODEL), { recursive: true });
+    cpSync(bundle, join(work, MODEL), { recursive: true });
     try {
-      renameSync(join(work, "models"), dir);
+      renameSync(work, dir);
     } catch (err) {
       // Another test file made it first.
       if (!existsSync(join(dir, MODEL, "manifest.json"))) throw err;
