@@ -1,5 +1,5 @@
 // The SQLite schema, in TypeScript. drizzle-kit turns changes here into SQL files in migrations/
-// (`npm run db:generate`); later issues add their tables (runs, metrics) the same way.
+// (`npm run db:generate`); each issue adds its tables (runs, metrics, ...) the same way.
 
 import { sql } from "drizzle-orm";
 import {
@@ -131,3 +131,111 @@ export const generations = sqliteTable(
 );
 
 export type GenerationRow = typeof generations.$inferSelect;
+
+/** Training runs (docs/runs.md): one row per run_id, fed by the run's events.jsonl. */
+export const RUN_KINDS = ["autoencoder", "diffusion"] as const;
+export type RunKind = (typeof RUN_KINDS)[number];
+
+export const RUN_STATUSES = ["running", "finished", "interrupted", "failed"] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+export const RUN_SOURCES = ["local", "import"] as const;
+export type RunSource = (typeof RUN_SOURCES)[number];
+
+export const ARTIFACT_KINDS = ["checkpoint", "export", "spectrum", "log", "bundle"] as const;
+export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
+
+export const runs = sqliteTable(
+  "runs",
+  {
+    /** run_id of the config event (the run folder's name). */
+    id: text("id").primaryKey(),
+    kind: text("kind", { enum: RUN_KINDS }).notNull(),
+    variant: text("variant"),
+    status: text("status", { enum: RUN_STATUSES }).notNull(),
+    /** The run folder, absolute. */
+    folder: text("folder").notNull(),
+    /** The config event, JSON. */
+    config: text("config", { mode: "json" }).notNull().$type<Record<string, unknown>>(),
+    /** Diffusion runs: the autoencoder run they were trained on (config.autoencoder.run_id). */
+    autoencoderRunId: text("autoencoder_run_id"),
+    /** The last step seen in any event. */
+    step: integer("step").notNull().default(0),
+    /** Total steps of the run's train config, when known. */
+    steps: integer("steps"),
+    /** Why the run failed or was interrupted. */
+    error: text("error"),
+    startedAt: integer("started_at", { mode: "timestamp_ms" }),
+    finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
+    importedAt: integer("imported_at", { mode: "timestamp_ms" }),
+    source: text("source", { enum: RUN_SOURCES }).notNull(),
+    /** The trainer's process id while a locally started run is running. */
+    pid: integer("pid"),
+    /** Tail position in events.jsonl: bytes of whole lines consumed, and their count. */
+    bytesRead: integer("bytes_read").notNull().default(0),
+    linesRead: integer("lines_read").notNull().default(0),
+    createdAt: integer("created_at", { mode: "timestamp_ms" }).notNull().default(now),
+    updatedAt: integer("updated_at", { mode: "timestamp_ms" }).notNull().default(now),
+  },
+  (t) => [
+    index("runs_started").on(t.startedAt, t.id),
+    index("runs_kind_started").on(t.kind, t.startedAt),
+    index("runs_autoencoder").on(t.autoencoderRunId),
+    index("runs_status").on(t.status),
+  ],
+);
+
+/** Every valid event of a run; seq is its line number in events.jsonl (1-based). */
+export const runEvents = sqliteTable(
+  "run_events",
+  {
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id, { onDelete: "cascade" }),
+    seq: integer("seq").notNull(),
+    type: text("type").notNull(),
+    step: integer("step"),
+    /** Unix seconds, as the trainer wrote it. */
+    time: real("time"),
+    json: text("json", { mode: "json" }).notNull().$type<Record<string, unknown>>(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.runId, t.seq] }),
+    index("run_events_type").on(t.runId, t.type, t.seq),
+  ],
+);
+
+/** `<event type>/<field>` numbers by step (a step logged twice, e.g. after a resume: the last). */
+export const runMetrics = sqliteTable(
+  "run_metrics",
+  {
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    step: integer("step").notNull(),
+    value: real("value").notNull(),
+    time: real("time"),
+  },
+  (t) => [uniqueIndex("run_metrics_name_step").on(t.runId, t.name, t.step)],
+);
+
+export const runArtifacts = sqliteTable(
+  "run_artifacts",
+  {
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id, { onDelete: "cascade" }),
+    kind: text("kind", { enum: ARTIFACT_KINDS }).notNull(),
+    /** As the event wrote it (relative to the run folder or the repository), or absolute. */
+    path: text("path").notNull(),
+    sha256: text("sha256"),
+    step: integer("step"),
+  },
+  (t) => [uniqueIndex("run_artifacts_path").on(t.runId, t.kind, t.path)],
+);
+
+export type RunRow = typeof runs.$inferSelect;
+export type RunEventRow = typeof runEvents.$inferSelect;
+export type RunMetricRow = typeof runMetrics.$inferSelect;
+export type RunArtifactRow = typeof runArtifacts.$inferSelect;
