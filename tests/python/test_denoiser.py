@@ -164,3 +164,29 @@ def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
     assert statuses == ["started", "resumed", "completed"]
     config = next(e for e in events if e["type"] == "config")
     assert config["autoencoder"]["variant"] == "se" and config["model"]["num_classes"] == 2
+
+
+def test_fp16_weight_storage_computes_with_the_rounded_weights(tmp_path):
+    from diffusable.export_denoiser import export_denoiser_onnx
+    from diffusable.onnx_export import _half_storage_copy, round_weights_fp16
+
+    torch.manual_seed(0)
+    model = Denoiser(get_denoiser_config("tiny")).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x = torch.randn(2, 4, 2, 4, 4)
+    t = torch.tensor([0.2, 0.9])
+    label = torch.tensor([0, 2])
+    half = _half_storage_copy(model)
+    assert not list(half.parameters())
+    assert all(b.dtype == torch.float16 for n, b in half.named_buffers() if n.endswith("_fp16"))
+    with torch.no_grad():
+        v_half = half(x, t, label)
+        v_rounded = round_weights_fp16(model)(x, t, label)
+    assert torch.equal(v_half, v_rounded)
+
+    export_denoiser_onnx(model, tmp_path / "fp32.onnx", {}, "fp32")
+    export_denoiser_onnx(model, tmp_path / "fp16.onnx", {}, "fp16")
+    ratio = (tmp_path / "fp16.onnx").stat().st_size / (tmp_path / "fp32.onnx").stat().st_size
+    assert ratio < 0.75

@@ -52,6 +52,9 @@ DENOISER_CONFIGS: Dict[str, DenoiserConfig] = {
         name="tiny", latent_channels=4, num_classes=2, hidden=32, depth=2, heads=2
     ),
     "small": DenoiserConfig(name="small"),
+    # The shipped default: 4.2 M parameters, so that a whole bundle (autoencoder graphs plus
+    # denoiser, weights stored as fp16) stays within the 25 MB bundle budget.
+    "compact": DenoiserConfig(name="compact", hidden=192, depth=6, heads=4),
     "base": DenoiserConfig(name="base", hidden=768, depth=12, heads=12),
 }
 

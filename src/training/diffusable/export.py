@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from .autoencoder import CausalVAE
-from .onnx_export import export_onnx, file_entries
+from .onnx_export import WEIGHT_STORAGE, export_onnx, file_entries, round_weights_fp16
 
 BUNDLE_FORMAT = "diffusable-bundle/1"
 
@@ -73,8 +73,13 @@ LATENT_AXES = {0: "batch", 2: "latent_frames", 3: "latent_height", 4: "latent_wi
 CACHE_AXES = {0: "batch", 3: "cache_height", 4: "cache_width"}
 
 
-def export_autoencoder(vae: CausalVAE, out: Path, metadata: Dict[str, str]) -> Dict:
-    """Write the four ONNX files; returns the manifest's "onnx" section."""
+def export_autoencoder(
+    vae: CausalVAE, out: Path, metadata: Dict[str, str], weights: str = "fp32"
+) -> Dict:
+    """Write the four ONNX files; returns the manifest's "onnx" section.
+
+    weights="fp16" stores parameters as fp16 (the graphs still compute in fp32).
+    """
     cfg = vae.cfg
     vae = vae.eval().float()
     size = cfg.spatial_factor * 2  # small, but deep enough that every layer has 2x2 or more
@@ -90,6 +95,7 @@ def export_autoencoder(vae: CausalVAE, out: Path, metadata: Dict[str, str]) -> D
         ["latent"],
         {"video": VIDEO_AXES, "latent": LATENT_AXES},
         md("encoder"),
+        weights,
     )
     export_onnx(
         _Decode(vae),
@@ -99,6 +105,7 @@ def export_autoencoder(vae: CausalVAE, out: Path, metadata: Dict[str, str]) -> D
         ["video"],
         {"latent": LATENT_AXES, "video": VIDEO_AXES},
         md("decoder"),
+        weights,
     )
 
     _, caches = vae.encode_step(video[:, :, :1])
@@ -115,6 +122,7 @@ def export_autoencoder(vae: CausalVAE, out: Path, metadata: Dict[str, str]) -> D
         ["latent"] + cache_out,
         {"video": VIDEO_AXES, "latent": LATENT_AXES, **out_axes},
         md("encoder_init"),
+        weights,
     )
     step_args = (video[:, :, 1:], *[c.detach() for c in caches])
     export_onnx(
@@ -125,8 +133,10 @@ def export_autoencoder(vae: CausalVAE, out: Path, metadata: Dict[str, str]) -> D
         ["latent"] + cache_out,
         {"video": VIDEO_AXES, "latent": LATENT_AXES, **in_axes, **out_axes},
         md("encoder_step"),
+        weights,
     )
     return {
+        "weights": weights,
         "encoder": "encoder.onnx",
         "decoder": "decoder.onnx",
         "encoder_stream": {
@@ -158,6 +168,12 @@ def last_event(events_path: Optional[Path], type_: str) -> Optional[Dict]:
         if event.get("type") == type_:
             found = event
     return found
+
+
+def dataset_name(config_event: Dict) -> Optional[str]:
+    """The dataset a run trained on, as a name that means something on another machine."""
+    data = config_event.get("data")
+    return Path(data).name if data else None
 
 
 def build_manifest(
@@ -209,6 +225,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="bundle folder, e.g. models/se-small")
     ap.add_argument("--name", help="bundle name (default: the folder's name)")
     ap.add_argument("--events", help="the run's events.jsonl (default: next to checkpoints/)")
+    ap.add_argument(
+        "--weights",
+        choices=WEIGHT_STORAGE,
+        default="fp16",
+        help="parameter storage in the ONNX files (compute is fp32 either way)",
+    )
     args = ap.parse_args(argv)
 
     ckpt = Path(args.ckpt)
@@ -234,8 +256,10 @@ def main(argv=None) -> int:
         "diffusable.autoencoder_config": vae.cfg.to_json(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    onnx = export_autoencoder(vae, out, metadata)
-    run = {"id": meta.get("run_id"), "step": meta.get("step"), "data": config_event.get("data")}
+    if args.weights == "fp16":
+        round_weights_fp16(vae)
+    onnx = export_autoencoder(vae, out, metadata, args.weights)
+    run = {"id": meta.get("run_id"), "step": meta.get("step"), "data": dataset_name(config_event)}
     manifest = build_manifest(
         vae,
         name,

@@ -22,12 +22,14 @@ import torch
 from .checkpoint import load_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
 from .export import last_event
-from .onnx_export import export_onnx, file_entries
+from .onnx_export import WEIGHT_STORAGE, export_onnx, file_entries, round_weights_fp16
 
 X_AXES = {0: "batch", 2: "latent_frames", 3: "latent_height", 4: "latent_width"}
 
 
-def export_denoiser_onnx(model: Denoiser, path: Path, metadata: Dict[str, str]) -> None:
+def export_denoiser_onnx(
+    model: Denoiser, path: Path, metadata: Dict[str, str], weights: str = "fp32"
+) -> None:
     cfg = model.cfg
     x = torch.zeros(2, cfg.latent_channels, 2, 2 * cfg.patch_s, 2 * cfg.patch_s)
     t = torch.full((2,), 0.5)
@@ -40,6 +42,7 @@ def export_denoiser_onnx(model: Denoiser, path: Path, metadata: Dict[str, str]) 
         ["v"],
         {"x": X_AXES, "t": {0: "batch"}, "label": {0: "batch"}, "v": X_AXES},
         {**metadata, "diffusable.role": "denoiser", "diffusable.denoiser_config": cfg.to_json()},
+        weights,
     )
 
 
@@ -57,6 +60,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Add a denoiser to a model bundle.")
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--bundle", required=True, help="bundle folder made by diffusable.export")
+    ap.add_argument(
+        "--weights",
+        choices=WEIGHT_STORAGE,
+        default="fp16",
+        help="parameter storage in denoiser.onnx (compute is fp32 either way)",
+    )
     args = ap.parse_args(argv)
     ckpt, bundle = Path(args.ckpt), Path(args.bundle)
     try:
@@ -80,7 +89,9 @@ def main(argv=None) -> int:
         )
         return 2
     metadata = {"diffusable.bundle": manifest["name"], "diffusable.variant": manifest["variant"]}
-    export_denoiser_onnx(model, bundle / "denoiser.onnx", metadata)
+    if args.weights == "fp16":
+        round_weights_fp16(model)
+    export_denoiser_onnx(model, bundle / "denoiser.onnx", metadata, args.weights)
 
     events = ckpt.parent.parent / "events.jsonl"
     last = last_event(events, "eval") or {}
@@ -89,6 +100,7 @@ def main(argv=None) -> int:
     manifest["denoiser_config"] = model.cfg.to_dict()
     manifest["sampler"] = sampler_defaults(state["train"])
     manifest["onnx"]["denoiser"] = "denoiser.onnx"
+    manifest["onnx"]["denoiser_weights"] = args.weights
     manifest["runs"]["diffusion"] = {"id": state.get("run_id"), "step": state.get("step")}
     manifest["metrics"]["diffusion"] = {k: last[k] for k in last if k not in ("type", "time")}
     manifest["files"] = file_entries(bundle, sorted(p.name for p in bundle.glob("*.onnx")))

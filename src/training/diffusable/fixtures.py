@@ -22,7 +22,7 @@ import torch
 from .autoencoder import CausalVAE, get_config
 from .denoiser import Denoiser, get_denoiser_config
 from .export import build_manifest, export_autoencoder
-from .onnx_export import file_entries
+from .onnx_export import file_entries, round_weights_fp16
 from .export_denoiser import export_denoiser_onnx, sampler_defaults
 from .flow import sample
 
@@ -63,14 +63,21 @@ def make_tiny_bundle(out: Path, seed: int = 0) -> CausalVAE:
 
 
 def make_tiny_denoiser(out: Path, seed: int = 0) -> Denoiser:
-    """A tiny denoiser with every weight perturbed (adaLN-Zero alone would predict v = 0)."""
+    """A tiny denoiser with every weight perturbed (adaLN-Zero alone would predict v = 0).
+
+    It is exported with fp16 weight storage, as shipped bundles are, so the parity cases cover
+    that path; its weights are rounded to fp16 first, so PyTorch computes with the same values.
+    """
     torch.manual_seed(seed)
     model = Denoiser(get_denoiser_config("tiny")).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+    round_weights_fp16(model)
     bundle = out / "bundle"
-    export_denoiser_onnx(model, bundle / "denoiser.onnx", {"diffusable.bundle": "tiny-fixture"})
+    export_denoiser_onnx(
+        model, bundle / "denoiser.onnx", {"diffusable.bundle": "tiny-fixture"}, "fp16"
+    )
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest.update(
         null_class=model.cfg.null_class,
@@ -78,6 +85,7 @@ def make_tiny_denoiser(out: Path, seed: int = 0) -> Denoiser:
         sampler=sampler_defaults({"sample_steps": 4, "guidance": 2.0}),
     )
     manifest["onnx"]["denoiser"] = "denoiser.onnx"
+    manifest["onnx"]["denoiser_weights"] = "fp16"
     manifest["files"] = file_entries(bundle, sorted(p.name for p in bundle.glob("*.onnx")))
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return model

@@ -8,6 +8,7 @@ model: protobuf parsers merge repeated fields that appear later in a message.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import io
@@ -41,6 +42,49 @@ def metadata_props(metadata: Dict[str, str]) -> bytes:
     return out
 
 
+WEIGHT_STORAGE = ("fp32", "fp16")
+
+
+def round_weights_fp16(module: torch.nn.Module) -> torch.nn.Module:
+    """Round every floating parameter to the nearest fp16 value, in place.
+
+    An fp16-stored export computes with exactly these weights, so a PyTorch reference that is
+    compared against it (fixtures, parity tests) must be rounded first.
+    """
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.is_floating_point():
+                p.copy_(p.half().float())
+    return module
+
+
+def _half_storage_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of module whose parameters are stored as fp16 initializers + Cast nodes in ONNX.
+
+    This halves the file (and the bundle) while the graph still computes in fp32: onnxruntime
+    folds the casts once when it loads the session. Each parameter becomes an fp16 buffer, and
+    a forward pre-hook of its module sets the fp32 attribute from it, so tracing records the
+    cast. Buffers that were fp32 already (e.g. fixed position tables) are left alone.
+    """
+    module = copy.deepcopy(module)
+
+    def make_hook(names: List[str]):
+        def hook(sub: torch.nn.Module, _inputs) -> None:
+            for name in names:
+                setattr(sub, name, getattr(sub, f"{name}_fp16").float())
+
+        return hook
+
+    for sub in list(module.modules()):
+        names = [n for n, p in sub.named_parameters(recurse=False) if p.is_floating_point()]
+        for name in names:
+            p = sub._parameters.pop(name)
+            sub.register_buffer(f"{name}_fp16", p.detach().half())
+        if names:
+            sub.register_forward_pre_hook(make_hook(names))
+    return module
+
+
 def export_onnx(
     module: torch.nn.Module,
     args: tuple,
@@ -49,11 +93,20 @@ def export_onnx(
     output_names: Sequence[str],
     dynamic_axes: Dict[str, Dict[int, str]],
     metadata: Dict[str, str],
+    weights: str = "fp32",
 ) -> None:
-    """Export module(*args) to path with opset 17 and the given metadata."""
+    """Export module(*args) to path with opset 17 and the given metadata.
+
+    weights="fp16" stores the parameters as fp16 (see _half_storage_copy); constant folding is
+    then off, since it would turn the casts back into fp32 initializers.
+    """
+    if weights not in WEIGHT_STORAGE:
+        raise ValueError(f"weights must be one of {WEIGHT_STORAGE}, not {weights!r}")
     kwargs = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False
+    if weights == "fp16":
+        module = _half_storage_copy(module)
     buf = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(
@@ -64,7 +117,7 @@ def export_onnx(
             output_names=list(output_names),
             dynamic_axes=dynamic_axes,
             opset_version=OPSET,
-            do_constant_folding=True,
+            do_constant_folding=weights == "fp32",
             **kwargs,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
