@@ -1,0 +1,115 @@
+// Asks a running diffusable service for videos of every class of a model, over HTTP only, and
+// saves them with a samples.json that `python3 -m diffusable.class_score videos DIR` scores.
+//
+//   npm run generate:per-class -- --key dfs_... [--url http://127.0.0.1:8080] [--model small-se]
+//                                 [--n 4] [--seed 1000] [--format mp4] [--out runs/samples]
+//
+// Each class gets one request for n clips with the same seed. One readable line and exit 1 on
+// any failure.
+
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+interface ModelInfo {
+  name: string;
+  variant: string;
+  classes: string[];
+  resolution: number;
+  frames: { default: number };
+  generate: unknown;
+}
+
+interface Generation {
+  id: string;
+  status: string;
+  seed: number;
+  error: { code: string; message: string } | null;
+  outputs: { index: number; sha256: string; url: string }[];
+}
+
+const { values: opt } = parseArgs({
+  options: {
+    url: { type: "string", default: "http://127.0.0.1:8080" },
+    key: { type: "string", default: process.env.DIFFUSABLE_KEY },
+    model: { type: "string" },
+    n: { type: "string", default: "4" },
+    seed: { type: "string", default: "1000" },
+    format: { type: "string", default: "mp4" },
+    out: { type: "string", default: "runs/samples" },
+  },
+});
+
+function fail(message: string): never {
+  console.error(`generate-per-class: ${message}`);
+  process.exit(1);
+}
+
+async function call<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const res = await fetch(`${opt.url}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${opt.key}`, ...(init.headers ?? {}) },
+  }).catch((err: Error) => fail(`${opt.url}: ${err.message}`));
+  if (!res.ok) fail(`${init.method ?? "GET"} ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+async function main() {
+  if (!opt.key) fail("an API key is needed: --key or DIFFUSABLE_KEY");
+  const n = Number(opt.n);
+  const seed = Number(opt.seed);
+  const { models } = await call<{ models: ModelInfo[] }>("/v1/models");
+  const generators = models.filter((m) => m.generate);
+  const model = opt.model
+    ? models.find((m) => m.name === opt.model)
+    : (generators.find((m) => m.variant === "se") ?? generators[0]);
+  if (!model)
+    fail(`no model ${opt.model ?? "that can generate"}; loaded: ${models.map((m) => m.name)}`);
+  const dir = join(opt.out ?? "runs/samples", model.name);
+  await mkdir(dir, { recursive: true });
+
+  // Clip i of a job starts from slice i of the job seed's noise (docs/sampler.md).
+  const items: { file: string; label: string; seed: number; index: number; sha256: string }[] = [];
+  const started = performance.now();
+  for (const label of model.classes) {
+    const body = { model: model.name, label, seed, n, format: opt.format };
+    let g = await call<Generation>("/v1/generations", {
+      method: "POST",
+      headers: { "content-type": "application/json", prefer: "wait=120" },
+      body: JSON.stringify(body),
+    });
+    while (g.status === "queued" || g.status === "running") {
+      await new Promise((r) => setTimeout(r, 500));
+      g = await call<Generation>(`/v1/generations/${g.id}`);
+    }
+    if (g.status !== "succeeded")
+      fail(`${label}: generation ${g.id} ${g.status}: ${g.error?.message}`);
+    for (const o of g.outputs) {
+      const res = await fetch(`${opt.url}${o.url}`, {
+        headers: { authorization: `Bearer ${opt.key}` },
+      });
+      if (!res.ok) fail(`${o.url}: ${res.status}`);
+      const file = `${label}-${o.index}.${opt.format}`;
+      await writeFile(join(dir, file), Buffer.from(await res.arrayBuffer()));
+      items.push({ file, label, seed: g.seed, index: o.index, sha256: o.sha256 });
+    }
+    console.log(`${label}: ${g.outputs.length} clip(s), generation ${g.id}`);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const listing = {
+    model: model.name,
+    variant: model.variant,
+    url: opt.url,
+    resolution: model.resolution,
+    frames: model.frames.default,
+    format: opt.format,
+    seconds,
+    items,
+  };
+  await writeFile(join(dir, "samples.json"), `${JSON.stringify(listing, null, 2)}\n`);
+  console.log(
+    `${items.length} clips of ${model.classes.length} classes in ${seconds.toFixed(1)} s -> ${dir}`,
+  );
+}
+
+await main();

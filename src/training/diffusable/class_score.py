@@ -1,0 +1,111 @@
+"""Class score of videos made outside the trainer, and of autoencoder reconstructions.
+
+The class score is the accuracy of the procedural dataset's small video classifier
+(classifier.py) on clips that were meant to show a class. Two sources:
+
+``videos DIR``   the files a running service generated (``DIR/samples.json`` lists
+                 ``{"file", "label"}`` items, as written by ``scripts/generate-per-class.ts``);
+                 each file is decoded by ffmpeg, so this also checks that every file plays.
+``recon CKPT``   validation clips passed through an autoencoder checkpoint: the ceiling a
+                 generator on that latent space can reach with this classifier.
+
+    PYTHONPATH=src/training /usr/bin/python3 -m diffusable.class_score videos runs/samples/small-se
+    PYTHONPATH=src/training /usr/bin/python3 -m diffusable.class_score recon \\
+        runs/ae-small-se/checkpoints/last.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+from .classifier import ClassifierConfig, class_scores, get_classifier
+from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
+from .data.procedural import ensure_procedural
+
+
+def decode_video(path: Path, size: int, frames: int) -> torch.Tensor:
+    """A generated file -> (3, frames, size, size) in [-1, 1]; fails if it does not decode."""
+    rgb = ffmpeg_rgb(["-i", str(path), "-vf", f"scale={size}:{size}:flags=area"], size, size)
+    if len(rgb) < frames:
+        raise FfmpegError(f"{path.name}: {len(rgb)} frames decoded, expected {frames}")
+    return clips_to_tensor(rgb[:frames])
+
+
+def score_videos(folder: Path, data_root: Path, cfg: ClassifierConfig) -> Dict:
+    listing = json.loads((folder / "samples.json").read_text())
+    classifier, info = get_classifier(data_root, cfg)
+    classes: List[str] = ClipDataset(data_root, "train").classes
+    items = listing["items"]
+    frames = int(listing.get("frames", 17))
+    size = int(listing.get("resolution", 64))
+    video = torch.stack([decode_video(folder / it["file"], size, frames) for it in items])
+    labels = torch.tensor([classes.index(it["label"]) for it in items])
+    scores = class_scores(classifier, video, labels, classes, info["config"]["size"])
+    return {
+        "source": "videos",
+        "folder": str(folder),
+        "model": listing.get("model"),
+        "videos_decoded": len(items),
+        "class_score": scores["mean"],
+        "class_scores": scores,
+        "chance": 1 / len(classes),
+        "classifier": info,
+    }
+
+
+@torch.no_grad()
+def score_reconstructions(ckpt: Path, data_root: Path, cfg: ClassifierConfig) -> Dict:
+    from .checkpoint import load_autoencoder
+
+    vae, meta = load_autoencoder(ckpt)
+    vae.eval()
+    classifier, info = get_classifier(data_root, cfg)
+    val = ClipDataset(data_root, "val")
+    video, labels = val.batch(list(range(len(val))))
+    recon = torch.cat([vae(video[i : i + 8])[0].clamp(-1, 1) for i in range(0, len(video), 8)])
+    size = info["config"]["size"]
+    return {
+        "source": "recon",
+        "autoencoder": {"run_id": meta.get("run_id"), "step": meta.get("step")},
+        "val_clips": len(val),
+        "class_score_real": class_scores(classifier, video, labels, val.classes, size)["mean"],
+        "class_score": class_scores(classifier, recon, labels, val.classes, size)["mean"],
+        "chance": 1 / len(val.classes),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Class score of generated videos or reconstructions.")
+    ap.add_argument("source", choices=["videos", "recon"])
+    ap.add_argument("path", help="videos: folder with samples.json; recon: AE checkpoint")
+    ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
+    ap.add_argument("--classifier-steps", type=int, default=ClassifierConfig().steps)
+    ap.add_argument("--json", help="also write the result here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        data_root = ensure_procedural() if args.data == "procedural" else Path(args.data)
+        cfg = ClassifierConfig(steps=args.classifier_steps)
+        path = Path(args.path)
+        if args.source == "videos":
+            result = score_videos(path, data_root, cfg)
+        else:
+            result = score_reconstructions(path, data_root, cfg)
+    except (FileNotFoundError, ValueError, KeyError, FfmpegError) as err:
+        print(f"class_score: {err}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

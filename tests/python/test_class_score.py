@@ -1,0 +1,43 @@
+"""class_score: generated files are decoded by ffmpeg and scored against their intended labels."""
+
+import json
+import subprocess
+
+import pytest
+from diffusable.class_score import score_videos
+from diffusable.classifier import ClassifierConfig
+from diffusable.data import procedural
+from diffusable.data.clips import ClipDataset, FfmpegError
+
+SPEC = dict(seed=5, size=32, frames=9, fps=8, train_per_class=2, val_per_class=1)
+
+
+def _write_mp4(path, clip):  # clip: (T, H, W, 3) uint8
+    t, h, w, _ = clip.shape
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    cmd += ["-s", f"{w}x{h}", "-r", "8", "-i", "-", "-c:v", "libx264", "-qp", "0", str(path)]
+    subprocess.run(cmd, input=clip.tobytes(), check=True)
+
+
+def test_scores_decoded_files_and_rejects_a_broken_one(tmp_path):
+    root = procedural.ensure_procedural(tmp_path / "cache", **SPEC)
+    val = ClipDataset(root, "val")
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    items = []
+    video, _ = val.batch([0, 1, 2])  # (3, 3, T, H, W) in [-1, 1]
+    clips = ((video.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().byte().numpy()
+    for i, clip in enumerate(clips):
+        items.append({"file": f"{i}.mp4", "label": val.classes[int(val.labels[i])]})
+        _write_mp4(folder / f"{i}.mp4", clip)
+    listing = {"model": "m", "resolution": 32, "frames": 9, "items": items}
+    (folder / "samples.json").write_text(json.dumps(listing))
+
+    result = score_videos(folder, root, ClassifierConfig(steps=2, batch_size=4))
+    assert result["videos_decoded"] == 3
+    assert 0.0 <= result["class_score"] <= 1.0
+    assert result["chance"] == pytest.approx(1 / len(val.classes))
+
+    (folder / "1.mp4").write_bytes(b"not a video")
+    with pytest.raises(FfmpegError):
+        score_videos(folder, root, ClassifierConfig(steps=2, batch_size=4))
