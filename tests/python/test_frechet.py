@@ -47,3 +47,12 @@ def test_singular_covariances_stay_finite_and_non_negative():
 def test_rejects_too_few_features():
     with pytest.raises(ValueError, match="N >= 2"):
         feature_stats(np.zeros((1, 4)))
+
+
+def test_report_first_reach_interpolates_between_evaluations():
+    from diffusable.report import first_reach
+
+    points = [(0, 40.0), (500, 30.0), (1000, 20.0)]
+    assert first_reach(points, 25.0) == 750.0
+    assert first_reach(points, 40.0) == 0.0
+    assert first_reach(points, 19.0) is None

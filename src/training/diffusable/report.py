@@ -1,0 +1,121 @@
+"""The reproduction tables of docs/RESULTS.md, computed from run folders' events.jsonl.
+
+    PYTHONPATH=src/training /usr/bin/python3 -m diffusable.report \\
+        --ae runs/ae-small-baseline runs/ae-small-se \\
+        --dit runs/dit-compact-baseline runs/dit-compact-se
+
+Prints Markdown: the autoencoder table (compare_runs), the metric at every evaluation of both
+diffusion runs with their class scores, the step at which the SE run first reaches the
+baseline's final value (linear interpolation between evaluations), and the final relative
+difference. The first run of each pair is the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .compare_runs import read_events, table
+from .events import format_seconds
+
+
+def eval_history(run: Path, metric: str) -> List[Dict]:
+    """The run's `eval` events that carry `metric`, in step order (last one per step wins)."""
+    by_step = {}
+    for e in read_events(run):
+        if e.get("type") == "eval" and isinstance(e.get(metric), (int, float)):
+            by_step[int(e["step"])] = e
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def first_reach(points: Sequence[Tuple[int, float]], target: float) -> Optional[float]:
+    """First step at which a lower-is-better curve reaches target, interpolating linearly."""
+    prev = None
+    for step, value in points:
+        if value <= target:
+            if prev is None or prev[1] == value:
+                return float(step)
+            s0, v0 = prev
+            return s0 + (step - s0) * (v0 - target) / (v0 - value)
+        prev = (step, value)
+    return None
+
+
+def wall_seconds(run: Path) -> float:
+    events = read_events(run)
+    times = [e["time"] for e in events if isinstance(e.get("time"), (int, float))]
+    return max(times) - min(times) if times else 0.0
+
+
+def diffusion_section(baseline: Path, se: Path, metric: str) -> str:
+    hb, hs = eval_history(baseline, metric), eval_history(se, metric)
+    if not hb or not hs:
+        raise ValueError(f"no `eval` events with {metric} in {baseline} or {se}")
+    steps = sorted({e["step"] for e in hb} | {e["step"] for e in hs})
+    b_at = {e["step"]: e for e in hb}
+    s_at = {e["step"]: e for e in hs}
+
+    def cell(e: Optional[Dict], key: str, fmt: str) -> str:
+        return fmt.format(e[key]) if e and isinstance(e.get(key), (int, float)) else "n/a"
+
+    lines = [
+        f"| step | {metric} baseline | {metric} SE | class score baseline | class score SE |",
+        "|---|---|---|---|---|",
+    ]
+    for s in steps:
+        b, e = b_at.get(s), s_at.get(s)
+        lines.append(
+            f"| {s} | {cell(b, metric, '{:.2f}')} | {cell(e, metric, '{:.2f}')} "
+            f"| {cell(b, 'class_score', '{:.3f}')} | {cell(e, 'class_score', '{:.3f}')} |"
+        )
+    final_b, final_s = hb[-1][metric], hs[-1][metric]
+    reach = first_reach([(e["step"], e[metric]) for e in hs], final_b)
+    last = hb[-1]["step"]
+    if reach is None:
+        reach_text = "SE never reaches the baseline's final value"
+    else:
+        reach_text = (
+            f"SE first reaches the baseline's final {metric} ({final_b:.2f}) at step "
+            f"{reach:.0f}, {100 * reach / last:.0f}% of the baseline's {last} steps"
+        )
+    rel = 100 * (final_s - final_b) / final_b
+    best_b = min(hb, key=lambda e: e[metric])
+    best_s = min(hs, key=lambda e: e[metric])
+    lines += [
+        "",
+        f"- {reach_text}.",
+        f"- Best {metric}: baseline {best_b[metric]:.2f} at step {best_b['step']}, SE "
+        f"{best_s[metric]:.2f} at step {best_s['step']}"
+        + (
+            " (a curve that is not monotone makes the 'reaches' figure above weak evidence)."
+            if best_b is not hb[-1] or best_s is not hs[-1]
+            else "."
+        ),
+        f"- Final {metric}: baseline {final_b:.2f}, SE {final_s:.2f} ({rel:+.1f}%).",
+        f"- Wall time: baseline {format_seconds(wall_seconds(baseline))}, "
+        f"SE {format_seconds(wall_seconds(se))}.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Reproduction tables from run folders.")
+    ap.add_argument("--ae", nargs=2, type=Path, metavar=("BASELINE", "SE"), required=True)
+    ap.add_argument("--dit", nargs=2, type=Path, metavar=("BASELINE", "SE"), required=True)
+    ap.add_argument("--metric", default="fd_rand3d", help="fd_rand3d, or fvd_i3d when logged")
+    args = ap.parse_args(argv)
+    try:
+        print("### Autoencoders\n")
+        print(table(list(args.ae)))
+        print(f"\n### Diffusion ({args.metric} at every evaluation)\n")
+        print(diffusion_section(args.dit[0], args.dit[1], args.metric))
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"report: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
