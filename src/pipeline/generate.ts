@@ -2,6 +2,7 @@
 // with the bundle's denoiser.onnx run in the worker pool -> scaled latents -> decoder.onnx ->
 // video files. The same bundle, label, seed and settings give byte-identical files.
 
+import type { DenoiserBatcher } from "./batcher.ts";
 import type { Bundle } from "./bundle.ts";
 import { decodeLatents } from "./encode.ts";
 import { PipelineError } from "./errors.ts";
@@ -26,6 +27,9 @@ export interface GenerateOptions {
   /** Videos in one batch (1..8); video k starts from slice k of the seed's noise. */
   n?: number;
   signal?: AbortSignal;
+  /** Share denoiser calls with concurrent generations (batcher.ts); without it every call runs
+   * alone. Either way the same seed gives the same bytes. */
+  batcher?: DenoiserBatcher;
   /** After every sampler step (1..steps). */
   onStep?: (step: number, steps: number) => void | Promise<void>;
 }
@@ -141,7 +145,10 @@ export async function generateLatents(
   const count = shape.reduce((a, d) => a * d, 1);
   const noise = gaussianNoise(settings.seed, count);
   const labels = new BigInt64Array(settings.n).fill(BigInt(settings.label));
-  const latents = await sample(denoiserVelocity(rt, b, opts.signal), noise, shape, labels, {
+  const model = opts.batcher
+    ? opts.batcher.velocity(b, opts.signal)
+    : denoiserVelocity(rt, b, opts.signal);
+  const latents = await sample(model, noise, shape, labels, {
     steps: settings.steps,
     guidance: settings.guidance,
     nullClass: settings.nullClass,

@@ -1,6 +1,7 @@
 // The durable generation runner: generations live in SQLite (store/generations.ts); the runner
-// takes queued ones oldest first, at most `concurrency` at a time, and runs each through
-// generate.ts. Progress (step of steps) is written after every sampler step; cancel aborts the
+// takes queued ones oldest first, at most `concurrency` at a time (the lifecycle is runner.ts's,
+// shared with jobs.ts), and runs each through generate.ts; running generations of one bundle and
+// latent shape share denoiser calls (batcher.ts). Progress (step of steps) is written after every sampler step; cancel aborts the
 // sampler, which checks before every denoiser step. Outputs are written under ".tmp-" names,
 // fsynced and renamed into place, and their sha256 recorded; a generation left running by a crash
 // is queued again on start (the same seed gives the same bytes, so a rerun is the same result).
@@ -8,9 +9,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { DenoiserBatcher } from "./batcher.ts";
 import { PipelineError } from "./errors.ts";
 import { type GenerateFormat, type GenerateSettings, generateFiles } from "./generate.ts";
 import { errorInfo, MAX_ATTEMPTS, removeTempFiles, TMP_PREFIX } from "./jobs.ts";
+import { RunnerBase } from "./runner.ts";
 import type { ModelRuntime } from "./runtime.ts";
 import type { Db } from "./store/db.ts";
 import {
@@ -33,32 +36,58 @@ export function generationsDir(dataDir: string, id?: string): string {
   return id ? join(dataDir, "generations", id) : join(dataDir, "generations");
 }
 
+/**
+ * The bundle a generation uses when the request names none: `configured` (the server's
+ * DIFFUSABLE_DEFAULT_MODEL) when given, else the loaded bundle of variant "se" (the first by
+ * name when there are several, preferring those that can generate), else null.
+ */
+export function defaultGenerationModel(
+  rt: ModelRuntime,
+  configured?: string | null,
+): string | null {
+  if (configured) return configured;
+  const se = rt
+    .bundles()
+    .filter((b) => b.variant === "se")
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return (se.find((b) => b.generate !== null) ?? se[0])?.name ?? null;
+}
+
 export interface GenerationRunnerOptions {
   db: Db;
   runtime: ModelRuntime;
   dataDir: string;
+  /** Generations run at once; they share denoiser calls through the batcher. */
   concurrency: number;
+  /** Videos per shared denoiser call (batcher.ts; default 8). Ignored when `batcher` is given. */
+  maxBatch?: number;
+  /** A batcher to share with other callers (e.g. admin sample videos); default a new one. */
+  batcher?: DenoiserBatcher;
   log?: (line: string) => void;
 }
 
-export class GenerationRunner {
+export class GenerationRunner extends RunnerBase<GenerationRow> {
+  /** Where the running generations' denoiser calls are shared. */
+  readonly batcher: DenoiserBatcher;
   readonly #db: Db;
   readonly #runtime: ModelRuntime;
   readonly #dataDir: string;
-  readonly #concurrency: number;
-  readonly #log: (line: string) => void;
-  #active = new Map<string, { controller: AbortController; done: Promise<void> }>();
-  #started = false;
-  #stopping = false;
-  #idleWaiters: (() => void)[] = [];
   #listeners = new Set<(row: GenerationRow) => void>();
 
   constructor(opts: GenerationRunnerOptions) {
+    super({
+      concurrency: opts.concurrency,
+      name: "generations",
+      ...(opts.log ? { log: opts.log } : {}),
+    });
     this.#db = opts.db;
     this.#runtime = opts.runtime;
     this.#dataDir = opts.dataDir;
-    this.#concurrency = Math.max(1, opts.concurrency);
-    this.#log = opts.log ?? (() => {});
+    this.batcher =
+      opts.batcher ??
+      new DenoiserBatcher(opts.runtime, {
+        ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
+      });
   }
 
   /** Queues again generations left running by a crash, removes temp files, starts taking work. */
@@ -79,9 +108,8 @@ export class GenerationRunner {
         report.resumed.push(g.id);
       }
     }
-    if (report.resumed.length) this.#log(`generations: resuming ${report.resumed.join(", ")}`);
-    this.#started = true;
-    this.notify();
+    if (report.resumed.length) this.log(`generations: resuming ${report.resumed.join(", ")}`);
+    this.begin();
     return report;
   }
 
@@ -96,50 +124,26 @@ export class GenerationRunner {
     if (row) for (const l of this.#listeners) l(row);
   }
 
-  notify(): void {
-    if (!this.#started || this.#stopping) return;
-    while (this.#active.size < this.#concurrency) {
-      const next = claimNextGeneration(this.#db);
-      if (!next) break;
-      const controller = new AbortController();
-      const entry = { controller, done: Promise.resolve() };
-      this.#active.set(next.id, entry);
-      entry.done = this.#run(next, controller.signal)
-        .catch((err) => this.#log(`generations: ${next.id}: ${(err as Error).stack ?? err}`))
-        .finally(() => {
-          this.#active.delete(next.id);
-          this.notify();
-          if (this.#active.size === 0) {
-            for (const resolve of this.#idleWaiters.splice(0)) resolve();
-          }
-        });
-    }
+  protected claim(): GenerationRow | null {
+    return claimNextGeneration(this.#db);
+  }
+
+  protected idOf(g: GenerationRow): string {
+    return g.id;
+  }
+
+  protected execute(g: GenerationRow, signal: AbortSignal): Promise<void> {
+    return this.#run(g, signal);
   }
 
   /** Cancels a queued or running generation; false when it has finished or does not exist. */
   cancel(id: string): boolean {
     const canceled = cancelGeneration(this.#db, id);
     if (canceled) {
-      this.#active.get(id)?.controller.abort(new PipelineError("canceled", "canceled", 400));
+      this.abortRunning(id, new PipelineError("canceled", "canceled", 400));
       this.#changed(id);
     }
     return canceled;
-  }
-
-  idle(): Promise<void> {
-    if (this.#active.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
-  }
-
-  get running(): number {
-    return this.#active.size;
-  }
-
-  /** Stops taking work and aborts running generations; they stay "running" and resume on start. */
-  async stop(): Promise<void> {
-    this.#stopping = true;
-    for (const { controller } of this.#active.values()) controller.abort(new Error("stopping"));
-    await Promise.all([...this.#active.values()].map((a) => a.done));
   }
 
   async #run(g: GenerationRow, signal: AbortSignal): Promise<void> {
@@ -162,6 +166,7 @@ export class GenerationRunner {
         format: o.format,
         outPaths: temps,
         signal,
+        batcher: this.batcher,
         onStep: (step) => {
           setGeneration(this.#db, g.id, { step });
           this.#changed(g.id);
@@ -190,7 +195,7 @@ export class GenerationRunner {
       });
     } catch (err) {
       await Promise.all(temps.map((t) => rm(t, { force: true })));
-      if (this.#stopping) return; // left running: resumed at the next start
+      if (this.stopping) return; // left running: resumed at the next start
       if (!signal.aborted) {
         const { code, message } = errorInfo(err);
         finishGeneration(this.#db, g.id, {

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { decodeLatents, type EncodeMode, encodeFile, reconstructFile } from "./encode.ts";
 import { PipelineError } from "./errors.ts";
 import { encodeNpy, readNpy } from "./npy.ts";
+import { RunnerBase } from "./runner.ts";
 import type { ModelRuntime } from "./runtime.ts";
 import type { Db } from "./store/db.ts";
 import {
@@ -251,23 +252,20 @@ export async function removeTempFiles(dir: string): Promise<number> {
   return removed;
 }
 
-export class JobRunner {
+export class JobRunner extends RunnerBase<JobWithItems> {
   readonly #db: Db;
   readonly #runtime: ModelRuntime;
   readonly #dataDir: string;
-  readonly #concurrency: number;
-  readonly #log: (line: string) => void;
-  readonly #active = new Map<string, { controller: AbortController; done: Promise<void> }>();
-  #started = false;
-  #stopping = false;
-  #idleWaiters: (() => void)[] = [];
 
   constructor(options: JobRunnerOptions) {
+    super({
+      concurrency: options.concurrency,
+      name: "jobs",
+      ...(options.log ? { log: options.log } : {}),
+    });
     this.#db = options.db;
     this.#runtime = options.runtime;
     this.#dataDir = options.dataDir;
-    this.#concurrency = Math.max(1, options.concurrency);
-    this.#log = options.log ?? (() => {});
   }
 
   get dataDir(): string {
@@ -277,8 +275,7 @@ export class JobRunner {
   /** Recovers what a crash left behind, then starts taking queued jobs. */
   async start(): Promise<RecoveryReport> {
     const report = await this.recover();
-    this.#started = true;
-    this.notify();
+    this.begin();
     return report;
   }
 
@@ -357,57 +354,31 @@ export class JobRunner {
       report.failed.length ? `jobs: failed after a crash: ${report.failed.join(", ")}` : "",
       report.removedTemp ? `jobs: removed ${report.removedTemp} temporary file(s)` : "",
     ]) {
-      if (line) this.#log(line);
+      if (line) this.log(line);
     }
     return report;
   }
 
-  /** Call after inserting a job: starts it if a slot is free. */
-  notify(): void {
-    if (!this.#started || this.#stopping) return;
-    while (this.#active.size < this.#concurrency) {
-      const next = claimNextJob(this.#db);
-      if (!next) break;
-      const controller = new AbortController();
-      const entry = { controller, done: Promise.resolve() };
-      this.#active.set(next.job.id, entry);
-      entry.done = this.#run(next, controller.signal)
-        .catch((err) => this.#log(`jobs: ${next.job.id}: ${(err as Error).stack ?? err}`))
-        .finally(() => {
-          this.#active.delete(next.job.id);
-          this.notify();
-          if (this.#active.size === 0) {
-            for (const resolve of this.#idleWaiters.splice(0)) resolve();
-          }
-        });
-    }
+  protected claim(): JobWithItems | null {
+    return claimNextJob(this.#db);
+  }
+
+  protected idOf(work: JobWithItems): string {
+    return work.job.id;
   }
 
   /** Cancels a queued or running job; false if it had already finished or does not exist. */
   cancel(jobId: string): boolean {
     const canceled = storeCancelJob(this.#db, jobId);
     if (canceled) {
-      this.#active.get(jobId)?.controller.abort(new PipelineError("canceled", "canceled", 400));
+      this.abortRunning(jobId, new PipelineError("canceled", "canceled", 400));
       void rm(uploadsDir(this.#dataDir, jobId), { recursive: true, force: true });
     }
     return canceled;
   }
 
-  /** Resolves when no job is running (queued jobs may remain only if stopping). */
-  idle(): Promise<void> {
-    if (this.#active.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
-  }
-
-  get running(): number {
-    return this.#active.size;
-  }
-
-  /** Stops taking jobs and aborts running ones; they stay "running" in the db and resume on start. */
-  async stop(): Promise<void> {
-    this.#stopping = true;
-    for (const { controller } of this.#active.values()) controller.abort(new Error("stopping"));
-    await Promise.all([...this.#active.values()].map((a) => a.done));
+  protected execute(work: JobWithItems, signal: AbortSignal): Promise<void> {
+    return this.#run(work, signal);
   }
 
   async #run({ job, items }: JobWithItems, signal: AbortSignal): Promise<void> {
@@ -433,11 +404,11 @@ export class JobRunner {
         signal,
         progress,
       );
-      if (this.#stopping) return;
+      if (this.stopping) return;
       done++;
       progress(0, true);
     }
-    if (this.#stopping) return;
+    if (this.stopping) return;
     const current = getJob(this.#db, job.id);
     if (current?.job.status !== "running") return; // canceled meanwhile
     this.#finish(job.id);
@@ -479,7 +450,7 @@ export class JobRunner {
         finishedAt: new Date(),
       });
     } catch (err) {
-      if (this.#stopping) return; // left "running": resumed at the next start
+      if (this.stopping) return; // left "running": resumed at the next start
       const canceled = signal.aborted;
       const { code, message } = canceled
         ? { code: "canceled", message: "canceled by request" }
