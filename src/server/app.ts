@@ -4,6 +4,8 @@
 import { Hono } from "hono";
 import type { GenerationRunner } from "../pipeline/generations.ts";
 import type { JobRunner } from "../pipeline/jobs.ts";
+import type { RunReader } from "../pipeline/run-compare.ts";
+import { storeRunReader } from "../pipeline/run-reader.ts";
 import type { ModelRuntime } from "../pipeline/runtime.ts";
 import type { Db } from "../pipeline/store/db.ts";
 import { type AppEnv, requireKey } from "./auth.ts";
@@ -11,6 +13,7 @@ import type { Config } from "./config.ts";
 import { notFound, onError } from "./errors.ts";
 import { openApiDocument } from "./openapi.ts";
 import { adminRoutes } from "./routes/admin.ts";
+import { adminPageRoutes } from "./routes/admin-page.ts";
 import { generationRoutes } from "./routes/generations.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { DecodeOptionsSchema, EncodeOptionsSchema, ReconstructOptionsSchema } from "./schemas.ts";
@@ -22,6 +25,8 @@ export interface AppDeps {
   /** Generation jobs; without it /v1/generations is not served. */
   generations?: GenerationRunner;
   config: Config;
+  /** The run registry as the admin page reads it (default: the registry in `db`). */
+  runs?: RunReader;
 }
 
 export function createApp(deps: AppDeps) {
@@ -74,7 +79,17 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .get("/openapi.json", (c) => c.json(openApiDocument()))
-    .route("/v1", v1);
+    .route("/v1", v1)
+    .route(
+      "/admin",
+      adminPageRoutes({
+        db,
+        runtime,
+        generations: deps.generations,
+        config: deps.config,
+        runs: deps.runs ?? storeRunReader(db),
+      }),
+    );
   app.onError(onError);
   app.notFound(notFound);
   return app;

@@ -35,6 +35,8 @@ export const ENV_SCHEMA = z.object({
         .filter(Boolean),
     )
     .pipe(z.array(z.enum(["cpu", "cuda"])).min(1)),
+  /** Signs the admin page's session cookies; unset: a random secret per process. */
+  DIFFUSABLE_ADMIN_SECRET: z.string().optional(),
 });
 
 export interface Config {
@@ -50,6 +52,8 @@ export interface Config {
   jobConcurrency: number;
   threads: number;
   providers: string[];
+  /** The admin page's session signing secret (unset: random per process). */
+  adminSecret?: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -82,5 +86,6 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     jobConcurrency: e.DIFFUSABLE_JOB_CONCURRENCY,
     threads: e.DIFFUSABLE_THREADS || cpus().length,
     providers: e.DIFFUSABLE_PROVIDERS,
+    adminSecret: e.DIFFUSABLE_ADMIN_SECRET,
   };
 }

@@ -99,7 +99,10 @@ export function describeZodError(error: z.ZodError): string {
 }
 
 export const GenerationRequestSchema = z.strictObject({
-  model,
+  model: model.optional().meta({
+    description:
+      "bundle name (GET /v1/models); default: DIFFUSABLE_DEFAULT_MODEL, else the se bundle",
+  }),
   label: z
     .union([z.string().min(1).max(200), z.number().int().nonnegative()])
     .meta({ description: "class name or id (GET /v1/models: classes)" }),

@@ -42,7 +42,8 @@ export async function startServer(
       db,
       runtime,
       dataDir: config.dataDir,
-      concurrency: config.jobConcurrency,
+      concurrency: config.generationConcurrency,
+      maxBatch: config.generationBatch,
       log,
     });
     await generations.start();

@@ -1,14 +1,33 @@
 // /v1/generations through app.request(): one 400 per bad request naming the field, a generation
 // run to the end with its content (same seed -> same bytes), cancel within one step, and a
-// generation left running by a crash resumed on start.
+// generation left running by a crash resumed on start; concurrent generations share denoiser calls
+// and give the same bytes as one at a time; without "model", the default bundle.
 
 import assert from "node:assert/strict";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { GenerationRunner } from "../../src/pipeline/generations.ts";
-import { getGeneration, setGeneration } from "../../src/pipeline/store/generations.ts";
+import {
+  defaultGenerationModel,
+  type GenerationOptions,
+  GenerationRunner,
+} from "../../src/pipeline/generations.ts";
+import { ModelRuntime } from "../../src/pipeline/runtime.ts";
+import { closeDb, openDb } from "../../src/pipeline/store/db.ts";
+import {
+  getGeneration,
+  insertGeneration,
+  setGeneration,
+} from "../../src/pipeline/store/generations.ts";
 import { REPO_ROOT } from "./python.ts";
-import { auth, MODEL, openTestApp, type TestApp } from "./server-helpers.ts";
+import {
+  auth,
+  fixtureModelsDir,
+  MODEL,
+  openTestApp,
+  type TestApp,
+  tempDir,
+} from "./server-helpers.ts";
 
 let t: TestApp;
 
@@ -330,5 +349,154 @@ test("a shipped bundle without denoiser.onnx cannot generate: 422 naming onnx.de
     assert.match(body.error.message, /onnx\.denoiser/);
   } finally {
     await rt.close();
+  }
+});
+
+test("concurrent generations share denoiser calls and give the bytes they give one at a time", async () => {
+  const dir = tempDir("gen-batch");
+  const rt = await ModelRuntime.open({ modelsDir: t.config.modelsDir, threads: 2 });
+  const run = async (name: string, concurrency: number) => {
+    const db = openDb(join(dir, name, "diffusable.sqlite"));
+    const runner = new GenerationRunner({ db, runtime: rt, dataDir: join(dir, name), concurrency });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const options: GenerationOptions = {
+        label: i % 2,
+        labelName: i % 2 ? "b" : "a",
+        seed: 100 + i,
+        steps: 3 + (i % 3),
+        guidance: i === 4 ? 1 : 2,
+        method: i === 3 ? "heun" : "euler",
+        frames: 9,
+        n: 1 + (i % 2),
+        format: "npy",
+      };
+      const id = `gen_batch_${i}`;
+      insertGeneration(db, {
+        id,
+        keyId: null,
+        model: MODEL,
+        options: { ...options },
+        steps: options.steps,
+      });
+      ids.push(id);
+    }
+    await runner.start();
+    await runner.idle();
+    const rows = ids.map((id) => getGeneration(db, id));
+    await runner.stop();
+    closeDb(db);
+    assert.ok(
+      rows.every((r) => r?.status === "succeeded"),
+      JSON.stringify(rows.map((r) => r?.errorMessage)),
+    );
+    return { hashes: rows.map((r) => r?.outputSha256), stats: runner.batcher.stats() };
+  };
+  try {
+    const alone = await run("alone", 1);
+    const together = await run("together", 5);
+    assert.deepEqual(together.hashes, alone.hashes);
+    assert.equal(alone.stats.sharedCalls, 0);
+    assert.ok(together.stats.sharedCalls > 0, JSON.stringify(together.stats));
+    assert.ok(
+      together.stats.calls < alone.stats.calls,
+      JSON.stringify([alone.stats, together.stats]),
+    );
+  } finally {
+    await rt.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("without model: 400 naming model when there is no default", async () => {
+  // The fixture bundle is a "baseline" bundle and DIFFUSABLE_DEFAULT_MODEL is unset.
+  const { model: _, ...body } = base;
+  const res = await post(body);
+  assert.equal(res.status, 400);
+  const err = (await res.json()) as { error: { code: string; message: string } };
+  assert.equal(err.error.code, "invalid_field");
+  assert.match(err.error.message, /^model: /);
+  assert.match(err.error.message, /DIFFUSABLE_DEFAULT_MODEL/);
+});
+
+test("without model: DIFFUSABLE_DEFAULT_MODEL names the bundle; an unknown one is a 400", async () => {
+  const { model: _, ...body } = base;
+  for (const [name, status] of [
+    [MODEL, 200],
+    ["nope", 400],
+  ] as const) {
+    const app = await openTestApp({ DIFFUSABLE_DEFAULT_MODEL: name });
+    try {
+      const res = await app.app.request("/v1/generations", {
+        method: "POST",
+        headers: { ...auth(app.user), "content-type": "application/json", prefer: "wait=60" },
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, status);
+      const json = (await res.json()) as Gen & { model: string; error: { message: string } };
+      if (status === 200) {
+        assert.equal(json.model, MODEL);
+        assert.equal(json.status, "succeeded");
+      } else {
+        assert.match(json.error.message, /^model: unknown model "nope".*DIFFUSABLE_DEFAULT_MODEL/);
+      }
+    } finally {
+      await app.close();
+    }
+  }
+});
+
+test("without model: the loaded se bundle (the first by name, preferring ones that generate)", async () => {
+  const dir = tempDir("gen-default");
+  const models = join(dir, "models");
+  const copy = (name: string, variant: string, denoiser = true) => {
+    cpSync(join(fixtureModelsDir(), MODEL), join(models, name), { recursive: true });
+    const path = join(models, name, "manifest.json");
+    const m = JSON.parse(readFileSync(path, "utf8"));
+    m.variant = variant;
+    if (!denoiser) {
+      delete m.onnx.denoiser;
+      rmSync(join(models, name, "denoiser.onnx"));
+      delete m.files["denoiser.onnx"];
+    }
+    writeFileSync(path, JSON.stringify(m));
+  };
+  copy("a-se-nodenoiser", "se", false);
+  copy("c-se", "se");
+  copy("b-se", "se");
+  copy("a-baseline", "baseline");
+  const rt = await ModelRuntime.open({ modelsDir: models, threads: 1 });
+  const generations = new GenerationRunner({
+    db: t.db,
+    runtime: rt,
+    dataDir: t.config.dataDir,
+    concurrency: 1,
+  });
+  try {
+    assert.equal(defaultGenerationModel(rt), "b-se");
+    assert.equal(defaultGenerationModel(rt, "c-se"), "c-se");
+    const { createApp } = await import("../../src/server/app.ts");
+    const app = createApp({
+      db: t.db,
+      runtime: rt,
+      runner: t.runner,
+      generations,
+      config: t.config,
+    });
+    await generations.start();
+    const { model: _, ...body } = base;
+    const res = await app.request("/v1/generations", {
+      method: "POST",
+      headers: { ...auth(t.user), "content-type": "application/json", prefer: "wait=60" },
+      body: JSON.stringify(body),
+    });
+    assert.equal(res.status, 200);
+    const g = (await res.json()) as Gen & { model: string };
+    assert.equal(g.model, "b-se");
+    assert.equal(g.status, "succeeded");
+  } finally {
+    await generations.stop();
+    await rt.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,5 +1,6 @@
 // Generations: POST a JSON request -> 202 with the job; GET /:id (status, step of steps, the seed
-// used, timings); GET /:id/content?index=i; POST /:id/cancel. Visible to the key that made them
+// used, timings); GET /:id/content?index=i; POST /:id/cancel. Without "model" the request uses the
+// default bundle (generations.ts defaultGenerationModel). Visible to the key that made them
 // and to admin keys. Request errors are 400 "invalid_field" naming the field.
 
 import { createHash, randomInt } from "node:crypto";
@@ -10,7 +11,11 @@ import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { isPipelineError } from "../../pipeline/errors.ts";
 import { resolveSettings } from "../../pipeline/generate.ts";
-import type { GenerationOptions, GenerationRunner } from "../../pipeline/generations.ts";
+import {
+  defaultGenerationModel,
+  type GenerationOptions,
+  type GenerationRunner,
+} from "../../pipeline/generations.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import type { Db } from "../../pipeline/store/db.ts";
 import {
@@ -174,12 +179,23 @@ export function generationRoutes(deps: {
       const { row, status, headers } = await answer(c, earlier.id);
       return c.json(generationJson(row), status, { ...headers, "Idempotent-Replayed": "true" });
     }
+    // No "model": the configured default (DIFFUSABLE_DEFAULT_MODEL), else the loaded se bundle.
+    const modelName = req.model ?? defaultGenerationModel(runtime, config.defaultModel);
+    if (modelName === null) {
+      const known = runtime.bundles().map((m) => m.name);
+      throw new ApiError(
+        400,
+        "invalid_field",
+        `model: required: no default model (DIFFUSABLE_DEFAULT_MODEL is unset and no loaded bundle has variant "se"); known models: ${known.length ? known.join(", ") : "(none)"}`,
+      );
+    }
     let bundle: ReturnType<ModelRuntime["loaded"]>;
     try {
-      bundle = runtime.loaded(req.model);
+      bundle = runtime.loaded(modelName);
     } catch (err) {
       if (isPipelineError(err, "unknown_model")) {
-        throw new ApiError(400, "invalid_field", `model: ${err.message}`);
+        const from = req.model === undefined ? " (the default, DIFFUSABLE_DEFAULT_MODEL)" : "";
+        throw new ApiError(400, "invalid_field", `model: ${err.message}${from}`);
       }
       throw err;
     }

@@ -1,0 +1,356 @@
+// The admin page's comparison of two training runs (a baseline and an SE run), built from the run
+// registry: exactly the series each chart draws, the autoencoder metrics table, and the summary
+// (run-summary.ts). A side is a diffusion run (with the autoencoder run it was trained on) or,
+// when there are no diffusion runs, an autoencoder run alone.
+
+import { type ComparisonSummary, type StepValue, summarize } from "./run-summary.ts";
+
+export type RunKind = "autoencoder" | "diffusion";
+
+/** A run as the comparison needs it (normalised from the registry's row). */
+export interface RunInfo {
+  id: string;
+  kind: RunKind;
+  variant: string | null;
+  status: string;
+  autoencoderRunId: string | null;
+  config: Record<string, unknown>;
+  /** ms since the epoch; orders "latest". */
+  createdAt: number;
+  /** Total steps of the run's train config, when known. */
+  steps?: number | null;
+}
+
+/** What the comparison reads from the registry (src/pipeline/store/runs.ts, bound to a db). */
+export interface RunReader {
+  /** Newest first. */
+  listRuns(opts?: { kind?: RunKind; limit?: number }): RunInfo[];
+  getRun(id: string): RunInfo | null;
+  metricNames(runId: string): string[];
+  getMetrics(runId: string, name: string): StepValue[];
+  lastEvent(runId: string, type: string): Record<string, unknown> | null;
+}
+
+export interface RunBrief {
+  id: string;
+  kind: RunKind;
+  variant: string | null;
+  status: string;
+  autoencoderRunId: string | null;
+  createdAt: string;
+  /** The configured number of steps (config.train.steps), when known. */
+  steps: number | null;
+}
+
+export interface ChartSeries {
+  key: string;
+  label: string;
+  runId: string | null;
+  /** [x, y] pairs, x ascending, y finite (and > 0 on a log axis). */
+  points: [number, number][];
+}
+
+export interface Chart {
+  id: "fd" | "class_score" | "ae_loss" | "ae_psnr" | "spectrum";
+  title: string;
+  x: { label: string };
+  y: { label: string; log: boolean };
+  series: ChartSeries[];
+  note?: string;
+}
+
+export interface TableRow {
+  key: string;
+  label: string;
+  better: "lower" | "higher" | null;
+  a: number | null;
+  b: number | null;
+}
+
+export interface Side {
+  variant: string | null;
+  diffusion: RunBrief | null;
+  autoencoder: RunBrief | null;
+}
+
+export interface Comparison {
+  a: Side;
+  b: Side;
+  charts: Chart[];
+  table: { columns: [string, string]; rows: TableRow[] };
+  summary: ComparisonSummary;
+  warnings: string[];
+}
+
+export class CompareError extends Error {
+  override name = "CompareError";
+  constructor(
+    readonly code: "run_not_found" | "no_runs",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function brief(run: RunInfo): RunBrief {
+  const train = run.config.train as { steps?: unknown } | undefined;
+  return {
+    id: run.id,
+    kind: run.kind,
+    variant: run.variant,
+    status: run.status,
+    autoencoderRunId: run.autoencoderRunId,
+    createdAt: new Date(run.createdAt).toISOString(),
+    steps: run.steps ?? (typeof train?.steps === "number" ? train.steps : null),
+  };
+}
+
+/** A run's variant; a diffusion run without one inherits its autoencoder's. */
+export function variantOf(src: RunReader, run: RunInfo): string | null {
+  if (run.variant) return run.variant;
+  const ae = run.config.autoencoder as { variant?: unknown } | undefined;
+  if (typeof ae?.variant === "string") return ae.variant;
+  if (run.autoencoderRunId) return src.getRun(run.autoencoderRunId)?.variant ?? null;
+  return null;
+}
+
+/** The default pair: the latest baseline and the latest SE diffusion run; without diffusion
+ * runs, the latest autoencoder pair. Null when no such pair exists. */
+export function defaultPair(src: RunReader): { a: string; b: string } | null {
+  for (const kind of ["diffusion", "autoencoder"] as const) {
+    const runs = src.listRuns({ kind, limit: 500 });
+    const base = runs.find((r) => variantOf(src, r) === "baseline");
+    const se = runs.find((r) => variantOf(src, r) === "se");
+    if (base && se) return { a: base.id, b: se.id };
+  }
+  return null;
+}
+
+function side(
+  src: RunReader,
+  id: string,
+): Side & { runs: { d: RunInfo | null; ae: RunInfo | null } } {
+  const run = src.getRun(id);
+  if (!run) throw new CompareError("run_not_found", `no run "${id}"`);
+  const d = run.kind === "diffusion" ? run : null;
+  const aeId = d ? d.autoencoderRunId : run.id;
+  const ae = aeId ? src.getRun(aeId) : null;
+  return {
+    variant: variantOf(src, run),
+    diffusion: d ? brief(d) : null,
+    autoencoder: ae ? brief(ae) : null,
+    runs: { d, ae },
+  };
+}
+
+const pairs = (points: StepValue[], positive = false): [number, number][] =>
+  points
+    .filter(
+      (p) => Number.isFinite(p.step) && Number.isFinite(p.value) && (!positive || p.value > 0),
+    )
+    .sort((x, y) => x.step - y.step)
+    .map((p) => [p.step, p.value]);
+
+const label = (s: Side, run: RunInfo) => `${s.variant ?? "?"} · ${run.id}`;
+
+/** The diffusion metric both runs have: fvd_i3d when both have it, else fd_rand3d. */
+function fdMetric(src: RunReader, a: RunInfo, b: RunInfo): string | null {
+  const na = new Set(src.metricNames(a.id));
+  const nb = new Set(src.metricNames(b.id));
+  for (const m of ["eval/fvd_i3d", "eval/fd_rand3d"]) if (na.has(m) && nb.has(m)) return m;
+  for (const m of ["eval/fvd_i3d", "eval/fd_rand3d"]) if (na.has(m) || nb.has(m)) return m;
+  return null;
+}
+
+/** The last `val` or `spectrum` event's fields (the spectrum event repeats val's figures). */
+function lastVal(src: RunReader, run: RunInfo | null): Record<string, unknown> {
+  if (!run) return {};
+  const val = src.lastEvent(run.id, "val") ?? {};
+  const spectrum = src.lastEvent(run.id, "spectrum") ?? {};
+  return (Number(spectrum.step) || 0) >= (Number(val.step) || 0)
+    ? { ...val, ...spectrum }
+    : { ...spectrum, ...val };
+}
+
+const numberOrNull = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+
+const TABLE: { key: string; label: string; better: TableRow["better"] }[] = [
+  { key: "step", label: "AE step of these figures", better: null },
+  { key: "psnr", label: "reconstruction PSNR (dB)", better: "higher" },
+  { key: "ssim", label: "reconstruction SSIM", better: "higher" },
+  { key: "latent_hf_share", label: "latent high-frequency share", better: "lower" },
+  { key: "video_hf_share", label: "video high-frequency share", better: null },
+  {
+    key: "psnr_drop_latent_lowpass",
+    label: "PSNR drop, latent zigzag 32–63 zeroed (dB)",
+    better: "lower",
+  },
+  {
+    key: "psnr_drop_video_lowpass",
+    label: "PSNR drop, video zigzag 32–63 zeroed (dB)",
+    better: null,
+  },
+];
+
+function spectrumOf(ev: Record<string, unknown> | null, field: string): [number, number][] {
+  const arr = ev?.[field];
+  if (!Array.isArray(arr)) return [];
+  return pairs(
+    arr.map((value, step) => ({ step, value: Number(value) })),
+    true,
+  );
+}
+
+/** The comparison of run a (the baseline side) with run b (the SE side). */
+export function buildComparison(src: RunReader, aId: string, bId: string): Comparison {
+  const A = side(src, aId);
+  const B = side(src, bId);
+  const warnings: string[] = [];
+  if (A.runs.d && !B.runs.d) warnings.push(`${bId} is not a diffusion run: no FD to compare`);
+  if (!A.runs.d && B.runs.d) warnings.push(`${aId} is not a diffusion run: no FD to compare`);
+  if (A.variant !== "baseline") warnings.push(`run a (${aId}) is not a baseline run`);
+  if (B.variant !== "se") warnings.push(`run b (${bId}) is not an SE run`);
+  const charts: Chart[] = [];
+  let fdInput: { metric: string; baseline: StepValue[]; se: StepValue[] } | null = null;
+
+  const dA = A.runs.d;
+  const dB = B.runs.d;
+  if (dA && dB) {
+    const metric = fdMetric(src, dA, dB);
+    if (metric) {
+      const pa = src.getMetrics(dA.id, metric);
+      const pb = src.getMetrics(dB.id, metric);
+      const name = metric.slice("eval/".length);
+      fdInput = { metric: name, baseline: pa, se: pb };
+      const ea = src.lastEvent(dA.id, "eval");
+      const eb = src.lastEvent(dB.id, "eval");
+      if (ea?.extractor_hash && eb?.extractor_hash && ea.extractor_hash !== eb.extractor_hash) {
+        warnings.push(
+          `the runs' ${name} extractors differ (${ea.extractor_hash} vs ${eb.extractor_hash}): the values are not comparable`,
+        );
+      }
+      charts.push({
+        id: "fd",
+        title: `${name} against diffusion steps (lower is better)`,
+        x: { label: "diffusion step" },
+        y: { label: name, log: false },
+        series: [
+          { key: "a", label: label(A, dA), runId: dA.id, points: pairs(pa) },
+          { key: "b", label: label(B, dB), runId: dB.id, points: pairs(pb) },
+        ],
+      });
+    }
+    const ca = src.getMetrics(dA.id, "eval/class_score");
+    const cb = src.getMetrics(dB.id, "eval/class_score");
+    if (ca.length || cb.length) {
+      charts.push({
+        id: "class_score",
+        title: "class score against diffusion steps (higher is better)",
+        x: { label: "diffusion step" },
+        y: { label: "class score", log: false },
+        series: [
+          { key: "a", label: label(A, dA), runId: dA.id, points: pairs(ca) },
+          { key: "b", label: label(B, dB), runId: dB.id, points: pairs(cb) },
+        ],
+      });
+    }
+  }
+
+  const aeA = A.runs.ae;
+  const aeB = B.runs.ae;
+  let psnrInput: { baseline: StepValue[]; se: StepValue[] } | null = null;
+  if (aeA && aeB) {
+    // The SE run's train/loss includes its SE term; the reconstruction part compares like with like.
+    const hasRec =
+      src.metricNames(aeA.id).includes("train/loss_rec") &&
+      src.metricNames(aeB.id).includes("train/loss_rec");
+    const lossName = hasRec ? "train/loss_rec" : "train/loss";
+    charts.push({
+      id: "ae_loss",
+      title: `autoencoder training loss (${lossName.slice(6)})`,
+      x: { label: "autoencoder step" },
+      y: { label: lossName.slice(6), log: true },
+      series: [
+        {
+          key: "a",
+          label: label(A, aeA),
+          runId: aeA.id,
+          points: pairs(src.getMetrics(aeA.id, lossName), true),
+        },
+        {
+          key: "b",
+          label: label(B, aeB),
+          runId: aeB.id,
+          points: pairs(src.getMetrics(aeB.id, lossName), true),
+        },
+      ],
+      ...(hasRec
+        ? { note: "reconstruction loss only: the SE run's total loss adds its SE term" }
+        : {}),
+    });
+    const psA = src.getMetrics(aeA.id, "val/psnr");
+    const psB = src.getMetrics(aeB.id, "val/psnr");
+    psnrInput = { baseline: psA, se: psB };
+    charts.push({
+      id: "ae_psnr",
+      title: "autoencoder validation PSNR (dB, higher is better)",
+      x: { label: "autoencoder step" },
+      y: { label: "PSNR (dB)", log: false },
+      series: [
+        { key: "a", label: label(A, aeA), runId: aeA.id, points: pairs(psA) },
+        { key: "b", label: label(B, aeB), runId: aeB.id, points: pairs(psB) },
+      ],
+    });
+  }
+
+  const specA = aeA ? src.lastEvent(aeA.id, "spectrum") : null;
+  const specB = aeB ? src.lastEvent(aeB.id, "spectrum") : null;
+  if (specA || specB) {
+    const videoFrom = spectrumOf(specA, "video_spectrum").length ? specA : specB;
+    charts.push({
+      id: "spectrum",
+      title: "latent and video DCT spectra (8×8 blocks, zigzag order, log scale)",
+      x: { label: "zigzag index" },
+      y: { label: "mean energy", log: true },
+      series: [
+        {
+          key: "a_latent",
+          label: `latent · ${aeA?.id ?? "?"}`,
+          runId: aeA?.id ?? null,
+          points: spectrumOf(specA, "latent_spectrum"),
+        },
+        {
+          key: "b_latent",
+          label: `latent · ${aeB?.id ?? "?"}`,
+          runId: aeB?.id ?? null,
+          points: spectrumOf(specB, "latent_spectrum"),
+        },
+        {
+          key: "video",
+          label: "video",
+          runId: (videoFrom === specA ? aeA?.id : aeB?.id) ?? null,
+          points: spectrumOf(videoFrom, "video_spectrum"),
+        },
+      ],
+      note: "high-frequency share = energy at zigzag 32–63 over AC energy (1–63)",
+    });
+  }
+
+  const va = lastVal(src, aeA);
+  const vb = lastVal(src, aeB);
+  const rows = TABLE.map((r) => ({ ...r, a: numberOrNull(va[r.key]), b: numberOrNull(vb[r.key]) }));
+
+  const strip = (s: typeof A): Side => ({
+    variant: s.variant,
+    diffusion: s.diffusion,
+    autoencoder: s.autoencoder,
+  });
+  return {
+    a: strip(A),
+    b: strip(B),
+    charts,
+    table: { columns: [aeA?.id ?? aId, aeB?.id ?? bId], rows },
+    summary: summarize({ fd: fdInput, psnr: psnrInput }),
+    warnings,
+  };
+}

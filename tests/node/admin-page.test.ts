@@ -1,0 +1,554 @@
+// The admin page through app.request(): the cookie sign-in (admin keys only), the session's
+// checks, the static files, the comparison JSON of the fixture runs (imported by the registry's
+// importer) against values read straight from their events files, sample videos of both bundles,
+// and the summary's pure functions.
+
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import { buildComparison, type Chart } from "../../src/pipeline/run-compare.ts";
+import {
+  compareSeries,
+  describeReach,
+  stepToReach,
+  summarize,
+} from "../../src/pipeline/run-summary.ts";
+import { revokeKey } from "../../src/pipeline/store/keys.ts";
+import { AdminSessions, SESSION_COOKIE } from "../../src/server/admin-session.ts";
+import {
+  adminModelsDir,
+  fileRunReader,
+  importFixtureRuns,
+  metricsOf,
+  readEvents,
+} from "./admin-fixtures.ts";
+import { openTestApp, type TestApp, tempDir } from "./server-helpers.ts";
+
+const form = (key: string) => ({
+  method: "POST",
+  headers: { "content-type": "application/x-www-form-urlencoded" },
+  body: new URLSearchParams({ key }).toString(),
+});
+
+/** The `name=value` of a Set-Cookie header, for a Cookie header. */
+const cookieOf = (res: Response) => (res.headers.get("set-cookie") ?? "").split(";")[0] as string;
+
+async function signIn(t: TestApp): Promise<string> {
+  const res = await t.app.request("/admin/session", form(t.admin));
+  assert.equal(res.status, 303);
+  return cookieOf(res);
+}
+
+describe("admin page", () => {
+  let t: TestApp;
+  let parent: string;
+  let cookie: string;
+
+  before(async () => {
+    parent = tempDir("admin-page");
+    t = await openTestApp({ DIFFUSABLE_MODELS_DIR: adminModelsDir(parent) });
+    importFixtureRuns(t.db);
+    cookie = await signIn(t);
+  });
+  after(async () => {
+    await t?.close();
+    rmSync(parent, { recursive: true, force: true });
+  });
+
+  test("without a session, GET /admin is the sign-in form and the API is 401", async () => {
+    const res = await t.app.request("/admin");
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /text\/html/);
+    assert.equal(res.headers.get("set-cookie"), null);
+    const html = await res.text();
+    assert.match(html, /<form method="post" action="\/admin\/session"/);
+    assert.match(html, /type="password"/);
+    assert.doesNotMatch(html, /app\.js/);
+    assert.match(res.headers.get("content-security-policy") ?? "", /default-src 'self'/);
+    const api = await t.app.request("/admin/api/runs");
+    assert.equal(api.status, 401);
+    assert.equal(((await api.json()) as { error: { code: string } }).error.code, "not_signed_in");
+  });
+
+  test("an admin key signs in: 303 to /admin with an HttpOnly, SameSite=Strict cookie on /admin", async () => {
+    const res = await t.app.request("/admin/session", form(t.admin));
+    assert.equal(res.status, 303);
+    assert.equal(res.headers.get("location"), "/admin");
+    const set = res.headers.get("set-cookie") ?? "";
+    assert.match(set, new RegExp(`^${SESSION_COOKIE}=`));
+    assert.match(set, /; HttpOnly/i);
+    assert.match(set, /; SameSite=Strict/i);
+    assert.match(set, /; Path=\/admin(;|$)/);
+    assert.match(set, /; Max-Age=\d+/);
+    assert.ok(!set.includes(t.admin), "the cookie does not hold the API key");
+    const page = await t.app.request("/admin", { headers: { cookie: cookieOf(res) } });
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.match(html, /<script type="module" src="\/admin\/assets\/app\.js"><\/script>/);
+    assert.match(html, /id="charts"/);
+  });
+
+  test("a user key cannot open /admin: 403 (form and JSON), no cookie", async () => {
+    const res = await t.app.request("/admin/session", form(t.user));
+    assert.equal(res.status, 403);
+    assert.equal(res.headers.get("set-cookie"), null);
+    assert.match(await res.text(), /needs an admin key/);
+    const json = await t.app.request("/admin/session", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ key: t.user }),
+    });
+    assert.equal(json.status, 403);
+    assert.equal(json.headers.get("set-cookie"), null);
+    assert.deepEqual(((await json.json()) as { error: { code: string } }).error.code, "forbidden");
+    // Nor does a user key work as a bearer token on the page's API.
+    const bearer = await t.app.request("/admin/api/runs", {
+      headers: { authorization: `Bearer ${t.user}` },
+    });
+    assert.equal(bearer.status, 401);
+    const bad = await t.app.request("/admin/session", form("dfs_not-a-key"));
+    assert.equal(bad.status, 401);
+    assert.equal(bad.headers.get("set-cookie"), null);
+    const empty = await t.app.request("/admin/session", form(""));
+    assert.equal(empty.status, 400);
+  });
+
+  test("a tampered or foreign cookie is no session", async () => {
+    const value = cookie.slice(SESSION_COOKIE.length + 1);
+    const [keyId, exp, nonce, mac] = value.split(".") as [string, string, string, string];
+    const forged = [
+      `${keyId}.${Number(exp) + 1000}.${nonce}.${mac}`,
+      `${keyId}.${exp}.${nonce}.${mac.slice(0, -2)}AA`,
+      new AdminSessions().issue(keyId),
+      "garbage",
+    ];
+    for (const v of forged) {
+      const res = await t.app.request("/admin/api/runs", {
+        headers: { cookie: `${SESSION_COOKIE}=${v}` },
+      });
+      assert.equal(res.status, 401, v);
+    }
+  });
+
+  test("signing out ends the session; revoking the key ends its sessions", async () => {
+    const own = await signIn(t);
+    assert.equal(
+      (await t.app.request("/admin/api/runs", { headers: { cookie: own } })).status,
+      200,
+    );
+    const out = await t.app.request("/admin/session/delete", {
+      method: "POST",
+      headers: { cookie: own },
+    });
+    assert.equal(out.status, 303);
+    assert.match(out.headers.get("set-cookie") ?? "", /Max-Age=0/);
+    assert.equal(
+      (await t.app.request("/admin/api/runs", { headers: { cookie: own } })).status,
+      401,
+    );
+
+    const { createKey } = await import("../../src/pipeline/store/keys.ts");
+    const other = createKey(t.db, "other-admin", "admin");
+    const res = await t.app.request("/admin/session", form(other.secret));
+    const session = cookieOf(res);
+    assert.equal(
+      (await t.app.request("/admin/api/runs", { headers: { cookie: session } })).status,
+      200,
+    );
+    revokeKey(t.db, other.key.id);
+    assert.equal(
+      (await t.app.request("/admin/api/runs", { headers: { cookie: session } })).status,
+      401,
+    );
+  });
+
+  test("sessions expire", () => {
+    let now = 1_000_000;
+    const s = new AdminSessions({ secret: "x".repeat(32), ttlMs: 1000, now: () => now });
+    const token = s.issue("key_1");
+    assert.equal(s.verify(token), "key_1");
+    now += 999;
+    assert.equal(s.verify(token), "key_1");
+    now += 1;
+    assert.equal(s.verify(token), null);
+    // The same secret verifies across instances (a configured DIFFUSABLE_ADMIN_SECRET).
+    const again = new AdminSessions({ secret: "x".repeat(32), now: () => 0 });
+    assert.equal(again.verify(token), "key_1");
+  });
+
+  test("cross-origin POSTs are refused", async () => {
+    const res = await t.app.request("/admin/session", {
+      ...form(t.admin),
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: "https://evil.example",
+      },
+    });
+    assert.equal(res.status, 403);
+    assert.equal(res.headers.get("set-cookie"), null);
+  });
+
+  test("static files: the page's own and uPlot from node_modules, nothing else", async () => {
+    for (const [path, type] of [
+      ["/admin/assets/app.js", /javascript/],
+      ["/admin/assets/app.css", /text\/css/],
+      ["/admin/vendor/uplot/uPlot.esm.js", /javascript/],
+      ["/admin/vendor/uplot/uPlot.min.css", /text\/css/],
+    ] as const) {
+      const res = await t.app.request(path);
+      assert.equal(res.status, 200, path);
+      assert.match(res.headers.get("content-type") ?? "", type);
+      assert.ok((await res.arrayBuffer()).byteLength > 500, path);
+    }
+    for (const path of [
+      "/admin/vendor/uplot/package.json",
+      "/admin/vendor/uplot/../../package.json",
+      "/admin/assets/index.html",
+      "/admin/assets/%2e%2e/admin-page.ts",
+    ]) {
+      assert.equal((await t.app.request(path)).status, 404, path);
+    }
+  });
+
+  test("GET /admin/api/runs lists the imported runs with the default pair", async () => {
+    const res = await t.app.request("/admin/api/runs", { headers: { cookie } });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as {
+      runs: { id: string; kind: string; variant: string; final: { name: string } | null }[];
+      default: { a: string; b: string };
+    };
+    assert.deepEqual(body.runs.map((r) => r.id).sort(), [
+      "ae-small-baseline",
+      "ae-small-se",
+      "dit-small-baseline",
+      "dit-small-se",
+    ]);
+    assert.deepEqual(body.default, { a: "dit-small-baseline", b: "dit-small-se" });
+    const dit = body.runs.find((r) => r.id === "dit-small-se");
+    assert.equal(dit?.variant, "se");
+    assert.equal(dit?.final?.name, "fd_rand3d");
+    const ae = body.runs.find((r) => r.id === "ae-small-baseline");
+    assert.equal(ae?.final?.name, "psnr");
+  });
+
+  test("compare (default pair): the charts' series and points match the events files", async () => {
+    const res = await t.app.request("/admin/api/compare", { headers: { cookie } });
+    assert.equal(res.status, 200);
+    const cmp = (await res.json()) as ReturnType<typeof buildComparison> & {
+      bundles: Record<"a" | "b", { model: string; canGenerate: boolean; classes: string[] }>;
+    };
+    assert.equal(cmp.a.diffusion?.id, "dit-small-baseline");
+    assert.equal(cmp.a.autoencoder?.id, "ae-small-baseline");
+    assert.equal(cmp.b.diffusion?.id, "dit-small-se");
+    assert.equal(cmp.b.autoencoder?.id, "ae-small-se");
+    assert.deepEqual(cmp.warnings, []);
+    const chart = (id: Chart["id"]) => cmp.charts.find((c) => c.id === id) as Chart;
+    assert.deepEqual(
+      cmp.charts.map((c) => c.id),
+      ["fd", "class_score", "ae_loss", "ae_psnr", "spectrum"],
+    );
+    // Independently of the registry: the events files read here.
+    const m = (run: string) => metricsOf(readEvents(run));
+    const expect = (run: string, name: string) =>
+      (m(run).get(name) ?? []).map((p) => [p.step, p.value]);
+    assert.deepEqual(
+      chart("fd").series.map((s) => s.points),
+      [expect("dit-small-baseline", "eval/fd_rand3d"), expect("dit-small-se", "eval/fd_rand3d")],
+    );
+    assert.deepEqual(
+      chart("fd").series.map((s) => s.points.length),
+      [5, 5],
+    );
+    assert.deepEqual(
+      chart("ae_psnr").series.map((s) => s.points),
+      [expect("ae-small-baseline", "val/psnr"), expect("ae-small-se", "val/psnr")],
+    );
+    assert.deepEqual(
+      chart("ae_loss").series.map((s) => s.points.length),
+      [60, 60],
+    );
+    const spectrum = chart("spectrum");
+    assert.equal(spectrum.y.log, true);
+    assert.deepEqual(
+      spectrum.series.map((s) => s.key),
+      ["a_latent", "b_latent", "video"],
+    );
+    assert.deepEqual(
+      spectrum.series.map((s) => s.points.length),
+      [64, 64, 64],
+    );
+    const lastSpectrum = readEvents("ae-small-se")
+      .filter((e) => e.type === "spectrum")
+      .at(-1) as unknown as { latent_spectrum: number[] };
+    assert.deepEqual(
+      spectrum.series[1]?.points.map((p) => p[1]),
+      lastSpectrum.latent_spectrum,
+    );
+    // The whole payload equals the comparison built from the files (the registry adds nothing).
+    const fromFiles = buildComparison(fileRunReader(), "dit-small-baseline", "dit-small-se");
+    assert.deepEqual(cmp.charts, fromFiles.charts);
+    assert.deepEqual(cmp.table, fromFiles.table);
+    assert.deepEqual(cmp.summary, fromFiles.summary);
+    // The table and the summary.
+    const row = (key: string) => cmp.table.rows.find((r) => r.key === key);
+    assert.equal(row("latent_hf_share")?.b, 0.050960880487825204);
+    assert.ok(row("psnr")?.a && row("ssim")?.b && row("psnr_drop_latent_lowpass")?.a);
+    const fd = cmp.summary.fd;
+    assert.equal(fd?.metric, "fd_rand3d");
+    assert.equal(fd?.baselineFinal?.value, 35.03794958811956);
+    assert.ok(fd?.reachFraction && Math.abs(fd.reachFraction - 0.15505) < 1e-4);
+    assert.ok(fd?.finalRelDiff && fd.finalRelDiff < 0);
+    assert.match(cmp.summary.sentences.join(" "), /15\.5% of the baseline's steps/);
+    // The bundles that serve the runs.
+    assert.equal(cmp.bundles.a.model, "fx-baseline");
+    assert.equal(cmp.bundles.b.model, "fx-se");
+    assert.equal(cmp.bundles.b.canGenerate, true);
+    assert.deepEqual(cmp.bundles.a.classes, ["a", "b"]);
+  });
+
+  test("compare: explicit runs, an autoencoder pair, and errors", async () => {
+    const get = (q: string) => t.app.request(`/admin/api/compare${q}`, { headers: { cookie } });
+    const ae = await get("?a=ae-small-baseline&b=ae-small-se");
+    assert.equal(ae.status, 200);
+    const body = (await ae.json()) as { charts: Chart[]; summary: { fd: unknown } };
+    assert.deepEqual(
+      body.charts.map((c) => c.id),
+      ["ae_loss", "ae_psnr", "spectrum"],
+    );
+    assert.equal(body.summary.fd, null);
+    const swapped = (await (await get("?a=dit-small-se&b=dit-small-baseline")).json()) as {
+      warnings: string[];
+    };
+    assert.equal(swapped.warnings.length, 2);
+    const missing = await get("?a=nope&b=dit-small-se");
+    assert.equal(missing.status, 404);
+    assert.equal(
+      ((await missing.json()) as { error: { code: string } }).error.code,
+      "run_not_found",
+    );
+    assert.equal((await get("?a=dit-small-se")).status, 400);
+  });
+
+  test("samples: one webm per bundle for the same label and seed, playable with ranges", async () => {
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      t.app.request("/admin/api/samples", {
+        method: "POST",
+        headers: { cookie, "content-type": "application/json", ...headers },
+        body: JSON.stringify(body),
+      });
+    assert.equal(
+      (await post({ a: "dit-small-baseline", b: "dit-small-se", label: "nope" })).status,
+      400,
+    );
+    const notJson = await t.app.request("/admin/api/samples", {
+      method: "POST",
+      headers: { cookie, "content-type": "text/plain" },
+      body: "{}",
+    });
+    assert.equal(notJson.status, 415);
+    const res = await post({ a: "dit-small-baseline", b: "dit-small-se", label: "b", seed: 7 });
+    assert.equal(res.status, 202);
+    const body = (await res.json()) as {
+      seed: number;
+      samples: { side: string; model: string; sample: { id: string } }[];
+    };
+    assert.equal(body.seed, 7);
+    assert.deepEqual(
+      body.samples.map((s) => [s.side, s.model]),
+      [
+        ["a", "fx-baseline"],
+        ["b", "fx-se"],
+      ],
+    );
+    for (const s of body.samples) {
+      let g: { status: string; content: string | null; seed: number; label: string };
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        g = (await (
+          await t.app.request(`/admin/api/samples/${s.sample.id}`, { headers: { cookie } })
+        ).json()) as typeof g;
+        if (g.status !== "queued" && g.status !== "running") break;
+        assert.ok(Date.now() < deadline, "sample still running");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(g.status, "succeeded");
+      assert.equal(g.seed, 7);
+      assert.equal(g.label, "b");
+      const video = await t.app.request(g.content as string, { headers: { cookie } });
+      assert.equal(video.status, 200);
+      assert.equal(video.headers.get("content-type"), "video/webm");
+      const bytes = Buffer.from(await video.arrayBuffer());
+      assert.equal(bytes.subarray(0, 4).toString("hex"), "1a45dfa3"); // EBML magic
+      const part = await t.app.request(g.content as string, {
+        headers: { cookie, range: "bytes=4-11" },
+      });
+      assert.equal(part.status, 206);
+      assert.equal(part.headers.get("content-range"), `bytes 4-11/${bytes.length}`);
+      assert.deepEqual(Buffer.from(await part.arrayBuffer()), bytes.subarray(4, 12));
+      const none = await t.app.request(g.content as string);
+      assert.equal(none.status, 401);
+    }
+  });
+});
+
+describe("admin page: a bundle without a denoiser", () => {
+  let t: TestApp;
+  let parent: string;
+  before(async () => {
+    parent = tempDir("admin-page-nodenoiser");
+    t = await openTestApp({
+      DIFFUSABLE_MODELS_DIR: adminModelsDir(parent, { seDenoiser: false }),
+    });
+    importFixtureRuns(t.db);
+  });
+  after(async () => {
+    await t?.close();
+    rmSync(parent, { recursive: true, force: true });
+  });
+
+  test("compare says it cannot generate; samples make the other side and name the reason", async () => {
+    const cookie = await signIn(t);
+    const cmp = (await (
+      await t.app.request("/admin/api/compare", { headers: { cookie } })
+    ).json()) as { bundles: Record<"a" | "b", { canGenerate: boolean; reason: string | null }> };
+    assert.equal(cmp.bundles.a.canGenerate, true);
+    assert.equal(cmp.bundles.b.canGenerate, false);
+    assert.match(cmp.bundles.b.reason ?? "", /cannot_generate/);
+    const res = await t.app.request("/admin/api/samples", {
+      method: "POST",
+      headers: { cookie, "content-type": "application/json" },
+      body: JSON.stringify({ a: "dit-small-baseline", b: "dit-small-se", label: "a", seed: 1 }),
+    });
+    assert.equal(res.status, 202);
+    const body = (await res.json()) as {
+      samples: { side: string; sample: unknown; error: { code: string } | null }[];
+    };
+    assert.ok(body.samples[0]?.sample);
+    assert.equal(body.samples[1]?.sample, null);
+    assert.equal(body.samples[1]?.error?.code, "cannot_generate");
+    const only = await t.app.request("/admin/api/samples", {
+      method: "POST",
+      headers: { cookie, "content-type": "application/json" },
+      body: JSON.stringify({ a: "dit-small-se", b: "dit-small-se", label: "a" }),
+    });
+    assert.equal(only.status, 422);
+    assert.equal(
+      ((await only.json()) as { error: { code: string } }).error.code,
+      "cannot_generate",
+    );
+    await t.generations.idle();
+  });
+});
+
+describe("comparison summary", () => {
+  const s = (pairs: [number, number][]) => pairs.map(([step, value]) => ({ step, value }));
+
+  test("stepToReach interpolates between the evaluations around the crossing", () => {
+    const se = s([
+      [0, 40],
+      [300, 30],
+      [600, 25],
+    ]);
+    assert.equal(stepToReach(se, 35, "lower"), 150);
+    assert.equal(stepToReach(se, 30, "lower"), 300);
+    assert.equal(stepToReach(se, 45, "lower"), 0);
+    assert.equal(stepToReach(se, 20, "lower"), null);
+    assert.equal(
+      stepToReach(
+        s([
+          [0, 10],
+          [100, 14],
+        ]),
+        12,
+        "higher",
+      ),
+      50,
+    );
+    // Unsorted input and NaN are handled; the first crossing counts.
+    assert.equal(
+      stepToReach(
+        s([
+          [200, 5],
+          [0, 10],
+          [100, Number.NaN],
+          [300, 12],
+        ]),
+        7.5,
+        "lower",
+      ),
+      100,
+    );
+  });
+
+  test("compareSeries: share of the baseline's steps and final differences", () => {
+    const r = compareSeries(
+      s([
+        [0, 40],
+        [1000, 20],
+      ]),
+      s([
+        [0, 40],
+        [250, 20],
+        [1000, 15],
+      ]),
+      "fd",
+      "lower",
+    );
+    assert.equal(r.reachStep, 250);
+    assert.equal(r.reachFraction, 0.25);
+    assert.equal(r.finalDiff, -5);
+    assert.equal(r.finalRelDiff, -0.25);
+    assert.deepEqual(describeReach(r), [
+      "SE reaches the baseline's final fd (20.00 at step 1000) at step 250 (25.0% of the baseline's steps).",
+      "Final fd: SE 15.00 vs baseline 20.00 (-5.00, 25.0% lower: SE better).",
+    ]);
+    const never = compareSeries(
+      s([[100, 10]]),
+      s([
+        [0, 12],
+        [100, 11],
+      ]),
+      "fd",
+      "lower",
+    );
+    assert.equal(never.reachStep, null);
+    assert.equal(never.reachFraction, null);
+    assert.match(describeReach(never)[0] as string, /does not reach/);
+    const empty = compareSeries([], s([[0, 1]]), "fd", "lower");
+    assert.equal(empty.baselineFinal, null);
+    assert.deepEqual(describeReach(empty), ["fd: not enough data to compare."]);
+  });
+
+  test("summarize: FD lower is better, PSNR higher is better", () => {
+    const out = summarize({
+      fd: {
+        metric: "fd_rand3d",
+        baseline: s([
+          [0, 40],
+          [100, 30],
+        ]),
+        se: s([
+          [0, 40],
+          [100, 33],
+        ]),
+      },
+      psnr: {
+        baseline: s([
+          [0, 10],
+          [200, 20],
+        ]),
+        se: s([
+          [0, 10],
+          [100, 20],
+          [200, 22],
+        ]),
+      },
+    });
+    assert.equal(out.fd?.reachStep, null);
+    assert.equal(out.psnr?.reachFraction, 0.5);
+    assert.equal(out.psnr?.finalDiff, 2);
+    assert.equal(out.sentences.length, 4);
+    assert.match(out.sentences[1] as string, /baseline better/);
+    assert.match(out.sentences[3] as string, /\+2\.00 dB, 10\.0% higher: SE better/);
+  });
+});
