@@ -9,6 +9,7 @@ import { JobRunner } from "../pipeline/jobs.ts";
 import { ModelRuntime } from "../pipeline/runtime.ts";
 import { closeDb, openDb } from "../pipeline/store/db.ts";
 import { countKeys } from "../pipeline/store/keys.ts";
+import { RunRegistry } from "../training/registry.ts";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 
@@ -47,7 +48,19 @@ export async function startServer(
       log,
     });
     await generations.start();
-    const app = createApp({ db, runtime, runner, generations, config });
+    const registry = new RunRegistry({
+      db,
+      runsDir: config.runsDir,
+      importDir: config.runsImportDir,
+      log,
+    });
+    const runs = registry.start();
+    if (runs.reattached.length + runs.interrupted.length + runs.imported.length > 0) {
+      log(
+        `diffusable: runs: re-attached ${runs.reattached.length}, interrupted ${runs.interrupted.length}, imported ${runs.imported.length}`,
+      );
+    }
+    const app = createApp({ db, runtime, runner, generations, config, registry });
     const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
     await new Promise<void>((resolve, reject) => {
       server.once("listening", resolve);
@@ -76,6 +89,7 @@ export async function startServer(
           server.close(() => resolve());
           (server as { closeAllConnections?: () => void }).closeAllConnections?.();
         });
+        registry.stop();
         await runner.stop();
         await generations.stop();
         await rt.close();

@@ -9,36 +9,27 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { Db } from "../pipeline/store/db.ts";
 import { insertRunIfMissing, upsertArtifact } from "../pipeline/store/runs.ts";
 import type { ArtifactKind, RunRow } from "../pipeline/store/schema.ts";
+import { RunError } from "./errors.ts";
 import { configFacts, parseEventLine } from "./events.ts";
 import { ingestLines, type RejectedLine } from "./ingest.ts";
 import { readNewLines, type TailLine } from "./tail.ts";
 
 export const EVENTS_FILE = "events.jsonl";
 
-export type ImportErrorCode =
-  | "folder_not_found"
-  | "not_a_folder"
-  | "no_events_file"
-  | "no_config_event"
-  | "run_is_live";
-
-const STATUS_OF: Record<ImportErrorCode, 400 | 404 | 409> = {
+const STATUS_OF = {
   folder_not_found: 404,
   not_a_folder: 400,
   no_events_file: 400,
   no_config_event: 400,
   run_is_live: 409,
-};
+} as const;
 
-export class ImportError extends Error {
-  override name = "ImportError";
-  readonly status: 400 | 404 | 409;
-  constructor(
-    readonly code: ImportErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.status = STATUS_OF[code];
+export type ImportErrorCode = keyof typeof STATUS_OF;
+
+/** Why a folder cannot be imported (a RunError with one of the codes above). */
+export class ImportError extends RunError {
+  constructor(code: ImportErrorCode, message: string) {
+    super(code, STATUS_OF[code], message);
   }
 }
 

@@ -1,0 +1,155 @@
+// Training runs (docs/runs.md): GET / (newest first, paginated), GET /:id (the run, its metric
+// names, artifacts and linked runs), GET /:id/metrics?name=; admin keys only: POST / (start a
+// trainer, 202) and POST /import ({path} of a run folder the server can read).
+
+import { Hono } from "hono";
+import { z } from "zod";
+import type { Db } from "../../pipeline/store/db.ts";
+import {
+  diffusionRunsOf,
+  getMetrics,
+  getRun,
+  lastEvent,
+  listArtifacts,
+  listRuns,
+  metricNames,
+  publicRun,
+} from "../../pipeline/store/runs.ts";
+import { RUN_KINDS, RUN_STATUSES, type RunRow } from "../../pipeline/store/schema.ts";
+import { RunError } from "../../training/errors.ts";
+import { StartRunSchema } from "../../training/launch.ts";
+import type { RunRegistry } from "../../training/registry.ts";
+import { type AppEnv, requireAdmin } from "../auth.ts";
+import { ApiError } from "../errors.ts";
+import { describeZodError } from "../schemas.ts";
+
+export const ListRunsQuerySchema = z.object({
+  kind: z.enum(RUN_KINDS).optional(),
+  status: z.enum(RUN_STATUSES).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().optional().meta({ description: "a run id (`next`): the runs after it" }),
+});
+
+export const MetricsQuerySchema = z.object({
+  name: z
+    .string({ error: "required: a metric name such as train/loss or eval/fd_rand3d" })
+    .min(1)
+    .meta({ description: "`<event type>/<field>`, e.g. val/psnr, eval/fd_rand3d" }),
+});
+
+export const ImportRunSchema = z.strictObject({
+  path: z.string().min(1).meta({ description: "a run folder holding events.jsonl, on the server" }),
+});
+
+export { StartRunSchema };
+
+function toApi(err: unknown): never {
+  if (err instanceof RunError) throw new ApiError(err.status, err.code, err.message);
+  throw err;
+}
+
+async function jsonBody(c: { req: { json(): Promise<unknown> } }): Promise<unknown> {
+  try {
+    return await c.req.json();
+  } catch (err) {
+    throw new ApiError(400, "invalid_json", `the body is not JSON: ${(err as Error).message}`);
+  }
+}
+
+export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
+  const { db, registry } = deps;
+  const app = new Hono<AppEnv>();
+
+  const found = (id: string): RunRow => {
+    const run = getRun(db, id);
+    if (!run) throw new ApiError(404, "run_not_found", `no run ${JSON.stringify(id)}`);
+    return run;
+  };
+
+  const runJson = (run: RunRow) => ({ ...publicRun(run), live: registry.isLive(run.id) });
+
+  app.get("/", (c) => {
+    const parsed = ListRunsQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    const { kind, status, limit, cursor } = parsed.data;
+    if (cursor !== undefined && !getRun(db, cursor)) {
+      throw new ApiError(400, "invalid_field", `cursor: no run ${JSON.stringify(cursor)}`);
+    }
+    const page = listRuns(db, {
+      limit,
+      ...(kind ? { kind } : {}),
+      ...(status ? { status } : {}),
+      ...(cursor !== undefined ? { cursor } : {}),
+    });
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (kind) query.set("kind", kind);
+    if (status) query.set("status", status);
+    if (page.nextCursor) query.set("cursor", page.nextCursor);
+    return c.json({
+      runs: page.runs.map(runJson),
+      next: page.nextCursor ? `/v1/runs?${query}` : null,
+    });
+  });
+
+  app.post("/", requireAdmin, async (c) => {
+    const parsed = StartRunSchema.safeParse(await jsonBody(c));
+    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    let run: RunRow;
+    try {
+      run = registry.startRun(parsed.data);
+    } catch (err) {
+      toApi(err);
+    }
+    c.header("Location", `/v1/runs/${run.id}`);
+    return c.json({ run: runJson(run) }, 202);
+  });
+
+  app.post("/import", requireAdmin, async (c) => {
+    const parsed = ImportRunSchema.safeParse(await jsonBody(c));
+    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    try {
+      const r = registry.importFolder(parsed.data.path);
+      return c.json({
+        run: runJson(r.run),
+        accepted: r.accepted,
+        added: r.added,
+        rejected: r.rejected,
+      });
+    } catch (err) {
+      toApi(err);
+    }
+  });
+
+  app.get("/:id", (c) => {
+    const run = found(c.req.param("id"));
+    const ae = run.autoencoderRunId ? getRun(db, run.autoencoderRunId) : null;
+    return c.json({
+      run: runJson(run),
+      metrics: metricNames(db, run.id),
+      artifacts: listArtifacts(db, run.id).map(({ runId: _, ...a }) => a),
+      lastStatus: lastEvent(db, run.id, "status")?.json ?? null,
+      /** The autoencoder run a diffusion run was trained on (null when not in the registry). */
+      autoencoder: ae ? runJson(ae) : null,
+      /** The diffusion runs trained on an autoencoder run. */
+      diffusionRuns: run.kind === "autoencoder" ? diffusionRunsOf(db, run.id).map(runJson) : [],
+    });
+  });
+
+  app.get("/:id/metrics", (c) => {
+    const run = found(c.req.param("id"));
+    const parsed = MetricsQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    const { name } = parsed.data;
+    const points = getMetrics(db, run.id, name);
+    if (points.length === 0) {
+      throw new ApiError(
+        404,
+        "metric_not_found",
+        `name: run ${run.id} has no metric ${JSON.stringify(name)} (it has: ${metricNames(db, run.id).join(", ") || "none"})`,
+      );
+    }
+    return c.json({ run: run.id, name, points });
+  });
+
+  return app;
+}
