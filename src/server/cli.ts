@@ -2,6 +2,7 @@
 //   diffusable serve
 //   diffusable encode <files...> --model M [--mode clip|whole] [--fps N] [--dtype float32|float16] --out DIR
 //   diffusable keys create --name N [--role user|admin] | keys list | keys revoke <id>
+//   diffusable runs list [--kind K] [--limit N] | runs import <folder...> | runs start ...
 // Configuration comes from the environment (config.ts). `encode` runs locally, without a server,
 // through the same runItem() as the job runner, so its latents are byte-identical to the API's.
 // Bad arguments exit 2 with one line; failures exit 1.
@@ -13,7 +14,11 @@ import { errorInfo, runItem } from "../pipeline/jobs.ts";
 import { ModelRuntime } from "../pipeline/runtime.ts";
 import { closeDb, openDb } from "../pipeline/store/db.ts";
 import { createKey, listKeys, revokeKey } from "../pipeline/store/keys.ts";
-import { KEY_ROLES, type KeyRole } from "../pipeline/store/schema.ts";
+import { getRun, listRuns } from "../pipeline/store/runs.ts";
+import { KEY_ROLES, type KeyRole, RUN_KINDS, type RunKind } from "../pipeline/store/schema.ts";
+import { RunError } from "../training/errors.ts";
+import { StartRunSchema } from "../training/launch.ts";
+import { RunRegistry } from "../training/registry.ts";
 import { type Config, ConfigError, parseConfig } from "./config.ts";
 import { describeZodError, EncodeOptionsSchema } from "./schemas.ts";
 import { startServer } from "./serve.ts";
@@ -24,7 +29,11 @@ const USAGE = `usage: diffusable serve
        diffusable encode <files...> --model M [--mode clip|whole] [--fps N] [--dtype float32|float16] --out DIR
        diffusable keys create --name N [--role user|admin]
        diffusable keys list
-       diffusable keys revoke <id>`;
+       diffusable keys revoke <id>
+       diffusable runs list [--kind autoencoder|diffusion] [--limit N]
+       diffusable runs import <folder...>
+       diffusable runs start --kind autoencoder --config tiny|small|base --variant baseline|se [--steps N] [--threads N] [--run-id ID]
+       diffusable runs start --kind diffusion --config tiny|small|compact|base --ae <AE run id> [--steps N] [--threads N] [--run-id ID]`;
 
 /** Runs a parseArgs call, turning its errors into usage errors. */
 function usage<T>(parse: () => T): T {
@@ -174,6 +183,119 @@ function keysCommand(config: Config, args: string[]): number {
   return 0;
 }
 
+async function runsCommand(config: Config, args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== "list" && sub !== "import" && sub !== "start") {
+    throw new UsageError(`runs: expected list, import or start, got ${sub ?? "nothing"}`);
+  }
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: rest,
+      allowPositionals: sub === "import",
+      options: {
+        kind: { type: "string" },
+        limit: { type: "string" },
+        config: { type: "string" },
+        variant: { type: "string" },
+        steps: { type: "string" },
+        threads: { type: "string" },
+        ae: { type: "string" },
+        "run-id": { type: "string" },
+      },
+    }),
+  );
+  const int = (name: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new UsageError(`runs ${sub}: --${name} must be a whole number`);
+    return Number(v);
+  };
+  if (values.kind !== undefined && !RUN_KINDS.includes(values.kind as RunKind)) {
+    throw new UsageError(`runs ${sub}: --kind must be autoencoder or diffusion`);
+  }
+  if (sub === "import" && positionals.length === 0) {
+    throw new UsageError("runs import: give one or more run folders");
+  }
+  let request: ReturnType<typeof StartRunSchema.parse> | undefined;
+  if (sub === "start") {
+    const parsed = StartRunSchema.safeParse({
+      kind: values.kind,
+      config: values.config,
+      ...(values.variant !== undefined ? { variant: values.variant } : {}),
+      ...(values.ae !== undefined ? { ae_run_id: values.ae } : {}),
+      ...(values["run-id"] !== undefined ? { run_id: values["run-id"] } : {}),
+      ...(values.steps !== undefined ? { steps: int("steps", values.steps) } : {}),
+      ...(values.threads !== undefined ? { threads: int("threads", values.threads) } : {}),
+    });
+    if (!parsed.success) throw new UsageError(`runs start: ${describeZodError(parsed.error)}`);
+    request = parsed.data;
+  }
+  const db = openDb(config.dbFile);
+  const registry = new RunRegistry({ db, runsDir: config.runsDir });
+  try {
+    if (sub === "list") {
+      const limit = int("limit", values.limit) ?? 100;
+      const page = listRuns(db, {
+        limit,
+        ...(values.kind ? { kind: values.kind as RunKind } : {}),
+      });
+      for (const r of page.runs) {
+        const steps = `${r.step}/${r.steps ?? "?"}`;
+        const ae = r.autoencoderRunId ? `ae=${r.autoencoderRunId}` : "";
+        console.log(
+          `${r.id}\t${r.kind}\t${r.variant ?? "-"}\t${r.status}\t${steps}\t${r.source}\t${ae}`,
+        );
+      }
+      return 0;
+    }
+    if (sub === "import") {
+      let failed = 0;
+      for (const folder of positionals) {
+        try {
+          const r = registry.importFolder(folder);
+          console.log(
+            `${r.run.id}: ${r.accepted} events (${r.added} new), ${r.rejected.length} rejected, ${r.run.status}`,
+          );
+          for (const bad of r.rejected) console.log(`  line ${bad.line}: ${bad.reason}`);
+        } catch (err) {
+          if (!(err instanceof RunError)) throw err;
+          console.error(`diffusable: ${err.code}: ${err.message}`);
+          failed += 1;
+        }
+      }
+      return failed > 0 ? 1 : 0;
+    }
+    // start: follow the run here until it ends (Ctrl-C stops following, not the trainer; the
+    // server re-attaches it when it starts).
+    let run: ReturnType<typeof registry.startRun>;
+    try {
+      run = registry.startRun(request as NonNullable<typeof request>);
+    } catch (err) {
+      if (!(err instanceof RunError)) throw err;
+      console.error(`diffusable: ${err.code}: ${err.message}`);
+      return 1;
+    }
+    console.log(`started ${run.id} (pid ${run.pid}) in ${run.folder}`);
+    let lastStep = -1;
+    await registry.waitUntil(
+      () => {
+        const now = getRun(db, run.id);
+        if (now && now.step !== lastStep) {
+          lastStep = now.step;
+          console.log(`${run.id}: step ${now.step}/${now.steps ?? "?"}`);
+        }
+        return now?.status !== "running";
+      },
+      2 ** 31 - 1,
+    );
+    const end = getRun(db, run.id);
+    console.log(`${run.id}: ${end?.status}${end?.error ? `: ${end.error}` : ""}`);
+    return end?.status === "finished" ? 0 : 1;
+  } finally {
+    registry.stop();
+    closeDb(db);
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   const config = parseConfig();
@@ -186,13 +308,15 @@ export async function main(argv: string[]): Promise<number> {
       return encodeCommand(config, args);
     case "keys":
       return keysCommand(config, args);
+    case "runs":
+      return runsCommand(config, args);
     case undefined:
     case "help":
     case "--help":
       console.log(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command "${command}" (serve, encode, keys)`);
+      throw new UsageError(`unknown command "${command}" (serve, encode, keys, runs)`);
   }
 }
 
