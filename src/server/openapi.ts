@@ -2,6 +2,12 @@
 
 import { z } from "zod";
 import {
+  ImportRunSchema,
+  ListRunsQuerySchema,
+  MetricsQuerySchema,
+  StartRunSchema,
+} from "./routes/runs.ts";
+import {
   CreateKeySchema,
   DecodeOptionsSchema,
   EncodeOptionsSchema,
@@ -163,6 +169,8 @@ export function openApiDocument(): Json {
         Models: output(ModelsSchema),
         CreateKey: input(CreateKeySchema),
         GenerationRequest: input(GenerationRequestSchema),
+        StartRun: input(StartRunSchema),
+        ImportRun: input(ImportRunSchema),
       },
     },
     security: [{ bearer: [] }],
@@ -293,6 +301,70 @@ export function openApiDocument(): Json {
               "the key; the secret is shown only here",
             ),
             ...errors(400, 401, 403),
+          },
+        },
+      },
+      "/v1/runs": {
+        get: {
+          tags: ["runs"],
+          parameters: queryParameters(ListRunsQuerySchema),
+          responses: {
+            "200": json({ type: "object" }, "training runs, newest first; `next`: the next page"),
+            ...errors(400, 401),
+          },
+        },
+        post: {
+          tags: ["runs"],
+          description:
+            "admin keys only: start a trainer (autoencoder, or diffusion on a finished AE run)",
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: ref("StartRun") } },
+          },
+          responses: {
+            "202": json({ type: "object" }, "the run, status running"),
+            ...errors(400, 401, 403, 404, 409),
+          },
+        },
+      },
+      "/v1/runs/import": {
+        post: {
+          tags: ["runs"],
+          description:
+            "admin keys only: import a run folder (events.jsonl) the server can read; idempotent",
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: ref("ImportRun") } },
+          },
+          responses: {
+            "200": json(
+              { type: "object" },
+              "{run, accepted, added, rejected: [{line, reason}]}: every valid event is kept",
+            ),
+            ...errors(400, 401, 403, 404, 409),
+          },
+        },
+      },
+      "/v1/runs/{id}": {
+        get: {
+          tags: ["runs"],
+          parameters: [idParam],
+          responses: {
+            "200": json(
+              { type: "object" },
+              "the run, its metric names, artifacts, autoencoder and diffusion runs",
+            ),
+            ...errors(401, 404),
+          },
+        },
+      },
+      "/v1/runs/{id}/metrics": {
+        get: {
+          tags: ["runs"],
+          parameters: [idParam, ...queryParameters(MetricsQuerySchema)],
+          responses: {
+            "200": json({ type: "object" }, "{run, name, points: [{step, value, time}]} by step"),
+            ...errors(400, 401, 404),
           },
         },
       },

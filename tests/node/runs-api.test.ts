@@ -284,3 +284,15 @@ test("a tiny autoencoder run and a diffusion run on it, started through POST /v1
     ["dit-tiny-api"],
   );
 });
+
+test("/openapi.json describes the run routes", async () => {
+  const doc = (await (await t.app.request("/openapi.json")).json()) as {
+    paths: Record<string, Record<string, unknown>>;
+    components: { schemas: Record<string, unknown> };
+  };
+  assert.deepEqual(Object.keys(doc.paths["/v1/runs"] ?? {}).sort(), ["get", "post"]);
+  assert.ok(doc.paths["/v1/runs/import"]?.post);
+  assert.ok(doc.paths["/v1/runs/{id}"]?.get);
+  assert.ok(doc.paths["/v1/runs/{id}/metrics"]?.get);
+  assert.ok(doc.components.schemas.StartRun);
+});
