@@ -106,6 +106,29 @@ ${message ? `<p class="error" role="alert" id="signin-error">${escapeHtml(messag
 `;
 }
 
+function manifestRunId(runs: Record<string, unknown> | undefined, role: string): string | null {
+  const r = runs?.[role] as { run_id?: unknown; id?: unknown } | undefined;
+  const id = r?.run_id ?? r?.id;
+  return typeof id === "string" ? id : null;
+}
+
+/** Why no bundle serves a run, naming bundles of its autoencoder with another denoiser. */
+export function noBundleReason(
+  runtime: ModelRuntime,
+  diffusionRunId: string | null,
+  autoencoderRunId: string | null,
+): string {
+  const others = runtime
+    .bundles()
+    .map((b) => ({ name: b.name, runs: runtime.loaded(b.name).manifest.runs }))
+    .filter((m) => autoencoderRunId && manifestRunId(m.runs, "autoencoder") === autoencoderRunId)
+    .map((m) => `${m.name} (denoiser from ${manifestRunId(m.runs, "diffusion") ?? "?"})`);
+  const run = diffusionRunId ?? autoencoderRunId ?? "?";
+  return others.length
+    ? `no loaded bundle has the denoiser of run ${run}; bundles of its autoencoder ${autoencoderRunId}: ${others.join(", ")}`
+    : `no loaded bundle names run ${run}${autoencoderRunId && autoencoderRunId !== run ? ` or ${autoencoderRunId}` : ""} in its manifest (runs)`;
+}
+
 /** The bundle that serves a compared run: the one whose manifest names the diffusion run
  * (runs.diffusion.run_id), else one that names its autoencoder run and no other diffusion run. */
 export function bundleForRun(
@@ -113,11 +136,7 @@ export function bundleForRun(
   diffusionRunId: string | null,
   autoencoderRunId: string | null,
 ): { name: string; matchedBy: "diffusion" | "autoencoder" } | null {
-  const runIdOf = (runs: Record<string, unknown> | undefined, role: string): string | null => {
-    const r = runs?.[role] as { run_id?: unknown; id?: unknown } | undefined;
-    const id = r?.run_id ?? r?.id;
-    return typeof id === "string" ? id : null;
-  };
+  const runIdOf = manifestRunId;
   const names = runtime
     .bundles()
     .map((b) => b.name)
@@ -304,7 +323,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
         matchedBy: null,
         canGenerate: false,
         classes: [] as string[],
-        reason: `no loaded bundle names run ${side.diffusion?.id ?? side.autoencoder?.id ?? "?"} in its manifest (runs)`,
+        reason: noBundleReason(runtime, side.diffusion?.id ?? null, side.autoencoder?.id ?? null),
       };
     }
     const info = runtime.bundle(hit.name);
@@ -379,7 +398,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
           model: null,
           error: {
             code: "no_bundle",
-            message: `no loaded bundle names run ${runId}${aeId && aeId !== runId ? ` or ${aeId}` : ""} in its manifest`,
+            message: noBundleReason(runtime, dId, aeId),
           },
         };
       }
