@@ -8,6 +8,7 @@ import type { RunReader } from "../pipeline/run-compare.ts";
 import { storeRunReader } from "../pipeline/run-reader.ts";
 import type { ModelRuntime } from "../pipeline/runtime.ts";
 import type { Db } from "../pipeline/store/db.ts";
+import { RunRegistry } from "../training/registry.ts";
 import { type AppEnv, requireKey } from "./auth.ts";
 import type { Config } from "./config.ts";
 import { notFound, onError } from "./errors.ts";
@@ -16,6 +17,7 @@ import { adminRoutes } from "./routes/admin.ts";
 import { adminPageRoutes } from "./routes/admin-page.ts";
 import { generationRoutes } from "./routes/generations.ts";
 import { jobRoutes } from "./routes/jobs.ts";
+import { runRoutes } from "./routes/runs.ts";
 import { DecodeOptionsSchema, EncodeOptionsSchema, ReconstructOptionsSchema } from "./schemas.ts";
 
 export interface AppDeps {
@@ -25,6 +27,8 @@ export interface AppDeps {
   /** Generation jobs; without it /v1/generations is not served. */
   generations?: GenerationRunner;
   config: Config;
+  /** Training runs (start, import, follow); default: one on config.runsDir, not started. */
+  registry?: RunRegistry;
   /** The run registry as the admin page reads it (default: the registry in `db`). */
   runs?: RunReader;
 }
@@ -62,7 +66,14 @@ export function createApp(deps: AppDeps) {
         input: "video",
       }),
     )
-    .route("/admin", adminRoutes(db));
+    .route("/admin", adminRoutes(db))
+    .route(
+      "/runs",
+      runRoutes({
+        db,
+        registry: deps.registry ?? new RunRegistry({ db, runsDir: deps.config.runsDir }),
+      }),
+    );
   if (deps.generations) {
     v1.route(
       "/generations",

@@ -5,6 +5,9 @@ import { cpus } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
 
+/** The checkout (shipped run logs are found from it, whatever the working directory). */
+const REPO_ROOT = resolve(import.meta.dirname, "../..");
+
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 export const ENV_SCHEMA = z.object({
@@ -22,6 +25,12 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_MAX_QUEUED_GENERATIONS: int(1, 100_000).default(64),
   /** Jobs the runner runs at the same time. */
   DIFFUSABLE_JOB_CONCURRENCY: int(1, 64).default(2),
+  /** Generations run at once; running ones share denoiser calls (src/pipeline/batcher.ts). */
+  DIFFUSABLE_GENERATION_CONCURRENCY: int(1, 256).default(8),
+  /** Most videos per shared denoiser call (2 rows each with guidance). */
+  DIFFUSABLE_GENERATION_BATCH: int(1, 64).default(8),
+  /** The bundle POST /v1/generations uses without "model"; unset: the loaded "se" bundle. */
+  DIFFUSABLE_DEFAULT_MODEL: z.string().min(1).optional(),
   /** onnxruntime threads (0: one per core). */
   DIFFUSABLE_THREADS: int(0, 256).default(0),
   /** onnxruntime execution providers, comma-separated, in order of preference. */
@@ -35,6 +44,10 @@ export const ENV_SCHEMA = z.object({
         .filter(Boolean),
     )
     .pipe(z.array(z.enum(["cpu", "cuda"])).min(1)),
+  /** Where training runs started by the server are written (default <data dir>/runs). */
+  DIFFUSABLE_RUNS_DIR: z.string().min(1).optional(),
+  /** Run folders under it are imported on start (default docs/results/runs; empty: none). */
+  DIFFUSABLE_RUNS_IMPORT_DIR: z.string().optional(),
   /** Signs the admin page's session cookies; unset: a random secret per process. */
   DIFFUSABLE_ADMIN_SECRET: z.string().optional(),
 });
@@ -50,8 +63,16 @@ export interface Config {
   maxActiveJobsPerKey: number;
   maxQueuedGenerations: number;
   jobConcurrency: number;
+  generationConcurrency: number;
+  generationBatch: number;
+  /** The generation default bundle, when configured (else the loaded "se" bundle). */
+  defaultModel: string | null;
   threads: number;
   providers: string[];
+  /** Training runs started by the server go to <runsDir>/<run id>/. */
+  runsDir: string;
+  /** Run folders imported (idempotently) on start; null: none. */
+  runsImportDir: string | null;
   /** The admin page's session signing secret (unset: random per process). */
   adminSecret?: string | undefined;
 }
@@ -84,8 +105,16 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     maxActiveJobsPerKey: e.DIFFUSABLE_MAX_ACTIVE_JOBS,
     maxQueuedGenerations: e.DIFFUSABLE_MAX_QUEUED_GENERATIONS,
     jobConcurrency: e.DIFFUSABLE_JOB_CONCURRENCY,
+    generationConcurrency: e.DIFFUSABLE_GENERATION_CONCURRENCY,
+    generationBatch: e.DIFFUSABLE_GENERATION_BATCH,
+    defaultModel: e.DIFFUSABLE_DEFAULT_MODEL ?? null,
     threads: e.DIFFUSABLE_THREADS || cpus().length,
     providers: e.DIFFUSABLE_PROVIDERS,
+    runsDir: resolve(e.DIFFUSABLE_RUNS_DIR ?? resolve(dataDir, "runs")),
+    runsImportDir:
+      env.DIFFUSABLE_RUNS_IMPORT_DIR === ""
+        ? null
+        : resolve(e.DIFFUSABLE_RUNS_IMPORT_DIR ?? resolve(REPO_ROOT, "docs/results/runs")),
     adminSecret: e.DIFFUSABLE_ADMIN_SECRET,
   };
 }
