@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Db } from "../pipeline/store/db.ts";
-import { insertRunIfMissing, upsertArtifact } from "../pipeline/store/runs.ts";
+import { getRun, insertRunIfMissing, updateRun, upsertArtifact } from "../pipeline/store/runs.ts";
 import type { ArtifactKind, RunRow } from "../pipeline/store/schema.ts";
 import { RunError } from "./errors.ts";
 import { configFacts, parseEventLine } from "./events.ts";
@@ -15,6 +15,9 @@ import { ingestLines, type RejectedLine } from "./ingest.ts";
 import { readNewLines, type TailLine } from "./tail.ts";
 
 export const EVENTS_FILE = "events.jsonl";
+
+/** An interrupted log changed less than this long ago may still be being written. */
+const RECENT_S = 300;
 
 const STATUS_OF = {
   folder_not_found: 404,
@@ -172,6 +175,15 @@ export function importRunFolder(
     if (batch.added > 0) recordFolderArtifacts(tx, facts.runId, folder);
     return batch;
   });
+  let run = result.run;
+  const ageS = Math.round((Date.now() - statSync(file).mtimeMs) / 1000);
+  if (result.added > 0 && run.status === "interrupted" && ageS < RECENT_S) {
+    // Probably a run still being written elsewhere: importing again later adds its new lines.
+    updateRun(db, run.id, {
+      error: `${run.error}; the file changed ${ageS} s ago: it may still be written (import again to add new lines)`,
+    });
+    run = getRun(db, run.id) as RunRow;
+  }
   const rejected = truncated ? [...result.rejected, truncated] : result.rejected;
-  return { run: result.run, accepted: result.accepted, added: result.added, rejected };
+  return { run, accepted: result.accepted, added: result.added, rejected };
 }
