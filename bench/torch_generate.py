@@ -2,7 +2,7 @@
 
     PYTHONPATH=src/training /usr/bin/python3 bench/torch_generate.py --out DIR
         [--config compact] [--source models/small-se] [--threads 2] [--steps 25]
-        [--guidance 2] [--batch 1] [--seconds 5] [--bundle-only | --denoiser-only]
+        [--guidance 2] [--batch 1] [--seconds 5] [--bundle-only | --denoiser-only | --time-only]
 
 Builds DIR/<config>-bench/: a randomly initialised DiT of the given config (seed 0, every weight
 perturbed by N(0, 0.05^2) so that adaLN-Zero does not make it predict v = 0), exported with
@@ -11,7 +11,8 @@ autoencoder graphs, with the manifest updated like export_denoiser does. Latency
 depend on trained weights. Then (unless --bundle-only) times flow.sample in PyTorch eager on the
 same weights: `batch` clips of the bundle's default frames, `steps` Euler steps with guidance
 (one 2B denoiser call per step, as the TypeScript sampler makes), and prints one JSON line.
---denoiser-only writes just DIR/denoiser.onnx (16 latent channels, 13 classes), for tests.
+--denoiser-only writes just DIR/denoiser.onnx (16 latent channels, 13 classes), for tests;
+--time-only rebuilds the same weights in memory (seed 0) for a bundle made before, and times.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="time spent timing")
     ap.add_argument("--bundle-only", action="store_true")
     ap.add_argument("--denoiser-only", action="store_true")
+    ap.add_argument("--time-only", action="store_true")
     a = ap.parse_args()
     out = Path(a.out)
     if a.denoiser_only:
@@ -84,7 +86,11 @@ def main() -> None:
         export_denoiser_onnx(model, out / "denoiser.onnx", {"diffusable.bench": "1"})
         print(json.dumps({"denoiser": str(out / "denoiser.onnx"), "config": model.cfg.to_dict()}))
         return
-    model = build_bundle(out, a.config, Path(a.source), a.steps, a.guidance)
+    if a.time_only:
+        m = json.loads((out / f"{a.config}-bench" / "manifest.json").read_text())
+        model = random_denoiser(a.config, m["latent_channels"], len(m["classes"]))
+    else:
+        model = build_bundle(out, a.config, Path(a.source), a.steps, a.guidance)
     if a.bundle_only:
         print(json.dumps({"bundle": str(out / f"{a.config}-bench")}))
         return

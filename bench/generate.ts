@@ -1,0 +1,196 @@
+// Generation benchmarks, printed as ratios measured in the same run (never asserted):
+//  (a) latency of one 64x64x17 clip, 25 Euler steps with guidance 2 (two denoiser rows per
+//      step): sampling alone (seeded noise -> latent) and end to end (-> decoder -> mp4);
+//  (b) throughput (clips/s) at 1, 4 and 8 concurrent requests sharing denoiser calls through one
+//      DenoiserBatcher (as GenerationRunner does), and the ratio 8 : 1, for "npy" outputs (the
+//      sampled latent: what batching speeds up) and "mp4" (end to end: the decoder and ffmpeg
+//      run per video, unbatched);
+//  (c) the same sampling in PyTorch eager (bench/torch_generate.py) on the same weights and
+//      machine, as the ratio of the two latencies.
+// The bundle is built here: a randomly initialised DiT of the shipped size (`compact`) exported
+// with diffusable.export_denoiser next to a copy of models/small-se's autoencoder graphs.
+// Latency does not depend on trained weights. Rounds alternate the sides; medians are printed,
+// with the load average, since the machine is shared.
+//
+//   npx tsx bench/generate.ts [--threads N] [--intra N] [--torch-threads N] [--steps 25]
+//       [--concurrency 1,4,8] [--rounds 2] [--max-batch 8] [--config compact] [--source models/small-se]
+
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { DenoiserBatcher } from "../src/pipeline/batcher.ts";
+import { generateFiles, generateLatents } from "../src/pipeline/generate.ts";
+import { ModelRuntime } from "../src/pipeline/runtime.ts";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const PYTHON = process.env.DIFFUSABLE_PYTHON ?? "/usr/bin/python3";
+const cores = availableParallelism();
+const { values } = parseArgs({
+  options: {
+    threads: { type: "string", default: String(cores) },
+    intra: { type: "string" },
+    "torch-threads": { type: "string", default: String(cores) },
+    steps: { type: "string", default: "25" },
+    guidance: { type: "string", default: "2" },
+    concurrency: { type: "string", default: "1,4,8" },
+    rounds: { type: "string", default: "2" },
+    "max-batch": { type: "string", default: "8" },
+    config: { type: "string", default: "compact" },
+    source: { type: "string", default: "models/small-se" },
+    seconds: { type: "string", default: "3" },
+    formats: { type: "string", default: "npy,mp4" },
+  },
+});
+const threads = Number(values.threads);
+const intra = Number(values.intra ?? Math.max(1, Math.floor(cores / threads)));
+const steps = Number(values.steps);
+const guidance = Number(values.guidance);
+const levels = values.concurrency.split(",").map(Number);
+const rounds = Number(values.rounds);
+const maxBatch = Number(values["max-batch"]);
+const formats = values.formats.split(",") as ("npy" | "mp4")[];
+
+const work = mkdtempSync(join(tmpdir(), "bench-generate-"));
+process.on("exit", () => rmSync(work, { recursive: true, force: true }));
+
+function python(args: string[]): Record<string, unknown> {
+  const r = spawnSync(PYTHON, ["bench/torch_generate.py", "--out", join(work, "models"), ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: { ...process.env, PYTHONPATH: join(ROOT, "src/training") },
+    maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0) throw new Error(`torch_generate.py ${args.join(" ")} failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1) as string);
+}
+
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+};
+const fmt = (x: number, d = 2) => x.toFixed(d);
+
+console.log(`bench:generate  load average (1, 5, 15 min) at start: ${load()}  (${cores} cores)`);
+const common = [
+  "--config",
+  values.config,
+  "--steps",
+  String(steps),
+  "--guidance",
+  String(guidance),
+];
+python([...common, "--source", resolve(ROOT, values.source), "--bundle-only"]);
+const name = `${values.config}-bench`;
+console.log(
+  `bundle: ${name} = random-init DiT "${values.config}" + ${values.source}'s autoencoder graphs ` +
+    "(latency does not depend on trained weights)",
+);
+const rt = await ModelRuntime.open({
+  modelsDir: join(work, "models"),
+  threads,
+  intraOpThreads: intra,
+});
+const bundle = rt.loaded(name);
+const clip = (seed: number) => ({
+  label: seed % bundle.manifest.classes.length,
+  seed,
+  steps,
+  guidance,
+  n: 1,
+});
+console.log(
+  `onnxruntime-node: ${threads} worker(s) x ${intra} intra-op thread(s); PyTorch eager: ` +
+    `${values["torch-threads"]} thread(s); ${steps} Euler steps, guidance ${guidance} ` +
+    `(2 denoiser rows per clip and step), frames ${bundle.manifest.frames.default}, ` +
+    `${bundle.manifest.resolution}x${bundle.manifest.resolution}; ${rounds} round(s), medians`,
+);
+
+// Warm-up: every worker opens its sessions.
+await Promise.all(
+  Array.from({ length: threads }, (_, i) =>
+    generateFiles(rt, bundle, {
+      ...clip(i),
+      steps: 1,
+      format: "mp4",
+      outPaths: [join(work, `w${i}.mp4`)],
+    }),
+  ),
+);
+
+const sampleMs: number[] = [];
+const e2eMs: number[] = [];
+const torchMs: number[] = [];
+const clipsPerS = new Map<string, number[]>();
+let stats8 = "";
+let seed = 1000;
+for (let round = 0; round < rounds; round++) {
+  let t0 = performance.now();
+  await generateLatents(rt, bundle, clip(seed++));
+  sampleMs.push(performance.now() - t0);
+  t0 = performance.now();
+  await generateFiles(rt, bundle, {
+    ...clip(seed++),
+    format: "mp4",
+    outPaths: [join(work, "one.mp4")],
+  });
+  e2eMs.push(performance.now() - t0);
+  const torch = python([
+    ...common,
+    "--time-only",
+    "--threads",
+    values["torch-threads"],
+    "--seconds",
+    values.seconds,
+  ]);
+  torchMs.push((torch.seconds_per_sample as number) * 1000);
+  for (const format of formats) {
+    for (const c of levels) {
+      const batcher = new DenoiserBatcher(rt, { maxBatch });
+      t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: c }, (_, i) =>
+          generateFiles(rt, bundle, {
+            ...clip(seed++),
+            batcher,
+            format,
+            outPaths: [join(work, `c${c}-${i}.${format}`)],
+          }),
+        ),
+      );
+      const s = (performance.now() - t0) / 1000;
+      const key = `${format} ${c}`;
+      clipsPerS.set(key, [...(clipsPerS.get(key) ?? []), c / s]);
+      if (c === Math.max(...levels)) stats8 = JSON.stringify(batcher.stats());
+    }
+  }
+  console.log(`round ${round + 1} done, load average ${load()}`);
+}
+await rt.close();
+
+const sample = median(sampleMs);
+const torch = median(torchMs);
+console.log("");
+console.log(
+  `latency, one clip, sampling only:   onnxruntime ${fmt(sample, 0)} ms   PyTorch eager ${fmt(torch, 0)} ms`,
+);
+console.log(
+  `  onnxruntime / PyTorch latency ratio: ${fmt(sample / torch)} (below 1: onnxruntime is faster)`,
+);
+console.log(`latency, one clip, end to end (mp4): ${fmt(median(e2eMs), 0)} ms`);
+for (const format of formats) {
+  const base = median(clipsPerS.get(`${format} ${levels[0]}`) ?? [0]);
+  for (const c of levels) {
+    const v = median(clipsPerS.get(`${format} ${c}`) ?? [0]);
+    console.log(
+      `throughput (${format}), ${c} concurrent request(s): ${fmt(v, 3)} clips/s  (x${fmt(v / base)} of ${levels[0]})`,
+    );
+  }
+}
+console.log(`batcher at ${Math.max(...levels)} concurrent: ${stats8}`);
+console.log(`load average at end: ${load()}`);
