@@ -186,6 +186,11 @@ describe("admin page", () => {
     });
     assert.equal(res.status, 403);
     assert.equal(res.headers.get("set-cookie"), null);
+    const garbled = await t.app.request("/admin/session", {
+      ...form(t.admin),
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: "not a url" },
+    });
+    assert.equal(garbled.status, 403);
   });
 
   test("static files: the page's own and uPlot from node_modules, nothing else", async () => {

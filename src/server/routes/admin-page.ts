@@ -75,6 +75,14 @@ interface AdminEnv {
   Variables: { adminKey: ApiKeyRow };
 }
 
+const hostOf = (url: string) => {
+  try {
+    return new URL(url).host;
+  } catch {
+    return null;
+  }
+};
+
 const escapeHtml = (s: string) =>
   s.replace(
     /[&<>"']/g,
@@ -202,7 +210,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
   app.use(async (c, next) => {
     if (c.req.method === "POST") {
       const origin = c.req.header("origin");
-      if (origin && origin !== "null" && new URL(origin).host !== new URL(c.req.url).host) {
+      if (origin && origin !== "null" && hostOf(origin) !== new URL(c.req.url).host) {
         throw new ApiError(403, "cross_origin", "cross-origin requests to /admin are refused");
       }
     }
@@ -421,12 +429,10 @@ export function adminPageRoutes(deps: AdminPageDeps) {
     });
     const runnable = plans.filter((p) => p.error === null);
     if (runnable.length === 0) {
-      const first = plans[0]?.error as { code: string; message: string };
+      const codes = plans.map((p) => p.error?.code);
       throw new ApiError(
         422,
-        first.code === "no_bundle" && plans[1]?.error?.code !== "no_bundle"
-          ? "cannot_generate"
-          : first.code,
+        codes.includes("cannot_generate") ? "cannot_generate" : "no_bundle",
         plans.map((p) => `${p.side}: ${p.error?.message}`).join("; "),
       );
     }
