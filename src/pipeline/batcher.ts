@@ -171,19 +171,33 @@ export class DenoiserBatcher {
 
   #flush(g: Group): void {
     while (g.queue.length > 0 && g.inFlight < this.#maxInFlight) {
+      // Spread the queued rows over the pool's idle workers (at most maxRows per call), so that
+      // one request or a group of them uses every free core; with fixedBatch, fill each call.
+      const pool = this.#runtime.pool.stats();
+      const idle = Math.max(1, pool.size - pool.busy - pool.queued);
+      const slots = Math.min(idle, this.#maxInFlight - g.inFlight);
+      const queued = g.queue.reduce((n, p) => n + (p.alone ? 0 : p.rows), 0);
+      const target = this.fixedBatch
+        ? this.maxRows
+        : Math.min(this.maxRows, Math.max(1, Math.ceil(queued / slots)));
       const first = g.queue.shift() as Piece;
       const pieces = [first];
       let rows = first.rows;
       if (!first.alone) {
-        for (let i = 0; i < g.queue.length; ) {
+        if (rows > target) {
+          g.queue.unshift(this.#split(first, target));
+          rows = target;
+        }
+        for (let i = 0; i < g.queue.length && rows < target; ) {
           const p = g.queue[i] as Piece;
-          if (!p.alone && rows + p.rows <= this.maxRows) {
-            pieces.push(p);
-            rows += p.rows;
-            g.queue.splice(i, 1);
-          } else {
+          if (p.alone) {
             i++;
+            continue;
           }
+          if (rows + p.rows > target) g.queue.splice(i + 1, 0, this.#split(p, target - rows));
+          pieces.push(p);
+          rows += p.rows;
+          g.queue.splice(i, 1);
         }
       }
       void this.#call(g, pieces, rows);
@@ -191,6 +205,14 @@ export class DenoiserBatcher {
     if (g.queue.length === 0 && g.inFlight === 0 && this.#groups.get(g.key) === g) {
       this.#groups.delete(g.key);
     }
+  }
+
+  /** Cuts `p` to its first `rows` rows; returns the rest as a new piece of the same request. */
+  #split(p: Piece, rows: number): Piece {
+    const rest = { req: p.req, start: p.start + rows, rows: p.rows - rows, alone: false };
+    p.rows = rows;
+    p.req.pending++;
+    return rest;
   }
 
   async #call(g: Group, pieces: Piece[], rows: number): Promise<void> {
