@@ -192,11 +192,16 @@ const TABLE: { key: string; label: string; better: TableRow["better"] }[] = [
   },
 ];
 
+/** A zigzag spectrum as each coefficient's share of the AC energy (entries 1..63): latents and
+ * video carry different total energy, and the paper's claim is about where the energy sits. */
 function spectrumOf(ev: Record<string, unknown> | null, field: string): [number, number][] {
   const arr = ev?.[field];
   if (!Array.isArray(arr)) return [];
+  const values = arr.map(Number);
+  const ac = values.slice(1).reduce((sum, v) => sum + v, 0);
+  if (!(ac > 0)) return [];
   return pairs(
-    arr.map((value, step) => ({ step, value: Number(value) })),
+    values.slice(1).map((value, i) => ({ step: i + 1, value: value / ac })),
     true,
   );
 }
@@ -309,9 +314,9 @@ export function buildComparison(src: RunReader, aId: string, bId: string): Compa
     const videoFrom = spectrumOf(specA, "video_spectrum").length ? specA : specB;
     charts.push({
       id: "spectrum",
-      title: "latent and video DCT spectra (8×8 blocks, zigzag order, log scale)",
+      title: "latent and video DCT spectra (8×8 blocks, zigzag order, share of AC energy)",
       x: { label: "zigzag index" },
-      y: { label: "mean energy", log: true },
+      y: { label: "share of AC energy", log: true },
       series: [
         {
           key: "a_latent",
