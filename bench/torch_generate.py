@@ -2,15 +2,17 @@
 
     PYTHONPATH=src/training /usr/bin/python3 bench/torch_generate.py --out DIR
         [--config compact] [--source models/small-se] [--threads 2] [--steps 25]
-        [--guidance 2] [--batch 1] [--seconds 5] [--bundle-only | --denoiser-only | --time-only]
+        [--guidance 2] [--batch 1] [--seconds 5] [--weights fp16|fp32]
+        [--bundle-only | --denoiser-only | --time-only]
 
 Builds DIR/<config>-bench/: a randomly initialised DiT of the given config (seed 0, every weight
 perturbed by N(0, 0.05^2) so that adaLN-Zero does not make it predict v = 0), exported with
-diffusable.export_denoiser.export_denoiser_onnx next to a copy of the source bundle's
-autoencoder graphs, with the manifest updated like export_denoiser does. Latency does not
-depend on trained weights. Then (unless --bundle-only) times flow.sample in PyTorch eager on the
-same weights: `batch` clips of the bundle's default frames, `steps` Euler steps with guidance
-(one 2B denoiser call per step, as the TypeScript sampler makes), and prints one JSON line.
+diffusable.export_denoiser.export_denoiser_onnx (weights stored as fp16 by default, as shipped)
+next to a copy of the source bundle's autoencoder graphs, with the manifest updated like
+export_denoiser does. Latency does not depend on trained weights. Then (unless --bundle-only)
+times flow.sample in PyTorch eager on the same weights: `batch` clips of the bundle's default
+frames, `steps` Euler steps with guidance (one 2B denoiser call per step, as the TypeScript
+sampler makes), and prints one JSON line.
 --denoiser-only writes just DIR/denoiser.onnx (16 latent channels, 13 classes), for tests;
 --time-only rebuilds the same weights in memory (seed 0) for a bundle made before, and times.
 """
@@ -28,31 +30,36 @@ import torch
 from diffusable.denoiser import Denoiser, get_denoiser_config
 from diffusable.export_denoiser import export_denoiser_onnx, sampler_defaults
 from diffusable.flow import sample
-from diffusable.onnx_export import file_entries
+from diffusable.onnx_export import file_entries, round_weights_fp16
 
 
-def random_denoiser(config: str, latent_channels: int, num_classes: int) -> Denoiser:
+def random_denoiser(
+    config: str, latent_channels: int, num_classes: int, weights: str = "fp16"
+) -> Denoiser:
     cfg = get_denoiser_config(config, latent_channels=latent_channels, num_classes=num_classes)
     torch.manual_seed(0)
     model = Denoiser(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+    if weights == "fp16":
+        round_weights_fp16(model)  # the values an fp16-stored export computes with
     return model
 
 
-def build_bundle(out: Path, config: str, source: Path, steps: int, guidance: float) -> Denoiser:
+def build_bundle(
+    out: Path, config: str, source: Path, steps: int, guidance: float, weights: str
+) -> Denoiser:
     manifest = json.loads((source / "manifest.json").read_text())
-    model = random_denoiser(config, manifest["latent_channels"], len(manifest["classes"]))
+    model = random_denoiser(config, manifest["latent_channels"], len(manifest["classes"]), weights)
     cfg = model.cfg
     bundle = out / f"{config}-bench"
     bundle.mkdir(parents=True, exist_ok=True)
     for name in manifest["files"]:
         if name != "denoiser.onnx":
             shutil.copyfile(source / name, bundle / name)
-    export_denoiser_onnx(
-        model, bundle / "denoiser.onnx", {"diffusable.bundle": bundle.name, "diffusable.bench": "1"}
-    )
+    metadata = {"diffusable.bundle": bundle.name, "diffusable.bench": "1"}
+    export_denoiser_onnx(model, bundle / "denoiser.onnx", metadata, weights)
     manifest.update(
         name=bundle.name,
         null_class=cfg.null_class,
@@ -60,6 +67,7 @@ def build_bundle(out: Path, config: str, source: Path, steps: int, guidance: flo
         sampler=sampler_defaults({"sample_steps": steps, "guidance": guidance}),
     )
     manifest["onnx"]["denoiser"] = "denoiser.onnx"
+    manifest["onnx"]["denoiser_weights"] = weights
     manifest["runs"]["diffusion"] = {"id": None, "note": "random init (bench)"}
     manifest["files"] = file_entries(bundle, sorted(p.name for p in bundle.glob("*.onnx")))
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -79,18 +87,21 @@ def main() -> None:
     ap.add_argument("--bundle-only", action="store_true")
     ap.add_argument("--denoiser-only", action="store_true")
     ap.add_argument("--time-only", action="store_true")
+    ap.add_argument(
+        "--weights", choices=["fp16", "fp32"], default="fp16", help="ONNX weight storage"
+    )
     a = ap.parse_args()
     out = Path(a.out)
     if a.denoiser_only:
-        model = random_denoiser(a.config, 16, 13)
-        export_denoiser_onnx(model, out / "denoiser.onnx", {"diffusable.bench": "1"})
+        model = random_denoiser(a.config, 16, 13, a.weights)
+        export_denoiser_onnx(model, out / "denoiser.onnx", {"diffusable.bench": "1"}, a.weights)
         print(json.dumps({"denoiser": str(out / "denoiser.onnx"), "config": model.cfg.to_dict()}))
         return
     if a.time_only:
         m = json.loads((out / f"{a.config}-bench" / "manifest.json").read_text())
-        model = random_denoiser(a.config, m["latent_channels"], len(m["classes"]))
+        model = random_denoiser(a.config, m["latent_channels"], len(m["classes"]), a.weights)
     else:
-        model = build_bundle(out, a.config, Path(a.source), a.steps, a.guidance)
+        model = build_bundle(out, a.config, Path(a.source), a.steps, a.guidance, a.weights)
     if a.bundle_only:
         print(json.dumps({"bundle": str(out / f"{a.config}-bench")}))
         return

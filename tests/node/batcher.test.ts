@@ -1,6 +1,7 @@
 // Shared denoiser calls (src/pipeline/batcher.ts, docs/sampler.md "Batching"). First the premise:
 // onnxruntime's CPU kernels give every row the same bits whatever batch it runs in, on the tiny
-// fixture denoiser and on a compact-sized DiT (hidden 192, depth 6, 16 channels, 13 classes).
+// fixture denoiser and on a compact-sized DiT (hidden 192, depth 6, 16 channels, 13 classes,
+// weights stored as fp16 as in the shipped bundles).
 // Then the contract built on it: generations sampled together (different steps, labels, guidance,
 // methods) give byte-identical latents to the same generations sampled alone; the batch bound
 // holds; a failing request does not fail the others; an aborted one leaves at once.
@@ -82,7 +83,7 @@ const sameBits = (a: Float32Array, b: Float32Array) =>
 for (const [name, dims, model] of [
   ["the tiny fixture denoiser", [4, 3, 4, 4], () => bundle.paths.denoiser as string],
   [
-    "a compact-sized DiT (64x64x17 latents)",
+    "a compact-sized DiT (64x64x17 latents, fp16-stored weights as shipped)",
     [16, 5, 8, 8],
     () => {
       runPython(
