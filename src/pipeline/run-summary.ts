@@ -40,6 +40,9 @@ export interface ReachSummary {
   finalDiff: number | null;
   /** (seFinal - baselineFinal) / |baselineFinal|. */
   finalRelDiff: number | null;
+  /** Each run's best evaluation (the first, on ties). */
+  baselineBest: StepValue | null;
+  seBest: StepValue | null;
 }
 
 /** Sorted by step, non-finite values dropped (NaN is logged as null by the trainers). */
@@ -70,6 +73,11 @@ export function compareSeries(
     finalDiff !== null && baselineFinal && baselineFinal.value !== 0
       ? finalDiff / Math.abs(baselineFinal.value)
       : null;
+  const best = (points: StepValue[]) =>
+    points.reduce<StepValue | null>((b, p) => {
+      if (b === null) return p;
+      return (better === "lower" ? p.value < b.value : p.value > b.value) ? p : b;
+    }, null);
   return {
     metric,
     better,
@@ -79,6 +87,8 @@ export function compareSeries(
     reachFraction,
     finalDiff,
     finalRelDiff,
+    baselineBest: best(base),
+    seBest: best(other),
   };
 }
 
@@ -110,6 +120,15 @@ export function describeReach(s: ReachSummary, unit = ""): string[] {
   out.push(
     `Final ${s.metric}: SE ${num(s.seFinal.value)}${unit} vs baseline ${num(b.value)}${unit} (${diff >= 0 ? "+" : ""}${num(diff)}${unit}${relText}${verdict}).`,
   );
+  // A curve whose last value is not its best (e.g. an FD that dips, then rises) makes the
+  // step-to-reach figure above say little about learning speed: say so, with the best values.
+  const bb = s.baselineBest;
+  const sb = s.seBest;
+  if (bb && sb && (bb.value !== b.value || sb.value !== s.seFinal.value)) {
+    out.push(
+      `Best ${s.metric}: baseline ${num(bb.value)}${unit} at step ${bb.step}, SE ${num(sb.value)}${unit} at step ${sb.step}; the curves are not monotone, so the step to reach the final value is weak evidence.`,
+    );
+  }
   return out;
 }
 

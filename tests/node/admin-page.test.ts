@@ -521,6 +521,27 @@ describe("comparison summary", () => {
     assert.equal(never.reachStep, null);
     assert.equal(never.reachFraction, null);
     assert.match(describeReach(never)[0] as string, /does not reach/);
+    // A dip then a rise: the best values are named and the reach figure is flagged.
+    const dip = compareSeries(
+      s([
+        [0, 40],
+        [500, 30],
+        [1000, 35],
+      ]),
+      s([
+        [0, 41],
+        [500, 32],
+        [1000, 36],
+      ]),
+      "fd",
+      "lower",
+    );
+    assert.deepEqual(dip.baselineBest, { step: 500, value: 30 });
+    assert.deepEqual(dip.seBest, { step: 500, value: 32 });
+    assert.match(
+      describeReach(dip)[2] as string,
+      /^Best fd: baseline 30\.00 at step 500, SE 32\.00 at step 500; .*weak evidence\.$/,
+    );
     const empty = compareSeries([], s([[0, 1]]), "fd", "lower");
     assert.equal(empty.baselineFinal, null);
     assert.deepEqual(describeReach(empty), ["fd: not enough data to compare."]);
