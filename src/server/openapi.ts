@@ -358,6 +358,18 @@ export function openApiDocument(): Json {
           },
         },
       },
+      "/v1/runs/{id}/stop": {
+        post: {
+          tags: ["runs"],
+          description:
+            "admin keys only: SIGTERM to a live run's trainer; it is settled as interrupted and can be resumed from its last checkpoint",
+          parameters: [idParam],
+          responses: {
+            "202": json({ type: "object" }, "{run}: still running until the trainer exits"),
+            ...errors(401, 403, 404, 409),
+          },
+        },
+      },
       "/v1/runs/{id}/metrics": {
         get: {
           tags: ["runs"],

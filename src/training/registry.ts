@@ -246,6 +246,25 @@ export class RunRegistry {
     return row;
   }
 
+  /** Asks a live run's trainer to stop (SIGTERM). Its checkpoints are atomic, so the run can be
+   * resumed later from its last checkpoint; it is settled as interrupted when the process ends. */
+  stopRun(runId: string): RunRow {
+    const run = getRun(this.db, runId);
+    if (!run) throw new RunError("run_not_found", 404, `no run ${JSON.stringify(runId)}`);
+    const f = this.followers.get(runId);
+    if (run.status !== "running" || !f) {
+      throw new RunError("run_not_running", 409, `run ${runId} is ${run.status}, not running here`);
+    }
+    // Only signal the process that is this run's trainer (a pid can be reused).
+    if (f.pid === null || !pidAlive(f.pid) || !pidRunsFolder(f.pid, run.folder)) {
+      this.tick(f);
+      throw new RunError("run_not_running", 409, `run ${runId}: its trainer is gone`);
+    }
+    process.kill(f.pid, "SIGTERM");
+    this.log(`runs: stopping ${runId} (SIGTERM to pid ${f.pid})`);
+    return run;
+  }
+
   private follow(runId: string, file: string, pid: number | null, child?: ChildProcess): Follower {
     const timer = setInterval(() => this.tick(f), this.pollMs);
     timer.unref();

@@ -296,3 +296,33 @@ test("/openapi.json describes the run routes", async () => {
   assert.ok(doc.paths["/v1/runs/{id}/metrics"]?.get);
   assert.ok(doc.components.schemas.StartRun);
 });
+
+test("an admin stops a live run: SIGTERM to its trainer, settled as interrupted", async () => {
+  const res = await post("/v1/runs", {
+    kind: "autoencoder",
+    config: "tiny",
+    variant: "baseline",
+    run_id: "ae-tiny-stop",
+    steps: 100_000,
+    threads: 1,
+  });
+  assert.equal(res.status, 202, await res.clone().text());
+  for (let i = 0; i < 2400; i++) {
+    const { run } = (await (await get("/v1/runs/ae-tiny-stop")).json()) as { run: Run };
+    if (run.step > 0 || run.status !== "running") break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await expectError(await post("/v1/runs/ae-tiny-stop/stop", {}, t.user), 403, "forbidden", /./);
+  const stop = await post("/v1/runs/ae-tiny-stop/stop", {});
+  assert.equal(stop.status, 202, await stop.clone().text());
+  const run = (await waitForRun("ae-tiny-stop")) as Run & { error: string | null };
+  assert.equal(run.status, "interrupted");
+  assert.match(run.error ?? "", /SIGTERM/);
+  await expectError(
+    await post("/v1/runs/ae-tiny-stop/stop", {}),
+    409,
+    "run_not_running",
+    /interrupted/,
+  );
+  await expectError(await post("/v1/runs/nope/stop", {}), 404, "run_not_found", /nope/);
+});

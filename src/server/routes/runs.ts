@@ -104,6 +104,14 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
     return c.json({ run: runJson(run) }, 202);
   });
 
+  app.post("/:id/stop", requireAdmin, (c) => {
+    try {
+      return c.json({ run: runJson(registry.stopRun(c.req.param("id"))) }, 202);
+    } catch (err) {
+      toApi(err);
+    }
+  });
+
   app.post("/import", requireAdmin, async (c) => {
     const parsed = ImportRunSchema.safeParse(await jsonBody(c));
     if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
