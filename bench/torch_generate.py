@@ -30,7 +30,7 @@ import torch
 from diffusable.denoiser import Denoiser, get_denoiser_config
 from diffusable.export_denoiser import export_denoiser_onnx, sampler_defaults
 from diffusable.flow import sample
-from diffusable.onnx_export import file_entries, round_weights_fp16
+from diffusable.onnx_export import add_weights_flag, file_entries, round_weights_fp16
 
 
 def random_denoiser(
@@ -87,9 +87,7 @@ def main() -> None:
     ap.add_argument("--bundle-only", action="store_true")
     ap.add_argument("--denoiser-only", action="store_true")
     ap.add_argument("--time-only", action="store_true")
-    ap.add_argument(
-        "--weights", choices=["fp16", "fp32"], default="fp16", help="ONNX weight storage"
-    )
+    add_weights_flag(ap)
     a = ap.parse_args()
     out = Path(a.out)
     if a.denoiser_only:

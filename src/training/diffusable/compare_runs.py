@@ -40,23 +40,28 @@ def read_events(run: Path) -> List[Dict]:
     return events
 
 
-def summarise(run: Path) -> Dict:
-    events = read_events(run)
-    val = [e for e in events if e["type"] == "val"]
-    train = [e for e in events if e["type"] == "train"]
-    if not val or not train:
-        raise ValueError(f"{run}: no validation or training events yet")
-    # Wall time: the sum, over each start or resume, of the span to its last recorded event.
+def wall_seconds(events: List[Dict]) -> float:
+    """The sum, over each start or resume of a run, of the span to its last recorded event."""
     wall, seg_start, seg_last = 0.0, None, None
     for e in events:
         if e["type"] == "status" and e["status"] in ("started", "resumed"):
             if seg_start is not None and seg_last is not None:
                 wall += seg_last - seg_start
             seg_start, seg_last = e["time"], None
-        elif e["type"] in ("train", "val", "spectrum", "checkpoint", "status"):
+        elif e["type"] in ("train", "val", "eval", "spectrum", "checkpoint", "status"):
             seg_last = e["time"]
     if seg_start is not None and seg_last is not None:
         wall += seg_last - seg_start
+    return wall
+
+
+def summarise(run: Path) -> Dict:
+    events = read_events(run)
+    val = [e for e in events if e["type"] == "val"]
+    train = [e for e in events if e["type"] == "train"]
+    if not val or not train:
+        raise ValueError(f"{run}: no validation or training events yet")
+    wall = wall_seconds(events)
     out = dict(val[-1])
     out.update(
         steps=train[-1]["step"], wall_s=wall, steps_per_s=train[-1]["step"] / max(wall, 1e-9)

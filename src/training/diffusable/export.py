@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from .autoencoder import CausalVAE
-from .onnx_export import WEIGHT_STORAGE, export_onnx, file_entries, round_weights_fp16
+from .onnx_export import add_weights_flag, export_onnx, file_entries
 
 BUNDLE_FORMAT = "diffusable-bundle/1"
 
@@ -225,12 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="bundle folder, e.g. models/se-small")
     ap.add_argument("--name", help="bundle name (default: the folder's name)")
     ap.add_argument("--events", help="the run's events.jsonl (default: next to checkpoints/)")
-    ap.add_argument(
-        "--weights",
-        choices=WEIGHT_STORAGE,
-        default="fp16",
-        help="parameter storage in the ONNX files (compute is fp32 either way)",
-    )
+    add_weights_flag(ap)
     args = ap.parse_args(argv)
 
     ckpt = Path(args.ckpt)
@@ -256,8 +251,6 @@ def main(argv=None) -> int:
         "diffusable.autoencoder_config": vae.cfg.to_json(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    if args.weights == "fp16":
-        round_weights_fp16(vae)
     onnx = export_autoencoder(vae, out, metadata, args.weights)
     run = {"id": meta.get("run_id"), "step": meta.get("step"), "data": dataset_name(config_event)}
     manifest = build_manifest(

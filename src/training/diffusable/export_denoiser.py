@@ -22,7 +22,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
 from .export import last_event
-from .onnx_export import WEIGHT_STORAGE, export_onnx, file_entries, round_weights_fp16
+from .onnx_export import add_weights_flag, export_onnx, file_entries
 
 X_AXES = {0: "batch", 2: "latent_frames", 3: "latent_height", 4: "latent_width"}
 
@@ -60,12 +60,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Add a denoiser to a model bundle.")
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--bundle", required=True, help="bundle folder made by diffusable.export")
-    ap.add_argument(
-        "--weights",
-        choices=WEIGHT_STORAGE,
-        default="fp16",
-        help="parameter storage in denoiser.onnx (compute is fp32 either way)",
-    )
+    add_weights_flag(ap)
     args = ap.parse_args(argv)
     ckpt, bundle = Path(args.ckpt), Path(args.bundle)
     try:
@@ -89,8 +84,6 @@ def main(argv=None) -> int:
         )
         return 2
     metadata = {"diffusable.bundle": manifest["name"], "diffusable.variant": manifest["variant"]}
-    if args.weights == "fp16":
-        round_weights_fp16(model)
     export_denoiser_onnx(model, bundle / "denoiser.onnx", metadata, args.weights)
 
     events = ckpt.parent.parent / "events.jsonl"

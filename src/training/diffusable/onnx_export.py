@@ -8,6 +8,7 @@ model: protobuf parsers merge repeated fields that appear later in a message.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import inspect
@@ -43,6 +44,16 @@ def metadata_props(metadata: Dict[str, str]) -> bytes:
 
 
 WEIGHT_STORAGE = ("fp32", "fp16")
+
+
+def add_weights_flag(ap: argparse.ArgumentParser, default: str = "fp16") -> None:
+    """--weights: how an export stores parameters (the graphs compute in fp32 either way)."""
+    ap.add_argument(
+        "--weights",
+        choices=WEIGHT_STORAGE,
+        default=default,
+        help="parameter storage in the ONNX files (compute is fp32 either way)",
+    )
 
 
 def round_weights_fp16(module: torch.nn.Module) -> torch.nn.Module:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .compare_runs import read_events, table
+from .compare_runs import read_events, table, wall_seconds
 from .events import format_seconds
 
 
@@ -41,12 +41,6 @@ def first_reach(points: Sequence[Tuple[int, float]], target: float) -> Optional[
             return s0 + (step - s0) * (v0 - target) / (v0 - value)
         prev = (step, value)
     return None
-
-
-def wall_seconds(run: Path) -> float:
-    events = read_events(run)
-    times = [e["time"] for e in events if isinstance(e.get("time"), (int, float))]
-    return max(times) - min(times) if times else 0.0
 
 
 def diffusion_section(baseline: Path, se: Path, metric: str) -> str:
@@ -94,8 +88,8 @@ def diffusion_section(baseline: Path, se: Path, metric: str) -> str:
             else "."
         ),
         f"- Final {metric}: baseline {final_b:.2f}, SE {final_s:.2f} ({rel:+.1f}%).",
-        f"- Wall time: baseline {format_seconds(wall_seconds(baseline))}, "
-        f"SE {format_seconds(wall_seconds(se))}.",
+        f"- Wall time: baseline {format_seconds(wall_seconds(read_events(baseline)))}, "
+        f"SE {format_seconds(wall_seconds(read_events(se)))}.",
     ]
     return "\n".join(lines)
 
