@@ -10,15 +10,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-
-interface ModelInfo {
-  name: string;
-  variant: string;
-  classes: string[];
-  resolution: number;
-  frames: { default: number };
-  generate: unknown;
-}
+import type { BundleInfo } from "../src/pipeline/runtime.ts";
 
 interface Generation {
   id: string;
@@ -58,7 +50,7 @@ async function main() {
   if (!opt.key) fail("an API key is needed: --key or DIFFUSABLE_KEY");
   const n = Number(opt.n);
   const seed = Number(opt.seed);
-  const { models } = await call<{ models: ModelInfo[] }>("/v1/models");
+  const { models } = await call<{ models: BundleInfo[] }>("/v1/models");
   const generators = models.filter((m) => m.generate);
   const model = opt.model
     ? models.find((m) => m.name === opt.model)

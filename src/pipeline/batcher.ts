@@ -16,6 +16,7 @@
 
 import type { Bundle } from "./bundle.ts";
 import { PipelineError } from "./errors.ts";
+import { runDenoiser } from "./generate.ts";
 import type { ModelRuntime } from "./runtime.ts";
 import type { VelocityFn } from "./sampler.ts";
 
@@ -235,19 +236,7 @@ export class DenoiserBatcher {
     s.peakRows = Math.max(s.peakRows, rows);
     if (new Set(pieces.map((p) => p.req)).size > 1) s.sharedCalls++;
     try {
-      const out = await this.#runtime.run(g.bundle, "denoiser", {
-        x: { dtype: "float32", dims: [callRows, ...g.dims], data: x },
-        t: { dtype: "float32", dims: [callRows], data: t },
-        label: { dtype: "int64", dims: [callRows], data: label },
-      });
-      const v = out.v?.data;
-      if (!(v instanceof Float32Array) || v.length !== callRows * per) {
-        throw new PipelineError(
-          "model_failed",
-          'the denoiser returned no "v" of the input shape',
-          500,
-        );
-      }
+      const v = await runDenoiser(this.#runtime, g.bundle, x, [callRows, ...g.dims], t, label);
       row = 0;
       for (const p of pieces) {
         if (!p.req.settled) {

@@ -1,8 +1,8 @@
 // The durable generation runner: generations live in SQLite (store/generations.ts); the runner
 // takes queued ones oldest first, at most `concurrency` at a time (the lifecycle is runner.ts's,
 // shared with jobs.ts), and runs each through generate.ts; running generations of one bundle and
-// latent shape share denoiser calls (batcher.ts). Progress (step of steps) is written after every sampler step; cancel aborts the
-// sampler, which checks before every denoiser step. Outputs are written under ".tmp-" names,
+// latent shape share denoiser calls (batcher.ts). Progress (step of steps) is written after every
+// sampler step; cancel aborts the sampler, which checks before every denoiser step. Outputs are written under ".tmp-" names,
 // fsynced and renamed into place, and their sha256 recorded; a generation left running by a crash
 // is queued again on start (the same seed gives the same bytes, so a rerun is the same result).
 

@@ -5,18 +5,10 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import type { BundleInfo } from "../../src/pipeline/runtime.ts";
 import { probeVideo } from "../../src/pipeline/video.ts";
 import { REPO_ROOT } from "./python.ts";
 import { auth, startTestServer, type TestServer, tempDir } from "./server-helpers.ts";
-
-interface ModelInfo {
-  name: string;
-  variant: string;
-  classes: string[];
-  resolution: number;
-  frames: { default: number };
-  generate: unknown;
-}
 
 let server: TestServer;
 const work = tempDir("shipped-gen");
@@ -28,10 +20,10 @@ after(async () => {
   await server.close();
 });
 
-async function models(): Promise<ModelInfo[]> {
+async function models(): Promise<BundleInfo[]> {
   const res = await fetch(`${server.url}/v1/models`, { headers: auth(server.user) });
   assert.equal(res.status, 200);
-  return ((await res.json()) as { models: ModelInfo[] }).models;
+  return ((await res.json()) as { models: BundleInfo[] }).models;
 }
 
 test("both shipped variants can generate", async () => {
