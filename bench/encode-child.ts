@@ -3,7 +3,7 @@
 // Prints one JSON line: peak RSS (this process, worker threads included; ffmpeg is a separate
 // process with its own bounded buffers), wall time and what was encoded.
 
-import { type EncodeMode, encodeFile } from "../src/pipeline/encode.ts";
+import { type EncodeMode, encodeFile } from "../src/pipeline/autoencoder/encode.ts";
 import { ModelRuntime } from "../src/pipeline/runtime.ts";
 
 const [modelsDir, bundle, input, mode] = process.argv.slice(2) as [

@@ -20,8 +20,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DenoiserBatcher } from "../src/pipeline/batcher.ts";
-import { generateFiles, generateLatents } from "../src/pipeline/generate.ts";
+import { DenoiserBatcher } from "../src/pipeline/generate/batcher.ts";
+import { generateFiles, generateLatents } from "../src/pipeline/generate/generate.ts";
 import { ModelRuntime } from "../src/pipeline/runtime.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");

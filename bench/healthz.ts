@@ -18,8 +18,8 @@ import {
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { closeDb, openDb } from "../src/pipeline/store/db.ts";
-import { createKey } from "../src/pipeline/store/keys.ts";
+import { createKey } from "../src/store/api-keys.ts";
+import { closeDb, openDb } from "../src/store/db.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const { values } = parseArgs({

@@ -7,7 +7,7 @@ import { createReadStream } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { PipelineError } from "./errors.ts";
+import { PipelineError } from "./pipeline-error.ts";
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "a lowercase hex sha256");
 const positiveInt = z.number().int().positive();

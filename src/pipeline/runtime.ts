@@ -2,8 +2,8 @@
 // their ONNX files. What the HTTP layer and the CLI hold; encode.ts does the work through it.
 
 import { type Bundle, listBundles } from "./bundle.ts";
-import { PipelineError } from "./errors.ts";
-import { type Feeds, type Outputs, type PoolOptions, SessionPool } from "./model-pool.ts";
+import { type Feeds, type Outputs, type PoolOptions, SessionPool } from "./onnx/session-pool.ts";
+import { PipelineError } from "./pipeline-error.ts";
 
 /** What a client may know about a bundle (JSON-safe; no local paths). */
 export interface BundleInfo {

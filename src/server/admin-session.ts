@@ -6,8 +6,8 @@
 
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { eq } from "drizzle-orm";
-import type { Db } from "../pipeline/store/db.ts";
-import { type ApiKeyRow, apiKeys } from "../pipeline/store/schema.ts";
+import type { Db } from "../store/db.ts";
+import { type ApiKeyRow, apiKeys } from "../store/schema.ts";
 
 export const SESSION_COOKIE = "diffusable_admin";
 export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;

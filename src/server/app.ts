@@ -2,13 +2,13 @@
 // Built from its dependencies so tests can run it through app.request() on their own data dir.
 
 import { Hono } from "hono";
-import type { GenerationRunner } from "../pipeline/generations.ts";
-import type { JobRunner } from "../pipeline/jobs.ts";
-import type { RunReader } from "../pipeline/run-compare.ts";
-import { storeRunReader } from "../pipeline/run-reader.ts";
 import type { ModelRuntime } from "../pipeline/runtime.ts";
-import type { Db } from "../pipeline/store/db.ts";
-import { RunRegistry } from "../training/registry.ts";
+import type { GenerationRunner } from "../pipeline/work/generation-runner.ts";
+import type { JobRunner } from "../pipeline/work/job-runner.ts";
+import type { Db } from "../store/db.ts";
+import { RunRegistry } from "../training/runs/registry.ts";
+import type { RunReader } from "../training/runs/run-compare.ts";
+import { storeRunReader } from "../training/runs/run-reader.ts";
 import { type AppEnv, requireKey } from "./auth.ts";
 import type { Config } from "./config.ts";
 import { notFound, onError } from "./errors.ts";

@@ -2,9 +2,9 @@
 // `requireKey` sets c.var.apiKey; `requireAdmin` also wants the admin role.
 
 import type { MiddlewareHandler } from "hono";
-import type { Db } from "../pipeline/store/db.ts";
-import { findKeyBySecret } from "../pipeline/store/keys.ts";
-import type { ApiKeyRow } from "../pipeline/store/schema.ts";
+import { findKeyBySecret } from "../store/api-keys.ts";
+import type { Db } from "../store/db.ts";
+import type { ApiKeyRow } from "../store/schema.ts";
 import { ApiError } from "./errors.ts";
 
 export interface AppEnv {

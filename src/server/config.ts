@@ -1,12 +1,9 @@
 // Configuration, parsed once from the environment with zod. A bad value stops start-up with one
 // readable message naming every variable at fault.
 
-import { cpus } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
-
-/** The checkout (shipped run logs are found from it, whatever the working directory). */
-const REPO_ROOT = resolve(import.meta.dirname, "../..");
+import { defaultThreads, REPO_ROOT } from "../env.ts";
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -108,7 +105,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     generationConcurrency: e.DIFFUSABLE_GENERATION_CONCURRENCY,
     generationBatch: e.DIFFUSABLE_GENERATION_BATCH,
     defaultModel: e.DIFFUSABLE_DEFAULT_MODEL ?? null,
-    threads: e.DIFFUSABLE_THREADS || cpus().length,
+    threads: e.DIFFUSABLE_THREADS || defaultThreads(),
     providers: e.DIFFUSABLE_PROVIDERS,
     runsDir: resolve(e.DIFFUSABLE_RUNS_DIR ?? resolve(dataDir, "runs")),
     runsImportDir:

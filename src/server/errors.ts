@@ -3,7 +3,7 @@
 
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { PipelineError } from "../pipeline/errors.ts";
+import { PipelineError } from "../pipeline/pipeline-error.ts";
 
 export class ApiError extends Error {
   override name = "ApiError";

@@ -2,7 +2,7 @@
 // /openapi.json, so the document and the checks cannot drift apart.
 
 import { z } from "zod";
-import { KEY_ROLES } from "../pipeline/store/schema.ts";
+import { KEY_ROLES } from "../store/schema.ts";
 
 export const ErrorSchema = z.object({
   error: z.object({

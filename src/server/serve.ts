@@ -4,12 +4,12 @@
 import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import { GenerationRunner } from "../pipeline/generations.ts";
-import { JobRunner } from "../pipeline/jobs.ts";
 import { ModelRuntime } from "../pipeline/runtime.ts";
-import { closeDb, openDb } from "../pipeline/store/db.ts";
-import { countKeys } from "../pipeline/store/keys.ts";
-import { RunRegistry } from "../training/registry.ts";
+import { GenerationRunner } from "../pipeline/work/generation-runner.ts";
+import { JobRunner } from "../pipeline/work/job-runner.ts";
+import { countKeys } from "../store/api-keys.ts";
+import { closeDb, openDb } from "../store/db.ts";
+import { RunRegistry } from "../training/runs/registry.ts";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 

@@ -12,7 +12,7 @@ import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeWebStream } from "node:stream/web";
 import busboy from "busboy";
 import type { Context } from "hono";
-import { TMP_PREFIX, uploadsDir } from "../pipeline/jobs.ts";
+import { TMP_PREFIX, uploadsDir } from "../pipeline/work/datadir.ts";
 import { ApiError } from "./errors.ts";
 
 export interface SavedUpload {

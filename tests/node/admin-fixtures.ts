@@ -4,10 +4,10 @@
 
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { RunInfo, RunKind, RunReader } from "../../src/pipeline/run-compare.ts";
-import type { StepValue } from "../../src/pipeline/run-summary.ts";
-import type { Db } from "../../src/pipeline/store/db.ts";
-import { importRunFolder } from "../../src/training/import.ts";
+import type { Db } from "../../src/store/db.ts";
+import type { RunInfo, RunKind, RunReader } from "../../src/training/runs/run-compare.ts";
+import { importRunFolder } from "../../src/training/runs/run-import.ts";
+import type { StepValue } from "../../src/training/runs/run-summary.ts";
 import { fixtureBundle } from "./media.ts";
 import { REPO_ROOT } from "./python.ts";
 

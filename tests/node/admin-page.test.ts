@@ -6,15 +6,15 @@
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { buildComparison, type Chart } from "../../src/pipeline/run-compare.ts";
+import { AdminSessions, SESSION_COOKIE } from "../../src/server/admin-session.ts";
+import { revokeKey } from "../../src/store/api-keys.ts";
+import { buildComparison, type Chart } from "../../src/training/runs/run-compare.ts";
 import {
   compareSeries,
   describeReach,
   stepToReach,
   summarize,
-} from "../../src/pipeline/run-summary.ts";
-import { revokeKey } from "../../src/pipeline/store/keys.ts";
-import { AdminSessions, SESSION_COOKIE } from "../../src/server/admin-session.ts";
+} from "../../src/training/runs/run-summary.ts";
 import {
   adminModelsDir,
   fileRunReader,
@@ -147,7 +147,7 @@ describe("admin page", () => {
       401,
     );
 
-    const { createKey } = await import("../../src/pipeline/store/keys.ts");
+    const { createKey } = await import("../../src/store/api-keys.ts");
     const other = createKey(t.db, "other-admin", "admin");
     const res = await t.app.request("/admin/session", form(other.secret));
     const session = cookieOf(res);

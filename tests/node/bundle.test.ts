@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { listBundles, loadBundle, sha256File } from "../../src/pipeline/bundle.ts";
-import { PipelineError } from "../../src/pipeline/errors.ts";
+import { PipelineError } from "../../src/pipeline/pipeline-error.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
 import { fixtureBundle } from "./media.ts";
 

@@ -3,18 +3,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import {
-  decodedFrames,
-  decodeLatents,
-  encodeFile,
-  PipelineError,
-  reconstructFile,
-} from "../../src/pipeline/encode.ts";
-import { openSession, runSession, type Session } from "../../src/pipeline/model.ts";
-import { writeNpy } from "../../src/pipeline/npy.ts";
+import { decodedFrames, decodeLatents } from "../../src/pipeline/autoencoder/decode.ts";
+import { encodeFile } from "../../src/pipeline/autoencoder/encode.ts";
+import { reconstructFile } from "../../src/pipeline/autoencoder/reconstruct.ts";
+import { writeNpy } from "../../src/pipeline/media/npy-file.ts";
+import { framesToVideo, roundToHalf } from "../../src/pipeline/media/tensor.ts";
+import { decodeFrames, probeVideo } from "../../src/pipeline/media/video.ts";
+import { openSession, runSession, type Session } from "../../src/pipeline/onnx/onnx-session.ts";
+import { PipelineError } from "../../src/pipeline/pipeline-error.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
-import { framesToVideo, roundToHalf } from "../../src/pipeline/tensor.ts";
-import { decodeFrames, probeVideo } from "../../src/pipeline/video.ts";
 import { modelsDirWith, testVideo } from "./media.ts";
 import { runPython } from "./python.ts";
 

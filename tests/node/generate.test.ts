@@ -9,16 +9,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Bundle } from "../../src/pipeline/bundle.ts";
-import { PipelineError } from "../../src/pipeline/errors.ts";
 import {
   type GenerateFormat,
   generateFiles,
   generateLatents,
   resolveSettings,
-} from "../../src/pipeline/generate.ts";
-import { readNpy } from "../../src/pipeline/npy.ts";
+} from "../../src/pipeline/generate/generate.ts";
+import { readNpy } from "../../src/pipeline/media/npy-file.ts";
+import { probeVideo } from "../../src/pipeline/media/video.ts";
+import { PipelineError } from "../../src/pipeline/pipeline-error.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
-import { probeVideo } from "../../src/pipeline/video.ts";
 import { modelsDirWith } from "./media.ts";
 
 let dir = "";

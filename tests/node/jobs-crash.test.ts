@@ -8,9 +8,9 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { closeDb, integrityCheck, openDb } from "../../src/pipeline/store/db.ts";
-import { getJob } from "../../src/pipeline/store/jobs.ts";
-import { createKey } from "../../src/pipeline/store/keys.ts";
+import { createKey } from "../../src/store/api-keys.ts";
+import { closeDb, integrityCheck, openDb } from "../../src/store/db.ts";
+import { getJob } from "../../src/store/job-rows.ts";
 import { REPO_ROOT } from "./python.ts";
 import {
   auth,

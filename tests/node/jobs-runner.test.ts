@@ -5,10 +5,12 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { JobRunner, MAX_ATTEMPTS, outputsDir } from "../../src/pipeline/jobs.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
-import { closeDb, type Db, openDb } from "../../src/pipeline/store/db.ts";
-import { getJob, insertJob, newJobId, setItem, setJob } from "../../src/pipeline/store/jobs.ts";
+import { outputsDir } from "../../src/pipeline/work/datadir.ts";
+import { JobRunner } from "../../src/pipeline/work/job-runner.ts";
+import { MAX_ATTEMPTS } from "../../src/pipeline/work/runner.ts";
+import { closeDb, type Db, openDb } from "../../src/store/db.ts";
+import { getJob, insertJob, newJobId, setItem, setJob } from "../../src/store/job-rows.ts";
 import { fixtureModelsDir, MODEL, makeVideo, tempDir, tempFilesUnder } from "./server-helpers.ts";
 
 const dataDir = tempDir("runner");

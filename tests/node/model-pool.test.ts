@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { PipelineError } from "../../src/pipeline/errors.ts";
 import {
   checkFeeds,
   openSession,
   runSession,
   type Session,
   type TensorValue,
-} from "../../src/pipeline/model.ts";
-import { SessionPool } from "../../src/pipeline/model-pool.ts";
+} from "../../src/pipeline/onnx/onnx-session.ts";
+import { SessionPool } from "../../src/pipeline/onnx/session-pool.ts";
+import { PipelineError } from "../../src/pipeline/pipeline-error.ts";
 import { fixtureBundle } from "./media.ts";
 
 let encoder = "";

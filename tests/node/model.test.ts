@@ -10,7 +10,7 @@ import {
   readModelMetadata,
   runSession,
   type Session,
-} from "../../src/pipeline/model.ts";
+} from "../../src/pipeline/onnx/onnx-session.ts";
 import { runPython } from "./python.ts";
 
 // A tiny two-input, two-output model exported by torch, with metadata_props appended to the

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { test } from "node:test";
-import { gaussianNoise, Xoshiro128 } from "../../src/pipeline/noise.ts";
+import { gaussianNoise, Xoshiro128 } from "../../src/pipeline/generate/noise.ts";
 
 const sha = (a: Float32Array) =>
   createHash("sha256")

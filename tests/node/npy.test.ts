@@ -3,8 +3,14 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { toHalfBits } from "../../src/pipeline/float16.ts";
-import { encodeNpy, type NpyArray, parseNpy, readNpy, writeNpy } from "../../src/pipeline/npy.ts";
+import {
+  encodeNpy,
+  type NpyArray,
+  parseNpy,
+  readNpy,
+  writeNpy,
+} from "../../src/pipeline/media/npy-file.ts";
+import { toHalfBits } from "../../src/pipeline/onnx/float16.ts";
 import { runPython } from "./python.ts";
 
 // Arrays written by numpy; the TypeScript side recomputes the same formulas to compare.

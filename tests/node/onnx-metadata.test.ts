@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseOnnxMetadata } from "../../src/pipeline/onnx-metadata.ts";
+import { parseOnnxMetadata } from "../../src/pipeline/onnx/onnx-metadata.ts";
 
 // A minimal protobuf writer, enough to build ModelProto-shaped bytes by hand.
 function varint(n: number): number[] {

@@ -6,13 +6,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { type NpyArray, readNpy } from "../../src/pipeline/media/npy-file.ts";
 import {
   openSession,
   readModelMetadata,
   runSession,
   type Session,
-} from "../../src/pipeline/model.ts";
-import { type NpyArray, readNpy } from "../../src/pipeline/npy.ts";
+} from "../../src/pipeline/onnx/onnx-session.ts";
 import { runPython } from "./python.ts";
 
 interface ParityCase {

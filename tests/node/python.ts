@@ -1,10 +1,10 @@
 // Run the Debian Python that has torch and numpy (/usr/bin/python3, not the first python3 on PATH).
 
 import { spawnSync } from "node:child_process";
-import { resolve } from "node:path";
 
-export const PYTHON = process.env.DIFFUSABLE_PYTHON ?? "/usr/bin/python3";
-export const REPO_ROOT = resolve(import.meta.dirname, "../..");
+import { PYTHON, REPO_ROOT, TRAINING_SRC } from "../../src/env.ts";
+
+export { PYTHON, REPO_ROOT };
 
 /** Runs python with these arguments from the repo root, PYTHONPATH=src/training; returns stdout. */
 export function runPython(args: readonly string[], timeoutMs = 120_000): string {
@@ -12,7 +12,7 @@ export function runPython(args: readonly string[], timeoutMs = 120_000): string 
     cwd: REPO_ROOT,
     encoding: "utf8",
     timeout: timeoutMs,
-    env: { ...process.env, PYTHONPATH: resolve(REPO_ROOT, "src/training") },
+    env: { ...process.env, PYTHONPATH: TRAINING_SRC },
   });
   if (result.error) throw new Error(`${PYTHON} ${args.join(" ")}: ${result.error.message}`);
   if (result.status !== 0) {

@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { closeDb, type Db, openDb } from "../../src/pipeline/store/db.ts";
+import { closeDb, type Db, openDb } from "../../src/store/db.ts";
+import { eventMetrics, parseEventLine } from "../../src/training/runs/run-events.ts";
+import { ImportError, importRunFolder } from "../../src/training/runs/run-import.ts";
 import {
   diffusionRunsOf,
   getMetrics,
@@ -15,9 +17,7 @@ import {
   listArtifacts,
   listRuns,
   metricNames,
-} from "../../src/pipeline/store/runs.ts";
-import { eventMetrics, parseEventLine } from "../../src/training/events.ts";
-import { ImportError, importRunFolder } from "../../src/training/import.ts";
+} from "../../src/training/runs/run-store.ts";
 import { REPO_ROOT } from "./python.ts";
 import { tempDir } from "./server-helpers.ts";
 

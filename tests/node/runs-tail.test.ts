@@ -8,15 +8,15 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { closeDb, type Db, openDb } from "../../src/pipeline/store/db.ts";
+import { closeDb, type Db, openDb } from "../../src/store/db.ts";
+import { RunRegistry } from "../../src/training/runs/registry.ts";
 import {
   getMetrics,
   getRun,
   insertRunIfMissing,
   updateRun,
-} from "../../src/pipeline/store/runs.ts";
-import { RunRegistry } from "../../src/training/registry.ts";
-import { readNewLines } from "../../src/training/tail.ts";
+} from "../../src/training/runs/run-store.ts";
+import { readNewLines } from "../../src/training/runs/tail.ts";
 import { tempDir } from "./server-helpers.ts";
 
 let dir: string;

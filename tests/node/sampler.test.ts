@@ -7,9 +7,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { openSession, runSession, type Session } from "../../src/pipeline/model.ts";
-import { readNpy } from "../../src/pipeline/npy.ts";
-import { type SamplerMethod, sample, type VelocityFn } from "../../src/pipeline/sampler.ts";
+import {
+  type SamplerMethod,
+  sample,
+  type VelocityFn,
+} from "../../src/pipeline/generate/sampler.ts";
+import { readNpy } from "../../src/pipeline/media/npy-file.ts";
+import { openSession, runSession, type Session } from "../../src/pipeline/onnx/onnx-session.ts";
 import { runPython } from "./python.ts";
 
 interface SamplerFixture {

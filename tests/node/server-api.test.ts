@@ -3,8 +3,8 @@
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { insertJob, newJobId } from "../../src/pipeline/store/jobs.ts";
-import { findKeyBySecret } from "../../src/pipeline/store/keys.ts";
+import { findKeyBySecret } from "../../src/store/api-keys.ts";
+import { insertJob, newJobId } from "../../src/store/job-rows.ts";
 import { auth, MODEL, openTestApp, type TestApp } from "./server-helpers.ts";
 
 let t: TestApp;

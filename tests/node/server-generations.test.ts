@@ -7,18 +7,14 @@ import assert from "node:assert/strict";
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { ModelRuntime } from "../../src/pipeline/runtime.ts";
 import {
   defaultGenerationModel,
   type GenerationOptions,
   GenerationRunner,
-} from "../../src/pipeline/generations.ts";
-import { ModelRuntime } from "../../src/pipeline/runtime.ts";
-import { closeDb, openDb } from "../../src/pipeline/store/db.ts";
-import {
-  getGeneration,
-  insertGeneration,
-  setGeneration,
-} from "../../src/pipeline/store/generations.ts";
+} from "../../src/pipeline/work/generation-runner.ts";
+import { closeDb, openDb } from "../../src/store/db.ts";
+import { getGeneration, insertGeneration, setGeneration } from "../../src/store/generation-rows.ts";
 import { REPO_ROOT } from "./python.ts";
 import {
   auth,
@@ -151,7 +147,7 @@ test("cancel stops a generation within one denoiser step", async () => {
 test("others' generations are not visible", async () => {
   const g = (await (await post({ ...base, steps: 1 })).json()) as Gen;
   await waitFor(g.id);
-  const { createKey } = await import("../../src/pipeline/store/keys.ts");
+  const { createKey } = await import("../../src/store/api-keys.ts");
   const other = createKey(t.db, "other", "user").secret;
   assert.equal((await get(`/v1/generations/${g.id}`, other)).status, 404);
   assert.equal((await get(`/v1/generations/${g.id}`, t.admin)).status, 200);
@@ -240,7 +236,7 @@ test("GET /:id/events streams progress and ends with the final status", async ()
 });
 
 test("GET /v1/generations pages newest first", async () => {
-  const { createKey } = await import("../../src/pipeline/store/keys.ts");
+  const { createKey } = await import("../../src/store/api-keys.ts");
   const pager = createKey(t.db, "pager", "user").secret;
   const ids: string[] = [];
   for (let i = 0; i < 3; i++)

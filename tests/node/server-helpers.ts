@@ -7,14 +7,14 @@ import { randomBytes } from "node:crypto";
 import { cpSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GenerationRunner } from "../../src/pipeline/generations.ts";
-import { JobRunner } from "../../src/pipeline/jobs.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
-import { closeDb, type Db, openDb } from "../../src/pipeline/store/db.ts";
-import { createKey } from "../../src/pipeline/store/keys.ts";
+import { GenerationRunner } from "../../src/pipeline/work/generation-runner.ts";
+import { JobRunner } from "../../src/pipeline/work/job-runner.ts";
 import { type App, createApp } from "../../src/server/app.ts";
 import { type Config, parseConfig } from "../../src/server/config.ts";
 import { type RunningServer, startServer } from "../../src/server/serve.ts";
+import { createKey } from "../../src/store/api-keys.ts";
+import { closeDb, type Db, openDb } from "../../src/store/db.ts";
 import { fixtureBundle } from "./media.ts";
 
 export const MODEL = "tiny-fixture";

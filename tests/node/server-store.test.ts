@@ -5,14 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { closeDb, integrityCheck, openDb } from "../../src/pipeline/store/db.ts";
-import {
-  claimNextJob,
-  countActiveJobs,
-  getJob,
-  insertJob,
-  newJobId,
-} from "../../src/pipeline/store/jobs.ts";
+import { ConfigError, parseConfig } from "../../src/server/config.ts";
 import {
   countKeys,
   createKey,
@@ -20,8 +13,15 @@ import {
   hashSecret,
   listKeys,
   revokeKey,
-} from "../../src/pipeline/store/keys.ts";
-import { ConfigError, parseConfig } from "../../src/server/config.ts";
+} from "../../src/store/api-keys.ts";
+import { closeDb, integrityCheck, openDb } from "../../src/store/db.ts";
+import {
+  claimNextJob,
+  countActiveJobs,
+  getJob,
+  insertJob,
+  newJobId,
+} from "../../src/store/job-rows.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "diffusable-store-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

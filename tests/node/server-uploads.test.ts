@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { parseNpy } from "../../src/pipeline/npy.ts";
+import { parseNpy } from "../../src/pipeline/media/npy-file.ts";
 import { JobSchema } from "../../src/server/schemas.ts";
 import {
   auth,

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { reconstructFile } from "../../src/pipeline/encode.ts";
+import { reconstructFile } from "../../src/pipeline/autoencoder/reconstruct.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
 import { testVideo } from "./media.ts";
 import { REPO_ROOT } from "./python.ts";

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { probeVideo } from "../../src/pipeline/media/video.ts";
 import type { BundleInfo } from "../../src/pipeline/runtime.ts";
-import { probeVideo } from "../../src/pipeline/video.ts";
 import { REPO_ROOT } from "./python.ts";
 import { auth, startTestServer, type TestServer, tempDir } from "./server-helpers.ts";
 

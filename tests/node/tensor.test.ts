@@ -3,8 +3,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { writeNpy } from "../../src/pipeline/npy.ts";
-import { concatTime, framesToVideo, psnr, ssim, videoToFrames } from "../../src/pipeline/tensor.ts";
+import { writeNpy } from "../../src/pipeline/media/npy-file.ts";
+import {
+  concatTime,
+  framesToVideo,
+  psnr,
+  ssim,
+  videoToFrames,
+} from "../../src/pipeline/media/tensor.ts";
 import { runPython } from "./python.ts";
 
 // diffusable.metrics on the same two frames, as (1, 3, 1, H, W) videos in [-1, 1].

@@ -10,7 +10,7 @@ import {
   probeVideo,
   VideoError,
   type VideoErrorCode,
-} from "../../src/pipeline/video.ts";
+} from "../../src/pipeline/media/video.ts";
 import { alive, ffmpegMake, testVideo } from "./media.ts";
 
 let dir = "";

@@ -13,9 +13,19 @@ import { Readable } from "node:stream";
 import { type Context, Hono } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { z } from "zod";
-import { isPipelineError } from "../../pipeline/errors.ts";
-import { resolveSettings } from "../../pipeline/generate.ts";
-import type { GenerationOptions, GenerationRunner } from "../../pipeline/generations.ts";
+import { resolveSettings } from "../../pipeline/generate/generate.ts";
+import { isPipelineError } from "../../pipeline/pipeline-error.ts";
+import type { ModelRuntime } from "../../pipeline/runtime.ts";
+import type { GenerationOptions, GenerationRunner } from "../../pipeline/work/generation-runner.ts";
+import { findKeyBySecret } from "../../store/api-keys.ts";
+import type { Db } from "../../store/db.ts";
+import {
+  countGenerations,
+  getGeneration,
+  insertGeneration,
+  newGenerationId,
+} from "../../store/generation-rows.ts";
+import type { ApiKeyRow, GenerationRow } from "../../store/schema.ts";
 import {
   brief,
   buildComparison,
@@ -25,17 +35,7 @@ import {
   type RunKind,
   type RunReader,
   variantOf,
-} from "../../pipeline/run-compare.ts";
-import type { ModelRuntime } from "../../pipeline/runtime.ts";
-import type { Db } from "../../pipeline/store/db.ts";
-import {
-  countGenerations,
-  getGeneration,
-  insertGeneration,
-  newGenerationId,
-} from "../../pipeline/store/generations.ts";
-import { findKeyBySecret } from "../../pipeline/store/keys.ts";
-import type { ApiKeyRow, GenerationRow } from "../../pipeline/store/schema.ts";
+} from "../../training/runs/run-compare.ts";
 import { AdminSessions, SESSION_COOKIE } from "../admin-session.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";

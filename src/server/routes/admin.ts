@@ -1,8 +1,8 @@
 // Admin-only routes: API keys.
 
 import { Hono } from "hono";
-import type { Db } from "../../pipeline/store/db.ts";
-import { createKey, listKeys, revokeKey } from "../../pipeline/store/keys.ts";
+import { createKey, listKeys, revokeKey } from "../../store/api-keys.ts";
+import type { Db } from "../../store/db.ts";
 import { type AppEnv, requireAdmin } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import { CreateKeySchema, describeZodError } from "../schemas.ts";

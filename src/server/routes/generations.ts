@@ -9,15 +9,15 @@ import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
-import { isPipelineError } from "../../pipeline/errors.ts";
-import { resolveSettings } from "../../pipeline/generate.ts";
+import { resolveSettings } from "../../pipeline/generate/generate.ts";
+import { isPipelineError } from "../../pipeline/pipeline-error.ts";
+import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import {
   defaultGenerationModel,
   type GenerationOptions,
   type GenerationRunner,
-} from "../../pipeline/generations.ts";
-import type { ModelRuntime } from "../../pipeline/runtime.ts";
-import type { Db } from "../../pipeline/store/db.ts";
+} from "../../pipeline/work/generation-runner.ts";
+import type { Db } from "../../store/db.ts";
 import {
   countGenerations,
   generationByIdempotencyKey,
@@ -25,8 +25,8 @@ import {
   insertGeneration,
   listGenerations,
   newGenerationId,
-} from "../../pipeline/store/generations.ts";
-import type { GenerationRow } from "../../pipeline/store/schema.ts";
+} from "../../store/generation-rows.ts";
+import type { GenerationRow } from "../../store/schema.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";

@@ -7,10 +7,11 @@ import { readFile, stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { Hono } from "hono";
 import type { z } from "zod";
-import type { JobRunner } from "../../pipeline/jobs.ts";
-import { parseNpy } from "../../pipeline/npy.ts";
+import { parseNpy } from "../../pipeline/media/npy-file.ts";
+import { probeVideo } from "../../pipeline/media/video.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
-import type { Db } from "../../pipeline/store/db.ts";
+import type { JobRunner } from "../../pipeline/work/job-runner.ts";
+import type { Db } from "../../store/db.ts";
 import {
   countActiveJobs,
   getItem,
@@ -19,9 +20,8 @@ import {
   type JobWithItems,
   listJobs,
   newJobId,
-} from "../../pipeline/store/jobs.ts";
-import type { JobItemRow, JobKind } from "../../pipeline/store/schema.ts";
-import { probeVideo } from "../../pipeline/video.ts";
+} from "../../store/job-rows.ts";
+import type { JobItemRow, JobKind } from "../../store/schema.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";

@@ -4,7 +4,11 @@
 
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Db } from "../../pipeline/store/db.ts";
+import type { Db } from "../../store/db.ts";
+import { RUN_KINDS, RUN_STATUSES, type RunRow } from "../../store/schema.ts";
+import { StartRunSchema } from "../../training/runs/launch.ts";
+import type { RunRegistry } from "../../training/runs/registry.ts";
+import { RunError } from "../../training/runs/run-error.ts";
 import {
   diffusionRunsOf,
   getMetrics,
@@ -14,11 +18,7 @@ import {
   listRuns,
   metricNames,
   publicRun,
-} from "../../pipeline/store/runs.ts";
-import { RUN_KINDS, RUN_STATUSES, type RunRow } from "../../pipeline/store/schema.ts";
-import { RunError } from "../../training/errors.ts";
-import { StartRunSchema } from "../../training/launch.ts";
-import type { RunRegistry } from "../../training/registry.ts";
+} from "../../training/runs/run-store.ts";
 import { type AppEnv, requireAdmin } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import { describeZodError } from "../schemas.ts";

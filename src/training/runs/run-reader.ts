@@ -1,9 +1,9 @@
 // The run registry (store/runs.ts) as the admin comparison reads it (run-compare.ts RunReader).
 
+import type { Db } from "../../store/db.ts";
+import type { RunRow } from "../../store/schema.ts";
 import type { RunInfo, RunReader } from "./run-compare.ts";
-import type { Db } from "./store/db.ts";
-import { getMetrics, getRun, lastEvent, listRuns, metricNames } from "./store/runs.ts";
-import type { RunRow } from "./store/schema.ts";
+import { getMetrics, getRun, lastEvent, listRuns, metricNames } from "./run-store.ts";
 
 function info(row: RunRow): RunInfo {
   return {

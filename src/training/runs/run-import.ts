@@ -6,12 +6,12 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import type { Db } from "../pipeline/store/db.ts";
-import { getRun, insertRunIfMissing, updateRun, upsertArtifact } from "../pipeline/store/runs.ts";
-import type { ArtifactKind, RunRow } from "../pipeline/store/schema.ts";
-import { RunError } from "./errors.ts";
-import { configFacts, parseEventLine } from "./events.ts";
-import { ingestLines, type RejectedLine } from "./ingest.ts";
+import type { Db } from "../../store/db.ts";
+import type { ArtifactKind, RunRow } from "../../store/schema.ts";
+import { RunError } from "./run-error.ts";
+import { configFacts, parseEventLine } from "./run-events.ts";
+import { ingestLines, type RejectedLine } from "./run-ingest.ts";
+import { getRun, insertRunIfMissing, updateRun, upsertArtifact } from "./run-store.ts";
 import { readNewLines, type TailLine } from "./tail.ts";
 
 export const EVENTS_FILE = "events.jsonl";

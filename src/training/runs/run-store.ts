@@ -4,7 +4,7 @@
 // Synchronous (better-sqlite3).
 
 import { and, asc, desc, eq, lt, or, sql } from "drizzle-orm";
-import type { Db } from "./db.ts";
+import type { Db } from "../../store/db.ts";
 import {
   type ArtifactKind,
   type RunArtifactRow,
@@ -16,7 +16,7 @@ import {
   runEvents,
   runMetrics,
   runs,
-} from "./schema.ts";
+} from "../../store/schema.ts";
 
 /** Anything that runs queries: the database or a transaction on it. */
 type Queryable = Pick<Db, "select" | "insert" | "update" | "delete">;

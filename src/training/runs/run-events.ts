@@ -3,7 +3,7 @@
 // mistyped field). Pure: no I/O.
 
 import { z } from "zod";
-import { RUN_KINDS } from "../pipeline/store/schema.ts";
+import { RUN_KINDS } from "../../store/schema.ts";
 
 export const EVENT_TYPES = [
   "config",

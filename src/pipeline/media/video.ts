@@ -8,7 +8,8 @@ import { open, rm, stat } from "node:fs/promises";
 import type { PassThrough } from "node:stream";
 import { Readable } from "node:stream";
 import ffmpeg from "fluent-ffmpeg";
-import { PipelineError } from "./errors.ts";
+import { PipelineError } from "../pipeline-error.ts";
+import { OUTPUT_FORMATS, type VideoFormat } from "./output-formats.ts";
 
 export type VideoErrorCode =
   | "not_found"
@@ -355,8 +356,6 @@ export async function* decodeFrames(
   }
 }
 
-export type VideoFormat = "mp4" | "webm" | "gif";
-
 export interface EncodeVideoOptions {
   width: number;
   height: number;
@@ -367,42 +366,9 @@ export interface EncodeVideoOptions {
   signal?: AbortSignal;
 }
 
-const EVEN = "pad=ceil(iw/2)*2:ceil(ih/2)*2"; // yuv420p needs even sides
-
-function formatOptions(format: VideoFormat): { filter: string; options: string[] } {
-  switch (format) {
-    case "mp4":
-      return {
-        filter: EVEN,
-        options: [
-          ...["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"],
-          ...["-movflags", "+faststart", "-f", "mp4"],
-        ],
-      };
-    case "webm":
-      return {
-        filter: EVEN,
-        options: [
-          ...["-c:v", "libvpx-vp9", "-crf", "30", "-b:v", "0", "-pix_fmt", "yuv420p"],
-          ...["-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1"],
-          // Without bitexact the matroska muxer writes a random SegmentUID: the same frames
-          // would give different bytes (generation promises identical files for a seed).
-          ...["-fflags", "+bitexact", "-f", "webm"],
-        ],
-      };
-    case "gif":
-      // One pass with a palette computed from the whole clip, so colours are not dithered to
-      // the default 256-colour palette.
-      return {
-        filter: "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer",
-        options: ["-f", "gif"],
-      };
-  }
-}
-
 /**
- * Writes rgb24 frames (width*height*3 bytes each) to outPath as mp4 (H.264, yuv420p, faststart),
- * webm (VP9) or gif. Frames stream into ffmpeg's stdin with backpressure. On failure the partial
+ * Writes rgb24 frames (width*height*3 bytes each) to outPath in one of the video formats of
+ * output-formats.ts (mp4: H.264, yuv420p, faststart; webm: VP9; gif). Frames stream into ffmpeg's stdin with backpressure. On failure the partial
  * output is removed.
  */
 export async function encodeFrames(
@@ -436,7 +402,7 @@ export async function encodeFrames(
     }
   }
   const input = Readable.from(checked(), { objectMode: false });
-  const { filter, options } = formatOptions(opts.format);
+  const { filter, options } = OUTPUT_FORMATS[opts.format].ffmpeg;
   const command = ffmpeg(input)
     .inputOptions(["-hide_banner", "-loglevel", "error"])
     .inputFormat("rawvideo")

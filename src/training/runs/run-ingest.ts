@@ -2,7 +2,9 @@
 // is stored under (run, line number), so a line applied twice is a no-op; new events update the
 // run (step, config, status), its metrics and its artifacts. Bad lines are reported, not stored.
 
-import type { Db } from "../pipeline/store/db.ts";
+import type { Db } from "../../store/db.ts";
+import type { RunRow, RunStatus } from "../../store/schema.ts";
+import { configFacts, eventMetrics, parseEventLine, type RunEvent } from "./run-events.ts";
 import {
   getRun,
   insertEvent,
@@ -10,9 +12,7 @@ import {
   updateRun,
   upsertArtifact,
   upsertMetric,
-} from "../pipeline/store/runs.ts";
-import type { RunRow, RunStatus } from "../pipeline/store/schema.ts";
-import { configFacts, eventMetrics, parseEventLine, type RunEvent } from "./events.ts";
+} from "./run-store.ts";
 import type { TailLine } from "./tail.ts";
 
 export interface RejectedLine {

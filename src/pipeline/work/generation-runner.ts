@@ -1,21 +1,15 @@
-// The durable generation runner: generations live in SQLite (store/generations.ts); the runner
+// The durable generation runner: generations live in SQLite (store/generation-rows.ts); the runner
 // takes queued ones oldest first, at most `concurrency` at a time (the lifecycle is runner.ts's,
-// shared with jobs.ts), and runs each through generate.ts; running generations of one bundle and
-// latent shape share denoiser calls (batcher.ts). Progress (step of steps) is written after every
-// sampler step; cancel aborts the sampler, which checks before every denoiser step. Outputs are written under ".tmp-" names,
-// fsynced and renamed into place, and their sha256 recorded; a generation left running by a crash
-// is queued again on start (the same seed gives the same bytes, so a rerun is the same result).
+// shared with job-runner.ts), and runs each through generate.ts; running generations of one
+// bundle and latent shape share denoiser calls (batcher.ts). Progress (step of steps) is written
+// after every sampler step; cancel aborts the sampler, which checks before every denoiser step.
+// Outputs are written under temporary names, fsynced and renamed into place (datadir.ts), and
+// their sha256 recorded; a generation left running by a crash is queued again on start (the same
+// seed gives the same bytes, so a rerun is the same result).
 
-import { createHash, randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { DenoiserBatcher } from "./batcher.ts";
-import { PipelineError } from "./errors.ts";
-import { type GenerateFormat, type GenerateSettings, generateFiles } from "./generate.ts";
-import { errorInfo, MAX_ATTEMPTS, removeTempFiles, TMP_PREFIX } from "./jobs.ts";
-import { RunnerBase } from "./runner.ts";
-import type { ModelRuntime } from "./runtime.ts";
-import type { Db } from "./store/db.ts";
+import type { Db } from "../../store/db.ts";
 import {
   cancelGeneration,
   claimNextGeneration,
@@ -23,18 +17,20 @@ import {
   generationsWithStatus,
   getGeneration,
   setGeneration,
-} from "./store/generations.ts";
-import type { GenerationRow } from "./store/schema.ts";
+} from "../../store/generation-rows.ts";
+import type { GenerationRow } from "../../store/schema.ts";
+import { DenoiserBatcher } from "../generate/batcher.ts";
+import { type GenerateFormat, type GenerateSettings, generateFiles } from "../generate/generate.ts";
+import { PipelineError } from "../pipeline-error.ts";
+import type { ModelRuntime } from "../runtime.ts";
+import { commitFile, generationsDir, removeTempFiles, sha256File, tempPath } from "./datadir.ts";
+import { errorInfo, MAX_ATTEMPTS, RunnerBase } from "./runner.ts";
 
 /** What a generation row's `options` holds: the resolved settings (defaults filled in) that
  * are not derived from the bundle, and the output format. */
 export type GenerationOptions = Omit<GenerateSettings, "nullClass" | "shape"> & {
   format: GenerateFormat;
 };
-
-export function generationsDir(dataDir: string, id?: string): string {
-  return id ? join(dataDir, "generations", id) : join(dataDir, "generations");
-}
 
 /**
  * The bundle a generation uses when the request names none: `configured` (the server's
@@ -151,8 +147,7 @@ export class GenerationRunner extends RunnerBase<GenerationRow> {
     const dir = generationsDir(this.#dataDir, g.id);
     await mkdir(dir, { recursive: true });
     const finals = Array.from({ length: o.n }, (_, k) => join(dir, `${k}.${o.format}`));
-    const tag = randomBytes(4).toString("hex");
-    const temps = finals.map((_, k) => join(dir, `${TMP_PREFIX}${k}-${tag}.${o.format}`));
+    const temps = finals.map((_, k) => tempPath(dir, String(k), o.format));
     this.#changed(g.id);
     try {
       await generateFiles(this.#runtime, this.#runtime.loaded(g.model), {
@@ -174,18 +169,8 @@ export class GenerationRunner extends RunnerBase<GenerationRow> {
       });
       const hashes: string[] = [];
       for (let k = 0; k < o.n; k++) {
-        const handle = await open(temps[k] as string, "r+");
-        try {
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-        hashes.push(
-          createHash("sha256")
-            .update(await readFile(temps[k] as string))
-            .digest("hex"),
-        );
-        await rename(temps[k] as string, finals[k] as string);
+        hashes.push(await sha256File(temps[k] as string));
+        await commitFile(temps[k] as string, finals[k] as string);
       }
       finishGeneration(this.#db, g.id, {
         status: "succeeded",

@@ -1,17 +1,14 @@
 // Starting a trainer: the request (zod-validated), the run id and folder, and the Python command
-// line (`/usr/bin/python3 -m diffusable.train_ae | train_diffusion ...`). The process is spawned
+// line (`$DIFFUSABLE_PYTHON -m diffusable.train_ae | train_diffusion ...`). The process is spawned
 // detached with its output in <folder>/train.log, so it outlives a server restart (which then
 // re-attaches to it, registry.ts).
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { z } from "zod";
-import { RUN_ID_PATTERN } from "./events.ts";
-
-export const PYTHON = "/usr/bin/python3";
-export const REPO_ROOT = resolve(import.meta.dirname, "../..");
-export const TRAINING_SRC = resolve(REPO_ROOT, "src/training");
+import { PYTHON, REPO_ROOT, TRAINING_SRC } from "../../env.ts";
+import { RUN_ID_PATTERN } from "./run-events.ts";
 export const TRAIN_LOG = "train.log";
 
 /** Model presets the trainers know (autoencoder.py AE_CONFIGS, denoiser.py DENOISER_CONFIGS). */

@@ -2,17 +2,19 @@
 // with the bundle's denoiser.onnx run in the worker pool -> scaled latents -> decoder.onnx ->
 // video files. The same bundle, label, seed and settings give byte-identical files.
 
+import { decodeLatents } from "../autoencoder/decode.ts";
+import type { Bundle } from "../bundle.ts";
+import { writeNpy } from "../media/npy-file.ts";
+import type { OutputFormat } from "../media/output-formats.ts";
+import { PipelineError } from "../pipeline-error.ts";
+import type { ModelRuntime } from "../runtime.ts";
 import type { DenoiserBatcher } from "./batcher.ts";
-import type { Bundle } from "./bundle.ts";
-import { decodeLatents } from "./encode.ts";
-import { PipelineError } from "./errors.ts";
+import { denoiserVelocity } from "./denoiser.ts";
 import { gaussianNoise } from "./noise.ts";
-import { writeNpy } from "./npy.ts";
-import type { ModelRuntime } from "./runtime.ts";
-import { type SamplerMethod, sample, type VelocityFn } from "./sampler.ts";
-import type { VideoFormat } from "./video.ts";
+import { type SamplerMethod, sample } from "./sampler.ts";
 
-export type GenerateFormat = VideoFormat | "npy";
+/** A generated video in any output format, or for "npy" its scaled latent. */
+export type GenerateFormat = OutputFormat;
 
 export interface GenerateOptions {
   /** A class name of the bundle or its id. */
@@ -109,45 +111,6 @@ export function resolveSettings(b: Bundle, opts: GenerateOptions): GenerateSetti
     n,
     nullClass: m.null_class,
     shape: [n, m.latent_channels, 1 + (frames - 1) / tf, hw, hw],
-  };
-}
-
-/** One denoiser.onnx call in the worker pool: x (B, C, t, h, w), per-row flow times and labels
- * -> v of x's shape. Used alone (denoiserVelocity) and for shared calls (batcher.ts). */
-export async function runDenoiser(
-  rt: ModelRuntime,
-  b: Bundle,
-  x: Float32Array,
-  dims: readonly number[],
-  t: Float32Array,
-  labels: BigInt64Array,
-  signal?: AbortSignal,
-): Promise<Float32Array> {
-  const batch = dims[0] as number;
-  const values = x.length; // read before the call: the pool transfers the input buffers
-  const out = await rt.run(
-    b,
-    "denoiser",
-    {
-      x: { dtype: "float32", dims: [...dims], data: x },
-      t: { dtype: "float32", dims: [batch], data: t },
-      label: { dtype: "int64", dims: [batch], data: labels },
-    },
-    signal,
-  );
-  const v = out.v?.data;
-  if (!(v instanceof Float32Array) || v.length !== values) {
-    throw new PipelineError("model_failed", 'the denoiser returned no "v" of the input shape', 500);
-  }
-  return v;
-}
-
-/** The denoiser in the worker pool as the sampler's velocity function. */
-export function denoiserVelocity(rt: ModelRuntime, b: Bundle, signal?: AbortSignal): VelocityFn {
-  return (x, dims, t, labels) => {
-    const batch = dims[0] as number;
-    const times = new Float32Array(batch).fill(t);
-    return runDenoiser(rt, b, x.slice(), dims, times, labels.slice(), signal);
   };
 }
 

@@ -1,21 +1,15 @@
-// The durable job runner. Jobs live in SQLite (store/jobs.ts); the runner takes queued jobs oldest
+// The durable job runner. Jobs live in SQLite (store/job-rows.ts); the runner takes queued jobs oldest
 // first, at most `concurrency` at a time, and runs their items one by one through the pipeline.
-// Every output is written under a temporary name (".tmp-*") in the data dir and renamed when it is
-// complete, so a file at an output path is always whole; its sha256 is recorded with the item.
+// Every output is written atomically (datadir.ts), so a file at an output path is always whole;
+// its sha256 is recorded with the item.
 // On start-up, jobs left "running" by a crash are resumed (items that succeeded are kept) or, when
 // their inputs are gone, finished with the reason. `runItem` is also what the CLI runs, so HTTP and
 // CLI produce the same bytes.
 
-import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { decodeLatents, type EncodeMode, encodeFile, reconstructFile } from "./encode.ts";
-import { PipelineError } from "./errors.ts";
-import { encodeNpy, readNpy } from "./npy.ts";
-import { RunnerBase } from "./runner.ts";
-import type { ModelRuntime } from "./runtime.ts";
-import type { Db } from "./store/db.ts";
+import type { Db } from "../../store/db.ts";
 import {
   claimNextJob,
   getJob,
@@ -24,12 +18,25 @@ import {
   setItem,
   setJob,
   cancelJob as storeCancelJob,
-} from "./store/jobs.ts";
-import type { JobItemRow, JobKind } from "./store/schema.ts";
-
-export const TMP_PREFIX = ".tmp-";
-export const VIDEO_FORMATS = ["mp4", "webm", "gif"] as const;
-export type VideoFormat = (typeof VIDEO_FORMATS)[number];
+} from "../../store/job-rows.ts";
+import type { JobItemRow, JobKind } from "../../store/schema.ts";
+import { decodeLatents } from "../autoencoder/decode.ts";
+import { type EncodeMode, encodeFile } from "../autoencoder/encode.ts";
+import { reconstructFile } from "../autoencoder/reconstruct.ts";
+import { encodeNpy, readNpy } from "../media/npy-file.ts";
+import type { VideoFormat } from "../media/output-formats.ts";
+import { PipelineError } from "../pipeline-error.ts";
+import type { ModelRuntime } from "../runtime.ts";
+import {
+  outputsDir,
+  produceAtomic,
+  removeTempFiles,
+  sha256,
+  sha256File,
+  uploadsDir,
+  writeAtomic,
+} from "./datadir.ts";
+import { errorInfo, MAX_ATTEMPTS, RunnerBase } from "./runner.ts";
 
 /** Options of each job kind, as validated by the HTTP layer (and the CLI). */
 export interface EncodeJobOptions {
@@ -42,9 +49,6 @@ export interface VideoJobOptions {
   fps?: number;
 }
 export type JobOptions = EncodeJobOptions | VideoJobOptions;
-
-/** A job that crashed the server this many times is failed rather than resumed again. */
-export const MAX_ATTEMPTS = 3;
 
 export interface ItemResult {
   /** Output files by role: {latents, metadata} for encode, {video} for decode/reconstruct. */
@@ -66,67 +70,6 @@ export interface RunItemArgs {
   baseName: string;
   signal?: AbortSignal;
   onProgress?: (fraction: number) => void;
-}
-
-export function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-async function fileSha256(path: string): Promise<string> {
-  return sha256(await readFile(path));
-}
-
-function tmpPath(dir: string, base: string, ext: string): string {
-  return join(dir, `${TMP_PREFIX}${base}-${randomBytes(4).toString("hex")}.${ext}`);
-}
-
-/** Writes bytes under a temporary name, fsyncs, and renames into place. */
-async function writeAtomic(
-  path: string,
-  dir: string,
-  base: string,
-  ext: string,
-  bytes: Uint8Array,
-) {
-  const tmp = tmpPath(dir, base, ext);
-  try {
-    const handle = await open(tmp, "w");
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
-
-/** Lets a pipeline call write to a temporary file, then fsyncs and renames it into place. */
-async function produceAtomic<T>(
-  path: string,
-  dir: string,
-  base: string,
-  ext: string,
-  produce: (tmp: string) => Promise<T>,
-): Promise<T> {
-  const tmp = tmpPath(dir, base, ext);
-  try {
-    const result = await produce(tmp);
-    const handle = await open(tmp, "r+");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
-    return result;
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
 }
 
 /** Runs one item through the pipeline and writes its outputs atomically into outDir. */
@@ -177,7 +120,7 @@ export async function runItem(args: RunItemArgs): Promise<ItemResult> {
     );
     return {
       outputs: { video: videoPath },
-      sha256: await fileSha256(videoPath),
+      sha256: await sha256File(videoPath),
       metadata: { source: args.sourceName, frames: result.frames, format: options.format },
     };
   }
@@ -192,7 +135,7 @@ export async function runItem(args: RunItemArgs): Promise<ItemResult> {
   const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
   return {
     outputs: { video: videoPath },
-    sha256: await fileSha256(videoPath),
+    sha256: await sha256File(videoPath),
     metadata: {
       source: args.sourceName,
       format: options.format,
@@ -203,13 +146,6 @@ export async function runItem(args: RunItemArgs): Promise<ItemResult> {
       ssimMean: mean(result.ssim),
     },
   };
-}
-
-/** A pipeline error's code and message, or "internal" for anything else. */
-export function errorInfo(err: unknown): { code: string; message: string } {
-  if (err instanceof PipelineError) return { code: err.code, message: err.message };
-  const message = err instanceof Error ? err.message : String(err);
-  return { code: "internal", message };
 }
 
 export interface JobRunnerOptions {
@@ -226,30 +162,6 @@ export interface RecoveryReport {
   failed: string[];
   removedTemp: number;
   removedUploads: number;
-}
-
-export function uploadsDir(dataDir: string, jobId?: string): string {
-  return jobId ? join(dataDir, "uploads", jobId) : join(dataDir, "uploads");
-}
-
-export function outputsDir(dataDir: string, jobId?: string): string {
-  return jobId ? join(dataDir, "outputs", jobId) : join(dataDir, "outputs");
-}
-
-/** Removes every ".tmp-*" file or folder under dir (recursively); returns how many. */
-export async function removeTempFiles(dir: string): Promise<number> {
-  let removed = 0;
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const entry of entries) {
-    const path = join(dir, entry.name);
-    if (entry.name.startsWith(TMP_PREFIX)) {
-      await rm(path, { recursive: true, force: true });
-      removed++;
-    } else if (entry.isDirectory()) {
-      removed += await removeTempFiles(path);
-    }
-  }
-  return removed;
 }
 
 export class JobRunner extends RunnerBase<JobWithItems> {

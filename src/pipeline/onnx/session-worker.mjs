@@ -3,4 +3,4 @@
 import { register } from "tsx/esm/api";
 
 register();
-await import(new URL("./model-worker.ts", import.meta.url).href);
+await import(new URL("./session-worker.ts", import.meta.url).href);

@@ -9,8 +9,8 @@ import {
   runSession,
   type Session,
   type TensorValue,
-} from "./model.ts";
-import type { WorkerInit, WorkerReply, WorkerRequest } from "./model-pool.ts";
+} from "./onnx-session.ts";
+import type { WorkerInit, WorkerReply, WorkerRequest } from "./session-pool.ts";
 
 const init = workerData as WorkerInit;
 const sessions = new Map<string, Promise<Session>>();

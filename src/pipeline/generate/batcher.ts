@@ -14,10 +14,10 @@
 // a time, so only the failing request fails. Cancel: an aborted request leaves the queue (or its
 // running call's result is dropped) at once, so a canceled generation stops within one step.
 
-import type { Bundle } from "./bundle.ts";
-import { PipelineError } from "./errors.ts";
-import { runDenoiser } from "./generate.ts";
-import type { ModelRuntime } from "./runtime.ts";
+import type { Bundle } from "../bundle.ts";
+import { PipelineError } from "../pipeline-error.ts";
+import type { ModelRuntime } from "../runtime.ts";
+import { runDenoiser } from "./denoiser.ts";
 import type { VelocityFn } from "./sampler.ts";
 
 export interface BatcherOptions {

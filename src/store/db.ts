@@ -10,7 +10,7 @@ import * as schema from "./schema.ts";
 
 export type Db = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
 
-export const MIGRATIONS_DIR = resolve(import.meta.dirname, "../../../migrations");
+export const MIGRATIONS_DIR = resolve(import.meta.dirname, "../../migrations");
 
 export interface OpenDbOptions {
   busyTimeoutMs?: number;

@@ -11,18 +11,8 @@
 import type { ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { Db } from "../pipeline/store/db.ts";
-import {
-  getRun,
-  insertRunIfMissing,
-  lastEvent,
-  runsWithStatus,
-  updateRun,
-} from "../pipeline/store/runs.ts";
-import type { RunRow } from "../pipeline/store/schema.ts";
-import { RunError } from "./errors.ts";
-import { EVENTS_FILE, type ImportResult, importRunFolder } from "./import.ts";
-import { ingestLines, statusFromEvent } from "./ingest.ts";
+import type { Db } from "../../store/db.ts";
+import type { RunRow } from "../../store/schema.ts";
 import {
   defaultRunId,
   type StartRunRequest,
@@ -30,6 +20,10 @@ import {
   TRAIN_LOG,
   trainerArgs,
 } from "./launch.ts";
+import { RunError } from "./run-error.ts";
+import { EVENTS_FILE, type ImportResult, importRunFolder } from "./run-import.ts";
+import { ingestLines, statusFromEvent } from "./run-ingest.ts";
+import { getRun, insertRunIfMissing, lastEvent, runsWithStatus, updateRun } from "./run-store.ts";
 import { readNewLines } from "./tail.ts";
 
 export interface RunRegistryOptions {

@@ -2,7 +2,7 @@
 // Frames are rgb24 (H, W, 3) uint8; videos are float32 (B, 3, T, H, W) in [-1, 1], C order;
 // latents are float32 (B, C, t, h, w).
 
-import { float32ToHalfBits, halfBitsToFloat32 } from "./float16.ts";
+import { float32ToHalfBits, halfBitsToFloat32 } from "../onnx/float16.ts";
 
 /**
  * Writes frames into batch element `b` of a (B, 3, T, H, W) video in [-1, 1]:

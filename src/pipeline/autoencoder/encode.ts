@@ -1,0 +1,240 @@
+// Encoding: video file -> latents, in clip mode (consecutive clips, the way the model was
+// trained) or whole mode (the video causally, chunk by chunk). Frames stream from ffmpeg
+// (media/video.ts) and models run in the worker pool (runtime.ts); nothing here holds a whole
+// decoded video.
+
+import { basename } from "node:path";
+import type { Bundle } from "../bundle.ts";
+import type { NpyArray } from "../media/npy-file.ts";
+import { concatTime, roundToHalf, writeFrames } from "../media/tensor.ts";
+import { decodeFrames, probeVideo } from "../media/video.ts";
+import type { TensorValue } from "../onnx/onnx-session.ts";
+import { abortError, PipelineError } from "../pipeline-error.ts";
+import type { ModelRuntime } from "../runtime.ts";
+import { checkFps, DEFAULT_TIMEOUT_MS, groups, tensorOf, tooShort, video } from "./model-io.ts";
+
+export type EncodeMode = "clip" | "whole";
+
+export interface EncodeOptions {
+  mode: EncodeMode;
+  /** Frame rate to sample the video at; default: the bundle's. */
+  fps?: number;
+  dtype: "float32" | "float16";
+  signal?: AbortSignal;
+  onProgress?: (p: { framesDone: number; framesTotal: number | null }) => void;
+  /**
+   * Clips per encoder call in clip mode; in whole mode, 4-frame chunks per encoder_step call
+   * (default 4). Only speed and memory depend on it, never the latents.
+   */
+  batch?: number;
+  /** Limit for decoding the whole file, model time included (default 1 hour). */
+  timeoutMs?: number;
+  /** The name recorded as meta.source (default: the input file's base name). */
+  sourceName?: string;
+}
+
+export interface EncodeMeta {
+  source: string;
+  fps: number;
+  /** Video frames that went into the latents (clips x clip frames, or 1+4k in whole mode). */
+  frames: number;
+  latentShape: number[];
+  mode: EncodeMode;
+  dtype: string;
+  bundle: string;
+  bundleSha256: string;
+}
+
+export interface EncodeResult {
+  /** clip mode (N, C, 1+k, h, w); whole mode (1, C, t, h, w). */
+  latents: NpyArray;
+  meta: EncodeMeta;
+}
+
+/** Estimated frame count at this fps, for progress (null when the header has no duration). */
+async function estimateFrames(path: string, fps: number): Promise<number | null> {
+  const info = await probeVideo(path);
+  return info.durationS !== null ? Math.max(1, Math.floor(info.durationS * fps)) : null;
+}
+
+/** Encodes a video file to latents with one of the runtime's bundles. */
+export async function encodeFile(
+  rt: ModelRuntime,
+  bundleName: string,
+  inputPath: string,
+  opts: EncodeOptions,
+): Promise<EncodeResult> {
+  const b = rt.loaded(bundleName);
+  const m = b.manifest;
+  const fps = opts.fps ?? m.fps;
+  checkFps(fps);
+  const batch = opts.batch ?? 4;
+  if (!(Number.isInteger(batch) && batch >= 1 && batch <= 256)) {
+    throw new PipelineError("bad_option", `batch must be an integer in 1..256, got ${batch}`, 400);
+  }
+  const framesTotal = await estimateFrames(inputPath, fps);
+  const frames = decodeFrames(inputPath, {
+    fps,
+    size: m.resolution,
+    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  const progress = (framesDone: number) => opts.onProgress?.({ framesDone, framesTotal });
+  const { latent, shape, used } =
+    opts.mode === "whole"
+      ? await encodeWhole(rt, b, frames, batch, progress, opts.signal)
+      : await encodeClips(rt, b, frames, batch, progress, opts.signal);
+  if (used === 0) {
+    const need = opts.mode === "whole" ? 1 + m.temporal_factor : m.frames.default;
+    throw tooShort(used, fps, need, opts.mode);
+  }
+  const latents: NpyArray =
+    opts.dtype === "float16"
+      ? { dtype: "float16", shape, data: roundToHalf(latent) }
+      : { dtype: "float32", shape, data: latent };
+  return {
+    latents,
+    meta: {
+      source: opts.sourceName ?? basename(inputPath),
+      fps,
+      frames: used,
+      latentShape: shape,
+      mode: opts.mode,
+      dtype: opts.dtype,
+      bundle: b.name,
+      bundleSha256: b.sha256,
+    },
+  };
+}
+
+interface Encoded {
+  latent: Float32Array;
+  shape: number[];
+  /** Video frames encoded (0: the video was too short). */
+  used: number;
+}
+
+/**
+ * Clip mode: consecutive clips of the manifest's default frame count, `batch` clips per encoder
+ * call, as many calls in flight as the pool has workers. Frames past the last whole clip are
+ * dropped.
+ */
+async function encodeClips(
+  rt: ModelRuntime,
+  b: Bundle,
+  frames: AsyncIterable<Uint8Array>,
+  batch: number,
+  progress: (framesDone: number) => void,
+  signal?: AbortSignal,
+): Promise<Encoded> {
+  const m = b.manifest;
+  const f = m.frames.default;
+  const s = m.resolution;
+  const inFlight: Promise<Float32Array>[] = [];
+  const done: Float32Array[] = [];
+  let pending: Uint8Array[][] = [];
+  let clips = 0;
+  let latentDims: number[] = [];
+
+  const submit = async () => {
+    const n = pending.length;
+    const data = new Float32Array(n * 3 * f * s * s);
+    pending.forEach((clip, i) => {
+      writeFrames(data, i, clip, s, s);
+    });
+    pending = [];
+    const p = rt.run(b, "encoder", { video: video(data, [n, 3, f, s, s]) }, signal).then((out) => {
+      const latent = tensorOf(out, "latent");
+      latentDims = [...latent.dims];
+      return latent.data as Float32Array;
+    });
+    p.catch(() => {}); // observed below, in order
+    inFlight.push(p);
+    // Bounded memory: at most one batch per worker waits for the model.
+    while (inFlight.length >= rt.pool.size)
+      done.push(await (inFlight.shift() as Promise<Float32Array>));
+  };
+
+  for await (const clip of groups(frames, f)) {
+    if (signal?.aborted) throw abortError(signal);
+    pending.push(clip);
+    clips++;
+    if (pending.length === batch) await submit();
+    progress(clips * f);
+  }
+  if (pending.length > 0) await submit();
+  for (const p of inFlight) done.push(await p);
+  if (clips === 0) return { latent: new Float32Array(0), shape: [], used: 0 };
+  const [, c = 0, t = 0, h = 0, w = 0] = latentDims;
+  const latent = new Float32Array(clips * c * t * h * w);
+  let offset = 0;
+  for (const part of done) {
+    latent.set(part, offset);
+    offset += part.length;
+  }
+  return { latent, shape: [clips, c, t, h, w], used: clips * f };
+}
+
+/**
+ * Whole mode: the video causally, chunk by chunk (docs/bundle.md, "Streaming"): encoder_init on
+ * frame 0, then encoder_step on the following frames, chunk_frames x stepChunks at a time, feeding
+ * each call's cache_out_i back as cache_i. Only one step's frames and the caches are held; a
+ * trailing partial chunk is dropped (the video is cut to 1+4k frames).
+ */
+async function encodeWhole(
+  rt: ModelRuntime,
+  b: Bundle,
+  frames: AsyncIterable<Uint8Array>,
+  stepChunks: number,
+  progress: (framesDone: number) => void,
+  signal?: AbortSignal,
+): Promise<Encoded> {
+  const m = b.manifest;
+  const s = m.resolution;
+  const stream = m.onnx.encoder_stream;
+  const parts: Float32Array[] = [];
+  let caches: Record<string, TensorValue> = {};
+  let used = 0;
+  let latentHW: [number, number] = [0, 0];
+
+  const step = async (chunk: Uint8Array[]) => {
+    const data = new Float32Array(3 * chunk.length * s * s);
+    writeFrames(data, 0, chunk, s, s);
+    const role = used === 0 ? "encoderInit" : "encoderStep";
+    const out = await rt.run(
+      b,
+      role,
+      { video: video(data, [1, 3, chunk.length, s, s]), ...caches },
+      signal,
+    );
+    const latent = tensorOf(out, "latent");
+    latentHW = [latent.dims[3] ?? 0, latent.dims[4] ?? 0];
+    parts.push(latent.data as Float32Array);
+    caches = {};
+    stream.caches.forEach((cache, i) => {
+      caches[cache.name] = tensorOf(out, `cache_out_${i}`);
+    });
+    used += chunk.length;
+    progress(used);
+  };
+
+  // Each step takes `stepChunks` chunks at once (fewer, larger calls); the tail takes as many
+  // whole chunks as are left. The latents are the same either way (any multiple of chunk_frames).
+  const full = stream.chunk_frames * stepChunks;
+  let chunk: Uint8Array[] = [];
+  for await (const frame of frames) {
+    if (signal?.aborted) throw abortError(signal);
+    chunk.push(frame);
+    if (used === 0 || chunk.length === full) {
+      await step(chunk);
+      chunk = [];
+    }
+  }
+  const tail = chunk.length - (chunk.length % stream.chunk_frames);
+  if (used > 0 && tail > 0) await step(chunk.slice(0, tail));
+  if (used < 1 + m.temporal_factor) return { latent: new Float32Array(0), shape: [], used: 0 };
+  const c = m.latent_channels;
+  const [h, w] = latentHW;
+  const latent = concatTime(parts, c, h * w);
+  return { latent, shape: [1, c, latent.length / (c * h * w), h, w], used };
+}
