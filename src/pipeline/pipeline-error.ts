@@ -1,18 +1,20 @@
-// The one error type of the pipeline. `code` is stable (tests, clients and the HTTP layer match on
-// it); `status` is the HTTP status the server should answer with; the message is for people and
-// carries the underlying tool's own words (ffmpeg's stderr, onnxruntime's message).
+// The pipeline's errors: an AppError (src/app-error.ts) whose status is one the pipeline may ask
+// for. VideoError (media/video.ts) narrows the code further.
+
+import { AppError } from "../app-error.ts";
 
 export type ErrorStatus = 400 | 404 | 413 | 422 | 500;
 
-export class PipelineError extends Error {
+export class PipelineError extends AppError {
   override name = "PipelineError";
+  declare readonly status: ErrorStatus;
   constructor(
-    readonly code: string,
+    code: string,
     message: string,
-    readonly status: ErrorStatus = 500,
+    status: ErrorStatus = 500,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(code, message, status, options);
   }
 }
 

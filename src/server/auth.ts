@@ -5,7 +5,7 @@ import type { MiddlewareHandler } from "hono";
 import { findKeyBySecret } from "../store/api-keys.ts";
 import type { Db } from "../store/db.ts";
 import type { ApiKeyRow } from "../store/schema.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError } from "./api-error.ts";
 
 export interface AppEnv {
   Variables: { apiKey: ApiKeyRow };
@@ -18,17 +18,19 @@ export function requireKey(db: Db): MiddlewareHandler<AppEnv> {
     const header = c.req.header("authorization");
     if (!header) {
       throw new ApiError(
-        401,
         "missing_api_key",
         "this route needs an API key: send `Authorization: Bearer <key>`",
-        CHALLENGE,
+        401,
+        { headers: CHALLENGE },
       );
     }
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     const key = match?.[1] ? findKeyBySecret(db, match[1]) : null;
     if (!key) {
-      throw new ApiError(401, "invalid_api_key", "the API key is not valid (unknown or revoked)", {
-        ...CHALLENGE,
+      throw new ApiError("invalid_api_key", "the API key is not valid (unknown or revoked)", 401, {
+        headers: {
+          ...CHALLENGE,
+        },
       });
     }
     c.set("apiKey", key);
@@ -38,7 +40,7 @@ export function requireKey(db: Db): MiddlewareHandler<AppEnv> {
 
 export const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.var.apiKey.role !== "admin") {
-    throw new ApiError(403, "forbidden", "this route needs an admin API key");
+    throw new ApiError("forbidden", "this route needs an admin API key", 403);
   }
   await next();
 };

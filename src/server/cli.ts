@@ -10,9 +10,9 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { basename, extname, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { AppError, errorInfo } from "../app-error.ts";
 import { ModelRuntime } from "../pipeline/runtime.ts";
 import { runItem } from "../pipeline/work/job-runner.ts";
-import { errorInfo } from "../pipeline/work/runner.ts";
 import { createKey, listKeys, revokeKey } from "../store/api-keys.ts";
 import { closeDb, openDb } from "../store/db.ts";
 import { KEY_ROLES, type KeyRole, RUN_KINDS, type RunKind } from "../store/schema.ts";
@@ -24,7 +24,11 @@ import { type Config, ConfigError, parseConfig } from "./config.ts";
 import { describeZodError, EncodeOptionsSchema } from "./schemas.ts";
 import { startServer } from "./serve.ts";
 
-class UsageError extends Error {}
+class UsageError extends AppError {
+  constructor(message: string) {
+    super("usage", message, 400);
+  }
+}
 
 const USAGE = `usage: diffusable serve
        diffusable encode <files...> --model M [--mode clip|whole] [--fps N] [--dtype float32|float16] --out DIR

@@ -3,6 +3,7 @@
 
 import { resolve } from "node:path";
 import { z } from "zod";
+import { AppError } from "../app-error.ts";
 import { defaultThreads, REPO_ROOT } from "../env.ts";
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -74,8 +75,11 @@ export interface Config {
   adminSecret?: string | undefined;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends AppError {
   override name = "ConfigError";
+  constructor(message: string) {
+    super("invalid_config", message, 500);
+  }
 }
 
 export function parseConfig(env: Record<string, string | undefined> = process.env): Config {

@@ -13,7 +13,7 @@ import type { ReadableStream as NodeWebStream } from "node:stream/web";
 import busboy from "busboy";
 import type { Context } from "hono";
 import { TMP_PREFIX, uploadsDir } from "../pipeline/work/datadir.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError } from "./api-error.ts";
 
 export interface SavedUpload {
   sourceName: string;
@@ -52,9 +52,9 @@ function checkContentType(c: Context): string {
   const type = c.req.header("content-type") ?? "";
   if (!/^multipart\/form-data\s*;/i.test(type) || !/boundary=/i.test(type)) {
     throw new ApiError(
-      415,
       "unsupported_media_type",
       `expected a multipart/form-data body with a boundary, got ${type ? `"${type}"` : "no content-type"}`,
+      415,
     );
   }
   return type;
@@ -62,9 +62,9 @@ function checkContentType(c: Context): string {
 
 const tooLarge = (max: number) =>
   new ApiError(
-    413,
     "payload_too_large",
     `the request body is larger than ${max} bytes (DIFFUSABLE_MAX_UPLOAD_BYTES)`,
+    413,
   );
 
 /** Streams the multipart body into dir; fields are kept, files written as <index><ext>. */
@@ -72,7 +72,7 @@ function receive(c: Context, type: string, dir: string, limits: UploadLimits): P
   const length = Number(c.req.header("content-length"));
   if (Number.isFinite(length) && length > limits.maxBytes) throw tooLarge(limits.maxBytes);
   const body = c.req.raw.body;
-  if (!body) throw new ApiError(400, "malformed_multipart", "the request has no body");
+  if (!body) throw new ApiError("malformed_multipart", "the request has no body", 400);
   const source = Readable.fromWeb(body as unknown as NodeWebStream);
   return new Promise((resolve, reject) => {
     const received: Received = { fields: {}, files: [] };
@@ -110,7 +110,7 @@ function receive(c: Context, type: string, dir: string, limits: UploadLimits): P
       if (!FILE_FIELDS.includes(field)) {
         stream.resume();
         return fail(
-          new ApiError(400, "invalid_field", `${field}: unexpected file field (use "files")`),
+          new ApiError("invalid_field", `${field}: unexpected file field (use "files")`, 400),
         );
       }
       const index = received.files.length;
@@ -134,35 +134,35 @@ function receive(c: Context, type: string, dir: string, limits: UploadLimits): P
     bb.on("field", (field, value, info) => {
       if (FILE_FIELDS.includes(field)) {
         return fail(
-          new ApiError(400, "invalid_field", `${field}: expected a file, got a text field`),
+          new ApiError("invalid_field", `${field}: expected a file, got a text field`, 400),
         );
       }
       if (info.valueTruncated) {
-        return fail(new ApiError(400, "invalid_field", `${field}: the value is too long`));
+        return fail(new ApiError("invalid_field", `${field}: the value is too long`, 400));
       }
       received.fields[field] = value;
     });
     bb.on("filesLimit", () =>
       fail(
         new ApiError(
-          400,
           "too_many_files",
           `files: at most ${limits.maxFiles} files per request (got more)`,
+          400,
         ),
       ),
     );
     bb.on("partsLimit", () =>
-      fail(new ApiError(400, "too_many_parts", "the form has too many parts")),
+      fail(new ApiError("too_many_parts", "the form has too many parts", 400)),
     );
     bb.on("fieldsLimit", () =>
-      fail(new ApiError(400, "too_many_parts", "the form has too many fields")),
+      fail(new ApiError("too_many_parts", "the form has too many fields", 400)),
     );
     bb.on("error", (err: Error) =>
       fail(
         new ApiError(
-          400,
           "malformed_multipart",
           `the multipart body cannot be parsed: ${err.message}`,
+          400,
         ),
       ),
     );
@@ -193,20 +193,20 @@ export async function receiveUploads<T>(
     const received = await receive(c, type, staging, options);
     const parsed = options.fields(received.fields);
     if (received.files.length === 0) {
-      throw new ApiError(400, "missing_file", "files: at least one file is required");
+      throw new ApiError("missing_file", "files: at least one file is required", 400);
     }
     for (const [index, file] of received.files.entries()) {
       const label = `files[${index}] "${file.name}"`;
-      if (file.bytes === 0) throw new ApiError(400, "empty_file", `${label}: the file is empty`);
+      if (file.bytes === 0) throw new ApiError("empty_file", `${label}: the file is empty`, 400);
       try {
         await options.check(file.path, file.name);
       } catch (err) {
         const e = err as { status?: number; code?: string; message?: string };
         const status = e.status && e.status >= 400 && e.status < 500 ? e.status : 422;
         throw new ApiError(
-          status as 400,
           e.code ?? "invalid_file",
           `${label}: ${(e.message ?? String(err)).replaceAll(file.path, file.name)}`,
+          status as 400,
         );
       }
     }

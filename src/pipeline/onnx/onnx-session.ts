@@ -2,6 +2,7 @@
 // feeds, and read the model's metadata. float16 tensors are Float32Array on the JS side (float16.ts).
 
 import { InferenceSession, Tensor } from "onnxruntime-node";
+import { PipelineError } from "../pipeline-error.ts";
 import { float32ToHalfBits, halfBitsToFloat32 } from "./float16.ts";
 import { readOnnxMetadata } from "./onnx-metadata.ts";
 
@@ -131,10 +132,12 @@ export function checkFeeds(session: Session, feeds: Readonly<Record<string, Tens
   }
   if (problems.length > 0) {
     const given = Object.entries(feeds).map(([name, f]) => showFeed(name, f));
-    throw new Error(
+    throw new PipelineError(
+      "model_inputs",
       `model inputs do not match: ${problems.join("; ")}\n` +
         `  expected: ${expected.map(showInfo).join(", ")}\n` +
         `  given:    ${given.join(", ") || "(none)"}`,
+      422,
     );
   }
 }

@@ -6,7 +6,7 @@
 
 import { Worker } from "node:worker_threads";
 import { defaultThreads } from "../../env.ts";
-import { PipelineError } from "../pipeline-error.ts";
+import { type ErrorStatus, PipelineError } from "../pipeline-error.ts";
 import type { SessionDescription, TensorValue } from "./onnx-session.ts";
 
 export type Feeds = Record<string, TensorValue>;
@@ -20,7 +20,15 @@ type Request = { op: "run"; model: string; feeds: Feeds } | { op: "describe"; mo
 export type WorkerRequest = Request & { id: number };
 export type WorkerReply =
   | { id: number; ok: true; outputs?: Outputs; description?: SessionDescription }
-  | { id: number; ok: false; error: { name: string; message: string } };
+  | { id: number; ok: false; error: WorkerError };
+
+/** An error raised in a worker; code and status when it was a PipelineError. */
+export interface WorkerError {
+  name: string;
+  message: string;
+  code?: string;
+  status?: ErrorStatus;
+}
 
 export interface PoolOptions {
   /** Worker threads; default: the machine's cores. */
@@ -76,13 +84,8 @@ function ownedBuffers(feeds: Feeds): ArrayBuffer[] {
 }
 
 /** Maps a worker's error onto the pipeline's error type, keeping its message word for word. */
-function workerError(error: { name: string; message: string }): PipelineError {
-  const inputs = error.message.startsWith("model inputs do not match");
-  return new PipelineError(
-    inputs ? "model_inputs" : "model_failed",
-    error.message,
-    inputs ? 422 : 500,
-  );
+function workerError(error: WorkerError): PipelineError {
+  return new PipelineError(error.code ?? "model_failed", error.message, error.status ?? 500);
 }
 
 export class SessionPool {

@@ -3,6 +3,7 @@
 // Output buffers are transferred back, not copied.
 
 import { parentPort, workerData } from "node:worker_threads";
+import { PipelineError } from "../pipeline-error.ts";
 import {
   describeSession,
   openSession,
@@ -54,12 +55,15 @@ async function handle(req: WorkerRequest): Promise<WorkerReply> {
     return { id: req.id, ok: true, outputs };
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
-    return { id: req.id, ok: false, error: { name: e.name, message: e.message } };
+    // A PipelineError (e.g. checkFeeds' "model_inputs") keeps its code and status across the
+    // thread boundary; anything else (onnxruntime's own errors) arrives as model_failed.
+    const coded = e instanceof PipelineError ? { code: e.code, status: e.status } : {};
+    return { id: req.id, ok: false, error: { name: e.name, message: e.message, ...coded } };
   }
 }
 
 const port = parentPort;
-if (port === null) throw new Error("model-worker.ts must run in a worker thread");
+if (port === null) throw new Error("session-worker.ts must run in a worker thread");
 port.on("message", async (req: WorkerRequest | { op: "close" }) => {
   if (req.op === "close") {
     // A graceful exit: release the sessions, then let the thread end on its own.

@@ -9,6 +9,7 @@
 
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { errorInfo } from "../../app-error.ts";
 import type { Db } from "../../store/db.ts";
 import {
   cancelGeneration,
@@ -24,7 +25,7 @@ import { type GenerateFormat, type GenerateSettings, generateFiles } from "../ge
 import { PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
 import { commitFile, generationsDir, removeTempFiles, sha256File, tempPath } from "./datadir.ts";
-import { errorInfo, MAX_ATTEMPTS, RunnerBase } from "./runner.ts";
+import { MAX_ATTEMPTS, RunnerBase } from "./runner.ts";
 
 /** What a generation row's `options` holds: the resolved settings (defaults filled in) that
  * are not derived from the bundle, and the output format. */

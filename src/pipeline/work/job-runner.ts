@@ -9,6 +9,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { errorInfo } from "../../app-error.ts";
 import type { Db } from "../../store/db.ts";
 import {
   claimNextJob,
@@ -36,7 +37,7 @@ import {
   uploadsDir,
   writeAtomic,
 } from "./datadir.ts";
-import { errorInfo, MAX_ATTEMPTS, RunnerBase } from "./runner.ts";
+import { MAX_ATTEMPTS, RunnerBase } from "./runner.ts";
 
 /** Options of each job kind, as validated by the HTTP layer (and the CLI). */
 export interface EncodeJobOptions {

@@ -5,17 +5,8 @@
 // recovers it. Subclasses say how to claim the next piece of work and how to run it; claiming
 // (status "queued" -> "running", attempts + 1) and recovery stay with them, in SQLite.
 
-import { PipelineError } from "../pipeline-error.ts";
-
 /** Work that crashed the server this many times is failed rather than resumed again. */
 export const MAX_ATTEMPTS = 3;
-
-/** A pipeline error's code and message, or "internal" for anything else. */
-export function errorInfo(err: unknown): { code: string; message: string } {
-  if (err instanceof PipelineError) return { code: err.code, message: err.message };
-  const message = err instanceof Error ? err.message : String(err);
-  return { code: "internal", message };
-}
 
 export interface RunnerBaseOptions {
   /** Pieces of work run at the same time (at least 1). */

@@ -29,7 +29,6 @@ import type { ApiKeyRow, GenerationRow } from "../../store/schema.ts";
 import {
   brief,
   buildComparison,
-  CompareError,
   defaultPair,
   type RunInfo,
   type RunKind,
@@ -37,8 +36,8 @@ import {
   variantOf,
 } from "../../training/runs/run-compare.ts";
 import { AdminSessions, SESSION_COOKIE } from "../admin-session.ts";
+import { ApiError } from "../api-error.ts";
 import type { Config } from "../config.ts";
-import { ApiError } from "../errors.ts";
 import { describeZodError } from "../schemas.ts";
 
 const ASSETS_DIR = join(import.meta.dirname, "../admin");
@@ -211,7 +210,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
     if (c.req.method === "POST") {
       const origin = c.req.header("origin");
       if (origin && origin !== "null" && hostOf(origin) !== new URL(c.req.url).host) {
-        throw new ApiError(403, "cross_origin", "cross-origin requests to /admin are refused");
+        throw new ApiError("cross_origin", "cross-origin requests to /admin are refused", 403);
       }
     }
     await next();
@@ -241,7 +240,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
       secret = (await c.req.parseBody().catch(() => ({}) as Record<string, unknown>)).key;
     }
     const fail = (status: 400 | 401 | 403, code: string, message: string) => {
-      if (json) throw new ApiError(status, code, message);
+      if (json) throw new ApiError(code, message, status);
       return c.html(signInPage(message), status);
     };
     if (typeof secret !== "string" || secret.trim() === "") {
@@ -274,7 +273,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
   app.get("/:dir{assets|vendor}/*", async (c) => {
     const rel = c.req.path.replace(/^\/admin\//, "");
     const asset = ASSETS[rel];
-    if (!asset) throw new ApiError(404, "not_found", `no admin asset "${rel}"`);
+    if (!asset) throw new ApiError("not_found", `no admin asset "${rel}"`, 404);
     const body = await readFile(asset.path);
     return c.body(body, 200, {
       "content-type": asset.type,
@@ -288,9 +287,9 @@ export function adminPageRoutes(deps: AdminPageDeps) {
     const key = adminOf(c);
     if (!key) {
       throw new ApiError(
-        401,
         "not_signed_in",
         "sign in at /admin with an admin API key (the session may have expired)",
+        401,
       );
     }
     c.set("adminKey", key);
@@ -314,7 +313,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
 
   api.get("/runs", (c) => {
     const parsed = RunsQuerySchema.safeParse(c.req.query());
-    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
     const { kind, limit } = parsed.data;
     const list = runs.listRuns({ ...(kind ? { kind: kind as RunKind } : {}), limit });
     return c.json({ runs: list.map(describeRun), default: defaultPair(runs) });
@@ -354,36 +353,31 @@ export function adminPageRoutes(deps: AdminPageDeps) {
     if (!a && !b) {
       const pair = defaultPair(runs);
       if (!pair) {
-        throw new ApiError(404, "no_runs", "there is no baseline/SE pair of runs to compare yet");
+        throw new ApiError("no_runs", "there is no baseline/SE pair of runs to compare yet", 404);
       }
       ({ a, b } = pair);
     } else if (!a || !b) {
-      throw new ApiError(400, "invalid_field", `${a ? "b" : "a"}: give both runs, or neither`);
+      throw new ApiError("invalid_field", `${a ? "b" : "a"}: give both runs, or neither`, 400);
     }
-    try {
-      const comparison = buildComparison(runs, a, b);
-      return c.json({
-        ...comparison,
-        bundles: { a: bundleInfo(comparison.a), b: bundleInfo(comparison.b) },
-      });
-    } catch (err) {
-      if (err instanceof CompareError) throw new ApiError(404, err.code, err.message);
-      throw err;
-    }
+    const comparison = buildComparison(runs, a, b);
+    return c.json({
+      ...comparison,
+      bundles: { a: bundleInfo(comparison.a), b: bundleInfo(comparison.b) },
+    });
   });
 
   api.post("/samples", async (c) => {
     if (!generations) {
-      throw new ApiError(503, "generations_unavailable", "this server does not run generations");
+      throw new ApiError("generations_unavailable", "this server does not run generations", 503);
     }
     if (!(c.req.header("content-type") ?? "").includes("application/json")) {
-      throw new ApiError(415, "unsupported_media_type", "send the request as application/json");
+      throw new ApiError("unsupported_media_type", "send the request as application/json", 415);
     }
     const body = await c.req.json().catch(() => {
-      throw new ApiError(400, "invalid_json", "the body is not JSON");
+      throw new ApiError("invalid_json", "the body is not JSON", 400);
     });
     const parsed = SamplesRequestSchema.safeParse(body);
-    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
     const req = parsed.data;
     const seed = req.seed ?? randomInt(0, 2 ** 47);
     const key = c.var.adminKey;
@@ -395,7 +389,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
     // that cannot.
     const plans = sides.map(([side, runId]) => {
       const run = runs.getRun(runId);
-      if (!run) throw new ApiError(404, "run_not_found", `${side}: no run "${runId}"`);
+      if (!run) throw new ApiError("run_not_found", `${side}: no run "${runId}"`, 404);
       const dId = run.kind === "diffusion" ? run.id : null;
       const aeId = run.kind === "diffusion" ? run.autoencoderRunId : run.id;
       const hit = bundleForRun(runtime, dId, aeId);
@@ -419,7 +413,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
         return { side, runId, model: hit.name, settings, error: null };
       } catch (err) {
         if (isPipelineError(err, "bad_request")) {
-          throw new ApiError(400, "invalid_field", `${side} (${hit.name}): ${err.message}`);
+          throw new ApiError("invalid_field", `${side} (${hit.name}): ${err.message}`, 400);
         }
         if (isPipelineError(err, "cannot_generate")) {
           return { side, runId, model: hit.name, error: { code: err.code, message: err.message } };
@@ -431,18 +425,18 @@ export function adminPageRoutes(deps: AdminPageDeps) {
     if (runnable.length === 0) {
       const codes = plans.map((p) => p.error?.code);
       throw new ApiError(
-        422,
         codes.includes("cannot_generate") ? "cannot_generate" : "no_bundle",
         plans.map((p) => `${p.side}: ${p.error?.message}`).join("; "),
+        422,
       );
     }
     const active = countGenerations(db, ["queued", "running"], key.id);
     if (active + runnable.length > config.maxActiveJobsPerKey) {
       throw new ApiError(
-        429,
         "too_many_generations",
         `this key has ${active} queued or running generations; the limit is ${config.maxActiveJobsPerKey}`,
-        { "Retry-After": "10" },
+        429,
+        { headers: { "Retry-After": "10" } },
       );
     }
     const samples = plans.map((p) => {
@@ -476,7 +470,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
 
   const sampleRow = (id: string) => {
     const g = getGeneration(db, id);
-    if (!g) throw new ApiError(404, "sample_not_found", `no sample "${id}"`);
+    if (!g) throw new ApiError("sample_not_found", `no sample "${id}"`, 404);
     return g;
   };
 
@@ -486,16 +480,16 @@ export function adminPageRoutes(deps: AdminPageDeps) {
     const g = sampleRow(c.req.param("id"));
     const format = (g.options as unknown as GenerationOptions).format;
     if (g.status !== "succeeded" || !g.outputs?.[0]) {
-      throw new ApiError(409, "not_ready", `sample "${g.id}" is ${g.status}`);
+      throw new ApiError("not_ready", `sample "${g.id}" is ${g.status}`, 409);
     }
     if (format !== "webm" && format !== "mp4") {
-      throw new ApiError(415, "not_a_video", `sample "${g.id}" is ${format}, not a video`);
+      throw new ApiError("not_a_video", `sample "${g.id}" is ${format}, not a video`, 415);
     }
     const path = g.outputs[0];
     const size = await stat(path).then(
       (s) => s.size,
       () => {
-        throw new ApiError(500, "output_missing", "the sample file is gone from the data dir");
+        throw new ApiError("output_missing", "the sample file is gone from the data dir", 500);
       },
     );
     const headers: Record<string, string> = {

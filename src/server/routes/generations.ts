@@ -27,9 +27,9 @@ import {
   newGenerationId,
 } from "../../store/generation-rows.ts";
 import type { GenerationRow } from "../../store/schema.ts";
+import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
-import { ApiError } from "../errors.ts";
 import { describeZodError, GenerationRequestSchema, ListJobsQuerySchema } from "../schemas.ts";
 
 /** The longest `Prefer: wait=N` honoured, in seconds. */
@@ -85,7 +85,7 @@ export function generationRoutes(deps: {
   const visible = (id: string, key: AppEnv["Variables"]["apiKey"]): GenerationRow => {
     const g = getGeneration(db, id);
     if (!g || (g.keyId !== key.id && key.role !== "admin")) {
-      throw new ApiError(404, "generation_not_found", `no generation "${id}"`);
+      throw new ApiError("generation_not_found", `no generation "${id}"`, 404);
     }
     return g;
   };
@@ -123,7 +123,7 @@ export function generationRoutes(deps: {
 
   app.get("/", (c) => {
     const parsed = ListJobsQuerySchema.safeParse(c.req.query());
-    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
     const { status, limit, before } = parsed.data;
     const key = c.var.apiKey;
     const beforeSeq = before ? visible(before, key).seq : undefined;
@@ -147,19 +147,19 @@ export function generationRoutes(deps: {
     const idempotencyKey = c.req.header("idempotency-key");
     if (idempotencyKey !== undefined && !/^[\x21-\x7e]{1,200}$/.test(idempotencyKey)) {
       throw new ApiError(
-        400,
         "invalid_field",
         "Idempotency-Key: 1..200 printable ASCII characters without spaces",
+        400,
       );
     }
     let body: unknown;
     try {
       body = await c.req.json();
     } catch (err) {
-      throw new ApiError(400, "invalid_json", `the body is not JSON: ${(err as Error).message}`);
+      throw new ApiError("invalid_json", `the body is not JSON: ${(err as Error).message}`, 400);
     }
     const parsed = GenerationRequestSchema.safeParse(body);
-    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
     const req = parsed.data;
     const requestSha256 = createHash("sha256").update(JSON.stringify(req)).digest("hex");
     const replay = () => {
@@ -167,9 +167,9 @@ export function generationRoutes(deps: {
       const found = generationByIdempotencyKey(db, c.var.apiKey.id, idempotencyKey);
       if (found && found.requestSha256 !== requestSha256) {
         throw new ApiError(
-          422,
           "idempotency_key_reused",
           `Idempotency-Key "${idempotencyKey}" was used for a different request (${found.id})`,
+          422,
         );
       }
       return found;
@@ -184,9 +184,9 @@ export function generationRoutes(deps: {
     if (modelName === null) {
       const known = runtime.bundles().map((m) => m.name);
       throw new ApiError(
-        400,
         "invalid_field",
         `model: required: no default model (DIFFUSABLE_DEFAULT_MODEL is unset and no loaded bundle has variant "se"); known models: ${known.length ? known.join(", ") : "(none)"}`,
+        400,
       );
     }
     let bundle: ReturnType<ModelRuntime["loaded"]>;
@@ -195,7 +195,7 @@ export function generationRoutes(deps: {
     } catch (err) {
       if (isPipelineError(err, "unknown_model")) {
         const from = req.model === undefined ? " (the default, DIFFUSABLE_DEFAULT_MODEL)" : "";
-        throw new ApiError(400, "invalid_field", `model: ${err.message}${from}`);
+        throw new ApiError("invalid_field", `model: ${err.message}${from}`, 400);
       }
       throw err;
     }
@@ -213,7 +213,7 @@ export function generationRoutes(deps: {
       });
     } catch (err) {
       if (isPipelineError(err, "bad_request")) {
-        throw new ApiError(400, "invalid_field", err.message);
+        throw new ApiError("invalid_field", err.message, 400);
       }
       throw err; // cannot_generate (422)
     }
@@ -232,19 +232,19 @@ export function generationRoutes(deps: {
     const active = countGenerations(db, ["queued", "running"], c.var.apiKey.id);
     if (active >= config.maxActiveJobsPerKey) {
       throw new ApiError(
-        429,
         "too_many_generations",
         `this key has ${active} queued or running generations; the limit is ${config.maxActiveJobsPerKey}`,
-        { "Retry-After": "10" },
+        429,
+        { headers: { "Retry-After": "10" } },
       );
     }
     const queued = countGenerations(db, ["queued"]);
     if (queued >= config.maxQueuedGenerations) {
       throw new ApiError(
-        429,
         "queue_full",
         `${queued} generations are queued; the limit is ${config.maxQueuedGenerations}`,
-        { "Retry-After": "10" },
+        429,
+        { headers: { "Retry-After": "10" } },
       );
     }
     const id = newGenerationId();
@@ -316,16 +316,16 @@ export function generationRoutes(deps: {
     const index = Number(raw);
     const o = g.options as unknown as GenerationOptions;
     if (!/^\d+$/.test(raw) || index >= o.n) {
-      throw new ApiError(400, "invalid_field", `index: ${raw} is not in 0..${o.n - 1}`);
+      throw new ApiError("invalid_field", `index: ${raw} is not in 0..${o.n - 1}`, 400);
     }
     if (g.status !== "succeeded" || !g.outputs) {
-      throw new ApiError(409, "not_ready", `generation "${g.id}" is ${g.status}`);
+      throw new ApiError("not_ready", `generation "${g.id}" is ${g.status}`, 409);
     }
     const path = g.outputs[index] as string;
     const size = await stat(path).then(
       (s) => s.size,
       () => {
-        throw new ApiError(500, "output_missing", "the output file is gone from the data dir");
+        throw new ApiError("output_missing", "the output file is gone from the data dir", 500);
       },
     );
     return new Response(Readable.toWeb(createReadStream(path)) as ReadableStream, {
@@ -342,7 +342,7 @@ export function generationRoutes(deps: {
     const id = c.req.param("id");
     visible(id, c.var.apiKey);
     if (!generations.cancel(id)) {
-      throw new ApiError(409, "generation_finished", `generation "${id}" has already finished`);
+      throw new ApiError("generation_finished", `generation "${id}" has already finished`, 409);
     }
     return c.json(generationJson(visible(id, c.var.apiKey)));
   });

@@ -22,9 +22,9 @@ import {
   newJobId,
 } from "../../store/job-rows.ts";
 import type { JobItemRow, JobKind } from "../../store/schema.ts";
+import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
-import { ApiError } from "../errors.ts";
 import { describeZodError, ListJobsQuerySchema } from "../schemas.ts";
 import { receiveUploads } from "../uploads.ts";
 
@@ -93,13 +93,13 @@ async function checkNpy(path: string): Promise<void> {
   try {
     shape = parseNpy(await readFile(path)).shape;
   } catch (err) {
-    throw new ApiError(400, "bad_latents", (err as Error).message);
+    throw new ApiError("bad_latents", (err as Error).message, 400);
   }
   if (shape.length !== 5 || shape[0] !== 1) {
     throw new ApiError(
-      400,
       "bad_latents",
       `latents must have shape (1, C, t, h, w); got (${shape.join(", ")})`,
+      400,
     );
   }
 }
@@ -119,7 +119,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
       found.job.kind !== resource.kind ||
       (found.job.keyId !== key.id && key.role !== "admin")
     ) {
-      throw new ApiError(404, "job_not_found", `no ${resource.path.slice(0, -1)} job "${id}"`);
+      throw new ApiError("job_not_found", `no ${resource.path.slice(0, -1)} job "${id}"`, 404);
     }
     return found;
   };
@@ -128,12 +128,12 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
     visibleJob(id, key);
     const index = Number(n);
     const item = Number.isInteger(index) && index >= 0 ? getItem(db, id, index) : null;
-    if (!item) throw new ApiError(404, "item_not_found", `job "${id}" has no item ${n}`);
+    if (!item) throw new ApiError("item_not_found", `job "${id}" has no item ${n}`, 404);
     if (item.status !== "succeeded" || !item.outputs) {
       throw new ApiError(
-        409,
         "item_not_ready",
         `item ${index} of job "${id}" is ${item.status}${item.errorMessage ? `: ${item.errorMessage}` : ""}`,
+        409,
       );
     }
     return item;
@@ -144,9 +144,9 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
       (st) => st.size,
       () => {
         throw new ApiError(
-          500,
           "output_missing",
           `the output file of this item is gone from the data dir`,
+          500,
         );
       },
     );
@@ -164,10 +164,10 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
     const active = countActiveJobs(db, key.id);
     if (active >= config.maxActiveJobsPerKey) {
       throw new ApiError(
-        429,
         "too_many_jobs",
         `this key has ${active} queued or running jobs; the limit is ${config.maxActiveJobsPerKey}`,
-        { "Retry-After": "10" },
+        429,
+        { headers: { "Retry-After": "10" } },
       );
     }
     const id = newJobId(resource.kind);
@@ -179,7 +179,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
       fields: (fields) => {
         const parsed = resource.options.safeParse(fields);
         if (!parsed.success) {
-          throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+          throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
         }
         runtime.bundle(parsed.data.model); // throws unknown_model (404)
         return parsed.data;
@@ -210,7 +210,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
 
   app.get("/", (c) => {
     const parsed = ListJobsQuerySchema.safeParse(c.req.query());
-    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
     const { status, limit, before } = parsed.data;
     const key = c.var.apiKey;
     const beforeSeq = before ? visibleJob(before, key).job.seq : undefined;
@@ -232,7 +232,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
     const id = c.req.param("id");
     visibleJob(id, c.var.apiKey);
     if (!runner.cancel(id)) {
-      throw new ApiError(409, "job_finished", `job "${id}" has already finished`);
+      throw new ApiError("job_finished", `job "${id}" has already finished`, 409);
     }
     return c.json(jobJson(resource.path, visibleJob(id, c.var.apiKey)));
   });
@@ -242,7 +242,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
       const item = succeededItem(c.req.param("id"), c.req.param("n"), c.var.apiKey);
       if (c.req.query("format") === "json") return c.json(item.metadata ?? {});
       const latents = item.outputs?.latents;
-      if (!latents) throw new ApiError(500, "internal", "the item has no latents output");
+      if (!latents) throw new ApiError("internal", "the item has no latents output", 500);
       return sendFile(latents, "application/octet-stream", `${item.index}.npy`, item.outputSha256);
     });
     app.get("/:id/items/:n/metadata", (c) => {
@@ -253,7 +253,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
     app.get("/:id/items/:n/video", async (c) => {
       const item = succeededItem(c.req.param("id"), c.req.param("n"), c.var.apiKey);
       const video = item.outputs?.video;
-      if (!video) throw new ApiError(500, "internal", "the item has no video output");
+      if (!video) throw new ApiError("internal", "the item has no video output", 500);
       const ext = video.split(".").pop() ?? "mp4";
       return sendFile(
         video,

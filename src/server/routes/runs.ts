@@ -8,7 +8,6 @@ import type { Db } from "../../store/db.ts";
 import { RUN_KINDS, RUN_STATUSES, type RunRow } from "../../store/schema.ts";
 import { StartRunSchema } from "../../training/runs/launch.ts";
 import type { RunRegistry } from "../../training/runs/registry.ts";
-import { RunError } from "../../training/runs/run-error.ts";
 import {
   diffusionRunsOf,
   getMetrics,
@@ -19,8 +18,8 @@ import {
   metricNames,
   publicRun,
 } from "../../training/runs/run-store.ts";
+import { ApiError } from "../api-error.ts";
 import { type AppEnv, requireAdmin } from "../auth.ts";
-import { ApiError } from "../errors.ts";
 import { describeZodError } from "../schemas.ts";
 
 export const ListRunsQuerySchema = z.object({
@@ -43,16 +42,11 @@ export const ImportRunSchema = z.strictObject({
 
 export { StartRunSchema };
 
-function toApi(err: unknown): never {
-  if (err instanceof RunError) throw new ApiError(err.status, err.code, err.message);
-  throw err;
-}
-
 async function jsonBody(c: { req: { json(): Promise<unknown> } }): Promise<unknown> {
   try {
     return await c.req.json();
   } catch (err) {
-    throw new ApiError(400, "invalid_json", `the body is not JSON: ${(err as Error).message}`);
+    throw new ApiError("invalid_json", `the body is not JSON: ${(err as Error).message}`, 400);
   }
 }
 
@@ -62,7 +56,7 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
 
   const found = (id: string): RunRow => {
     const run = getRun(db, id);
-    if (!run) throw new ApiError(404, "run_not_found", `no run ${JSON.stringify(id)}`);
+    if (!run) throw new ApiError("run_not_found", `no run ${JSON.stringify(id)}`, 404);
     return run;
   };
 
@@ -70,10 +64,10 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
 
   app.get("/", (c) => {
     const parsed = ListRunsQuerySchema.safeParse(c.req.query());
-    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
     const { kind, status, limit, cursor } = parsed.data;
     if (cursor !== undefined && !getRun(db, cursor)) {
-      throw new ApiError(400, "invalid_field", `cursor: no run ${JSON.stringify(cursor)}`);
+      throw new ApiError("invalid_field", `cursor: no run ${JSON.stringify(cursor)}`, 400);
     }
     const page = listRuns(db, {
       limit,
@@ -93,39 +87,26 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
 
   app.post("/", requireAdmin, async (c) => {
     const parsed = StartRunSchema.safeParse(await jsonBody(c));
-    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
-    let run: RunRow;
-    try {
-      run = registry.startRun(parsed.data);
-    } catch (err) {
-      toApi(err);
-    }
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
+    const run = registry.startRun(parsed.data);
     c.header("Location", `/v1/runs/${run.id}`);
     return c.json({ run: runJson(run) }, 202);
   });
 
   app.post("/:id/stop", requireAdmin, (c) => {
-    try {
-      return c.json({ run: runJson(registry.stopRun(c.req.param("id"))) }, 202);
-    } catch (err) {
-      toApi(err);
-    }
+    return c.json({ run: runJson(registry.stopRun(c.req.param("id"))) }, 202);
   });
 
   app.post("/import", requireAdmin, async (c) => {
     const parsed = ImportRunSchema.safeParse(await jsonBody(c));
-    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
-    try {
-      const r = registry.importFolder(parsed.data.path);
-      return c.json({
-        run: runJson(r.run),
-        accepted: r.accepted,
-        added: r.added,
-        rejected: r.rejected,
-      });
-    } catch (err) {
-      toApi(err);
-    }
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
+    const r = registry.importFolder(parsed.data.path);
+    return c.json({
+      run: runJson(r.run),
+      accepted: r.accepted,
+      added: r.added,
+      rejected: r.rejected,
+    });
   });
 
   app.get("/:id", (c) => {
@@ -146,14 +127,14 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
   app.get("/:id/metrics", (c) => {
     const run = found(c.req.param("id"));
     const parsed = MetricsQuerySchema.safeParse(c.req.query());
-    if (!parsed.success) throw new ApiError(400, "invalid_field", describeZodError(parsed.error));
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
     const { name } = parsed.data;
     const points = getMetrics(db, run.id, name);
     if (points.length === 0) {
       throw new ApiError(
-        404,
         "metric_not_found",
         `name: run ${run.id} has no metric ${JSON.stringify(name)} (it has: ${metricNames(db, run.id).join(", ") || "none"})`,
+        404,
       );
     }
     return c.json({ run: run.id, name, points });

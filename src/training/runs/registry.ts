@@ -174,7 +174,7 @@ export class RunRegistry {
 
   /** Starts a trainer for a validated request; the run row is returned (status running). */
   startRun(req: StartRunRequest): RunRow {
-    if (this.stopped) throw new RunError("registry_stopped", 409, "the server is shutting down");
+    if (this.stopped) throw new RunError("registry_stopped", "the server is shutting down", 409);
     let variant: string;
     let aeFolder: string | undefined;
     let aeRunId: string | null = null;
@@ -183,19 +183,19 @@ export class RunRegistry {
       if (!ae) {
         throw new RunError(
           "unknown_run",
-          404,
           `ae_run_id: no run ${JSON.stringify(req.ae_run_id)}`,
+          404,
         );
       }
       if (ae.kind !== "autoencoder") {
-        throw new RunError("invalid_field", 400, `ae_run_id: run ${ae.id} is a ${ae.kind} run`);
+        throw new RunError("invalid_field", `ae_run_id: run ${ae.id} is a ${ae.kind} run`, 400);
       }
       const ckpt = join(ae.folder, "checkpoints", "last.pt");
       if (ae.status !== "finished" || !existsSync(ckpt)) {
         throw new RunError(
           "autoencoder_not_ready",
-          409,
           `ae_run_id: run ${ae.id} is ${ae.status}${existsSync(ckpt) ? "" : ` and has no ${ckpt}`}; a diffusion run needs a finished autoencoder run with its checkpoint`,
+          409,
         );
       }
       variant = ae.variant ?? "unknown";
@@ -207,10 +207,10 @@ export class RunRegistry {
     const id = req.run_id ?? defaultRunId(req, variant);
     const folder = join(this.runsDir, id);
     if (getRun(this.db, id)) {
-      throw new RunError("run_exists", 409, `run_id: a run ${id} exists already`);
+      throw new RunError("run_exists", `run_id: a run ${id} exists already`, 409);
     }
     if (existsSync(folder)) {
-      throw new RunError("run_exists", 409, `run_id: the folder ${folder} exists already`);
+      throw new RunError("run_exists", `run_id: the folder ${folder} exists already`, 409);
     }
     const args = trainerArgs(req, folder, aeFolder);
     const child = spawnTrainer(args, folder);
@@ -244,15 +244,15 @@ export class RunRegistry {
    * resumed later from its last checkpoint; it is settled as interrupted when the process ends. */
   stopRun(runId: string): RunRow {
     const run = getRun(this.db, runId);
-    if (!run) throw new RunError("run_not_found", 404, `no run ${JSON.stringify(runId)}`);
+    if (!run) throw new RunError("run_not_found", `no run ${JSON.stringify(runId)}`, 404);
     const f = this.followers.get(runId);
     if (run.status !== "running" || !f) {
-      throw new RunError("run_not_running", 409, `run ${runId} is ${run.status}, not running here`);
+      throw new RunError("run_not_running", `run ${runId} is ${run.status}, not running here`, 409);
     }
     // Only signal the process that is this run's trainer (a pid can be reused).
     if (f.pid === null || !pidAlive(f.pid) || !pidRunsFolder(f.pid, run.folder)) {
       this.tick(f);
-      throw new RunError("run_not_running", 409, `run ${runId}: its trainer is gone`);
+      throw new RunError("run_not_running", `run ${runId}: its trainer is gone`, 409);
     }
     process.kill(f.pid, "SIGTERM");
     this.log(`runs: stopping ${runId} (SIGTERM to pid ${f.pid})`);

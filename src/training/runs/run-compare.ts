@@ -3,6 +3,7 @@
 // (run-summary.ts). A side is a diffusion run (with the autoencoder run it was trained on) or,
 // when there are no diffusion runs, an autoencoder run alone.
 
+import { AppError } from "../../app-error.ts";
 import { type ComparisonSummary, type StepValue, summarize } from "./run-summary.ts";
 
 export type RunKind = "autoencoder" | "diffusion";
@@ -82,13 +83,12 @@ export interface Comparison {
   warnings: string[];
 }
 
-export class CompareError extends Error {
+/** A comparison of runs that are not there (404). */
+export class CompareError extends AppError {
   override name = "CompareError";
-  constructor(
-    readonly code: "run_not_found" | "no_runs",
-    message: string,
-  ) {
-    super(message);
+  declare readonly code: "run_not_found" | "no_runs";
+  constructor(code: "run_not_found" | "no_runs", message: string) {
+    super(code, message, 404);
   }
 }
 

@@ -1,15 +1,14 @@
-// The one error type of the run registry: a stable `code`, the HTTP status the server answers
-// with, and a message that starts with the field or path at fault.
+// The run registry's errors: an AppError (src/app-error.ts) whose message starts with the field
+// or path at fault.
+
+import { AppError } from "../../app-error.ts";
 
 export type RunErrorStatus = 400 | 404 | 409;
 
-export class RunError extends Error {
+export class RunError extends AppError {
   override name = "RunError";
-  constructor(
-    readonly code: string,
-    readonly status: RunErrorStatus,
-    message: string,
-  ) {
-    super(message);
+  declare readonly status: RunErrorStatus;
+  constructor(code: string, message: string, status: RunErrorStatus) {
+    super(code, message, status);
   }
 }

@@ -32,7 +32,7 @@ export type ImportErrorCode = keyof typeof STATUS_OF;
 /** Why a folder cannot be imported (a RunError with one of the codes above). */
 export class ImportError extends RunError {
   constructor(code: ImportErrorCode, message: string) {
-    super(code, STATUS_OF[code], message);
+    super(code, message, STATUS_OF[code]);
   }
 }
 

@@ -1,19 +1,22 @@
-// The one error type of the HTTP layer and the one handler that turns anything thrown into
-// `{ "error": { "code", "message" } }` with the right status.
+// The HTTP layer's errors and the one handler that turns anything thrown into
+// `{ "error": { "code", "message" } }` with the right status: every AppError (pipeline, runs,
+// HTTP) answers with its own code, message, status and headers; anything else is a logged 500.
 
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { PipelineError } from "../pipeline/pipeline-error.ts";
+import { AppError, type AppErrorOptions } from "../app-error.ts";
 
-export class ApiError extends Error {
+/** An error raised by the HTTP layer itself (auth, parsing, quotas, routing). */
+export class ApiError extends AppError {
   override name = "ApiError";
+  declare readonly status: ContentfulStatusCode;
   constructor(
-    readonly status: ContentfulStatusCode,
-    readonly code: string,
+    code: string,
     message: string,
-    readonly headers: Record<string, string> = {},
+    status: ContentfulStatusCode,
+    options?: AppErrorOptions,
   ) {
-    super(message);
+    super(code, message, status, options);
   }
 }
 
@@ -26,14 +29,13 @@ export function errorBody(code: string, message: string): ErrorBody {
 }
 
 /** Maps an error to a status and body; unknown errors are 500 "internal" and logged. */
-export function toApiError(err: unknown): ApiError {
-  if (err instanceof ApiError) return err;
-  if (err instanceof PipelineError) return new ApiError(err.status, err.code, err.message);
+export function toApiError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
   const status = (err as { status?: unknown })?.status;
   if (status === 413) {
-    return new ApiError(413, "payload_too_large", "the request body is larger than allowed");
+    return new ApiError("payload_too_large", "the request body is larger than allowed", 413);
   }
-  return new ApiError(500, "internal", "internal server error");
+  return new ApiError("internal", "internal server error", 500);
 }
 
 export function onError(err: Error, c: Context): Response {
@@ -45,7 +47,7 @@ export function onError(err: Error, c: Context): Response {
   if (c.req.header("content-length") || c.req.header("transfer-encoding")) {
     c.header("Connection", "close");
   }
-  return c.json(errorBody(api.code, api.message), api.status);
+  return c.json(errorBody(api.code, api.message), api.status as ContentfulStatusCode);
 }
 
 export function notFound(c: Context): Response {
