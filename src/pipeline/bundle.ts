@@ -7,6 +7,7 @@ import { createReadStream } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
+import { SAMPLER_METHODS } from "./generate/sampler.ts";
 import { PipelineError } from "./pipeline-error.ts";
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "a lowercase hex sha256");
@@ -38,7 +39,7 @@ export const manifestSchema = z
     /** The sampler defaults of the diffusion run that made the bundle (docs/sampler.md). */
     sampler: z
       .looseObject({
-        method: z.enum(["euler", "heun"]),
+        method: z.enum(SAMPLER_METHODS),
         steps: positiveInt,
         guidance: z.number().nonnegative(),
         max_steps: positiveInt,

@@ -1,6 +1,7 @@
 // /openapi.json, assembled from the zod schemas that validate the requests (z.toJSONSchema).
 
 import { z } from "zod";
+import { OUTPUT_FORMATS, VIDEO_FORMATS } from "../pipeline/media/output-formats.ts";
 import {
   ImportRunSchema,
   ListRunsQuerySchema,
@@ -146,11 +147,12 @@ let cached: Json | null = null;
 
 export function openApiDocument(): Json {
   if (cached) return cached;
-  const video = {
-    "video/mp4": { schema: { type: "string", format: "binary" } },
-    "video/webm": { schema: { type: "string", format: "binary" } },
-    "image/gif": { schema: { type: "string", format: "binary" } },
-  };
+  const video = Object.fromEntries(
+    VIDEO_FORMATS.map((f) => [
+      OUTPUT_FORMATS[f].mime,
+      { schema: { type: "string", format: "binary" } },
+    ]),
+  );
   cached = {
     openapi: "3.1.0",
     info: {
@@ -253,7 +255,9 @@ export function openApiDocument(): Json {
             { name: "index", in: "query", schema: { type: "integer", minimum: 0 } },
           ],
           responses: {
-            "200": { description: "video i (mp4, webm, gif) or its latent (.npy)" },
+            "200": {
+              description: `video i (${VIDEO_FORMATS.join(", ")}) or its latent (.npy); Range and If-None-Match honoured`,
+            },
             ...errors(400, 401, 404, 409),
           },
         },

@@ -2,7 +2,10 @@
 // /openapi.json, so the document and the checks cannot drift apart.
 
 import { z } from "zod";
-import { KEY_ROLES } from "../store/schema.ts";
+import { ENCODE_MODES } from "../pipeline/autoencoder/encode.ts";
+import { SAMPLER_METHODS } from "../pipeline/generate/sampler.ts";
+import { ALL_OUTPUT_FORMATS, VIDEO_FORMATS } from "../pipeline/media/output-formats.ts";
+import { JOB_KINDS, JOB_STATUSES, KEY_ROLES } from "../store/schema.ts";
 
 export const ErrorSchema = z.object({
   error: z.object({
@@ -21,7 +24,7 @@ const fps = z.coerce
 
 export const EncodeOptionsSchema = z.object({
   model,
-  mode: z.enum(["clip", "whole"]).default("clip").meta({
+  mode: z.enum(ENCODE_MODES).default("clip").meta({
     description:
       "clip: consecutive 1+4k-frame clips like the training data; whole: the whole video causally",
   }),
@@ -29,7 +32,7 @@ export const EncodeOptionsSchema = z.object({
   dtype: z.enum(["float32", "float16"]).default("float32"),
 });
 
-export const VideoFormatSchema = z.enum(["mp4", "webm", "gif"]);
+export const VideoFormatSchema = z.enum(VIDEO_FORMATS);
 
 export const DecodeOptionsSchema = z.object({ model, format: VideoFormatSchema.default("mp4") });
 
@@ -42,7 +45,7 @@ export const ReconstructOptionsSchema = z.object({
 const ItemSchema = z.object({
   index: z.number().int(),
   source: z.string().meta({ description: "the uploaded file's name" }),
-  status: z.enum(["queued", "running", "succeeded", "failed", "canceled"]),
+  status: z.enum(JOB_STATUSES),
   error: ErrorSchema.shape.error.nullable(),
   sha256: z.string().nullable().meta({ description: "sha256 of the main output" }),
   metadata: z.record(z.string(), z.unknown()).nullable(),
@@ -51,8 +54,8 @@ const ItemSchema = z.object({
 
 export const JobSchema = z.object({
   id: z.string(),
-  kind: z.enum(["encode", "decode", "reconstruct"]),
-  status: z.enum(["queued", "running", "succeeded", "failed", "canceled"]),
+  kind: z.enum(JOB_KINDS),
+  status: z.enum(JOB_STATUSES),
   model: z.string(),
   options: z.record(z.string(), z.unknown()),
   progress: z.number().min(0).max(1),
@@ -65,7 +68,7 @@ export const JobSchema = z.object({
 });
 
 export const ListJobsQuerySchema = z.object({
-  status: z.enum(["queued", "running", "succeeded", "failed", "canceled"]).optional(),
+  status: z.enum(JOB_STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   before: z.string().optional().meta({ description: "a job id: list the jobs made before it" }),
 });
@@ -126,14 +129,14 @@ export const GenerationRequestSchema = z.strictObject({
     .max(100)
     .optional()
     .meta({ description: "classifier-free guidance scale (1 = none)" }),
-  method: z.enum(["euler", "heun"]).optional(),
+  method: z.enum(SAMPLER_METHODS).optional(),
   frames: z
     .number()
     .int()
     .positive()
     .optional()
     .meta({ description: "1 + temporal_factor * k, up to the bundle's frames.max" }),
-  format: z.enum(["mp4", "webm", "gif", "npy"]).default("mp4"),
+  format: z.enum(ALL_OUTPUT_FORMATS).default("mp4"),
   n: z.number().int().min(1).max(8).default(1).meta({ description: "videos (1..8)" }),
 });
 export type GenerationRequest = z.infer<typeof GenerationRequestSchema>;

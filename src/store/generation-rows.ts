@@ -1,12 +1,10 @@
 // Generation rows: insert, read, claim the oldest queued one, record progress and outcomes.
-// Synchronous (better-sqlite3); the runner is in ../generations.ts.
+// Synchronous (better-sqlite3); the runner is pipeline/work/generation-runner.ts.
 
 import { randomBytes } from "node:crypto";
 import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "./db.ts";
-import { type GenerationRow, generations, type JobStatus } from "./schema.ts";
-
-const ACTIVE: JobStatus[] = ["queued", "running"];
+import { ACTIVE_STATUSES, type GenerationRow, generations, type JobStatus } from "./schema.ts";
 
 export const newGenerationId = () => `gen_${randomBytes(12).toString("hex")}`;
 
@@ -110,7 +108,7 @@ export function cancelGeneration(db: Db, id: string): boolean {
         errorCode: "canceled",
         errorMessage: "canceled by request",
       })
-      .where(and(eq(generations.id, id), inArray(generations.status, ACTIVE)))
+      .where(and(eq(generations.id, id), inArray(generations.status, ACTIVE_STATUSES)))
       .returning({ id: generations.id })
       .all().length > 0
   );
@@ -150,7 +148,7 @@ export function listGenerations(
 }
 
 /** Generations with one of `statuses`, of one API key or (keyId undefined) of all. */
-export function countGenerations(db: Db, statuses: JobStatus[], keyId?: string): number {
+export function countGenerations(db: Db, statuses: readonly JobStatus[], keyId?: string): number {
   const conditions = [inArray(generations.status, statuses)];
   if (keyId !== undefined) conditions.push(eq(generations.keyId, keyId));
   return (

@@ -1,10 +1,12 @@
 // Job rows: insert a job with its items in one transaction, read it back, claim the oldest queued
-// one, record item and job outcomes. All synchronous (better-sqlite3); the runner is in ../jobs.ts.
+// one, record item and job outcomes. All synchronous (better-sqlite3); the runner is
+// pipeline/work/job-runner.ts.
 
 import { randomBytes } from "node:crypto";
 import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "./db.ts";
 import {
+  ACTIVE_STATUSES,
   type ItemStatus,
   type JobItemRow,
   type JobKind,
@@ -13,8 +15,6 @@ import {
   jobItems,
   jobs,
 } from "./schema.ts";
-
-export const ACTIVE_STATUSES: JobStatus[] = ["queued", "running"];
 
 const ID_PREFIX: Record<JobKind, string> = { encode: "enc", decode: "dec", reconstruct: "rec" };
 

@@ -18,11 +18,22 @@ export type KeyRole = (typeof KEY_ROLES)[number];
 export const JOB_KINDS = ["encode", "decode", "reconstruct"] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
+/** The statuses of a job, of each of its items, and of a generation: one list, read by the
+ * tables below, the request/response schemas (server/schemas.ts) and so the OpenAPI document. */
 export const JOB_STATUSES = ["queued", "running", "succeeded", "failed", "canceled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
-
-export const ITEM_STATUSES = ["queued", "running", "succeeded", "failed", "canceled"] as const;
-export type ItemStatus = (typeof ITEM_STATUSES)[number];
+export const ITEM_STATUSES = JOB_STATUSES;
+export type ItemStatus = JobStatus;
+export const GENERATION_STATUSES = JOB_STATUSES;
+export type GenerationStatus = JobStatus;
+/** Work not yet finished (counted against quotas). */
+export const ACTIVE_STATUSES = ["queued", "running"] as const satisfies readonly JobStatus[];
+/** Work that has finished one way or another. */
+export const TERMINAL_STATUSES = [
+  "succeeded",
+  "failed",
+  "canceled",
+] as const satisfies readonly JobStatus[];
 
 const now = sql`(CAST(unixepoch('subsec') * 1000 AS INTEGER))`;
 
@@ -102,7 +113,7 @@ export const generations = sqliteTable(
   {
     id: text("id").primaryKey(),
     seq: integer("seq").notNull(),
-    status: text("status", { enum: JOB_STATUSES }).notNull().default("queued"),
+    status: text("status", { enum: GENERATION_STATUSES }).notNull().default("queued"),
     keyId: text("key_id").references(() => apiKeys.id),
     model: text("model").notNull(),
     /** The resolved settings (label id and name, seed, steps, guidance, method, frames, n, format). */

@@ -107,6 +107,18 @@ test("a generation runs to the end; the same seed gives the same bytes", async (
     const bytes = new Uint8Array(await content.arrayBuffer());
     assert.ok(bytes.length > 0);
     shas.push(g.outputs[1]?.sha256 as string);
+    // The one file-sending helper: ETag -> 304, one byte range -> 206.
+    const etag = content.headers.get("etag") as string;
+    assert.equal(etag, `"${g.outputs[1]?.sha256}"`);
+    const url = `/v1/generations/${g.id}/content?index=1`;
+    const cached = await t.app.request(url, {
+      headers: { ...auth(t.user), "if-none-match": etag },
+    });
+    assert.equal(cached.status, 304);
+    const part = await t.app.request(url, { headers: { ...auth(t.user), range: "bytes=2-9" } });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers.get("content-range"), `bytes 2-9/${bytes.length}`);
+    assert.deepEqual(new Uint8Array(await part.arrayBuffer()), bytes.subarray(2, 10));
   }
   assert.equal(shas[0], shas[1]);
   assert.equal((await get("/v1/generations/gen_nope")).status, 404);

@@ -13,7 +13,8 @@ import { abortError, PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
 import { checkFps, DEFAULT_TIMEOUT_MS, groups, tensorOf, tooShort, video } from "./model-io.ts";
 
-export type EncodeMode = "clip" | "whole";
+export const ENCODE_MODES = ["clip", "whole"] as const;
+export type EncodeMode = (typeof ENCODE_MODES)[number];
 
 export interface EncodeOptions {
   mode: EncodeMode;

@@ -6,7 +6,10 @@
 // to t = 0 on the uniform grid t_i = 1 - i/N. Arithmetic is float32, as in PyTorch: every
 // element update is rounded with Math.fround.
 
-export type SamplerMethod = "euler" | "heun";
+/** The integration methods, the TypeScript names of flow.py's (checked by a test against the
+ * Python package); the bundle manifest, the request schema and the OpenAPI document read them. */
+export const SAMPLER_METHODS = ["euler", "heun"] as const;
+export type SamplerMethod = (typeof SAMPLER_METHODS)[number];
 
 /** The denoiser: x (B, ...dims) float32, one time for every entry, labels (B,) -> v like x. */
 export type VelocityFn = (

@@ -16,12 +16,15 @@ export interface OutputFormatInfo {
   mime: string;
   /** How ffmpeg writes it; null for a format that is not a video (latents as .npy). */
   ffmpeg: FfmpegOutput | null;
+  /** Whether a browser's <video> element plays it (the admin page shows only those). */
+  browser: boolean;
 }
 
 export const OUTPUT_FORMATS = {
   mp4: {
     ext: "mp4",
     mime: "video/mp4",
+    browser: true,
     ffmpeg: {
       filter: EVEN,
       options: [
@@ -33,6 +36,7 @@ export const OUTPUT_FORMATS = {
   webm: {
     ext: "webm",
     mime: "video/webm",
+    browser: true,
     ffmpeg: {
       filter: EVEN,
       options: [
@@ -47,6 +51,7 @@ export const OUTPUT_FORMATS = {
   gif: {
     ext: "gif",
     mime: "image/gif",
+    browser: false,
     // One pass with a palette computed from the whole clip, so colours are not dithered to
     // the default 256-colour palette.
     ffmpeg: {
@@ -54,7 +59,7 @@ export const OUTPUT_FORMATS = {
       options: ["-f", "gif"],
     },
   },
-  npy: { ext: "npy", mime: "application/octet-stream", ffmpeg: null },
+  npy: { ext: "npy", mime: "application/octet-stream", ffmpeg: null, browser: false },
 } as const satisfies Record<string, OutputFormatInfo>;
 
 export type OutputFormat = keyof typeof OUTPUT_FORMATS;
@@ -71,6 +76,11 @@ export const ALL_OUTPUT_FORMATS = Object.keys(OUTPUT_FORMATS) as [OutputFormat, 
 export const VIDEO_FORMATS = ALL_OUTPUT_FORMATS.filter(
   (f) => OUTPUT_FORMATS[f].ffmpeg !== null,
 ) as [VideoFormat, ...VideoFormat[]];
+
+/** The video formats a browser plays. */
+export const BROWSER_VIDEO_FORMATS: readonly string[] = ALL_OUTPUT_FORMATS.filter(
+  (f) => OUTPUT_FORMATS[f].browser,
+);
 
 /** The MIME type of a file written in this format (or of an extension; octet-stream if unknown). */
 export function mimeOf(format: string): string {

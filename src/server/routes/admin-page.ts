@@ -5,15 +5,14 @@
 // by the generation runner for the same label and seed.
 
 import { createHash, randomInt } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { Readable } from "node:stream";
 import { type Context, Hono } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { z } from "zod";
 import { resolveSettings } from "../../pipeline/generate/generate.ts";
+import { BROWSER_VIDEO_FORMATS } from "../../pipeline/media/output-formats.ts";
 import { isPipelineError } from "../../pipeline/pipeline-error.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import type { GenerationOptions, GenerationRunner } from "../../pipeline/work/generation-runner.ts";
@@ -25,7 +24,12 @@ import {
   insertGeneration,
   newGenerationId,
 } from "../../store/generation-rows.ts";
-import type { ApiKeyRow, GenerationRow } from "../../store/schema.ts";
+import {
+  ACTIVE_STATUSES,
+  type ApiKeyRow,
+  type GenerationRow,
+  RUN_KINDS,
+} from "../../store/schema.ts";
 import {
   brief,
   buildComparison,
@@ -39,6 +43,7 @@ import { AdminSessions, SESSION_COOKIE } from "../admin-session.ts";
 import { ApiError } from "../api-error.ts";
 import type { Config } from "../config.ts";
 import { describeZodError } from "../schemas.ts";
+import { sendFile } from "../send-file.ts";
 
 const ASSETS_DIR = join(import.meta.dirname, "../admin");
 const UPLOT_DIR = join(dirname(createRequire(import.meta.url).resolve("uplot")), ".");
@@ -173,7 +178,7 @@ const SamplesRequestSchema = z.strictObject({
 });
 
 const RunsQuerySchema = z.strictObject({
-  kind: z.enum(["autoencoder", "diffusion"]).optional(),
+  kind: z.enum(RUN_KINDS).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 
@@ -430,7 +435,7 @@ export function adminPageRoutes(deps: AdminPageDeps) {
         422,
       );
     }
-    const active = countGenerations(db, ["queued", "running"], key.id);
+    const active = countGenerations(db, ACTIVE_STATUSES, key.id);
     if (active + runnable.length > config.maxActiveJobsPerKey) {
       throw new ApiError(
         "too_many_generations",
@@ -482,45 +487,13 @@ export function adminPageRoutes(deps: AdminPageDeps) {
     if (g.status !== "succeeded" || !g.outputs?.[0]) {
       throw new ApiError("not_ready", `sample "${g.id}" is ${g.status}`, 409);
     }
-    if (format !== "webm" && format !== "mp4") {
+    if (!BROWSER_VIDEO_FORMATS.includes(format)) {
       throw new ApiError("not_a_video", `sample "${g.id}" is ${format}, not a video`, 415);
     }
-    const path = g.outputs[0];
-    const size = await stat(path).then(
-      (s) => s.size,
-      () => {
-        throw new ApiError("output_missing", "the sample file is gone from the data dir", 500);
-      },
-    );
-    const headers: Record<string, string> = {
-      "content-type": format === "webm" ? "video/webm" : "video/mp4",
-      "accept-ranges": "bytes",
-      etag: `"${g.outputSha256?.[0] ?? ""}"`,
-    };
-    // Media elements ask for byte ranges; one range is enough for them.
-    const range = /^bytes=(\d*)-(\d*)$/.exec(c.req.header("range") ?? "");
-    if (range && (range[1] || range[2])) {
-      let start = range[1] ? Number(range[1]) : size - Number(range[2]);
-      let end = range[1] && range[2] ? Number(range[2]) : size - 1;
-      start = Math.max(0, start);
-      end = Math.min(end, size - 1);
-      if (start > end || start >= size) {
-        return new Response(null, { status: 416, headers: { "content-range": `bytes */${size}` } });
-      }
-      return new Response(
-        Readable.toWeb(createReadStream(path, { start, end })) as ReadableStream,
-        {
-          status: 206,
-          headers: {
-            ...headers,
-            "content-range": `bytes ${start}-${end}/${size}`,
-            "content-length": String(end - start + 1),
-          },
-        },
-      );
-    }
-    return new Response(Readable.toWeb(createReadStream(path)) as ReadableStream, {
-      headers: { ...headers, "content-length": String(size) },
+    return sendFile(c, g.outputs[0], {
+      format,
+      sha256: g.outputSha256?.[0] ?? "",
+      missing: "the sample file is gone from the data dir",
     });
   });
 

@@ -4,9 +4,6 @@
 // and to admin keys. Request errors are 400 "invalid_field" naming the field.
 
 import { createHash, randomInt } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
-import { Readable } from "node:stream";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { resolveSettings } from "../../pipeline/generate/generate.ts";
@@ -26,23 +23,17 @@ import {
   listGenerations,
   newGenerationId,
 } from "../../store/generation-rows.ts";
-import type { GenerationRow } from "../../store/schema.ts";
+import { ACTIVE_STATUSES, type GenerationRow, TERMINAL_STATUSES } from "../../store/schema.ts";
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { describeZodError, GenerationRequestSchema, ListJobsQuerySchema } from "../schemas.ts";
+import { sendFile } from "../send-file.ts";
 
 /** The longest `Prefer: wait=N` honoured, in seconds. */
 export const MAX_WAIT_S = 60;
 
-const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
-
-const TYPES: Record<string, string> = {
-  mp4: "video/mp4",
-  webm: "video/webm",
-  gif: "image/gif",
-  npy: "application/octet-stream",
-};
+const TERMINAL = new Set<string>(TERMINAL_STATUSES);
 
 export function generationJson(g: GenerationRow) {
   const o = g.options as unknown as GenerationOptions;
@@ -229,7 +220,7 @@ export function generationRoutes(deps: {
       format: req.format,
     };
     // The bounds: per key (queued + running), then the whole queue.
-    const active = countGenerations(db, ["queued", "running"], c.var.apiKey.id);
+    const active = countGenerations(db, ACTIVE_STATUSES, c.var.apiKey.id);
     if (active >= config.maxActiveJobsPerKey) {
       throw new ApiError(
         "too_many_generations",
@@ -321,20 +312,10 @@ export function generationRoutes(deps: {
     if (g.status !== "succeeded" || !g.outputs) {
       throw new ApiError("not_ready", `generation "${g.id}" is ${g.status}`, 409);
     }
-    const path = g.outputs[index] as string;
-    const size = await stat(path).then(
-      (s) => s.size,
-      () => {
-        throw new ApiError("output_missing", "the output file is gone from the data dir", 500);
-      },
-    );
-    return new Response(Readable.toWeb(createReadStream(path)) as ReadableStream, {
-      headers: {
-        "content-type": TYPES[o.format] ?? "application/octet-stream",
-        "content-length": String(size),
-        "content-disposition": `attachment; filename="${g.id}-${index}.${o.format}"`,
-        etag: `"${g.outputSha256?.[index] ?? ""}"`,
-      },
+    return sendFile(c, g.outputs[index] as string, {
+      format: o.format,
+      sha256: g.outputSha256?.[index] ?? "",
+      filename: `${g.id}-${index}.${o.format}`,
     });
   });
 

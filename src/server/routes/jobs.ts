@@ -1,10 +1,4 @@
-// The three job resources share one shape: POST a multipart form (files + options) -> 202 with the
-// job; GET /:id for status, progress and per-item results; DELETE /:id to cancel; and per-item
-// outputs. Jobs are visible to the key that made them and to admin keys.
-
-import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
-import { Readable } from "node:stream";
+import { readFile } from "node:fs/promises";
 import { Hono } from "hono";
 import type { z } from "zod";
 import { parseNpy } from "../../pipeline/media/npy-file.ts";
@@ -26,6 +20,7 @@ import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { describeZodError, ListJobsQuerySchema } from "../schemas.ts";
+import { sendFile } from "../send-file.ts";
 import { receiveUploads } from "../uploads.ts";
 
 export interface JobDeps {
@@ -43,12 +38,6 @@ export interface JobResource<S extends z.ZodType> {
   /** What each uploaded file must be. */
   input: "video" | "npy";
 }
-
-const VIDEO_TYPES: Record<string, string> = {
-  mp4: "video/mp4",
-  webm: "video/webm",
-  gif: "image/gif",
-};
 
 function iso(d: Date | null): string | null {
   return d ? d.toISOString() : null;
@@ -139,26 +128,6 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
     return item;
   };
 
-  const sendFile = async (path: string, type: string, filename: string, sha: string | null) => {
-    const size = await stat(path).then(
-      (st) => st.size,
-      () => {
-        throw new ApiError(
-          "output_missing",
-          `the output file of this item is gone from the data dir`,
-          500,
-        );
-      },
-    );
-    const headers: Record<string, string> = {
-      "content-type": type,
-      "content-length": String(size),
-      "content-disposition": `attachment; filename="${filename}"`,
-    };
-    if (sha) headers.etag = `"${sha}"`;
-    return new Response(Readable.toWeb(createReadStream(path)) as ReadableStream, { headers });
-  };
-
   app.post("/", async (c) => {
     const key = c.var.apiKey;
     const active = countActiveJobs(db, key.id);
@@ -243,7 +212,12 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
       if (c.req.query("format") === "json") return c.json(item.metadata ?? {});
       const latents = item.outputs?.latents;
       if (!latents) throw new ApiError("internal", "the item has no latents output", 500);
-      return sendFile(latents, "application/octet-stream", `${item.index}.npy`, item.outputSha256);
+      return sendFile(c, latents, {
+        format: "npy",
+        sha256: item.outputSha256,
+        filename: `${item.index}.npy`,
+        missing: "the output file of this item is gone from the data dir",
+      });
     });
     app.get("/:id/items/:n/metadata", (c) => {
       const item = succeededItem(c.req.param("id"), c.req.param("n"), c.var.apiKey);
@@ -255,12 +229,12 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
       const video = item.outputs?.video;
       if (!video) throw new ApiError("internal", "the item has no video output", 500);
       const ext = video.split(".").pop() ?? "mp4";
-      return sendFile(
-        video,
-        VIDEO_TYPES[ext] ?? "application/octet-stream",
-        `${item.index}.${ext}`,
-        item.outputSha256,
-      );
+      return sendFile(c, video, {
+        format: ext,
+        sha256: item.outputSha256,
+        filename: `${item.index}.${ext}`,
+        missing: "the output file of this item is gone from the data dir",
+      });
     });
   }
   return app;
