@@ -9,10 +9,10 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
 import {
-  defaultGenerationModel,
   type GenerationOptions,
   GenerationRunner,
 } from "../../src/pipeline/work/generation-runner.ts";
+import { defaultGenerationModel } from "../../src/pipeline/work/submit-generation.ts";
 import { closeDb, openDb } from "../../src/store/db.ts";
 import { getGeneration, insertGeneration, setGeneration } from "../../src/store/generation-rows.ts";
 import { REPO_ROOT } from "./python.ts";

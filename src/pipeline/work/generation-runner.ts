@@ -33,23 +33,6 @@ export type GenerationOptions = Omit<GenerateSettings, "nullClass" | "shape"> & 
   format: GenerateFormat;
 };
 
-/**
- * The bundle a generation uses when the request names none: `configured` (the server's
- * DIFFUSABLE_DEFAULT_MODEL) when given, else the loaded bundle of variant "se" (the first by
- * name when there are several, preferring those that can generate), else null.
- */
-export function defaultGenerationModel(
-  rt: ModelRuntime,
-  configured?: string | null,
-): string | null {
-  if (configured) return configured;
-  const se = rt
-    .bundles()
-    .filter((b) => b.variant === "se")
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return (se.find((b) => b.generate !== null) ?? se[0])?.name ?? null;
-}
-
 export interface GenerationRunnerOptions {
   db: Db;
   runtime: ModelRuntime;

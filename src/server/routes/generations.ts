@@ -1,29 +1,17 @@
 // Generations: POST a JSON request -> 202 with the job; GET /:id (status, step of steps, the seed
 // used, timings); GET /:id/content?index=i; POST /:id/cancel. Without "model" the request uses the
-// default bundle (generations.ts defaultGenerationModel). Visible to the key that made them
-// and to admin keys. Request errors are 400 "invalid_field" naming the field.
+// default bundle (work/submit-generation.ts, the use case this route and the admin page share).
+// Visible to the key that made them and to admin keys. Request errors are 400 "invalid_field"
+// naming the field.
 
-import { createHash, randomInt } from "node:crypto";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
-import { resolveSettings } from "../../pipeline/generate/generate.ts";
-import { isPipelineError } from "../../pipeline/pipeline-error.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
-import {
-  defaultGenerationModel,
-  type GenerationOptions,
-  type GenerationRunner,
-} from "../../pipeline/work/generation-runner.ts";
+import type { GenerationOptions, GenerationRunner } from "../../pipeline/work/generation-runner.ts";
+import { type SubmitDeps, submitGeneration } from "../../pipeline/work/submit-generation.ts";
 import type { Db } from "../../store/db.ts";
-import {
-  countGenerations,
-  generationByIdempotencyKey,
-  getGeneration,
-  insertGeneration,
-  listGenerations,
-  newGenerationId,
-} from "../../store/generation-rows.ts";
-import { ACTIVE_STATUSES, type GenerationRow, TERMINAL_STATUSES } from "../../store/schema.ts";
+import { getGeneration, listGenerations } from "../../store/generation-rows.ts";
+import { type GenerationRow, TERMINAL_STATUSES } from "../../store/schema.ts";
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
@@ -72,6 +60,13 @@ export function generationRoutes(deps: {
 }) {
   const { db, runtime, generations, config } = deps;
   const app = new Hono<AppEnv>();
+  const submitDeps: SubmitDeps = {
+    db,
+    runtime,
+    defaultModel: config.defaultModel,
+    maxActivePerKey: config.maxActiveJobsPerKey,
+    maxQueued: config.maxQueuedGenerations,
+  };
 
   const visible = (id: string, key: AppEnv["Variables"]["apiKey"]): GenerationRow => {
     const g = getGeneration(db, id);
@@ -151,111 +146,12 @@ export function generationRoutes(deps: {
     }
     const parsed = GenerationRequestSchema.safeParse(body);
     if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
-    const req = parsed.data;
-    const requestSha256 = createHash("sha256").update(JSON.stringify(req)).digest("hex");
-    const replay = () => {
-      if (idempotencyKey === undefined) return null;
-      const found = generationByIdempotencyKey(db, c.var.apiKey.id, idempotencyKey);
-      if (found && found.requestSha256 !== requestSha256) {
-        throw new ApiError(
-          "idempotency_key_reused",
-          `Idempotency-Key "${idempotencyKey}" was used for a different request (${found.id})`,
-          422,
-        );
-      }
-      return found;
-    };
-    const earlier = replay();
-    if (earlier) {
-      const { row, status, headers } = await answer(c, earlier.id);
+    const submitted = submitGeneration(submitDeps, c.var.apiKey.id, parsed.data, idempotencyKey);
+    if (submitted.replayed) {
+      const { row, status, headers } = await answer(c, submitted.row.id);
       return c.json(generationJson(row), status, { ...headers, "Idempotent-Replayed": "true" });
     }
-    // No "model": the configured default (DIFFUSABLE_DEFAULT_MODEL), else the loaded se bundle.
-    const modelName = req.model ?? defaultGenerationModel(runtime, config.defaultModel);
-    if (modelName === null) {
-      const known = runtime.bundles().map((m) => m.name);
-      throw new ApiError(
-        "invalid_field",
-        `model: required: no default model (DIFFUSABLE_DEFAULT_MODEL is unset and no loaded bundle has variant "se"); known models: ${known.length ? known.join(", ") : "(none)"}`,
-        400,
-      );
-    }
-    let bundle: ReturnType<ModelRuntime["loaded"]>;
-    try {
-      bundle = runtime.loaded(modelName);
-    } catch (err) {
-      if (isPipelineError(err, "unknown_model")) {
-        const from = req.model === undefined ? " (the default, DIFFUSABLE_DEFAULT_MODEL)" : "";
-        throw new ApiError("invalid_field", `model: ${err.message}${from}`, 400);
-      }
-      throw err;
-    }
-    const seed = req.seed ?? randomInt(0, 2 ** 47);
-    let settings: ReturnType<typeof resolveSettings>;
-    try {
-      settings = resolveSettings(bundle, {
-        label: req.label,
-        seed,
-        ...(req.steps !== undefined ? { steps: req.steps } : {}),
-        ...(req.guidance !== undefined ? { guidance: req.guidance } : {}),
-        ...(req.method !== undefined ? { method: req.method } : {}),
-        ...(req.frames !== undefined ? { frames: req.frames } : {}),
-        n: req.n,
-      });
-    } catch (err) {
-      if (isPipelineError(err, "bad_request")) {
-        throw new ApiError("invalid_field", err.message, 400);
-      }
-      throw err; // cannot_generate (422)
-    }
-    const options: GenerationOptions = {
-      label: settings.label,
-      labelName: settings.labelName,
-      seed: settings.seed,
-      steps: settings.steps,
-      guidance: settings.guidance,
-      method: settings.method,
-      frames: settings.frames,
-      n: settings.n,
-      format: req.format,
-    };
-    // The bounds: per key (queued + running), then the whole queue.
-    const active = countGenerations(db, ACTIVE_STATUSES, c.var.apiKey.id);
-    if (active >= config.maxActiveJobsPerKey) {
-      throw new ApiError(
-        "too_many_generations",
-        `this key has ${active} queued or running generations; the limit is ${config.maxActiveJobsPerKey}`,
-        429,
-        { headers: { "Retry-After": "10" } },
-      );
-    }
-    const queued = countGenerations(db, ["queued"]);
-    if (queued >= config.maxQueuedGenerations) {
-      throw new ApiError(
-        "queue_full",
-        `${queued} generations are queued; the limit is ${config.maxQueuedGenerations}`,
-        429,
-        { headers: { "Retry-After": "10" } },
-      );
-    }
-    const id = newGenerationId();
-    try {
-      insertGeneration(db, {
-        id,
-        keyId: c.var.apiKey.id,
-        model: bundle.name,
-        options: options as unknown as Record<string, unknown>,
-        steps: settings.steps,
-        idempotencyKey: idempotencyKey ?? null,
-        requestSha256,
-      });
-    } catch (err) {
-      // A concurrent retry with the same Idempotency-Key inserted first: answer with its job.
-      const raced = replay();
-      if (!raced) throw err;
-      const { row, status, headers } = await answer(c, raced.id);
-      return c.json(generationJson(row), status, { ...headers, "Idempotent-Replayed": "true" });
-    }
+    const id = submitted.row.id;
     generations.notify();
     const { row, status, headers } = await answer(c, id);
     return c.json(generationJson(row), status === 200 ? 200 : 202, headers);
