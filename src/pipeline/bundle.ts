@@ -48,6 +48,12 @@ export const manifestSchema = z
       .optional(),
     denoiser_config: z.record(z.string(), z.unknown()).optional(),
     autoencoder_config: z.record(z.string(), z.unknown()),
+    /** The autoencoder's architecture name, as the export wrote it (load_autoencoder's key). */
+    architecture: z.string().min(1).optional(),
+    /** Latent frames of history a decoder output can depend on (its receptive field in time),
+     * as the export measured it; windowed decoding feeds this many in front of each window.
+     * Bundles without it fall back to the derivation from autoencoder_config (decode.ts). */
+    decoder_context_latents: z.number().int().nonnegative().optional(),
     onnx: z.looseObject({
       encoder: z.string().min(1),
       decoder: z.string().min(1),

@@ -3,6 +3,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { decoderContext } from "../../src/pipeline/autoencoder/decode.ts";
 import { listBundles, loadBundle, sha256File } from "../../src/pipeline/bundle.ts";
 import { PipelineError } from "../../src/pipeline/pipeline-error.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
@@ -45,6 +46,32 @@ test("loads a valid bundle: manifest, paths and the manifest's sha256", async ()
   assert.equal(b.manifest.onnx.encoder_stream.caches.length > 0, true);
   assert.match(b.paths.encoderStep, /encoder_step\.onnx$/);
   assert.equal(b.sha256, await sha256File(join(source, "manifest.json")));
+});
+
+test("the decoder's context: the manifest's decoder_context_latents, else derived from the config", async () => {
+  const { manifest } = await loadBundle(copy());
+  // A bundle exported before the field: derived from the config of the causal-conv decoder
+  // (2 levels, 2 blocks each -> 14 kernel-3 convolutions -> 28 latent frames) ...
+  const convConfig = { ...manifest.autoencoder_config, channel_mult: [1, 2], num_res_blocks: 2 };
+  assert.equal(decoderContext({ ...manifest, autoencoder_config: convConfig }), 28);
+  // ... and none (one decoder call) when the config does not say.
+  assert.equal(decoderContext({ ...manifest, autoencoder_config: {} }), null);
+  const given = await loadBundle(
+    copy((m) => {
+      m.decoder_context_latents = 6;
+      m.architecture = "causal_conv3d";
+    }),
+  );
+  assert.equal(given.manifest.architecture, "causal_conv3d");
+  assert.equal(decoderContext(given.manifest), 6);
+  await assert.rejects(
+    loadBundle(
+      copy((m) => {
+        m.decoder_context_latents = -1;
+      }),
+    ),
+    invalid(/decoder_context_latents/),
+  );
 });
 
 describe("manifest errors name the bad field", () => {

@@ -2,7 +2,7 @@
 // windows with enough earlier latent frames in front (the manifest's decoder_context_latents)
 // that every window's frames equal one call's.
 
-import type { Bundle } from "../bundle.ts";
+import type { Bundle, Manifest } from "../bundle.ts";
 import type { NpyArray } from "../media/npy-file.ts";
 import type { VideoFormat } from "../media/output-formats.ts";
 import { videoToFrames } from "../media/tensor.ts";
@@ -43,13 +43,17 @@ function checkLatents(b: Bundle, latents: NpyArray): number[] {
 export const DECODE_WINDOW = 32;
 
 /**
- * Latent frames of history that a decoder output can depend on, an upper bound of its receptive
- * field in time: every causal convolution of diffusable's decoder (autoencoder.py: conv_in, the
- * middle block, num_res_blocks blocks per level, two per upsample, conv_out) has kernel 3, so it
- * looks back 2 frames at its rate, which is never lower than the latent rate. null when the
- * config does not say (then latents are decoded in one call).
+ * Latent frames of history that a decoder output can depend on: the manifest's
+ * decoder_context_latents when the export wrote it. For bundles exported before that field it is
+ * derived from the config, an upper bound of the receptive field in time: every causal
+ * convolution of diffusable's decoder (autoencoder.py: conv_in, the middle block, num_res_blocks
+ * blocks per level, two per upsample, conv_out) has kernel 3, so it looks back 2 frames at its
+ * rate, which is never lower than the latent rate. null when neither says (then latents are
+ * decoded in one call).
  */
-function decoderContext(config: Record<string, unknown>): number | null {
+export function decoderContext(manifest: Manifest): number | null {
+  if (manifest.decoder_context_latents !== undefined) return manifest.decoder_context_latents;
+  const config = manifest.autoencoder_config;
   const levels = Array.isArray(config.channel_mult) ? config.channel_mult.length : 0;
   const blocks = config.num_res_blocks;
   if (levels === 0 || typeof blocks !== "number") return null;
@@ -85,7 +89,7 @@ export async function* decodedFrames(
   const [n = 0, c = 0, t = 0, h = 0, w = 0] = shape;
   const data = latents.data as Float32Array;
   const tf = b.manifest.temporal_factor;
-  const context = decoderContext(b.manifest.autoencoder_config);
+  const context = decoderContext(b.manifest);
   const window = opts.window ?? DECODE_WINDOW;
   // (item, first latent frame fed, first latent frame kept, end)
   const jobs: [number, number, number, number][] = [];
