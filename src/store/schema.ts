@@ -151,7 +151,6 @@ export const RUN_STATUSES = ["running", "finished", "interrupted", "failed"] as 
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 export const RUN_SOURCES = ["local", "import"] as const;
-export type RunSource = (typeof RUN_SOURCES)[number];
 
 export const ARTIFACT_KINDS = ["checkpoint", "export", "spectrum", "log", "bundle"] as const;
 export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
@@ -248,5 +247,4 @@ export const runArtifacts = sqliteTable(
 
 export type RunRow = typeof runs.$inferSelect;
 export type RunEventRow = typeof runEvents.$inferSelect;
-export type RunMetricRow = typeof runMetrics.$inferSelect;
 export type RunArtifactRow = typeof runArtifacts.$inferSelect;

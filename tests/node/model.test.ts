@@ -3,11 +3,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { readOnnxMetadata } from "../../src/pipeline/onnx/onnx-metadata.ts";
 import {
   checkFeeds,
   describeSession,
   openSession,
-  readModelMetadata,
   runSession,
   type Session,
 } from "../../src/pipeline/onnx/onnx-session.ts";
@@ -129,8 +129,8 @@ test("feeds are checked before running, naming expected and given inputs", async
   );
 });
 
-test("readModelMetadata returns metadata_props", async () => {
-  assert.deepEqual(await readModelMetadata(modelPath), {
+test("readOnnxMetadata returns metadata_props", async () => {
+  assert.deepEqual(await readOnnxMetadata(modelPath), {
     config: '{"channels": 2}',
     variant: "se",
   });

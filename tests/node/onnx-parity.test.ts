@@ -7,12 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { type NpyArray, readNpy } from "../../src/pipeline/media/npy-file.ts";
-import {
-  openSession,
-  readModelMetadata,
-  runSession,
-  type Session,
-} from "../../src/pipeline/onnx/onnx-session.ts";
+import { readOnnxMetadata } from "../../src/pipeline/onnx/onnx-metadata.ts";
+import { openSession, runSession, type Session } from "../../src/pipeline/onnx/onnx-session.ts";
 import { runPython } from "./python.ts";
 
 interface ParityCase {
@@ -97,7 +93,7 @@ test("PyTorch and onnxruntime-node agree on every fixture case", async (t) => {
   assert.ok(models.length > 0, "cases.json lists no model metadata");
   for (const [model, expected] of models) {
     await t.test(`metadata of ${model}`, async () => {
-      const actual = await readModelMetadata(join(dir, model));
+      const actual = await readOnnxMetadata(join(dir, model));
       for (const [key, value] of Object.entries(expected)) {
         assert.equal(actual[key], value, `metadata key "${key}" of ${model}`);
       }

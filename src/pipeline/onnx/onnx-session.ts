@@ -4,7 +4,6 @@
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { PipelineError } from "../pipeline-error.ts";
 import { float32ToHalfBits, halfBitsToFloat32 } from "./float16.ts";
-import { readOnnxMetadata } from "./onnx-metadata.ts";
 
 export type Session = InferenceSession;
 
@@ -177,9 +176,4 @@ export async function runSession(
     out[name] = fromOrt(name, tensor);
   }
   return out;
-}
-
-/** The model's metadata_props (key -> value), e.g. the config JSON stored at export. */
-export function readModelMetadata(path: string): Promise<Record<string, string>> {
-  return readOnnxMetadata(path);
 }

@@ -110,24 +110,6 @@ export function lastEvent(db: Db, runId: string, type: string): RunEventRow | nu
   );
 }
 
-/** The run's valid events in file order, optionally of one type, after a seq, at most limit. */
-export function listEvents(
-  db: Db,
-  runId: string,
-  options: { type?: string; afterSeq?: number; limit?: number } = {},
-): RunEventRow[] {
-  const conditions = [eq(runEvents.runId, runId)];
-  if (options.type) conditions.push(eq(runEvents.type, options.type));
-  if (options.afterSeq !== undefined) conditions.push(sql`${runEvents.seq} > ${options.afterSeq}`);
-  return db
-    .select()
-    .from(runEvents)
-    .where(and(...conditions))
-    .orderBy(asc(runEvents.seq))
-    .limit(options.limit ?? -1)
-    .all();
-}
-
 export function listArtifacts(db: Db, runId: string): RunArtifactRow[] {
   return db
     .select()
