@@ -1,5 +1,5 @@
 // The models the service runs: the valid bundles under a models dir and the worker pool that runs
-// their ONNX files. What the HTTP layer and the CLI hold; encode.ts does the work through it.
+// their ONNX files. What the HTTP layer and the CLI hold; autoencoder/ and generate/ do the work through it.
 
 import { type Bundle, listBundles } from "./bundle.ts";
 import { type Feeds, type Outputs, type PoolOptions, SessionPool } from "./onnx/session-pool.ts";

@@ -23,7 +23,7 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_MAX_QUEUED_GENERATIONS: int(1, 100_000).default(64),
   /** Jobs the runner runs at the same time. */
   DIFFUSABLE_JOB_CONCURRENCY: int(1, 64).default(2),
-  /** Generations run at once; running ones share denoiser calls (src/pipeline/batcher.ts). */
+  /** Generations run at once; running ones share denoiser calls (src/pipeline/generate/batcher.ts). */
   DIFFUSABLE_GENERATION_CONCURRENCY: int(1, 256).default(8),
   /** Most videos per shared denoiser call (2 rows each with guidance). */
   DIFFUSABLE_GENERATION_BATCH: int(1, 64).default(8),

@@ -1,4 +1,4 @@
-// Shared denoiser calls (src/pipeline/batcher.ts, docs/sampler.md "Batching"). First the premise:
+// Shared denoiser calls (src/pipeline/generate/batcher.ts, docs/sampler.md "Batching"). First the premise:
 // onnxruntime's CPU kernels give every row the same bits whatever batch it runs in, on the tiny
 // fixture denoiser and on a compact-sized DiT (hidden 192, depth 6, 16 channels, 13 classes,
 // weights stored as fp16 as in the shipped bundles).

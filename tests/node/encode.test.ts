@@ -48,7 +48,7 @@ function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst;
 }
 
-/** encoder.onnx in one pass over these frames, called directly through model.ts. */
+/** encoder.onnx in one pass over these frames, called directly through onnx-session.ts. */
 async function onePass(fs: Uint8Array[]): Promise<Float32Array> {
   const out = await runSession(encoder, {
     video: { dtype: "float32", dims: [1, 3, fs.length, 32, 32], data: framesToVideo(fs, 32, 32) },

@@ -47,7 +47,7 @@ after(async () => {
   await pool?.close();
 });
 
-test("runs in parallel workers and returns what model.ts returns directly", async () => {
+test("runs in parallel workers and returns what onnx-session.ts returns directly", async () => {
   const inputs = [1, 2, 3, 4].map((seed) => video(2, 9, seed));
   const results = await Promise.all(inputs.map((v) => pool.run(encoder, { video: clone(v) })));
   const stats = pool.stats();

@@ -1,4 +1,4 @@
-// The seeded noise generator (src/pipeline/noise.ts, docs/sampler.md "Noise"): deterministic
+// The seeded noise generator (src/pipeline/generate/noise.ts, docs/sampler.md "Noise"): deterministic
 // bytes for a seed, different streams for different seeds, and N(0, 1) statistics.
 
 import assert from "node:assert/strict";

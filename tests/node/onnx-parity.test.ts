@@ -1,5 +1,5 @@
 // Parity between PyTorch and onnxruntime-node: diffusable.fixtures exports models and saves inputs
-// and PyTorch's outputs; every case runs through src/pipeline/model.ts and must agree.
+// and PyTorch's outputs; every case runs through src/pipeline/onnx/onnx-session.ts and must agree.
 
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";

@@ -1,5 +1,5 @@
 // The TypeScript sampler against PyTorch's: diffusable.fixtures saves noise, labels and the
-// outputs of flow.sample for several (method, steps, guidance); src/pipeline/sampler.ts runs the
+// outputs of flow.sample for several (method, steps, guidance); src/pipeline/generate/sampler.ts runs the
 // same tiny denoiser.onnx from the same noise and must agree within the fixture's tolerance.
 
 import assert from "node:assert/strict";

@@ -30,7 +30,7 @@ const FROM_DESCR: Record<string, NpyDtype> = {
 };
 
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
-  throw new Error("npy.ts assumes a little-endian host");
+  throw new Error("npy-file.ts assumes a little-endian host");
 }
 
 function elementCount(shape: readonly number[]): number {

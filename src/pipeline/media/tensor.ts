@@ -83,7 +83,7 @@ export function concatTime(
   return out;
 }
 
-/** Rounds every value to the nearest float16 (kept as float32, the npy.ts convention). */
+/** Rounds every value to the nearest float16 (kept as float32, the npy-file.ts convention). */
 export function roundToHalf(values: Float32Array): Float32Array {
   return halfBitsToFloat32(float32ToHalfBits(values));
 }

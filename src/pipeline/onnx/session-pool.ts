@@ -6,29 +6,18 @@
 
 import { Worker } from "node:worker_threads";
 import { defaultThreads } from "../../env.ts";
-import { type ErrorStatus, PipelineError } from "../pipeline-error.ts";
-import type { SessionDescription, TensorValue } from "./onnx-session.ts";
+import { PipelineError } from "../pipeline-error.ts";
+import type { SessionDescription } from "./onnx-session.ts";
+import type {
+  Feeds,
+  Outputs,
+  WorkerRequestBody as Request,
+  WorkerError,
+  WorkerInit,
+  WorkerReply,
+} from "./worker-protocol.ts";
 
-export type Feeds = Record<string, TensorValue>;
-export type Outputs = Record<string, TensorValue>;
-
-export interface WorkerInit {
-  providers: string[];
-  intraOpThreads: number;
-}
-type Request = { op: "run"; model: string; feeds: Feeds } | { op: "describe"; model: string };
-export type WorkerRequest = Request & { id: number };
-export type WorkerReply =
-  | { id: number; ok: true; outputs?: Outputs; description?: SessionDescription }
-  | { id: number; ok: false; error: WorkerError };
-
-/** An error raised in a worker; code and status when it was a PipelineError. */
-export interface WorkerError {
-  name: string;
-  message: string;
-  code?: string;
-  status?: ErrorStatus;
-}
+export type { Feeds, Outputs };
 
 export interface PoolOptions {
   /** Worker threads; default: the machine's cores. */

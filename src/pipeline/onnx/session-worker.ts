@@ -1,4 +1,4 @@
-// The inside of one pool worker (see model-pool.ts): one lazily opened onnxruntime session per
+// The inside of one pool worker (see session-pool.ts): one lazily opened onnxruntime session per
 // ONNX file, running one request at a time, so that session.run never blocks the main thread.
 // Output buffers are transferred back, not copied.
 
@@ -11,7 +11,7 @@ import {
   type Session,
   type TensorValue,
 } from "./onnx-session.ts";
-import type { WorkerInit, WorkerReply, WorkerRequest } from "./session-pool.ts";
+import type { WorkerInit, WorkerReply, WorkerRequest } from "./worker-protocol.ts";
 
 const init = workerData as WorkerInit;
 const sessions = new Map<string, Promise<Session>>();

@@ -1,5 +1,5 @@
 // The run registry of a server process: starts trainers (launch.ts), follows each live run's
-// events.jsonl into SQLite (tail.ts + ingest.ts, polled), imports folders (import.ts), and on
+// events.jsonl into SQLite (tail.ts + run-ingest.ts, polled), imports folders (run-import.ts), and on
 // start re-attaches runs left running by the previous server process or marks them interrupted.
 //
 // A trainer runs detached: stopping the server stops the following, not the training. On the

@@ -22,7 +22,7 @@ export interface RunInfo {
   steps?: number | null;
 }
 
-/** What the comparison reads from the registry (src/pipeline/store/runs.ts, bound to a db). */
+/** What the comparison reads from the registry (run-store.ts, bound to a db: run-reader.ts). */
 export interface RunReader {
   /** Newest first. */
   listRuns(opts?: { kind?: RunKind; limit?: number }): RunInfo[];

@@ -1,4 +1,4 @@
-// The run registry (store/runs.ts) as the admin comparison reads it (run-compare.ts RunReader).
+// The run registry (run-store.ts) as the admin comparison reads it (run-compare.ts RunReader).
 
 import type { Db } from "../../store/db.ts";
 import type { RunRow } from "../../store/schema.ts";

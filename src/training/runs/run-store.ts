@@ -1,6 +1,6 @@
 // Training runs in SQLite (docs/runs.md): the run rows, their valid events, numeric metrics by
 // step and artifacts. Reads for the API and the admin page; the writes used by the ingester
-// (src/training/ingest.ts), which applies a batch of events in one transaction.
+// (run-ingest.ts), which applies a batch of events in one transaction.
 // Synchronous (better-sqlite3).
 
 import { and, asc, desc, eq, lt, or, sql } from "drizzle-orm";

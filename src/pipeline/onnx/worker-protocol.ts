@@ -1,0 +1,27 @@
+// The messages between the session pool (session-pool.ts) and its workers (session-worker.ts).
+
+import type { ErrorStatus } from "../pipeline-error.ts";
+import type { SessionDescription, TensorValue } from "./onnx-session.ts";
+
+export type Feeds = Record<string, TensorValue>;
+export type Outputs = Record<string, TensorValue>;
+
+export interface WorkerInit {
+  providers: string[];
+  intraOpThreads: number;
+}
+export type WorkerRequestBody =
+  | { op: "run"; model: string; feeds: Feeds }
+  | { op: "describe"; model: string };
+export type WorkerRequest = WorkerRequestBody & { id: number };
+export type WorkerReply =
+  | { id: number; ok: true; outputs?: Outputs; description?: SessionDescription }
+  | { id: number; ok: false; error: WorkerError };
+
+/** An error raised in a worker; code and status when it was a PipelineError. */
+export interface WorkerError {
+  name: string;
+  message: string;
+  code?: string;
+  status?: ErrorStatus;
+}
