@@ -1,15 +1,24 @@
-"""Causal 3D variational autoencoder for video.
+"""Causal 3D autoencoder for video: a linear code (PCA) plus a learned causal residual.
 
-Shapes follow the bundle contract (see ../shared/DESIGN.md and docs/):
+Shapes follow the bundle contract (docs/bundle.md):
     video  (B, 3, 1 + 4k, H, W) in [-1, 1]  ->  latent (B, C, 1 + k, H / 8, W / 8)
 
-Causality is the design's backbone: every temporal operation looks only at the past, so frame i of
-any output depends only on input frames <= i. That is what lets us
-  * encode a long video chunk by chunk with a carried cache and get the same latents as one pass;
-  * treat frame 0 as an image (1 frame -> 1 latent frame), which is why the frame rule is 1 + 4k.
-Concretely: causal convolutions pad k - 1 frames in front by replicating the first frame, the
-normalisation is per frame, there is no attention, temporal downsampling keeps frame 0 and
-temporal upsampling emits one frame for latent frame 0 and two for every later one.
+Design, and why:
+  * Pixels are folded into tokens at the latent resolution right away: frame 0 alone and then each
+    group of 4 frames, 8 x 8 pixels each (a 4x8x8x3 = 768-vector; frame 0 is replicated into its 4
+    slots, so an image is a still group). Everything learned runs on these tokens, 64x fewer
+    positions than pixels: on 2 CPU cores that is the difference between a model that learns in an
+    hour and one that does not (the earlier full-resolution conv net lost to PCA after 40 minutes).
+  * The latent is a linear code plus a residual: mean = E_lin(token) + E_res(tokens) and
+    token' = D_lin(latent) + D_res(latents). E_lin/D_lin are initialised from the PCA of the
+    training split's blocks (`linear_code.py`) and E_res/D_res end in zero-initialised layers, so
+    at step 0 the model *is* the linear code (tested), and training can only start from that floor.
+    Frame 0 has its own linear maps (its block is 8x8x3, not 4x8x8x3).
+  * The residual nets are stacks of pre-norm causal 3x3x3 convolutions over tokens. The norm is a
+    per-token RMS norm over channels: nothing mixes frames except the causal convolutions, so frame
+    group j of any output depends only on input groups <= j, and a long video can be encoded chunk
+    by chunk with a carried cache (`Stream`, visible in `encode_step`'s signature) and give the
+    same latents as one pass.
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The architecture's name, written into checkpoints and the bundle manifest.
+ARCHITECTURE = "pca-residual-causal"
+
 
 # -----------------------------------------------------------------------------
 # Config and named variants
@@ -33,28 +45,41 @@ class AutoencoderConfig:
     name: str = "small"
     in_channels: int = 3
     latent_channels: int = 16
-    # Pixels are first folded into channels in p x p patches per frame (space-to-depth), so no
-    # convolution runs at full resolution: on CPU that is most of the cost for little quality.
-    patch_size: int = 2
-    base_channels: int = 24
-    # One entry per resolution level; len - 1 spatial 2x downsamples after the patching.
-    channel_mult: Tuple[int, ...] = (1, 2, 4)
-    # One entry per downsample: does it also halve time (keeping frame 0)? Two of them = 4x.
-    temporal_down: Tuple[bool, ...] = (True, True)
-    num_res_blocks: int = 1
-    norm_groups: int = 8
+    patch_size: int = 8  # pixels per token side: the spatial factor
+    temporal_patch: int = 4  # frames per token after frame 0: the temporal factor
+    # The residual nets run at the latent resolution. The decoder gets most of the width: what
+    # it adds to the linear code is what the reconstruction gains; the encoder's graph is also
+    # exported three times (whole, stream init, stream step), so its size counts thrice.
+    encoder_width: int = 160
+    decoder_width: int = 256
+    encoder_blocks: int = 2
+    decoder_blocks: int = 3
+    # Temporal kernel of the causal convolutions, in token groups (2 = this group and the last).
+    kernel_t: int = 2
+    logvar_init: float = -10.0  # posterior starts nearly deterministic: step 0 is the linear code
     # What the model is trained on; recorded so that exports and the service never guess.
     resolution: int = 64
     frames: int = 17
     fps: int = 8
+    architecture: str = ARCHITECTURE
 
     @property
     def spatial_factor(self) -> int:
-        return self.patch_size * 2 ** (len(self.channel_mult) - 1)
+        return self.patch_size
 
     @property
     def temporal_factor(self) -> int:
-        return 2 ** sum(self.temporal_down)
+        return self.temporal_patch
+
+    @property
+    def token_channels(self) -> int:
+        return self.in_channels * self.temporal_patch * self.patch_size**2
+
+    @property
+    def decoder_context_latents(self) -> int:
+        """Latent frames of history a decoder output depends on, plus one so that a window's
+        first latent frame (decoded as frame 0) is never inside a kept frame's field."""
+        return (self.kernel_t - 1) * self.decoder_blocks + 1
 
     def latent_shape(self, frames: int, height: int, width: int) -> Tuple[int, int, int, int]:
         check_frames(frames, self.temporal_factor)
@@ -78,36 +103,38 @@ class AutoencoderConfig:
     @staticmethod
     def from_dict(d: Dict) -> "AutoencoderConfig":
         d = dict(d)
-        for key in ("channel_mult", "temporal_down"):
-            d[key] = tuple(d[key])
+        arch = d.get("architecture", ARCHITECTURE)
+        if arch != ARCHITECTURE:
+            raise ValueError(
+                f"autoencoder architecture {arch!r} is not this package's ({ARCHITECTURE!r})"
+            )
         return AutoencoderConfig(**d)
 
 
 AE_CONFIGS: Dict[str, AutoencoderConfig] = {
-    # Tests: seconds on one CPU core.
+    # Tests: well under a second a step on one CPU core.
     "tiny": AutoencoderConfig(
         name="tiny",
         latent_channels=4,
-        base_channels=8,
-        channel_mult=(1, 2, 2),
-        norm_groups=4,
+        encoder_width=32,
+        decoder_width=32,
+        encoder_blocks=1,
+        decoder_blocks=1,
         resolution=32,
         frames=9,
     ),
-    # 64x64x17 on two CPU cores.
+    # 64x64x17 on two CPU cores (the shipped bundles).
     "small": AutoencoderConfig(name="small"),
-    # GPU: 128x128 or larger.
+    # One GPU: 128x128, wider and deeper residual nets.
     "base": AutoencoderConfig(
         name="base",
-        patch_size=1,
-        base_channels=64,
-        channel_mult=(1, 2, 4, 4),
-        temporal_down=(True, True, False),
-        num_res_blocks=2,
-        norm_groups=32,
+        encoder_width=384,
+        decoder_width=768,
+        encoder_blocks=4,
+        decoder_blocks=8,
+        kernel_t=3,
         resolution=128,
         frames=17,
-        fps=8,
     ),
 }
 
@@ -127,6 +154,34 @@ def check_frames(frames: int, temporal_factor: int) -> None:
 
 
 # -----------------------------------------------------------------------------
+# Tokens: pixels <-> (frame 0, groups of 4 frames) x 8x8 patches
+# -----------------------------------------------------------------------------
+
+
+def to_tokens(x: torch.Tensor, p: int, tp: int, first: bool) -> torch.Tensor:
+    """(B, 3, T, H, W) -> (B, 3*tp*p*p, t, H/p, W/p), channels ordered (c, dt, py, px).
+
+    With first=True, frame 0 is a token of its own (replicated into its tp slots) and T = 1 + tp*k;
+    otherwise T = tp*k (a later chunk of a stream).
+    """
+    if first:
+        x = torch.cat([x[:, :, :1]] * (tp - 1) + [x], dim=2)  # (B, 3, tp*(1+k), H, W)
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c, t // tp, tp, h // p, p, w // p, p)
+    x = x.permute(0, 1, 3, 5, 7, 2, 4, 6)  # (B, 3, tp, p, p, t', h, w)
+    return x.reshape(b, c * tp * p * p, t // tp, h // p, w // p)
+
+
+def from_tokens(tok: torch.Tensor, c: int, p: int, tp: int) -> torch.Tensor:
+    """Inverse of to_tokens(first=True): (B, 3*tp*p*p, 1+k, h, w) -> (B, 3, 1 + tp*k, H, W)."""
+    b, _, t, h, w = tok.shape
+    x = tok.reshape(b, c, tp, p, p, t, h, w)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)  # (B, 3, t, tp, h, p, w, p)
+    x = x.reshape(b, c, t * tp, h * p, w * p)
+    return x[:, :, tp - 1 :]  # token 0 is frame 0: keep its last slot only
+
+
+# -----------------------------------------------------------------------------
 # Streaming state: the carried cache of every causal convolution
 # -----------------------------------------------------------------------------
 
@@ -136,8 +191,7 @@ class Stream:
     """Caches for chunked (streaming) inference, visited in the modules' call order.
 
     inputs is None for the first chunk (the convolutions pad by replication, exactly as in one
-    pass); afterwards it is the previous chunk's outputs. Chunks after the first must hold a
-    multiple of the temporal factor of frames, so every stride-2 layer stays in phase.
+    pass); afterwards it is the previous chunk's outputs.
     """
 
     inputs: Optional[List[torch.Tensor]] = None
@@ -145,119 +199,92 @@ class Stream:
 
 
 class CausalConv3d(nn.Module):
-    """3D convolution that only looks back in time (replicate-pads k_t - 1 frames in front)."""
+    """k_t x 3 x 3 convolution that only looks back in time (replicate-pads k_t - 1 frames in
+    front)."""
 
-    def __init__(
-        self, c_in: int, c_out: int, kernel: int = 3, stride_t: int = 1, stride_s: int = 1
-    ):
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3):
         super().__init__()
         self.kernel_t = kernel
-        self.stride_t = stride_t
-        self.conv = nn.Conv3d(
-            c_in,
-            c_out,
-            kernel_size=kernel,
-            stride=(stride_t, stride_s, stride_s),
-            padding=(0, kernel // 2, kernel // 2),
-        )
+        self.conv = nn.Conv3d(c_in, c_out, kernel_size=(kernel, 3, 3), padding=(0, 1, 1))
         # Set by CausalVAE around a streaming call; None in ordinary one-pass use.
         self.stream: Optional[Stream] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
         pad = self.kernel_t - 1
         stream = self.stream
-        if stream is not None and stream.inputs is not None and pad > 0:
+        if stream is not None and stream.inputs is not None:
             cache = stream.inputs[len(stream.outputs)]
-            x = torch.cat([cache, x], dim=2)  # (B, C, keep + T, H, W)
-        elif pad > 0:
+            x = torch.cat([cache, x], dim=2)  # (B, C, pad + T, H, W)
+        else:
             x = torch.cat([x[:, :, :1]] * pad + [x], dim=2)  # (B, C, pad + T, H, W)
-        if stream is not None and pad > 0:
-            # The next chunk's first window starts stride_t frames after this chunk's last one.
-            keep = self.kernel_t - self.stride_t
-            stream.outputs.append(x[:, :, -keep:])
+        if stream is not None:
+            stream.outputs.append(x[:, :, -pad:])
         return self.conv(x)
 
 
-class FrameGroupNorm(nn.GroupNorm):
-    """GroupNorm over (C, H, W) of each frame separately: statistics never mix frames."""
+class TokenNorm(nn.Module):
+    """RMS norm over the channels of each token: never mixes positions or frames."""
+
+    def __init__(self, c: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(c))
+        self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
-        b, c, t, h, w = x.shape
-        y = x.transpose(1, 2).reshape(b * t, c, h, w)  # (B*T, C, H, W)
-        y = F.group_norm(y, self.num_groups, self.weight, self.bias, self.eps)
-        return y.reshape(b, t, c, h, w).transpose(1, 2)  # (B, C, T, H, W)
+        x = x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + self.eps)
+        return x * self.weight.view(1, -1, 1, 1, 1)
 
 
-class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, groups: int):
+class Block(nn.Module):
+    """Pre-norm residual: x + W(silu(causal kt x 3 x 3 conv(norm x))). The conv mixes space and
+    the kt - 1 previous token groups; the 1x1 conv after it is cheap channel mixing."""
+
+    def __init__(self, c: int, kernel_t: int):
         super().__init__()
-        self.norm1 = FrameGroupNorm(groups, c_in)
-        self.conv1 = CausalConv3d(c_in, c_out)
-        self.norm2 = FrameGroupNorm(groups, c_out)
-        self.conv2 = CausalConv3d(c_out, c_out)
-        self.skip = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.norm = TokenNorm(c)
+        self.conv = CausalConv3d(c, c, kernel_t)
+        self.mix = nn.Conv3d(c, c, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.skip(x) + h
+        return x + self.mix(F.silu(self.conv(self.norm(x))))
 
 
-class Downsample(nn.Module):
-    """2x in space, optionally 2x in time keeping frame 0: 1 + 2k frames -> 1 + k."""
+class ResidualNet(nn.Module):
+    """c_in -> width -> blocks -> c_out, the last layer zero-initialised (starts as 0)."""
 
-    def __init__(self, c: int, temporal: bool):
+    def __init__(self, c_in: int, width: int, blocks: int, c_out: int, kernel_t: int):
         super().__init__()
-        self.conv = CausalConv3d(c, c, stride_t=2 if temporal else 1, stride_s=2)
+        self.proj_in = nn.Conv3d(c_in, width, 1)
+        self.first = nn.Parameter(torch.zeros(width))  # marks frame 0's token (an image)
+        self.blocks = nn.Sequential(*[Block(width, kernel_t) for _ in range(blocks)])
+        self.norm = TokenNorm(width)
+        self.proj_out = nn.Conv3d(width, c_out, 1)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+    def forward(self, x: torch.Tensor, first: bool) -> torch.Tensor:  # (B, C, t, h, w)
+        h = self.proj_in(x)
+        if first:
+            mark = torch.zeros_like(h[:, :1, :, :1, :1])  # (B, 1, t, 1, 1)
+            mark[:, :, :1] = 1.0
+            h = h + mark * self.first.view(1, -1, 1, 1, 1)
+        return self.proj_out(F.silu(self.norm(self.blocks(h))))
 
 
-class Upsample(nn.Module):
-    """2x in space, optionally 2x in time keeping frame 0: 1 + k frames -> 1 + 2k.
+class LinearCode(nn.Module):
+    """Per-token affine maps, one for frame 0 and one for later groups (the PCA's, at init)."""
 
-    Time goes up by depth-to-time: a causal conv makes two frames' worth of channels per frame,
-    they are interleaved into 2T frames and the first is dropped, so latent frame 0 yields one
-    frame and each later latent frame j yields frames 2j - 1 and 2j (no look-ahead).
-    """
-
-    def __init__(self, c: int, temporal: bool):
+    def __init__(self, c_in: int, c_out: int):
         super().__init__()
-        self.temporal = temporal
-        if temporal:
-            self.time_conv = CausalConv3d(c, 2 * c)
-        self.conv = CausalConv3d(c, c)
+        self.frame0 = nn.Conv3d(c_in, c_out, 1)
+        self.group = nn.Conv3d(c_in, c_out, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
-        if self.temporal:
-            b, c, t, h, w = x.shape
-            y = self.time_conv(x).reshape(b, 2, c, t, h, w)  # (B, 2, C, T, H, W)
-            y = y.permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)  # (B, C, 2T, H, W)
-            x = y[:, :, 1:]  # (B, C, 2T - 1, H, W)
-        x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")  # (B, C, T', 2H, 2W)
-        return self.conv(x)
-
-
-def space_to_depth(x: torch.Tensor, p: int) -> torch.Tensor:
-    """(B, C, T, H, W) -> (B, C p², T, H/p, W/p), each frame on its own."""
-    if p == 1:
-        return x
-    b, c, t, h, w = x.shape
-    x = x.reshape(b, c, t, h // p, p, w // p, p)
-    x = x.permute(0, 1, 4, 6, 2, 3, 5)  # (B, C, p, p, T, H/p, W/p)
-    return x.reshape(b, c * p * p, t, h // p, w // p)
-
-
-def depth_to_space(x: torch.Tensor, p: int) -> torch.Tensor:
-    """Inverse of space_to_depth: (B, C p², T, h, w) -> (B, C, T, h p, w p)."""
-    if p == 1:
-        return x
-    b, cpp, t, h, w = x.shape
-    c = cpp // (p * p)
-    x = x.reshape(b, c, p, p, t, h, w)
-    x = x.permute(0, 1, 4, 5, 2, 6, 3)  # (B, C, T, h, p, w, p)
-    return x.reshape(b, c, t, h * p, w * p)
+    def forward(self, x: torch.Tensor, first: bool) -> torch.Tensor:  # (B, C, t, h, w)
+        if not first:
+            return self.group(x)
+        if x.shape[2] == 1:
+            return self.frame0(x)
+        return torch.cat([self.frame0(x[:, :, :1]), self.group(x[:, :, 1:])], dim=2)
 
 
 # -----------------------------------------------------------------------------
@@ -268,50 +295,42 @@ def depth_to_space(x: torch.Tensor, p: int) -> torch.Tensor:
 class Encoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
-        chans = [cfg.base_channels * m for m in cfg.channel_mult]
-        self.patch = cfg.patch_size
-        self.conv_in = CausalConv3d(cfg.in_channels * cfg.patch_size**2, chans[0])
-        blocks: List[nn.Module] = []
-        c = chans[0]
-        for level, c_level in enumerate(chans):
-            for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock(c, c_level, cfg.norm_groups))
-                c = c_level
-            if level < len(chans) - 1:
-                blocks.append(Downsample(c, cfg.temporal_down[level]))
-        blocks.append(ResBlock(c, c, cfg.norm_groups))  # middle
-        self.blocks = nn.Sequential(*blocks)
-        self.norm_out = FrameGroupNorm(cfg.norm_groups, c)
-        self.conv_out = CausalConv3d(c, 2 * cfg.latent_channels)
+        self.cfg = cfg
+        self.linear = LinearCode(cfg.token_channels, cfg.latent_channels)
+        self.residual = ResidualNet(
+            cfg.token_channels,
+            cfg.encoder_width,
+            cfg.encoder_blocks,
+            2 * cfg.latent_channels,
+            cfg.kernel_t,
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, T, H, W)
-        x = space_to_depth(x, self.patch)  # (B, 3p², T, H/p, W/p)
-        h = self.blocks(self.conv_in(x))
-        return self.conv_out(F.silu(self.norm_out(h)))  # (B, 2C, t, h, w): mean and log-variance
+    def forward(self, x: torch.Tensor, first: bool = True) -> torch.Tensor:  # (B, 3, T, H, W)
+        cfg = self.cfg
+        tok = to_tokens(x, cfg.patch_size, cfg.temporal_patch, first)  # (B, 768, t, h, w)
+        res = self.residual(tok, first)  # (B, 2C, t, h, w)
+        mean = self.linear(tok, first) + res[:, : cfg.latent_channels]
+        logvar = res[:, cfg.latent_channels :] + cfg.logvar_init
+        return torch.cat([mean, logvar], dim=1)  # (B, 2C, t, h, w): mean and log-variance
 
 
 class Decoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
-        chans = [cfg.base_channels * m for m in cfg.channel_mult]
-        c = chans[-1]
-        self.conv_in = CausalConv3d(cfg.latent_channels, c)
-        blocks: List[nn.Module] = [ResBlock(c, c, cfg.norm_groups)]  # middle
-        for level in reversed(range(len(chans))):
-            for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock(c, chans[level], cfg.norm_groups))
-                c = chans[level]
-            if level > 0:
-                blocks.append(Upsample(c, cfg.temporal_down[level - 1]))
-        self.blocks = nn.Sequential(*blocks)
-        self.norm_out = FrameGroupNorm(cfg.norm_groups, c)
-        self.patch = cfg.patch_size
-        self.conv_out = CausalConv3d(c, cfg.in_channels * cfg.patch_size**2)
+        self.cfg = cfg
+        self.linear = LinearCode(cfg.latent_channels, cfg.token_channels)
+        self.residual = ResidualNet(
+            cfg.latent_channels,
+            cfg.decoder_width,
+            cfg.decoder_blocks,
+            cfg.token_channels,
+            cfg.kernel_t,
+        )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, C, t, h, w)
-        h = self.blocks(self.conv_in(z))
-        h = self.conv_out(F.silu(self.norm_out(h)))  # (B, 3p², T, H/p, W/p)
-        return depth_to_space(h, self.patch)  # (B, 3, T, H, W)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, C, t, h, w), t from frame 0
+        cfg = self.cfg
+        tok = self.linear(z, True) + self.residual(z, True)  # (B, 768, t, h, w)
+        return from_tokens(tok, cfg.in_channels, cfg.patch_size, cfg.temporal_patch)
 
 
 class CausalVAE(nn.Module):
@@ -374,7 +393,7 @@ class CausalVAE(nn.Module):
         for conv in convs:
             conv.stream = stream
         try:
-            moments = self.encoder(chunk)  # (B, 2C, t, h, w)
+            moments = self.encoder(chunk, first=caches is None)  # (B, 2C, t, h, w)
         finally:
             for conv in convs:
                 conv.stream = None

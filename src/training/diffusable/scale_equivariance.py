@@ -12,7 +12,7 @@ the small latent decodes to exactly as many frames as the small video has.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -38,13 +38,32 @@ def available_modes(latent_frames: int, latent_h: int, latent_w: int) -> List[st
     return modes
 
 
-def draw_mode(generator: torch.Generator, latent_shape: Tuple[int, ...]) -> str:
-    """One mode, uniformly among those that fit, from the step's own generator (resumable)."""
+# The autoencoder variants of the protocol: which modes each one's SE term draws from.
+VARIANT_MODES: Dict[str, Tuple[str, ...]] = {
+    "baseline": (),
+    "se": ("s2", "s4", "t2", "s2t2"),
+    "se-spatial": ("s2", "s4"),
+}
+
+
+def draw_mode(
+    generator: torch.Generator,
+    latent_shape: Tuple[int, ...],
+    allowed: Tuple[str, ...] = tuple(SE_MODES),
+) -> Optional[str]:
+    """One mode, uniformly among the allowed ones that fit, from the step's own generator.
+
+    Exactly one uniform number is drawn whatever `allowed` is, so variants that allow different
+    modes (or none: the baseline, which gets None) consume the generator identically and see the
+    same batches and noise."""
     _, _, t, h, w = latent_shape
-    modes = available_modes(t, h, w)
+    u = float(torch.rand(1, generator=generator))
+    if not allowed:
+        return None
+    modes = [m for m in available_modes(t, h, w) if m in allowed]
     if not modes:
         raise ValueError(f"no scale-equivariance mode fits a latent of shape {tuple(latent_shape)}")
-    return modes[int(torch.randint(len(modes), (1,), generator=generator))]
+    return modes[min(int(u * len(modes)), len(modes) - 1)]
 
 
 def causal_pair_average(x: torch.Tensor) -> torch.Tensor:

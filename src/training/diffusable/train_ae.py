@@ -1,13 +1,18 @@
-"""Train the causal 3D autoencoder with (`--variant se`) or without (`baseline`) SE loss.
+"""Train the causal 3D autoencoder: pre-train from the linear code, or fine-tune with or
+without the scale-equivariance (SE) term.
 
-    PYTHONPATH=src/training python3 -m diffusable.train_ae --config small --variant se --out runs/se
+    PYTHONPATH=src/training python3 -m diffusable.train_ae --config small --variant baseline \
+        --out runs/ae-small-pretrain                                   # starts from the PCA
+    PYTHONPATH=src/training python3 -m diffusable.train_ae --config small --variant se \
+        --init runs/ae-small-pretrain/checkpoints/last.pt --out runs/ae-small-se
     torchrun --nproc_per_node 8 -m diffusable.train_ae --config base --variant se --out runs/se
 
-The baseline is the same model, data, seeds and schedule with se_weight = 0: every step draws the
-same batch, posterior noise and SE mode in both variants (the baseline just does not use the mode),
-so the two runs differ only by the SE term. Re-running with the same --out resumes from the last
-checkpoint and continues the same loss trajectory: all randomness of step s comes from a
-generator seeded by (seed, s, rank).
+Variants differ only in the SE term: `baseline` (weight 0), `se` (space and time modes),
+`se-spatial` (space modes only). Every step draws the same batch, flips, posterior noise and one
+uniform number that picks the SE mode among the variant's modes, so runs of one --seed differ only
+by that term (tested). Re-running with the same --out resumes from the last checkpoint and
+continues the same loss trajectory: all randomness of step s comes from a generator seeded by
+(seed, s, rank). `diffusable.ae_protocol` runs the paper's whole protocol.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch.nn as nn
 
 from . import distributed
 from .autoencoder import AutoencoderConfig, CausalVAE, count_parameters, get_config
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_autoencoder, load_checkpoint, save_checkpoint, save_weights_fp16
 from .data.clips import ClipDataset, read_dataset_meta
 from .events import EventLog, Progress
 from .loop_utils import (
@@ -44,21 +49,26 @@ from .losses import (
     kl_loss,
     reconstruction_loss,
 )
-from .scale_equivariance import draw_mode, se_pair
+from .linear_code import fit_linear_code, init_from_linear_code, linear_code_model
+from .scale_equivariance import VARIANT_MODES, draw_mode, se_pair
 from .spectrum import analyse
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1200
-    batch_size: int = 4  # per process
-    lr: float = 5e-4
-    warmup: int = 50
+    steps: int = 3000
+    batch_size: int = 8  # per process
+    lr: float = 1e-3
+    # The PCA-initialised linear maps learn slower than the zero-initialised residual nets: they
+    # start at their optimum for a linear code and only need to follow the residuals.
+    linear_lr_scale: float = 0.1
+    warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     kl_weight: float = 1e-5
     se_weight: float = 0.25  # forced to 0 by --variant baseline
+    hflip: bool = True  # mirror half of the clips (drawn per step, identical across variants)
     disc_start: int = -1  # step at which the patch discriminator joins; -1 = never
     disc_weight: float = 0.05
     seed: int = 0
@@ -84,7 +94,22 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
         train_per_class=3,
         val_per_class=1,
     ),
-    "small": TrainConfig(),
+    # Pre-training from the linear code on 2 CPU cores (about 3 steps/s when they are free).
+    "small": TrainConfig(steps=4500, lr=1.5e-3, eval_every=500, ckpt_every=250),
+    # Fine-tunes of a pre-trained AE (the paper fine-tunes for up to 20K steps).
+    "small-finetune": TrainConfig(steps=600, lr=3e-4, warmup=20, eval_every=150, ckpt_every=150),
+    "tiny-finetune": TrainConfig(
+        steps=6,
+        batch_size=2,
+        lr=1e-3,
+        warmup=1,
+        log_every=1,
+        eval_every=3,
+        ckpt_every=3,
+        val_clips=4,
+        train_per_class=3,
+        val_per_class=1,
+    ),
     "base": TrainConfig(
         steps=50_000,
         batch_size=8,
@@ -104,15 +129,29 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description="Train the causal 3D autoencoder.")
     ap.add_argument("--config", default="small", help="model variant: tiny | small | base")
-    ap.add_argument("--variant", choices=["baseline", "se"], required=True)
+    ap.add_argument("--variant", choices=sorted(VARIANT_MODES), required=True)
+    ap.add_argument(
+        "--init",
+        default="linear",
+        help="'linear' (the PCA of the training split) or an AE checkpoint to fine-tune",
+    )
+    ap.add_argument(
+        "--preset", help="training preset (default: the config's, or <config>-finetune)"
+    )
     add_run_flags(ap, TrainConfig)
     args = ap.parse_args(argv)
     try:
         model_cfg = get_config(args.config)
     except ValueError as err:
         ap.error(str(err))
-    train_cfg = config_from_flags(args, TRAIN_PRESETS.get(args.config, TrainConfig()))
-    if args.variant == "baseline":
+    finetune = args.init != "linear"
+    preset = args.preset or (f"{args.config}-finetune" if finetune else args.config)
+    if args.preset and preset not in TRAIN_PRESETS:
+        ap.error(f"unknown preset {preset!r}; choose from {sorted(TRAIN_PRESETS)}")
+    train_cfg = config_from_flags(
+        args, TRAIN_PRESETS.get(preset, TRAIN_PRESETS.get(args.config, TrainConfig()))
+    )
+    if not VARIANT_MODES[args.variant]:
         train_cfg.se_weight = 0.0
     return args, model_cfg, train_cfg
 
@@ -199,15 +238,41 @@ def main(argv=None) -> int:
     val_clips, _ = val_ds.batch(list(range(min(cfg.val_clips, len(val_ds)))))
 
     # ---------------------------------------------------------------- model
-    vae = CausalVAE(model_cfg).to(device)
+    vae = CausalVAE(model_cfg)
+    reference: Dict = {}
+    fit = None
+    if not ckpt_path.exists():
+        # Fresh run: start at the linear code, or at the pre-trained model being fine-tuned.
+        if args.init == "linear":
+            n = len(train_ds)
+            batches = (train_ds.batch(list(range(i, min(i + 32, n))))[0] for i in range(0, n, 32))
+            fit = fit_linear_code(model_cfg, batches)
+            init_from_linear_code(vae, fit)
+        else:
+            try:
+                base, base_meta = load_autoencoder(args.init)
+            except (FileNotFoundError, ValueError, KeyError) as err:
+                print(f"train_ae: --init: {err}", file=sys.stderr)
+                return 2
+            if base.cfg != model_cfg:
+                print(f"train_ae: --init {args.init} has another model config", file=sys.stderr)
+                return 2
+            vae.load_state_dict(base.state_dict())
+            reference["init"] = {"run_id": base_meta.get("run_id"), "step": base_meta.get("step")}
+    vae = vae.to(device)
     ema = copy.deepcopy(vae).eval().requires_grad_(False)
     forward = AETrainingForward(vae)
     if dist_info.world_size > 1:
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[dist_info.local_rank] if device.type == "cuda" else None
         )
+    linear = [p for n, p in vae.named_parameters() if ".linear." in n]
+    others = [p for n, p in vae.named_parameters() if ".linear." not in n]
     opt = torch.optim.AdamW(
-        vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
+        [{"params": others, "lr_scale": 1.0}, {"params": linear, "lr_scale": cfg.linear_lr_scale}],
+        lr=cfg.lr,
+        betas=(0.9, 0.99),
+        weight_decay=cfg.weight_decay,
     )
     disc = PatchDiscriminator().to(device) if cfg.disc_start >= 0 else None
     disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if disc else None
@@ -235,6 +300,8 @@ def main(argv=None) -> int:
             run_id=run_id,
             kind="autoencoder",
             variant=args.variant,
+            se_modes=list(VARIANT_MODES[args.variant]),
+            init=reference.get("init", "linear"),
             model=model_cfg.to_dict(),
             train=asdict(cfg),
             data=str(data_root),
@@ -250,6 +317,17 @@ def main(argv=None) -> int:
             torch=torch.__version__,
         )
         events.write("status", step=0, status="started")
+        if fit is not None and is_main:
+            # The floor, on the same validation clips as every "val" event: the model at step 0.
+            ref = analyse(linear_code_model(model_cfg, fit), val_clips)
+            events.write(
+                "reference",
+                step=0,
+                name="linear_code",
+                psnr=ref["psnr"],
+                ssim=ref["ssim"],
+                **{k: ref[k] for k in ("latent_hf_share", "video_hf_share") if k in ref},
+            )
 
     def save(final: bool = False) -> None:
         if not is_main:
@@ -258,6 +336,7 @@ def main(argv=None) -> int:
             ckpt_path,
             {
                 "kind": "autoencoder",
+                "architecture": model_cfg.architecture,
                 "config": model_cfg.to_dict(),
                 "variant": args.variant,
                 "train": asdict(cfg),
@@ -294,11 +373,14 @@ def main(argv=None) -> int:
         g = step_generator(cfg.seed, step, dist_info.rank)
         idx = torch.randint(len(train_ds), (cfg.batch_size,), generator=g).tolist()
         noise = torch.randn(latent_shape, generator=g).to(device)
-        mode = draw_mode(g, latent_shape)
+        mode = draw_mode(g, latent_shape, VARIANT_MODES[args.variant])
+        flips = torch.rand(cfg.batch_size, generator=g) < 0.5
         video, _ = train_ds.batch(idx)
+        if cfg.hflip:
+            video = torch.where(flips.view(-1, 1, 1, 1, 1), video.flip(-1), video)
         video = video.to(device)  # (B, 3, T, H, W)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+            group["lr"] = group["lr_scale"] * lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
 
         with autocast:
             out_ = forward(video, noise, mode if cfg.se_weight > 0 else None)
@@ -342,6 +424,7 @@ def main(argv=None) -> int:
                 step=step,
                 lr=lr_at(step - 1, cfg.lr, cfg.warmup, cfg.steps),
                 se_mode=mode if cfg.se_weight > 0 else None,
+                eta_s=(cfg.steps - step) / max(n / max(now - t_last, 1e-9), 1e-9),
                 steps_per_s=n / max(now - t_last, 1e-9),
                 **means,
             )
@@ -361,6 +444,7 @@ def main(argv=None) -> int:
         calibrate_latent_scale(ema, train_clips)
         final = evaluate()
         save(final=True)
+        save_weights_fp16(out / "checkpoints" / "ema-fp16.pt", ema, args.variant, run_id, step)
         events.write(
             "status", step=step, status="completed", **{k: final[k] for k in ("psnr", "ssim")}
         )

@@ -2,11 +2,15 @@
 
 Kinetics is not reachable from here, so the built-in dataset is synthetic but not trivial: each
 class has its own look *and* its own motion (fractal zooms, cellular automata, rotating
-gradients, scrolling charts, bouncing balls, rotating polygons, ripples, and camera pans, zooms
-and rotations over the photographs that Debian's python3-skimage ships). Every clip draws its
-own parameters (positions, speeds, colours, start offsets, which photo) from a generator seeded
-by (seed, class, split, clip index), so clips of a class differ, the result does not depend on
-the order in which work runs, and the same seed gives a byte-identical dataset.
+gradients, scrolling charts, bouncing balls, rotating polygons, ripples, camera pans, zooms
+and rotations over the photographs that Debian's python3-skimage ships, and four classes that
+move real photographs the way camera video moves: layers with parallax, cut-out objects over a
+background, a slow exposure and colour drift, and hand-held shake; their pool adds the
+wallpaper photographs of two Debian packages, fetched into the cache by `debian_media`).
+Every clip draws its own parameters (positions, speeds, colours, start offsets, which photo)
+from a generator seeded by (seed, class, split, clip index), so clips of a class differ, the
+result does not depend on the order in which work runs, and the same seed gives a
+byte-identical dataset.
 
 Motion parameters are in per-second units, so changing ``fps`` samples the same motion more or
 less densely rather than changing what moves how fast.
@@ -45,7 +49,7 @@ from .clips import (
 )
 
 # Bump whenever a change to this file changes the pixels: it is part of the cache key.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 PHOTO_DIR = Path("/usr/lib/python3/dist-packages/skimage/data")
 REPO_ROOT = Path(__file__).resolve().parents[4]
 SHARD_BYTES = 64 << 20  # shards of at most ~64 MiB keep memory maps and rewrites cheap
@@ -70,7 +74,12 @@ class ProceduralSpec:
     def key(self) -> str:
         """Short hash naming the dataset: same spec and generator → same folder."""
         blob = json.dumps(
-            {"spec": asdict(self), "version": GENERATOR_VERSION, "classes": class_names()},
+            {
+                "spec": asdict(self),
+                "version": GENERATOR_VERSION,
+                "classes": class_names(),
+                "photos": [Path(p).name for p in scene_photo_pool()],
+            },
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
@@ -207,7 +216,7 @@ class _Photos:
         with self._lock:
             if name in self._cache:
                 return self._cache[name]
-        path = PHOTO_DIR / name
+        path = Path(name) if os.path.isabs(name) else PHOTO_DIR / name
         if not path.is_file():
             raise FileNotFoundError(f"sample photo {path} not found (install python3-skimage)")
         s = self.side
@@ -487,6 +496,165 @@ def _photo_rotate(rng: np.random.Generator, spec: ProceduralSpec, photos: _Photo
     return _quantise(_camera(img, xs, ys, np.full(n, side, np.float32), angle, spec.size))
 
 
+# --- photographs moving as camera video does -----------------------------------------------
+
+# skimage's colour photographs (all pools above), then Debian's wallpapers when available.
+_SCENE_BASE = tuple(sorted({n for pool in PHOTO_POOLS.values() for n in pool}))
+_scene_pool: Optional[Tuple[str, ...]] = None
+
+
+def scene_photo_pool() -> Tuple[str, ...]:
+    """The photo pool of the scene classes; its names are part of the dataset's cache key."""
+    global _scene_pool
+    if _scene_pool is None:
+        from .debian_media import photos
+
+        _scene_pool = _SCENE_BASE + tuple(str(p) for p in photos())
+    return _scene_pool
+
+
+def _path_frames(spec: ProceduralSpec) -> np.ndarray:
+    return np.arange(spec.frames, dtype=np.float32) / max(spec.frames - 1, 1)
+
+
+def _soft_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random soft-edged ellipse or superellipse of a square patch, (size, size) in [0, 1]."""
+    u = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
+    xx, yy = np.meshgrid(u, u, indexing="xy")
+    a, b = rng.uniform(0.55, 0.95, size=2)
+    power = rng.choice([2.0, 2.0, 4.0, 1.0])  # ellipse, rounded box, diamond
+    r = (np.abs(xx / a) ** power + np.abs(yy / b) ** power) ** (1 / power)
+    return np.clip((1.0 - r) * size / 4, 0, 1).astype(np.float32)
+
+
+def _photo_parallax(rng: np.random.Generator, spec: ProceduralSpec, photos: _Photos) -> Rendered:
+    """Two or three photo layers panning at different speeds: near layers move faster."""
+    pool = scene_photo_pool()
+    n = spec.size
+    f = _path_frames(spec)
+    heading = rng.uniform(0, 2 * np.pi)
+    base = n * rng.uniform(0.08, 0.2) * spec.duration
+    dx, dy = np.cos(heading), np.sin(heading)
+    img = _graded_photo(rng, photos, pool)
+    c = img.shape[0]
+    side = n * rng.uniform(1.0, 1.4)
+    x0, y0 = rng.uniform(side / 2 + base, c - side / 2 - base, size=2)
+    zeros = np.zeros_like(f)
+    frames = _camera(img, x0 + dx * base * f, y0 + dy * base * f, np.full_like(f, side), zeros, n)
+    xx, yy = _pixel_grid(n)
+    for depth in range(int(rng.integers(1, 3))):
+        layer = _graded_photo(rng, photos, pool)
+        speed = min(base * (1.6 + 0.8 * depth) * rng.uniform(0.8, 1.2), (c - n) / 2 - 2)
+        lx, ly = rng.uniform(n / 2 + speed, c - n / 2 - speed, size=2)
+        moving = _camera(
+            layer, lx + dx * speed * f, ly + dy * speed * f, np.full_like(f, n), zeros, n
+        )
+        # A band across the frame (a ridge, a fence, a nearer wall) with a wavy soft edge.
+        angle = heading + np.pi / 2 + rng.uniform(-0.4, 0.4)
+        nx, ny = np.cos(angle), np.sin(angle)
+        offset = rng.uniform(-0.3, 0.3) * n
+        wave = rng.uniform(2, 6) * np.sin(
+            rng.uniform(0.05, 0.2) * (xx * ny - yy * nx) + rng.uniform(0, 6)
+        )
+        shift = (dx * nx + dy * ny) * speed * f[:, None, None]
+        dist = (xx - n / 2) * nx + (yy - n / 2) * ny - offset + wave[None] - shift
+        alpha = np.clip(dist / 2.0 + 0.5, 0, 1).astype(np.float32)
+        frames = _mix(frames, moving, alpha)
+    return _quantise(frames)
+
+
+def _photo_cutout(rng: np.random.Generator, spec: ProceduralSpec, photos: _Photos) -> Rendered:
+    """One to three cut-out photo objects gliding and turning over a slowly panning photo."""
+    pool = scene_photo_pool()
+    n = spec.size
+    f = _path_frames(spec)
+    img = _graded_photo(rng, photos, pool)
+    c = img.shape[0]
+    side = n * rng.uniform(1.0, 1.5)
+    drift = n * rng.uniform(0.0, 0.15) * spec.duration
+    h = rng.uniform(0, 2 * np.pi)
+    x0, y0 = rng.uniform(side / 2 + drift, c - side / 2 - drift, size=2)
+    xs, ys = x0 + np.cos(h) * drift * f, y0 + np.sin(h) * drift * f
+    frames = _camera(img, xs, ys, np.full_like(f, side), np.zeros_like(f), n)
+    for _ in range(int(rng.integers(1, 4))):
+        obj_side = int(n * rng.uniform(0.3, 0.6))
+        tex = _graded_photo(rng, photos, pool)
+        tx, ty = rng.uniform(obj_side, c - obj_side, size=2)
+        spin = rng.uniform(-1.0, 1.0) * _times(spec)[:, 0, 0]
+        patch = _camera(
+            tex,
+            np.full_like(f, tx),
+            np.full_like(f, ty),
+            np.full_like(f, obj_side),
+            spin.astype(np.float32),
+            obj_side,
+            1,
+        )
+        mask = _soft_mask(rng, obj_side)
+        # A straight path across the frame, in or out of view at either end.
+        (px0, py0), (px1, py1) = rng.uniform(-0.2 * n, 1.2 * n, size=(2, 2))
+        for t in range(spec.frames):
+            cx = px0 + (px1 - px0) * f[t] - obj_side / 2
+            cy = py0 + (py1 - py0) * f[t] - obj_side / 2
+            ix, iy = int(round(cx)), int(round(cy))
+            x_lo, y_lo = max(ix, 0), max(iy, 0)
+            x_hi, y_hi = min(ix + obj_side, n), min(iy + obj_side, n)
+            if x_lo >= x_hi or y_lo >= y_hi:
+                continue
+            sub = patch[t, y_lo - iy : y_hi - iy, x_lo - ix : x_hi - ix]
+            a = mask[y_lo - iy : y_hi - iy, x_lo - ix : x_hi - ix]
+            frames[t, y_lo:y_hi, x_lo:x_hi] = _mix(frames[t, y_lo:y_hi, x_lo:x_hi], sub, a)
+    return _quantise(frames)
+
+
+def _photo_drift(rng: np.random.Generator, spec: ProceduralSpec, photos: _Photos) -> Rendered:
+    """A nearly still shot whose exposure, white balance and contrast drift slowly."""
+    pool = scene_photo_pool()
+    n = spec.size
+    f = _path_frames(spec)
+    img = _graded_photo(rng, photos, pool)
+    c = img.shape[0]
+    side = n * rng.uniform(1.0, 1.6)
+    cx, cy = rng.uniform(side / 2, c - side / 2, size=2)
+    creep = rng.uniform(0.97, 1.0) ** (f * spec.duration)  # a very slow zoom
+    frames = _camera(
+        img,
+        np.full_like(f, cx),
+        np.full_like(f, cy),
+        (side * creep).astype(np.float32),
+        np.zeros_like(f),
+        n,
+    )
+    ev = rng.uniform(-1.0, 1.0) * f  # exposure in stops over the clip
+    balance = 1.0 + rng.uniform(-0.25, 0.25, size=3)[None] * f[:, None]  # (T, 3)
+    gamma = 1.0 + rng.uniform(-0.3, 0.3) * f
+    x = np.clip(frames / 255.0, 0, 1) * (2.0**ev)[:, None, None, None] * balance[:, None, None, :]
+    x = np.clip(x, 0, 1) ** gamma[:, None, None, None]
+    return _quantise(x * 255.0)
+
+
+def _photo_shake(rng: np.random.Generator, spec: ProceduralSpec, photos: _Photos) -> Rendered:
+    """A hand-held camera: a slow aim plus jitter in position and roll, frame to frame."""
+    pool = scene_photo_pool()
+    n = spec.size
+    f = _path_frames(spec)
+    img = _graded_photo(rng, photos, pool)
+    c = img.shape[0]
+    side = n * rng.uniform(1.0, 1.25)
+    amp = n * rng.uniform(0.02, 0.08)
+    margin = side / math.sqrt(2) + 2 * amp + n * 0.2  # roll, jitter and aim stay on the canvas
+    cx, cy = rng.uniform(margin, c - margin, size=2)
+    aim = rng.uniform(-0.2, 0.2, size=2) * n
+    # Jitter: a random walk smoothed a little (hands shake at a few Hz, not per pixel).
+    walk = np.cumsum(rng.normal(0, 1, size=(spec.frames, 3)), axis=0)
+    walk -= walk.mean(axis=0)
+    walk = walk / max(np.abs(walk).max(), 1e-6)
+    xs = (cx + aim[0] * f + amp * walk[:, 0]).astype(np.float32)
+    ys = (cy + aim[1] * f + amp * walk[:, 1]).astype(np.float32)
+    roll = (rng.uniform(0.01, 0.06) * walk[:, 2]).astype(np.float32)
+    return _quantise(_camera(img, xs, ys, np.full_like(f, side), roll, n))
+
+
 CLASSES: Tuple[ClipClass, ...] = (
     ClipClass("mandelbrot_zoom", "zoom into the Mandelbrot set's boundary", _mandelbrot, True),
     ClipClass("game_of_life", "life-like cellular automata evolving", _life, True),
@@ -501,6 +669,12 @@ CLASSES: Tuple[ClipClass, ...] = (
     ClipClass("photo_pan", "camera panning over a photograph", _photo_pan, False),
     ClipClass("photo_zoom", "camera zooming in or out on a photograph", _photo_zoom, False),
     ClipClass("photo_rotate", "camera rotating over a photograph", _photo_rotate, False),
+    ClipClass(
+        "photo_parallax", "photo layers panning at depth-dependent speeds", _photo_parallax, False
+    ),
+    ClipClass("photo_cutout", "cut-out photo objects moving over a photo", _photo_cutout, False),
+    ClipClass("photo_drift", "still shot with exposure and colour drifting", _photo_drift, False),
+    ClipClass("photo_shake", "hand-held camera shake over a photograph", _photo_shake, False),
 )
 
 

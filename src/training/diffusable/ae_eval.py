@@ -1,0 +1,214 @@
+"""The reconstruction benchmark: autoencoders beside the linear code, on the same clips.
+
+    PYTHONPATH=src/training python3 -m diffusable.ae_eval \\
+        --ckpt baseline=runs/ae-small-baseline/checkpoints/last.pt \\
+        --ckpt se=runs/ae-small-se/checkpoints/last.pt --out runs/ae-eval
+
+For every checkpoint, PSNR and SSIM (posterior mean, decoded, clamped) per class and overall on
+two clip sets, beside two references computed in the same run on the same clips:
+  * `linear_code`: PCA of the causal block structure (frame 0 as an 8x8x3 block, each later
+    group of 4 frames as a 4x8x8x3 block) with the latent's size, fitted on the training split
+    (`linear_code.py`);
+  * `block_average_8x8`: each frame's 8x8 patches replaced by their mean colour.
+Clip sets: (a) the procedural dataset's validation split, per class; (b) the real-video eval
+set: every real-camera video Debian packages ship (`data.debian_media`), resampled to the
+model's fps, scaled and centre-cropped to its resolution, cut into consecutive clips of its
+frame count (at most --clips-per-video, evenly spread), per video. The real set is never
+trained on. Writes ae_eval.json, ae_eval.md and, with --events, an `ae_eval` line per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .autoencoder import AutoencoderConfig
+from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
+from .linear_code import block_average, fit_linear_code, linear_code_model
+from .metrics import psnr, ssim
+
+REFERENCES = ("linear_code", "block_average_8x8")
+
+
+def real_clips(
+    cfg: AutoencoderConfig, per_video: int, cache: Optional[Path] = None
+) -> Tuple[torch.Tensor, List[str]]:
+    """The real-video eval set as (N, 3, T, H, W) in [-1, 1] and each clip's video name."""
+    from .data.debian_media import real_videos
+
+    s, t = cfg.resolution, cfg.frames
+    vf = f"fps={cfg.fps},scale={s}:{s}:force_original_aspect_ratio=increase:flags=area,crop={s}:{s}"
+    clips, names = [], []
+    for name, path in sorted(real_videos(cache).items()):
+        try:
+            frames = ffmpeg_rgb(["-i", str(path), "-vf", vf], s, s, timeout=120)
+        except FfmpegError as err:
+            raise FfmpegError(f"{name}: {err.reason}") from None
+        n = len(frames) // t
+        if n == 0:
+            continue
+        for k in np.unique(np.linspace(0, n - 1, min(per_video, n)).round().astype(int)):
+            clips.append(frames[k * t : (k + 1) * t])
+            names.append(name)
+    return clips_to_tensor(np.stack(clips)), names
+
+
+@torch.no_grad()
+def scores(recon_fn, clips: torch.Tensor, batch: int = 8) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-clip PSNR and SSIM of recon_fn(clips)."""
+    p, s = [], []
+    for i in range(0, len(clips), batch):
+        x = clips[i : i + batch]
+        r = recon_fn(x).clamp(-1, 1)
+        p.append(psnr(r, x))
+        s.append(ssim(r, x))
+    return torch.cat(p), torch.cat(s)
+
+
+def autoencode(model):
+    return lambda x: model.decode(model.encode(x)[0])
+
+
+def grouped(values: torch.Tensor, groups: List[str]) -> Dict[str, float]:
+    out: Dict[str, float] = {}
+    for g in dict.fromkeys(groups):
+        mask = torch.tensor([x == g for x in groups])
+        out[g] = float(values[mask].mean())
+    out["overall"] = float(values.mean())
+    return out
+
+
+def evaluate(
+    models: Dict[str, torch.nn.Module], sets: Dict[str, Tuple[torch.Tensor, List[str]]], fit
+) -> Dict:
+    cfg = next(iter(models.values())).cfg
+    recon = {name: autoencode(m.eval()) for name, m in models.items()}
+    recon["linear_code"] = autoencode(linear_code_model(cfg, fit))
+    recon["block_average_8x8"] = block_average
+    result: Dict = {}
+    for set_name, (clips, groups) in sets.items():
+        entry: Dict = {"clips": len(clips), "groups": list(dict.fromkeys(groups)), "models": {}}
+        for name, fn in recon.items():
+            p, s = scores(fn, clips)
+            entry["models"][name] = {"psnr": grouped(p, groups), "ssim": grouped(s, groups)}
+        result[set_name] = entry
+    return result
+
+
+def markdown(result: Dict, names: List[str]) -> str:
+    lines = []
+    cols = names + list(REFERENCES)
+    for set_name, entry in result.items():
+        lines += [f"### {set_name} ({entry['clips']} clips), PSNR dB / SSIM", ""]
+        head = " | ".join(cols)
+        lines.append(
+            f"| group | {head} | " + " | ".join(f"{n} − linear (dB)" for n in names) + " |"
+        )
+        lines.append("|---" * (1 + len(cols) + len(names)) + "|")
+        for g in entry["groups"] + ["overall"]:
+            m = entry["models"]
+            cells = [f"{m[c]['psnr'][g]:.2f} / {m[c]['ssim'][g]:.3f}" for c in cols]
+            lin = m["linear_code"]["psnr"][g]
+            deltas = [f"{m[n]['psnr'][g] - lin:+.2f}" for n in names]
+            label = f"**{g}**" if g == "overall" else g
+            lines.append(f"| {label} | " + " | ".join(cells + deltas) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_ckpt(spec: str) -> Tuple[str, Path]:
+    name, _, path = spec.rpartition("=")
+    path_ = Path(path)
+    return (name or path_.parent.parent.name or path_.stem), path_
+
+
+def main(argv=None) -> int:
+    from .checkpoint import load_autoencoder
+    from .train_ae import resolve_dataset
+
+    ap = argparse.ArgumentParser(description="Autoencoders beside the linear code, same clips.")
+    ap.add_argument("--ckpt", action="append", required=True, help="[name=]checkpoint, repeatable")
+    ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
+    ap.add_argument("--val-clips", type=int, default=0, help="at most this many (0 = all)")
+    ap.add_argument("--clips-per-video", type=int, default=8)
+    ap.add_argument("--no-real", action="store_true", help="skip the real-video eval set")
+    ap.add_argument("--out", required=True, help="folder for ae_eval.json and ae_eval.md")
+    ap.add_argument("--events", action="store_true", help="append an ae_eval line to each run")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.time()
+    try:
+        models, metas = {}, {}
+        for spec in args.ckpt:
+            name, path = parse_ckpt(spec)
+            models[name], metas[name] = load_autoencoder(path)
+            metas[name]["path"] = path
+        cfgs = {m.cfg for m in models.values()}
+        if len(cfgs) != 1:
+            raise ValueError("all checkpoints must share one model config (the same clips)")
+        cfg = cfgs.pop()
+        root = resolve_dataset(args.data, cfg)
+        train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
+        n = len(train)
+        fit = fit_linear_code(
+            cfg, (train.batch(list(range(i, min(i + 32, n))))[0] for i in range(0, n, 32))
+        )
+        k = len(val) if not args.val_clips else min(args.val_clips, len(val))
+        clips, labels = val.batch(list(range(k)))
+        sets = {"procedural_val": (clips, [val.classes[int(i)] for i in labels])}
+        if not args.no_real:
+            sets["real_video"] = real_clips(cfg, args.clips_per_video)
+    except (FileNotFoundError, ValueError, KeyError, FfmpegError) as err:
+        print(f"ae_eval: {err}", file=sys.stderr)
+        return 2
+    result = evaluate(models, sets, fit)
+    info = {
+        "checkpoints": {
+            n: {"run_id": m.get("run_id"), "step": m.get("step"), "variant": m.get("variant")}
+            for n, m in metas.items()
+        },
+        "dataset": Path(root).name,
+        "linear_code": {"train_blocks": fit.blocks, "train_frame0_blocks": fit.blocks0},
+        "wall_s": round(time.time() - start, 1),
+        "threads": torch.get_num_threads(),
+    }
+    result = {"info": info, "sets": result}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ae_eval.json").write_text(json.dumps(result, indent=1) + "\n")
+    md = markdown(result["sets"], list(models))
+    (out / "ae_eval.md").write_text(md)
+    if args.events:
+        from .events import EventLog
+
+        for name, meta in metas.items():
+            events = meta["path"].parent.parent / "events.jsonl"
+            if events.is_file():
+                summary = {
+                    s: {
+                        "psnr": e["models"][name]["psnr"]["overall"],
+                        "ssim": e["models"][name]["ssim"]["overall"],
+                        "psnr_linear_code": e["models"]["linear_code"]["psnr"]["overall"],
+                        "psnr_block_average_8x8": e["models"]["block_average_8x8"]["psnr"][
+                            "overall"
+                        ],
+                        "clips": e["clips"],
+                    }
+                    for s, e in result["sets"].items()
+                }
+                EventLog(events).write("ae_eval", step=meta.get("step"), **summary)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

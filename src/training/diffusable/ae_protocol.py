@@ -1,0 +1,126 @@
+"""The paper's protocol in one command: pre-train one AE, then fine-tune it three ways.
+
+    PYTHONPATH=src/training python3 -m diffusable.ae_protocol --config small --out runs/protocol
+
+Stages, each its own run folder under --out (so each resumes from its own last checkpoint when
+the command is run again, and a finished stage is skipped):
+  1. `ae-<config>-pretrain`: from the linear code (PCA init), no SE term;
+  2. `ae-<config>-baseline`, `ae-<config>-se`, `ae-<config>-se-spatial`: fine-tunes of the
+     pre-trained EMA weights with identical steps, batches, seeds and noise, differing only in the
+     SE term (weight 0; space and time modes; space modes only). With --parallel they run at the
+     same time, each on its share of the threads;
+  3. `ae_eval` of the three fine-tunes (and the pre-train) beside the linear code, written to
+     `<out>/ae-eval/`.
+Progress: each trainer prints steps/s and ETA; this command prints one line per stage with its
+wall time, and `<out>/protocol.json` keeps every stage's command and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+FINETUNES = ("baseline", "se", "se-spatial")
+
+
+def _done(run: Path) -> bool:
+    events = run / "events.jsonl"
+    if not events.is_file():
+        return False
+    for line in events.read_text().splitlines():
+        if '"status":"completed"' in line:
+            return True
+    return False
+
+
+def _python() -> List[str]:
+    return [sys.executable, "-m"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Pre-train one AE, fine-tune baseline/se/se-spatial.")
+    ap.add_argument("--config", default="small", help="autoencoder config: tiny | small | base")
+    ap.add_argument("--out", required=True, help="folder of the protocol's run folders")
+    ap.add_argument("--data", default="procedural")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads in all (0 = all cores)")
+    ap.add_argument("--pretrain-steps", type=int, default=0, help="override the preset's steps")
+    ap.add_argument("--finetune-steps", type=int, default=0, help="override the preset's steps")
+    ap.add_argument("--parallel", action="store_true", help="run the three fine-tunes at once")
+    ap.add_argument("--no-real", action="store_true", help="ae_eval without the real-video set")
+    ap.add_argument("--skip-eval", action="store_true")
+    args, extra = ap.parse_known_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record_path = out / "protocol.json"
+    record: Dict = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    threads = args.threads or os.cpu_count() or 1
+    env = dict(os.environ)
+    env["PYTHONPATH"] = (
+        str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    )
+
+    def trainer(run: Path, variant: str, init: str, steps: int, n_threads: int) -> List[str]:
+        cmd = _python() + ["diffusable.train_ae", "--config", args.config, "--variant", variant]
+        cmd += ["--init", init, "--out", str(run), "--data", args.data]
+        cmd += ["--device", args.device, "--threads", str(n_threads)]
+        if steps:
+            cmd += ["--steps", str(steps)]
+        return cmd + extra
+
+    def stage(name: str, cmds: List[List[str]]) -> int:
+        t0 = time.time()
+        print(f"ae_protocol: {name}: starting {len(cmds)} run(s)", file=sys.stderr, flush=True)
+        procs = [subprocess.Popen(c, env=env) for c in cmds]
+        codes = [p.wait() for p in procs]
+        wall = time.time() - t0
+        entry = record.setdefault(name, {"commands": [], "wall_s": 0.0})
+        entry["commands"] = [
+            " ".join(Path(c[0]).name if i == 0 else c for i, c in enumerate(cmd)) for cmd in cmds
+        ]
+        entry["wall_s"] = round(entry["wall_s"] + wall, 1)
+        entry["threads"] = threads
+        record_path.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"ae_protocol: {name}: exit {codes} after {wall:.0f} s", file=sys.stderr, flush=True)
+        return max(codes)
+
+    pre = out / f"ae-{args.config}-pretrain"
+    if not _done(pre):
+        code = stage("pretrain", [trainer(pre, "baseline", "linear", args.pretrain_steps, threads)])
+        if code:
+            return code
+    init = str(pre / "checkpoints" / "last.pt")
+    runs = {v: out / f"ae-{args.config}-{v}" for v in FINETUNES}
+    todo = [v for v in FINETUNES if not _done(runs[v])]
+    if args.parallel and todo:
+        share = max(1, threads // len(todo))
+        cmds = [trainer(runs[v], v, init, args.finetune_steps, share) for v in todo]
+        code = stage("finetune", cmds)
+        if code:
+            return code
+    else:
+        for v in todo:
+            code = stage(f"finetune-{v}", [trainer(runs[v], v, init, args.finetune_steps, threads)])
+            if code:
+                return code
+    if args.skip_eval:
+        return 0
+    cmd = _python() + ["diffusable.ae_eval", "--out", str(out / "ae-eval"), "--events"]
+    cmd += ["--data", args.data, "--threads", str(threads)]
+    cmd += ["--ckpt", f"pretrain={init}"]
+    cmd += [
+        arg for v in FINETUNES for arg in ("--ckpt", f"{v}={runs[v] / 'checkpoints' / 'last.pt'}")
+    ]
+    if args.no_real:
+        cmd.append("--no-real")
+    return stage("ae_eval", [cmd])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
