@@ -104,8 +104,9 @@ export class ModelRuntime {
     return [...this.#bundles.values()].map(info);
   }
 
-  /** Throws PipelineError "unknown_model" (404) naming the known bundles. */
-  bundle(name: string): BundleInfo {
+  /** What a client may know about one bundle (bundles() lists them all); throws PipelineError
+   * "unknown_model" (404) naming the known bundles. loaded() gives the Bundle itself. */
+  bundleInfo(name: string): BundleInfo {
     return info(this.loaded(name));
   }
 

@@ -104,7 +104,7 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
   });
   let failures = 0;
   try {
-    runtime.bundle(model);
+    runtime.bundleInfo(model);
     const used = new Set<string>();
     for (const file of positionals) {
       let base = basename(file, extname(file)) || "video";

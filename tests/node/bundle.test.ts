@@ -193,7 +193,7 @@ test("listBundles skips and reports invalid bundles; the runtime serves the vali
     );
     assert.equal(rt.invalidBundles().length, 1);
     assert.throws(
-      () => rt.bundle("nope"),
+      () => rt.bundleInfo("nope"),
       (err: PipelineError) =>
         err.code === "unknown_model" &&
         err.status === 404 &&

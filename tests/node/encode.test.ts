@@ -102,7 +102,7 @@ describe("encodeFile", () => {
       mode: "clip",
       dtype: "float32",
       bundle: "tiny",
-      bundleSha256: rt.bundle("tiny").sha256,
+      bundleSha256: rt.bundleInfo("tiny").sha256,
     });
     assert.deepEqual(progress, [9, 18]);
     const per = 4 * 3 * 4 * 4;

@@ -39,7 +39,7 @@ after(async () => {
 const sha = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
 
 test("the bundle info says it can generate, with its sampler defaults", () => {
-  const info = rt.bundle("tiny");
+  const info = rt.bundleInfo("tiny");
   assert.equal(info.generate?.nullClass, 2);
   assert.equal(info.generate?.sampler.steps, 4);
   assert.ok(bundle.paths.denoiser?.endsWith("denoiser.onnx"));

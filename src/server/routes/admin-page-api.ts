@@ -186,7 +186,7 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
         reason: noBundleReason(runtime, side.diffusion?.id ?? null, side.autoencoder?.id ?? null),
       };
     }
-    const info = runtime.bundle(hit.name);
+    const info = runtime.bundleInfo(hit.name);
     return {
       model: hit.name,
       matchedBy: hit.matchedBy,

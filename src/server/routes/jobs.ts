@@ -150,7 +150,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
         if (!parsed.success) {
           throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
         }
-        runtime.bundle(parsed.data.model); // throws unknown_model (404)
+        runtime.bundleInfo(parsed.data.model); // throws unknown_model (404)
         return parsed.data;
       },
       check: async (path) => {
