@@ -5,6 +5,9 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import { AppError } from "../app-error.ts";
 import { defaultThreads, REPO_ROOT } from "../env.ts";
+import type { ModelRuntime } from "../pipeline/runtime.ts";
+import type { SubmitDeps } from "../pipeline/work/submit-generation.ts";
+import type { Db } from "../store/db.ts";
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -117,5 +120,16 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
         ? null
         : resolve(e.DIFFUSABLE_RUNS_IMPORT_DIR ?? resolve(REPO_ROOT, "docs/results/runs")),
     adminSecret: e.DIFFUSABLE_ADMIN_SECRET,
+  };
+}
+
+/** What the generation use case (pipeline/work/submit-generation.ts) needs from the settings. */
+export function submitDepsOf(db: Db, runtime: ModelRuntime, config: Config): SubmitDeps {
+  return {
+    db,
+    runtime,
+    defaultModel: config.defaultModel,
+    maxActivePerKey: config.maxActiveJobsPerKey,
+    maxQueued: config.maxQueuedGenerations,
   };
 }

@@ -10,11 +10,7 @@ import { isAppError } from "../../app-error.ts";
 import { BROWSER_VIDEO_FORMATS } from "../../pipeline/media/output-formats.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import type { GenerationOptions, GenerationRunner } from "../../pipeline/work/generation-runner.ts";
-import {
-  planGeneration,
-  queueGenerations,
-  type SubmitDeps,
-} from "../../pipeline/work/submit-generation.ts";
+import { planGeneration, queueGenerations } from "../../pipeline/work/submit-generation.ts";
 import type { Db } from "../../store/db.ts";
 import { getGeneration } from "../../store/generation-rows.ts";
 import { type GenerationRow, RUN_KINDS } from "../../store/schema.ts";
@@ -29,7 +25,7 @@ import {
 } from "../../training/runs/run-compare.ts";
 import type { AdminSessions } from "../admin-session.ts";
 import { ApiError } from "../api-error.ts";
-import type { Config } from "../config.ts";
+import { type Config, submitDepsOf } from "../config.ts";
 import { describeZodError } from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
 
@@ -127,13 +123,7 @@ export interface AdminPageDeps {
 
 export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
   const { db, runtime, generations, config, runs } = deps;
-  const submitDeps: SubmitDeps = {
-    db,
-    runtime,
-    defaultModel: config.defaultModel,
-    maxActivePerKey: config.maxActiveJobsPerKey,
-    maxQueued: config.maxQueuedGenerations,
-  };
+  const submitDeps = submitDepsOf(db, runtime, config);
   const adminOf = (c: Context) => sessionAdmin(db, sessions, c);
   const api = new Hono<AdminEnv>();
   api.use(async (c, next) => {

@@ -8,13 +8,13 @@ import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import type { GenerationOptions, GenerationRunner } from "../../pipeline/work/generation-runner.ts";
-import { type SubmitDeps, submitGeneration } from "../../pipeline/work/submit-generation.ts";
+import { submitGeneration } from "../../pipeline/work/submit-generation.ts";
 import type { Db } from "../../store/db.ts";
 import { getGeneration, listGenerations } from "../../store/generation-rows.ts";
 import { type GenerationRow, TERMINAL_STATUSES } from "../../store/schema.ts";
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
-import type { Config } from "../config.ts";
+import { type Config, submitDepsOf } from "../config.ts";
 import { describeZodError, GenerationRequestSchema, ListJobsQuerySchema } from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
 
@@ -60,13 +60,7 @@ export function generationRoutes(deps: {
 }) {
   const { db, runtime, generations, config } = deps;
   const app = new Hono<AppEnv>();
-  const submitDeps: SubmitDeps = {
-    db,
-    runtime,
-    defaultModel: config.defaultModel,
-    maxActivePerKey: config.maxActiveJobsPerKey,
-    maxQueued: config.maxQueuedGenerations,
-  };
+  const submitDeps = submitDepsOf(db, runtime, config);
 
   const visible = (id: string, key: AppEnv["Variables"]["apiKey"]): GenerationRow => {
     const g = getGeneration(db, id);
