@@ -14,7 +14,10 @@ Clip sets: (a) the procedural dataset's validation split, per class; (b) the rea
 set: every real-camera video Debian packages ship (`data.debian_media`), resampled to the
 model's fps, scaled and centre-cropped to its resolution, cut into consecutive clips of its
 frame count (at most --clips-per-video, evenly spread), per video. The real set is never
-trained on. Writes ae_eval.json, ae_eval.md and, with --events, an `ae_eval` line per run.
+trained on. Also the paper's diagnostic for each model and the linear code, on the procedural
+val clips (`spectrum.analyse`): latent and video 8x8 block-DCT spectra, high-frequency share and
+the zeroing test, drawn side by side in spectra.png. Writes ae_eval.json, ae_eval.md and, with
+--events, an `ae_eval` line per run.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ from .autoencoder import AutoencoderConfig
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
 from .linear_code import block_average, fit_linear_code, linear_code_model
 from .metrics import psnr, ssim
+from .spectrum import analyse
+
+SPECTRUM_KEYS = (
+    "latent_hf_share",
+    "video_hf_share",
+    "psnr_drop_latent_lowpass",
+    "psnr_drop_video_lowpass",
+)
 
 REFERENCES = ("linear_code", "block_average_8x8")
 
@@ -100,6 +111,60 @@ def evaluate(
             entry["models"][name] = {"psnr": grouped(p, groups), "ssim": grouped(s, groups)}
         result[set_name] = entry
     return result
+
+
+@torch.no_grad()
+def spectra(models: Dict[str, torch.nn.Module], clips: torch.Tensor, fit) -> Dict:
+    """Latent spectrum, HF share and zeroing test of each model and of the linear code."""
+    cfg = next(iter(models.values())).cfg
+    every = dict(models, linear_code=linear_code_model(cfg, fit))
+    out = {}
+    for name, model in every.items():
+        r = analyse(model.eval(), clips)
+        if "latent_spectrum" not in r:
+            return {}  # latents under 8x8 (tiny test models) have no block spectrum
+        out[name] = {k: r[k] for k in SPECTRUM_KEYS + ("latent_spectrum", "video_spectrum")}
+    return out
+
+
+def spectra_markdown(spec: Dict) -> str:
+    if not spec:
+        return ""
+    lines = [
+        "### latent spectrum (procedural val): 8x8 block DCT, high half zeroed",
+        "",
+        "| | HF share (zigzag 32-63 of AC) | PSNR drop, latent high half zeroed (dB) |",
+        "|---|---|---|",
+    ]
+    video = next(iter(spec.values()))
+    share, drop = video["video_hf_share"], video["psnr_drop_video_lowpass"]
+    lines.append(f"| video | {share:.4f} | {drop:.3f} (the video's own high half zeroed) |")
+    for name, s in spec.items():
+        lines.append(
+            f"| {name} latent | {s['latent_hf_share']:.4f} | {s['psnr_drop_latent_lowpass']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_spectra(spec: Dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=120)
+    video = torch.tensor(next(iter(spec.values()))["video_spectrum"])
+    ax.semilogy(range(1, 64), (video[1:] / video[1:].sum()).tolist(), "k-", lw=2, label="video")
+    for name, s in spec.items():
+        lat = torch.tensor(s["latent_spectrum"])
+        ax.semilogy(range(1, 64), (lat[1:] / lat[1:].sum()).tolist(), label=f"{name} latent")
+    ax.axvline(32, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("zigzag frequency index (8x8 block DCT)")
+    ax.set_ylabel("share of AC energy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def markdown(result: Dict, names: List[str]) -> str:
@@ -171,6 +236,7 @@ def main(argv=None) -> int:
         print(f"ae_eval: {err}", file=sys.stderr)
         return 2
     result = evaluate(models, sets, fit)
+    spec = spectra(models, sets["procedural_val"][0], fit)
     info = {
         "checkpoints": {
             n: {"run_id": m.get("run_id"), "step": m.get("step"), "variant": m.get("variant")}
@@ -181,11 +247,13 @@ def main(argv=None) -> int:
         "wall_s": round(time.time() - start, 1),
         "threads": torch.get_num_threads(),
     }
-    result = {"info": info, "sets": result}
+    result = {"info": info, "sets": result, "spectra": spec}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ae_eval.json").write_text(json.dumps(result, indent=1) + "\n")
-    md = markdown(result["sets"], list(models))
+    md = markdown(result["sets"], list(models)) + spectra_markdown(spec)
+    if spec:
+        plot_spectra(spec, out / "spectra.png")
     (out / "ae_eval.md").write_text(md)
     if args.events:
         from .events import EventLog
@@ -205,6 +273,8 @@ def main(argv=None) -> int:
                     }
                     for s, e in result["sets"].items()
                 }
+                if name in spec:
+                    summary["spectrum"] = {k: spec[name][k] for k in SPECTRUM_KEYS}
                 EventLog(events).write("ae_eval", step=meta.get("step"), **summary)
     print(md)
     return 0

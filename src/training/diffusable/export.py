@@ -200,8 +200,12 @@ def build_manifest(
             "default": cfg.frames,
             "max": 1 + 16 * cfg.temporal_factor,
         },
+        "architecture": cfg.architecture,
         "spatial_factor": cfg.spatial_factor,
         "temporal_factor": cfg.temporal_factor,
+        # Latent frames of history a decoder output depends on: windowed decoding feeds this
+        # many frames in front of each window (the service never re-derives it).
+        "decoder_context_latents": cfg.decoder_context_latents,
         "latent_channels": cfg.latent_channels,
         "latent": {
             "scaled": True,

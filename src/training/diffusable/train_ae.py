@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -124,6 +124,27 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
         val_per_class=50,
     ),
 }
+
+
+@dataclass
+class StepDraws:
+    indices: List[int]  # training clips of the batch
+    noise: torch.Tensor  # (B, C, t, h, w) posterior noise
+    se_mode: Optional[str]  # the SE mode (None for the baseline)
+    flips: torch.Tensor  # (B,) bool: mirror the clip
+
+
+def step_draws(
+    cfg: TrainConfig, step: int, rank: int, n_clips: int, latent_shape, variant: str
+) -> StepDraws:
+    """All randomness of one step, from the step's own generator, in a fixed order: every
+    variant draws the same batch, noise, uniform for the SE mode and flips (tested)."""
+    g = step_generator(cfg.seed, step, rank)
+    idx = torch.randint(n_clips, (cfg.batch_size,), generator=g).tolist()
+    noise = torch.randn(latent_shape, generator=g)
+    mode = draw_mode(g, latent_shape, VARIANT_MODES[variant])
+    flips = torch.rand(cfg.batch_size, generator=g) < 0.5
+    return StepDraws(idx, noise, mode, flips)
 
 
 def parse_args(argv=None):
@@ -370,14 +391,11 @@ def main(argv=None) -> int:
     t_last = time.time()
     while step < stop_at:
         # The same draws, in the same order, for both variants (see the module docstring).
-        g = step_generator(cfg.seed, step, dist_info.rank)
-        idx = torch.randint(len(train_ds), (cfg.batch_size,), generator=g).tolist()
-        noise = torch.randn(latent_shape, generator=g).to(device)
-        mode = draw_mode(g, latent_shape, VARIANT_MODES[args.variant])
-        flips = torch.rand(cfg.batch_size, generator=g) < 0.5
+        draws = step_draws(cfg, step, dist_info.rank, len(train_ds), latent_shape, args.variant)
+        idx, noise, mode = draws.indices, draws.noise.to(device), draws.se_mode
         video, _ = train_ds.batch(idx)
         if cfg.hflip:
-            video = torch.where(flips.view(-1, 1, 1, 1, 1), video.flip(-1), video)
+            video = torch.where(draws.flips.view(-1, 1, 1, 1, 1), video.flip(-1), video)
         video = video.to(device)  # (B, 3, T, H, W)
         for group in opt.param_groups:
             group["lr"] = group["lr_scale"] * lr_at(step, cfg.lr, cfg.warmup, cfg.steps)

@@ -1,0 +1,150 @@
+"""The linear code and the protocol: PCA init = the linear code at step 0, identical draws
+across the three fine-tunes, the benchmark's references, and the GPU recipe's CPU smoke run."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffusable import ae_protocol, train_ae
+from diffusable.autoencoder import CausalVAE, get_config
+from diffusable.linear_code import (
+    block_average,
+    fit_linear_code,
+    init_from_linear_code,
+    linear_code_model,
+)
+from diffusable.metrics import psnr
+from diffusable.scale_equivariance import VARIANT_MODES
+
+from test_autoencoder import make_toy_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def smooth_videos(n, frames=9, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, frames, size // 4, size // 4, generator=g)
+    return (
+        torch.nn.functional.interpolate(coarse, size=(frames, size, size), mode="trilinear") * 2 - 1
+    )
+
+
+def numpy_linear_code(train, test, c):
+    """An independent PCA reconstruction: frame 0 as 8x8x3 blocks, later 4-frame groups as
+    4x8x8x3 blocks, via numpy's SVD (no code shared with linear_code.py)."""
+
+    def blocks(v, frames):  # (N, 3, F, H, W) -> (N, F/fr, H/8, W/8, 3*fr*64) groups
+        n, ch, f, h, w = v.shape
+        x = v.reshape(n, ch, f // frames, frames, h // 8, 8, w // 8, 8)
+        return x.transpose(0, 2, 4, 6, 1, 3, 5, 7).reshape(n, f // frames, h // 8, w // 8, -1)
+
+    def fit(x):
+        mu = x.mean(0)
+        _, _, vt = np.linalg.svd(x - mu, full_matrices=False)
+        return mu, vt[:c].T
+
+    out = np.empty_like(test)
+    for sl, fr in ((slice(0, 1), 1), (slice(1, None), 4)):
+        tr = blocks(train[:, :, sl], fr).reshape(-1, 3 * fr * 64)
+        mu, u = fit(tr)
+        te = blocks(test[:, :, sl], fr)
+        rec = (te - mu) @ u @ u.T + mu
+        n, t, hb, wb, _ = rec.shape
+        rec = rec.reshape(n, t, hb, wb, 3, fr, 8, 8).transpose(0, 4, 1, 5, 2, 6, 3, 7)
+        out[:, :, sl] = rec.reshape(n, 3, t * fr, hb * 8, wb * 8)
+    return np.clip(out, -1, 1)
+
+
+def test_pca_init_is_the_linear_code_at_step_zero():
+    cfg = get_config("tiny")
+    train, test = smooth_videos(24, seed=0), smooth_videos(6, seed=1)
+    fit = fit_linear_code(cfg, [train[:12], train[12:]])
+    torch.manual_seed(0)
+    vae = init_from_linear_code(CausalVAE(cfg), fit).eval()
+    with torch.no_grad():
+        ours = psnr(vae.decode(vae.encode(test)[0]).clamp(-1, 1), test).mean().item()
+    ref = numpy_linear_code(train.double().numpy(), test.double().numpy(), cfg.latent_channels)
+    theirs = psnr(torch.from_numpy(ref).float(), test).mean().item()
+    assert abs(ours - theirs) < 0.1, (ours, theirs)
+    # ... and a lossy one (4 channels for 768 numbers): short of the 12-number block average.
+    assert 10 < ours < psnr(block_average(test), test).mean().item()
+
+
+def test_linear_code_model_is_causal_and_streams():
+    cfg = get_config("tiny")
+    vae = linear_code_model(cfg, fit_linear_code(cfg, [smooth_videos(8)]))
+    video = smooth_videos(1, frames=17)
+    with torch.no_grad():
+        whole = vae.encode_scaled(video)
+        chunked = vae.encode_chunked(video, chunk_latents=1)
+    assert (whole - chunked).abs().max() < 1e-5
+
+
+def test_the_three_finetunes_draw_the_same_batches_and_noise():
+    cfg = train_ae.TRAIN_PRESETS["tiny-finetune"]
+    shape = (cfg.batch_size, 4, 3, 4, 4)
+    for step in (0, 1, 7):
+        draws = {v: train_ae.step_draws(cfg, step, 0, 10, shape, v) for v in VARIANT_MODES}
+        base = draws["baseline"]
+        assert base.se_mode is None
+        for v, d in draws.items():
+            assert d.indices == base.indices
+            assert torch.equal(d.noise, base.noise) and torch.equal(d.flips, base.flips)
+            assert v == "baseline" or d.se_mode in VARIANT_MODES[v]
+    spatial = [train_ae.step_draws(cfg, s, 0, 10, shape, "se-spatial").se_mode for s in range(40)]
+    both = [train_ae.step_draws(cfg, s, 0, 10, shape, "se").se_mode for s in range(40)]
+    assert set(spatial) == {"s2", "s4"} and {"t2", "s2t2"} <= set(both)
+
+
+@pytest.fixture(scope="module")
+def protocol(tmp_path_factory):
+    root = tmp_path_factory.mktemp("protocol")
+    data = make_toy_dataset(root / "toy")
+    out = root / "runs"
+    args = ["--config", "tiny", "--out", str(out), "--data", str(data), "--threads", "1"]
+    args += ["--pretrain-steps", "4", "--finetune-steps", "2", "--no-real"]
+    assert ae_protocol.main(args) == 0
+    return out
+
+
+def _events(run):
+    return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+
+
+def test_protocol_finetunes_differ_only_in_the_se_term(protocol):
+    runs = {v: _events(protocol / f"ae-tiny-{v}") for v in ("baseline", "se", "se-spatial")}
+    first = {v: next(e for e in ev if e["type"] == "train") for v, ev in runs.items()}
+    # Same init, batch and noise: the shared terms of the first step are equal to the bit.
+    assert len({f["loss_rec"] for f in first.values()}) == 1
+    assert "loss_se" not in first["baseline"]
+    assert first["se"]["loss_se"] > 0 and first["se-spatial"]["loss_se"] > 0
+    configs = {v: next(e for e in ev if e["type"] == "config") for v, ev in runs.items()}
+    assert {c["init"]["run_id"] for c in configs.values()} == {"ae-tiny-pretrain"}
+    assert configs["se-spatial"]["se_modes"] == ["s2", "s4"]
+    # The pre-train logged the linear code as its reference, on its validation clips.
+    pre = _events(protocol / "ae-tiny-pretrain")
+    assert next(e for e in pre if e["type"] == "reference")["name"] == "linear_code"
+
+
+def test_protocol_eval_reports_references_and_resumes(protocol):
+    result = json.loads((protocol / "ae-eval" / "ae_eval.json").read_text())
+    models = result["sets"]["procedural_val"]["models"]
+    assert set(models) == {
+        "pretrain",
+        "baseline",
+        "se",
+        "se-spatial",
+        "linear_code",
+        "block_average_8x8",
+    }
+    assert all(0 < m["psnr"]["overall"] < 100 for m in models.values())
+    md = (protocol / "ae-eval" / "ae_eval.md").read_text()
+    assert "linear_code" in md and "**overall**" in md
+    # Every stage is done: running the command again trains nothing.
+    before = {p: p.stat().st_mtime for p in protocol.glob("ae-tiny-*/checkpoints/last.pt")}
+    args = ["--config", "tiny", "--out", str(protocol), "--threads", "1", "--skip-eval"]
+    assert ae_protocol.main(args) == 0
+    assert before == {p: p.stat().st_mtime for p in before}
