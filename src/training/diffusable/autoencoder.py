@@ -125,14 +125,14 @@ AE_CONFIGS: Dict[str, AutoencoderConfig] = {
     ),
     # 64x64x17 on two CPU cores (the shipped bundles).
     "small": AutoencoderConfig(name="small"),
-    # One GPU: 128x128, wider and deeper residual nets.
+    # One GPU: 128x128, wider and deeper residual nets; sized so that three bundles (the
+    # protocol's fine-tunes, fp16 weights) fit the GPU recipe's 8 x 16 MiB of results.
     "base": AutoencoderConfig(
         name="base",
-        encoder_width=384,
-        decoder_width=768,
-        encoder_blocks=4,
-        decoder_blocks=8,
-        kernel_t=3,
+        encoder_width=192,
+        decoder_width=384,
+        encoder_blocks=2,
+        decoder_blocks=4,
         resolution=128,
         frames=17,
     ),

@@ -26,6 +26,20 @@ def _clean(value: Any) -> Any:
     return value
 
 
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def portable_path(path) -> str:
+    """A path as it may be written into a log that is committed or moved to another machine:
+    relative to the repository when inside it, else just its last component (a dataset's folder
+    name is its content hash, so it still identifies the data)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO_ROOT))
+    except ValueError:
+        return p.name
+
+
 class EventLog:
     def __init__(self, path, enabled: bool = True):
         self.path = Path(path)

@@ -269,10 +269,14 @@ def main(argv=None) -> int:
     )
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if events.is_file():
-        from .events import EventLog
+        from .events import EventLog, portable_path
 
         EventLog(events).write(
-            "export", step=meta.get("step"), bundle=name, path=str(out), files=manifest["files"]
+            "export",
+            step=meta.get("step"),
+            bundle=name,
+            path=portable_path(out),
+            files=manifest["files"],
         )
     print(f"exported {name} ({variant}, step {meta.get('step')}) to {out}")
     return 0

@@ -94,17 +94,62 @@ def diffusion_section(baseline: Path, se: Path, metric: str) -> str:
     return "\n".join(lines)
 
 
+def reconstruction_curve(run: Path, png: Optional[Path] = None) -> str:
+    """Validation PSNR against steps of an AE run beside its `reference` (the linear code at
+    step 0, on the same clips), as a Markdown table and optionally a plot."""
+    events = read_events(run)
+    val = {int(e["step"]): e for e in events if e.get("type") == "val"}
+    ref = next((e for e in events if e.get("type") == "reference"), None)
+    if not val:
+        raise ValueError(f"{run}: no validation events")
+    lin = ref["psnr"] if ref else None
+    lines = ["| step | val PSNR (dB) | − linear code (dB) | val SSIM |", "|---|---|---|---|"]
+    for step in sorted(val):
+        e = val[step]
+        delta = f"{e['psnr'] - lin:+.2f}" if lin is not None else "n/a"
+        lines.append(f"| {step} | {e['psnr']:.2f} | {delta} | {e['ssim']:.4f} |")
+    if lin is not None:
+        lines.append(f"\nLinear code (PCA, step 0) on the same validation clips: {lin:.2f} dB.")
+    if png is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.4), dpi=120)
+        steps = sorted(val)
+        ax.plot(steps, [val[s]["psnr"] for s in steps], "o-", label=f"{run.name} (EMA)")
+        if lin is not None:
+            ax.axhline(lin, color="grey", ls="--", label="linear code (PCA-16)")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("val PSNR (dB)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(png)
+        plt.close(fig)
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Reproduction tables from run folders.")
-    ap.add_argument("--ae", nargs=2, type=Path, metavar=("BASELINE", "SE"), required=True)
-    ap.add_argument("--dit", nargs=2, type=Path, metavar=("BASELINE", "SE"), required=True)
+    ap.add_argument("--ae", nargs="+", type=Path, metavar="RUN", help="AE runs, baseline first")
+    ap.add_argument("--dit", nargs=2, type=Path, metavar=("BASELINE", "SE"))
     ap.add_argument("--metric", default="fd_rand3d", help="fd_rand3d, or fvd_i3d when logged")
+    ap.add_argument("--curve", type=Path, help="an AE run: val PSNR by step beside the linear code")
+    ap.add_argument("--curve-png", type=Path, help="where to draw --curve")
     args = ap.parse_args(argv)
+    if not (args.ae or args.dit or args.curve):
+        ap.error("give --ae, --dit or --curve")
     try:
-        print("### Autoencoders\n")
-        print(table(list(args.ae)))
-        print(f"\n### Diffusion ({args.metric} at every evaluation)\n")
-        print(diffusion_section(args.dit[0], args.dit[1], args.metric))
+        if args.ae:
+            print("### Autoencoders\n")
+            print(table(list(args.ae)))
+        if args.dit:
+            print(f"\n### Diffusion ({args.metric} at every evaluation)\n")
+            print(diffusion_section(args.dit[0], args.dit[1], args.metric))
+        if args.curve:
+            print(f"\n### Reconstruction by step ({args.curve.name})\n")
+            print(reconstruction_curve(args.curve, args.curve_png))
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"report: {err}", file=sys.stderr)
         return 2
