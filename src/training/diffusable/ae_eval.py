@@ -196,7 +196,8 @@ def parse_ckpt(spec: str) -> Tuple[str, Path]:
 
 def main(argv=None) -> int:
     from .checkpoint import load_autoencoder
-    from .train_ae import TRAIN_PRESETS, resolve_dataset
+    from .data.datasets import resolve_dataset
+    from .train_ae import TRAIN_PRESETS
 
     ap = argparse.ArgumentParser(description="Autoencoders beside the linear code, same clips.")
     ap.add_argument("--ckpt", action="append", required=True, help="[name=]checkpoint, repeatable")
@@ -221,7 +222,8 @@ def main(argv=None) -> int:
         if len(cfgs) != 1:
             raise ValueError("all checkpoints must share one model config (the same clips)")
         cfg = cfgs.pop()
-        root = resolve_dataset(args.data, cfg, TRAIN_PRESETS.get(cfg.name))
+        preset = TRAIN_PRESETS[cfg.name]
+        root = resolve_dataset(args.data, cfg, preset.train_per_class, preset.val_per_class)
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
         n = len(train)
         fit = fit_linear_code(

@@ -99,7 +99,7 @@ def ladder(
 def main(argv=None) -> int:
     from .autoencoder import get_config
     from .data.clips import ClipDataset
-    from .train_ae import resolve_dataset
+    from .data.datasets import resolve_dataset
 
     ap = argparse.ArgumentParser(description="Tabulate the Fréchet metric along degradations.")
     ap.add_argument("--data", default="procedural")

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from . import paths
+
 
 def _clean(value: Any) -> Any:
     """JSON has no NaN/Infinity: write them as null so every line stays parseable."""
@@ -26,16 +28,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
 def portable_path(path) -> str:
     """A path as it may be written into a log that is committed or moved to another machine:
     relative to the repository when inside it, else just its last component (a dataset's folder
     name is its content hash, so it still identifies the data)."""
     p = Path(path).resolve()
     try:
-        return str(p.relative_to(REPO_ROOT))
+        return str(p.relative_to(paths.REPO_ROOT))
     except ValueError:
         return p.name
 

@@ -32,7 +32,7 @@ def ae_checkpoint(ae: Path) -> Path:
 @torch.no_grad()
 def build_latent_cache(ae: Path, data: str = "procedural", batch_size: int = 16) -> Path:
     from .data.clips import ClipDataset
-    from .train_ae import resolve_dataset
+    from .data.datasets import resolve_dataset
 
     ckpt = ae_checkpoint(ae)
     vae, meta = load_autoencoder(ckpt)

@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     from .checkpoint import load_autoencoder
     from .data.clips import ClipDataset
     from .events import EventLog
-    from .train_ae import resolve_dataset
+    from .data.datasets import resolve_dataset
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ckpt", required=True, help="autoencoder checkpoint (.pt)")

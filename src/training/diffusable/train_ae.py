@@ -30,9 +30,10 @@ import torch
 import torch.nn as nn
 
 from . import distributed
-from .autoencoder import AutoencoderConfig, CausalVAE, count_parameters, get_config
+from .autoencoder import CausalVAE, count_parameters, get_config
 from .checkpoint import load_autoencoder, load_checkpoint, save_checkpoint, save_weights_fp16
-from .data.clips import ClipDataset, read_dataset_meta
+from .data.clips import ClipDataset
+from .data.datasets import resolve_dataset
 from .events import EventLog, Progress, portable_path
 from .loop_utils import (
     add_run_flags,
@@ -189,26 +190,6 @@ def parse_args(argv=None):
     return args, model_cfg, train_cfg
 
 
-def resolve_dataset(data: str, cfg: AutoencoderConfig, train_cfg: Optional[TrainConfig] = None):
-    """'procedural' -> the cached procedural dataset matching the model's size; else a folder."""
-    if data != "procedural":
-        path = Path(data)
-        read_dataset_meta(path)  # fails with a readable message if it is not a dataset
-        return path
-    from .data.procedural import ensure_procedural
-
-    t = train_cfg or TrainConfig()
-    return ensure_procedural(
-        None,
-        seed=0,
-        size=cfg.resolution,
-        frames=cfg.frames,
-        fps=cfg.fps,
-        train_per_class=t.train_per_class,
-        val_per_class=t.val_per_class,
-    )
-
-
 class AETrainingForward(nn.Module):
     """The whole differentiable step in one forward, so DDP sees every parameter use."""
 
@@ -254,7 +235,7 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- data
     try:
-        data_root = resolve_dataset(args.data, model_cfg, cfg)
+        data_root = resolve_dataset(args.data, model_cfg, cfg.train_per_class, cfg.val_per_class)
         train_ds, val_ds = ClipDataset(data_root, "train"), ClipDataset(data_root, "val")
     except (FileNotFoundError, ValueError) as err:
         print(f"train_ae: {err}", file=sys.stderr)

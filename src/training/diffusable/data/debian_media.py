@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .. import paths
+
 # Packages and what to take from each. Videos: one file per distinct recording (the forensics
 # package ships one of its movies in three containers; the .mp4 is kept).
 PHOTO_PACKAGES: Tuple[str, ...] = ("ukui-wallpapers", "lomiri-wallpapers")
@@ -29,9 +31,7 @@ SKIP_VIDEOS = ("movie-hello.ogg", "movie-hello.avi")
 
 
 def media_root(cache_root: Optional[Path] = None) -> Path:
-    from .procedural import default_cache_root
-
-    return Path(cache_root or default_cache_root()) / "debian"
+    return Path(cache_root or paths.cache_root()) / "debian"
 
 
 def fetch_package(package: str, cache_root: Optional[Path] = None) -> Optional[Path]:

@@ -38,6 +38,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .. import paths
+from . import debian_media
 from .clips import (
     FORMAT,
     FfmpegError,
@@ -51,7 +53,6 @@ from .clips import (
 # Bump whenever a change to this file changes the pixels: it is part of the cache key.
 GENERATOR_VERSION = 2
 PHOTO_DIR = Path("/usr/lib/python3/dist-packages/skimage/data")
-REPO_ROOT = Path(__file__).resolve().parents[4]
 SHARD_BYTES = 64 << 20  # shards of at most ~64 MiB keep memory maps and rewrites cheap
 FFMPEG_BATCH = 16  # clips per ffmpeg process: start-up (~80 ms) dominates tiny clips
 
@@ -507,9 +508,7 @@ def scene_photo_pool() -> Tuple[str, ...]:
     """The photo pool of the scene classes; its names are part of the dataset's cache key."""
     global _scene_pool
     if _scene_pool is None:
-        from .debian_media import photos
-
-        _scene_pool = _SCENE_BASE + tuple(str(p) for p in photos())
+        _scene_pool = _SCENE_BASE + tuple(str(p) for p in debian_media.photos())
     return _scene_pool
 
 
@@ -833,11 +832,6 @@ def build_procedural(
     return out
 
 
-def default_cache_root() -> Path:
-    env = os.environ.get("DIFFUSABLE_CACHE")
-    return Path(env) if env else REPO_ROOT / ".cache"
-
-
 def ensure_procedural(
     cache_root: Union[str, Path, None] = None,
     *,
@@ -851,7 +845,7 @@ def ensure_procedural(
 ) -> Path:
     """Path of ``<cache_root>/procedural-<spec hash>/``, generating it first if absent."""
     spec = ProceduralSpec(seed, size, frames, fps, train_per_class, val_per_class)
-    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    root = Path(cache_root) if cache_root is not None else paths.cache_root()
     return build_procedural(root / f"procedural-{spec.key()}", spec, workers)
 
 
