@@ -3,8 +3,11 @@
 //      child process: bench/encode-child.ts), with the largest bundle in models/ or the tiny
 //      fixture;
 //  (b) encoder throughput (clips/s) of onnxruntime-node (through the worker pool) against PyTorch
-//      eager (bench/torch_encode.py) on the same weights, batch and thread count. PyTorch exports
-//      the bundle it times, so both sides run identical weights; their outputs are compared.
+//      eager (bench/torch_encode.py) on the same weights, batch and thread count, on the picked
+//      bundle's own architecture and size (its manifest's autoencoder_config, seeded weights; or
+//      --ckpt). PyTorch exports the bundle it times, so both sides run identical weights; their
+//      outputs are compared. Each side's achieved GFLOP/s (the encoder's convolution FLOPs per
+//      batch over its time) is printed beside the machine's fp32 GEMM rate measured in the run.
 //
 //   npx tsx bench/encode.ts [--threads 1,2] [--rounds 3] [--batch 4] [--seconds 3] [--ckpt runs/<id>/checkpoints/last.pt]
 //                           [--models DIR] [--long 180] [--short 10]
@@ -14,8 +17,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSy
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { SessionPool } from "../src/pipeline/model-pool.ts";
-import { readNpy } from "../src/pipeline/npy.ts";
+import { readNpy } from "../src/pipeline/media/npy-file.ts";
+import { SessionPool } from "../src/pipeline/onnx/session-pool.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const PYTHON = process.env.DIFFUSABLE_PYTHON ?? "/usr/bin/python3";
@@ -149,6 +152,7 @@ function torchRound(t: number) {
     String(seconds),
   ];
   if (values.ckpt) args.push("--ckpt", values.ckpt);
+  else if (name !== "tiny-fixture") args.push("--manifest", join(modelsDir, name, "manifest.json"));
   return JSON.parse(
     run(PYTHON, [join(ROOT, "bench/torch_encode.py"), ...args])
       .trim()
@@ -192,27 +196,33 @@ let config = "";
 let source = "";
 let torchVersion = "";
 let worstParity = 0;
+let flopsPerBatch = 0;
 for (const t of threads) {
   const ort: number[] = [];
   const pt: number[] = [];
+  const gemm: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const tr = torchRound(t);
     [config, source, torchVersion] = [tr.config, tr.source, tr.torch];
+    flopsPerBatch = tr.flops_per_batch;
     pt.push(tr.clips_per_s);
+    gemm.push(tr.gemm_gflops_per_s);
     const o = await ortRound(t);
     worstParity = Math.max(worstParity, o.parity);
     ort.push(o.clipsPerS);
   }
+  const gflops = (clipsPerS: number) => (clipsPerS / batch) * flopsPerBatch * 1e-9;
   table.push(
-    `| ${t} | ${fmt(median(ort))} | ${fmt(median(pt))} | ${fmt(median(ort) / median(pt), 2)}x | ${ort.map((x) => fmt(x)).join(", ")} / ${pt.map((x) => fmt(x)).join(", ")} |`,
+    `| ${t} | ${fmt(median(ort))} | ${fmt(median(pt))} | ${fmt(median(ort) / median(pt), 2)}x | ${fmt(gflops(median(ort)))} | ${fmt(gflops(median(pt)))} | ${fmt(median(gemm))} | ${ort.map((x) => fmt(x)).join(", ")} / ${pt.map((x) => fmt(x)).join(", ")} |`,
   );
 }
 console.log(
   `\n(b) encoder throughput, ${config} config, batch of ${batch} clips, medians of ${rounds} alternating rounds`,
 );
 console.log(`weights: ${source}; max |onnx - torch| = ${worstParity.toExponential(1)}`);
+console.log(`encoder FLOPs per clip: ${fmt((flopsPerBatch / batch) * 1e-9, 2)} G`);
 console.log(
-  `| threads | onnxruntime-node clips/s | PyTorch ${torchVersion} eager clips/s | ratio | rounds (ort / torch) |`,
+  `| threads | onnxruntime-node clips/s | PyTorch ${torchVersion} eager clips/s | ratio | ort GFLOP/s | torch GFLOP/s | fp32 GEMM GFLOP/s (1024², torch) | rounds (ort / torch) |`,
 );
-console.log("| --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const row of table) console.log(row);

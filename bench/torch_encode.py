@@ -1,11 +1,15 @@
 """PyTorch-eager side of bench/encode.ts: encoder throughput on the same weights as the ONNX run.
 
-    PYTHONPATH=src/training /usr/bin/python3 bench/torch_encode.py --out DIR [--ckpt PATH]
-        [--threads 2] [--batch 4] [--seconds 3]
+    PYTHONPATH=src/training /usr/bin/python3 bench/torch_encode.py --out DIR
+        (--manifest models/small-se/manifest.json | --ckpt PATH) [--threads 2] [--batch 4]
 
-Loads a checkpoint (or rebuilds the tiny fixture model with diffusable.fixtures.make_tiny_bundle),
-exports its bundle to DIR (so the ONNX side runs exactly these weights), saves a seeded input
-batch and PyTorch's latents for a parity check, times encode_scaled and prints one JSON line.
+The model is a checkpoint's, or one built from a bundle manifest's `autoencoder_config` (the
+shipped bundle's architecture and size, with seeded random weights: throughput does not depend
+on their values), or without either the tiny fixture. Its bundle is exported to DIR (so the ONNX
+side runs exactly these weights); a seeded input batch and PyTorch's latents are saved for a
+parity check. Prints one JSON line: clips/s of encode_scaled, the encoder's FLOPs per batch
+(2 x the multiply-adds of every convolution, counted on the real shapes) and the machine's fp32
+GEMM rate at the same thread count, measured now (the peak the convolutions are held against).
 """
 
 from __future__ import annotations
@@ -18,14 +22,54 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffusable.autoencoder import AutoencoderConfig, CausalVAE
 from diffusable.export import export_autoencoder
-from diffusable.fixtures import make_tiny_bundle
+from diffusable.fixtures import make_tiny_bundle, perturb_zero_init
+
+
+def load_exported_weights(vae):
+    """The fp16-stored export rounds weights to fp16: time and compare the same numbers."""
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.copy_(p.half().float())
+    return vae
+
+
+def conv_flops(vae, video) -> int:
+    """2 x multiply-adds of every convolution of one encode_scaled call on video."""
+    total = [0]
+
+    def hook(module, inputs, output):
+        w = module.weight
+        total[0] += 2 * output.numel() * (w.shape[1] * w[0, 0].numel())
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in vae.encoder.modules()
+        if isinstance(m, (torch.nn.Conv3d, torch.nn.Conv2d))
+    ]
+    with torch.no_grad():
+        vae.encode_scaled(video)
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
+def gemm_gflops(seconds: float = 1.0, n: int = 1024) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start, iters = time.perf_counter(), 0
+    while iters < 3 or time.perf_counter() - start < seconds:
+        a @ b
+        iters += 1
+    return 2 * n**3 * iters / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--ckpt")
+    ap.add_argument("--manifest", help="a bundle's manifest.json: its autoencoder_config")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=3.0, help="time spent timing")
@@ -39,6 +83,14 @@ def main() -> None:
         vae = vae.eval().float()
         export_autoencoder(vae, out / "bundle", {"diffusable.bundle": "bench"})
         source = a.ckpt
+    elif a.manifest:
+        manifest = json.loads(Path(a.manifest).read_text())
+        torch.manual_seed(0)
+        cfg = AutoencoderConfig.from_dict(manifest["autoencoder_config"])
+        vae = perturb_zero_init(CausalVAE(cfg)).eval()
+        export_autoencoder(vae, out / "bundle", {"diffusable.bundle": "bench"}, "fp16")
+        vae = load_exported_weights(vae)
+        source = f"config of {manifest.get('name')} ({cfg.name}), seeded random weights"
     else:
         vae = make_tiny_bundle(out)  # writes out/bundle
         source = "diffusable.fixtures.make_tiny_bundle(seed=0)"
@@ -55,6 +107,8 @@ def main() -> None:
             vae.encode_scaled(video)
             iters += 1
         seconds = (time.perf_counter() - start) / iters
+    flops = conv_flops(vae, video)
+    peak = gemm_gflops()
     np.save(out / "input.npy", video.numpy())
     np.save(out / "expected.npy", latent.numpy())
     result = {
@@ -66,6 +120,9 @@ def main() -> None:
         "iters": iters,
         "seconds_per_batch": seconds,
         "clips_per_s": a.batch / seconds,
+        "flops_per_batch": flops,
+        "gflops_per_s": flops / seconds / 1e9,
+        "gemm_gflops_per_s": peak,
     }
     print(json.dumps(result))
 

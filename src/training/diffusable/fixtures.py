@@ -34,9 +34,20 @@ def _save(out: Path, name: str, tensor: torch.Tensor) -> str:
     return name
 
 
+@torch.no_grad()
+def perturb_zero_init(model: torch.nn.Module, std: float = 0.02, seed: int = 0) -> torch.nn.Module:
+    """Give every all-zero parameter small random values: a freshly built autoencoder's residual
+    nets end in zero layers, so without this its graphs would compute only the linear code."""
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        if p.numel() > 1 and not p.any():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
 def make_tiny_bundle(out: Path, seed: int = 0) -> CausalVAE:
     torch.manual_seed(seed)
-    vae = CausalVAE(get_config("tiny")).eval()
+    vae = perturb_zero_init(CausalVAE(get_config("tiny")), seed=seed).eval()
     # A non-trivial latent affine, so that the test sees it baked into the graphs.
     c = vae.cfg.latent_channels
     vae.latent_shift.copy_(torch.linspace(-0.2, 0.2, c))

@@ -54,6 +54,10 @@ def guided_velocity(
     return v_null + guidance * (v_label - v_null)
 
 
+# The sampler methods, as the service's generate/sampler.ts names them (tested to match).
+SAMPLER_METHODS = ("euler", "heun")
+
+
 @torch.no_grad()
 def sample(
     model: VelocityFn,
@@ -69,8 +73,8 @@ def sample(
     """Integrate from x_1 = noise to x_0 in `steps` steps; returns x_0 (same shape as noise)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if method not in ("euler", "heun"):
-        raise ValueError(f"unknown method {method!r} (euler | heun)")
+    if method not in SAMPLER_METHODS:
+        raise ValueError(f"unknown method {method!r} ({' | '.join(SAMPLER_METHODS)})")
     x = noise
     for i in range(steps):
         t_now, t_next = 1.0 - i / steps, 1.0 - (i + 1) / steps
