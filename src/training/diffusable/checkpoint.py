@@ -8,7 +8,10 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from .autoencoder import AutoencoderConfig, CausalVAE
+from .autoencoder import ARCHITECTURE, AutoencoderConfig, CausalVAE
+
+# Autoencoder architectures by the name checkpoints and manifests carry.
+ARCHITECTURES = {ARCHITECTURE: CausalVAE}
 
 
 def save_checkpoint(path, state: Dict[str, Any]) -> None:
@@ -54,7 +57,13 @@ def load_autoencoder(path, weights: str = "ema") -> Tuple[CausalVAE, Dict[str, A
     state = load_checkpoint(path)
     if state.get("kind") != "autoencoder":
         raise ValueError(f"{path} is not an autoencoder checkpoint (kind={state.get('kind')!r})")
-    model = CausalVAE(AutoencoderConfig.from_dict(state["config"]))
+    arch = state.get("architecture") or state["config"].get("architecture")
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"{path}: autoencoder architecture {arch!r} is not one of {sorted(ARCHITECTURES)} "
+            "(checkpoints of the earlier conv autoencoder no longer load)"
+        )
+    model = ARCHITECTURES[arch](AutoencoderConfig.from_dict(state["config"]))
     # fp16 files (save_weights_fp16) load into the float32 model as is.
     model.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in state[weights].items()}
