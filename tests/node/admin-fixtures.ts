@@ -1,4 +1,5 @@
-// The admin page tests' fixtures: the real runs of docs/results/runs (two autoencoders, two
+// The admin page tests' fixtures: real recorded runs (tests/node/fixtures/recorded-runs: the
+// first shipped bundles' training logs, kept as test data; two autoencoders, two
 // diffusion runs) and a RunReader read straight from their events.jsonl files, so the comparison
 // can be checked against values computed here independently of the registry.
 
@@ -11,7 +12,7 @@ import type { StepValue } from "../../src/training/runs/run-summary.ts";
 import { fixtureBundle } from "./media.ts";
 import { REPO_ROOT } from "./python.ts";
 
-export const RUNS_DIR = join(REPO_ROOT, "docs/results/runs");
+export const RUNS_DIR = join(REPO_ROOT, "tests/node/fixtures/recorded-runs");
 export const FIXTURE_RUNS = [
   "ae-small-baseline",
   "ae-small-se",

@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import { REPO_ROOT } from "./python.ts";
 import { auth, openTestApp, type TestApp } from "./server-helpers.ts";
 
-const SHIPPED = join(REPO_ROOT, "docs/results/runs");
+const SHIPPED = join(REPO_ROOT, "tests/node/fixtures/recorded-runs");
 
 let t: TestApp;
 

@@ -1,4 +1,4 @@
-// The run registry's store and ingest on the real logs of docs/results/runs: every metric and
+// The run registry's store and ingest on real recorded logs (tests/node/fixtures/recorded-runs): every metric and
 // link lands in SQLite, importing twice changes nothing, and a damaged events.jsonl keeps every
 // valid event and reports each bad line with its reason.
 
@@ -21,7 +21,7 @@ import {
 import { REPO_ROOT } from "./python.ts";
 import { tempDir } from "./server-helpers.ts";
 
-const SHIPPED = join(REPO_ROOT, "docs/results/runs");
+const SHIPPED = join(REPO_ROOT, "tests/node/fixtures/recorded-runs");
 const RUN_NAMES = ["ae-small-baseline", "ae-small-se", "dit-small-baseline", "dit-small-se"];
 
 let dir: string;
