@@ -4,7 +4,13 @@
 import { randomBytes } from "node:crypto";
 import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "./db.ts";
-import { ACTIVE_STATUSES, type GenerationRow, generations, type JobStatus } from "./schema.ts";
+import {
+  ACTIVE_STATUSES,
+  type GenerationRow,
+  generations,
+  type JobStatus,
+  TERMINAL_STATUSES,
+} from "./schema.ts";
 
 export const newGenerationId = () => `gen_${randomBytes(12).toString("hex")}`;
 
@@ -158,4 +164,26 @@ export function countGenerations(db: Db, statuses: readonly JobStatus[], keyId?:
       .where(and(...conditions))
       .get()?.n ?? 0
   );
+}
+
+/** Deletes a finished generation's row; false when it does not exist or is still active. */
+export function deleteGeneration(db: Db, id: string): boolean {
+  return (
+    db
+      .delete(generations)
+      .where(and(eq(generations.id, id), inArray(generations.status, TERMINAL_STATUSES)))
+      .returning({ id: generations.id })
+      .all().length > 0
+  );
+}
+
+/** Finished generations that finished before `before`, oldest first. */
+export function finishedGenerationsBefore(db: Db, before: Date): string[] {
+  return db
+    .select({ id: generations.id })
+    .from(generations)
+    .where(and(inArray(generations.status, TERMINAL_STATUSES), lt(generations.finishedAt, before)))
+    .orderBy(asc(generations.seq))
+    .all()
+    .map((r) => r.id);
 }

@@ -14,6 +14,7 @@ import {
   type JobStatus,
   jobItems,
   jobs,
+  TERMINAL_STATUSES,
 } from "./schema.ts";
 
 const ID_PREFIX: Record<JobKind, string> = { encode: "enc", decode: "dec", reconstruct: "rec" };
@@ -220,4 +221,26 @@ export function listJobs(
     .limit(filter.limit)
     .all()
     .flatMap(({ id }) => getJob(db, id) ?? []);
+}
+
+/** Deletes a finished job and its items; false when it does not exist or is still active. */
+export function deleteJob(db: Db, id: string): boolean {
+  return db.transaction((tx) => {
+    const row = tx.select({ status: jobs.status }).from(jobs).where(eq(jobs.id, id)).get();
+    if (!row || (ACTIVE_STATUSES as readonly string[]).includes(row.status)) return false;
+    tx.delete(jobItems).where(eq(jobItems.jobId, id)).run();
+    tx.delete(jobs).where(eq(jobs.id, id)).run();
+    return true;
+  });
+}
+
+/** Finished jobs (every kind) that finished before `before`, oldest first. */
+export function finishedJobsBefore(db: Db, before: Date): string[] {
+  return db
+    .select({ id: jobs.id })
+    .from(jobs)
+    .where(and(inArray(jobs.status, TERMINAL_STATUSES), lt(jobs.finishedAt, before)))
+    .orderBy(asc(jobs.seq))
+    .all()
+    .map((r) => r.id);
 }

@@ -174,7 +174,7 @@ test("jobs of other keys are not visible", async () => {
   await errorOf(
     await t.app.request("/v1/encodings/enc_nope", { headers: auth(t.user) }),
     404,
-    "job_not_found",
+    "not_found",
   );
 });
 

@@ -3,10 +3,10 @@
 // ffprobe() offers neither a timeout nor a way to kill a hung probe.
 // Frames are rgb24, row-major, size x size x 3 bytes (one Uint8Array per frame).
 
-import { type ChildProcess, execFile } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { once } from "node:events";
 import { open, rm, stat } from "node:fs/promises";
 import type { PassThrough } from "node:stream";
-import { Readable } from "node:stream";
 import ffmpeg from "fluent-ffmpeg";
 import { PipelineError } from "../pipeline-error.ts";
 import { OUTPUT_FORMATS, type VideoFormat } from "./output-formats.ts";
@@ -368,8 +368,12 @@ export interface EncodeVideoOptions {
 
 /**
  * Writes rgb24 frames (width*height*3 bytes each) to outPath in one of the video formats of
- * output-formats.ts (mp4: H.264, yuv420p, faststart; webm: VP9; gif). Frames stream into ffmpeg's stdin with backpressure. On failure the partial
- * output is removed.
+ * output-formats.ts (mp4: H.264, yuv420p, faststart; webm: VP9; gif). Frames are written into
+ * ffmpeg's stdin with backpressure. ffmpeg is spawned directly (not through fluent-ffmpeg) so that
+ * every path ends it: on success its stdin is closed and its exit awaited; on any failure (a frame
+ * source that throws, a bad frame, a timeout, an abort, ffmpeg dying) its stdin is destroyed, it
+ * is killed with SIGKILL and its exit awaited, the frame source is closed (so a decoding ffmpeg
+ * behind it is ended too) and the partial output is removed before this rejects.
  */
 export async function encodeFrames(
   frames: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -379,14 +383,71 @@ export async function encodeFrames(
   if (!(width >= 1 && height >= 1 && width <= MAX_SIDE && height <= MAX_SIDE)) {
     throw new VideoError("bad_dimensions", `cannot encode ${width}x${height} frames`);
   }
+  if (opts.signal?.aborted) throw new VideoError("aborted", "encoding was aborted");
   const frameBytes = width * height * 3;
+  const { filter, options } = OUTPUT_FORMATS[opts.format].ffmpeg;
+  const args = [
+    "-hide_banner",
+    "-loglevel",
+    "error",
+    "-f",
+    "rawvideo",
+    "-pix_fmt",
+    "rgb24",
+    "-s",
+    `${width}x${height}`,
+    "-r",
+    String(fps),
+    "-i",
+    "pipe:0",
+    "-an",
+    "-vf",
+    filter,
+    ...options,
+    "-y",
+    opts.outPath,
+  ];
+  const proc = spawn("ffmpeg", args, { stdio: ["pipe", "ignore", "pipe"] });
   let count = 0;
   // The first failure wins: a bad frame or an error of the frame source (e.g. the model) is
-  // reported as itself rather than as the "Input stream error" ffmpeg sees.
+  // reported as itself rather than as the broken pipe ffmpeg's death causes.
   let failure: Error | null = null;
-  async function* checked() {
+  let status: { code: number | null; signal: string | null } | null = null;
+  let stderr = "";
+  proc.stderr?.on("data", (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString("utf8")).slice(-8192);
+  });
+  proc.stdin?.on("error", () => {}); // EPIPE when ffmpeg exits early: judged by its exit below
+  const exited = new Promise<void>((resolve) => {
+    proc.once("error", (err) => {
+      failure ??= new VideoError("ffmpeg_failed", `cannot run ffmpeg: ${err.message}`);
+      status ??= { code: null, signal: null };
+      resolve();
+    });
+    proc.once("close", (code, signal) => {
+      status = { code, signal };
+      resolve();
+    });
+  });
+  const kill = () => {
+    proc.stdin?.destroy();
+    if (status === null) proc.kill("SIGKILL");
+  };
+  const fail = (err: Error) => {
+    failure ??= err;
+    kill();
+  };
+  const timer = setTimeout(
+    () => fail(new VideoError("timeout", `encoding took longer than ${opts.timeoutMs} ms`)),
+    opts.timeoutMs ?? 600_000,
+  );
+  const onAbort = () => fail(new VideoError("aborted", "encoding was aborted"));
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
     try {
+      // for-await closes the frame source (its finally runs) on break or throw.
       for await (const f of frames) {
+        if (failure || status) break;
         if (f.length !== frameBytes) {
           throw new VideoError(
             "bad_dimensions",
@@ -394,52 +455,30 @@ export async function encodeFrames(
           );
         }
         count++;
-        yield f;
+        const stdin = proc.stdin;
+        if (stdin && !stdin.write(f)) {
+          await Promise.race([once(stdin, "drain").catch(() => {}), exited]);
+        }
       }
     } catch (err) {
-      failure ??= err as Error;
-      throw err;
+      fail(err as Error);
     }
-  }
-  const input = Readable.from(checked(), { objectMode: false });
-  const { filter, options } = OUTPUT_FORMATS[opts.format].ffmpeg;
-  const command = ffmpeg(input)
-    .inputOptions(["-hide_banner", "-loglevel", "error"])
-    .inputFormat("rawvideo")
-    .inputOptions(["-pix_fmt", "rgb24", "-s", `${width}x${height}`, "-r", String(fps)])
-    .outputOptions(["-an", "-vf", filter, ...options, "-y"])
-    .output(opts.outPath);
-
-  const done = new Promise<void>((resolve, reject) => {
-    command.on("end", () => resolve());
-    command.on("error", (err: Error, _stdout: string | null, stderr: string | null) => {
-      reject(
-        failure ??
-          new VideoError(
-            "ffmpeg_failed",
-            `ffmpeg cannot write ${opts.format}: ${tail(stderr ?? err.message)}`,
-            {
-              cause: err,
-            },
-          ),
+    if (failure === null) proc.stdin?.end();
+    await exited;
+    if (failure) throw failure;
+    const st = status as { code: number | null; signal: string | null } | null;
+    if (st && (st.code !== 0 || st.signal !== null)) {
+      const how = st.signal ? `was killed by ${st.signal}` : `exited with ${st.code}`;
+      throw new VideoError(
+        "ffmpeg_failed",
+        `ffmpeg cannot write ${opts.format} (${how}): ${tail(stderr)}`,
       );
-    });
-  });
-  const timer = setTimeout(() => {
-    failure ??= new VideoError("timeout", `encoding took longer than ${opts.timeoutMs} ms`);
-    command.kill("SIGKILL");
-  }, opts.timeoutMs ?? 600_000);
-  const onAbort = () => {
-    failure ??= new VideoError("aborted", "encoding was aborted");
-    command.kill("SIGKILL");
-  };
-  opts.signal?.addEventListener("abort", onAbort, { once: true });
-  command.run();
-  try {
-    await done;
+    }
     if (count === 0) throw new VideoError("ffmpeg_failed", "no frames to encode");
     return { frames: count };
   } catch (err) {
+    kill();
+    await exited;
     await rm(opts.outPath, { force: true });
     throw err;
   } finally {

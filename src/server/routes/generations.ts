@@ -8,6 +8,7 @@ import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import type { GenerationOptions, GenerationRunner } from "../../pipeline/work/generation-runner.ts";
+import { deleteFinishedGeneration } from "../../pipeline/work/retention.ts";
 import { submitGeneration } from "../../pipeline/work/submit-generation.ts";
 import type { Db } from "../../store/db.ts";
 import { getGeneration, listGenerations } from "../../store/generation-rows.ts";
@@ -65,7 +66,7 @@ export function generationRoutes(deps: {
   const visible = (id: string, key: AppEnv["Variables"]["apiKey"]): GenerationRow => {
     const g = getGeneration(db, id);
     if (!g || (g.keyId !== key.id && key.role !== "admin")) {
-      throw new ApiError("generation_not_found", `no generation "${id}"`, 404);
+      throw new ApiError("not_found", `There is no generation "${id}".`, 404);
     }
     return g;
   };
@@ -213,9 +214,22 @@ export function generationRoutes(deps: {
     const id = c.req.param("id");
     visible(id, c.var.apiKey);
     if (!generations.cancel(id)) {
-      throw new ApiError("generation_finished", `generation "${id}" has already finished`, 409);
+      throw new ApiError("already_finished", `Generation "${id}" has already finished.`, 409);
     }
     return c.json(generationJson(visible(id, c.var.apiKey)));
+  });
+
+  app.delete("/:id", async (c) => {
+    const id = c.req.param("id");
+    visible(id, c.var.apiKey);
+    if (!(await deleteFinishedGeneration(db, config.dataDir, id))) {
+      throw new ApiError(
+        "not_finished",
+        `Generation "${id}" is still queued or running; cancel it first (POST .../cancel).`,
+        409,
+      );
+    }
+    return c.json({ id, deleted: true });
   });
 
   return app;

@@ -5,6 +5,7 @@ import { parseNpy } from "../../pipeline/media/npy-file.ts";
 import { probeVideo } from "../../pipeline/media/video.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import type { JobRunner } from "../../pipeline/work/job-runner.ts";
+import { deleteFinishedJob } from "../../pipeline/work/retention.ts";
 import type { Db } from "../../store/db.ts";
 import {
   countActiveJobs,
@@ -108,7 +109,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
       found.job.kind !== resource.kind ||
       (found.job.keyId !== key.id && key.role !== "admin")
     ) {
-      throw new ApiError("job_not_found", `no ${resource.path.slice(0, -1)} job "${id}"`, 404);
+      throw new ApiError("not_found", `There is no ${resource.path.slice(0, -1)} "${id}".`, 404);
     }
     return found;
   };
@@ -117,7 +118,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
     visibleJob(id, key);
     const index = Number(n);
     const item = Number.isInteger(index) && index >= 0 ? getItem(db, id, index) : null;
-    if (!item) throw new ApiError("item_not_found", `job "${id}" has no item ${n}`, 404);
+    if (!item) throw new ApiError("not_found", `Job "${id}" has no item ${n}.`, 404);
     if (item.status !== "succeeded" || !item.outputs) {
       throw new ApiError(
         "item_not_ready",
@@ -197,13 +198,26 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
     c.json(jobJson(resource.path, visibleJob(c.req.param("id"), c.var.apiKey))),
   );
 
-  app.delete("/:id", (c) => {
+  app.post("/:id/cancel", (c) => {
     const id = c.req.param("id");
     visibleJob(id, c.var.apiKey);
     if (!runner.cancel(id)) {
-      throw new ApiError("job_finished", `job "${id}" has already finished`, 409);
+      throw new ApiError("already_finished", `Job "${id}" has already finished.`, 409);
     }
     return c.json(jobJson(resource.path, visibleJob(id, c.var.apiKey)));
+  });
+
+  app.delete("/:id", async (c) => {
+    const id = c.req.param("id");
+    visibleJob(id, c.var.apiKey);
+    if (!(await deleteFinishedJob(db, config.dataDir, id))) {
+      throw new ApiError(
+        "not_finished",
+        `Job "${id}" is still queued or running; cancel it first (POST .../cancel).`,
+        409,
+      );
+    }
+    return c.json({ id, deleted: true });
   });
 
   if (resource.kind === "encode") {
