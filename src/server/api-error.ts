@@ -5,6 +5,7 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { AppError, type AppErrorOptions } from "../app-error.ts";
+import { drainBody } from "./drain.ts";
 
 /** An error raised by the HTTP layer itself (auth, parsing, quotas, routing). */
 export class ApiError extends AppError {
@@ -38,15 +39,17 @@ export function toApiError(err: unknown): AppError {
   return new ApiError("internal", "internal server error", 500);
 }
 
-export function onError(err: Error, c: Context): Response {
+export async function onError(err: Error, c: Context): Promise<Response> {
   const api = toApiError(err);
   if (api.status >= 500) console.error(`${c.req.method} ${c.req.path}:`, err);
   for (const [name, value] of Object.entries(api.headers)) c.header(name, value);
-  // The request body may be unread (e.g. a 413 or 401 before the upload was consumed): close the
+  // The request body may be unread (a 401, 413, 415 or 429 before the upload was consumed): read
+  // and discard it (up to a bound, drain.ts) so that a client still sending it gets this answer
+  // rather than EPIPE; past the bound, or when the upload parser gave up on it, close the
   // connection so that the client does not send its next request on a socket mid-body.
-  if (c.req.header("content-length") || c.req.header("transfer-encoding")) {
-    c.header("Connection", "close");
-  }
+  const hasBody = c.req.header("content-length") || c.req.header("transfer-encoding");
+  const drained = (err as { bodyDrained?: boolean }).bodyDrained ?? (await drainBody(c.req.raw));
+  if (hasBody && !drained) c.header("Connection", "close");
   return c.json(errorBody(api.code, api.message), api.status as ContentfulStatusCode);
 }
 

@@ -14,6 +14,7 @@ import busboy from "busboy";
 import type { Context } from "hono";
 import { TMP_PREFIX, uploadsDir } from "../pipeline/work/datadir.ts";
 import { ApiError } from "./api-error.ts";
+import { drainStream } from "./drain.ts";
 
 export interface SavedUpload {
   sourceName: string;
@@ -93,11 +94,17 @@ function receive(c: Context, type: string, dir: string, limits: UploadLimits): P
       if (failure) return;
       failure = err;
       source.unpipe(bb);
-      source.destroy();
       for (const s of streams) s.destroy(err);
-      Promise.allSettled(writes).then(() => reject(failure));
+      // Read and discard the rest of the body (bounded, drain.ts) before answering, so that the
+      // client, still sending, receives the answer.
+      const drained = drainStream(source, total);
+      Promise.allSettled(writes).then(async () => {
+        (err as { bodyDrained?: boolean }).bodyDrained = await drained;
+        reject(err);
+      });
     };
     source.on("data", (chunk: Buffer) => {
+      if (failure) return;
       total += chunk.length;
       if (total > limits.maxBytes) fail(tooLarge(limits.maxBytes));
     });
@@ -189,8 +196,10 @@ export async function receiveUploads<T>(
   const staging = join(uploadsDir(options.dataDir), `${TMP_PREFIX}${options.jobId}`);
   const final = uploadsDir(options.dataDir, options.jobId);
   await mkdir(staging, { recursive: true });
+  let bodyRead = false;
   try {
     const received = await receive(c, type, staging, options);
+    bodyRead = true;
     const parsed = options.fields(received.fields);
     if (received.files.length === 0) {
       throw new ApiError("missing_file", "files: at least one file is required", 400);
@@ -221,6 +230,8 @@ export async function receiveUploads<T>(
     };
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
+    // The whole body was read: the connection can be kept (api-error.ts onError).
+    if (bodyRead && err instanceof Error) (err as { bodyDrained?: boolean }).bodyDrained = true;
     throw err;
   }
 }
