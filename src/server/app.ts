@@ -11,7 +11,7 @@ import type { RunReader } from "../training/runs/run-compare.ts";
 import { storeRunReader } from "../training/runs/run-reader.ts";
 import { notFound, onError } from "./api-error.ts";
 import { type AppEnv, requireKey } from "./auth.ts";
-import type { Config } from "./config.ts";
+import { type Config, checkDefaultModel } from "./config.ts";
 import { openApiDocument } from "./openapi.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { adminPageRoutes } from "./routes/admin-page.ts";
@@ -36,6 +36,7 @@ export interface AppDeps {
 export function createApp(deps: AppDeps) {
   const started = Date.now();
   const { db, runtime, runner } = deps;
+  checkDefaultModel(runtime, deps.config);
   const v1 = new Hono<AppEnv>()
     .use(requireKey(db))
     .get("/models", (c) => c.json({ models: runtime.bundles() }))

@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { AppError, errorInfo } from "../app-error.ts";
 import { ModelRuntime } from "../pipeline/runtime.ts";
 import { runItem } from "../pipeline/work/job-runner.ts";
+import { resolveModel } from "../pipeline/work/submit-generation.ts";
 import { createKey, listKeys, revokeKey } from "../store/api-keys.ts";
 import { closeDb, openDb } from "../store/db.ts";
 import { KEY_ROLES, type KeyRole, RUN_KINDS, type RunKind } from "../store/schema.ts";
@@ -91,11 +92,13 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
     dtype: values.dtype,
   });
   if (!parsed.success) throw new UsageError(`encode: ${describeZodError(parsed.error)}`);
+  // npm scripts run in the repository root; INIT_CWD is where `npm run` was typed.
+  const cwd = process.env.INIT_CWD || process.cwd();
   for (const file of positionals) {
-    if (!existsSync(file)) throw new UsageError(`encode: no such file: ${file}`);
+    if (!existsSync(resolve(cwd, file))) throw new UsageError(`encode: no such file: ${file}`);
   }
-  const { model, ...options } = parsed.data;
-  const outDir = resolve(String(values.out));
+  const { model: requested, ...options } = parsed.data;
+  const outDir = resolve(cwd, String(values.out));
   mkdirSync(outDir, { recursive: true });
   const runtime = await ModelRuntime.open({
     modelsDir: config.modelsDir,
@@ -104,7 +107,7 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
   });
   let failures = 0;
   try {
-    runtime.bundleInfo(model);
+    const model = resolveModel(runtime, requested, config.defaultModel).name;
     const used = new Set<string>();
     for (const file of positionals) {
       let base = basename(file, extname(file)) || "video";
@@ -116,7 +119,7 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
           kind: "encode",
           model,
           options,
-          inputPath: resolve(file),
+          inputPath: resolve(cwd, file),
           sourceName: basename(file),
           outDir,
           baseName: base,

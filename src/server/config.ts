@@ -32,6 +32,10 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_GENERATION_BATCH: int(1, 64).default(8),
   /** The bundle POST /v1/generations uses without "model"; unset: the loaded "se" bundle. */
   DIFFUSABLE_DEFAULT_MODEL: z.string().min(1).optional(),
+  /** Longest input (video, or what latents decode to) per item, in seconds; beyond it, 422 too_long. */
+  DIFFUSABLE_MAX_SECONDS: z.coerce.number().positive().max(86_400).default(900),
+  /** Finished jobs and generations (rows and files) are deleted this many days after they end; 0: kept. */
+  DIFFUSABLE_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
   /** onnxruntime threads (0: one per core). */
   DIFFUSABLE_THREADS: int(0, 256).default(0),
   /** onnxruntime execution providers, comma-separated, in order of preference. */
@@ -68,6 +72,10 @@ export interface Config {
   generationBatch: number;
   /** The generation default bundle, when configured (else the loaded "se" bundle). */
   defaultModel: string | null;
+  /** DIFFUSABLE_MAX_SECONDS: the longest input per item. */
+  maxSeconds: number;
+  /** DIFFUSABLE_RETENTION_DAYS (0: finished work is kept). */
+  retentionDays: number;
   threads: number;
   providers: string[];
   /** Training runs started by the server go to <runsDir>/<run id>/. */
@@ -112,6 +120,8 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     generationConcurrency: e.DIFFUSABLE_GENERATION_CONCURRENCY,
     generationBatch: e.DIFFUSABLE_GENERATION_BATCH,
     defaultModel: e.DIFFUSABLE_DEFAULT_MODEL ?? null,
+    maxSeconds: e.DIFFUSABLE_MAX_SECONDS,
+    retentionDays: e.DIFFUSABLE_RETENTION_DAYS,
     threads: e.DIFFUSABLE_THREADS || defaultThreads(),
     providers: e.DIFFUSABLE_PROVIDERS,
     runsDir: resolve(e.DIFFUSABLE_RUNS_DIR ?? resolve(dataDir, "runs")),
@@ -132,4 +142,18 @@ export function submitDepsOf(db: Db, runtime: ModelRuntime, config: Config): Sub
     maxActivePerKey: config.maxActiveJobsPerKey,
     maxQueued: config.maxQueuedGenerations,
   };
+}
+
+/**
+ * Start-up check of DIFFUSABLE_DEFAULT_MODEL: it must name a loaded bundle, else the server does
+ * not start (rather than failing every request that relies on the default).
+ */
+export function checkDefaultModel(runtime: ModelRuntime, config: Config): void {
+  if (config.defaultModel === null) return;
+  const known = runtime.bundles().map((b) => b.name);
+  if (!known.includes(config.defaultModel)) {
+    throw new ConfigError(
+      `invalid configuration: DIFFUSABLE_DEFAULT_MODEL="${config.defaultModel}" is not a loaded bundle; the bundles in ${config.modelsDir} are: ${known.length ? known.join(", ") : "(none)"}.`,
+    );
+  }
 }

@@ -22,8 +22,15 @@ const fps = z.coerce
   .optional()
   .meta({ description: "frames per second to sample the video at (default: the bundle's fps)" });
 
-export const EncodeOptionsSchema = z.object({
-  model,
+const jobModel = model.optional().meta({
+  description:
+    "bundle name (GET /v1/models); default: DIFFUSABLE_DEFAULT_MODEL, else the se bundle (the same rule as generations)",
+});
+
+// Strict: a field a route does not know (e.g. mode on a reconstruction) is a 400 naming it,
+// never silently dropped.
+export const EncodeOptionsSchema = z.strictObject({
+  model: jobModel,
   mode: z.enum(ENCODE_MODES).default("clip").meta({
     description:
       "clip: consecutive 1+4k-frame clips like the training data; whole: the whole video causally",
@@ -34,10 +41,13 @@ export const EncodeOptionsSchema = z.object({
 
 export const VideoFormatSchema = z.enum(VIDEO_FORMATS);
 
-export const DecodeOptionsSchema = z.object({ model, format: VideoFormatSchema.default("mp4") });
+export const DecodeOptionsSchema = z.strictObject({
+  model: jobModel,
+  format: VideoFormatSchema.default("mp4"),
+});
 
-export const ReconstructOptionsSchema = z.object({
-  model,
+export const ReconstructOptionsSchema = z.strictObject({
+  model: jobModel,
   format: VideoFormatSchema.default("mp4"),
   fps,
 });
@@ -67,7 +77,14 @@ export const JobSchema = z.object({
   items: z.array(ItemSchema),
 });
 
-export const ListJobsQuerySchema = z.object({
+export const LatentsQuerySchema = z.strictObject({
+  format: z
+    .enum(["npy", "json"])
+    .default("npy")
+    .meta({ description: "npy: the latents file; json: its metadata" }),
+});
+
+export const ListJobsQuerySchema = z.strictObject({
   status: z.enum(JOB_STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   before: z.string().optional().meta({ description: "a job id: list the jobs made before it" }),
@@ -94,11 +111,63 @@ export const HealthSchema = z.object({
 
 export const ModelsSchema = z.object({ models: z.array(z.record(z.string(), z.unknown())) });
 
-/** First issue as "field: message", for 400 answers. */
+const KIND_NAMES: Record<string, string> = {
+  int: "an integer",
+  number: "a number",
+  string: "a string",
+  boolean: "true or false",
+  object: "an object",
+  array: "a list",
+};
+
+/** One zod issue as a sentence that starts with the field: "seed must be an integer". */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const field = issue.path.length ? issue.path.join(".") : "the body";
+  switch (issue.code) {
+    case "invalid_type": {
+      const received = /received (\w+)/.exec(issue.message)?.[1];
+      if (received === "undefined") return `${field} is required`;
+      const want = KIND_NAMES[issue.expected] ?? issue.expected;
+      return `${field} must be ${want}${received ? ` (got ${received === "NaN" ? "NaN" : `a ${received}`})` : ""}`;
+    }
+    case "too_small": {
+      const { minimum, inclusive, origin } = issue as unknown as {
+        minimum: number | bigint;
+        inclusive?: boolean;
+        origin: string;
+      };
+      if (origin === "string") return `${field} must be at least ${minimum} characters long`;
+      if (origin === "array") return `${field} must have at least ${minimum} items`;
+      return `${field} must be ${inclusive === false ? "greater than" : "at least"} ${minimum}`;
+    }
+    case "too_big": {
+      const { maximum, inclusive, origin } = issue as unknown as {
+        maximum: number | bigint;
+        inclusive?: boolean;
+        origin: string;
+      };
+      if (origin === "string") return `${field} must be at most ${maximum} characters long`;
+      if (origin === "array") return `${field} must have at most ${maximum} items`;
+      return `${field} must be ${inclusive === false ? "less than" : "at most"} ${maximum}`;
+    }
+    case "invalid_value":
+      return `${field} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "unrecognized_keys":
+      return issue.keys.length === 1
+        ? `${issue.keys[0]} is not a field of this request (it is not supported here)`
+        : `${issue.keys.join(", ")} are not fields of this request (they are not supported here)`;
+    case "invalid_union":
+      return `${field} has the wrong type`;
+    case "not_multiple_of":
+      return `${field} must be a multiple of ${issue.divisor}`;
+    default:
+      return `${field}: ${issue.message}`;
+  }
+}
+
+/** Every issue as a sentence naming its field ("seed must be an integer"), for 400 answers. */
 export function describeZodError(error: z.ZodError): string {
-  return error.issues
-    .map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`)
-    .join("; ");
+  return `${error.issues.map(describeIssue).join("; ")}.`;
 }
 
 export const GenerationRequestSchema = z.strictObject({

@@ -35,8 +35,8 @@ export interface ReceiveOptions<T> extends UploadLimits {
   jobId: string;
   /** Validates the text fields (throws ApiError); runs after the body is read. */
   fields: (fields: Record<string, string>) => T;
-  /** Checks one stored file (e.g. a probe); its errors are answered naming the file. */
-  check: (path: string, name: string) => Promise<void>;
+  /** Checks one stored file against the options (e.g. a probe); its errors name the file. */
+  check: (path: string, name: string, options: T) => Promise<unknown>;
 }
 
 /** The client's file name without any path, for display; never used as a path. */
@@ -208,7 +208,7 @@ export async function receiveUploads<T>(
       const label = `files[${index}] "${file.name}"`;
       if (file.bytes === 0) throw new ApiError("empty_file", `${label}: the file is empty`, 400);
       try {
-        await options.check(file.path, file.name);
+        await options.check(file.path, file.name, parsed);
       } catch (err) {
         const e = err as { status?: number; code?: string; message?: string };
         const status = e.status && e.status >= 400 && e.status < 500 ? e.status : 422;

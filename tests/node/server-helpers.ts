@@ -118,8 +118,19 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     concurrency: 1,
   });
   await generations.start();
+  let app: App;
+  try {
+    app = createApp({ db, runtime, runner, generations, config });
+  } catch (err) {
+    await runner.stop();
+    await generations.stop();
+    await runtime.close();
+    closeDb(db);
+    rmSync(config.dataDir, { recursive: true, force: true });
+    throw err;
+  }
   return {
-    app: createApp({ db, runtime, runner, generations, config }),
+    app,
     db,
     runner,
     generations,

@@ -74,20 +74,27 @@ export async function encodeFile(
     throw new PipelineError("bad_option", `batch must be an integer in 1..256, got ${batch}`, 400);
   }
   const framesTotal = await estimateFrames(inputPath, fps);
-  const frames = decodeFrames(inputPath, {
+  const decoded = decodeFrames(inputPath, {
     fps,
     size: m.resolution,
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
+  let framesRead = 0; // the real count, for the too_short message
+  async function* frames() {
+    for await (const frame of decoded) {
+      framesRead++;
+      yield frame;
+    }
+  }
   const progress = (framesDone: number) => opts.onProgress?.({ framesDone, framesTotal });
   const { latent, shape, used } =
     opts.mode === "whole"
-      ? await encodeWhole(rt, b, frames, batch, progress, opts.signal)
-      : await encodeClips(rt, b, frames, batch, progress, opts.signal);
+      ? await encodeWhole(rt, b, frames(), batch, progress, opts.signal)
+      : await encodeClips(rt, b, frames(), batch, progress, opts.signal);
   if (used === 0) {
     const need = opts.mode === "whole" ? 1 + m.temporal_factor : m.frames.default;
-    throw tooShort(used, fps, need, opts.mode);
+    throw tooShort(framesRead, fps, need, opts.mode);
   }
   const latents: NpyArray =
     opts.dtype === "float16"

@@ -37,7 +37,7 @@ export function tooShort(
 ): PipelineError {
   return new PipelineError(
     "too_short",
-    `the video gives ${frames} frames at ${fps} fps; ${mode} mode needs at least ${need}`,
+    `the video gives ${frames} frames at ${fps} fps; ${mode} mode needs at least ${need}.`,
     422,
   );
 }

@@ -35,10 +35,17 @@ export async function reconstructFile(
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
+  let framesRead = 0; // the real count, for the too_short message
+  async function* counted() {
+    for await (const frame of source) {
+      framesRead++;
+      yield frame;
+    }
+  }
   const psnrs: number[] = [];
   const ssims: number[] = [];
   async function* reconstructed() {
-    for await (const clip of groups(source, f)) {
+    for await (const clip of groups(counted(), f)) {
       const data = new Float32Array(3 * f * s * s);
       writeFrames(data, 0, clip, s, s);
       const enc = await rt.run(b, "encoder", { video: video(data, [1, 3, f, s, s]) }, opts.signal);
@@ -52,7 +59,7 @@ export async function reconstructFile(
       });
       yield* frames;
     }
-    if (psnrs.length === 0) throw tooShort(0, fps, f, "clip");
+    if (psnrs.length === 0) throw tooShort(framesRead, fps, f, "clip");
   }
   const { frames } = await encodeFrames(reconstructed(), {
     width: s,

@@ -60,11 +60,14 @@ interface ProbeStream {
   duration?: string;
 }
 
-/** ffmpeg's own words, minus the "path: " prefix it puts on input errors. */
+/**
+ * ffmpeg's own words, without its internal pointers ("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55ef...] "),
+ * which mean nothing to a client.
+ */
 function tail(stderr: string, lines = 6): string {
   const kept = stderr
     .split("\n")
-    .map((l) => l.trim())
+    .map((l) => l.replace(/\[[^\]]* @ 0x[0-9a-f]+\]\s*/gi, "").trim())
     .filter((l) => l.length > 0)
     .slice(-lines);
   return kept.join("; ") || "(no output)";

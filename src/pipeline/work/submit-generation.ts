@@ -3,7 +3,7 @@
 // against the bundle and fills in its settings (generate.ts resolveSettings), replays a request
 // whose Idempotency-Key was seen before, applies the quotas (per key: queued + running; all keys:
 // queued), and queues the rows for the generation runner. Errors are AppErrors: 400
-// "invalid_field" naming the field, 422 "cannot_generate", 422 "idempotency_key_reused", 429
+// "invalid_field" naming the field, 404 "unknown_model", 422 "cannot_generate", 422 "idempotency_key_reused", 429
 // "too_many_generations" / "queue_full" with Retry-After.
 
 import { createHash, randomInt } from "node:crypto";
@@ -70,13 +70,17 @@ export function defaultGenerationModel(
   return (se.find((b) => b.generate !== null) ?? se[0])?.name ?? null;
 }
 
-/** Picks the model and resolves the settings; a seed is drawn when the request has none. */
-export function planGeneration(
+/**
+ * The one default-model rule of every resource (encodings, decodings, reconstructions,
+ * generations, the CLI): the requested bundle, else defaultGenerationModel. Errors: 400
+ * "invalid_field" when there is no default, 404 "unknown_model" naming the known models.
+ */
+export function resolveModel(
   runtime: ModelRuntime,
-  req: GenerationRequest,
-  defaultModel: string | null = null,
-): PlannedGeneration {
-  const modelName = req.model ?? defaultGenerationModel(runtime, defaultModel);
+  requested: string | undefined,
+  configured: string | null = null,
+): ReturnType<ModelRuntime["loaded"]> {
+  const modelName = requested ?? defaultGenerationModel(runtime, configured);
   if (modelName === null) {
     const known = runtime.bundles().map((m) => m.name);
     throw new AppError(
@@ -85,16 +89,24 @@ export function planGeneration(
       400,
     );
   }
-  let bundle: ReturnType<ModelRuntime["loaded"]>;
   try {
-    bundle = runtime.loaded(modelName);
+    return runtime.loaded(modelName);
   } catch (err) {
     if (isPipelineError(err, "unknown_model")) {
-      const from = req.model === undefined ? " (the default, DIFFUSABLE_DEFAULT_MODEL)" : "";
-      throw new AppError("invalid_field", `model: ${err.message}${from}`, 400);
+      const from = requested === undefined ? " (the default, DIFFUSABLE_DEFAULT_MODEL)" : "";
+      throw new AppError("unknown_model", `model: ${err.message}${from}`, 404);
     }
     throw err;
   }
+}
+
+/** Picks the model and resolves the settings; a seed is drawn when the request has none. */
+export function planGeneration(
+  runtime: ModelRuntime,
+  req: GenerationRequest,
+  defaultModel: string | null = null,
+): PlannedGeneration {
+  const bundle = resolveModel(runtime, req.model, defaultModel);
   let settings: ReturnType<typeof resolveSettings>;
   try {
     settings = resolveSettings(bundle, {

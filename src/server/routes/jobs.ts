@@ -1,11 +1,10 @@
-import { readFile } from "node:fs/promises";
 import { Hono } from "hono";
 import type { z } from "zod";
-import { parseNpy } from "../../pipeline/media/npy-file.ts";
-import { probeVideo } from "../../pipeline/media/video.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
+import { checkLatentsInput, checkVideoInput } from "../../pipeline/work/input-checks.ts";
 import type { JobRunner } from "../../pipeline/work/job-runner.ts";
 import { deleteFinishedJob } from "../../pipeline/work/retention.ts";
+import { resolveModel } from "../../pipeline/work/submit-generation.ts";
 import type { Db } from "../../store/db.ts";
 import {
   countActiveJobs,
@@ -20,7 +19,7 @@ import type { JobItemRow, JobKind } from "../../store/schema.ts";
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
-import { describeZodError, ListJobsQuerySchema } from "../schemas.ts";
+import { describeZodError, LatentsQuerySchema, ListJobsQuerySchema } from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
 import { receiveUploads } from "../uploads.ts";
 
@@ -78,23 +77,7 @@ export function jobJson(resourcePath: string, { job, items }: JobWithItems) {
   };
 }
 
-async function checkNpy(path: string): Promise<void> {
-  let shape: number[];
-  try {
-    shape = parseNpy(await readFile(path)).shape;
-  } catch (err) {
-    throw new ApiError("bad_latents", (err as Error).message, 400);
-  }
-  if (shape.length !== 5 || shape[0] !== 1) {
-    throw new ApiError(
-      "bad_latents",
-      `latents must have shape (1, C, t, h, w); got (${shape.join(", ")})`,
-      400,
-    );
-  }
-}
-
-export function jobRoutes<S extends z.ZodType<{ model: string }>>(
+export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
   deps: JobDeps,
   resource: JobResource<S>,
 ) {
@@ -151,12 +134,23 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
         if (!parsed.success) {
           throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
         }
-        runtime.bundleInfo(parsed.data.model); // throws unknown_model (404)
-        return parsed.data;
+        // The same default-model rule as generations; unknown_model (404) lists the models.
+        const bundle = resolveModel(runtime, parsed.data.model, config.defaultModel);
+        return { ...parsed.data, model: bundle.name };
       },
-      check: async (path) => {
-        if (resource.input === "npy") await checkNpy(path);
-        else await probeVideo(path);
+      // Everything checkable before the 202: frames vs mode and bundle, duration, latents.
+      check: async (path, _name, o) => {
+        const opts = o as { model: string; mode?: "clip" | "whole"; fps?: number };
+        const bundle = runtime.loaded(opts.model);
+        if (resource.input === "npy") {
+          await checkLatentsInput(bundle, path, { maxSeconds: config.maxSeconds });
+        } else {
+          await checkVideoInput(bundle, path, {
+            mode: opts.mode ?? "clip",
+            fps: opts.fps,
+            maxSeconds: config.maxSeconds,
+          });
+        }
       },
     });
     const { model, ...rest } = options as { model: string } & Record<string, unknown>;
@@ -223,13 +217,17 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
   if (resource.kind === "encode") {
     app.get("/:id/items/:n/latents", async (c) => {
       const item = succeededItem(c.req.param("id"), c.req.param("n"), c.var.apiKey);
-      if (c.req.query("format") === "json") return c.json(item.metadata ?? {});
+      const query = LatentsQuerySchema.safeParse(c.req.query());
+      if (!query.success) {
+        throw new ApiError("invalid_field", describeZodError(query.error), 400);
+      }
+      if (query.data.format === "json") return c.json(item.metadata ?? {});
       const latents = item.outputs?.latents;
       if (!latents) throw new ApiError("internal", "the item has no latents output", 500);
       return sendFile(c, latents, {
         format: "npy",
         sha256: item.outputSha256,
-        filename: `${item.index}.npy`,
+        filename: `${item.jobId}-${item.index}.npy`,
         missing: "the output file of this item is gone from the data dir",
       });
     });
@@ -246,7 +244,7 @@ export function jobRoutes<S extends z.ZodType<{ model: string }>>(
       return sendFile(c, video, {
         format: ext,
         sha256: item.outputSha256,
-        filename: `${item.index}.${ext}`,
+        filename: `${item.jobId}-${item.index}.${ext}`,
         missing: "the output file of this item is gone from the data dir",
       });
     });

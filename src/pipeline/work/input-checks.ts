@@ -1,0 +1,99 @@
+// What can be checked about an input before a job is accepted (before the 202): a video's
+// duration against DIFFUSABLE_MAX_SECONDS and its frame count at the requested fps against the
+// mode and the bundle; latents' dtype, rank, channels and size against the bundle, their length
+// against the limit, and every value finite. Each failure is a PipelineError whose message is a
+// sentence; the upload handler prefixes it with the file.
+
+import { readFile } from "node:fs/promises";
+import { checkFps, tooShort } from "../autoencoder/model-io.ts";
+import type { Bundle } from "../bundle.ts";
+import { parseNpy } from "../media/npy-file.ts";
+import { probeVideo, type VideoInfo } from "../media/video.ts";
+import { PipelineError } from "../pipeline-error.ts";
+
+/** The frames that sampling the video at `fps` gives, estimated from its header (null: unknown). */
+export function estimateFrames(info: VideoInfo, fps: number): number | null {
+  if (info.frames !== null && Math.abs(info.fps - fps) < 1e-6) return info.frames;
+  return info.durationS !== null ? Math.round(info.durationS * fps) : null;
+}
+
+/** Frames a mode needs at least: one clip (clip mode, reconstructions), 1 + temporal_factor (whole). */
+export function framesNeeded(bundle: Bundle, mode: "clip" | "whole"): number {
+  const m = bundle.manifest;
+  return mode === "whole" ? 1 + m.temporal_factor : m.frames.default;
+}
+
+/** Checks a video upload for an encoding ("clip" or "whole") or a reconstruction ("clip"). */
+export async function checkVideoInput(
+  bundle: Bundle,
+  path: string,
+  opts: { mode: "clip" | "whole"; fps?: number | undefined; maxSeconds: number },
+): Promise<VideoInfo> {
+  const info = await probeVideo(path);
+  const fps = opts.fps ?? bundle.manifest.fps;
+  checkFps(fps);
+  if (info.durationS !== null && info.durationS > opts.maxSeconds) {
+    throw new PipelineError(
+      "too_long",
+      `the video lasts ${info.durationS.toFixed(1)} s, longer than the limit of ${opts.maxSeconds} s (DIFFUSABLE_MAX_SECONDS).`,
+      422,
+    );
+  }
+  const estimate = estimateFrames(info, fps);
+  const need = framesNeeded(bundle, opts.mode);
+  if (estimate !== null && estimate < need) throw tooShort(estimate, fps, need, opts.mode);
+  return info;
+}
+
+/** Checks a latents upload for a decoding with this bundle. */
+export async function checkLatentsInput(
+  bundle: Bundle,
+  path: string,
+  opts: { maxSeconds: number },
+): Promise<void> {
+  const m = bundle.manifest;
+  const bad = (message: string) => new PipelineError("bad_latents", message, 400);
+  let array: ReturnType<typeof parseNpy>;
+  try {
+    array = parseNpy(await readFile(path));
+  } catch (err) {
+    throw bad(`the file is not a readable .npy array (${(err as Error).message}).`);
+  }
+  const shape = array.shape;
+  const shown = `(${shape.join(", ")})`;
+  if (array.dtype !== "float32" && array.dtype !== "float16") {
+    throw bad(`the latents are ${array.dtype}; they must be float32 or float16.`);
+  }
+  if (shape.length !== 5 || shape[0] !== 1) {
+    throw bad(`the latents have shape ${shown}; they must have shape (1, C, t, h, w).`);
+  }
+  const [, c = 0, t = 0, h = 0, w = 0] = shape;
+  if (c !== m.latent_channels) {
+    throw bad(
+      `the latents have ${c} channels (shape ${shown}); model ${bundle.name} has ${m.latent_channels}.`,
+    );
+  }
+  const side = m.resolution / m.spatial_factor;
+  if (h !== side || w !== side) {
+    throw bad(
+      `the latents are ${h}x${w} (shape ${shown}); model ${bundle.name} decodes ${side}x${side} latents.`,
+    );
+  }
+  if (t < 1) throw bad(`the latents have no frames (shape ${shown}).`);
+  const frames = 1 + m.temporal_factor * (t - 1);
+  if (frames / m.fps > opts.maxSeconds) {
+    throw new PipelineError(
+      "too_long",
+      `the latents decode to ${frames} frames (${(frames / m.fps).toFixed(1)} s at ${m.fps} fps), longer than the limit of ${opts.maxSeconds} s (DIFFUSABLE_MAX_SECONDS).`,
+      422,
+    );
+  }
+  const data = array.data as Float32Array;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i] as number)) {
+      throw bad(
+        `the latents hold a non-finite value (${data[i]}) at flat index ${i}; every value must be finite.`,
+      );
+    }
+  }
+}
