@@ -12,10 +12,11 @@ two clip sets, beside two references computed in the same run on the same clips:
   * `block_average_8x8`: each frame's 8x8 patches replaced by their mean colour.
 Clip sets: (a) the procedural dataset's validation split, per class; (b) the real-video eval
 set: every real-camera video Debian packages ship (`data.debian_media`), resampled to the
-model's fps, scaled and centre-cropped to its resolution, cut into consecutive clips of its
-frame count (at most --clips-per-video, evenly spread), per video. The real set is never
-trained on. Also the paper's diagnostic for each model and the linear code, on the procedural
-val clips (`spectrum.analyse`): latent and video 8x8 block-DCT spectra, high-frequency share and
+model's fps (or kept at its own when too short for that), scaled and centre-cropped to its
+resolution, cut into clips of its frame count (at most --clips-per-video, evenly spread; see
+`real_clips`), per video. The real set is never trained on.
+Also the paper's diagnostic for each model and the linear code, on the procedural val clips
+(`spectrum.analyse`): latent and video 8x8 block-DCT spectra, high-frequency share and
 the zeroing test, drawn side by side in spectra.png. Writes ae_eval.json, ae_eval.md and, with
 --events, an `ae_eval` line per run.
 """
@@ -50,36 +51,54 @@ REFERENCES = ("linear_code", "block_average_8x8")
 
 def real_clips(
     cfg: AutoencoderConfig, per_video: int, cache: Optional[Path] = None
-) -> Tuple[torch.Tensor, List[str]]:
-    """The real-video eval set as (N, 3, T, H, W) in [-1, 1] and each clip's video name."""
+) -> Tuple[List[torch.Tensor], List[str], Dict[str, Dict]]:
+    """The real-video eval set: per video a (k, 3, T, H, W) tensor in [-1, 1], each clip's video
+    name, and per video how it was sampled.
+
+    A video is resampled to the model's fps when that leaves at least one clip of the model's
+    frame count; most of Debian's physics videos last 1-2 s, so those are taken at their own
+    frame rate instead, and a video shorter than that gives one clip of the longest 1 + 4k
+    frames it has. Up to per_video clips are spread evenly (overlapping when the video is short).
+    """
     from .data.debian_media import real_videos
 
-    s, t = cfg.resolution, cfg.frames
-    vf = f"fps={cfg.fps},scale={s}:{s}:force_original_aspect_ratio=increase:flags=area,crop={s}:{s}"
-    clips, names = [], []
+    s, t, tf = cfg.resolution, cfg.frames, cfg.temporal_factor
+    crop = f"scale={s}:{s}:force_original_aspect_ratio=increase:flags=area,crop={s}:{s}"
+    tensors, names, how = [], [], {}
     for name, path in sorted(real_videos(cache).items()):
+        fps = f"{cfg.fps}"
         try:
-            frames = ffmpeg_rgb(["-i", str(path), "-vf", vf], s, s, timeout=120)
+            frames = ffmpeg_rgb(["-i", str(path), "-vf", f"fps={cfg.fps},{crop}"], s, s, 120)
+            if len(frames) < t:
+                fps = "native"
+                frames = ffmpeg_rgb(["-i", str(path), "-vf", crop], s, s, 120)
         except FfmpegError as err:
             raise FfmpegError(f"{name}: {err.reason}") from None
-        n = len(frames) // t
-        if n == 0:
+        length = min(t, 1 + (len(frames) - 1) // tf * tf)
+        if length < 1 + tf:
+            how[name] = {"frames": len(frames), "fps": fps, "clips": 0}
             continue
-        for k in np.unique(np.linspace(0, n - 1, min(per_video, n)).round().astype(int)):
-            clips.append(frames[k * t : (k + 1) * t])
-            names.append(name)
-    return clips_to_tensor(np.stack(clips)), names
+        starts = np.linspace(0, len(frames) - length, min(per_video, len(frames) - length + 1))
+        starts = np.unique(starts.round().astype(int))
+        clips = np.stack([frames[i : i + length] for i in starts])
+        tensors.append(clips_to_tensor(clips))
+        names += [name] * len(starts)
+        how[name] = {"frames": len(frames), "fps": fps, "clip_frames": length, "clips": len(starts)}
+    return tensors, names, how
 
 
 @torch.no_grad()
-def scores(recon_fn, clips: torch.Tensor, batch: int = 8) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-clip PSNR and SSIM of recon_fn(clips)."""
+def scores(
+    recon_fn, parts: List[torch.Tensor], batch: int = 8
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-clip PSNR and SSIM of recon_fn over clip tensors (k, 3, T, H, W), in order."""
     p, s = [], []
-    for i in range(0, len(clips), batch):
-        x = clips[i : i + batch]
-        r = recon_fn(x).clamp(-1, 1)
-        p.append(psnr(r, x))
-        s.append(ssim(r, x))
+    for clips in parts:
+        for i in range(0, len(clips), batch):
+            x = clips[i : i + batch]
+            r = recon_fn(x).clamp(-1, 1)
+            p.append(psnr(r, x))
+            s.append(ssim(r, x))
     return torch.cat(p), torch.cat(s)
 
 
@@ -97,7 +116,9 @@ def grouped(values: torch.Tensor, groups: List[str]) -> Dict[str, float]:
 
 
 def evaluate(
-    models: Dict[str, torch.nn.Module], sets: Dict[str, Tuple[torch.Tensor, List[str]]], fit
+    models: Dict[str, torch.nn.Module],
+    sets: Dict[str, Tuple[List[torch.Tensor], List[str]]],
+    fit,
 ) -> Dict:
     cfg = next(iter(models.values())).cfg
     recon = {name: autoencode(m.eval()) for name, m in models.items()}
@@ -105,7 +126,7 @@ def evaluate(
     recon["block_average_8x8"] = block_average
     result: Dict = {}
     for set_name, (clips, groups) in sets.items():
-        entry: Dict = {"clips": len(clips), "groups": list(dict.fromkeys(groups)), "models": {}}
+        entry: Dict = {"clips": len(groups), "groups": list(dict.fromkeys(groups)), "models": {}}
         for name, fn in recon.items():
             p, s = scores(fn, clips)
             entry["models"][name] = {"psnr": grouped(p, groups), "ssim": grouped(s, groups)}
@@ -231,20 +252,23 @@ def main(argv=None) -> int:
         )
         k = len(val) if not args.val_clips else min(args.val_clips, len(val))
         clips, labels = val.batch(list(range(k)))
-        sets = {"procedural_val": (clips, [val.classes[int(i)] for i in labels])}
+        sets = {"procedural_val": ([clips], [val.classes[int(i)] for i in labels])}
+        sampling = {}
         if not args.no_real:
-            sets["real_video"] = real_clips(cfg, args.clips_per_video)
+            real, names, sampling = real_clips(cfg, args.clips_per_video)
+            sets["real_video"] = (real, names)
     except (FileNotFoundError, ValueError, KeyError, FfmpegError) as err:
         print(f"ae_eval: {err}", file=sys.stderr)
         return 2
     result = evaluate(models, sets, fit)
-    spec = spectra(models, sets["procedural_val"][0], fit)
+    spec = spectra(models, sets["procedural_val"][0][0], fit)
     info = {
         "checkpoints": {
             n: {"run_id": m.get("run_id"), "step": m.get("step"), "variant": m.get("variant")}
             for n, m in metas.items()
         },
         "dataset": Path(root).name,
+        "real_video_sampling": sampling,
         "linear_code": {"train_blocks": fit.blocks, "train_frame0_blocks": fit.blocks0},
         "wall_s": round(time.time() - start, 1),
         "threads": torch.get_num_threads(),

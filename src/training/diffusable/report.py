@@ -103,6 +103,8 @@ def reconstruction_curve(run: Path, png: Optional[Path] = None) -> str:
     if not val:
         raise ValueError(f"{run}: no validation events")
     lin = ref["psnr"] if ref else None
+    if ref is not None and 0 not in val:
+        val[0] = ref  # the model at step 0 is the linear code (PCA init)
     lines = ["| step | val PSNR (dB) | − linear code (dB) | val SSIM |", "|---|---|---|---|"]
     for step in sorted(val):
         e = val[step]
