@@ -81,9 +81,7 @@ def main(argv=None) -> int:
         codes = [p.wait() for p in procs]
         wall = time.time() - t0
         entry = record.setdefault(name, {"commands": [], "wall_s": 0.0})
-        entry["commands"] = [
-            " ".join(Path(c[0]).name if i == 0 else c for i, c in enumerate(cmd)) for cmd in cmds
-        ]
+        entry["commands"] = [" ".join([Path(cmd[0]).name, *cmd[1:]]) for cmd in cmds]
         entry["wall_s"] = round(entry["wall_s"] + wall, 1)
         entry["threads"] = threads
         record_path.write_text(json.dumps(record, indent=1) + "\n")
