@@ -1,14 +1,17 @@
 // Asks a running diffusable service for videos of every class of a model, over HTTP only, and
 // saves them with a samples.json that `python3 -m diffusable.class_score videos DIR` scores.
 //
-//   npm run generate:per-class -- --key dfs_... [--url http://127.0.0.1:8080] [--model small-se]
+//   npm run generate:per-class -- --key dfs_... [--url http://127.0.0.1:$PORT] [--model small-se]
 //                                 [--n 4] [--seed 1000] [--format mp4] [--out runs/samples]
+//   --help, --version; --url defaults to the server's own default (HOST, PORT: 127.0.0.1:8080);
+//   --out is relative to where `npm run` was typed (INIT_CWD).
 //
 // Each class gets one request for n clips with the same seed. One readable line and exit 1 on
 // any failure.
 
+import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { BundleInfo } from "../src/pipeline/runtime.ts";
 
@@ -20,9 +23,23 @@ interface Generation {
   outputs: { index: number; sha256: string; url: string }[];
 }
 
+const USAGE = `usage: npm run generate:per-class -- --key dfs_... [--url URL] [--model M] [--n 4] [--seed 1000] [--format mp4] [--out runs/samples]`;
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  console.log(USAGE);
+  process.exit(0);
+}
+if (process.argv.includes("--version")) {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+  console.log(`diffusable ${pkg.version}`);
+  process.exit(0);
+}
+
 const { values: opt } = parseArgs({
   options: {
-    url: { type: "string", default: "http://127.0.0.1:8080" },
+    url: {
+      type: "string",
+      default: `http://${process.env.HOST || "127.0.0.1"}:${process.env.PORT || "8080"}`,
+    },
     key: { type: "string", default: process.env.DIFFUSABLE_KEY },
     model: { type: "string" },
     n: { type: "string", default: "4" },
@@ -57,7 +74,10 @@ async function main() {
     : (generators.find((m) => m.variant === "se") ?? generators[0]);
   if (!model)
     fail(`no model ${opt.model ?? "that can generate"}; loaded: ${models.map((m) => m.name)}`);
-  const dir = join(opt.out ?? "runs/samples", model.name);
+  const dir = join(
+    resolve(process.env.INIT_CWD || process.cwd(), opt.out ?? "runs/samples"),
+    model.name,
+  );
   await mkdir(dir, { recursive: true });
 
   // Clip i of a job starts from slice i of the job seed's noise (docs/sampler.md).

@@ -1,16 +1,17 @@
 // The diffusable CLI:
 //   diffusable serve
-//   diffusable encode <files...> --model M [--mode clip|whole] [--fps N] [--dtype float32|float16] --out DIR
+//   diffusable encode <files...> [--model M] [--mode clip|whole] [--fps N] [--dtype float32|float16] --out DIR
 //   diffusable keys create --name N [--role user|admin] | keys list | keys revoke <id>
 //   diffusable runs list [--kind K] [--limit N] | runs import <folder...> | runs start ...
 // Configuration comes from the environment (config.ts). `encode` runs locally, without a server,
 // through the same runItem() as the job runner, so its latents are byte-identical to the API's.
 // Bad arguments exit 2 with one line; failures exit 1.
 
-import { existsSync, mkdirSync } from "node:fs";
-import { basename, extname, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { basename, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { AppError, errorInfo } from "../app-error.ts";
+import { REPO_ROOT } from "../env.ts";
 import { ModelRuntime } from "../pipeline/runtime.ts";
 import { runItem } from "../pipeline/work/job-runner.ts";
 import { resolveModel } from "../pipeline/work/submit-generation.ts";
@@ -32,7 +33,7 @@ class UsageError extends AppError {
 }
 
 const USAGE = `usage: diffusable serve
-       diffusable encode <files...> --model M [--mode clip|whole] [--fps N] [--dtype float32|float16] --out DIR
+       diffusable encode <files...> [--model M] [--mode clip|whole] [--fps N] [--dtype float32|float16] --out DIR
        diffusable keys create --name N [--role user|admin]
        diffusable keys list
        diffusable keys revoke <id>
@@ -172,6 +173,7 @@ function keysCommand(config: Config, args: string[]): number {
       console.log(`created ${key.role} key ${key.id} (${key.name}); the secret is shown only now:`);
       console.log(secret);
     } else if (sub === "list") {
+      console.log("id\trole\tstatus\tcreated\tname");
       for (const k of listKeys(db)) {
         console.log(
           `${k.id}\t${k.role}\t${k.revokedAt ? `revoked ${k.revokedAt}` : "active"}\t${k.createdAt}\t${k.name}`,
@@ -259,7 +261,7 @@ async function runsCommand(config: Config, args: string[]): Promise<number> {
       let failed = 0;
       for (const folder of positionals) {
         try {
-          const r = registry.importFolder(folder);
+          const r = registry.importFolder(resolve(process.env.INIT_CWD || process.cwd(), folder));
           console.log(
             `${r.run.id}: ${r.accepted} events (${r.added} new), ${r.rejected.length} rejected, ${r.run.status}`,
           );
@@ -304,8 +306,32 @@ async function runsCommand(config: Config, args: string[]): Promise<number> {
   }
 }
 
+/** The usage lines of one command (all of them for an unknown one). */
+function usageOf(command: string | undefined): string {
+  const lines = USAGE.replace(/^usage: /, "       ")
+    .split("\n")
+    .filter((l) => command === undefined || l.trim().startsWith(`diffusable ${command}`));
+  return `usage:\n${(lines.length ? lines : USAGE.split("\n")).join("\n")}`;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as {
+    version: string;
+  };
+  return `diffusable ${pkg.version}`;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
+  // --help and --version work on every command (and before any configuration is read).
+  if (argv.includes("--version") || argv.includes("-V")) {
+    console.log(version());
+    return 0;
+  }
+  if (command !== "help" && (args.includes("--help") || args.includes("-h"))) {
+    console.log(usageOf(command));
+    return 0;
+  }
   const config = parseConfig();
   switch (command) {
     case "serve":

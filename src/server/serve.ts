@@ -11,7 +11,7 @@ import { countKeys } from "../store/api-keys.ts";
 import { closeDb, openDb } from "../store/db.ts";
 import { RunRegistry } from "../training/runs/registry.ts";
 import { createApp } from "./app.ts";
-import type { Config } from "./config.ts";
+import { type Config, checkDefaultModel } from "./config.ts";
 
 export interface RunningServer {
   url: string;
@@ -31,6 +31,7 @@ export async function startServer(
       threads: config.threads,
       providers: config.providers,
     });
+    checkDefaultModel(runtime, config); // a bad DIFFUSABLE_DEFAULT_MODEL stops start-up here
     const runner = new JobRunner({
       db,
       runtime,

@@ -1,7 +1,8 @@
 // API keys: a secret is shown once at creation; only its sha256 is stored. Lookups go by hash.
 
 import { createHash, randomBytes } from "node:crypto";
-import { asc, eq } from "drizzle-orm";
+import { and, asc, eq, isNull } from "drizzle-orm";
+import { AppError } from "../app-error.ts";
 import type { Db } from "./db.ts";
 import { type ApiKeyRow, apiKeys, type KeyRole } from "./schema.ts";
 
@@ -50,11 +51,28 @@ export function listKeys(db: Db): PublicKey[] {
     .map(publicKey);
 }
 
-/** Marks the key revoked; returns it, or null when there is no such key. Idempotent. */
+/**
+ * Marks the key revoked; returns it, or null when there is no such key. Idempotent. The last
+ * active admin key is never revoked (AppError "last_admin", 409): nobody could manage keys after.
+ */
 export function revokeKey(db: Db, id: string): PublicKey | null {
   const row = db.select().from(apiKeys).where(eq(apiKeys.id, id)).get();
   if (!row) return null;
   if (row.revokedAt) return publicKey(row);
+  if (row.role === "admin") {
+    const admins = db
+      .select({ id: apiKeys.id })
+      .from(apiKeys)
+      .where(and(eq(apiKeys.role, "admin"), isNull(apiKeys.revokedAt)))
+      .all();
+    if (admins.length <= 1) {
+      throw new AppError(
+        "last_admin",
+        `Key "${id}" is the last active admin key; create another admin key before revoking it.`,
+        409,
+      );
+    }
+  }
   return publicKey(
     db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.id, id)).returning().get() ??
       row,

@@ -41,16 +41,17 @@ function cli(args: string[], env: Record<string, string> = {}) {
 }
 
 test("keys create prints the secret once; list shows it; revoke marks it", () => {
-  const created = cli(["keys", "create", "--name", "ci", "--role", "admin"]);
+  // A user key: the last active admin key may not be revoked (tests/node/access-cli.test.ts).
+  const created = cli(["keys", "create", "--name", "ci", "--role", "user"]);
   assert.equal(created.code, 0, created.stderr);
   const id = /key (key_[0-9a-f]+)/.exec(created.stdout)?.[1];
   assert.ok(id, created.stdout);
   assert.match(created.stdout, /^dfs_\S+$/m);
   const listed = cli(["keys", "list"]);
-  assert.match(listed.stdout, new RegExp(`${id}\\tadmin\\tactive`));
+  assert.match(listed.stdout, new RegExp(`${id}\\tuser\\tactive`));
   assert.ok(!/dfs_/.test(listed.stdout), "list never shows secrets");
   assert.equal(cli(["keys", "revoke", id]).code, 0);
-  assert.match(cli(["keys", "list"]).stdout, new RegExp(`${id}\\tadmin\\trevoked`));
+  assert.match(cli(["keys", "list"]).stdout, new RegExp(`${id}\\tuser\\trevoked`));
   const missing = cli(["keys", "revoke", "key_nope"]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /no API key "key_nope"/);

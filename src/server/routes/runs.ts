@@ -20,7 +20,19 @@ import {
 } from "../../training/runs/run-store.ts";
 import { ApiError } from "../api-error.ts";
 import { type AppEnv, requireAdmin } from "../auth.ts";
+import { redactPaths } from "../redact.ts";
 import { describeZodError } from "../schemas.ts";
+
+/** Runs without their trainer's pid (a user key has no use for it). */
+function hidePids<T>(body: T): T {
+  if (Array.isArray(body)) return body.map(hidePids) as T;
+  if (body !== null && typeof body === "object") {
+    return Object.fromEntries(
+      Object.entries(body).map(([k, v]) => (k === "pid" ? [k, null] : [k, hidePids(v)])),
+    ) as T;
+  }
+  return body;
+}
 
 export const ListRunsQuerySchema = z.object({
   kind: z.enum(RUN_KINDS).optional(),
@@ -61,6 +73,9 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
   };
 
   const runJson = (run: RunRow) => ({ ...publicRun(run), live: registry.isLive(run.id) });
+  /** Admin keys see the server's paths; user keys never do (redact.ts), nor trainer pids. */
+  const forKey = <T>(c: { var: AppEnv["Variables"] }, body: T): T =>
+    c.var.apiKey.role === "admin" ? body : redactPaths(hidePids(body));
 
   app.get("/", (c) => {
     const parsed = ListRunsQuerySchema.safeParse(c.req.query());
@@ -80,7 +95,7 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
     if (status) query.set("status", status);
     if (page.nextCursor) query.set("cursor", page.nextCursor);
     return c.json({
-      runs: page.runs.map(runJson),
+      runs: forKey(c, page.runs.map(runJson)),
       next: page.nextCursor ? `/v1/runs?${query}` : null,
     });
   });
@@ -112,16 +127,18 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
   app.get("/:id", (c) => {
     const run = found(c.req.param("id"));
     const ae = run.autoencoderRunId ? getRun(db, run.autoencoderRunId) : null;
-    return c.json({
-      run: runJson(run),
-      metrics: metricNames(db, run.id),
-      artifacts: listArtifacts(db, run.id).map(({ runId: _, ...a }) => a),
-      lastStatus: lastEvent(db, run.id, "status")?.json ?? null,
-      /** The autoencoder run a diffusion run was trained on (null when not in the registry). */
-      autoencoder: ae ? runJson(ae) : null,
-      /** The diffusion runs trained on an autoencoder run. */
-      diffusionRuns: run.kind === "autoencoder" ? diffusionRunsOf(db, run.id).map(runJson) : [],
-    });
+    return c.json(
+      forKey(c, {
+        run: runJson(run),
+        metrics: metricNames(db, run.id),
+        artifacts: listArtifacts(db, run.id).map(({ runId: _, ...a }) => a),
+        lastStatus: lastEvent(db, run.id, "status")?.json ?? null,
+        /** The autoencoder run a diffusion run was trained on (null when not in the registry). */
+        autoencoder: ae ? runJson(ae) : null,
+        /** The diffusion runs trained on an autoencoder run. */
+        diffusionRuns: run.kind === "autoencoder" ? diffusionRunsOf(db, run.id).map(runJson) : [],
+      }),
+    );
   });
 
   app.get("/:id/metrics", (c) => {
