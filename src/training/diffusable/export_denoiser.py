@@ -19,6 +19,7 @@ from typing import Dict
 
 import torch
 
+from . import paths
 from .checkpoint import load_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
 from .export import last_event
@@ -73,7 +74,8 @@ def main(argv=None) -> int:
         return 2
     model = Denoiser(DenoiserConfig.from_dict(state["config"]))
     model.load_state_dict(state["ema"])
-    ae_ckpt = load_checkpoint(state["autoencoder"])
+    # Recorded relative to the repository (or absolute, by older runs).
+    ae_ckpt = load_checkpoint(paths.REPO_ROOT / state["autoencoder"])
     ae_run = manifest["runs"]["autoencoder"]
     if (ae_ckpt.get("run_id"), ae_ckpt.get("step")) != (ae_run.get("id"), ae_run.get("step")):
         print(

@@ -28,7 +28,7 @@ from . import distributed
 from .checkpoint import load_autoencoder, load_checkpoint, save_checkpoint
 from .classifier import ClassifierConfig, class_scores, get_classifier
 from .denoiser import DENOISER_CONFIGS, Denoiser, get_denoiser_config
-from .events import EventLog, Progress
+from .events import EventLog, Progress, portable_path
 from .features import FeatureExtractor
 from .flow import drop_labels, flow_pair, sample, sample_time
 from .frechet import feature_stats, frechet_distance
@@ -172,12 +172,12 @@ def main(argv=None) -> int:
             model=model_cfg.to_dict(),
             train=asdict(cfg),
             autoencoder={
-                "checkpoint": str(ae_checkpoint(Path(args.ae))),
+                "checkpoint": portable_path(ae_checkpoint(Path(args.ae))),
                 "run_id": ae_meta.get("run_id"),
                 "variant": ae_meta.get("variant"),
                 "step": ae_meta.get("step"),
             },
-            latent_cache=str(cache),
+            latent_cache=portable_path(cache),
             classes=classes,
             train_latents=len(latents),
             parameters=sum(p.numel() for p in model.parameters()),
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
                     "step": step,
                     "final": final,
                     "classes": classes,
-                    "autoencoder": str(ae_checkpoint(Path(args.ae))),
+                    "autoencoder": portable_path(ae_checkpoint(Path(args.ae))),
                     "model": model.state_dict(),
                     "ema": ema.state_dict(),
                     "opt": opt.state_dict(),
