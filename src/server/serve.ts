@@ -7,6 +7,7 @@ import { serve } from "@hono/node-server";
 import { ModelRuntime } from "../pipeline/runtime.ts";
 import { GenerationRunner } from "../pipeline/work/generation-runner.ts";
 import { JobRunner } from "../pipeline/work/job-runner.ts";
+import { startRetention } from "../pipeline/work/retention.ts";
 import { countKeys } from "../store/api-keys.ts";
 import { closeDb, openDb } from "../store/db.ts";
 import { RunRegistry } from "../training/runs/registry.ts";
@@ -61,6 +62,7 @@ export async function startServer(
         `diffusable: runs: re-attached ${runs.reattached.length}, interrupted ${runs.interrupted.length}, imported ${runs.imported.length}`,
       );
     }
+    const stopRetention = startRetention(db, config.dataDir, config.retentionDays, log);
     const app = createApp({ db, runtime, runner, generations, config, registry });
     const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
     await new Promise<void>((resolve, reject) => {
@@ -90,6 +92,7 @@ export async function startServer(
           server.close(() => resolve());
           (server as { closeAllConnections?: () => void }).closeAllConnections?.();
         });
+        stopRetention();
         registry.stop();
         await runner.stop();
         await generations.stop();

@@ -78,7 +78,7 @@ test("admin imports the shipped runs; GET list, run, metrics; linked runs", asyn
     page1.runs.map((r) => r.id),
     ["dit-small-se", "dit-small-baseline", "ae-small-baseline"],
   );
-  assert.equal(page1.next, "/v1/runs?limit=3&cursor=ae-small-baseline");
+  assert.equal(page1.next, "/v1/runs?limit=3&before=ae-small-baseline");
   const page2 = (await (await get(page1.next)).json()) as { runs: Run[]; next: null };
   assert.deepEqual(
     page2.runs.map((r) => r.id),
@@ -122,7 +122,7 @@ test("admin imports the shipped runs; GET list, run, metrics; linked runs", asyn
 });
 
 test("4xx answers are JSON naming the problem", async () => {
-  await expectError(await get("/v1/runs/nope"), 404, "run_not_found", /nope/);
+  await expectError(await get("/v1/runs/nope"), 404, "not_found", /nope/);
   await expectError(await get("/v1/runs/dit-small-se/metrics"), 400, "invalid_field", /^name /);
   await expectError(
     await get("/v1/runs/dit-small-se/metrics?name=val/psnr"),
@@ -130,7 +130,7 @@ test("4xx answers are JSON naming the problem", async () => {
     "metric_not_found",
     /^name: .*eval\/fd_rand3d/,
   );
-  await expectError(await get("/v1/runs/nope/metrics?name=x"), 404, "run_not_found");
+  await expectError(await get("/v1/runs/nope/metrics?name=x"), 404, "not_found");
   await expectError(
     await get("/v1/runs?limit=0"),
     400,
@@ -329,5 +329,5 @@ test("an admin stops a live run: SIGTERM to its trainer, settled as interrupted"
     "run_not_running",
     /interrupted/,
   );
-  await expectError(await post("/v1/runs/nope/stop", {}), 404, "run_not_found", /nope/);
+  await expectError(await post("/v1/runs/nope/stop", {}), 404, "not_found", /nope/);
 });

@@ -49,3 +49,38 @@ export async function sweepRetention(
   }
   return { jobs, generations };
 }
+
+/**
+ * Sweeps now and then periodically (every quarter of the retention period, between 1 s and 1 h)
+ * while the server runs; returns the function that stops it. days <= 0: no sweeping.
+ */
+export function startRetention(
+  db: Db,
+  dataDir: string,
+  days: number,
+  log: (line: string) => void = () => {},
+): () => void {
+  if (!(days > 0)) return () => {};
+  const everyMs = Math.min(3_600_000, Math.max(1000, (days * 86_400_000) / 4));
+  let running = false;
+  const sweep = () => {
+    if (running) return;
+    running = true;
+    sweepRetention(db, dataDir, days)
+      .then((n) => {
+        if (n.jobs + n.generations > 0) {
+          log(
+            `diffusable: retention (${days} days): deleted ${n.jobs} job(s) and ${n.generations} generation(s)`,
+          );
+        }
+      })
+      .catch((err: Error) => log(`diffusable: retention sweep failed: ${err.message}`))
+      .finally(() => {
+        running = false;
+      });
+  };
+  sweep();
+  const timer = setInterval(sweep, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
 import type { z } from "zod";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
 import { checkLatentsInput, checkVideoInput } from "../../pipeline/work/input-checks.ts";
@@ -15,13 +16,14 @@ import {
   listJobs,
   newJobId,
 } from "../../store/job-rows.ts";
-import type { JobItemRow, JobKind } from "../../store/schema.ts";
+import { type JobItemRow, type JobKind, TERMINAL_STATUSES } from "../../store/schema.ts";
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { describeZodError, LatentsQuerySchema, ListJobsQuerySchema } from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
 import { receiveUploads } from "../uploads.ts";
+import { MAX_WAIT_S } from "./generations.ts";
 
 export interface JobDeps {
   db: Db;
@@ -77,6 +79,22 @@ export function jobJson(resourcePath: string, { job, items }: JobWithItems) {
   };
 }
 
+const TERMINAL = new Set<string>(TERMINAL_STATUSES);
+/** How often a waiting request (Prefer: wait, /events) looks at the job again. */
+const POLL_MS = 100;
+
+/** `Prefer: wait=N` in seconds, capped at MAX_WAIT_S (the generations' rule); 0 without it. */
+function preferWait(c: {
+  req: { header(name: string): string | undefined };
+  header(name: string, value: string): void;
+}): number {
+  const prefer = /(?:^|[,;\s])wait=(\d+)/.exec(c.req.header("prefer") ?? "");
+  if (!prefer) return 0;
+  const waitS = Math.min(Number(prefer[1]), MAX_WAIT_S);
+  c.header("Preference-Applied", `wait=${waitS}`);
+  return waitS;
+}
+
 export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
   deps: JobDeps,
   resource: JobResource<S>,
@@ -95,6 +113,16 @@ export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
       throw new ApiError("not_found", `There is no ${resource.path.slice(0, -1)} "${id}".`, 404);
     }
     return found;
+  };
+
+  /** The job once it has finished, or as it is after `ms` (or when the client has gone). */
+  const waitForJob = async (id: string, ms: number, signal?: AbortSignal) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const now = getJob(db, id) as JobWithItems;
+      if (TERMINAL.has(now.job.status) || Date.now() >= deadline || signal?.aborted) return now;
+      await new Promise((r) => setTimeout(r, Math.min(POLL_MS, deadline - Date.now())));
+    }
   };
 
   const succeededItem = (id: string, n: string, key: AppEnv["Variables"]["apiKey"]) => {
@@ -167,9 +195,11 @@ export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
       })),
     });
     runner.notify();
-    const body = jobJson(resource.path, getJob(db, id) ?? created);
     c.header("Location", `/v1/${resource.path}/${id}`);
-    return c.json(body, 202);
+    const waitS = preferWait(c);
+    const now = waitS > 0 ? await waitForJob(id, waitS * 1000, c.req.raw.signal) : null;
+    const body = jobJson(resource.path, now ?? getJob(db, id) ?? created);
+    return c.json(body, TERMINAL.has(body.status) ? 200 : 202);
   });
 
   app.get("/", (c) => {
@@ -185,12 +215,43 @@ export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
       ...(status ? { status } : {}),
       ...(beforeSeq !== undefined ? { beforeSeq } : {}),
     });
-    return c.json({ jobs: found.map((j) => jobJson(resource.path, j)) });
+    const last = found.at(-1);
+    return c.json({
+      jobs: found.map((j) => jobJson(resource.path, j)),
+      next:
+        found.length === limit && last
+          ? `/v1/${resource.path}?limit=${limit}${status ? `&status=${status}` : ""}&before=${last.job.id}`
+          : null,
+    });
   });
 
-  app.get("/:id", (c) =>
-    c.json(jobJson(resource.path, visibleJob(c.req.param("id"), c.var.apiKey))),
-  );
+  app.get("/:id", async (c) => {
+    const found = visibleJob(c.req.param("id"), c.var.apiKey);
+    const waitS = preferWait(c);
+    const now = waitS > 0 ? await waitForJob(found.job.id, waitS * 1000, c.req.raw.signal) : found;
+    return c.json(jobJson(resource.path, now));
+  });
+
+  // Server-sent events: "progress" with the job JSON whenever it changes, "done" when it ends.
+  app.get("/:id/events", (c) => {
+    const first = visibleJob(c.req.param("id"), c.var.apiKey);
+    return streamSSE(c, async (stream) => {
+      let lastSent = "";
+      let current: JobWithItems | null = first;
+      while (!stream.aborted && current) {
+        const json = jobJson(resource.path, current);
+        const data = JSON.stringify(json);
+        const final = TERMINAL.has(json.status);
+        if (data !== lastSent) {
+          lastSent = data;
+          await stream.writeSSE({ event: final ? "done" : "progress", data });
+        }
+        if (final) break;
+        await stream.sleep(POLL_MS);
+        current = getJob(db, first.job.id);
+      }
+    });
+  });
 
   app.post("/:id/cancel", (c) => {
     const id = c.req.param("id");

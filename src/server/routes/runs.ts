@@ -34,11 +34,17 @@ function hidePids<T>(body: T): T {
   return body;
 }
 
-export const ListRunsQuerySchema = z.object({
+export const ListRunsQuerySchema = z.strictObject({
   kind: z.enum(RUN_KINDS).optional(),
   status: z.enum(RUN_STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
-  cursor: z.string().optional().meta({ description: "a run id (`next`): the runs after it" }),
+  before: z
+    .string()
+    .optional()
+    .meta({
+      description: "a run id (from `next`): list the runs after it (older), as on every list",
+    }),
+  cursor: z.string().optional().meta({ description: "deprecated: the old name of `before`" }),
 });
 
 export const MetricsQuerySchema = z.object({
@@ -68,7 +74,7 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
 
   const found = (id: string): RunRow => {
     const run = getRun(db, id);
-    if (!run) throw new ApiError("run_not_found", `no run ${JSON.stringify(id)}`, 404);
+    if (!run) throw new ApiError("not_found", `There is no run ${JSON.stringify(id)}.`, 404);
     return run;
   };
 
@@ -80,9 +86,15 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
   app.get("/", (c) => {
     const parsed = ListRunsQuerySchema.safeParse(c.req.query());
     if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
-    const { kind, status, limit, cursor } = parsed.data;
+    const { kind, status, limit } = parsed.data;
+    const cursor = parsed.data.before ?? parsed.data.cursor;
+    const field = parsed.data.before !== undefined ? "before" : "cursor";
     if (cursor !== undefined && !getRun(db, cursor)) {
-      throw new ApiError("invalid_field", `cursor: no run ${JSON.stringify(cursor)}`, 400);
+      throw new ApiError(
+        "invalid_field",
+        `${field}: there is no run ${JSON.stringify(cursor)}.`,
+        400,
+      );
     }
     const page = listRuns(db, {
       limit,
@@ -93,7 +105,7 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
     const query = new URLSearchParams({ limit: String(limit) });
     if (kind) query.set("kind", kind);
     if (status) query.set("status", status);
-    if (page.nextCursor) query.set("cursor", page.nextCursor);
+    if (page.nextCursor) query.set("before", page.nextCursor);
     return c.json({
       runs: forKey(c, page.runs.map(runJson)),
       next: page.nextCursor ? `/v1/runs?${query}` : null,

@@ -244,7 +244,7 @@ export class RunRegistry {
    * resumed later from its last checkpoint; it is settled as interrupted when the process ends. */
   stopRun(runId: string): RunRow {
     const run = getRun(this.db, runId);
-    if (!run) throw new RunError("run_not_found", `no run ${JSON.stringify(runId)}`, 404);
+    if (!run) throw new RunError("not_found", `There is no run ${JSON.stringify(runId)}.`, 404);
     const f = this.followers.get(runId);
     if (run.status !== "running" || !f) {
       throw new RunError("run_not_running", `run ${runId} is ${run.status}, not running here`, 409);
