@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SAMPLER_METHODS } from "../../src/pipeline/generate/sampler.ts";
-import { AE_CONFIGS, DENOISER_CONFIGS } from "../../src/training/runs/launch.ts";
+import { AE_CONFIGS, AE_VARIANTS, DENOISER_CONFIGS } from "../../src/training/runs/launch.ts";
 import { runPython } from "./python.ts";
 
 const SCRIPT = `
@@ -13,6 +13,7 @@ import json, torch
 from diffusable.autoencoder import AE_CONFIGS
 from diffusable.denoiser import DENOISER_CONFIGS
 from diffusable import flow
+from diffusable.scale_equivariance import VARIANT_MODES
 
 def accepts(method):
     try:
@@ -27,6 +28,7 @@ listed = list(flow.SAMPLER_METHODS)
 print(json.dumps({
     "ae": list(AE_CONFIGS),
     "denoiser": list(DENOISER_CONFIGS),
+    "variants": list(VARIANT_MODES),
     "listed": listed,
     "accepted": {m: accepts(m) for m in json.loads(__import__("sys").argv[1])},
 }))
@@ -36,6 +38,7 @@ test("model presets and sampler methods have the same names in TypeScript and Py
   const out = JSON.parse(runPython(["-c", SCRIPT, JSON.stringify(SAMPLER_METHODS)])) as {
     ae: string[];
     denoiser: string[];
+    variants: string[];
     listed: string[] | null;
     accepted: Record<string, boolean>;
   };
@@ -45,6 +48,7 @@ test("model presets and sampler methods have the same names in TypeScript and Py
     [...out.denoiser].sort(),
     "launch.ts DENOISER_CONFIGS",
   );
+  assert.deepEqual([...AE_VARIANTS].sort(), [...out.variants].sort(), "launch.ts AE_VARIANTS");
   for (const method of SAMPLER_METHODS) {
     assert.equal(out.accepted[method], true, `flow.sample refuses the method "${method}"`);
   }

@@ -14,6 +14,8 @@ export const TRAIN_LOG = "train.log";
 /** Model presets the trainers know (autoencoder.py AE_CONFIGS, denoiser.py DENOISER_CONFIGS). */
 export const AE_CONFIGS = ["tiny", "small", "base"] as const;
 export const DENOISER_CONFIGS = ["tiny", "small", "compact", "base"] as const;
+/** Autoencoder variants: the SE term each trains with (train_ae.py, VARIANT_MODES). */
+export const AE_VARIANTS = ["baseline", "se", "se-spatial"] as const;
 
 const runId = z.string().regex(RUN_ID_PATTERN, "must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}");
 const common = {
@@ -34,7 +36,7 @@ export const StartRunSchema = z.discriminatedUnion("kind", [
   z.strictObject({
     kind: z.literal("autoencoder"),
     config: z.enum(AE_CONFIGS),
-    variant: z.enum(["baseline", "se"]),
+    variant: z.enum(AE_VARIANTS),
     ...common,
   }),
   z.strictObject({
