@@ -109,6 +109,10 @@ def main(argv=None) -> int:
                 return code
     if args.skip_eval:
         return 0
+    result = out / "ae-eval" / "ae_eval.json"
+    ckpts = [pre / "checkpoints" / "last.pt"] + [runs[v] / "checkpoints" / "last.pt" for v in runs]
+    if result.is_file() and all(result.stat().st_mtime > c.stat().st_mtime for c in ckpts):
+        return 0  # evaluated since the last checkpoint changed
     cmd = _python() + ["diffusable.ae_eval", "--out", str(out / "ae-eval"), "--events"]
     cmd += ["--data", args.data, "--threads", str(threads)]
     cmd += ["--ckpt", f"pretrain={init}"]
