@@ -1,4 +1,8 @@
-// /openapi.json, assembled from the zod schemas that validate the requests (z.toJSONSchema).
+// /openapi.json, assembled from the zod schemas that validate the requests and describe the
+// answers (z.toJSONSchema). Every operation has an operationId (made from its method and path),
+// every /v1 operation answers 401 and every operation may answer 500; the statuses specific to a
+// route are listed with it. tests/node/openapi.test.ts walks the app's routes and this document
+// and fails on a route, status or parameter missing from either.
 
 import { z } from "zod";
 import { OUTPUT_FORMATS, VIDEO_FORMATS } from "../pipeline/media/output-formats.ts";
@@ -11,15 +15,29 @@ import {
 import {
   CreateKeySchema,
   DecodeOptionsSchema,
+  DeletedSchema,
   EncodeOptionsSchema,
   ErrorSchema,
+  GenerationListSchema,
   GenerationRequestSchema,
+  GenerationSchema,
   HealthSchema,
+  JobListSchema,
   JobSchema,
+  KeyCreatedSchema,
+  KeyEnvelopeSchema,
+  KeyListSchema,
   KeySchema,
+  LatentsQuerySchema,
   ListJobsQuerySchema,
+  MetricsSchema,
   ModelsSchema,
   ReconstructOptionsSchema,
+  RunDetailSchema,
+  RunEnvelopeSchema,
+  RunImportSchema,
+  RunListSchema,
+  RunSchema,
 } from "./schemas.ts";
 
 type Json = Record<string, unknown>;
@@ -84,8 +102,23 @@ function queryParameters(schema: z.ZodType): Json[] {
   }));
 }
 
-function jobPaths(path: string, tag: string, options: z.ZodType, files: string, outputs: Json) {
-  const id = { name: "id", in: "path", required: true, schema: { type: "string" } };
+const preferHeader = {
+  name: "Prefer",
+  in: "header",
+  required: false,
+  schema: { type: "string", example: "wait=30" },
+  description: "wait=N (seconds, at most 60): answer when the job is over or after N seconds",
+};
+
+const sse = {
+  description: "server-sent events: progress (the JSON on every change), then done",
+  content: { "text/event-stream": { schema: { type: "string" } } },
+};
+
+type Outputs = Record<string, { content: Json; query?: z.ZodType }>;
+
+function jobPaths(path: string, tag: string, options: z.ZodType, files: string, outputs: Outputs) {
+  const id = idParam;
   const n = { name: "n", in: "path", required: true, schema: { type: "integer", minimum: 0 } };
   return {
     [`/v1/${path}`]: {
@@ -93,21 +126,17 @@ function jobPaths(path: string, tag: string, options: z.ZodType, files: string, 
         tags: [tag],
         summary: `list ${tag} jobs, newest first (an admin key sees every key's)`,
         parameters: queryParameters(ListJobsQuerySchema),
-        responses: {
-          "200": json(
-            { type: "object", properties: { jobs: { type: "array", items: ref("Job") } } },
-            "jobs",
-          ),
-          ...errors(400, 401),
-        },
+        responses: { "200": json(ref("JobList"), "jobs and the next page"), ...errors(400, 404) },
       },
       post: {
         tags: [tag],
         summary: `start a ${tag} job`,
+        parameters: [preferHeader],
         requestBody: multipart(options, files),
         responses: {
+          "200": json(ref("Job"), "finished within Prefer: wait=N"),
           "202": json(ref("Job"), "the job, queued"),
-          ...errors(400, 401, 404, 413, 415, 422, 429),
+          ...errors(400, 404, 413, 415, 422, 429),
         },
       },
     },
@@ -115,32 +144,107 @@ function jobPaths(path: string, tag: string, options: z.ZodType, files: string, 
       get: {
         tags: [tag],
         summary: "status, progress and per-item results",
-        parameters: [id],
-        responses: { "200": json(ref("Job"), "the job"), ...errors(401, 404) },
+        parameters: [id, preferHeader],
+        responses: { "200": json(ref("Job"), "the job"), ...errors(404) },
       },
       delete: {
         tags: [tag],
-        summary: "cancel",
+        summary: "delete a finished job and its outputs (cancel an active one first)",
         parameters: [id],
-        responses: { "200": json(ref("Job"), "the canceled job"), ...errors(401, 404, 409) },
+        responses: { "200": json(ref("Deleted"), "deleted"), ...errors(404, 409) },
+      },
+    },
+    [`/v1/${path}/{id}/cancel`]: {
+      post: {
+        tags: [tag],
+        summary: "cancel a queued or running job",
+        parameters: [id],
+        responses: { "200": json(ref("Job"), "the canceled job"), ...errors(404, 409) },
+      },
+    },
+    [`/v1/${path}/{id}/events`]: {
+      get: {
+        tags: [tag],
+        summary: "follow the job",
+        parameters: [id],
+        responses: { "200": sse, ...errors(404) },
       },
     },
     ...Object.fromEntries(
-      Object.entries(outputs).map(([suffix, content]) => [
+      Object.entries(outputs).map(([suffix, { content, query }]) => [
         `/v1/${path}/{id}/items/{n}/${suffix}`,
         {
           get: {
             tags: [tag],
-            parameters: [id, n],
+            summary: `the item's ${suffix}; Range (206, 416) and If-None-Match (304) honoured`,
+            parameters: [id, n, ...(query ? queryParameters(query) : [])],
             responses: {
               "200": { description: `the item's ${suffix}`, content },
-              ...errors(401, 404, 409),
+              ...(suffix === "metadata" ? {} : fileStatuses),
+              ...errors(...(query ? [400] : []), 404, 409),
             },
           },
         },
       ]),
     ),
   };
+}
+
+const fileStatuses = {
+  "206": { description: "the requested byte range" },
+  "304": { description: "not modified (If-None-Match matched the ETag)" },
+  "416": json(ref("Error"), "the range is outside the file"),
+};
+
+/**
+ * e.g. get /v1/encodings -> listEncodings, get /v1/encodings/{id}/items/{n}/latents ->
+ * getEncodingItemLatents, post /v1/encodings/{id}/cancel -> cancelEncoding.
+ */
+export function operationIdOf(method: string, path: string): string {
+  const parts = path.split("/").filter((p) => p && p !== "v1");
+  const endsWithParam = parts.at(-1)?.startsWith("{") ?? false;
+  const hasParam = parts.some((p) => p.startsWith("{"));
+  const names = parts.filter((p) => !p.startsWith("{"));
+  const one = (w: string) => (w.endsWith("s") && !w.endsWith("ss") ? w.slice(0, -1) : w);
+  const last = names.at(-1) ?? "";
+  let verb: string;
+  let words: string[];
+  if (method === "get") {
+    verb = hasParam || !last.endsWith("s") ? "get" : "list";
+    words = names.map((w, i) => (i < names.length - 1 || endsWithParam ? one(w) : w));
+  } else if (method === "post" && !hasParam) {
+    verb = "create";
+    words = names.map(one);
+  } else if (method === "post") {
+    verb = endsWithParam ? "post" : last;
+    words = (endsWithParam ? names : names.slice(0, -1)).map(one);
+  } else {
+    verb = method;
+    words = names.map(one);
+  }
+  const cap = (w: string) => (w ? (w[0] as string).toUpperCase() + w.slice(1) : w);
+  return (
+    verb +
+    words
+      .flatMap((w) => w.split(/[^a-zA-Z0-9]+/))
+      .map(cap)
+      .join("")
+  );
+}
+
+/** Adds operationIds, 401 on every secured operation and 500 on every one. */
+function finish(paths: Record<string, Record<string, Json>>): Record<string, Record<string, Json>> {
+  for (const [path, methods] of Object.entries(paths)) {
+    for (const [method, op] of Object.entries(methods)) {
+      op.operationId ??= operationIdOf(method, path);
+      const responses = op.responses as Json;
+      if (!Array.isArray(op.security) || (op.security as unknown[]).length > 0) {
+        responses["401"] ??= json(ref("Error"), "missing or invalid API key");
+      }
+      responses["500"] ??= json(ref("Error"), "internal error");
+    }
+  }
+  return paths;
 }
 
 let cached: Json | null = null;
@@ -153,20 +257,34 @@ export function openApiDocument(): Json {
       { schema: { type: "string", format: "binary" } },
     ]),
   );
+  const binary = { schema: { type: "string", format: "binary" } };
   cached = {
     openapi: "3.1.0",
     info: {
       title: "diffusable",
       version: "0.1.0",
       description:
-        "Video autoencoder service. Every error is JSON {error: {code, message}}. /v1 routes need `Authorization: Bearer <key>`.",
+        "Video autoencoder and generation service. Every error is JSON {error: {code, message}}. /v1 routes need `Authorization: Bearer <key>`.",
     },
     components: {
       securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
       schemas: {
         Error: output(ErrorSchema),
         Job: output(JobSchema),
+        JobList: output(JobListSchema),
+        Deleted: output(DeletedSchema),
+        Generation: output(GenerationSchema),
+        GenerationList: output(GenerationListSchema),
+        Run: output(RunSchema),
+        RunList: output(RunListSchema),
+        RunEnvelope: output(RunEnvelopeSchema),
+        RunDetail: output(RunDetailSchema),
+        RunImport: output(RunImportSchema),
+        Metrics: output(MetricsSchema),
         ApiKey: output(KeySchema),
+        KeyList: output(KeyListSchema),
+        KeyCreated: output(KeyCreatedSchema),
+        KeyEnvelope: output(KeyEnvelopeSchema),
         Health: output(HealthSchema),
         Models: output(ModelsSchema),
         CreateKey: input(CreateKeySchema),
@@ -176,15 +294,19 @@ export function openApiDocument(): Json {
       },
     },
     security: [{ bearer: [] }],
-    paths: {
+    paths: finish({
       "/healthz": {
         get: { security: [], responses: { "200": json(ref("Health"), "alive") } },
       },
       "/openapi.json": {
-        get: { security: [], responses: { "200": { description: "this document" } } },
+        get: {
+          security: [],
+          operationId: "getOpenApi",
+          responses: { "200": { description: "this document" } },
+        },
       },
       "/v1/models": {
-        get: { responses: { "200": json(ref("Models"), "loaded bundles"), ...errors(401) } },
+        get: { responses: { "200": json(ref("Models"), "loaded bundles") } },
       },
       ...jobPaths(
         "encodings",
@@ -193,10 +315,13 @@ export function openApiDocument(): Json {
         "videos (1..DIFFUSABLE_MAX_FILES)",
         {
           latents: {
-            "application/octet-stream": { schema: { type: "string", format: "binary" } },
-            "application/json": { schema: { type: "object" } },
+            content: {
+              "application/octet-stream": binary,
+              "application/json": { schema: { type: "object" } },
+            },
+            query: LatentsQuerySchema,
           },
-          metadata: { "application/json": { schema: { type: "object" } } },
+          metadata: { content: { "application/json": { schema: { type: "object" } } } },
         },
       ),
       ...jobPaths(
@@ -205,35 +330,35 @@ export function openApiDocument(): Json {
         DecodeOptionsSchema,
         "latents as .npy, shape (1,C,t,h,w)",
         {
-          video,
+          video: { content: video },
         },
       ),
       ...jobPaths("reconstructions", "reconstructions", ReconstructOptionsSchema, "videos", {
-        video,
+        video: { content: video },
       }),
       "/v1/generations": {
         get: {
           tags: ["generations"],
           parameters: queryParameters(ListJobsQuerySchema),
           responses: {
-            "200": json({ type: "object" }, "generations, newest first"),
-            ...errors(400, 401),
+            "200": json(ref("GenerationList"), "generations, newest first, and the next page"),
+            ...errors(400, 404),
           },
         },
         post: {
           tags: ["generations"],
           parameters: [
-            { name: "Prefer", in: "header", schema: { type: "string", example: "wait=30" } },
-            { name: "Idempotency-Key", in: "header", schema: { type: "string" } },
+            preferHeader,
+            { name: "Idempotency-Key", in: "header", required: false, schema: { type: "string" } },
           ],
           requestBody: {
             required: true,
             content: { "application/json": { schema: ref("GenerationRequest") } },
           },
           responses: {
-            "200": json({ type: "object" }, "finished within Prefer: wait=N, or a replay"),
-            "202": json({ type: "object" }, "the queued generation"),
-            ...errors(400, 401, 422),
+            "200": json(ref("Generation"), "finished within Prefer: wait=N, or a replay"),
+            "202": json(ref("Generation"), "the queued generation"),
+            ...errors(400, 404, 413, 422, 429),
           },
         },
       },
@@ -242,9 +367,15 @@ export function openApiDocument(): Json {
           tags: ["generations"],
           parameters: [idParam],
           responses: {
-            "200": json({ type: "object" }, "status, step of steps, seed"),
-            ...errors(401, 404),
+            "200": json(ref("Generation"), "status, step of steps, seed"),
+            ...errors(404),
           },
+        },
+        delete: {
+          tags: ["generations"],
+          summary: "delete a finished generation and its outputs",
+          parameters: [idParam],
+          responses: { "200": json(ref("Deleted"), "deleted"), ...errors(404, 409) },
         },
       },
       "/v1/generations/{id}/content": {
@@ -252,13 +383,19 @@ export function openApiDocument(): Json {
           tags: ["generations"],
           parameters: [
             idParam,
-            { name: "index", in: "query", schema: { type: "integer", minimum: 0 } },
+            {
+              name: "index",
+              in: "query",
+              required: false,
+              schema: { type: "integer", minimum: 0 },
+            },
           ],
           responses: {
             "200": {
               description: `video i (${VIDEO_FORMATS.join(", ")}) or its latent (.npy); Range and If-None-Match honoured`,
             },
-            ...errors(400, 401, 404, 409),
+            ...fileStatuses,
+            ...errors(400, 404, 409),
           },
         },
       },
@@ -266,32 +403,20 @@ export function openApiDocument(): Json {
         get: {
           tags: ["generations"],
           parameters: [idParam],
-          responses: {
-            "200": {
-              description: "SSE: progress events, then done with the final status",
-              content: { "text/event-stream": { schema: { type: "string" } } },
-            },
-            ...errors(401, 404),
-          },
+          responses: { "200": sse, ...errors(404) },
         },
       },
       "/v1/generations/{id}/cancel": {
         post: {
           tags: ["generations"],
           parameters: [idParam],
-          responses: { "200": json({ type: "object" }, "canceled"), ...errors(401, 404, 409) },
+          responses: { "200": json(ref("Generation"), "canceled"), ...errors(404, 409) },
         },
       },
       "/v1/admin/keys": {
         get: {
           tags: ["admin"],
-          responses: {
-            "200": json(
-              { type: "object", properties: { keys: { type: "array", items: ref("ApiKey") } } },
-              "keys",
-            ),
-            ...errors(401, 403),
-          },
+          responses: { "200": json(ref("KeyList"), "keys"), ...errors(403) },
         },
         post: {
           tags: ["admin"],
@@ -300,12 +425,17 @@ export function openApiDocument(): Json {
             content: { "application/json": { schema: ref("CreateKey") } },
           },
           responses: {
-            "201": json(
-              { type: "object", properties: { key: ref("ApiKey"), secret: { type: "string" } } },
-              "the key; the secret is shown only here",
-            ),
-            ...errors(400, 401, 403),
+            "201": json(ref("KeyCreated"), "the key; the secret is shown only here"),
+            ...errors(400, 403),
           },
+        },
+      },
+      "/v1/admin/keys/{id}": {
+        delete: {
+          tags: ["admin"],
+          summary: "revoke a key (never the last active admin key: 409 last_admin)",
+          parameters: [idParam],
+          responses: { "200": json(ref("KeyEnvelope"), "revoked"), ...errors(403, 404, 409) },
         },
       },
       "/v1/runs": {
@@ -313,8 +443,8 @@ export function openApiDocument(): Json {
           tags: ["runs"],
           parameters: queryParameters(ListRunsQuerySchema),
           responses: {
-            "200": json({ type: "object" }, "training runs, newest first; `next`: the next page"),
-            ...errors(400, 401),
+            "200": json(ref("RunList"), "training runs, newest first; `next`: the next page"),
+            ...errors(400),
           },
         },
         post: {
@@ -326,14 +456,15 @@ export function openApiDocument(): Json {
             content: { "application/json": { schema: ref("StartRun") } },
           },
           responses: {
-            "202": json({ type: "object" }, "the run, status running"),
-            ...errors(400, 401, 403, 404, 409),
+            "202": json(ref("RunEnvelope"), "the run, status running"),
+            ...errors(400, 403, 404, 409),
           },
         },
       },
       "/v1/runs/import": {
         post: {
           tags: ["runs"],
+          operationId: "importRun",
           description:
             "admin keys only: import a run folder (events.jsonl) the server can read; idempotent",
           requestBody: {
@@ -341,11 +472,8 @@ export function openApiDocument(): Json {
             content: { "application/json": { schema: ref("ImportRun") } },
           },
           responses: {
-            "200": json(
-              { type: "object" },
-              "{run, accepted, added, rejected: [{line, reason}]}: every valid event is kept",
-            ),
-            ...errors(400, 401, 403, 404, 409),
+            "200": json(ref("RunImport"), "every valid event is kept; rejected lines are listed"),
+            ...errors(400, 403, 404, 409),
           },
         },
       },
@@ -354,23 +482,21 @@ export function openApiDocument(): Json {
           tags: ["runs"],
           parameters: [idParam],
           responses: {
-            "200": json(
-              { type: "object" },
-              "the run, its metric names, artifacts, autoencoder and diffusion runs",
-            ),
-            ...errors(401, 404),
+            "200": json(ref("RunDetail"), "the run, its metric names, artifacts, linked runs"),
+            ...errors(404),
           },
         },
       },
       "/v1/runs/{id}/stop": {
         post: {
           tags: ["runs"],
+          operationId: "stopRun",
           description:
             "admin keys only: SIGTERM to a live run's trainer; it is settled as interrupted and can be resumed from its last checkpoint",
           parameters: [idParam],
           responses: {
-            "202": json({ type: "object" }, "{run}: still running until the trainer exits"),
-            ...errors(401, 403, 404, 409),
+            "202": json(ref("RunEnvelope"), "still running until the trainer exits"),
+            ...errors(403, 404, 409),
           },
         },
       },
@@ -378,20 +504,10 @@ export function openApiDocument(): Json {
         get: {
           tags: ["runs"],
           parameters: [idParam, ...queryParameters(MetricsQuerySchema)],
-          responses: {
-            "200": json({ type: "object" }, "{run, name, points: [{step, value, time}]} by step"),
-            ...errors(400, 401, 404),
-          },
+          responses: { "200": json(ref("Metrics"), "points by step"), ...errors(400, 404) },
         },
       },
-      "/v1/admin/keys/{id}": {
-        delete: {
-          tags: ["admin"],
-          parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
-          responses: { "200": json({ type: "object" }, "revoked"), ...errors(401, 403, 404) },
-        },
-      },
-    },
+    }),
   };
   return cached;
 }

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { ENCODE_MODES } from "../pipeline/autoencoder/encode.ts";
 import { SAMPLER_METHODS } from "../pipeline/generate/sampler.ts";
 import { ALL_OUTPUT_FORMATS, VIDEO_FORMATS } from "../pipeline/media/output-formats.ts";
-import { JOB_KINDS, JOB_STATUSES, KEY_ROLES } from "../store/schema.ts";
+import { JOB_KINDS, JOB_STATUSES, KEY_ROLES, RUN_KINDS, RUN_STATUSES } from "../store/schema.ts";
 
 export const ErrorSchema = z.object({
   error: z.object({
@@ -209,3 +209,79 @@ export const GenerationRequestSchema = z.strictObject({
   n: z.number().int().min(1).max(8).default(1).meta({ description: "videos (1..8)" }),
 });
 export type GenerationRequest = z.infer<typeof GenerationRequestSchema>;
+
+// ---------------------------------------------------------------- response schemas (OpenAPI)
+
+export const JobListSchema = z.object({
+  jobs: z.array(JobSchema),
+  next: z.string().nullable().meta({ description: "the next page (?before=), null on the last" }),
+});
+
+export const GenerationSchema = z.object({
+  id: z.string(),
+  status: z.enum(JOB_STATUSES),
+  model: z.string(),
+  options: z.record(z.string(), z.unknown()).meta({ description: "the resolved settings" }),
+  seed: z.number().int(),
+  step: z.number().int(),
+  steps: z.number().int(),
+  attempts: z.number().int(),
+  error: ErrorSchema.shape.error.nullable(),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  timings: z.object({ queuedMs: z.number().nullable(), runMs: z.number().nullable() }),
+  outputs: z.array(z.object({ index: z.number().int(), sha256: z.string(), url: z.string() })),
+});
+
+export const GenerationListSchema = z.object({
+  generations: z.array(GenerationSchema),
+  next: z.string().nullable().meta({ description: "the next page (?before=), null on the last" }),
+});
+
+export const DeletedSchema = z.object({ id: z.string(), deleted: z.literal(true) });
+
+export const RunSchema = z.object({
+  id: z.string(),
+  kind: z.enum(RUN_KINDS),
+  variant: z.string().nullable(),
+  status: z.enum(RUN_STATUSES),
+  step: z.number().int(),
+  steps: z.number().int().nullable(),
+  folder: z.string().meta({ description: "admin keys: the server path; user keys: redacted" }),
+  source: z.string(),
+  autoencoderRunId: z.string().nullable(),
+  pid: z.number().int().nullable().meta({ description: "admin keys only; null for user keys" }),
+  error: z.string().nullable(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  importedAt: z.string().nullable(),
+  updatedAt: z.string(),
+  config: z.record(z.string(), z.unknown()),
+  live: z.boolean(),
+});
+
+export const RunListSchema = z.object({ runs: z.array(RunSchema), next: z.string().nullable() });
+export const RunEnvelopeSchema = z.object({ run: RunSchema });
+export const RunDetailSchema = z.object({
+  run: RunSchema,
+  metrics: z.array(z.string()),
+  artifacts: z.array(z.record(z.string(), z.unknown())),
+  lastStatus: z.record(z.string(), z.unknown()).nullable(),
+  autoencoder: RunSchema.nullable(),
+  diffusionRuns: z.array(RunSchema),
+});
+export const RunImportSchema = z.object({
+  run: RunSchema,
+  accepted: z.number().int(),
+  added: z.number().int(),
+  rejected: z.array(z.object({ line: z.number().int(), reason: z.string() })),
+});
+export const MetricsSchema = z.object({
+  run: z.string(),
+  name: z.string(),
+  points: z.array(z.object({ step: z.number(), value: z.number(), time: z.number().nullable() })),
+});
+export const KeyListSchema = z.object({ keys: z.array(KeySchema) });
+export const KeyCreatedSchema = z.object({ key: KeySchema, secret: z.string() });
+export const KeyEnvelopeSchema = z.object({ key: KeySchema });

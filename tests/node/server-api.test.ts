@@ -227,5 +227,5 @@ test("GET /v1/encodings lists the key's jobs newest first, with paging; bad quer
   assert.match(await errorOf(bad, 400, "invalid_field"), /^limit must be/);
   assert.equal((await list("", t.admin)).length, 2);
   const decodings = await t.app.request("/v1/decodings", { headers: auth(t.user) });
-  assert.deepEqual(await decodings.json(), { jobs: [] });
+  assert.deepEqual(await decodings.json(), { jobs: [], next: null });
 });
