@@ -8,6 +8,7 @@ import { defaultThreads, REPO_ROOT } from "../env.ts";
 import type { ModelRuntime } from "../pipeline/runtime.ts";
 import type { SubmitDeps } from "../pipeline/work/submit-generation.ts";
 import type { Db } from "../store/db.ts";
+import type { WebhookSettings } from "./webhooks.ts";
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -36,6 +37,18 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_MAX_SECONDS: z.coerce.number().positive().max(86_400).default(900),
   /** Finished jobs and generations (rows and files) are deleted this many days after they end; 0: kept. */
   DIFFUSABLE_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
+  /** Signs webhooks (Standard Webhooks): "whsec_<base64>"; unset: requests with `webhook` are 400s. */
+  DIFFUSABLE_WEBHOOK_SECRET: z
+    .string()
+    .regex(
+      /^whsec_[A-Za-z0-9+/]{16,}={0,2}$/,
+      'must be "whsec_" followed by base64 (16+ characters)',
+    )
+    .optional(),
+  /** Allow webhooks to loopback and private addresses (tests, a receiver on the same host). */
+  DIFFUSABLE_WEBHOOK_ALLOW_PRIVATE: z.enum(["0", "1", "true", "false"]).default("0"),
+  /** First webhook retry delay, ms (each later one doubles). */
+  DIFFUSABLE_WEBHOOK_RETRY_MS: int(10, 3_600_000).default(5000),
   /** onnxruntime threads (0: one per core). */
   DIFFUSABLE_THREADS: int(0, 256).default(0),
   /** onnxruntime execution providers, comma-separated, in order of preference. */
@@ -76,6 +89,8 @@ export interface Config {
   maxSeconds: number;
   /** DIFFUSABLE_RETENTION_DAYS (0: finished work is kept). */
   retentionDays: number;
+  /** DIFFUSABLE_WEBHOOK_*: signing secret, private addresses, retry delay. */
+  webhooks: WebhookSettings;
   threads: number;
   providers: string[];
   /** Training runs started by the server go to <runsDir>/<run id>/. */
@@ -122,6 +137,11 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     defaultModel: e.DIFFUSABLE_DEFAULT_MODEL ?? null,
     maxSeconds: e.DIFFUSABLE_MAX_SECONDS,
     retentionDays: e.DIFFUSABLE_RETENTION_DAYS,
+    webhooks: {
+      secret: e.DIFFUSABLE_WEBHOOK_SECRET ?? null,
+      allowPrivate: ["1", "true"].includes(e.DIFFUSABLE_WEBHOOK_ALLOW_PRIVATE),
+      retryMs: e.DIFFUSABLE_WEBHOOK_RETRY_MS,
+    },
     threads: e.DIFFUSABLE_THREADS || defaultThreads(),
     providers: e.DIFFUSABLE_PROVIDERS,
     runsDir: resolve(e.DIFFUSABLE_RUNS_DIR ?? resolve(dataDir, "runs")),

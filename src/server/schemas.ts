@@ -22,6 +22,11 @@ const fps = z.coerce
   .optional()
   .meta({ description: "frames per second to sample the video at (default: the bundle's fps)" });
 
+const webhook = z.string().min(1).max(2000).optional().meta({
+  description:
+    "an http(s) URL called (signed, Standard Webhooks) when the job is over; needs DIFFUSABLE_WEBHOOK_SECRET",
+});
+
 const jobModel = model.optional().meta({
   description:
     "bundle name (GET /v1/models); default: DIFFUSABLE_DEFAULT_MODEL, else the se bundle (the same rule as generations)",
@@ -37,6 +42,7 @@ export const EncodeOptionsSchema = z.strictObject({
   }),
   fps,
   dtype: z.enum(["float32", "float16"]).default("float32"),
+  webhook,
 });
 
 export const VideoFormatSchema = z.enum(VIDEO_FORMATS);
@@ -44,12 +50,14 @@ export const VideoFormatSchema = z.enum(VIDEO_FORMATS);
 export const DecodeOptionsSchema = z.strictObject({
   model: jobModel,
   format: VideoFormatSchema.default("mp4"),
+  webhook,
 });
 
 export const ReconstructOptionsSchema = z.strictObject({
   model: jobModel,
   format: VideoFormatSchema.default("mp4"),
   fps,
+  webhook,
 });
 
 const ItemSchema = z.object({
@@ -207,6 +215,7 @@ export const GenerationRequestSchema = z.strictObject({
     .meta({ description: "1 + temporal_factor * k, up to the bundle's frames.max" }),
   format: z.enum(ALL_OUTPUT_FORMATS).default("mp4"),
   n: z.number().int().min(1).max(8).default(1).meta({ description: "videos (1..8)" }),
+  webhook,
 });
 export type GenerationRequest = z.infer<typeof GenerationRequestSchema>;
 

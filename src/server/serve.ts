@@ -10,8 +10,17 @@ import { JobRunner } from "../pipeline/work/job-runner.ts";
 import { startRetention } from "../pipeline/work/retention.ts";
 import { countKeys } from "../store/api-keys.ts";
 import { closeDb, openDb } from "../store/db.ts";
+import { getGeneration } from "../store/generation-rows.ts";
+import { getJob } from "../store/job-rows.ts";
+import { TERMINAL_STATUSES } from "../store/schema.ts";
 import { RunRegistry } from "../training/runs/registry.ts";
 import { createApp } from "./app.ts";
+import { generationJson } from "./routes/generations.ts";
+import { jobJson } from "./routes/jobs.ts";
+import { WebhookDispatcher } from "./webhooks.ts";
+
+const TERMINAL = new Set<string>(TERMINAL_STATUSES);
+
 import { type Config, checkDefaultModel } from "./config.ts";
 
 export interface RunningServer {
@@ -63,6 +72,22 @@ export async function startServer(
       );
     }
     const stopRetention = startRetention(db, config.dataDir, config.retentionDays, log);
+    const dispatcher = new WebhookDispatcher(
+      db,
+      config.webhooks,
+      (resource, id) => {
+        if (resource === "generations") {
+          const g = getGeneration(db, id);
+          if (!g) return null;
+          return TERMINAL.has(g.status) ? generationJson(g) : "active";
+        }
+        const job = getJob(db, id);
+        if (!job) return null;
+        return TERMINAL.has(job.job.status) ? jobJson(resource, job) : "active";
+      },
+      log,
+    );
+    dispatcher.start();
     const app = createApp({ db, runtime, runner, generations, config, registry });
     const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
     await new Promise<void>((resolve, reject) => {
@@ -93,6 +118,7 @@ export async function startServer(
           (server as { closeAllConnections?: () => void }).closeAllConnections?.();
         });
         stopRetention();
+        await dispatcher.stop();
         registry.stop();
         await runner.stop();
         await generations.stop();

@@ -143,6 +143,34 @@ export const generations = sqliteTable(
 
 export type GenerationRow = typeof generations.$inferSelect;
 
+export const WEBHOOK_STATUSES = ["pending", "delivered", "failed"] as const;
+
+/**
+ * Webhooks (server/webhooks.ts): one row per job or generation that asked for one. The delivery
+ * is sent once the job is over, signed per Standard Webhooks, and retried with backoff; the row
+ * is the durable state, so deliveries survive restarts.
+ */
+export const webhooks = sqliteTable(
+  "webhooks",
+  {
+    /** The Standard Webhooks message id (webhook-id), the same on every retry. */
+    id: text("id").primaryKey(),
+    /** encodings, decodings, reconstructions or generations. */
+    resource: text("resource").notNull(),
+    jobId: text("job_id").notNull(),
+    url: text("url").notNull(),
+    status: text("status", { enum: WEBHOOK_STATUSES }).notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: integer("next_attempt_at", { mode: "timestamp_ms" }).notNull().default(now),
+    lastError: text("last_error"),
+    createdAt: integer("created_at", { mode: "timestamp_ms" }).notNull().default(now),
+    deliveredAt: integer("delivered_at", { mode: "timestamp_ms" }),
+  },
+  (t) => [index("webhooks_status_next").on(t.status, t.nextAttemptAt)],
+);
+
+export type WebhookRow = typeof webhooks.$inferSelect;
+
 /** Training runs (docs/runs.md): one row per run_id, fed by the run's events.jsonl. */
 export const RUN_KINDS = ["autoencoder", "diffusion"] as const;
 export type RunKind = (typeof RUN_KINDS)[number];

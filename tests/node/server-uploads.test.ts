@@ -224,7 +224,7 @@ test("a video whose header claims 1x1 or 10000x10000 frames is a 422 bad_dimensi
 });
 
 test("a bad file among good ones rejects the whole request and stores nothing", async () => {
-  const good = file(makeVideo(join(work, "g.mp4")));
+  const good = file(makeVideo(join(work, "g.mp4"), { seconds: 2 })); // enough frames for a clip
   await rejected(
     await upload("/v1/encodings", [good, { name: "bad.mp4", bytes: new Uint8Array() }]),
     400,

@@ -18,6 +18,7 @@ import type { AppEnv } from "../auth.ts";
 import { type Config, submitDepsOf } from "../config.ts";
 import { describeZodError, GenerationRequestSchema, ListJobsQuerySchema } from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
+import { checkWebhookUrl, registerWebhook } from "../webhooks.ts";
 
 /** The longest `Prefer: wait=N` honoured, in seconds. */
 export const MAX_WAIT_S = 60;
@@ -141,12 +142,15 @@ export function generationRoutes(deps: {
     }
     const parsed = GenerationRequestSchema.safeParse(body);
     if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
-    const submitted = submitGeneration(submitDeps, c.var.apiKey.id, parsed.data, idempotencyKey);
+    const { webhook, ...request } = parsed.data;
+    const hook = webhook !== undefined ? checkWebhookUrl(webhook, config.webhooks) : undefined;
+    const submitted = submitGeneration(submitDeps, c.var.apiKey.id, request, idempotencyKey);
     if (submitted.replayed) {
       const { row, status, headers } = await answer(c, submitted.row.id);
       return c.json(generationJson(row), status, { ...headers, "Idempotent-Replayed": "true" });
     }
     const id = submitted.row.id;
+    if (hook !== undefined) registerWebhook(db, "generations", id, hook);
     generations.notify();
     const { row, status, headers } = await answer(c, id);
     return c.json(generationJson(row), status === 200 ? 200 : 202, headers);

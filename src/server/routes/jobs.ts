@@ -23,6 +23,7 @@ import type { Config } from "../config.ts";
 import { describeZodError, LatentsQuerySchema, ListJobsQuerySchema } from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
 import { receiveUploads } from "../uploads.ts";
+import { checkWebhookUrl, registerWebhook } from "../webhooks.ts";
 import { MAX_WAIT_S } from "./generations.ts";
 
 export interface JobDeps {
@@ -164,6 +165,8 @@ export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
         }
         // The same default-model rule as generations; unknown_model (404) lists the models.
         const bundle = resolveModel(runtime, parsed.data.model, config.defaultModel);
+        const hook = (parsed.data as { webhook?: string }).webhook;
+        if (hook !== undefined) checkWebhookUrl(hook, config.webhooks);
         return { ...parsed.data, model: bundle.name };
       },
       // Everything checkable before the 202: frames vs mode and bundle, duration, latents.
@@ -181,7 +184,10 @@ export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
         }
       },
     });
-    const { model, ...rest } = options as { model: string } & Record<string, unknown>;
+    const { model, webhook, ...rest } = options as { model: string; webhook?: string } & Record<
+      string,
+      unknown
+    >;
     const created = insertJob(db, {
       id,
       kind: resource.kind,
@@ -194,6 +200,9 @@ export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
         inputBytes: u.bytes,
       })),
     });
+    if (webhook !== undefined) {
+      registerWebhook(db, resource.path, id, checkWebhookUrl(webhook, config.webhooks));
+    }
     runner.notify();
     c.header("Location", `/v1/${resource.path}/${id}`);
     const waitS = preferWait(c);

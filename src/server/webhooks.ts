@@ -1,0 +1,238 @@
+// Webhooks: a request may carry `webhook` (an http(s) URL); once its job or generation is over,
+// the server POSTs {type, timestamp, data: <the job JSON>} there, signed per the Standard
+// Webhooks convention (webhook-id, webhook-timestamp, webhook-signature: "v1,<base64 HMAC-SHA256
+// of `id.timestamp.body`>" with the key of DIFFUSABLE_WEBHOOK_SECRET, "whsec_<base64>"). A
+// delivery that fails (no 2xx, a network error, a timeout) is retried with exponential backoff
+// (DIFFUSABLE_WEBHOOK_RETRY_MS, doubling, at most MAX_ATTEMPTS tries). The state is the
+// `webhooks` table, so deliveries survive restarts. Only http(s) URLs; loopback, private and
+// link-local addresses are refused (at submission and, after DNS, at delivery) unless
+// DIFFUSABLE_WEBHOOK_ALLOW_PRIVATE is set.
+
+import { createHmac, randomBytes } from "node:crypto";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { and, asc, eq, lte } from "drizzle-orm";
+import type { Db } from "../store/db.ts";
+import { webhooks } from "../store/schema.ts";
+import { ApiError } from "./api-error.ts";
+
+export const MAX_ATTEMPTS = 8;
+const TIMEOUT_MS = 10_000;
+
+export interface WebhookSettings {
+  /** "whsec_<base64>"; null: requests with `webhook` are refused. */
+  secret: string | null;
+  allowPrivate: boolean;
+  /** First retry delay; each later one doubles. */
+  retryMs: number;
+}
+
+/** True for loopback, private, link-local, CGNAT and unspecified addresses (v4 and v6). */
+export function isPrivateAddress(ip: string): boolean {
+  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.(\d+)$/i.exec(ip);
+  if (v4) {
+    const [a, b] = [Number(v4[1]), Number(v4[2])];
+    return (
+      a === 0 ||
+      a === 10 ||
+      a === 127 ||
+      (a === 100 && b >= 64 && b < 128) ||
+      (a === 169 && b === 254) ||
+      (a === 172 && b >= 16 && b < 32) ||
+      (a === 192 && b === 168) ||
+      a >= 224
+    );
+  }
+  const v6 = ip.toLowerCase();
+  return v6 === "::" || v6 === "::1" || /^f[cd]/.test(v6) || /^fe[89ab]/.test(v6);
+}
+
+/** Checks a request's webhook URL; returns it normalised, or throws a 400 naming `webhook`. */
+export function checkWebhookUrl(raw: string, settings: WebhookSettings): string {
+  if (settings.secret === null) {
+    throw new ApiError(
+      "invalid_field",
+      "webhook is not available on this server: DIFFUSABLE_WEBHOOK_SECRET is not set.",
+      400,
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ApiError(
+      "invalid_field",
+      `webhook must be an absolute http(s) URL, got ${JSON.stringify(raw)}.`,
+      400,
+    );
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ApiError(
+      "invalid_field",
+      `webhook must be an http or https URL, not ${url.protocol}.`,
+      400,
+    );
+  }
+  if (url.username || url.password) {
+    throw new ApiError("invalid_field", "webhook must not carry a user name or password.", 400);
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  if (
+    !settings.allowPrivate &&
+    (host === "localhost" || host.endsWith(".localhost") || (isIP(host) && isPrivateAddress(host)))
+  ) {
+    throw new ApiError(
+      "invalid_field",
+      `webhook points at a loopback or private address (${host}); set DIFFUSABLE_WEBHOOK_ALLOW_PRIVATE to allow it.`,
+      400,
+    );
+  }
+  return url.toString();
+}
+
+/** Records that this job wants a webhook once it is over. */
+export function registerWebhook(db: Db, resource: string, jobId: string, url: string): void {
+  db.insert(webhooks)
+    .values({ id: `msg_${randomBytes(12).toString("hex")}`, resource, jobId, url })
+    .run();
+}
+
+/** The Standard Webhooks signature header value of one message. */
+export function signWebhook(secret: string, id: string, timestamp: number, body: string): string {
+  const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
+  const mac = createHmac("sha256", key).update(`${id}.${timestamp}.${body}`).digest("base64");
+  return `v1,${mac}`;
+}
+
+/** The job JSON of a finished job, "active" while it runs, or null when it is gone. */
+export type WebhookPayload = (
+  resource: string,
+  jobId: string,
+) => Record<string, unknown> | "active" | null;
+
+/** Sends due deliveries every `everyMs`; stop() ends it (a delivery in flight finishes). */
+export class WebhookDispatcher {
+  readonly #db: Db;
+  readonly #settings: WebhookSettings;
+  readonly #payload: WebhookPayload;
+  readonly #log: (line: string) => void;
+  #timer: NodeJS.Timeout | null = null;
+  #busy: Promise<void> | null = null;
+
+  constructor(
+    db: Db,
+    settings: WebhookSettings,
+    payload: WebhookPayload,
+    log: (line: string) => void = () => {},
+  ) {
+    this.#db = db;
+    this.#settings = settings;
+    this.#payload = payload;
+    this.#log = log;
+  }
+
+  start(everyMs = 250): void {
+    if (this.#timer || this.#settings.secret === null) return;
+    this.#timer = setInterval(() => {
+      this.#busy ??= this.tick().finally(() => {
+        this.#busy = null;
+      });
+    }, everyMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#busy;
+  }
+
+  /** Sends every delivery that is due and whose job is over. */
+  async tick(): Promise<void> {
+    const due = this.#db
+      .select()
+      .from(webhooks)
+      .where(and(eq(webhooks.status, "pending"), lte(webhooks.nextAttemptAt, new Date())))
+      .orderBy(asc(webhooks.nextAttemptAt))
+      .limit(20)
+      .all();
+    for (const row of due) {
+      const data = this.#payload(row.resource, row.jobId);
+      if (data === "active") continue;
+      if (data === null) {
+        this.#set(row.id, { status: "failed", lastError: "the job was deleted before delivery" });
+        continue;
+      }
+      const error = await this.#send(row.id, row.url, row.resource, data);
+      const attempts = row.attempts + 1;
+      if (error === null) {
+        this.#set(row.id, {
+          status: "delivered",
+          attempts,
+          deliveredAt: new Date(),
+          lastError: null,
+        });
+      } else if (attempts >= MAX_ATTEMPTS) {
+        this.#set(row.id, { status: "failed", attempts, lastError: error });
+        this.#log(
+          `diffusable: webhook ${row.id} for ${row.jobId} failed ${attempts} times: ${error}`,
+        );
+      } else {
+        const delay = this.#settings.retryMs * 2 ** (attempts - 1);
+        this.#set(row.id, {
+          attempts,
+          lastError: error,
+          nextAttemptAt: new Date(Date.now() + delay),
+        });
+      }
+    }
+  }
+
+  #set(id: string, values: Partial<typeof webhooks.$inferInsert>): void {
+    this.#db.update(webhooks).set(values).where(eq(webhooks.id, id)).run();
+  }
+
+  /** One attempt; null on a 2xx answer, else why not. */
+  async #send(
+    id: string,
+    url: string,
+    resource: string,
+    data: Record<string, unknown>,
+  ): Promise<string | null> {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
+    if (!this.#settings.allowPrivate) {
+      const addresses = isIP(host)
+        ? [{ address: host }]
+        : await lookup(host, { all: true }).catch(() => []);
+      if (addresses.length === 0) return `cannot resolve ${host}`;
+      const bad = addresses.find((a) => isPrivateAddress(a.address));
+      if (bad) return `${host} resolves to a private address (${bad.address}); refused`;
+    }
+    const timestamp = Math.floor(Date.now() / 1000);
+    const one = resource === "generations" ? "generation" : resource.replace(/s$/, "");
+    const body = JSON.stringify({
+      type: `${one}.${String(data.status)}`,
+      timestamp: new Date(timestamp * 1000).toISOString(),
+      data,
+    });
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        redirect: "manual",
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+        headers: {
+          "content-type": "application/json",
+          "user-agent": "diffusable-webhooks",
+          "webhook-id": id,
+          "webhook-timestamp": String(timestamp),
+          "webhook-signature": signWebhook(this.#settings.secret as string, id, timestamp, body),
+        },
+        body,
+      });
+      await res.arrayBuffer().catch(() => undefined);
+      return res.status >= 200 && res.status < 300 ? null : `the receiver answered ${res.status}`;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+}
