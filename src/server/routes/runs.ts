@@ -38,12 +38,9 @@ export const ListRunsQuerySchema = z.strictObject({
   kind: z.enum(RUN_KINDS).optional(),
   status: z.enum(RUN_STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
-  before: z
-    .string()
-    .optional()
-    .meta({
-      description: "a run id (from `next`): list the runs after it (older), as on every list",
-    }),
+  before: z.string().optional().meta({
+    description: "a run id (from `next`): list the runs after it (older), as on every list",
+  }),
   cursor: z.string().optional().meta({ description: "deprecated: the old name of `before`" }),
 });
 
