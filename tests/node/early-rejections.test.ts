@@ -1,6 +1,6 @@
 // Answers that come before the upload is read (401 wrong key, 413 too large, 415 wrong type, 429
-// too many jobs) reach real clients that are still sending a few MB: Node's fetch (undici) and
-// curl both get the status and the JSON body, not EPIPE or a reset.
+// too many jobs) reach real clients that are still sending a few MB: Node's fetch (undici), curl
+// and Python's requests all get the status and the JSON body, not EPIPE or a reset.
 
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
@@ -96,6 +96,21 @@ async function viaCurl(args: string[], path = "/v1/encodings") {
   return { status, code: body.error.code };
 }
 
+/** Python's requests (the issue's third client), in a subprocess. */
+async function viaRequests(secret: string, file: string, path = "/v1/encodings") {
+  const script = [
+    "import json, sys, requests",
+    "r = requests.post(sys.argv[1], headers={'authorization': 'Bearer ' + sys.argv[2]},",
+    "                  files={'files': ('clip.mp4', open(sys.argv[3], 'rb'))}, data={'model': sys.argv[4]})",
+    "print(json.dumps({'status': r.status_code, 'code': r.json()['error']['code']}))",
+  ].join("\n");
+  const r = await run("/usr/bin/python3", ["-c", script, `${s.url}${path}`, secret, file, MODEL], {
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  return JSON.parse(r.stdout) as { status: number; code: string };
+}
+
 const bigFile = join(work, "big.bin");
 const fitsFile = join(work, "fits.bin");
 writeFileSync(bigFile, big);
@@ -110,6 +125,8 @@ test("401 for a wrong key reaches fetch and curl while they upload", async () =>
   assert.deepEqual([missing.status, missing.code], [401, "missing_api_key"]);
   const c = await viaCurl(["-H", "authorization: Bearer wrong", "-F", `files=@${fitsFile}`]);
   assert.deepEqual([c.status, c.code], [401, "invalid_api_key"]);
+  const p = await viaRequests("wrong", bigFile);
+  assert.deepEqual([p.status, p.code], [401, "invalid_api_key"]);
 });
 
 test("413 for a body over the limit reaches fetch and curl", async () => {
@@ -145,6 +162,8 @@ test("413 for a body over the limit reaches fetch and curl", async () => {
   assert.deepEqual([res.status, body.error.code], [413, "payload_too_large"]);
   const c = await viaCurl(["-H", `authorization: Bearer ${s.user}`, "-F", `files=@${bigFile}`]);
   assert.deepEqual([c.status, c.code], [413, "payload_too_large"]);
+  const p = await viaRequests(s.user, bigFile);
+  assert.deepEqual([p.status, p.code], [413, "payload_too_large"]);
   assert.deepEqual(tempFilesUnder(s.dataDir), []);
 });
 
