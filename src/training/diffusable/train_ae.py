@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
-import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
 
-from . import distributed
 from .autoencoder import CausalVAE, count_parameters, get_config
-from .checkpoint import load_autoencoder, load_checkpoint, save_checkpoint, save_weights_fp16
+from .checkpoint import load_autoencoder, save_weights_fp16
 from .data.clips import ClipDataset
 from .data.datasets import resolve_dataset
-from .events import EventLog, Progress, portable_path
+from .events import portable_path
 from .loop_utils import (
     add_run_flags,
     autocast_for,
@@ -53,6 +49,7 @@ from .losses import (
 from .linear_code import fit_linear_code, init_from_linear_code, linear_code_model
 from .scale_equivariance import VARIANT_MODES, draw_mode, se_pair
 from .spectrum import analyse
+from .trainer import StepLog, start_run
 
 
 @dataclass
@@ -223,14 +220,9 @@ def calibrate_latent_scale(model: CausalVAE, clips: torch.Tensor, batch_size: in
 def main(argv=None) -> int:
     # ---------------------------------------------------------------- setup
     args, model_cfg, cfg = parse_args(argv)
-    dist_info = distributed.setup(args.device)
-    device, is_main = dist_info.device, dist_info.is_main
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    out = Path(args.out)
-    run_id = out.name
-    ckpt_path = out / "checkpoints" / "last.pt"
-    events = EventLog(out / "events.jsonl", enabled=is_main)
+    run = start_run(args)
+    device, is_main, dist_info, events = run.device, run.is_main, run.dist, run.events
+    out, run_id, ckpt_path = run.out, run.run_id, run.ckpt_path
     torch.manual_seed(cfg.seed)
 
     # ---------------------------------------------------------------- data
@@ -293,21 +285,23 @@ def main(argv=None) -> int:
     autocast = autocast_for(device)
 
     # ---------------------------------------------------------------- resume
-    step = 0
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    def restore(state: Dict) -> int:
         if state["config"] != model_cfg.to_dict() or state["variant"] != args.variant:
-            print(f"train_ae: {ckpt_path} was made with another config or variant", file=sys.stderr)
-            return 2
+            raise ValueError(f"{ckpt_path} was made with another config or variant")
         vae.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         if disc is not None and state.get("disc") is not None:
             disc.load_state_dict(state["disc"])
             disc_opt.load_state_dict(state["disc_opt"])
-        step = state["step"]
-        events.write("status", step=step, status="resumed")
-    else:
+        return state["step"]
+
+    try:
+        step = run.resume(restore)
+    except ValueError as err:
+        print(f"train_ae: {err}", file=sys.stderr)
+        return 2
+    if step == 0:
         events.write(
             "config",
             step=0,
@@ -330,7 +324,7 @@ def main(argv=None) -> int:
             world_size=dist_info.world_size,
             torch=torch.__version__,
         )
-        events.write("status", step=0, status="started")
+        run.start()
         if fit is not None and is_main:
             # The floor, on the same validation clips as every "val" event: the model at step 0.
             ref = analyse(linear_code_model(model_cfg, fit), val_clips)
@@ -344,10 +338,8 @@ def main(argv=None) -> int:
             )
 
     def save(final: bool = False) -> None:
-        if not is_main:
-            return
-        save_checkpoint(
-            ckpt_path,
+        run.save(
+            step,
             {
                 "kind": "autoencoder",
                 "architecture": model_cfg.architecture,
@@ -363,8 +355,8 @@ def main(argv=None) -> int:
                 "disc": disc.state_dict() if disc else None,
                 "disc_opt": disc_opt.state_dict() if disc else None,
             },
+            final,
         )
-        events.write("checkpoint", step=step, path=str(ckpt_path.relative_to(out)), final=final)
 
     def evaluate() -> Dict:
         result = analyse(ema, val_clips)
@@ -375,13 +367,11 @@ def main(argv=None) -> int:
         return scalars
 
     # ---------------------------------------------------------------- loop
-    progress = Progress(cfg.steps, step, enabled=is_main)
+    log = StepLog(run, cfg.steps, cfg.log_every, step)
     latent_shape = (cfg.batch_size,) + model_cfg.latent_shape(
         model_cfg.frames, model_cfg.resolution, model_cfg.resolution
     )
     stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
-    sums: Dict[str, float] = {}
-    t_last = time.time()
     while step < stop_at:
         # The same draws, in the same order, for both variants (see the module docstring).
         draws = step_draws(cfg, step, dist_info.rank, len(train_ds), latent_shape, args.variant)
@@ -423,24 +413,14 @@ def main(argv=None) -> int:
         step += 1
 
         logs.update(loss=loss.item(), grad_norm=float(grad_norm))
-        for k, v in logs.items():
-            sums[k] = sums.get(k, 0.0) + v
-        sums["n"] = sums.get("n", 0) + 1
-        if step % cfg.log_every == 0 or step == stop_at:
-            n = sums.pop("n")
-            means = {k: v / n for k, v in sums.items()}
-            now = time.time()
-            events.write(
-                "train",
-                step=step,
-                lr=lr_at(step - 1, cfg.lr, cfg.warmup, cfg.steps),
-                se_mode=mode if cfg.se_weight > 0 else None,
-                eta_s=(cfg.steps - step) / max(n / max(now - t_last, 1e-9), 1e-9),
-                steps_per_s=n / max(now - t_last, 1e-9),
-                **means,
-            )
-            progress.line(step, loss=means["loss"], rec=means["loss_rec"])
-            sums, t_last = {}, now
+        log.add(
+            step,
+            logs,
+            last=step == stop_at,
+            shown={"loss": "loss", "rec": "loss_rec"},
+            lr=lr_at(step - 1, cfg.lr, cfg.warmup, cfg.steps),
+            se_mode=mode if cfg.se_weight > 0 else None,
+        )
 
         # ------------------------------------------------------------ eval
         if is_main and (step % cfg.eval_every == 0 and step < cfg.steps):
@@ -456,10 +436,8 @@ def main(argv=None) -> int:
         final = evaluate()
         save(final=True)
         save_weights_fp16(out / "checkpoints" / "ema-fp16.pt", ema, args.variant, run_id, step)
-        events.write(
-            "status", step=step, status="completed", **{k: final[k] for k in ("psnr", "ssim")}
-        )
-    distributed.cleanup()
+        run.complete(step, **{k: final[k] for k in ("psnr", "ssim")})
+    run.close()
     return 0
 
 

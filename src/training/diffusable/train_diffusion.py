@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -24,11 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import distributed
-from .checkpoint import load_autoencoder, load_checkpoint, save_checkpoint
+from .checkpoint import load_autoencoder
 from .classifier import ClassifierConfig, class_scores, get_classifier
 from .denoiser import DENOISER_CONFIGS, Denoiser, get_denoiser_config
-from .events import EventLog, Progress, portable_path
+from .events import portable_path
 from .features import FeatureExtractor
 from .flow import drop_labels, flow_pair, sample, sample_time
 from .frechet import feature_stats, frechet_distance
@@ -41,6 +39,7 @@ from .loop_utils import (
     lr_at,
     step_generator,
 )
+from .trainer import StepLog, start_run
 
 
 @dataclass
@@ -105,13 +104,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     # ---------------------------------------------------------------- setup
     args, cfg = parse_args(argv)
-    dist_info = distributed.setup(args.device)
-    device, is_main = dist_info.device, dist_info.is_main
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    out = Path(args.out)
-    ckpt_path = out / "checkpoints" / "last.pt"
-    events = EventLog(out / "events.jsonl", enabled=is_main)
+    run = start_run(args)
+    device, is_main, dist_info, events, out = run.device, run.is_main, run.dist, run.events, run.out
 
     # ---------------------------------------------------------------- data: latents + eval set
     try:
@@ -155,15 +149,14 @@ def main(argv=None) -> int:
     autocast = autocast_for(device)
 
     # ---------------------------------------------------------------- resume
-    step = 0
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    def restore(state: Dict) -> int:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
-        step = state["step"]
-        events.write("status", step=step, status="resumed")
-    else:
+        return state["step"]
+
+    step = run.resume(restore)
+    if step == 0:
         events.write(
             "config",
             step=0,
@@ -186,27 +179,26 @@ def main(argv=None) -> int:
             classifier=classifier_info,
             torch=torch.__version__,
         )
-        events.write("status", step=0, status="started")
+        run.start()
 
     def save(final: bool = False) -> None:
-        if is_main:
-            save_checkpoint(
-                ckpt_path,
-                {
-                    "kind": "denoiser",
-                    "config": model_cfg.to_dict(),
-                    "train": asdict(cfg),
-                    "run_id": out.name,
-                    "step": step,
-                    "final": final,
-                    "classes": classes,
-                    "autoencoder": portable_path(ae_checkpoint(Path(args.ae))),
-                    "model": model.state_dict(),
-                    "ema": ema.state_dict(),
-                    "opt": opt.state_dict(),
-                },
-            )
-            events.write("checkpoint", step=step, path="checkpoints/last.pt", final=final)
+        run.save(
+            step,
+            {
+                "kind": "denoiser",
+                "config": model_cfg.to_dict(),
+                "train": asdict(cfg),
+                "run_id": out.name,
+                "step": step,
+                "final": final,
+                "classes": classes,
+                "autoencoder": portable_path(ae_checkpoint(Path(args.ae))),
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": opt.state_dict(),
+            },
+            final,
+        )
 
     last_eval: Dict = {}
 
@@ -246,12 +238,10 @@ def main(argv=None) -> int:
         return record
 
     # ---------------------------------------------------------------- loop
-    progress = Progress(cfg.steps, step, enabled=is_main)
+    log = StepLog(run, cfg.steps, cfg.log_every, step)
     stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
     if step == 0 and is_main:
         evaluate()  # step 0: the untrained model, the common starting point of both histories
-    sums: Dict[str, float] = {}
-    t_last = time.time()
     while step < stop_at:
         g = step_generator(cfg.seed, step, dist_info.rank)
         idx = torch.randint(len(latents), (cfg.batch_size,), generator=g)
@@ -271,22 +261,12 @@ def main(argv=None) -> int:
         ema_update(ema, model, step, cfg.ema_decay)
         step += 1
 
-        sums["loss"] = sums.get("loss", 0.0) + loss.item()
-        sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
-        sums["n"] = sums.get("n", 0) + 1
-        if step % cfg.log_every == 0 or step == stop_at:
-            n = sums.pop("n")
-            means = {k: v / n for k, v in sums.items()}
-            now = time.time()
-            events.write(
-                "train",
-                step=step,
-                lr=lr_at(step - 1, cfg.lr, cfg.warmup, cfg.steps),
-                steps_per_s=n / max(now - t_last, 1e-9),
-                **means,
-            )
-            progress.line(step, loss=means["loss"])
-            sums, t_last = {}, now
+        log.add(
+            step,
+            {"loss": loss.item(), "grad_norm": float(grad_norm)},
+            last=step == stop_at,
+            lr=lr_at(step - 1, cfg.lr, cfg.warmup, cfg.steps),
+        )
         # ------------------------------------------------------------ eval
         if is_main and step % cfg.eval_every == 0:
             evaluate()
@@ -299,13 +279,8 @@ def main(argv=None) -> int:
         if step % cfg.eval_every:
             evaluate()
         save(final=True)
-        events.write(
-            "status",
-            step=step,
-            status="completed",
-            **{k: last_eval[k] for k in (extractor.metric, "class_score")},
-        )
-    distributed.cleanup()
+        run.complete(step, **{k: last_eval[k] for k in (extractor.metric, "class_score")})
+    run.close()
     return 0
 
 
