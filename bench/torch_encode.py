@@ -25,6 +25,7 @@ import torch
 from diffusable.autoencoder import AutoencoderConfig, CausalVAE
 from diffusable.export import export_autoencoder
 from diffusable.fixtures import make_tiny_bundle, perturb_zero_init
+from diffusable.threads import set_threads
 
 
 def load_exported_weights(vae):
@@ -95,7 +96,7 @@ def main() -> None:
         vae = make_tiny_bundle(out)  # writes out/bundle
         source = "diffusable.fixtures.make_tiny_bundle(seed=0)"
     cfg = vae.cfg
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     g = torch.Generator().manual_seed(0)
     shape = (a.batch, 3, cfg.frames, cfg.resolution, cfg.resolution)
     video = torch.rand(shape, generator=g) * 2 - 1

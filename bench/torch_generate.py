@@ -30,6 +30,7 @@ import torch
 from diffusable.denoiser import Denoiser, get_denoiser_config
 from diffusable.export_denoiser import export_denoiser_onnx, sampler_defaults
 from diffusable.flow import sample
+from diffusable.threads import set_threads
 from diffusable.onnx_export import add_weights_flag, file_entries, round_weights_fp16
 
 
@@ -104,7 +105,7 @@ def main() -> None:
         print(json.dumps({"bundle": str(out / f"{a.config}-bench")}))
         return
     manifest = json.loads((out / f"{a.config}-bench" / "manifest.json").read_text())
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     frames = manifest["frames"]["default"]
     hw = manifest["resolution"] // manifest["spatial_factor"]
     t = 1 + (frames - 1) // manifest["temporal_factor"]

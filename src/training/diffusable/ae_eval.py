@@ -38,6 +38,7 @@ from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
 from .linear_code import block_average, fit_linear_code, linear_code_model
 from .metrics import psnr, ssim
 from .spectrum import analyse
+from .threads import set_threads
 
 SPECTRUM_KEYS = (
     "latent_hf_share",
@@ -230,8 +231,7 @@ def main(argv=None) -> int:
     ap.add_argument("--events", action="store_true", help="append an ae_eval line to each run")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     start = time.time()
     try:
         models, metas = {}, {}

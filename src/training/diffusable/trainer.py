@@ -9,7 +9,6 @@ completion.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .events import EventLog, Progress
+from .threads import set_threads
 
 
 @dataclass
@@ -76,7 +76,7 @@ def start_run(args) -> Run:
     """DDP set-up (under torchrun), CPU threads, and the run folder's event log."""
     info = distributed.setup(args.device)
     if info.device.type == "cpu":
-        torch.set_num_threads(args.threads or os.cpu_count() or 1)
+        set_threads(args.threads)
     out = Path(args.out)
     return Run(out, info, EventLog(out / "events.jsonl", enabled=info.is_main))
 
