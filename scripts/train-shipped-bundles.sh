@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${DIFFUSABLE_PYTHON:-/usr/bin/python3}
 RUNS=${RUNS:-runs/protocol-small}
-DIT_STEPS=${DIT_STEPS:-2500}
+DIT_STEPS=${DIT_STEPS:-400}
 export PYTHONPATH=src/training
 
 "$PY" -m diffusable.ae_protocol --config small --out "$RUNS" --parallel --pretrain-steps 3000
@@ -22,7 +22,7 @@ done
 pids=()
 for v in baseline se; do
   "$PY" -m diffusable.train_diffusion --ae "$RUNS/ae-small-$v" --config compact \
-    --out "$RUNS/dit-compact-$v" --threads 1 --steps "$DIT_STEPS" --lr 4e-4 --eval-every 500 \
+    --out "$RUNS/dit-compact-$v" --threads 1 --steps "$DIT_STEPS" --lr 4e-4 --warmup 50 --eval-every 200 \
     --sample-steps 12 &
   pids+=($!)
 done

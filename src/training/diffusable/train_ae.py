@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional
 
 import torch
@@ -96,18 +96,6 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
     "small": TrainConfig(steps=4500, lr=1.5e-3, eval_every=500, ckpt_every=250),
     # Fine-tunes of a pre-trained AE (the paper fine-tunes for up to 20K steps).
     "small-finetune": TrainConfig(steps=600, lr=3e-4, warmup=20, eval_every=150, ckpt_every=150),
-    "tiny-finetune": TrainConfig(
-        steps=6,
-        batch_size=2,
-        lr=1e-3,
-        warmup=1,
-        log_every=1,
-        eval_every=3,
-        ckpt_every=3,
-        val_clips=4,
-        train_per_class=3,
-        val_per_class=1,
-    ),
     # One H200 (gpu_protocol: the whole protocol in about 9 minutes of wall time).
     "base": TrainConfig(
         steps=6000,
@@ -121,19 +109,14 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
         train_per_class=100,
         val_per_class=8,
     ),
-    "base-finetune": TrainConfig(
-        steps=1500,
-        batch_size=16,
-        lr=3e-4,
-        warmup=50,
-        log_every=100,
-        eval_every=500,
-        ckpt_every=500,
-        val_clips=128,
-        train_per_class=100,
-        val_per_class=8,
-    ),
 }
+# Fine-tunes keep their pre-train's data, batch and logging, with a short, gentle schedule.
+TRAIN_PRESETS["tiny-finetune"] = replace(
+    TRAIN_PRESETS["tiny"], steps=6, warmup=1, eval_every=3, ckpt_every=3
+)
+TRAIN_PRESETS["base-finetune"] = replace(
+    TRAIN_PRESETS["base"], steps=1500, lr=3e-4, warmup=50, eval_every=500, ckpt_every=500
+)
 
 
 @dataclass
