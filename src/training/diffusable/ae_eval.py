@@ -153,6 +153,7 @@ def spectra_markdown(spec: Dict) -> str:
     if not spec:
         return ""
     lines = [
+        "",
         "### latent spectrum (procedural val): 8x8 block DCT, high half zeroed",
         "",
         "| | HF share (zigzag 32-63 of AC) | PSNR drop, latent high half zeroed (dB) |",

@@ -1,0 +1,75 @@
+// The run logs behind the shipped bundles (docs/results/runs, imported on every start): each one
+// imports with no rejected line, the fine-tunes name the pre-train they started from, each
+// shipped bundle's denoiser run links to its bundle's autoencoder run, and no log names a path of
+// the machine that made it.
+
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { closeDb, type Db, openDb } from "../../src/store/db.ts";
+import { importRunFolder } from "../../src/training/runs/run-import.ts";
+import { diffusionRunsOf, getRun } from "../../src/training/runs/run-store.ts";
+import { REPO_ROOT } from "./python.ts";
+import { tempDir } from "./server-helpers.ts";
+
+const RUNS = join(REPO_ROOT, "docs/results/runs");
+const names = readdirSync(RUNS).sort();
+let dir: string;
+let db: Db;
+
+before(() => {
+  dir = tempDir("shipped-runs");
+  db = openDb(join(dir, "db.sqlite"));
+});
+after(() => {
+  closeDb(db);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("every shipped run log imports whole", () => {
+  for (const name of [
+    "ae-small-pretrain",
+    "ae-small-baseline",
+    "ae-small-se",
+    "ae-small-se-spatial",
+  ]) {
+    assert.ok(names.includes(name), `docs/results/runs lacks ${name}`);
+  }
+  for (const name of names) {
+    const r = importRunFolder(db, join(RUNS, name));
+    assert.deepEqual(r.rejected, [], `${name}: rejected lines`);
+    assert.ok(r.accepted > 5, `${name}: only ${r.accepted} events`);
+    assert.equal(getRun(db, name)?.status, "finished", `${name} is not finished`);
+  }
+});
+
+test("the fine-tunes start from the pre-train; each bundle's denoiser run uses its autoencoder", () => {
+  for (const variant of ["baseline", "se", "se-spatial"]) {
+    const config = JSON.parse(
+      readFileSync(join(RUNS, `ae-small-${variant}`, "events.jsonl"), "utf8").split(
+        "\n",
+      )[0] as string,
+    );
+    assert.equal(config.init.run_id, "ae-small-pretrain");
+    assert.equal(config.variant, variant);
+  }
+  for (const variant of ["baseline", "se"]) {
+    const manifest = JSON.parse(
+      readFileSync(join(REPO_ROOT, "models", `small-${variant}`, "manifest.json"), "utf8"),
+    );
+    const ae = manifest.runs.autoencoder.id as string;
+    assert.equal(ae, `ae-small-${variant}`);
+    assert.deepEqual(
+      diffusionRunsOf(db, ae).map((r) => r.id),
+      [manifest.runs.diffusion.id],
+    );
+  }
+});
+
+test("no shipped log names an absolute path", () => {
+  for (const name of names) {
+    const text = readFileSync(join(RUNS, name, "events.jsonl"), "utf8");
+    assert.doesNotMatch(text, /"\/(work|home|tmp|root|usr)\//, name);
+  }
+});
