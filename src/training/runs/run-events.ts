@@ -14,11 +14,19 @@ export const EVENT_TYPES = [
   "spectrum",
   "checkpoint",
   "export",
+  "reference",
+  "ae_eval",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 /** Event types whose top-level finite numbers become metrics (`<type>/<field>`). */
-export const METRIC_EVENT_TYPES: readonly EventType[] = ["train", "val", "eval", "spectrum"];
+export const METRIC_EVENT_TYPES: readonly EventType[] = [
+  "train",
+  "val",
+  "eval",
+  "spectrum",
+  "reference",
+];
 
 /** Run ids are folder names: they must be safe in a URL path and a file name. */
 export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -41,6 +49,9 @@ const SCHEMAS: Record<EventType, z.ZodType<Record<string, unknown>>> = {
   eval: withStep,
   spectrum: withStep,
   checkpoint: withStep.extend({ path: z.string().min(1) }),
+  // The linear code's figures on the validation clips (step 0), and the reconstruction benchmark.
+  reference: withStep.extend({ name: z.string().min(1) }),
+  ae_eval: base,
   export: base.extend({
     path: z.string().min(1),
     bundle: z.string().optional(),
