@@ -7,11 +7,7 @@
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
-  cpSync,
-  existsSync,
-  mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
 } from "node:fs";
@@ -20,6 +16,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createKey } from "../src/store/api-keys.ts";
 import { closeDb, openDb } from "../src/store/db.ts";
+import { benchModels } from "./bench-models.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const { values } = parseArgs({
@@ -33,26 +30,6 @@ const { values } = parseArgs({
 const SAMPLES = Number(values.samples);
 const JOBS = Number(values.jobs);
 const work = mkdtempSync(join(tmpdir(), "diffusable-bench-"));
-
-function modelsDir(): { dir: string; model: string } {
-  const candidates = [process.env.DIFFUSABLE_MODELS_DIR, join(ROOT, "models")].filter(Boolean);
-  for (const dir of candidates as string[]) {
-    const bundles = existsSync(dir)
-      ? readdirSync(dir).filter((d) => existsSync(join(dir, d, "manifest.json")))
-      : [];
-    if (bundles.length > 0) return { dir, model: values.model ?? (bundles[0] as string) };
-  }
-  const out = join(work, "fixture");
-  const r = spawnSync("/usr/bin/python3", ["-m", "diffusable.fixtures", "--out", out], {
-    cwd: ROOT,
-    env: { ...process.env, PYTHONPATH: join(ROOT, "src/training") },
-    encoding: "utf8",
-  });
-  if (r.status !== 0) throw new Error(`fixtures failed: ${r.stderr}`);
-  mkdirSync(join(work, "models"));
-  cpSync(join(out, "bundle"), join(work, "models", "tiny-fixture"), { recursive: true });
-  return { dir: join(work, "models"), model: "tiny-fixture" };
-}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
@@ -71,7 +48,7 @@ async function sample(url: string, n: number, until?: () => boolean): Promise<nu
 }
 
 async function main() {
-  const { dir, model } = modelsDir();
+  const { dir, model } = benchModels(work, "manifest.json", values.model);
   const dataDir = join(work, "data");
   const db = openDb(join(dataDir, "diffusable.sqlite"));
   const secret = createKey(db, "bench", "user").secret;

@@ -11,11 +11,7 @@
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
-  cpSync,
-  existsSync,
-  mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
 } from "node:fs";
@@ -24,6 +20,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createKey } from "../src/store/api-keys.ts";
 import { closeDb, openDb } from "../src/store/db.ts";
+import { benchModels } from "./bench-models.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const { values } = parseArgs({
@@ -42,26 +39,6 @@ const SECONDS = Number(values.seconds);
 const CONCURRENCY = Number(values.concurrency);
 const work = mkdtempSync(join(tmpdir(), "diffusable-load-"));
 
-function modelsDir(): { dir: string; model: string } {
-  const candidates = [process.env.DIFFUSABLE_MODELS_DIR, join(ROOT, "models")].filter(Boolean);
-  for (const dir of candidates as string[]) {
-    const bundles = existsSync(dir)
-      ? readdirSync(dir).filter((d) => existsSync(join(dir, d, "denoiser.onnx")))
-      : [];
-    if (bundles.length > 0) return { dir, model: values.model ?? (bundles[0] as string) };
-  }
-  const out = join(work, "fixture");
-  const r = spawnSync("/usr/bin/python3", ["-m", "diffusable.fixtures", "--out", out], {
-    cwd: ROOT,
-    env: { ...process.env, PYTHONPATH: join(ROOT, "src/training") },
-    encoding: "utf8",
-  });
-  if (r.status !== 0) throw new Error(`fixtures failed: ${r.stderr}`);
-  mkdirSync(join(work, "models"));
-  cpSync(join(out, "bundle"), join(work, "models", "tiny-fixture"), { recursive: true });
-  return { dir: join(work, "models"), model: "tiny-fixture" };
-}
-
 const percentile = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number) : NaN;
@@ -73,7 +50,7 @@ function peakRss(pid: number): number {
 }
 
 async function main() {
-  const { dir, model } = modelsDir();
+  const { dir, model } = benchModels(work, "denoiser.onnx", values.model);
   const dataDir = join(work, "data");
   const db = openDb(join(dataDir, "diffusable.sqlite"));
   const secret = createKey(db, "load", "user").secret;
