@@ -4,17 +4,16 @@
 // header; relative paths are taken from where `npm run` was typed (INIT_CWD).
 
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { REPO_ROOT } from "./python.ts";
 import {
   auth,
-  fixtureModelsDir,
   MODEL,
   makeVideo,
   openTestApp,
+  runCli,
   type TestApp,
   tempDir,
 } from "./server-helpers.ts";
@@ -77,21 +76,7 @@ const dataDir = tempDir("access-cli");
 after(() => rmSync(dataDir, { recursive: true, force: true }));
 
 function cli(args: string[], env: Record<string, string> = {}, script = "src/server/cli.ts") {
-  const r = spawnSync(process.execPath, ["--import", "tsx", script, ...args], {
-    cwd: REPO_ROOT,
-    encoding: "utf8",
-    timeout: 120_000,
-    env: {
-      ...process.env,
-      DIFFUSABLE_DATA_DIR: dataDir,
-      DIFFUSABLE_MODELS_DIR: fixtureModelsDir(),
-      DIFFUSABLE_THREADS: "1",
-      DIFFUSABLE_RUNS_IMPORT_DIR: "",
-      PORT: "0",
-      ...env,
-    },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(dataDir, args, { DIFFUSABLE_RUNS_IMPORT_DIR: "", PORT: "0", ...env }, script);
 }
 
 test("the CLI: --help and --version exit 0 on every command", () => {

@@ -2,16 +2,14 @@
 // encoding that gives byte-identical latents to the HTTP API for the same input and options.
 
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { REPO_ROOT } from "./python.ts";
 import {
   auth,
-  fixtureModelsDir,
   MODEL,
   makeVideo,
+  runCli,
   startTestServer,
   tempDir,
   waitForJob,
@@ -25,19 +23,7 @@ after(() => {
 });
 
 function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ["--import", "tsx", "src/server/cli.ts", ...args], {
-    cwd: REPO_ROOT,
-    encoding: "utf8",
-    timeout: 120_000,
-    env: {
-      ...process.env,
-      DIFFUSABLE_DATA_DIR: dataDir,
-      DIFFUSABLE_MODELS_DIR: fixtureModelsDir(),
-      DIFFUSABLE_THREADS: "1",
-      ...env,
-    },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(dataDir, args, env);
 }
 
 test("keys create prints the secret once; list shows it; revoke marks it", () => {

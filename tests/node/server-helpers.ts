@@ -16,6 +16,7 @@ import { type RunningServer, startServer } from "../../src/server/serve.ts";
 import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, type Db, openDb } from "../../src/store/db.ts";
 import { fixtureBundle } from "./media.ts";
+import { REPO_ROOT } from "./python.ts";
 
 export const MODEL = "tiny-fixture";
 
@@ -193,3 +194,26 @@ export async function waitForJob(
 }
 
 export const randomName = () => randomBytes(4).toString("hex");
+
+/** Runs the diffusable CLI (or another script) in a child process on the fixture bundle with
+ * the given data dir and one model thread; returns its exit code and output. */
+export function runCli(
+  dataDir: string,
+  args: string[],
+  env: Record<string, string> = {},
+  script = "src/server/cli.ts",
+): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ["--import", "tsx", script, ...args], {
+    cwd: REPO_ROOT,
+    encoding: "utf8",
+    timeout: 120_000,
+    env: {
+      ...process.env,
+      DIFFUSABLE_DATA_DIR: dataDir,
+      DIFFUSABLE_MODELS_DIR: fixtureModelsDir(),
+      DIFFUSABLE_THREADS: "1",
+      ...env,
+    },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
