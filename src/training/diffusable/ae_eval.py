@@ -35,7 +35,7 @@ import torch
 
 from .autoencoder import AutoencoderConfig
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
-from .linear_code import block_average, fit_linear_code, linear_code_model
+from .linear_code import block_average, fit_linear_code_on, linear_code_model
 from .metrics import psnr, ssim
 from .spectrum import analyse
 from .threads import set_threads
@@ -247,10 +247,7 @@ def main(argv=None) -> int:
         preset = TRAIN_PRESETS[cfg.name]
         root = resolve_dataset(args.data, cfg, preset.train_per_class, preset.val_per_class)
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
-        n = len(train)
-        fit = fit_linear_code(
-            cfg, (train.batch(list(range(i, min(i + 32, n))))[0] for i in range(0, n, 32))
-        )
+        fit = fit_linear_code_on(cfg, train)
         k = len(val) if not args.val_clips else min(args.val_clips, len(val))
         clips, labels = val.batch(list(range(k)))
         sets = {"procedural_val": ([clips], [val.classes[int(i)] for i in labels])}

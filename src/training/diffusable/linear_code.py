@@ -83,6 +83,14 @@ def fit_linear_code(cfg: AutoencoderConfig, batches: Iterable[torch.Tensor]) -> 
     return LinearCodeFit(mean0, basis0, var0, mean, basis, var, n0, n1)
 
 
+def fit_linear_code_on(cfg: AutoencoderConfig, dataset, batch: int = 32) -> LinearCodeFit:
+    """fit_linear_code over every clip of a ClipDataset split, read `batch` clips at a time."""
+    n = len(dataset)
+    return fit_linear_code(
+        cfg, (dataset.batch(list(range(i, min(i + batch, n))))[0] for i in range(0, n, batch))
+    )
+
+
 @torch.no_grad()
 def init_from_linear_code(vae: CausalVAE, fit: LinearCodeFit) -> CausalVAE:
     """Write the PCA into the encoder's and decoder's linear maps (the residuals stay as they are:

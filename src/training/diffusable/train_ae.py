@@ -46,7 +46,7 @@ from .losses import (
     kl_loss,
     reconstruction_loss,
 )
-from .linear_code import fit_linear_code, init_from_linear_code, linear_code_model
+from .linear_code import fit_linear_code_on, init_from_linear_code, linear_code_model
 from .scale_equivariance import VARIANT_MODES, draw_mode, se_pair
 from .spectrum import analyse
 from .trainer import StepLog, start_run
@@ -233,9 +233,7 @@ def main(argv=None) -> int:
     if not ckpt_path.exists():
         # Fresh run: start at the linear code, or at the pre-trained model being fine-tuned.
         if args.init == "linear":
-            n = len(train_ds)
-            batches = (train_ds.batch(list(range(i, min(i + 32, n))))[0] for i in range(0, n, 32))
-            fit = fit_linear_code(model_cfg, batches)
+            fit = fit_linear_code_on(model_cfg, train_ds)
             init_from_linear_code(vae, fit)
         else:
             try:
