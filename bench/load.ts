@@ -10,11 +10,7 @@
 // tiny test fixture (made with `python3 -m diffusable.fixtures`).
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import {
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-} from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
