@@ -152,18 +152,33 @@ def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
     )
     common = ["--ae", str(ae), "--config", "tiny", "--data", str(data), "--threads", "1"]
     out = tmp_path / "dit"
-    assert train_diffusion.main(common + ["--out", str(out), "--stop-after", "4"]) == 0
-    assert train_diffusion.main(common + ["--out", str(out)]) == 0
+    flags = ["--out", str(out), "--experiment", "grid-test"]
+    assert train_diffusion.main(common + flags + ["--stop-after", "4"]) == 0
+    assert train_diffusion.main(common + flags) == 0
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     evals = [e for e in events if e["type"] == "eval"]
     assert [e["step"] for e in evals] == [0, 4, 8]
     for e in evals:
         assert e["fd_rand3d"] >= 0 and e["metric"] == "fd_rand3d" and e["extractor_hash"]
         assert e["n_generated"] == 6 and 0 <= e["class_score"] <= 1
+        # the trained-network distance beside the random one, each with its extractor's identity
+        assert e["fd_cls3d"] >= 0 and e["extractors"]["fd_cls3d"]["extractor"] == "cls3d"
+        assert e["extractors"]["fd_cls3d"]["classifier_key"]
+        assert e["extractors"]["fd_rand3d"]["extractor_hash"] == e["extractor_hash"]
+        buckets = [e[f"val_loss_t{i}"] for i in range(5)]
+        assert all(v > 0 for v in buckets) and e["val_loss"] == pytest.approx(sum(buckets) / 5)
+        assert e["val_loss_t_edges"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    # held-out latents, noise and t are fixed: the untrained model's loss is a pure function of
+    # its weights, so evaluations only differ as the weights do
+    assert evals[0]["val_loss"] != evals[-1]["val_loss"]
     statuses = [e["status"] for e in events if e["type"] == "status"]
     assert statuses == ["started", "resumed", "completed"]
     config = next(e for e in events if e["type"] == "config")
     assert config["autoencoder"]["variant"] == "se" and config["model"]["num_classes"] == 2
+    assert config["experiment"] == "grid-test" and set(config["metrics"]) == {
+        "fd_cls3d",
+        "fd_rand3d",
+    }
 
 
 def test_fp16_weight_storage_computes_with_the_rounded_weights(tmp_path):

@@ -5,6 +5,11 @@ to separate distributions reasonably (they react to blur, noise and broken motio
 distance is NOT FVD and is never called that: it is logged as `fd_rand3d`, with the extractor's
 weight hash, N and preprocessing.
 
+`cls3d`: the penultimate layer of the project's own video classifier (classifier.py), trained on
+the dataset's real clips: features that separate exactly the classes the denoiser is asked to
+draw. Logged as `fd_cls3d` with the classifier's weight hash, its training record, N and
+preprocessing. It is a Fréchet distance on a trained network of our own, NOT FVD either.
+
 `i3d`: FVD proper, from I3D Kinetics-400 logits (`i3d.py`), only when the user supplies the
 weights file: `FeatureExtractor.i3d(path)`, logged as `fvd_i3d` with the sha256 of that file.
 """
@@ -75,6 +80,18 @@ class Rand3D(nn.Module):
         return torch.cat(feats, dim=1)  # (B, 2 * sum(widths))
 
 
+class ClassifierFeatures(nn.Module):
+    """The classifier's penultimate layer: its conv stack, mean-pooled over time and space."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.net = classifier.net
+        self.requires_grad_(False).eval()
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 3, T, S, S), S = its size
+        return self.net(video).mean(dim=(2, 3, 4))  # (B, 4 * width): what its head reads
+
+
 def weights_hash(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -121,6 +138,20 @@ class FeatureExtractor:
         self.hash = i3d.file_hash(weights_path)
         return self
 
+    @classmethod
+    def classifier(cls, model: nn.Module, info: Dict, frames: int, device="cpu"):
+        """fd_cls3d features: `model` is a trained classifier.VideoClassifier, `info` its record
+        (classifier.get_classifier); clips are resized as the classifier saw them in training."""
+        self = cls.__new__(cls)
+        self.net = ClassifierFeatures(model).to(device).eval()
+        self.pre = Preprocessing(frames=frames, size=int(info["config"]["size"]))
+        self.device = device
+        self.metric = "fd_cls3d"
+        self.extractor = "cls3d"
+        self.hash = weights_hash(self.net)
+        self.record = {"classifier_key": info.get("key"), "val_accuracy": info.get("val_accuracy")}
+        return self
+
     @torch.no_grad()
     def features(self, video: torch.Tensor, batch_size: int = 16) -> np.ndarray:
         if self.extractor == "i3d":
@@ -139,4 +170,5 @@ class FeatureExtractor:
             "extractor": self.extractor,
             "extractor_hash": self.hash,
             "preprocessing": asdict(self.pre),
+            **getattr(self, "record", {}),
         }

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import torch
 import torch.nn as nn
@@ -62,6 +62,7 @@ class DiffusionTrainConfig:
     sample_method: str = "euler"
     guidance: float = 2.0
     classifier_steps: int = 400  # training steps of the class-score classifier (cached per dataset)
+    val_buckets: int = 5  # flow-matching validation loss on held-out latents, per t-bucket
 
 
 PRESETS: Dict[str, DiffusionTrainConfig] = {
@@ -88,6 +89,34 @@ PRESETS: Dict[str, DiffusionTrainConfig] = {
 }
 
 
+def validation_set(cache: Path, cfg: DiffusionTrainConfig, g: torch.Generator) -> Dict:
+    """Held-out latents with fixed noise and one fixed t inside each of `val_buckets` equal
+    t-buckets: the same (x0, noise, t) at every evaluation of every run on this cache."""
+    x0, y, _ = load_latents(cache, "val")
+    k = cfg.val_buckets
+    noise = torch.randn((k,) + tuple(x0.shape), generator=g)  # (K, N, C, t, h, w)
+    t = (torch.arange(k).view(k, 1) + torch.rand(k, len(x0), generator=g)) / k  # (K, N)
+    return {"x0": x0, "labels": y, "noise": noise, "t": t}
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, val: Dict, null_class: int, batch: int = 64) -> List[float]:
+    """The flow-matching loss (mean squared velocity error) of `model` per t-bucket, with the
+    true labels: Open-Sora found this held-out loss tracks sample quality, and it is cheap."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for noise, t in zip(val["noise"], val["t"]):
+        total = 0.0
+        for i in range(0, len(val["x0"]), batch):
+            x0 = val["x0"][i : i + batch].to(device)
+            xt, v = flow_pair(x0, noise[i : i + batch].to(device), t[i : i + batch].to(device))
+            pred = model(xt, t[i : i + batch].to(device), val["labels"][i : i + batch].to(device))
+            total += float(F.mse_loss(pred.float(), v, reduction="sum"))
+        out.append(total / val["x0"].numel())
+    return out
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         description="Train the latent denoiser on an autoencoder's latents."
@@ -95,6 +124,7 @@ def parse_args(argv=None):
     ap.add_argument("--ae", required=True, help="autoencoder run folder (finished) or checkpoint")
     ap.add_argument("--config", default="small", help=f"denoiser: {' | '.join(DENOISER_CONFIGS)}")
     ap.add_argument("--i3d", help="I3D Kinetics-400 weights file: log fvd_i3d")
+    ap.add_argument("--experiment", help="name of the experiment (grid) this run belongs to")
     add_run_flags(ap, DiffusionTrainConfig)
     args = ap.parse_args(argv)
     cfg = config_from_flags(args, PRESETS.get(args.config, DiffusionTrainConfig()))
@@ -110,7 +140,7 @@ def main(argv=None) -> int:
     # ---------------------------------------------------------------- data: latents + eval set
     try:
         get_denoiser_config(args.config)  # fail on a bad name before the expensive part
-        extractor = FeatureExtractor.i3d(args.i3d, device) if args.i3d else None
+        i3d = FeatureExtractor.i3d(args.i3d, device) if args.i3d else None
         cache = build_latent_cache(Path(args.ae), args.data)
         vae, ae_meta = load_autoencoder(ae_checkpoint(Path(args.ae)))
     except (FileNotFoundError, ValueError) as err:
@@ -122,19 +152,28 @@ def main(argv=None) -> int:
         args.config, latent_channels=latents.shape[1], num_classes=len(classes)
     )
     vae = vae.to(device).eval()
-    extractor = extractor or FeatureExtractor(device=device)
     from .data.clips import ClipDataset
 
     data_root = Path(info["data"])
     real_ds = ClipDataset(data_root, "train")
-    g_eval = torch.Generator().manual_seed(cfg.eval_seed)
-    real_idx = torch.randperm(len(real_ds), generator=g_eval)[: cfg.eval_samples].tolist()
-    real_stats = feature_stats(extractor.features(real_ds.batch(real_idx)[0]))
-    eval_noise = torch.randn((cfg.eval_samples,) + tuple(latents.shape[1:]), generator=g_eval)
-    eval_labels = torch.arange(cfg.eval_samples) % len(classes)
     classifier, classifier_info = get_classifier(
         data_root, ClassifierConfig(steps=cfg.classifier_steps)
     )
+    # Every Fréchet distance of the run, each on its own features of the same clips: I3D's when
+    # given, the random network's, and the classifier's (trained on the real clips). The first
+    # is the run's headline `metric`, as before fd_cls3d existed.
+    extractors = ([i3d] if i3d else []) + [
+        FeatureExtractor(device=device),
+        FeatureExtractor.classifier(classifier, classifier_info, real_ds.frames, device),
+    ]
+    g_eval = torch.Generator().manual_seed(cfg.eval_seed)
+    real_idx = torch.randperm(len(real_ds), generator=g_eval)[: cfg.eval_samples].tolist()
+    real_video = real_ds.batch(real_idx)[0]
+    real_stats = {x.metric: feature_stats(x.features(real_video)) for x in extractors}
+    del real_video
+    eval_noise = torch.randn((cfg.eval_samples,) + tuple(latents.shape[1:]), generator=g_eval)
+    eval_labels = torch.arange(cfg.eval_samples) % len(classes)
+    val_set = validation_set(cache, cfg, g_eval)
 
     # ---------------------------------------------------------------- model
     torch.manual_seed(cfg.seed)
@@ -175,7 +214,9 @@ def main(argv=None) -> int:
             train_latents=len(latents),
             parameters=sum(p.numel() for p in model.parameters()),
             device=str(device),
-            metric=extractor.describe(),
+            experiment=args.experiment,
+            metric=extractors[0].describe(),
+            metrics={x.metric: x.describe() for x in extractors},
             classifier=classifier_info,
             torch=torch.__version__,
         )
@@ -218,13 +259,22 @@ def main(argv=None) -> int:
             )
             videos.append(vae.decode_scaled(x0).clamp(-1, 1).cpu())
         video = torch.cat(videos)
-        fd = frechet_distance(*real_stats, *feature_stats(extractor.features(video)))
+        fds = {
+            x.metric: frechet_distance(*real_stats[x.metric], *feature_stats(x.features(video)))
+            for x in extractors
+        }
         scores = class_scores(
             classifier, video, eval_labels, classes, classifier_info["config"]["size"]
         )
+        by_t = validation_loss(ema, val_set, model_cfg.null_class)
         record = {
-            extractor.metric: fd,
-            **extractor.describe(),
+            **fds,
+            **extractors[0].describe(),
+            "extractors": {x.metric: x.describe() for x in extractors},
+            "val_loss": sum(by_t) / len(by_t),
+            **{f"val_loss_t{i}": v for i, v in enumerate(by_t)},
+            "val_loss_t_edges": [i / cfg.val_buckets for i in range(cfg.val_buckets + 1)],
+            "n_val_latents": len(val_set["x0"]),
             "n_generated": len(video),
             "n_real": len(real_idx),
             "sample_steps": cfg.sample_steps,
@@ -279,7 +329,8 @@ def main(argv=None) -> int:
         if step % cfg.eval_every:
             evaluate()
         save(final=True)
-        run.complete(step, **{k: last_eval[k] for k in (extractor.metric, "class_score")})
+        kept = [x.metric for x in extractors] + ["class_score", "val_loss"]
+        run.complete(step, **{k: last_eval[k] for k in kept})
     run.close()
     return 0
 
