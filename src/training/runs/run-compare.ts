@@ -143,7 +143,7 @@ function side(
   };
 }
 
-const pairs = (points: StepValue[], positive = false): [number, number][] =>
+export const pairs = (points: StepValue[], positive = false): [number, number][] =>
   points
     .filter(
       (p) => Number.isFinite(p.step) && Number.isFinite(p.value) && (!positive || p.value > 0),
@@ -163,7 +163,7 @@ function fdMetric(src: RunReader, a: RunInfo, b: RunInfo): string | null {
 }
 
 /** The last `val` or `spectrum` event's fields (the spectrum event repeats val's figures). */
-function lastVal(src: RunReader, run: RunInfo | null): Record<string, unknown> {
+export function lastVal(src: RunReader, run: RunInfo | null): Record<string, unknown> {
   if (!run) return {};
   const val = src.lastEvent(run.id, "val") ?? {};
   const spectrum = src.lastEvent(run.id, "spectrum") ?? {};
@@ -174,7 +174,7 @@ function lastVal(src: RunReader, run: RunInfo | null): Record<string, unknown> {
 
 const numberOrNull = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : null);
 
-const TABLE: { key: string; label: string; better: TableRow["better"] }[] = [
+export const TABLE: { key: string; label: string; better: TableRow["better"] }[] = [
   { key: "step", label: "AE step of these figures", better: null },
   { key: "psnr", label: "reconstruction PSNR (dB)", better: "higher" },
   { key: "ssim", label: "reconstruction SSIM", better: "higher" },
@@ -194,7 +194,7 @@ const TABLE: { key: string; label: string; better: TableRow["better"] }[] = [
 
 /** A zigzag spectrum as each coefficient's share of the AC energy (entries 1..63): latents and
  * video carry different total energy, and the paper's claim is about where the energy sits. */
-function spectrumOf(ev: Record<string, unknown> | null, field: string): [number, number][] {
+export function spectrumOf(ev: Record<string, unknown> | null, field: string): [number, number][] {
   const arr = ev?.[field];
   if (!Array.isArray(arr)) return [];
   const values = arr.map(Number);

@@ -1,0 +1,394 @@
+// The admin page's experiment view: diffusion runs grouped by experiment, then by arm (the
+// autoencoder variant) over seeds (config.train.seed), with the statistics of seed-stats.ts, the
+// charts' bands (mean ± sd over seeds per arm), the chance line of the class score, and the
+// autoencoders of the three arms (loss and PSNR curves, spectra, the reconstruction table).
+
+import {
+  brief,
+  type Chart,
+  type ChartSeries,
+  CompareError,
+  lastVal,
+  pairs,
+  type RunBrief,
+  type RunInfo,
+  type RunReader,
+  spectrumOf,
+  TABLE,
+  variantOf,
+} from "./run-compare.ts";
+import {
+  ARMS,
+  type ArmComparison,
+  type ArmStats,
+  comparisonSentence,
+  SEED_METRICS,
+  type SeedSeries,
+  type SeedStats,
+  seedSentences,
+  seedStats,
+  verdict,
+} from "./seed-stats.ts";
+
+/** A diffusion run in a group: its arm and seed. */
+export interface GroupRun {
+  run: RunInfo;
+  arm: string;
+  seed: number | null;
+}
+
+export interface RunGroup {
+  /** `experiment:<name>`, or `model:<name>:<steps>` for runs without an experiment. */
+  key: string;
+  label: string;
+  experiment: string | null;
+  /** One run per (arm, seed): the newest. Newest first. */
+  runs: GroupRun[];
+  /** ms since the epoch of the group's newest run. */
+  latest: number;
+}
+
+const str = (v: unknown) => (typeof v === "string" && v !== "" ? v : null);
+const obj = (v: unknown) =>
+  v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+
+/** The group a diffusion run belongs to: its experiment, else its model name and step budget. */
+export function groupKeyOf(run: RunInfo): {
+  key: string;
+  label: string;
+  experiment: string | null;
+} {
+  const experiment = str(run.config.experiment);
+  if (experiment) return { key: `experiment:${experiment}`, label: experiment, experiment };
+  const model = str(obj(run.config.model).name) ?? "?";
+  const steps = obj(run.config.train).steps;
+  const s = typeof steps === "number" ? String(steps) : "?";
+  return {
+    key: `model:${model}:${s}`,
+    label: `${model} · ${s} steps (no experiment)`,
+    experiment: null,
+  };
+}
+
+const seedOf = (run: RunInfo) => {
+  const s = obj(run.config.train).seed;
+  return typeof s === "number" && Number.isFinite(s) ? s : null;
+};
+
+/** The diffusion runs' groups, newest first. A repeated (arm, seed) keeps its newest run. */
+export function diffusionGroups(src: RunReader): RunGroup[] {
+  const groups = new Map<string, RunGroup>();
+  for (const run of src.listRuns({ kind: "diffusion", limit: 500 })) {
+    const arm = variantOf(src, run);
+    if (!arm) continue;
+    const { key, label, experiment } = groupKeyOf(run);
+    let g = groups.get(key);
+    if (!g) {
+      g = { key, label, experiment, runs: [], latest: run.createdAt };
+      groups.set(key, g);
+    }
+    const seed = seedOf(run);
+    if (g.runs.some((r) => r.arm === arm && r.seed === seed)) continue;
+    g.runs.push({ run, arm, seed });
+    g.latest = Math.max(g.latest, run.createdAt);
+  }
+  return [...groups.values()].sort((x, y) => y.latest - x.latest);
+}
+
+const armCount = (g: RunGroup) => new Set(g.runs.map((r) => r.arm)).size;
+
+/** The group to show: the one asked for, else the latest with runs in at least two arms. */
+export function pickGroup(groups: readonly RunGroup[], key?: string): RunGroup | null {
+  if (key) {
+    const g = groups.find((x) => x.key === key);
+    if (!g) throw new CompareError("run_not_found", `no group of diffusion runs "${key}"`);
+    return g;
+  }
+  return groups.find((g) => armCount(g) >= 2) ?? null;
+}
+
+/** Arms in display order: the known ones first, then any other variant by name. */
+export function orderArms(arms: Iterable<string>): string[] {
+  const known = ARMS as readonly string[];
+  return [...new Set(arms)].sort((x, y) => {
+    const ix = known.indexOf(x);
+    const iy = known.indexOf(y);
+    if (ix !== iy) return (ix < 0 ? known.length : ix) - (iy < 0 ? known.length : iy);
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}
+
+/** The group's seeds per arm, with the eval metrics of seed-stats.ts. */
+export function groupSeeds(src: RunReader, g: RunGroup): Record<string, SeedSeries[]> {
+  const out: Record<string, SeedSeries[]> = {};
+  for (const arm of orderArms(g.runs.map((r) => r.arm))) out[arm] = [];
+  for (const r of g.runs) {
+    const metrics: SeedSeries["metrics"] = {};
+    for (const m of SEED_METRICS) {
+      const points = src.getMetrics(r.run.id, `eval/${m.name}`);
+      if (points.length) metrics[m.name] = points;
+    }
+    out[r.arm]?.push({ seed: r.seed, runId: r.run.id, metrics });
+  }
+  return out;
+}
+
+export interface BandSeries {
+  arm: string;
+  label: string;
+  /** Number of seeds. */
+  n: number;
+  /** [step, mean, mean - sd, mean + sd] per common eval step. */
+  points: [number, number, number, number][];
+}
+
+export interface BandChart {
+  id: string;
+  metric: string;
+  title: string;
+  better: "lower" | "higher";
+  x: { label: string };
+  y: { label: string };
+  /** What the band around each mean line is. */
+  band: string;
+  series: BandSeries[];
+  /** A horizontal reference line (the class score's chance level). */
+  chance: { value: number; label: string } | null;
+}
+
+export interface GridTableRow {
+  key: string;
+  label: string;
+  better: "lower" | "higher" | null;
+  values: (number | null)[];
+}
+
+export interface GridArm {
+  arm: string;
+  seeds: (number | null)[];
+  runs: string[];
+  autoencoder: RunBrief | null;
+}
+
+export interface Grid {
+  groups: { key: string; label: string; experiment: string | null; arms: Record<string, number> }[];
+  group: { key: string; label: string; experiment: string | null } | null;
+  arms: GridArm[];
+  numClasses: number | null;
+  stats: SeedStats;
+  charts: BandChart[];
+  ae: { charts: Chart[]; table: { columns: string[]; rows: GridTableRow[] } };
+  summary: {
+    lines: { metric: string; a: string; b: string; verdict: "a" | "b" | null; text: string }[];
+    sentences: string[];
+  };
+  warnings: string[];
+}
+
+const TITLES: Record<string, string> = {
+  fd_cls3d: "fd_cls3d (classifier features) against diffusion steps",
+  fd_rand3d: "fd_rand3d (random 3D features) against diffusion steps",
+  fvd_i3d: "fvd_i3d against diffusion steps",
+  class_score: "class score against diffusion steps",
+  val_loss: "validation loss against diffusion steps",
+};
+
+function bandCharts(stats: SeedStats, arms: string[], numClasses: number | null): BandChart[] {
+  const charts: BandChart[] = [];
+  for (const spec of SEED_METRICS) {
+    const series: BandSeries[] = [];
+    for (const arm of arms) {
+      const m = (stats.arms[arm] as ArmStats | undefined)?.metrics[spec.name];
+      if (!m) continue;
+      series.push({
+        arm,
+        label: `${arm} (${m.final.n} seed${m.final.n === 1 ? "" : "s"})`,
+        n: m.final.n,
+        points: m.steps.map((step, i) => {
+          const mu = m.mean[i] as number;
+          const sd = m.sd[i] as number;
+          return [step, mu, mu - sd, mu + sd];
+        }),
+      });
+    }
+    if (series.length === 0) continue;
+    charts.push({
+      id: spec.name,
+      metric: spec.name,
+      title: `${TITLES[spec.name] ?? spec.name} (${spec.better} is better)`,
+      better: spec.better,
+      x: { label: "diffusion step" },
+      y: { label: spec.name === "class_score" ? "class score" : spec.name },
+      band: "mean ± sd over seeds",
+      series,
+      chance:
+        spec.name === "class_score" && numClasses
+          ? { value: 1 / numClasses, label: `chance (1/${numClasses})` }
+          : null,
+    });
+  }
+  return charts;
+}
+
+/** Each arm's autoencoder: the one its newest diffusion run names (when in the registry), else
+ * the latest autoencoder run of that variant. */
+function armAutoencoders(src: RunReader, g: RunGroup | null, arms: string[]): Map<string, RunInfo> {
+  const out = new Map<string, RunInfo>();
+  const aes = src.listRuns({ kind: "autoencoder", limit: 500 });
+  for (const arm of arms) {
+    const named = g?.runs.find((r) => r.arm === arm && r.run.autoencoderRunId)?.run
+      .autoencoderRunId;
+    const byName = named ? src.getRun(named) : null;
+    const ae = byName?.kind === "autoencoder" ? byName : aes.find((r) => variantOf(src, r) === arm);
+    if (ae) out.set(arm, ae);
+  }
+  return out;
+}
+
+function aeCharts(src: RunReader, aes: Map<string, RunInfo>): Chart[] {
+  const runs = [...aes.entries()];
+  if (runs.length === 0) return [];
+  const charts: Chart[] = [];
+  const hasRec = runs.every(([, r]) => src.metricNames(r.id).includes("train/loss_rec"));
+  const lossName = hasRec ? "train/loss_rec" : "train/loss";
+  const series = (name: string, positive: boolean): ChartSeries[] =>
+    runs.map(([arm, r]) => ({
+      key: arm,
+      label: `${arm} · ${r.id}`,
+      runId: r.id,
+      points: pairs(src.getMetrics(r.id, name), positive),
+    }));
+  charts.push({
+    id: "ae_loss",
+    title: `autoencoder training loss (${lossName.slice(6)})`,
+    x: { label: "autoencoder step" },
+    y: { label: lossName.slice(6), log: true },
+    series: series(lossName, true),
+    ...(hasRec
+      ? { note: "reconstruction loss only: an SE run's total loss adds its SE term" }
+      : {}),
+  });
+  charts.push({
+    id: "ae_psnr",
+    title: "autoencoder validation PSNR (dB, higher is better)",
+    x: { label: "autoencoder step" },
+    y: { label: "PSNR (dB)", log: false },
+    series: series("val/psnr", false),
+  });
+  const spectra = runs.map(([arm, r]) => [arm, r, src.lastEvent(r.id, "spectrum")] as const);
+  if (spectra.some(([, , ev]) => ev)) {
+    const video = spectra.find(([, , ev]) => spectrumOf(ev, "video_spectrum").length);
+    charts.push({
+      id: "spectrum",
+      title: "latent and video DCT spectra (8×8 blocks, zigzag order, share of AC energy)",
+      x: { label: "zigzag index" },
+      y: { label: "share of AC energy", log: true },
+      series: [
+        ...spectra.map(([arm, r, ev]) => ({
+          key: `${arm}_latent`,
+          label: `latent · ${arm} · ${r.id}`,
+          runId: r.id,
+          points: spectrumOf(ev, "latent_spectrum"),
+        })),
+        {
+          key: "video",
+          label: "video",
+          runId: video?.[1].id ?? null,
+          points: spectrumOf(video?.[2] ?? null, "video_spectrum"),
+        },
+      ],
+      note: "high-frequency share = energy at zigzag 32–63 over AC energy (1–63)",
+    });
+  }
+  return charts;
+}
+
+const numberOrNull = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+
+/** The experiment view of one group (the latest with two arms unless `key` names one). */
+export function buildGrid(src: RunReader, key?: string): Grid {
+  const groups = diffusionGroups(src);
+  const g = pickGroup(groups, key);
+  const seeds = g ? groupSeeds(src, g) : {};
+  const stats = seedStats(seeds);
+  const diffusionArms = Object.keys(seeds);
+  const warnings: string[] = [];
+  if (!g) warnings.push("no group of diffusion runs has runs in two arms yet");
+
+  const classes = new Set(
+    (g?.runs ?? []).map((r) => {
+      const c = r.run.config.classes;
+      return Array.isArray(c) ? c.length : null;
+    }),
+  );
+  classes.delete(null);
+  const numClasses = classes.size === 1 ? ([...classes][0] as number) : null;
+  if (classes.size > 1)
+    warnings.push("the group's runs have different class lists: no chance line");
+  const hashes = new Set(
+    (g?.runs ?? []).map((r) => str(obj(src.lastEvent(r.run.id, "eval")).extractor_hash)),
+  );
+  hashes.delete(null);
+  if (hashes.size > 1) {
+    warnings.push(
+      `the group's runs use different feature extractors (${[...hashes].join(", ")}): their FD values are not comparable`,
+    );
+  }
+  for (const arm of diffusionArms) {
+    const a = stats.arms[arm] as ArmStats;
+    for (const [metric, m] of Object.entries(a.metrics)) {
+      const most = Math.max(
+        ...(seeds[arm] ?? []).map((s) => (s.metrics[metric] ?? []).at(-1)?.step ?? 0),
+      );
+      if (most > m.final.step) {
+        warnings.push(
+          `${arm}: ${metric} is compared at step ${m.final.step}, the last step all its seeds have (one has ${most})`,
+        );
+        break;
+      }
+    }
+  }
+
+  const aeArms = orderArms([...diffusionArms, ...ARMS]);
+  const aes = armAutoencoders(src, g, aeArms);
+  const aeList = [...aes.entries()];
+  const vals = aeList.map(([, r]) => lastVal(src, r));
+  const lines = stats.comparisons.map((c: ArmComparison) => ({
+    metric: c.metric,
+    a: c.a,
+    b: c.b,
+    verdict: verdict(c),
+    text: comparisonSentence(c),
+  }));
+  return {
+    groups: groups.map((x) => {
+      const arms: Record<string, number> = {};
+      for (const r of x.runs) arms[r.arm] = (arms[r.arm] ?? 0) + 1;
+      return { key: x.key, label: x.label, experiment: x.experiment, arms };
+    }),
+    group: g ? { key: g.key, label: g.label, experiment: g.experiment } : null,
+    arms: aeArms
+      .filter((arm) => stats.arms[arm] || aes.has(arm))
+      .map((arm) => {
+        const ae = aes.get(arm);
+        return {
+          arm,
+          seeds: stats.arms[arm]?.seeds ?? [],
+          runs: stats.arms[arm]?.runs ?? [],
+          autoencoder: ae ? brief(ae) : null,
+        };
+      }),
+    numClasses,
+    stats,
+    charts: bandCharts(stats, diffusionArms, numClasses),
+    ae: {
+      charts: aeCharts(src, aes),
+      table: {
+        columns: aeList.map(([arm, r]) => `${arm} · ${r.id}`),
+        rows: TABLE.map((r) => ({ ...r, values: vals.map((v) => numberOrNull(v[r.key])) })),
+      },
+    },
+    summary: { lines, sentences: seedSentences(stats) },
+    warnings,
+  };
+}

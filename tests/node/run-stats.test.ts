@@ -1,0 +1,364 @@
+// The statistics over seeds (src/training/runs/seed-stats.ts) and the experiment view
+// (run-grid.ts): Student's t quantile against scipy and closed forms, the log-scale Welch
+// interval against a direct computation, the conclusions' wording, the grouping by experiment and
+// arm of the fixture runs (tests/node/fixtures/grid-runs, imported into SQLite by the registry's
+// importer), and the cross-check: the Python module diffusable.seed_stats run on the same folder
+// gives the same numbers (1e-9) and the same conclusions.
+
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { closeDb, type Db, openDb } from "../../src/store/db.ts";
+import { buildGrid, diffusionGroups, type Grid } from "../../src/training/runs/run-grid.ts";
+import { importRunFolder } from "../../src/training/runs/run-import.ts";
+import { storeRunReader } from "../../src/training/runs/run-reader.ts";
+import {
+  conclude,
+  logRelDiff,
+  type MetricStats,
+  mean,
+  type SeedStats,
+  sampleSd,
+  seedStats,
+  studentTCdf,
+  studentTQuantile,
+} from "../../src/training/runs/seed-stats.ts";
+import { FINALS, GRID_RUNS_DIR, runId, valueAt, writeGridFixture } from "./grid-fixture.ts";
+import { PYTHON, REPO_ROOT } from "./python.ts";
+import { tempDir } from "./server-helpers.ts";
+
+const close = (a: number, b: number, tol = 1e-9, msg = "") =>
+  assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${msg}: ${a} vs ${b}`);
+
+describe("Student's t quantile", () => {
+  // scipy.stats.t.ppf(0.975, df) (scipy 1.x), printed with repr.
+  const SCIPY: [number, number][] = [
+    [1, 12.706204736432095],
+    [2, 4.302652729911275],
+    [2.5, 3.5746548420118773],
+    [3.7, 2.8675207071912086],
+    [4, 2.7764451051977987],
+    [10, 2.2281388519649385],
+    [30, 2.0422724563012373],
+  ];
+  test("matches scipy.stats.t.ppf(0.975, df), integer and not", () => {
+    for (const [df, want] of SCIPY) close(studentTQuantile(0.975, df), want, 1e-9, `df=${df}`);
+  });
+  test("matches the closed forms of df = 1 and 2 to 1e-13", () => {
+    // df=1 is Cauchy: tan(pi (p - 1/2)); df=2: t = (2p - 1) sqrt(2 / (4 p (1 - p))).
+    close(studentTQuantile(0.975, 1), Math.tan(Math.PI * 0.475), 1e-13, "df=1");
+    const p = 0.975;
+    close(studentTQuantile(p, 2), (2 * p - 1) * Math.sqrt(2 / (4 * p * (1 - p))), 1e-13, "df=2");
+  });
+  test("is the inverse of the cdf, symmetric, and tends to the normal quantile", () => {
+    for (const df of [1.3, 5, 17.5]) {
+      for (const p of [0.6, 0.9, 0.975, 0.999]) {
+        close(studentTCdf(studentTQuantile(p, df), df), p, 1e-12, `cdf(q(${p}), ${df})`);
+        close(studentTQuantile(1 - p, df), -studentTQuantile(p, df), 1e-12, "symmetry");
+      }
+    }
+    close(studentTQuantile(0.975, 1e7), 1.959963984540054, 1e-6, "normal limit");
+    assert.ok(Number.isNaN(studentTQuantile(0.975, 0)));
+  });
+});
+
+describe("log-scale relative difference and conclusions", () => {
+  test("the Welch interval, computed step by step", () => {
+    const a = [8, 8.3, 7.9];
+    const b = [10, 10.4, 9.7];
+    const r = logRelDiff(a, b);
+    assert.ok(r && r.rel !== null && r.lo !== null && r.hi !== null && r.df !== null);
+    const la = a.map(Math.log);
+    const lb = b.map(Math.log);
+    const d = mean(la) - mean(lb);
+    const va = sampleSd(la) ** 2 / 3;
+    const vb = sampleSd(lb) ** 2 / 3;
+    const se = Math.sqrt(va + vb);
+    const df = se ** 4 / (va ** 2 / 2 + vb ** 2 / 2);
+    close(r.rel, Math.exp(d) - 1, 1e-15, "rel");
+    close(r.df, df, 1e-12, "df");
+    const t = studentTQuantile(0.975, df);
+    close(r.lo, Math.exp(d - t * se) - 1, 1e-12, "lo");
+    close(r.hi, Math.exp(d + t * se) - 1, 1e-12, "hi");
+    assert.ok(r.hi < 0, "a clear win: the interval is below 0");
+  });
+  test("one seed: no interval; equal spreads of zero: a point interval; non-positive: none", () => {
+    assert.deepEqual(logRelDiff([2], [1]), { rel: 1, lo: null, hi: null, df: null });
+    assert.deepEqual(logRelDiff([2, 2], [1, 1]), { rel: 1, lo: 1, hi: 1, df: null });
+    assert.deepEqual(logRelDiff([0, 1], [1, 1]), { rel: null, lo: null, hi: null, df: null });
+  });
+  test("the wording: lower, higher, a tie, one seed", () => {
+    assert.equal(
+      conclude("se", { rel: -0.2, lo: -0.25, hi: -0.15, df: 3 }),
+      "se lower by 20.0% [15.0%, 25.0%]",
+    );
+    assert.equal(
+      conclude("se", { rel: 0.3, lo: 0.1, hi: 0.5, df: 3 }),
+      "se higher by 30.0% [10.0%, 50.0%]",
+    );
+    assert.equal(
+      conclude("se", { rel: 0.02, lo: -0.1, hi: 0.15, df: 3 }),
+      "no difference detectable at this budget (rel 2.0% [-10.0%, 15.0%])",
+    );
+    assert.equal(
+      conclude("se", { rel: 0.5, lo: null, hi: null, df: null }),
+      "one seed per arm: no interval, no conclusion",
+    );
+    assert.equal(
+      conclude("se", { rel: null, lo: null, hi: null, df: null }),
+      "a value <= 0: no relative difference",
+    );
+  });
+  test("steps_to_reach: each seed's first eval step at the baseline's final mean", () => {
+    const s = (pairs: [number, number][]) => pairs.map(([step, value]) => ({ step, value }));
+    const stats = seedStats(
+      {
+        baseline: [
+          {
+            seed: 0,
+            runId: "b0",
+            metrics: {
+              m: s([
+                [0, 10],
+                [100, 6],
+                [200, 4],
+              ]),
+            },
+          },
+          {
+            seed: 1,
+            runId: "b1",
+            metrics: {
+              m: s([
+                [0, 10],
+                [100, 5],
+                [200, 6],
+              ]),
+            },
+          },
+        ],
+        se: [
+          {
+            seed: 0,
+            runId: "s0",
+            metrics: {
+              m: s([
+                [0, 9],
+                [100, 5],
+                [200, 3],
+              ]),
+            },
+          },
+          {
+            seed: 1,
+            runId: "s1",
+            metrics: {
+              m: s([
+                [0, 9],
+                [100, 6],
+                [200, 4.5],
+              ]),
+            },
+          },
+          {
+            seed: 2,
+            runId: "s2",
+            metrics: {
+              m: s([
+                [0, 9],
+                [100, 8],
+                [200, 7],
+                [300, 1],
+              ]),
+            },
+          },
+        ],
+      },
+      [{ name: "m", better: "lower" }],
+      [["se", "baseline"]],
+    );
+    const se = stats.arms.se?.metrics.m;
+    assert.deepEqual(se?.steps, [0, 100, 200], "only the steps every seed has");
+    assert.deepEqual(se?.final.values, [3, 4.5, 7]);
+    // s2 reaches it at step 300, a step the other seeds do not have (its own history counts).
+    assert.deepEqual(se?.steps_to_reach, { target: 5, seeds: 3, reached: 3, mean: 200, sd: 100 });
+    assert.deepEqual(stats.arms.baseline?.metrics.m?.steps_to_reach, {
+      target: 5,
+      seeds: 2,
+      reached: 2,
+      mean: 150,
+      sd: sampleSd([100, 200]),
+    });
+    const one = seedStats(
+      { baseline: [{ seed: 0, runId: "b", metrics: { m: s([[0, 4]]) } }], se: [] },
+      [{ name: "m", better: "lower" }],
+    );
+    assert.deepEqual(
+      Object.keys(one.arms.se?.metrics ?? {}),
+      [],
+      "an arm without seeds has no stats",
+    );
+    assert.deepEqual(one.comparisons, []);
+  });
+});
+
+describe("the grid fixture through the registry", () => {
+  let parent: string;
+  let db: Db;
+  let grid: Grid;
+
+  before(() => {
+    parent = tempDir("run-stats");
+    db = openDb(join(parent, "diffusable.sqlite"));
+    for (const arm of ["baseline", "se", "se-spatial"]) {
+      for (const seed of [0, 1, 2]) importRunFolder(db, join(GRID_RUNS_DIR, runId(arm, seed)));
+    }
+    grid = buildGrid(storeRunReader(db));
+  });
+  after(() => {
+    if (db) closeDb(db);
+    if (parent) rmSync(parent, { recursive: true, force: true });
+  });
+
+  test("the committed fixture is what the generator writes", () => {
+    const dir = join(parent, "regenerated");
+    for (const id of writeGridFixture(dir)) {
+      assert.equal(
+        readFileSync(join(dir, id, "events.jsonl"), "utf8"),
+        readFileSync(join(GRID_RUNS_DIR, id, "events.jsonl"), "utf8"),
+        id,
+      );
+    }
+  });
+
+  test("one experiment group, three arms of three seeds, the stats by hand", () => {
+    const groups = diffusionGroups(storeRunReader(db));
+    assert.deepEqual(
+      groups.map((g) => g.key),
+      ["experiment:grid-fixture"],
+    );
+    assert.equal(grid.group?.experiment, "grid-fixture");
+    assert.deepEqual(Object.keys(grid.stats.arms), ["baseline", "se", "se-spatial"]);
+    assert.equal(grid.numClasses, 17);
+    for (const [arm, metrics] of Object.entries(FINALS)) {
+      const a = grid.stats.arms[arm];
+      assert.deepEqual(a?.seeds, [0, 1, 2]);
+      for (const [metric, values] of Object.entries(metrics)) {
+        const m: MetricStats | undefined = a?.metrics[metric];
+        assert.deepEqual(m?.steps, [0, 100, 200, 300], `${arm} ${metric}`);
+        assert.deepEqual(m?.final.values, values);
+        close(m?.final.mean as number, mean(values), 1e-15, `${arm} ${metric} mean`);
+        close(m?.final.sd as number, sampleSd(values), 1e-15, `${arm} ${metric} sd`);
+        const at100 = [0, 1, 2].map((seed) => valueAt(arm, metric, seed, 100));
+        close(m?.mean[1] as number, mean(at100), 1e-15, "mean at 100");
+        assert.equal(m?.min[1], Math.min(...at100));
+        assert.equal(m?.max[1], Math.max(...at100));
+      }
+    }
+    // se reaches the baseline's final mean fd_rand3d at 300 (seed 0) and 200 (seeds 1, 2).
+    assert.deepEqual(grid.stats.arms.se?.metrics.fd_rand3d?.steps_to_reach, {
+      target: mean(FINALS.baseline?.fd_rand3d as number[]),
+      seeds: 3,
+      reached: 3,
+      mean: (300 + 200 + 200) / 3,
+      sd: sampleSd([300, 200, 200]),
+    });
+    const line = (metric: string, a: string, b: string) =>
+      grid.summary.lines.find((l) => l.metric === metric && l.a === a && l.b === b);
+    assert.match(line("fd_rand3d", "se", "baseline")?.text ?? "", /: se lower by \d+\.\d% \[/);
+    assert.equal(line("fd_rand3d", "se", "baseline")?.verdict, "a");
+    assert.match(
+      line("fd_cls3d", "se", "baseline")?.text ?? "",
+      /: no difference detectable at this budget \(rel -?\d+\.\d% \[-\d+\.\d%, \d+\.\d%\]\)$/,
+    );
+    assert.equal(line("fd_cls3d", "se", "baseline")?.verdict, null);
+    assert.match(line("class_score", "se", "baseline")?.text ?? "", /: se higher by /);
+    assert.equal(line("class_score", "se", "baseline")?.verdict, "a");
+    assert.equal(grid.summary.lines.length, 4 * 3, "four metrics, three comparisons");
+  });
+
+  test("the charts: a band per arm, the chance line on the class score", () => {
+    assert.deepEqual(
+      grid.charts.map((c) => c.id),
+      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"],
+    );
+    const cs = grid.charts.find((c) => c.id === "class_score");
+    assert.deepEqual(cs?.chance, { value: 1 / 17, label: "chance (1/17)" });
+    assert.equal(grid.charts.find((c) => c.id === "fd_rand3d")?.chance, null);
+    const fd = grid.charts.find((c) => c.id === "fd_rand3d");
+    const se = fd?.series.find((s) => s.arm === "se");
+    const m = grid.stats.arms.se?.metrics.fd_rand3d;
+    assert.deepEqual(
+      se?.points.map((p) => p[0]),
+      [0, 100, 200, 300],
+    );
+    const last = se?.points.at(-1) as number[];
+    assert.equal(last[1], m?.final.mean);
+    assert.equal(last[2], (m?.final.mean as number) - (m?.final.sd as number));
+    assert.equal(last[3], (m?.final.mean as number) + (m?.final.sd as number));
+  });
+
+  test("diffusable.seed_stats (Python) gives the same numbers and conclusions", () => {
+    const res = spawnSync(
+      PYTHON,
+      ["-m", "diffusable.seed_stats", "--runs", GRID_RUNS_DIR, "--json", "-"],
+      {
+        cwd: REPO_ROOT,
+        encoding: "utf8",
+        timeout: 120_000,
+        env: { ...process.env, PYTHONPATH: join(REPO_ROOT, "src/training") },
+      },
+    );
+    assert.equal(
+      res.status,
+      0,
+      `python -m diffusable.seed_stats failed (does src/training/diffusable/seed_stats.py exist?): ${res.error?.message ?? ""}\n${res.stderr}`,
+    );
+    const py = JSON.parse(res.stdout) as SeedStats;
+    const ts = grid.stats;
+    assert.deepEqual(Object.keys(py.arms).sort(), Object.keys(ts.arms).sort());
+    const num = (a: unknown, b: unknown, what: string) => {
+      if (b === null || b === undefined) return assert.equal(a ?? null, null, what);
+      assert.equal(typeof a, "number", `${what}: Python gives ${JSON.stringify(a)}`);
+      close(a as number, b as number, 1e-9, what);
+    };
+    const arr = (a: unknown, b: readonly number[], what: string) => {
+      assert.ok(Array.isArray(a), `${what}: not an array`);
+      assert.equal(a.length, b.length, `${what}: length`);
+      for (const [i, v] of b.entries()) num(a[i], v, `${what}[${i}]`);
+    };
+    for (const [arm, t] of Object.entries(ts.arms)) {
+      const p = py.arms[arm] as SeedStats["arms"][string];
+      assert.deepEqual(p.seeds, t.seeds, `${arm} seeds`);
+      assert.deepEqual(Object.keys(p.metrics).sort(), Object.keys(t.metrics).sort(), arm);
+      for (const [metric, m] of Object.entries(t.metrics)) {
+        const q = p.metrics[metric] as (typeof t.metrics)[string];
+        const what = `${arm} ${metric}`;
+        assert.deepEqual(q.steps, m.steps, `${what} steps`);
+        for (const k of ["mean", "sd", "min", "max"] as const) arr(q[k], m[k], `${what} ${k}`);
+        num(q.final.mean, m.final.mean, `${what} final.mean`);
+        num(q.final.sd, m.final.sd, `${what} final.sd`);
+        assert.equal(q.final.n, m.final.n, `${what} final.n`);
+        arr(q.final.values, m.final.values, `${what} final.values`);
+        const r = m.steps_to_reach;
+        const qr = q.steps_to_reach;
+        if (r === null) assert.equal(qr ?? null, null, `${what} steps_to_reach`);
+        else {
+          num(qr?.target, r.target, `${what} steps_to_reach.target`);
+          assert.equal(qr?.reached, r.reached, `${what} steps_to_reach.reached`);
+          num(qr?.mean, r.mean, `${what} steps_to_reach.mean`);
+          num(qr?.sd, r.sd, `${what} steps_to_reach.sd`);
+        }
+      }
+    }
+    const key = (c: { a: string; b: string; metric: string }) => `${c.metric}: ${c.a} vs ${c.b}`;
+    assert.deepEqual(py.comparisons.map(key).sort(), ts.comparisons.map(key).sort());
+    for (const c of ts.comparisons) {
+      const p = py.comparisons.find((x) => key(x) === key(c));
+      for (const k of ["rel", "lo", "hi", "df"] as const) num(p?.[k], c[k], `${key(c)} ${k}`);
+      assert.equal(p?.conclusion, c.conclusion, `${key(c)} conclusion`);
+    }
+  });
+});
