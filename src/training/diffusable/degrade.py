@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import torch
 import torch.nn.functional as F
@@ -96,47 +96,80 @@ def ladder(
     return table
 
 
+def ladder_concordance(table: Dict[str, List[float]]) -> float:
+    """How well a metric ranks the ladder: the share of (weaker, stronger) pairs within each
+    degradation that it orders correctly (1.0: always rises; 0.5: no better than chance)."""
+    good = total = 0
+    for row in table.values():
+        for i in range(len(row)):
+            for j in range(i + 1, len(row)):
+                total += 1
+                good += row[j] > row[i]
+    return good / total
+
+
 def main(argv=None) -> int:
     from .autoencoder import get_config
+    from .classifier import ClassifierConfig, get_classifier
     from .data.clips import ClipDataset
     from .data.datasets import resolve_dataset
 
-    ap = argparse.ArgumentParser(description="Tabulate the Fréchet metric along degradations.")
+    ap = argparse.ArgumentParser(description="Tabulate Fréchet metrics along degradations.")
     ap.add_argument("--data", default="procedural")
     ap.add_argument("--clips", type=int, default=128, help="clips per set")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", help="also write the table here")
-    ap.add_argument("--i3d", help="I3D Kinetics-400 weights (state dict): tabulate fvd_i3d")
+    ap.add_argument(
+        "--features",
+        nargs="+",
+        default=["rand3d", "cls3d"],
+        choices=["rand3d", "cls3d"],
+        help="extractors, each tabulated on the same clips",
+    )
+    ap.add_argument("--json", help="also write the tables here")
+    ap.add_argument("--i3d", help="I3D Kinetics-400 weights (state dict): tabulate fvd_i3d too")
     args = ap.parse_args(argv)
     try:
         root = resolve_dataset(args.data, get_config("small"))
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
-        extractor = FeatureExtractor.i3d(args.i3d) if args.i3d else FeatureExtractor()
+        extractors = []
+        for name in args.features:
+            if name == "rand3d":
+                extractors.append(FeatureExtractor())
+            else:  # the class-score classifier of this dataset (trained once, cached)
+                model, info = get_classifier(root, ClassifierConfig())
+                extractors.append(FeatureExtractor.classifier(model, info, train.frames))
+        if args.i3d:
+            extractors.append(FeatureExtractor.i3d(args.i3d))
     except (FileNotFoundError, ValueError) as err:
         print(f"degrade: {err}", file=sys.stderr)
         return 2
     g = torch.Generator().manual_seed(args.seed)
     ref, _ = train.batch(torch.randperm(len(train), generator=g)[: args.clips].tolist())
     clips, _ = val.batch(list(range(min(args.clips, len(val)))))
-    table = ladder(extractor, ref, clips, args.seed)
-    info = extractor.describe()
-    print(
-        f"{info['metric']} (extractor {info['extractor']} {info['extractor_hash']}, "
-        f"N = {len(ref)} reference / {len(clips)} degraded, {info['preprocessing']})\n"
-    )
-    print("| degradation | " + " | ".join(f"s={s}" for s in STRENGTHS) + " |")
-    print("|---" * (len(STRENGTHS) + 1) + "|")
-    for name, row in table.items():
-        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    results = []
+    for extractor in extractors:
+        table = ladder(extractor, ref, clips, args.seed)
+        info = extractor.describe()
+        score = ladder_concordance(table)
+        print(
+            f"{info['metric']} (extractor {info['extractor']} {info['extractor_hash']}, "
+            f"N = {len(ref)} reference / {len(clips)} degraded, {info['preprocessing']}); "
+            f"ranks {100 * score:.0f}% of the ladder's pairs correctly\n"
+        )
+        print("| degradation | " + " | ".join(f"s={s}" for s in STRENGTHS) + " |")
+        print("|---" * (len(STRENGTHS) + 1) + "|")
+        for name, row in table.items():
+            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+        print()
+        results.append({**info, "concordance": score, "table": table})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
                 {
-                    **info,
                     "n_reference": len(ref),
                     "n_degraded": len(clips),
                     "strengths": STRENGTHS,
-                    "table": table,
+                    "metrics": results,
                 },
                 f,
                 indent=1,
