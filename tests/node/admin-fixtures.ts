@@ -3,16 +3,19 @@
 // diffusion runs) and a RunReader read straight from their events.jsonl files, so the comparison
 // can be checked against values computed here independently of the registry.
 
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Db } from "../../src/store/db.ts";
 import type { RunInfo, RunKind, RunReader } from "../../src/training/runs/run-compare.ts";
 import { importRunFolder } from "../../src/training/runs/run-import.ts";
 import type { StepValue } from "../../src/training/runs/run-summary.ts";
+import { GRID_RUNS_DIR } from "./grid-fixture.ts";
 import { fixtureBundle } from "./media.ts";
 import { REPO_ROOT } from "./python.ts";
 
 export const RUNS_DIR = join(REPO_ROOT, "tests/node/fixtures/recorded-runs");
+/** The se-spatial autoencoder run of the shipped logs: the third arm's AE beside the fixtures. */
+export const SE_SPATIAL_AE_DIR = join(REPO_ROOT, "docs/results/runs/ae-small-se-spatial");
 export const FIXTURE_RUNS = [
   "ae-small-baseline",
   "ae-small-se",
@@ -22,8 +25,8 @@ export const FIXTURE_RUNS = [
 
 export type Event = Record<string, unknown> & { type: string; step: number; time: number };
 
-export function readEvents(runId: string): Event[] {
-  return readFileSync(join(RUNS_DIR, runId, "events.jsonl"), "utf8")
+export function readEvents(runId: string, dir = RUNS_DIR): Event[] {
+  return readFileSync(join(dir, runId, "events.jsonl"), "utf8")
     .split("\n")
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l) as Event);
@@ -90,6 +93,13 @@ export function fileRunReader(ids: string[] = FIXTURE_RUNS): RunReader {
 /** Imports the four fixture runs into the registry through the registry's own importer. */
 export function importFixtureRuns(db: Db): void {
   for (const id of FIXTURE_RUNS) importRunFolder(db, join(RUNS_DIR, id));
+}
+
+/** Imports the grid fixture (3 arms × 3 seeds, tests/node/fixtures/grid-runs) and the shipped
+ * se-spatial autoencoder run, beside the recorded runs, through the registry's importer. */
+export function importGridRuns(db: Db): void {
+  for (const id of readdirSync(GRID_RUNS_DIR).sort()) importRunFolder(db, join(GRID_RUNS_DIR, id));
+  importRunFolder(db, SE_SPATIAL_AE_DIR);
 }
 
 /** A models dir under `parent` with the tiny fixture bundle (tiny-fixture, as the server helpers

@@ -1,7 +1,7 @@
 // The admin page through app.request(): the cookie sign-in (admin keys only), the session's
 // checks, the static files, the comparison JSON of the fixture runs (imported by the registry's
-// importer) against values read straight from their events files, sample videos of both bundles,
-// and the summary's pure functions.
+// importer) against values read straight from their events files, the experiment view of the grid
+// fixture (arms over seeds), sample videos of both bundles, and the pair summary.
 
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -9,19 +9,18 @@ import { after, before, describe, test } from "node:test";
 import { AdminSessions, SESSION_COOKIE } from "../../src/server/admin-session.ts";
 import { revokeKey } from "../../src/store/api-keys.ts";
 import { buildComparison, type Chart } from "../../src/training/runs/run-compare.ts";
-import {
-  compareSeries,
-  describeReach,
-  stepToReach,
-  summarize,
-} from "../../src/training/runs/run-summary.ts";
+import type { Grid } from "../../src/training/runs/run-grid.ts";
+import { pairStats, summarize } from "../../src/training/runs/run-summary.ts";
+import { type SeedSeries, seedStats } from "../../src/training/runs/seed-stats.ts";
 import {
   adminModelsDir,
   fileRunReader,
   importFixtureRuns,
+  importGridRuns,
   metricsOf,
   readEvents,
 } from "./admin-fixtures.ts";
+import { GRID_RUNS_DIR, runId } from "./grid-fixture.ts";
 import { openTestApp, type TestApp, tempDir } from "./server-helpers.ts";
 
 const form = (key: string) => ({
@@ -300,12 +299,29 @@ describe("admin page", () => {
     const row = (key: string) => cmp.table.rows.find((r) => r.key === key);
     assert.equal(row("latent_hf_share")?.b, 0.050960880487825204);
     assert.ok(row("psnr")?.a && row("ssim")?.b && row("psnr_drop_latent_lowpass")?.a);
-    const fd = cmp.summary.fd;
-    assert.equal(fd?.metric, "fd_rand3d");
-    assert.equal(fd?.baselineFinal?.value, 35.03794958811956);
-    assert.ok(fd?.reachFraction && Math.abs(fd.reachFraction - 0.15505) < 1e-4);
-    assert.ok(fd?.finalRelDiff && fd.finalRelDiff < 0);
-    assert.match(cmp.summary.sentences.join(" "), /15\.5% of the baseline's steps/);
+    // One run per side: no interval, no conclusion; the raw finals; the first eval step at
+    // which SE is at or below the baseline's final FD (step 300 of the SE run's evaluations).
+    const fd = cmp.summary.fd?.arms;
+    assert.deepEqual(fd?.baseline?.metrics.fd_rand3d?.final.values, [35.03794958811956]);
+    assert.deepEqual(fd?.se?.metrics.fd_rand3d?.steps_to_reach, {
+      target: 35.03794958811956,
+      seeds: 1,
+      reached: 1,
+      mean: 300,
+      sd: 0,
+    });
+    assert.equal(
+      cmp.summary.sentences[0],
+      "fd_rand3d (lower is better), se vs baseline: one seed per arm: no interval, no conclusion (final se 34.47; baseline 35.04)",
+    );
+    assert.equal(
+      cmp.summary.sentences[1],
+      "fd_rand3d: se reaches the baseline's final mean fd_rand3d (35.04) in 1 of 1 seeds, first at step 300.",
+    );
+    assert.doesNotMatch(
+      cmp.summary.sentences.join(" "),
+      /of the baseline's steps|: (SE|baseline) better/,
+    );
     // The bundles that serve the runs.
     assert.equal(cmp.bundles.a.model, "fx-baseline");
     assert.equal(cmp.bundles.b.model, "fx-se");
@@ -323,6 +339,11 @@ describe("admin page", () => {
       ["ae_loss", "ae_psnr", "spectrum"],
     );
     assert.equal(body.summary.fd, null);
+    assert.equal(
+      ((await (await get("?a=dit-small-baseline&b=dit-small-se")).json()) as { warnings: [] })
+        .warnings.length,
+      0,
+    );
     const swapped = (await (await get("?a=dit-small-se&b=dit-small-baseline")).json()) as {
       warnings: string[];
     };
@@ -447,48 +468,122 @@ describe("admin page: a bundle without a denoiser", () => {
   });
 });
 
-describe("comparison summary", () => {
-  const s = (pairs: [number, number][]) => pairs.map(([step, value]) => ({ step, value }));
+describe("admin page: the experiment view (arms over seeds)", () => {
+  let t: TestApp;
+  let parent: string;
+  let cookie: string;
+  before(async () => {
+    parent = tempDir("admin-page-grid");
+    t = await openTestApp({ DIFFUSABLE_MODELS_DIR: adminModelsDir(parent) });
+    importFixtureRuns(t.db);
+    importGridRuns(t.db);
+    cookie = await signIn(t);
+  });
+  after(async () => {
+    await t?.close();
+    rmSync(parent, { recursive: true, force: true });
+  });
+  const get = (q = "") => t.app.request(`/admin/api/grid${q}`, { headers: { cookie } });
 
-  test("stepToReach interpolates between the evaluations around the crossing", () => {
-    const se = s([
-      [0, 40],
-      [300, 30],
-      [600, 25],
+  test("GET /admin/api/grid: the latest experiment, its stats from the events files", async () => {
+    const res = await get();
+    assert.equal(res.status, 200);
+    const grid = (await res.json()) as Grid;
+    assert.equal(grid.group?.key, "experiment:grid-fixture");
+    assert.deepEqual(
+      grid.groups.map((g) => [g.key, g.arms]),
+      [
+        ["experiment:grid-fixture", { baseline: 3, se: 3, "se-spatial": 3 }],
+        ["model:small:1200", { baseline: 1, se: 1 }],
+      ],
+    );
+    // The same statistics from the events files read here (no registry).
+    const arms: Record<string, SeedSeries[]> = {};
+    for (const arm of ["baseline", "se", "se-spatial"]) {
+      arms[arm] = [0, 1, 2].map((seed) => {
+        const id = runId(arm, seed);
+        const m = metricsOf(readEvents(id, GRID_RUNS_DIR));
+        const metrics: SeedSeries["metrics"] = {};
+        for (const name of ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"]) {
+          metrics[name] = m.get(`eval/${name}`) ?? [];
+        }
+        return { seed, runId: id, metrics };
+      });
+    }
+    assert.deepEqual(grid.stats, JSON.parse(JSON.stringify(seedStats(arms))));
+    // Arms: three, with their autoencoders (se-spatial's from the shipped logs).
+    assert.deepEqual(
+      grid.arms.map((a) => [a.arm, a.seeds, a.autoencoder?.id]),
+      [
+        ["baseline", [0, 1, 2], "ae-small-baseline"],
+        ["se", [0, 1, 2], "ae-small-se"],
+        ["se-spatial", [0, 1, 2], "ae-small-se-spatial"],
+      ],
+    );
+    assert.deepEqual(grid.ae.table.columns, [
+      "baseline · ae-small-baseline",
+      "se · ae-small-se",
+      "se-spatial · ae-small-se-spatial",
     ]);
-    assert.equal(stepToReach(se, 35, "lower"), 150);
-    assert.equal(stepToReach(se, 30, "lower"), 300);
-    assert.equal(stepToReach(se, 45, "lower"), 0);
-    assert.equal(stepToReach(se, 20, "lower"), null);
-    assert.equal(
-      stepToReach(
-        s([
-          [0, 10],
-          [100, 14],
-        ]),
-        12,
-        "higher",
-      ),
-      50,
+    const psnr = grid.ae.table.rows.find((r) => r.key === "psnr");
+    assert.equal(psnr?.values.length, 3);
+    assert.ok(psnr?.values.every((v) => typeof v === "number" && v > 10));
+    const spectrum = grid.ae.charts.find((c) => c.id === "spectrum");
+    assert.deepEqual(
+      spectrum?.series.map((s) => [s.key, s.points.length]),
+      [
+        ["baseline_latent", 63],
+        ["se_latent", 63],
+        ["se-spatial_latent", 63],
+        ["video", 63],
+      ],
     );
-    // Unsorted input and NaN are handled; the first crossing counts.
-    assert.equal(
-      stepToReach(
-        s([
-          [200, 5],
-          [0, 10],
-          [100, Number.NaN],
-          [300, 12],
-        ]),
-        7.5,
-        "lower",
-      ),
-      100,
+    assert.deepEqual(
+      grid.ae.charts.map((c) => [c.id, c.series.length]),
+      [
+        ["ae_loss", 3],
+        ["ae_psnr", 3],
+        ["spectrum", 4],
+      ],
     );
+    assert.equal(grid.numClasses, 17);
+    assert.deepEqual(grid.warnings, []);
   });
 
-  test("compareSeries: share of the baseline's steps and final differences", () => {
-    const r = compareSeries(
+  test("a group by key: the old single-seed runs; an unknown group 404, a bad query 400", async () => {
+    const small = (await (await get("?group=model:small:1200")).json()) as Grid;
+    assert.deepEqual(
+      small.arms.filter((a) => a.runs.length).map((a) => a.runs),
+      [["dit-small-baseline"], ["dit-small-se"]],
+    );
+    assert.deepEqual(
+      small.summary.lines.map((l) => l.text),
+      [
+        "fd_rand3d (lower is better), se vs baseline: one seed per arm: no interval, no conclusion (final se 34.47; baseline 35.04)",
+        "class_score (higher is better), se vs baseline: one seed per arm: no interval, no conclusion (final se 0.0625; baseline 0.07813)",
+      ],
+    );
+    assert.equal(small.numClasses, 13);
+    const missing = await get("?group=nope");
+    assert.equal(missing.status, 404);
+    assert.equal(
+      ((await missing.json()) as { error: { code: string } }).error.code,
+      "group_not_found",
+    );
+    const bad = await get("?experiment=x");
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: { code: string } }).error.code, "invalid_field");
+    assert.equal((await t.app.request("/admin/api/grid")).status, 401);
+  });
+});
+
+describe("pair summary", () => {
+  const s = (pairs: [number, number][]) => pairs.map(([step, value]) => ({ step, value }));
+
+  test("pairStats: one seed per arm, the first eval step at the baseline's final value", () => {
+    const r = pairStats(
+      "fd",
+      "lower",
       s([
         [0, 40],
         [1000, 20],
@@ -498,56 +593,22 @@ describe("comparison summary", () => {
         [250, 20],
         [1000, 15],
       ]),
-      "fd",
-      "lower",
     );
-    assert.equal(r.reachStep, 250);
-    assert.equal(r.reachFraction, 0.25);
-    assert.equal(r.finalDiff, -5);
-    assert.equal(r.finalRelDiff, -0.25);
-    assert.deepEqual(describeReach(r), [
-      "SE reaches the baseline's final fd (20.00 at step 1000) at step 250 (25.0% of the baseline's steps).",
-      "Final fd: SE 15.00 vs baseline 20.00 (-5.00, 25.0% lower: SE better).",
-    ]);
-    const never = compareSeries(
-      s([[100, 10]]),
-      s([
-        [0, 12],
-        [100, 11],
-      ]),
-      "fd",
-      "lower",
+    assert.deepEqual(r.arms.se?.metrics.fd?.steps_to_reach, {
+      target: 20,
+      seeds: 1,
+      reached: 1,
+      mean: 250,
+      sd: 0,
+    });
+    assert.ok(Math.abs((r.comparisons[0]?.rel as number) + 0.25) < 1e-15);
+    assert.deepEqual(
+      r.comparisons.map((c) => [c.lo, c.hi, c.conclusion]),
+      [[null, null, "one seed per arm: no interval, no conclusion"]],
     );
-    assert.equal(never.reachStep, null);
-    assert.equal(never.reachFraction, null);
-    assert.match(describeReach(never)[0] as string, /does not reach/);
-    // A dip then a rise: the best values are named and the reach figure is flagged.
-    const dip = compareSeries(
-      s([
-        [0, 40],
-        [500, 30],
-        [1000, 35],
-      ]),
-      s([
-        [0, 41],
-        [500, 32],
-        [1000, 36],
-      ]),
-      "fd",
-      "lower",
-    );
-    assert.deepEqual(dip.baselineBest, { step: 500, value: 30 });
-    assert.deepEqual(dip.seBest, { step: 500, value: 32 });
-    assert.match(
-      describeReach(dip)[2] as string,
-      /^Best fd: baseline 30\.00 at step 500, SE 32\.00 at step 500; .*weak evidence\.$/,
-    );
-    const empty = compareSeries([], s([[0, 1]]), "fd", "lower");
-    assert.equal(empty.baselineFinal, null);
-    assert.deepEqual(describeReach(empty), ["fd: not enough data to compare."]);
   });
 
-  test("summarize: FD lower is better, PSNR higher is better", () => {
+  test("summarize: never a win from one seed, the reach line only when reached", () => {
     const out = summarize({
       fd: {
         metric: "fd_rand3d",
@@ -572,11 +633,12 @@ describe("comparison summary", () => {
         ]),
       },
     });
-    assert.equal(out.fd?.reachStep, null);
-    assert.equal(out.psnr?.reachFraction, 0.5);
-    assert.equal(out.psnr?.finalDiff, 2);
-    assert.equal(out.sentences.length, 4);
-    assert.match(out.sentences[1] as string, /baseline better/);
-    assert.match(out.sentences[3] as string, /\+2\.00 dB, 10\.0% higher: SE better/);
+    assert.deepEqual(out.sentences, [
+      "fd_rand3d (lower is better), se vs baseline: one seed per arm: no interval, no conclusion (final se 33; baseline 30)",
+      "fd_rand3d: se does not reach the baseline's final mean fd_rand3d (30) within 100 steps (0 of 1 seeds).",
+      "psnr (higher is better), se vs baseline: one seed per arm: no interval, no conclusion (final se 22; baseline 20)",
+      "psnr: se reaches the baseline's final mean psnr (20) in 1 of 1 seeds, first at step 100.",
+    ]);
+    assert.deepEqual(summarize({ fd: null, psnr: null }).sentences, []);
   });
 });

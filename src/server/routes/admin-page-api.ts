@@ -23,6 +23,7 @@ import {
   type RunKind,
   variantOf,
 } from "../../training/runs/run-compare.ts";
+import { buildGrid } from "../../training/runs/run-grid.ts";
 import type { AdminSessions } from "../admin-session.ts";
 import { ApiError } from "../api-error.ts";
 import { type Config, submitDepsOf } from "../config.ts";
@@ -91,6 +92,10 @@ const SamplesRequestSchema = z.strictObject({
   label: z.union([z.string().min(1).max(200), z.number().int().nonnegative()]),
   seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
   steps: z.number().int().positive().max(1000).optional(),
+});
+
+const GridQuerySchema = z.strictObject({
+  group: z.string().min(1).max(300).optional(),
 });
 
 const RunsQuerySchema = z.strictObject({
@@ -207,6 +212,14 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
       ...comparison,
       bundles: { a: bundleInfo(comparison.a), b: bundleInfo(comparison.b) },
     });
+  });
+
+  // The experiment view: the latest group of diffusion runs with two arms (or ?group=<key>),
+  // arms over seeds (training/runs/run-grid.ts).
+  api.get("/grid", (c) => {
+    const parsed = GridQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
+    return c.json(buildGrid(runs, parsed.data.group));
   });
 
   api.post("/samples", async (c) => {

@@ -86,8 +86,8 @@ export interface Comparison {
 /** A comparison of runs that are not there (404). */
 export class CompareError extends AppError {
   override name = "CompareError";
-  declare readonly code: "run_not_found" | "no_runs";
-  constructor(code: "run_not_found" | "no_runs", message: string) {
+  declare readonly code: "run_not_found" | "group_not_found" | "no_runs";
+  constructor(code: "run_not_found" | "group_not_found" | "no_runs", message: string) {
     super(code, message, 404);
   }
 }

@@ -101,7 +101,11 @@ const armCount = (g: RunGroup) => new Set(g.runs.map((r) => r.arm)).size;
 export function pickGroup(groups: readonly RunGroup[], key?: string): RunGroup | null {
   if (key) {
     const g = groups.find((x) => x.key === key);
-    if (!g) throw new CompareError("run_not_found", `no group of diffusion runs "${key}"`);
+    if (!g)
+      throw new CompareError(
+        "group_not_found",
+        `no group of diffusion runs "${key}" (there are: ${groups.map((x) => x.key).join(", ") || "none"})`,
+      );
     return g;
   }
   return groups.find((g) => armCount(g) >= 2) ?? null;

@@ -395,7 +395,7 @@ export function seedStats(
   return { arms: out, comparisons: cmp };
 }
 
-const num = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(3));
+const num = (v: number) => (Math.abs(v) >= 1000 ? v.toFixed(0) : String(Number(v.toPrecision(4))));
 
 const raw = (vs: readonly number[]) => vs.map((v) => Number(v.toPrecision(4))).join(", ");
 
