@@ -33,8 +33,10 @@ def test_scores_decoded_files_and_rejects_a_broken_one(tmp_path):
     listing = {"model": "m", "resolution": 32, "frames": 9, "items": items}
     (folder / "samples.json").write_text(json.dumps(listing))
 
-    result = score_videos(folder, root, ClassifierConfig(steps=2, batch_size=4))
+    sheet = tmp_path / "sheet.png"
+    result = score_videos(folder, root, ClassifierConfig(steps=2, batch_size=4), sheet)
     assert result["videos_decoded"] == 3
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sheet.stat().st_size > 5000
     assert 0.0 <= result["class_score"] <= 1.0
     assert result["chance"] == pytest.approx(1 / len(val.classes))
 

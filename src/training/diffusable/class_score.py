@@ -20,11 +20,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
-from .classifier import ClassifierConfig, class_scores, get_classifier
+from .classifier import ClassifierConfig, class_scores, get_classifier, predict
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
 from .data.procedural import ensure_procedural
 
@@ -37,7 +37,9 @@ def decode_video(path: Path, size: int, frames: int) -> torch.Tensor:
     return clips_to_tensor(rgb[:frames])
 
 
-def score_videos(folder: Path, data_root: Path, cfg: ClassifierConfig) -> Dict:
+def score_videos(
+    folder: Path, data_root: Path, cfg: ClassifierConfig, sheet: Optional[Path] = None
+) -> Dict:
     listing = json.loads((folder / "samples.json").read_text())
     classifier, info = get_classifier(data_root, cfg)
     classes: List[str] = ClipDataset(data_root, "train").classes
@@ -47,6 +49,15 @@ def score_videos(folder: Path, data_root: Path, cfg: ClassifierConfig) -> Dict:
     video = torch.stack([decode_video(folder / it["file"], size, frames) for it in items])
     labels = torch.tensor([classes.index(it["label"]) for it in items])
     scores = class_scores(classifier, video, labels, classes, info["config"]["size"])
+    if sheet is not None:
+        from .sample_sheet import contact_sheet
+
+        predicted = predict(classifier, video, info["config"]["size"]).tolist()
+        title = (
+            f"{listing.get('model')}: service-generated samples, class score "
+            f"{scores['mean']:.3f} (chance {1 / len(classes):.3f})"
+        )
+        contact_sheet(video, labels.tolist(), predicted, classes, sheet, title)
     return {
         "source": "videos",
         "folder": str(folder),
@@ -87,6 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
     ap.add_argument("--classifier-steps", type=int, default=ClassifierConfig().steps)
     ap.add_argument("--json", help="also write the result here")
+    ap.add_argument("--sheet", help="videos: also draw a contact sheet (PNG) of the clips here")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
@@ -94,7 +106,7 @@ def main(argv=None) -> int:
         cfg = ClassifierConfig(steps=args.classifier_steps)
         path = Path(args.path)
         if args.source == "videos":
-            result = score_videos(path, data_root, cfg)
+            result = score_videos(path, data_root, cfg, Path(args.sheet) if args.sheet else None)
         else:
             result = score_reconstructions(path, data_root, cfg)
     except (FileNotFoundError, ValueError, KeyError, FfmpegError) as err:
