@@ -132,6 +132,67 @@ def reconstruction_curve(run: Path, png: Optional[Path] = None) -> str:
     return "\n".join(lines)
 
 
+ARM_COLOURS = {"baseline": "tab:blue", "se": "tab:orange", "se-spatial": "tab:green"}
+
+
+def grid_section(folder: Path, experiment: Optional[str], png: Optional[Path] = None) -> str:
+    """The seed grid (diffusion_grid) through seed_stats: per-step mean ± sd per arm, the final
+    table, steps to reach and the intervals; optionally the curves with their bands."""
+    from .seed_stats import METRICS, experiment_stats, markdown, pick_experiment, read_runs
+
+    name, runs = pick_experiment(read_runs(folder), experiment)
+    stats = experiment_stats(runs)
+    arms = [a for a in ("baseline", "se", "se-spatial") if a in stats["arms"]]
+    lines = [markdown(stats, name)]
+    shown = [m for m in METRICS if any(m in stats["arms"][a]["metrics"] for a in arms)]
+    for m in shown:
+        lines += [f"\n{m}, mean ± sd over seeds at every evaluation:\n"]
+        lines += ["| step | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+        steps = sorted(
+            {s for a in arms for s in stats["arms"][a]["metrics"].get(m, {}).get("steps", [])}
+        )
+        for step in steps:
+            cells = []
+            for a in arms:
+                sm = stats["arms"][a]["metrics"].get(m)
+                if sm and step in sm["steps"]:
+                    i = sm["steps"].index(step)
+                    cells.append(f"{sm['mean'][i]:.4g} ± {sm['sd'][i]:.2g}")
+                else:
+                    cells.append("n/a")
+            lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    if png is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.0), dpi=120)
+        for ax, m in zip(list(axes) if len(shown) > 1 else [axes], shown):
+            for a in arms:
+                sm = stats["arms"][a]["metrics"].get(m)
+                if not sm:
+                    continue
+                mean, sd = sm["mean"], sm["sd"]
+                n = len(stats["arms"][a]["seeds"])
+                colour = ARM_COLOURS.get(a)
+                ax.plot(sm["steps"], mean, "o-", ms=3, color=colour, label=f"{a} (n={n})")
+                lo = [u - v for u, v in zip(mean, sd)]
+                hi = [u + v for u, v in zip(mean, sd)]
+                ax.fill_between(sm["steps"], lo, hi, color=colour, alpha=0.2, lw=0)
+            if m == "class_score" and stats.get("chance"):
+                ax.axhline(stats["chance"], color="grey", ls="--", lw=1, label="chance")
+            ax.set_title(f"{m} (mean ± sd)", fontsize=9)
+            ax.set_xlabel("denoiser step", fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes_list = list(axes) if len(shown) > 1 else [axes]
+        axes_list[0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(png)
+        plt.close(fig)
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Reproduction tables from run folders.")
     ap.add_argument("--ae", nargs="+", type=Path, metavar="RUN", help="AE runs, baseline first")
@@ -139,9 +200,12 @@ def main(argv=None) -> int:
     ap.add_argument("--metric", default="fd_rand3d", help="fd_rand3d, or fvd_i3d when logged")
     ap.add_argument("--curve", type=Path, help="an AE run: val PSNR by step beside the linear code")
     ap.add_argument("--curve-png", type=Path, help="where to draw --curve")
+    ap.add_argument("--grid", type=Path, help="a diffusion_grid folder: statistics over seeds")
+    ap.add_argument("--experiment", help="with --grid: the experiment (default: the newest)")
+    ap.add_argument("--grid-png", type=Path, help="where to draw --grid's curves with bands")
     args = ap.parse_args(argv)
-    if not (args.ae or args.dit or args.curve):
-        ap.error("give --ae, --dit or --curve")
+    if not (args.ae or args.dit or args.curve or args.grid):
+        ap.error("give --ae, --dit, --curve or --grid")
     try:
         if args.ae:
             print("### Autoencoders\n")
@@ -152,6 +216,9 @@ def main(argv=None) -> int:
         if args.curve:
             print(f"\n### Reconstruction by step ({args.curve.name})\n")
             print(reconstruction_curve(args.curve, args.curve_png))
+        if args.grid:
+            print("\n### Diffusion over seeds\n")
+            print(grid_section(args.grid, args.experiment, args.grid_png))
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"report: {err}", file=sys.stderr)
         return 2
