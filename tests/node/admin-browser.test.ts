@@ -1,9 +1,13 @@
 // The admin page in a real browser: playwright-core drives Debian's chromium (headless; never a
 // downloaded browser) against a real server on a random port with a temp SQLite database holding
-// the fixture runs (imported by the registry's importer) and two fixture bundles that name them.
-// Signs in through the form, opens the default comparison, checks every chart's series and point
-// counts as drawn by uPlot, generates and plays the sample videos, saves screenshots (desktop and
-// 375px phone) under tests/.fixtures/, and signs out. Skipped only when /usr/bin/chromium is missing.
+// the fixture runs (imported by the registry's importer: the recorded runs, the 3 arms × 3 seeds
+// grid fixture and the shipped se-spatial autoencoder) and two fixture bundles that name the
+// recorded runs. Signs in through the form, opens the comparison of the recorded pair, checks the
+// experiment view (a band and a mean line per arm on every chart, the class score's chance line,
+// the exact summary lines of a win and of a tie, the se-spatial column and rows), every uPlot
+// chart's series and point counts as drawn, generates and plays the sample videos, saves
+// screenshots (desktop and 375px phone) under tests/.fixtures/, and signs out. Skipped only when
+// /usr/bin/chromium is missing.
 
 import assert from "node:assert/strict";
 import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
@@ -13,7 +17,14 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { type RunningServer, startServer } from "../../src/server/serve.ts";
 import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, openDb } from "../../src/store/db.ts";
-import { adminModelsDir, importFixtureRuns } from "./admin-fixtures.ts";
+import {
+  adminModelsDir,
+  importFixtureRuns,
+  importGridRuns,
+  metricsOf,
+  readEvents,
+  SE_SPATIAL_AE_DIR,
+} from "./admin-fixtures.ts";
 import { REPO_ROOT } from "./python.ts";
 import { tempDir, testConfig } from "./server-helpers.ts";
 
@@ -33,6 +44,15 @@ interface Fig {
   dataset: Record<string, string | undefined>;
   querySelectorAll(sel: string): ArrayLike<{ textContent: string | null }>;
 }
+interface SvgNode {
+  textContent: string | null;
+  getAttribute(name: string): string | null;
+  getBBox(): { height: number; width: number };
+}
+interface SvgFig {
+  dataset: Record<string, string | undefined>;
+  querySelectorAll(sel: string): ArrayLike<SvgNode>;
+}
 interface Win {
   document: {
     cookie: string;
@@ -43,17 +63,50 @@ interface Win {
 }
 const SHOTS = join(REPO_ROOT, "tests/.fixtures");
 
-/** Each chart: its series labels and the points uPlot holds per series. */
+/** The se-spatial autoencoder's points per metric, read from its events file. */
+const spatial = metricsOf(readEvents("ae-small-se-spatial", join(SE_SPATIAL_AE_DIR, "..")));
+const spatialPoints = (name: string) => (spatial.get(name) ?? []).filter((p) => p.value > 0).length;
+
+/** Each uPlot chart, in page order (the arms' autoencoders, then the pair's diffusion charts):
+ * its series labels and the points uPlot holds per series. */
 const EXPECTED: Record<string, { labels: string[]; points: number[] }> = {
+  ae_loss: {
+    labels: [
+      "baseline · ae-small-baseline",
+      "se · ae-small-se",
+      "se-spatial · ae-small-se-spatial",
+    ],
+    points: [60, 60, spatialPoints("train/loss_rec")],
+  },
+  ae_psnr: {
+    labels: [
+      "baseline · ae-small-baseline",
+      "se · ae-small-se",
+      "se-spatial · ae-small-se-spatial",
+    ],
+    points: [6, 6, spatialPoints("val/psnr")],
+  },
+  spectrum: {
+    labels: [
+      "latent · baseline · ae-small-baseline",
+      "latent · se · ae-small-se",
+      "latent · se-spatial · ae-small-se-spatial",
+      "video",
+    ],
+    points: [63, 63, 63, 63],
+  },
   fd: { labels: ["baseline · dit-small-baseline", "se · dit-small-se"], points: [5, 5] },
   class_score: { labels: ["baseline · dit-small-baseline", "se · dit-small-se"], points: [5, 5] },
-  ae_loss: { labels: ["baseline · ae-small-baseline", "se · ae-small-se"], points: [60, 60] },
-  ae_psnr: { labels: ["baseline · ae-small-baseline", "se · ae-small-se"], points: [6, 6] },
-  spectrum: {
-    labels: ["latent · ae-small-baseline", "latent · ae-small-se", "video"],
-    points: [63, 63, 63],
-  },
 };
+
+const ARMS = ["baseline", "se", "se-spatial"];
+/** The band charts of the experiment view, in page order. */
+const BAND_CHARTS = ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"];
+/** The summary's line of a detectable win (fd_rand3d) and of a tie (fd_cls3d), as
+ * diffusable.seed_stats words them for the grid fixture. */
+const WIN = "fd_rand3d (lower is better), se vs baseline: se lower by 19.6% [13.6%, 25.2%]";
+const TIE =
+  "fd_cls3d (lower is better), se vs baseline: no difference detectable at this budget (rel -0.0% [-18.5%, 22.7%])";
 
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)`;
 
@@ -77,6 +130,7 @@ describe("admin page in chromium", { skip }, () => {
       admin = createKey(db, "admin", "admin").secret;
       user = createKey(db, "user", "user").secret;
       importFixtureRuns(db);
+      importGridRuns(db);
     } finally {
       closeDb(db);
     }
@@ -123,6 +177,8 @@ describe("admin page in chromium", { skip }, () => {
       });
       await signIn(page, admin);
       assert.equal(new URL(page.url()).pathname, "/admin");
+      // The recorded pair, which the fixture bundles serve (the grid runs are newer).
+      await page.goto(`${server.url}/admin?a=dit-small-baseline&b=dit-small-se`);
       const cookies = await context.cookies();
       assert.equal(cookies.length, 1);
       assert.equal(cookies[0]?.httpOnly, true);
@@ -135,8 +191,102 @@ describe("admin page in chromium", { skip }, () => {
       );
 
       await page.waitForSelector("body[data-ready='1']", { timeout: 30_000 });
-      // Every chart, as uPlot drew it (read back from the instance into data attributes).
-      const charts = await page.$$eval("figure.chart", (figs) =>
+
+      // The experiment view: one SVG chart per metric, a band and a mean line per arm.
+      const bands = await page.$$eval("figure.band-chart", (figs) =>
+        figs.map((el) => {
+          const f = el as unknown as SvgFig;
+          // No named helper functions here: tsx would wrap them in __name(), unknown in the page.
+          const [bandPaths, meanPaths] = ["path[data-kind='band']", "path[data-kind='mean']"].map(
+            (sel) =>
+              Array.from(f.querySelectorAll(sel)).map((p) => ({
+                arm: p.getAttribute("data-arm"),
+                points: Number(p.getAttribute("data-points")),
+                height: p.getBBox().height,
+                width: p.getBBox().width,
+                fill: p.getAttribute("fill"),
+                stroke: p.getAttribute("stroke"),
+              })),
+          );
+          return {
+            id: f.dataset.chart as string,
+            band: f.dataset.band,
+            bands: bandPaths ?? [],
+            means: meanPaths ?? [],
+            chance: Array.from(f.querySelectorAll("line[data-kind='chance']")).map((l) =>
+              Number(l.getAttribute("data-value")),
+            ),
+            legend: Array.from(f.querySelectorAll(".legend li")).map((l) => l.textContent),
+          };
+        }),
+      );
+      assert.deepEqual(
+        bands.map((b) => b.id),
+        BAND_CHARTS,
+      );
+      for (const b of bands) {
+        assert.equal(b.band, "mean ± sd over seeds", b.id);
+        assert.deepEqual(
+          b.bands.map((p) => [p.arm, p.points]),
+          ARMS.map((arm) => [arm, 4]),
+          `${b.id}: a band per arm over the 4 eval steps`,
+        );
+        assert.deepEqual(
+          b.means.map((p) => [p.arm, p.points]),
+          ARMS.map((arm) => [arm, 4]),
+          `${b.id}: a mean line per arm`,
+        );
+        for (const p of b.bands)
+          assert.ok(p.height > 1 && p.width > 100, `${b.id} ${p.arm} band drawn`);
+        assert.equal(new Set(b.bands.map((p) => p.fill)).size, 3, `${b.id}: one colour per arm`);
+        assert.deepEqual(
+          b.bands.map((p) => p.fill),
+          b.means.map((p) => p.stroke),
+          `${b.id}: band and line of an arm share its colour`,
+        );
+        assert.deepEqual(b.legend.slice(0, 3), [
+          "baseline (3 seeds)",
+          "se (3 seeds)",
+          "se-spatial (3 seeds)",
+        ]);
+        assert.ok(b.legend.includes("line: mean; band: mean ± sd over seeds"), b.id);
+        assert.deepEqual(b.chance, b.id === "class_score" ? [1 / 17] : [], `${b.id} chance line`);
+      }
+      // The summary: one line per metric and comparison, the win and the tie word for word.
+      const lines = await page.$$eval("#grid-summary li[data-metric]", (els) =>
+        els.map((e) => {
+          const d = (e as unknown as Fig).dataset;
+          return { key: `${d.metric} ${d.a} ${d.b}`, text: e.textContent };
+        }),
+      );
+      assert.equal(lines.length, 12, "4 metrics × 3 comparisons");
+      assert.equal(new Set(lines.map((l) => l.key)).size, 12, "never two lines for one comparison");
+      assert.equal(lines.find((l) => l.key === "fd_rand3d se baseline")?.text, WIN);
+      assert.equal(lines.find((l) => l.key === "fd_cls3d se baseline")?.text, TIE);
+      const reach = (await page.textContent("#grid-summary")) ?? "";
+      assert.match(
+        reach,
+        /fd_rand3d: se reaches the baseline's final mean fd_rand3d \(10\.03\) in 3 of 3 seeds, first at step 233 ± 58 \(sd\)\./,
+      );
+      // se-spatial: a column of the autoencoder table, rows of the steps-to-reach table.
+      assert.deepEqual(
+        await page.$$eval("#ae-table thead th", (els) => els.map((e) => e.textContent)),
+        [
+          "metric",
+          "baseline · ae-small-baseline",
+          "se · ae-small-se",
+          "se-spatial · ae-small-se-spatial",
+        ],
+      );
+      assert.equal(await page.locator("#ae-table tbody tr:first-child td").count(), 3);
+      assert.equal(await page.locator("#reach-table tbody tr[data-arm='se-spatial']").count(), 4);
+      assert.match(
+        (await page.textContent("#grid-arms")) ?? "",
+        /se-spatial: 3 seeds \(AE ae-small-se-spatial\)/,
+      );
+
+      // Every uPlot chart, as uPlot drew it (read back from the instance into data attributes).
+      const charts = await page.$$eval("figure.chart:not(.band-chart)", (figs) =>
         figs.map((el) => {
           const f = el as unknown as Fig;
           return {
@@ -171,11 +321,11 @@ describe("admin page in chromium", { skip }, () => {
       const summary = (await page.textContent("#summary")) ?? "";
       assert.match(
         summary,
-        /SE reaches the baseline's final fd_rand3d .*\(15\.5% of the baseline's steps\)/,
+        /fd_rand3d \(lower is better\), se vs baseline: one seed per arm: no interval, no conclusion \(final se 34\.47; baseline 35\.04\)/,
       );
-      assert.match(summary, /Final PSNR/);
+      assert.doesNotMatch(summary, /of the baseline's steps|SE better|baseline better/);
       assert.equal(await page.locator("#ae-table tbody tr").count(), 7);
-      assert.equal(await page.locator("#runs tbody tr").count(), 4);
+      assert.equal(await page.locator("#runs tbody tr").count(), 4 + 9 + 1);
       assert.equal(await page.locator("#runs tr.selected").count(), 4);
 
       // Samples: the same label and seed on both bundles, then both play.

@@ -1,12 +1,20 @@
-// The admin page: reads /admin/api (session cookie), draws the comparison with uPlot (served from
-// node_modules), and makes sample videos of both runs' bundles. Plain ES module, no build step.
-// Each chart's <figure> carries what it actually drew: data-series (count), data-labels (JSON)
-// and data-points (JSON, non-null points per series), read back from the uPlot instance.
+// The admin page: reads /admin/api (session cookie), draws the experiment view (arms over seeds:
+// SVG charts of the mean per arm with a mean ± sd band, the summary's conclusions, the arms'
+// autoencoders) and the comparison of two runs with uPlot (served from node_modules), and makes
+// sample videos of both runs' bundles. Plain ES module, no build step.
+// Each uPlot chart's <figure> carries what it actually drew: data-series (count), data-labels
+// (JSON) and data-points (JSON, non-null points per series), read back from the uPlot instance.
+// Each SVG band chart draws one <path data-arm data-kind="band|mean" data-points> per arm and a
+// <line data-kind="chance"> on the class score.
 
 import uPlot from "/admin/vendor/uplot/uPlot.esm.js";
 
 const $ = (sel) => document.querySelector(sel);
 const COLORS = ["#2457c5", "#e0711a", "#1b9e5a", "#8e44ad"];
+/** One colour per arm, the same on every chart and table. */
+const ARM_COLORS = { baseline: "#2457c5", se: "#e0711a", "se-spatial": "#1b9e5a" };
+const armColor = (arm, i = 0) => ARM_COLORS[arm] ?? COLORS[(3 + i) % COLORS.length];
+const SVG_NS = "http://www.w3.org/2000/svg";
 const charts = new Map();
 
 function el(tag, attrs = {}, ...children) {
@@ -108,12 +116,12 @@ function plotSize(container) {
   return { width, height: width < 500 ? 220 : 260 };
 }
 
-function drawChart(spec) {
+function drawChart(spec, container = "#charts") {
   const fig = el("figure", { class: "chart", id: `chart-${spec.id}`, "data-chart": spec.id });
   const plot = el("div", { class: "plot" });
   fig.append(el("figcaption", {}, spec.title), plot);
   if (spec.note) fig.append(el("p", { class: "note" }, spec.note));
-  $("#charts").append(fig);
+  $(container).append(fig);
   const data = align(spec.series);
   const sparse = spec.series.some((s) => s.points.length <= 20);
   const opts = {
@@ -127,7 +135,10 @@ function drawChart(spec) {
       { label: spec.x.label },
       ...spec.series.map((s, i) => ({
         label: s.label,
-        stroke: COLORS[i % COLORS.length],
+        stroke:
+          ARM_COLORS[s.key] ??
+          ARM_COLORS[s.key?.replace(/_latent$/, "")] ??
+          COLORS[i % COLORS.length],
         width: 2,
         spanGaps: true,
         points: { show: sparse, size: 6 },
@@ -155,10 +166,14 @@ const resize = new ResizeObserver(() => {
   }
 });
 
-function renderComparison(cmp) {
+function clearCharts() {
   for (const u of charts.values()) u.destroy();
   charts.clear();
-  $("#charts").replaceChildren();
+  for (const id of ["#charts", "#grid-charts", "#ae-charts"]) $(id).replaceChildren();
+}
+
+/** The pair's charts, but those the experiment view already draws for the three arms. */
+function renderComparison(cmp, skip = new Set()) {
   const name = (s) => s.diffusion?.id ?? s.autoencoder?.id ?? "?";
   $("#pick-a").value = name(cmp.a);
   $("#pick-b").value = name(cmp.b);
@@ -168,13 +183,217 @@ function renderComparison(cmp) {
   $("#warnings").replaceChildren(...cmp.warnings.map((w) => el("li", {}, w)));
   $("#summary").replaceChildren(...cmp.summary.sentences.map((s) => el("li", {}, s)));
   for (const spec of cmp.charts) {
-    drawChart(spec);
+    if (!skip.has(spec.id)) drawChart(spec);
   }
   resize.disconnect();
   resize.observe($("#charts"));
+  resize.observe($("#ae-charts"));
+  renderSampleSetup(cmp);
+}
 
+// ---- experiment: arms over seeds ------------------------------------------------------------
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  for (const c of children) node.append(c);
+  return node;
+}
+
+/** Round tick values covering [lo, hi]. */
+function ticks(lo, hi, count = 5) {
+  const span = hi - lo || Math.abs(hi) || 1;
+  const raw = span / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(v);
+  return out;
+}
+
+/** A chart of each arm's mean over seeds with its band (mean ± sd), and the chance line. */
+function drawBandChart(spec) {
+  const fig = el("figure", {
+    class: "chart band-chart",
+    id: `grid-chart-${spec.id}`,
+    "data-chart": spec.id,
+    "data-band": spec.band,
+  });
+  fig.append(el("figcaption", {}, spec.title));
+  const W = 640;
+  const H = 280;
+  const m = { l: 58, r: 14, t: 12, b: 40 };
+  const xs = spec.series.flatMap((s) => s.points.map((p) => p[0]));
+  const ys = spec.series.flatMap((s) => s.points.flatMap((p) => [p[2], p[3]]));
+  if (spec.chance) ys.push(spec.chance.value);
+  const x0 = Math.min(...xs);
+  const x1 = Math.max(...xs);
+  let y0 = Math.min(...ys);
+  let y1 = Math.max(...ys);
+  const pad = (y1 - y0) * 0.06 || Math.abs(y1) * 0.1 || 1;
+  y0 -= pad;
+  y1 += pad;
+  const X = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
+  const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
+  const pt = (x, y) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`;
+  const root = svg("svg", {
+    viewBox: `0 0 ${W} ${H}`,
+    class: "band-plot",
+    role: "img",
+    "aria-label": spec.title,
+  });
+  const grid = svg("g", { class: "axes" });
+  for (const v of ticks(y0, y1)) {
+    grid.append(
+      svg("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), class: "grid" }),
+      svg("text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end" }, fmt(v)),
+    );
+  }
+  for (const v of ticks(x0, x1, 6)) {
+    grid.append(
+      svg("line", { x1: X(v), x2: X(v), y1: H - m.b, y2: H - m.b + 4, class: "tick" }),
+      svg("text", { x: X(v), y: H - m.b + 16, "text-anchor": "middle" }, String(Math.round(v))),
+    );
+  }
+  grid.append(
+    svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: "axis" }),
+    svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: "axis" }),
+    svg("text", { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle" }, spec.x.label),
+    svg(
+      "text",
+      {
+        x: 12,
+        y: (m.t + H - m.b) / 2,
+        transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})`,
+        "text-anchor": "middle",
+      },
+      spec.y.label,
+    ),
+  );
+  root.append(grid);
+  spec.series.forEach((s, i) => {
+    const color = armColor(s.arm, i);
+    const upper = s.points.map((p) => pt(p[0], p[3]));
+    const lower = s.points.map((p) => pt(p[0], p[2])).reverse();
+    root.append(
+      svg("path", {
+        d: `M${[...upper, ...lower].join("L")}Z`,
+        fill: color,
+        "fill-opacity": 0.16,
+        stroke: "none",
+        "data-arm": s.arm,
+        "data-kind": "band",
+        "data-points": s.points.length,
+      }),
+    );
+  });
+  spec.series.forEach((s, i) => {
+    const color = armColor(s.arm, i);
+    const g = svg("g", { "data-arm": s.arm });
+    g.append(
+      svg("path", {
+        d: `M${s.points.map((p) => pt(p[0], p[1])).join("L")}`,
+        fill: "none",
+        stroke: color,
+        "stroke-width": 2,
+        "data-arm": s.arm,
+        "data-kind": "mean",
+        "data-points": s.points.length,
+      }),
+    );
+    for (const p of s.points) {
+      g.append(svg("circle", { cx: X(p[0]), cy: Y(p[1]), r: 3, fill: color }));
+    }
+    root.append(g);
+  });
+  if (spec.chance) {
+    const y = Y(spec.chance.value);
+    root.append(
+      svg("line", {
+        x1: m.l,
+        x2: W - m.r,
+        y1: y,
+        y2: y,
+        class: "chance",
+        "data-kind": "chance",
+        "data-value": spec.chance.value,
+      }),
+      svg(
+        "text",
+        { x: W - m.r - 4, y: y - 4, "text-anchor": "end", class: "chance-label" },
+        spec.chance.label,
+      ),
+    );
+  }
+  fig.append(root);
+  const legend = el("ul", { class: "legend" });
+  spec.series.forEach((s, i) => {
+    legend.append(
+      el(
+        "li",
+        { "data-arm": s.arm },
+        el("span", { class: "swatch", style: `background:${armColor(s.arm, i)}` }),
+        s.label,
+      ),
+    );
+  });
+  legend.append(el("li", { class: "band-note" }, `line: mean; band: ${spec.band}`));
+  if (spec.chance)
+    legend.append(el("li", { class: "chance-note" }, `dashed: ${spec.chance.label}`));
+  fig.append(legend);
+  $("#grid-charts").append(fig);
+  return fig;
+}
+
+function renderReachTable(grid) {
+  const t = $("#reach-table");
+  t.replaceChildren(
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        ...[
+          "metric",
+          "arm",
+          "final: mean ± sd (n)",
+          "final values",
+          "seeds reaching the baseline's final mean",
+          "first step: mean ± sd",
+        ].map((h) => el("th", { scope: "col" }, h)),
+      ),
+    ),
+  );
+  const body = el("tbody");
+  for (const chart of grid.charts) {
+    for (const s of chart.series) {
+      const m = grid.stats.arms[s.arm]?.metrics[chart.metric];
+      if (!m) continue;
+      const r = m.steps_to_reach;
+      body.append(
+        el(
+          "tr",
+          { "data-metric": chart.metric, "data-arm": s.arm },
+          el("th", { scope: "row" }, chart.metric),
+          el("td", {}, s.arm),
+          el("td", { class: "num" }, `${fmt(m.final.mean)} ± ${fmt(m.final.sd)} (${m.final.n})`),
+          el("td", { class: "num" }, m.final.values.map((v) => fmt(v)).join(", ")),
+          el("td", { class: "num" }, r ? `${r.reached} of ${r.seeds} (≤/≥ ${fmt(r.target)})` : "–"),
+          el(
+            "td",
+            { class: "num" },
+            r && r.mean !== null ? `${Math.round(r.mean)} ± ${Math.round(r.sd ?? 0)}` : "–",
+          ),
+        ),
+      );
+    }
+  }
+  t.append(body);
+}
+
+function renderAeTable(table) {
   const t = $("#ae-table");
-  const [ca, cb] = cmp.table.columns;
   t.replaceChildren(
     el(
       "thead",
@@ -183,37 +402,71 @@ function renderComparison(cmp) {
         "tr",
         {},
         el("th", { scope: "col" }, "metric"),
-        el("th", { scope: "col" }, `a: ${ca}`),
-        el("th", { scope: "col" }, `b: ${cb}`),
+        ...table.columns.map((c) => el("th", { scope: "col" }, c)),
       ),
     ),
   );
   const body = el("tbody");
-  for (const row of cmp.table.rows) {
-    const win =
-      row.better && row.a !== null && row.b !== null && row.a !== row.b
-        ? row.a < row.b === (row.better === "lower")
-          ? "a"
-          : "b"
+  for (const row of table.rows) {
+    const known = row.values.filter((v) => v !== null);
+    const best =
+      row.better && known.length > 1 && new Set(known).size > 1
+        ? (row.better === "lower" ? Math.min : Math.max)(...known)
         : null;
-    const cell = (side, v) =>
-      el(
-        "td",
-        { class: `num${win === side ? " better" : ""}` },
-        row.key === "step" ? String(v ?? "–") : fmt(v),
-      );
     body.append(
       el(
         "tr",
         { "data-metric": row.key },
         el("th", { scope: "row" }, row.label),
-        cell("a", row.a),
-        cell("b", row.b),
+        ...row.values.map((v) =>
+          el(
+            "td",
+            { class: `num${best !== null && v === best ? " better" : ""}` },
+            row.key === "step" ? String(v ?? "–") : fmt(v),
+          ),
+        ),
       ),
     );
   }
   t.append(body);
-  renderSampleSetup(cmp);
+}
+
+function renderGrid(grid) {
+  const select = $("#group");
+  select.replaceChildren(
+    ...grid.groups.map((g) =>
+      el(
+        "option",
+        { value: g.key },
+        `${g.label} (${Object.entries(g.arms)
+          .map(([arm, n]) => `${arm} ×${n}`)
+          .join(", ")})`,
+      ),
+    ),
+  );
+  if (grid.group) select.value = grid.group.key;
+  $("#grid-arms").textContent = grid.arms
+    .map(
+      (a) =>
+        `${a.arm}: ${a.runs.length} seed${a.runs.length === 1 ? "" : "s"}${
+          a.autoencoder ? ` (AE ${a.autoencoder.id})` : ""
+        }`,
+    )
+    .join(" · ");
+  $("#grid-warnings").replaceChildren(...grid.warnings.map((w) => el("li", {}, w)));
+  $("#grid-summary").replaceChildren(
+    ...grid.summary.lines.map((l) =>
+      el("li", { "data-metric": l.metric, "data-a": l.a, "data-b": l.b }, l.text),
+    ),
+    ...grid.summary.sentences
+      .filter((s) => !grid.summary.lines.some((l) => l.text === s))
+      .map((s) => el("li", { class: "reach" }, s)),
+  );
+  renderReachTable(grid);
+  for (const spec of grid.charts) drawBandChart(spec);
+  renderAeTable(grid.ae.table);
+  for (const spec of grid.ae.charts) drawChart(spec, "#ae-charts");
+  return new Set(grid.ae.charts.map((c) => c.id));
 }
 
 // ---- samples -------------------------------------------------------------------------------
@@ -334,6 +587,7 @@ async function load() {
   const params = new URLSearchParams(window.location.search);
   const a = params.get("a");
   const b = params.get("b");
+  const group = params.get("group");
   try {
     const { runs } = await api("/admin/api/runs?limit=500");
     if (runs.length === 0) {
@@ -341,10 +595,15 @@ async function load() {
       return;
     }
     const query = a && b ? `?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}` : "";
-    const cmp = await api(`/admin/api/compare${query}`);
+    const [cmp, grid] = await Promise.all([
+      api(`/admin/api/compare${query}`),
+      api(`/admin/api/grid${group ? `?group=${encodeURIComponent(group)}` : ""}`),
+    ]);
     const ids = [cmp.a, cmp.b].flatMap((s) => [s.diffusion?.id, s.autoencoder?.id]).filter(Boolean);
     renderRuns(runs, ids);
-    renderComparison(cmp);
+    clearCharts();
+    const drawn = renderGrid(grid);
+    renderComparison(cmp, drawn);
     setStatus(`${runs.length} runs; comparing ${ids.join(", ")}.`);
     document.body.dataset.ready = "1";
   } catch (err) {
@@ -355,7 +614,16 @@ async function load() {
 
 $("#pick").addEventListener("submit", (event) => {
   event.preventDefault();
-  const params = new URLSearchParams({ a: $("#pick-a").value, b: $("#pick-b").value });
+  const params = new URLSearchParams(window.location.search);
+  params.set("a", $("#pick-a").value);
+  params.set("b", $("#pick-b").value);
+  window.history.pushState(null, "", `/admin?${params}`);
+  load();
+});
+$("#pick-group").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const params = new URLSearchParams(window.location.search);
+  params.set("group", $("#group").value);
   window.history.pushState(null, "", `/admin?${params}`);
   load();
 });
