@@ -8,16 +8,8 @@ import type { Db } from "../../store/db.ts";
 import { RUN_KINDS, RUN_STATUSES, type RunRow } from "../../store/schema.ts";
 import { StartRunSchema } from "../../training/runs/launch.ts";
 import type { RunRegistry } from "../../training/runs/registry.ts";
-import {
-  diffusionRunsOf,
-  getMetrics,
-  getRun,
-  lastEvent,
-  listArtifacts,
-  listRuns,
-  metricNames,
-  publicRun,
-} from "../../training/runs/run-store.ts";
+import { storeRunRows } from "../../training/runs/run-reader.ts";
+import { publicRun } from "../../training/runs/run-store.ts";
 import { ApiError } from "../api-error.ts";
 import { type AppEnv, requireAdmin } from "../auth.ts";
 import { redactPaths } from "../redact.ts";
@@ -67,10 +59,11 @@ async function jsonBody(c: { req: { json(): Promise<unknown> } }): Promise<unkno
 
 export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
   const { db, registry } = deps;
+  const rows = storeRunRows(db);
   const app = new Hono<AppEnv>();
 
   const found = (id: string): RunRow => {
-    const run = getRun(db, id);
+    const run = rows.get(id);
     if (!run) throw new ApiError("not_found", `There is no run ${JSON.stringify(id)}.`, 404);
     return run;
   };
@@ -86,14 +79,14 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
     const { kind, status, limit } = parsed.data;
     const cursor = parsed.data.before ?? parsed.data.cursor;
     const field = parsed.data.before !== undefined ? "before" : "cursor";
-    if (cursor !== undefined && !getRun(db, cursor)) {
+    if (cursor !== undefined && !rows.get(cursor)) {
       throw new ApiError(
         "invalid_field",
         `${field}: there is no run ${JSON.stringify(cursor)}.`,
         400,
       );
     }
-    const page = listRuns(db, {
+    const page = rows.list({
       limit,
       ...(kind ? { kind } : {}),
       ...(status ? { status } : {}),
@@ -135,17 +128,17 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
 
   app.get("/:id", (c) => {
     const run = found(c.req.param("id"));
-    const ae = run.autoencoderRunId ? getRun(db, run.autoencoderRunId) : null;
+    const ae = run.autoencoderRunId ? rows.get(run.autoencoderRunId) : null;
     return c.json(
       forKey(c, {
         run: runJson(run),
-        metrics: metricNames(db, run.id),
-        artifacts: listArtifacts(db, run.id).map(({ runId: _, ...a }) => a),
-        lastStatus: lastEvent(db, run.id, "status")?.json ?? null,
+        metrics: rows.metricNames(run.id),
+        artifacts: rows.artifacts(run.id).map(({ runId: _, ...a }) => a),
+        lastStatus: rows.lastEvent(run.id, "status"),
         /** The autoencoder run a diffusion run was trained on (null when not in the registry). */
         autoencoder: ae ? runJson(ae) : null,
         /** The diffusion runs trained on an autoencoder run. */
-        diffusionRuns: run.kind === "autoencoder" ? diffusionRunsOf(db, run.id).map(runJson) : [],
+        diffusionRuns: run.kind === "autoencoder" ? rows.diffusionRunsOf(run.id).map(runJson) : [],
       }),
     );
   });
@@ -155,11 +148,11 @@ export function runRoutes(deps: { db: Db; registry: RunRegistry }) {
     const parsed = MetricsQuerySchema.safeParse(c.req.query());
     if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
     const { name } = parsed.data;
-    const points = getMetrics(db, run.id, name);
+    const points = rows.metrics(run.id, name);
     if (points.length === 0) {
       throw new ApiError(
         "metric_not_found",
-        `name: run ${run.id} has no metric ${JSON.stringify(name)} (it has: ${metricNames(db, run.id).join(", ") || "none"})`,
+        `name: run ${run.id} has no metric ${JSON.stringify(name)} (it has: ${rows.metricNames(run.id).join(", ") || "none"})`,
         404,
       );
     }
