@@ -73,7 +73,7 @@ export const runId = (arm: string, seed: number) => `dit-grid-${arm}-s${seed}`;
 
 /** A metric at a step: from START at step 0 to the final at 300, faster for higher seeds. */
 export function valueAt(arm: string, metric: string, seed: number, step: number): number {
-  const final = (FINALS[arm]?.[metric] as number[])[seed] as number;
+  const final = FINALS[arm]?.[metric]?.[seed] as number;
   const start = START[metric] as number;
   const left = (1 - step / 300) ** (2 + seed);
   return final + (start - final) * left;
