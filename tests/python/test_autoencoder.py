@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffusable import train_ae
-from diffusable.autoencoder import CausalVAE, get_config
+from diffusable.autoencoder import CausalVAE, get_config, inference_form
 from diffusable.data.clips import write_dataset_meta, write_shard
 from diffusable.scale_equivariance import SE_MODES, available_modes, se_pair
 from diffusable.spectrum import hf_share, lowpass, spectrum, zigzag_order
@@ -80,6 +80,27 @@ def test_chunked_encode_equals_one_pass(vae, chunk_latents):
     vae.latent_scale.fill_(1.0)
     assert chunked.shape == whole.shape
     assert (chunked - whole).abs().max().item() <= 1e-4
+
+
+def test_the_inference_form_computes_the_same_function():
+    """What the ONNX graphs run (patch convs fused, causal convs folded to 2-D) against the
+    model, on weights where every layer matters, one-pass and streamed, encoder and decoder."""
+    torch.manual_seed(1)
+    model = CausalVAE(get_config("tiny")).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    fast = inference_form(model)
+    assert fast.encoder.patch_convs is not None and model.encoder.patch_convs is None
+    assert all(m.conv2d is not None for m in fast.causal_convs(fast))
+    video = torch.rand(2, 3, 13, 32, 40) * 2 - 1
+    with torch.no_grad():
+        want = model.encode_scaled(video)
+        assert (fast.encode_scaled(video) - want).abs().max() <= 1e-5
+        assert (fast.encode_chunked(video, 1) - want).abs().max() <= 1e-5
+        assert (fast.decode_scaled(want) - model.decode_scaled(want)).abs().max() <= 1e-5
+    # the copies hold their own weights: the model's state dict is unchanged in its keys
+    assert set(model.state_dict()) == set(CausalVAE(get_config("tiny")).state_dict())
 
 
 @pytest.mark.parametrize("mode", list(SE_MODES))

@@ -208,6 +208,28 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(c_in, c_out, kernel_size=(kernel, 3, 3), padding=(0, 1, 1))
         # Set by CausalVAE around a streaming call; None in ordinary one-pass use.
         self.stream: Optional[Stream] = None
+        # The inference form (fold_time): the same convolution as one 2-D conv over stacked taps.
+        self.conv2d: Optional[nn.Conv2d] = None
+
+    def fold_time(self) -> None:
+        """Become the inference form: the k_t temporal taps stacked on channels and one 3x3 2-D
+        convolution per output frame. Same maths; onnxruntime runs 2-D convs faster than 3-D
+        ones of this shape. Weights are copied: fold a copy, never a model still training."""
+        w = self.conv.weight.detach()  # (O, C, kt, 3, 3)
+        o, c, kt = w.shape[:3]
+        self.conv2d = nn.Conv2d(kt * c, o, 3, padding=1)
+        with torch.no_grad():
+            # input channel k*C + c of the 2-D conv is tap k (frame t + k of the padded input)
+            self.conv2d.weight.copy_(w.permute(0, 2, 1, 3, 4).reshape(o, kt * c, 3, 3))
+            self.conv2d.bias.copy_(self.conv.bias.detach())
+
+    def _conv_folded(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, pad + T, H, W)
+        b, c, tt, h, w = x.shape
+        t = tt - (self.kernel_t - 1)
+        taps = torch.cat([x[:, :, k : k + t] for k in range(self.kernel_t)], dim=1)
+        taps = taps.transpose(1, 2).reshape(b * t, self.kernel_t * c, h, w)  # (B*T, kt*C, H, W)
+        y = self.conv2d(taps)  # (B*T, O, H, W)
+        return y.reshape(b, t, -1, h, w).transpose(1, 2)  # (B, O, T, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
         pad = self.kernel_t - 1
@@ -219,7 +241,7 @@ class CausalConv3d(nn.Module):
             x = torch.cat([x[:, :, :1]] * pad + [x], dim=2)  # (B, C, pad + T, H, W)
         if stream is not None:
             stream.outputs.append(x[:, :, -pad:])
-        return self.conv(x)
+        return self.conv(x) if self.conv2d is None else self._conv_folded(x)
 
 
 class TokenNorm(nn.Module):
@@ -262,8 +284,10 @@ class ResidualNet(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, x: torch.Tensor, first: bool) -> torch.Tensor:  # (B, C, t, h, w)
-        h = self.proj_in(x)
+    def forward(self, x: torch.Tensor, first: bool, embedded: bool = False) -> torch.Tensor:
+        """x: (B, C, t, h, w), or proj_in's output already when embedded (the encoder's
+        inference form computes it on pixels, together with the linear code)."""
+        h = x if embedded else self.proj_in(x)  # (B, width, t, h, w)
         if first:
             mark = torch.zeros_like(h[:, :1, :, :1, :1])  # (B, 1, t, 1, 1)
             mark[:, :, :1] = 1.0
@@ -304,14 +328,49 @@ class Encoder(nn.Module):
             2 * cfg.latent_channels,
             cfg.kernel_t,
         )
+        # The inference form (fuse_patches): every 1x1 conv on tokens as a strided conv on pixels.
+        self.patch_convs: Optional[nn.ModuleDict] = None
 
     def forward(self, x: torch.Tensor, first: bool = True) -> torch.Tensor:  # (B, 3, T, H, W)
         cfg = self.cfg
+        if self.patch_convs is not None:
+            return self._forward_fused(x, first)
         tok = to_tokens(x, cfg.patch_size, cfg.temporal_patch, first)  # (B, 768, t, h, w)
         res = self.residual(tok, first)  # (B, 2C, t, h, w)
         mean = self.linear(tok, first) + res[:, : cfg.latent_channels]
         logvar = res[:, cfg.latent_channels :] + cfg.logvar_init
         return torch.cat([mean, logvar], dim=1)  # (B, 2C, t, h, w): mean and log-variance
+
+    def fuse_patches(self) -> None:
+        """Become the inference form: a 1x1 conv on to_tokens(x) is a conv on x with kernel =
+        stride = (tp, p, p), since the token channels are ordered (c, dt, py, px) like a Conv3d
+        kernel. The three that read tokens (the residual's proj_in, the linear code's frame-0
+        and group maps) become one conv with their outputs stacked. Same maths, without
+        to_tokens' 8-D transpose (a sixth of onnxruntime's time) and with one pass over the
+        pixels. Weights are copied: fuse a copy, never a model still training."""
+        tp, p = self.cfg.temporal_patch, self.cfg.patch_size
+        convs = [self.residual.proj_in, self.linear.frame0, self.linear.group]
+        outs = sum(c.out_channels for c in convs)
+        fused = nn.Conv3d(3, outs, kernel_size=(tp, p, p), stride=(tp, p, p))
+        with torch.no_grad():
+            fused.weight.copy_(
+                torch.cat([c.weight.detach().reshape(c.out_channels, 3, tp, p, p) for c in convs])
+            )
+            fused.bias.copy_(torch.cat([c.bias.detach() for c in convs]))
+        self.patch_convs = nn.ModuleDict({"patch_in": fused})
+
+    def _forward_fused(self, x: torch.Tensor, first: bool) -> torch.Tensor:
+        cfg, tp, c = self.cfg, self.cfg.temporal_patch, self.cfg.latent_channels
+        width = self.residual.proj_in.out_channels
+        if first:  # frame 0 fills its tp slots, as in to_tokens
+            x = torch.cat([x[:, :, :1]] * (tp - 1) + [x], dim=2)  # (B, 3, tp*(1+k), H, W)
+        y = self.patch_convs["patch_in"](x)  # (B, width + 2C, t, h, w)
+        res = self.residual(y[:, :width], first, embedded=True)  # (B, 2C, t, h, w)
+        frame0, group = y[:, width : width + c], y[:, width + c :]  # (B, C, t, h, w) each
+        lin = torch.cat([frame0[:, :, :1], group[:, :, 1:]], dim=2) if first else group
+        mean = lin + res[:, : cfg.latent_channels]
+        logvar = res[:, cfg.latent_channels :] + cfg.logvar_init
+        return torch.cat([mean, logvar], dim=1)  # (B, 2C, t, h, w)
 
 
 class Decoder(nn.Module):
@@ -411,6 +470,29 @@ class CausalVAE(nn.Module):
             latent, caches = self.encode_step(video[:, :, start : start + step], caches)
             parts.append(latent)
         return torch.cat(parts, dim=2)  # (B, C, t, h, w)
+
+
+def inference_form(vae: CausalVAE) -> CausalVAE:
+    """A copy of vae in the form the ONNX graphs run: patch convs fused into the encoder, every
+    causal conv folded to 2-D. The same function of the input (checked here on a random clip,
+    and by the node parity tests against the unfused model)."""
+    import copy
+
+    fast = copy.deepcopy(vae).eval()
+    fast.encoder.fuse_patches()
+    for m in fast.modules():
+        if isinstance(m, CausalConv3d):
+            m.fold_time()
+    cfg = vae.cfg
+    g = torch.Generator().manual_seed(0)
+    size = 2 * cfg.spatial_factor
+    clip = torch.rand(1, 3, 1 + 2 * cfg.temporal_factor, size, size, generator=g) * 2 - 1
+    with torch.no_grad():
+        want, got = vae.eval()(clip)[0], fast(clip)[0]
+    err = float((want - got).abs().max())
+    if err > 1e-4:
+        raise RuntimeError(f"inference form differs from the model by {err:.2e}")
+    return fast
 
 
 def count_parameters(module: nn.Module) -> int:
