@@ -30,7 +30,7 @@ def contact_sheet(
     rows = [c for c in range(len(classes)) if c in set(labels)]
     cols = clips_per_class * len(frames)
     fig, axes = plt.subplots(
-        len(rows), cols, figsize=(0.9 * cols + 1.6, 0.95 * len(rows) + 0.6), squeeze=False
+        len(rows), cols, figsize=(0.9 * cols + 1.6, 0.95 * len(rows) + 0.8), squeeze=False
     )
     for r, c in enumerate(rows):
         idx = [i for i, y in enumerate(labels) if y == c][:clips_per_class]
@@ -54,15 +54,15 @@ def contact_sheet(
                         loc="left",
                         pad=2,
                     )
-                if r == 0:
-                    ax.set_xlabel(f"frame {f}", fontsize=5)
-                    ax.xaxis.set_label_position("top")
+                if r == len(rows) - 1:
+                    ax.set_xlabel(f"clip {k + 1}, frame {f}", fontsize=5)
         axes[r][0].set_ylabel(classes[c], fontsize=6, rotation=0, ha="right", va="center")
-    fig.suptitle(title, fontsize=8)
-    fig.subplots_adjust(left=0.17, right=0.99, top=1 - 0.5 / (0.95 * len(rows) + 0.6), bottom=0.01)
+    height = 0.95 * len(rows) + 0.8
+    fig.suptitle(title, fontsize=8, y=1 - 0.12 / height)
+    fig.subplots_adjust(left=0.17, right=0.99, top=1 - 0.55 / height, bottom=0.25 / height)
     fig.subplots_adjust(wspace=0.05, hspace=0.35)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
