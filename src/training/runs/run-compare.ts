@@ -192,6 +192,41 @@ export const TABLE: { key: string; label: string; better: TableRow["better"] }[]
   },
 ];
 
+/** The latent spectra of autoencoder runs (their last `spectrum` events) beside the video's,
+ * taken from the first of them that logged it; null when none has a spectrum. */
+export function spectrumChart(
+  src: RunReader,
+  entries: { key: string; label: string; run: RunInfo | null }[],
+): Chart | null {
+  const found = entries.map((e) => ({
+    ...e,
+    ev: e.run ? src.lastEvent(e.run.id, "spectrum") : null,
+  }));
+  if (!found.some((e) => e.ev)) return null;
+  const video = found.find((e) => spectrumOf(e.ev, "video_spectrum").length);
+  return {
+    id: "spectrum",
+    title: "latent and video DCT spectra (8×8 blocks, zigzag order, share of AC energy)",
+    x: { label: "zigzag index" },
+    y: { label: "share of AC energy", log: true },
+    series: [
+      ...found.map((e) => ({
+        key: `${e.key}_latent`,
+        label: e.label,
+        runId: e.run?.id ?? null,
+        points: spectrumOf(e.ev, "latent_spectrum"),
+      })),
+      {
+        key: "video",
+        label: "video",
+        runId: video?.run?.id ?? null,
+        points: spectrumOf(video?.ev ?? null, "video_spectrum"),
+      },
+    ],
+    note: "high-frequency share = energy at zigzag 32–63 over AC energy (1–63)",
+  };
+}
+
 /** A zigzag spectrum as each coefficient's share of the AC energy (entries 1..63): latents and
  * video carry different total energy, and the paper's claim is about where the energy sits. */
 export function spectrumOf(ev: Record<string, unknown> | null, field: string): [number, number][] {
@@ -308,38 +343,11 @@ export function buildComparison(src: RunReader, aId: string, bId: string): Compa
     });
   }
 
-  const specA = aeA ? src.lastEvent(aeA.id, "spectrum") : null;
-  const specB = aeB ? src.lastEvent(aeB.id, "spectrum") : null;
-  if (specA || specB) {
-    const videoFrom = spectrumOf(specA, "video_spectrum").length ? specA : specB;
-    charts.push({
-      id: "spectrum",
-      title: "latent and video DCT spectra (8×8 blocks, zigzag order, share of AC energy)",
-      x: { label: "zigzag index" },
-      y: { label: "share of AC energy", log: true },
-      series: [
-        {
-          key: "a_latent",
-          label: `latent · ${aeA?.id ?? "?"}`,
-          runId: aeA?.id ?? null,
-          points: spectrumOf(specA, "latent_spectrum"),
-        },
-        {
-          key: "b_latent",
-          label: `latent · ${aeB?.id ?? "?"}`,
-          runId: aeB?.id ?? null,
-          points: spectrumOf(specB, "latent_spectrum"),
-        },
-        {
-          key: "video",
-          label: "video",
-          runId: (videoFrom === specA ? aeA?.id : aeB?.id) ?? null,
-          points: spectrumOf(videoFrom, "video_spectrum"),
-        },
-      ],
-      note: "high-frequency share = energy at zigzag 32–63 over AC energy (1–63)",
-    });
-  }
+  const spectrum = spectrumChart(src, [
+    { key: "a", label: `latent · ${aeA?.id ?? "?"}`, run: aeA },
+    { key: "b", label: `latent · ${aeB?.id ?? "?"}`, run: aeB },
+  ]);
+  if (spectrum) charts.push(spectrum);
 
   const va = lastVal(src, aeA);
   const vb = lastVal(src, aeB);

@@ -13,7 +13,7 @@ import {
   type RunBrief,
   type RunInfo,
   type RunReader,
-  spectrumOf,
+  spectrumChart,
   TABLE,
   variantOf,
 } from "./run-compare.ts";
@@ -279,31 +279,11 @@ function aeCharts(src: RunReader, aes: Map<string, RunInfo>): Chart[] {
     y: { label: "PSNR (dB)", log: false },
     series: series("val/psnr", false),
   });
-  const spectra = runs.map(([arm, r]) => [arm, r, src.lastEvent(r.id, "spectrum")] as const);
-  if (spectra.some(([, , ev]) => ev)) {
-    const video = spectra.find(([, , ev]) => spectrumOf(ev, "video_spectrum").length);
-    charts.push({
-      id: "spectrum",
-      title: "latent and video DCT spectra (8×8 blocks, zigzag order, share of AC energy)",
-      x: { label: "zigzag index" },
-      y: { label: "share of AC energy", log: true },
-      series: [
-        ...spectra.map(([arm, r, ev]) => ({
-          key: `${arm}_latent`,
-          label: `latent · ${arm} · ${r.id}`,
-          runId: r.id,
-          points: spectrumOf(ev, "latent_spectrum"),
-        })),
-        {
-          key: "video",
-          label: "video",
-          runId: video?.[1].id ?? null,
-          points: spectrumOf(video?.[2] ?? null, "video_spectrum"),
-        },
-      ],
-      note: "high-frequency share = energy at zigzag 32–63 over AC energy (1–63)",
-    });
-  }
+  const spectrum = spectrumChart(
+    src,
+    runs.map(([arm, r]) => ({ key: arm, label: `latent · ${arm} · ${r.id}`, run: r })),
+  );
+  if (spectrum) charts.push(spectrum);
   return charts;
 }
 
