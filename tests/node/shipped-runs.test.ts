@@ -60,12 +60,36 @@ test("the fine-tunes start from the pre-train; each bundle's denoiser run uses i
     );
     const ae = manifest.runs.autoencoder.id as string;
     assert.equal(ae, `ae-small-${variant}`);
-    assert.deepEqual(
-      diffusionRunsOf(db, ae).map((r) => r.id),
-      [manifest.runs.diffusion.id],
-    );
+    // the bundle's own denoiser, and the seed grid's runs on the same latents (test below)
+    const ids = diffusionRunsOf(db, ae).map((r) => r.id);
+    assert.ok(ids.includes(manifest.runs.diffusion.id), `${ae}: ${ids}`);
   }
 });
+
+test("the seed grid's runs are all here, each on its arm's autoencoder with its seed", () => {
+  const grid = JSON.parse(
+    readFileSync(join(REPO_ROOT, "docs/results/grid-compact/grid.json"), "utf8"),
+  ) as { experiment: string; arms: string[]; seeds: number[]; runs: GridRun[] };
+  assert.equal(grid.runs.length, grid.arms.length * grid.seeds.length);
+  assert.ok(grid.seeds.length >= 3 && grid.arms.includes("se-spatial"));
+  for (const run of grid.runs) {
+    assert.equal(run.rc, 0, `${run.id} failed`);
+    const config = JSON.parse(
+      readFileSync(join(RUNS, run.id, "events.jsonl"), "utf8").split("\n")[0] as string,
+    );
+    assert.equal(config.experiment, grid.experiment);
+    assert.equal(config.train.seed, run.seed);
+    assert.equal(config.autoencoder.run_id, `ae-small-${run.arm}`);
+    assert.equal(getRun(db, run.id)?.autoencoderRunId, `ae-small-${run.arm}`);
+  }
+});
+
+interface GridRun {
+  id: string;
+  arm: string;
+  seed: number;
+  rc: number;
+}
 
 test("no shipped log names an absolute path", () => {
   for (const name of names) {
