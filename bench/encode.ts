@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { readNpy } from "../src/pipeline/media/npy-file.ts";
+import { openSession, runSession } from "../src/pipeline/onnx/onnx-session.ts";
 import { SessionPool } from "../src/pipeline/onnx/session-pool.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -200,6 +201,23 @@ async function ortRound(t: number, layout: Layout): Promise<{ clipsPerS: number;
     await pool.close();
   }
 }
+// The fp32 GEMM reference in onnxruntime (MLAS) at t threads: a 1024³ MatMul exported by
+// torch_encode.py, so the encoder's GFLOP/s stands beside what the same runtime reaches on a GEMM.
+async function ortGemm(t: number): Promise<number> {
+  const n = 1024;
+  const session = await openSession(join(torchDir, "gemm.onnx"), { intraOpThreads: t });
+  const feeds = { x: { dtype: "float32" as const, dims: [n, n], data: new Float32Array(n * n) } };
+  feeds.x.data.fill(0.5);
+  await runSession(session, feeds);
+  let iters = 0;
+  const start = performance.now();
+  while (iters < 3 || performance.now() - start < 1000) {
+    await runSession(session, feeds);
+    iters++;
+  }
+  await session.release();
+  return (2 * n ** 3 * iters) / ((performance.now() - start) / 1000) / 1e9;
+}
 const rounds = Number(values.rounds);
 const table: string[] = [];
 let config = "";
@@ -212,12 +230,14 @@ for (const t of threads) {
   const ortIntra: number[] = [];
   const pt: number[] = [];
   const gemm: number[] = [];
+  const ortGemmRates: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const tr = torchRound(t);
     [config, source, torchVersion] = [tr.config, tr.source, tr.torch];
     flopsPerBatch = tr.flops_per_batch;
     pt.push(tr.clips_per_s);
     gemm.push(tr.gemm_gflops_per_s);
+    ortGemmRates.push(await ortGemm(t));
     const o = await ortRound(t, "workers");
     worstParity = Math.max(worstParity, o.parity);
     ort.push(o.clipsPerS);
@@ -225,7 +245,7 @@ for (const t of threads) {
   }
   const gflops = (clipsPerS: number) => (clipsPerS / batch) * flopsPerBatch * 1e-9;
   table.push(
-    `| ${t} | ${fmt(median(ort))} | ${fmt(median(pt))} | ${fmt(median(ort) / median(pt), 2)}x | ${fmt(median(ortIntra))} (${fmt(median(ortIntra) / median(pt), 2)}x) | ${fmt(gflops(median(ort)))} | ${fmt(gflops(median(pt)))} | ${fmt(median(gemm))} | ${ort.map((x) => fmt(x)).join(", ")} / ${pt.map((x) => fmt(x)).join(", ")} |`,
+    `| ${t} | ${fmt(median(ort))} | ${fmt(median(pt))} | ${fmt(median(ort) / median(pt), 2)}x | ${fmt(median(ortIntra))} (${fmt(median(ortIntra) / median(pt), 2)}x) | ${fmt(gflops(median(ort)))} | ${fmt(gflops(median(pt)))} | ${fmt(median(ortGemmRates))} | ${fmt(median(gemm))} | ${ort.map((x) => fmt(x)).join(", ")} / ${pt.map((x) => fmt(x)).join(", ")} |`,
   );
 }
 console.log(
@@ -234,7 +254,7 @@ console.log(
 console.log(`weights: ${source}; max |onnx - torch| = ${worstParity.toExponential(1)}`);
 console.log(`encoder FLOPs per clip: ${fmt((flopsPerBatch / batch) * 1e-9, 2)} G`);
 console.log(
-  `| threads | onnxruntime-node clips/s (the service's pool: t workers × 1 thread) | PyTorch ${torchVersion} eager clips/s (t threads) | ratio | onnxruntime, 1 session × t threads (ratio) | ort GFLOP/s | torch GFLOP/s | fp32 GEMM GFLOP/s (1024², torch) | rounds (ort / torch) |`,
+  `| threads | onnxruntime-node clips/s (the service's pool: t workers × 1 thread) | PyTorch ${torchVersion} eager clips/s (t threads) | ratio | onnxruntime, 1 session × t threads (ratio) | ort GFLOP/s | torch GFLOP/s | fp32 GEMM GFLOP/s (1024³, onnxruntime MLAS) | fp32 GEMM GFLOP/s (1024³, torch) | rounds (ort / torch) |`,
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const row of table) console.log(row);

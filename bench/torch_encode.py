@@ -15,6 +15,7 @@ GEMM rate at the same thread count, measured now (the peak the convolutions are 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import time
 from pathlib import Path
@@ -66,6 +67,28 @@ def gemm_gflops(seconds: float = 1.0, n: int = 1024) -> float:
     return 2 * n**3 * iters / (time.perf_counter() - start) / 1e9
 
 
+class _MatMul(torch.nn.Module):
+    """x @ W with a fixed 1024 x 1024 weight: onnxruntime's MLAS GEMM, timed by the node side."""
+
+    def __init__(self, n: int = 1024):
+        super().__init__()
+        self.register_buffer("w", torch.randn(n, n, generator=torch.Generator().manual_seed(1)))
+
+    def forward(self, x):
+        return x @ self.w
+
+
+def export_gemm(path: Path, n: int = 1024) -> None:
+    """gemm.onnx beside the bundle: the fp32 GEMM reference measured in onnxruntime itself
+    (torch's OpenBLAS matmul reaches a quarter of what these convolutions do here)."""
+    kwargs = (
+        {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    )
+    torch.onnx.export(
+        _MatMul(n), (torch.zeros(n, n),), str(path), input_names=["x"], opset_version=17, **kwargs
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -110,6 +133,7 @@ def main() -> None:
         seconds = (time.perf_counter() - start) / iters
     flops = conv_flops(vae, video)
     peak = gemm_gflops()
+    export_gemm(out / "gemm.onnx")
     np.save(out / "input.npy", video.numpy())
     np.save(out / "expected.npy", latent.numpy())
     result = {
