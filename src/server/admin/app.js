@@ -396,6 +396,11 @@ function renderAeTable(table) {
   const t = $("#ae-table");
   t.replaceChildren(
     el(
+      "caption",
+      {},
+      "Highlighted: the row's best value. One run per arm and no interval: a small gap is no evidence.",
+    ),
+    el(
       "thead",
       {},
       el(
