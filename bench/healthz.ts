@@ -5,16 +5,13 @@
 // Models: DIFFUSABLE_MODELS_DIR, else ./models if it holds a bundle, else the tiny test fixture
 // (made with `python3 -m diffusable.fixtures`).
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createKey } from "../src/store/api-keys.ts";
-import { closeDb, openDb } from "../src/store/db.ts";
 import { benchModels } from "./bench-models.ts";
+import { benchVideo, startBenchServer } from "./bench-server.ts";
 
-const ROOT = resolve(import.meta.dirname, "..");
 const { values } = parseArgs({
   options: {
     samples: { type: "string", default: "400" },
@@ -45,47 +42,15 @@ async function sample(url: string, n: number, until?: () => boolean): Promise<nu
 
 async function main() {
   const { dir, model } = benchModels(work, "manifest.json", values.model);
-  const dataDir = join(work, "data");
-  const db = openDb(join(dataDir, "diffusable.sqlite"));
-  const secret = createKey(db, "bench", "user").secret;
-  closeDb(db);
-  const video = join(work, "bench.mp4");
-  spawnSync("ffmpeg", [
-    "-v",
-    "error",
-    "-y",
-    "-f",
-    "lavfi",
-    "-i",
-    `testsrc2=size=320x240:rate=24:duration=${values.seconds}`,
-    "-pix_fmt",
-    "yuv420p",
-    video,
-  ]);
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ["--import", "tsx", "src/server/cli.ts", "serve"],
-    {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        PORT: "0",
-        DIFFUSABLE_DATA_DIR: dataDir,
-        DIFFUSABLE_MODELS_DIR: dir,
-        DIFFUSABLE_JOB_CONCURRENCY: String(JOBS),
-        DIFFUSABLE_MAX_ACTIVE_JOBS: String(JOBS * 4),
-      },
-      stdio: ["ignore", "pipe", "inherit"],
+  const video = benchVideo(join(work, "bench.mp4"), "320x240", 24, Number(values.seconds));
+  const { url, secret, child } = await startBenchServer({
+    work,
+    modelsDir: dir,
+    keyName: "bench",
+    env: {
+      DIFFUSABLE_JOB_CONCURRENCY: String(JOBS),
+      DIFFUSABLE_MAX_ACTIVE_JOBS: String(JOBS * 4),
     },
-  );
-  const url = await new Promise<string>((res, rej) => {
-    let out = "";
-    child.stdout?.on("data", (c: Buffer) => {
-      out += c.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) res(m[1]);
-    });
-    child.once("exit", (code) => rej(new Error(`server exited ${code}: ${out}`)));
   });
   try {
     await sample(url, 50); // warm-up

@@ -9,16 +9,13 @@
 // Models: DIFFUSABLE_MODELS_DIR, else ./models if it holds a bundle that can generate, else the
 // tiny test fixture (made with `python3 -m diffusable.fixtures`).
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createKey } from "../src/store/api-keys.ts";
-import { closeDb, openDb } from "../src/store/db.ts";
 import { benchModels } from "./bench-models.ts";
+import { benchVideo, startBenchServer } from "./bench-server.ts";
 
-const ROOT = resolve(import.meta.dirname, "..");
 const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "30" },
@@ -47,53 +44,20 @@ function peakRss(pid: number): number {
 
 async function main() {
   const { dir, model } = benchModels(work, "denoiser.onnx", values.model);
-  const dataDir = join(work, "data");
-  const db = openDb(join(dataDir, "diffusable.sqlite"));
-  const secret = createKey(db, "load", "user").secret;
-  closeDb(db);
-  const video = join(work, "clip.mp4");
-  spawnSync("ffmpeg", [
-    "-v",
-    "error",
-    "-y",
-    "-f",
-    "lavfi",
-    "-i",
-    "testsrc2=size=160x120:rate=8:duration=3",
-    "-pix_fmt",
-    "yuv420p",
-    video,
-  ]);
-  const clip = readFileSync(video);
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ["--import", "tsx", "src/server/cli.ts", "serve"],
-    {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        PORT: "0",
-        DIFFUSABLE_DATA_DIR: dataDir,
-        DIFFUSABLE_MODELS_DIR: dir,
-        DIFFUSABLE_RUNS_IMPORT_DIR: "",
-        DIFFUSABLE_MAX_ACTIVE_JOBS: "16",
-        DIFFUSABLE_MAX_QUEUED_GENERATIONS: "32",
-      },
-      stdio: ["ignore", "pipe", "inherit"],
+  const clip = readFileSync(benchVideo(join(work, "clip.mp4"), "160x120", 8, 3));
+  const { url, secret, child } = await startBenchServer({
+    work,
+    modelsDir: dir,
+    keyName: "load",
+    env: {
+      DIFFUSABLE_RUNS_IMPORT_DIR: "",
+      DIFFUSABLE_MAX_ACTIVE_JOBS: "16",
+      DIFFUSABLE_MAX_QUEUED_GENERATIONS: "32",
     },
-  );
+  });
   let crashed: string | null = null;
   child.once("exit", (code, signal) => {
     crashed = `the server exited (${code ?? signal})`;
-  });
-  const url = await new Promise<string>((res, rej) => {
-    let out = "";
-    child.stdout?.on("data", (c: Buffer) => {
-      out += c.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) res(m[1]);
-    });
-    child.once("exit", (code) => rej(new Error(`server exited ${code}: ${out}`)));
   });
   const headers = { authorization: `Bearer ${secret}` };
   const counts: Record<string, Record<string, number>> = {};
