@@ -26,17 +26,9 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from .compare_runs import run_completed
+
 FINETUNES = ("baseline", "se", "se-spatial")
-
-
-def _done(run: Path) -> bool:
-    events = run / "events.jsonl"
-    if not events.is_file():
-        return False
-    for line in events.read_text().splitlines():
-        if '"status":"completed"' in line:
-            return True
-    return False
 
 
 def _python() -> List[str]:
@@ -89,13 +81,13 @@ def main(argv=None) -> int:
         return max(codes)
 
     pre = out / f"ae-{args.config}-pretrain"
-    if not _done(pre):
+    if not run_completed(pre):
         code = stage("pretrain", [trainer(pre, "baseline", "linear", args.pretrain_steps, threads)])
         if code:
             return code
     init = str(pre / "checkpoints" / "last.pt")
     runs = {v: out / f"ae-{args.config}-{v}" for v in FINETUNES}
-    todo = [v for v in FINETUNES if not _done(runs[v])]
+    todo = [v for v in FINETUNES if not run_completed(runs[v])]
     if args.parallel and todo:
         share = max(1, threads // len(todo))
         cmds = [trainer(runs[v], v, init, args.finetune_steps, share) for v in todo]

@@ -40,6 +40,15 @@ def read_events(run: Path) -> List[Dict]:
     return events
 
 
+def run_completed(run: Path) -> bool:
+    """Whether the run folder's log records a completed run (its trainer's final status)."""
+    if not (run / "events.jsonl").is_file():
+        return False
+    return any(
+        e.get("type") == "status" and e.get("status") == "completed" for e in read_events(run)
+    )
+
+
 def wall_seconds(events: List[Dict]) -> float:
     """The sum, over each start or resume of a run, of the span to its last recorded event."""
     wall, seg_start, seg_last = 0.0, None, None

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict
 
+from .compare_runs import run_completed
 from .events import format_seconds, portable_path
 from .scale_equivariance import VARIANT_MODES
 from .seed_stats import experiment_stats, markdown, read_runs
@@ -55,18 +56,6 @@ GRID_PRESETS: Dict[str, GridPreset] = {
 
 def run_name(config: str, arm: str, seed: int) -> str:
     return f"dit-{config}-{arm}-s{seed}"
-
-
-def completed(run: Path) -> bool:
-    events = run / "events.jsonl"
-    if not events.is_file():
-        return False
-    statuses = [
-        json.loads(line).get("status")
-        for line in events.read_text().splitlines()
-        if '"status"' in line
-    ]
-    return bool(statuses) and statuses[-1] == "completed"
 
 
 def parse_args(argv=None):
@@ -109,7 +98,7 @@ def main(argv=None) -> int:
             for k, v in preset.flags.items():
                 cmd += [f"--{k}", v]
             jobs.append({"id": name, "arm": arm, "seed": seed, "cmd": cmd})
-    todo = [j for j in jobs if not completed(out / j["id"])]
+    todo = [j for j in jobs if not run_completed(out / j["id"])]
     print(
         f"diffusion_grid: {len(jobs)} runs ({len(jobs) - len(todo)} already complete), "
         f"{args.parallel} at a time",

@@ -31,6 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from scipy.stats import t as student_t
 
+from .compare_runs import read_events
+
 # metric -> which way is better (only used to say which arm is ahead; conclusions are directional)
 METRICS: Dict[str, str] = {
     "fd_cls3d": "lower",
@@ -50,10 +52,7 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
 def read_run(events_path: Path) -> Optional[Dict]:
     """A diffusion run's arm, seed, experiment and eval history; None for other runs."""
     config, evals, status = None, {}, None
-    for line in events_path.read_text().splitlines():
-        if not line.strip():
-            continue
-        e = json.loads(line)
+    for e in read_events(events_path.parent):  # a torn last line of a live run is skipped
         if e.get("type") == "config" and config is None:
             config = e
         elif e.get("type") == "eval":
