@@ -167,8 +167,10 @@ def grid_section(folder: Path, experiment: Optional[str], png: Optional[Path] = 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.0), dpi=120)
-        for ax, m in zip(list(axes) if len(shown) > 1 else [axes], shown):
+        fig, axes = plt.subplots(
+            1, len(shown), figsize=(3.2 * len(shown), 3.0), dpi=120, squeeze=False
+        )
+        for ax, m in zip(axes[0], shown):
             for a in arms:
                 sm = stats["arms"][a]["metrics"].get(m)
                 if not sm:
@@ -185,8 +187,7 @@ def grid_section(folder: Path, experiment: Optional[str], png: Optional[Path] = 
             ax.set_title(f"{m} (mean ± sd)", fontsize=9)
             ax.set_xlabel("denoiser step", fontsize=8)
             ax.tick_params(labelsize=7)
-        axes_list = list(axes) if len(shown) > 1 else [axes]
-        axes_list[0].legend(fontsize=7)
+        axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(png)
         plt.close(fig)
