@@ -95,6 +95,8 @@ def test_experiment_stats_per_arm_and_cli(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["arms"]["se"]["seeds"] == [0, 1, 2]
     assert seed_stats.main(["--runs", str(tmp_path), "--experiment", "nope"]) == 2
     assert "no runs of experiment 'nope'" in capsys.readouterr().err
+    assert seed_stats.main(["--runs", str(tmp_path / "missing")]) == 2
+    assert "missing is not a folder of run folders" in capsys.readouterr().err
 
 
 def test_the_grid_trains_every_arm_and_seed_then_writes_the_statistics(tmp_path):

@@ -76,6 +76,8 @@ def read_run(events_path: Path) -> Optional[Dict]:
 
 
 def read_runs(folder: Path) -> List[Dict]:
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of run folders")
     paths = sorted(Path(folder).glob("*/events.jsonl")) + sorted(
         Path(folder).glob("*/*/events.jsonl")
     )
