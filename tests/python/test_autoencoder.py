@@ -91,7 +91,7 @@ def test_the_inference_form_computes_the_same_function():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     fast = inference_form(model)
-    assert fast.encoder.patch_convs is not None and model.encoder.patch_convs is None
+    assert fast.encoder.patch_group is not None and model.encoder.patch_group is None
     assert all(m.conv2d is not None for m in fast.causal_convs(fast))
     video = torch.rand(2, 3, 13, 32, 40) * 2 - 1
     with torch.no_grad():

@@ -208,8 +208,10 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(c_in, c_out, kernel_size=(kernel, 3, 3), padding=(0, 1, 1))
         # Set by CausalVAE around a streaming call; None in ordinary one-pass use.
         self.stream: Optional[Stream] = None
-        # The inference form (fold_time): the same convolution as one 2-D conv over stacked taps.
+        # The inference form (fold_time): the same convolution as one 2-D conv over stacked taps,
+        # on (B, C, T, H, W), or on (B, T, C, H, W) once frames_first (the encoder's).
         self.conv2d: Optional[nn.Conv2d] = None
+        self.frames_first = False
 
     def fold_time(self) -> None:
         """Become the inference form: the k_t temporal taps stacked on channels and one 3x3 2-D
@@ -231,7 +233,28 @@ class CausalConv3d(nn.Module):
         y = self.conv2d(taps)  # (B*T, O, H, W)
         return y.reshape(b, t, -1, h, w).transpose(1, 2)  # (B, O, T, H, W)
 
+    def _forward_frames(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W)
+        """The folded convolution with frames before channels (the encoder's inference form):
+        the taps stack on channels and B*T frames go to one 2-D conv with no transposes. The
+        stream cache keeps the bundle's (B, C, pad, H, W) layout (a one-frame transpose)."""
+        pad = self.kernel_t - 1
+        stream = self.stream
+        if stream is not None and stream.inputs is not None:
+            cache = stream.inputs[len(stream.outputs)].transpose(1, 2)  # (B, pad, C, H, W)
+            x = torch.cat([cache, x], dim=1)  # (B, pad + T, C, H, W)
+        else:
+            x = torch.cat([x[:, :1]] * pad + [x], dim=1)  # (B, pad + T, C, H, W)
+        if stream is not None:
+            stream.outputs.append(x[:, -pad:].transpose(1, 2))
+        b, tt, c, h, w = x.shape
+        t = tt - pad
+        taps = torch.cat([x[:, k : k + t] for k in range(self.kernel_t)], dim=2)  # (B, T, kt*C, ..)
+        y = self.conv2d(taps.reshape(b * t, self.kernel_t * c, h, w))  # (B*T, O, H, W)
+        return y.reshape(b, t, -1, h, w)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        if self.frames_first:
+            return self._forward_frames(x)
         pad = self.kernel_t - 1
         stream = self.stream
         if stream is not None and stream.inputs is not None:
@@ -251,10 +274,29 @@ class TokenNorm(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(c))
         self.eps = eps
+        self.dim = 1  # where the channels are: 2 once frames first, (B, T, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
-        x = x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + self.eps)
-        return x * self.weight.view(1, -1, 1, 1, 1)
+        x = x * torch.rsqrt(x.square().mean(dim=self.dim, keepdim=True) + self.eps)
+        shape = [1] * x.dim()
+        shape[self.dim] = -1
+        return x * self.weight.view(shape)
+
+
+class PointwiseFrames(nn.Module):
+    """A 1x1x1 Conv3d of the inference form, on frames-first x (B, T, C, H, W): one 2-D conv
+    over the B*T frames."""
+
+    def __init__(self, conv: nn.Conv3d):
+        super().__init__()
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(conv.weight.detach()[:, :, 0])
+            self.conv.bias.copy_(conv.bias.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W)
+        b, t, c, h, w = x.shape
+        return self.conv(x.reshape(b * t, c, h, w)).reshape(b, t, -1, h, w)
 
 
 class Block(nn.Module):
@@ -283,15 +325,36 @@ class ResidualNet(nn.Module):
         self.proj_out = nn.Conv3d(width, c_out, 1)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
+        self.frames_first = False  # the encoder's inference form: (B, t, width, h, w)
+
+    def frames_first_form(self) -> None:
+        """Become the encoder's inference form, on proj_in's output laid out frames first:
+        (B, t, width, h, w) -> (B, t, c_out, h, w), every conv a 2-D conv over B*t frames.
+        Weights are copied: convert a copy, never a model still training."""
+        self.frames_first = True
+        for m in self.modules():
+            if isinstance(m, CausalConv3d):
+                m.fold_time()
+                m.frames_first = True
+            elif isinstance(m, TokenNorm):
+                m.dim = 2
+        for block in self.blocks:
+            block.mix = PointwiseFrames(block.mix)
+        self.proj_out = PointwiseFrames(self.proj_out)
 
     def forward(self, x: torch.Tensor, first: bool, embedded: bool = False) -> torch.Tensor:
         """x: (B, C, t, h, w), or proj_in's output already when embedded (the encoder's
         inference form computes it on pixels, together with the linear code)."""
         h = x if embedded else self.proj_in(x)  # (B, width, t, h, w)
         if first:
-            mark = torch.zeros_like(h[:, :1, :, :1, :1])  # (B, 1, t, 1, 1)
-            mark[:, :, :1] = 1.0
-            h = h + mark * self.first.view(1, -1, 1, 1, 1)
+            if self.frames_first:  # (B, t, width, h, w)
+                mark = torch.zeros_like(h[:, :, :1, :1, :1])  # (B, t, 1, 1, 1)
+                mark[:, :1] = 1.0
+                h = h + mark * self.first.view(1, 1, -1, 1, 1)
+            else:
+                mark = torch.zeros_like(h[:, :1, :, :1, :1])  # (B, 1, t, 1, 1)
+                mark[:, :, :1] = 1.0
+                h = h + mark * self.first.view(1, -1, 1, 1, 1)
         return self.proj_out(F.silu(self.norm(self.blocks(h))))
 
 
@@ -328,12 +391,13 @@ class Encoder(nn.Module):
             2 * cfg.latent_channels,
             cfg.kernel_t,
         )
-        # The inference form (fuse_patches): every 1x1 conv on tokens as a strided conv on pixels.
-        self.patch_convs: Optional[nn.ModuleDict] = None
+        # The inference form (fuse_patches): the 1x1 convs on tokens as strided convs on pixels.
+        self.patch_frame0: Optional[nn.Conv2d] = None
+        self.patch_group: Optional[nn.Conv2d] = None
 
     def forward(self, x: torch.Tensor, first: bool = True) -> torch.Tensor:  # (B, 3, T, H, W)
         cfg = self.cfg
-        if self.patch_convs is not None:
+        if self.patch_group is not None:
             return self._forward_fused(x, first)
         tok = to_tokens(x, cfg.patch_size, cfg.temporal_patch, first)  # (B, 768, t, h, w)
         res = self.residual(tok, first)  # (B, 2C, t, h, w)
@@ -342,35 +406,49 @@ class Encoder(nn.Module):
         return torch.cat([mean, logvar], dim=1)  # (B, 2C, t, h, w): mean and log-variance
 
     def fuse_patches(self) -> None:
-        """Become the inference form: a 1x1 conv on to_tokens(x) is a conv on x with kernel =
-        stride = (tp, p, p), since the token channels are ordered (c, dt, py, px) like a Conv3d
-        kernel. The three that read tokens (the residual's proj_in, the linear code's frame-0
-        and group maps) become one conv with their outputs stacked. Same maths, without
-        to_tokens' 8-D transpose (a sixth of onnxruntime's time) and with one pass over the
-        pixels. Weights are copied: fuse a copy, never a model still training."""
+        """Become the inference form, which runs frames first, (B, t, C, h, w), so that every
+        conv is a 2-D conv over B*t frames with no transposes between layers.
+
+        A 1x1 conv on to_tokens(x) is a conv on pixels with kernel = stride = p, since the token
+        channels are ordered (c, dt, py, px) like a conv kernel. The two that read a token group
+        (the residual's proj_in and the linear code's group map) become one conv on the group's
+        3 x tp frames stacked as channels; frame 0 fills all tp slots of its token, so its two
+        (proj_in and the frame-0 map) become one conv on frame 0 with the kernel summed over
+        its tp slots. Same maths, with no 8-D to_tokens transpose and no copies of frame 0.
+        Weights are copied: fuse a copy, never a model still training."""
         tp, p = self.cfg.temporal_patch, self.cfg.patch_size
-        convs = [self.residual.proj_in, self.linear.frame0, self.linear.group]
-        outs = sum(c.out_channels for c in convs)
-        fused = nn.Conv3d(3, outs, kernel_size=(tp, p, p), stride=(tp, p, p))
-        with torch.no_grad():
-            fused.weight.copy_(
-                torch.cat([c.weight.detach().reshape(c.out_channels, 3, tp, p, p) for c in convs])
-            )
-            fused.bias.copy_(torch.cat([c.bias.detach() for c in convs]))
-        self.patch_convs = nn.ModuleDict({"patch_in": fused})
+
+        def fuse(convs: List[nn.Conv3d], frame0: bool) -> nn.Conv2d:
+            w = torch.cat([c.weight.detach().reshape(c.out_channels, 3, tp, p, p) for c in convs])
+            w = w.sum(dim=2) if frame0 else w.reshape(w.shape[0], 3 * tp, p, p)
+            fused = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=p, stride=p)
+            with torch.no_grad():
+                fused.weight.copy_(w)
+                fused.bias.copy_(torch.cat([c.bias.detach() for c in convs]))
+            return fused
+
+        self.patch_frame0 = fuse([self.residual.proj_in, self.linear.frame0], frame0=True)
+        self.patch_group = fuse([self.residual.proj_in, self.linear.group], frame0=False)
+        self.residual.frames_first_form()
 
     def _forward_fused(self, x: torch.Tensor, first: bool) -> torch.Tensor:
         cfg, tp, c = self.cfg, self.cfg.temporal_patch, self.cfg.latent_channels
         width = self.residual.proj_in.out_channels
-        if first:  # frame 0 fills its tp slots, as in to_tokens
-            x = torch.cat([x[:, :, :1]] * (tp - 1) + [x], dim=2)  # (B, 3, tp*(1+k), H, W)
-        y = self.patch_convs["patch_in"](x)  # (B, width + 2C, t, h, w)
-        res = self.residual(y[:, :width], first, embedded=True)  # (B, 2C, t, h, w)
-        frame0, group = y[:, width : width + c], y[:, width + c :]  # (B, C, t, h, w) each
-        lin = torch.cat([frame0[:, :, :1], group[:, :, 1:]], dim=2) if first else group
-        mean = lin + res[:, : cfg.latent_channels]
-        logvar = res[:, cfg.latent_channels :] + cfg.logvar_init
-        return torch.cat([mean, logvar], dim=1)  # (B, 2C, t, h, w)
+        b, _, _, hh, ww = x.shape
+        parts = []  # (B, t_i, width + C, h, w) each
+        if first:
+            parts.append(self.patch_frame0(x[:, :, 0]).unsqueeze(1))
+            x = x[:, :, 1:]
+        k = x.shape[2] // tp
+        if k > 0:
+            groups = x.reshape(b, 3, k, tp, hh, ww).transpose(1, 2)  # (B, k, 3, tp, H, W)
+            y = self.patch_group(groups.reshape(b * k, 3 * tp, hh, ww))  # (B*k, width + C, h, w)
+            parts.append(y.reshape(b, k, -1, y.shape[2], y.shape[3]))
+        y = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (B, t, width + C, h, w)
+        res = self.residual(y[:, :, :width], first, embedded=True)  # (B, t, 2C, h, w)
+        mean = y[:, :, width:] + res[:, :, :c]
+        logvar = res[:, :, c:] + cfg.logvar_init
+        return torch.cat([mean, logvar], dim=2).transpose(1, 2)  # (B, 2C, t, h, w)
 
 
 class Decoder(nn.Module):
@@ -479,8 +557,8 @@ def inference_form(vae: CausalVAE) -> CausalVAE:
     import copy
 
     fast = copy.deepcopy(vae).eval()
-    fast.encoder.fuse_patches()
-    for m in fast.modules():
+    fast.encoder.fuse_patches()  # and its residual net frames first
+    for m in fast.decoder.modules():
         if isinstance(m, CausalConv3d):
             m.fold_time()
     cfg = vae.cfg
