@@ -48,15 +48,14 @@ test("loads a valid bundle: manifest, paths and the manifest's sha256", async ()
   assert.equal(b.sha256, await sha256File(join(source, "manifest.json")));
 });
 
-test("the decoder's context: the manifest's decoder_context_latents, else derived from the config", async () => {
+test("the decoder's context: the manifest's decoder_context_latents, never derived from the config", async () => {
   const { manifest } = await loadBundle(copy());
-  // A bundle exported before the field: derived from the config of the causal-conv decoder
-  // (2 levels, 2 blocks each -> 14 kernel-3 convolutions -> 28 latent frames) ...
+  // A bundle exported before the field: one decoder call, whatever its config says (the config
+  // of the old causal-conv decoder is not re-derived into a receptive field).
   const { decoder_context_latents: _, ...older } = manifest;
   const convConfig = { ...manifest.autoencoder_config, channel_mult: [1, 2], num_res_blocks: 2 };
-  assert.equal(decoderContext({ ...older, autoencoder_config: convConfig }), 28);
-  // ... and none (one decoder call) when the config does not say.
-  assert.equal(decoderContext({ ...older, autoencoder_config: {} }), null);
+  assert.equal(decoderContext({ ...older, autoencoder_config: convConfig }), null);
+  assert.equal(decoderContext(manifest), manifest.decoder_context_latents);
   const given = await loadBundle(
     copy((m) => {
       m.decoder_context_latents = 6;

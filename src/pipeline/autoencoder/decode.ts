@@ -44,21 +44,12 @@ export const DECODE_WINDOW = 32;
 
 /**
  * Latent frames of history that a decoder output can depend on: the manifest's
- * decoder_context_latents when the export wrote it. For bundles exported before that field it is
- * derived from the config, an upper bound of the receptive field in time: every causal
- * convolution of diffusable's decoder (autoencoder.py: conv_in, the middle block, num_res_blocks
- * blocks per level, two per upsample, conv_out) has kernel 3, so it looks back 2 frames at its
- * rate, which is never lower than the latent rate. null when neither says (then latents are
- * decoded in one call).
+ * decoder_context_latents, which the export writes from the model's config. The service never
+ * derives it from a config: a bundle without it (an export older than the field) has its latents
+ * decoded in one call each, which is exact at any length, only without the bounded memory.
  */
 export function decoderContext(manifest: Manifest): number | null {
-  if (manifest.decoder_context_latents !== undefined) return manifest.decoder_context_latents;
-  const config = manifest.autoencoder_config;
-  const levels = Array.isArray(config.channel_mult) ? config.channel_mult.length : 0;
-  const blocks = config.num_res_blocks;
-  if (levels === 0 || typeof blocks !== "number") return null;
-  const convs = 1 + 2 + levels * blocks * 2 + (levels - 1) * 2 + 1;
-  return 2 * convs;
+  return manifest.decoder_context_latents ?? null;
 }
 
 /** Latent frames [from, to) of item n of an (N, C, t, h, w) array, as a (1, C, to - from, h, w) copy. */
