@@ -103,6 +103,25 @@ def test_the_inference_form_computes_the_same_function():
     assert set(model.state_dict()) == set(CausalVAE(get_config("tiny")).state_dict())
 
 
+def test_a_finetune_may_widen_the_decoder_linear_map_without_changing_the_function():
+    torch.manual_seed(2)
+    base = CausalVAE(get_config("tiny")).eval()
+    with torch.no_grad():
+        for p in base.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    wide = CausalVAE(get_config("tiny", decoder_linear_kernel=3)).eval()
+    wide.load_from(base)
+    assert wide.decoder.linear.group.weight.shape[-2:] == (3, 3)
+    video = torch.rand(2, 3, 9, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert (wide(video)[0] - base(video)[0]).abs().max() <= 1e-5
+    # ... and never narrow it, or change anything else.
+    with pytest.raises(ValueError, match="decoder linear kernel"):
+        base.load_from(wide)
+    with pytest.raises(ValueError, match="another config"):
+        CausalVAE(get_config("tiny", decoder_width=48)).load_from(base)
+
+
 @pytest.mark.parametrize("mode", list(SE_MODES))
 def test_se_downsampling_keeps_the_frame_rule(vae, mode):
     video = torch.rand(2, 3, 17, 64, 64) * 2 - 1

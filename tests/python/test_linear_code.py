@@ -58,8 +58,9 @@ def numpy_linear_code(train, test, c):
     return np.clip(out, -1, 1)
 
 
-def test_pca_init_is_the_linear_code_at_step_zero():
-    cfg = get_config("tiny")
+@pytest.mark.parametrize("decoder_kernel", [1, 3])
+def test_pca_init_is_the_linear_code_at_step_zero(decoder_kernel):
+    cfg = get_config("tiny", decoder_linear_kernel=decoder_kernel)
     train, test = smooth_videos(24, seed=0), smooth_videos(6, seed=1)
     fit = fit_linear_code(cfg, [train[:12], train[12:]])
     torch.manual_seed(0)
@@ -106,6 +107,8 @@ def protocol(tmp_path_factory):
     out = root / "runs"
     args = ["--config", "tiny", "--out", str(out), "--data", str(data), "--threads", "1"]
     args += ["--pretrain-steps", "4", "--finetune-steps", "2", "--no-real"]
+    # The fine-tunes widen the pre-train's decoder linear map (CausalVAE.load_from).
+    args += ["--finetune-flags", "--decoder-linear-kernel 3"]
     assert ae_protocol.main(args) == 0
     return out
 
@@ -124,6 +127,10 @@ def test_protocol_finetunes_differ_only_in_the_se_term(protocol):
     configs = {v: next(e for e in ev if e["type"] == "config") for v, ev in runs.items()}
     assert {c["init"]["run_id"] for c in configs.values()} == {"ae-tiny-pretrain"}
     assert configs["se-spatial"]["se_modes"] == ["s2", "s4"]
+    # --finetune-flags reach the three fine-tunes only.
+    assert {c["model"]["decoder_linear_kernel"] for c in configs.values()} == {3}
+    pre_config = next(e for e in _events(protocol / "ae-tiny-pretrain") if e["type"] == "config")
+    assert pre_config["model"]["decoder_linear_kernel"] == 1
     # The pre-train logged the linear code as its reference, on its validation clips.
     pre = _events(protocol / "ae-tiny-pretrain")
     assert next(e for e in pre if e["type"] == "reference")["name"] == "linear_code"

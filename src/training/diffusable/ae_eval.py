@@ -217,6 +217,20 @@ def parse_ckpt(spec: str) -> Tuple[str, Path]:
     return (name or path_.parent.parent.name or path_.stem), path_
 
 
+def clip_layout(cfg: AutoencoderConfig) -> Tuple:
+    """What checkpoints compared on the same clips against one linear code must share."""
+    return (
+        cfg.name,
+        cfg.resolution,
+        cfg.frames,
+        cfg.fps,
+        cfg.in_channels,
+        cfg.patch_size,
+        cfg.temporal_patch,
+        cfg.latent_channels,
+    )
+
+
 def main(argv=None) -> int:
     from .checkpoint import load_autoencoder
     from .data.datasets import resolve_dataset
@@ -240,10 +254,15 @@ def main(argv=None) -> int:
             name, path = parse_ckpt(spec)
             models[name], metas[name] = load_autoencoder(path)
             metas[name]["path"] = path
-        cfgs = {m.cfg for m in models.values()}
-        if len(cfgs) != 1:
-            raise ValueError("all checkpoints must share one model config (the same clips)")
-        cfg = cfgs.pop()
+        # The clips, the linear code and the latent grid must be the same for every checkpoint;
+        # the networks may differ (e.g. fine-tunes with a wider decoder linear map).
+        layouts = {clip_layout(m.cfg) for m in models.values()}
+        if len(layouts) != 1:
+            raise ValueError(
+                "all checkpoints must share one config name, clip size, frame rate, patch sizes "
+                "and latent channels (the same clips and linear code)"
+            )
+        cfg = next(iter(models.values())).cfg
         preset = TRAIN_PRESETS[cfg.name]
         root = resolve_dataset(args.data, cfg, preset.train_per_class, preset.val_per_class)
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")

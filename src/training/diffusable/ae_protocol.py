@@ -1,6 +1,8 @@
 """The paper's protocol in one command: pre-train one AE, then fine-tune it three ways.
 
     PYTHONPATH=src/training python3 -m diffusable.ae_protocol --config small --out runs/protocol
+    # fine-tunes whose decoder's linear map reads 3x3 latent tokens, SE at weight 1:
+    ... --finetune-flags "--decoder-linear-kernel 3 --se-weight 1 --linear-lr-scale 1"
 
 Stages, each its own run folder under --out (so each resumes from its own last checkpoint when
 the command is run again, and a finished stage is skipped):
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -47,6 +50,12 @@ def main(argv=None) -> int:
     ap.add_argument("--parallel", action="store_true", help="run the three fine-tunes at once")
     ap.add_argument("--no-real", action="store_true", help="ae_eval without the real-video set")
     ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument(
+        "--finetune-flags",
+        default="",
+        help='train_ae flags for the three fine-tunes only, e.g. "--decoder-linear-kernel 3 '
+        '--se-weight 1" (flags after the known ones go to every stage)',
+    )
     args, extra = ap.parse_known_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,13 +67,15 @@ def main(argv=None) -> int:
         str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     )
 
+    finetune_flags = shlex.split(args.finetune_flags)
+
     def trainer(run: Path, variant: str, init: str, steps: int, n_threads: int) -> List[str]:
         cmd = _python() + ["diffusable.train_ae", "--config", args.config, "--variant", variant]
         cmd += ["--init", init, "--out", str(run), "--data", args.data]
         cmd += ["--device", args.device, "--threads", str(n_threads)]
         if steps:
             cmd += ["--steps", str(steps)]
-        return cmd + extra
+        return cmd + extra + (finetune_flags if init != "linear" else [])
 
     def stage(name: str, cmds: List[List[str]]) -> int:
         t0 = time.time()

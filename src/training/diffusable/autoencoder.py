@@ -56,6 +56,13 @@ class AutoencoderConfig:
     decoder_blocks: int = 3
     # Temporal kernel of the causal convolutions, in token groups (2 = this group and the last).
     kernel_t: int = 2
+    # Spatial kernel of the decoder's linear map over latent tokens. With 1 a token's pixels are
+    # a linear function of its own latent only, so decoding the 2x2 average of four latents gives
+    # the average of their four 8x8 patches, never the downscaled 16x16 region: the linear part
+    # cannot be scale-equivariant and SE has to be learned by the residual alone. With 3 each
+    # token's pixels also read its 8 neighbours' latents (a transposed conv of kernel 3p, stride
+    # p), which can interpolate. Centre tap = the PCA's, neighbours zero, so step 0 is unchanged.
+    decoder_linear_kernel: int = 1
     logvar_init: float = -10.0  # posterior starts nearly deterministic: step 0 is the linear code
     # What the model is trained on; recorded so that exports and the service never guess.
     resolution: int = 64
@@ -359,12 +366,28 @@ class ResidualNet(nn.Module):
 
 
 class LinearCode(nn.Module):
-    """Per-token affine maps, one for frame 0 and one for later groups (the PCA's, at init)."""
+    """Affine maps over each token (kernel 1) or its k x k spatial neighbourhood, one for frame 0
+    and one for later groups (the PCA's at the centre tap, at init). Never mixes frames."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, kernel: int = 1):
         super().__init__()
-        self.frame0 = nn.Conv3d(c_in, c_out, 1)
-        self.group = nn.Conv3d(c_in, c_out, 1)
+        if kernel % 2 != 1:
+            raise ValueError(f"the linear code's spatial kernel must be odd, got {kernel}")
+        self.kernel = kernel
+        size, pad = (1, kernel, kernel), (0, kernel // 2, kernel // 2)
+        # Edge padding: a border token's missing neighbours repeat it, as a downscaled video's
+        # border pixels do.
+        self.frame0 = nn.Conv3d(c_in, c_out, size, padding=pad, padding_mode="replicate")
+        self.group = nn.Conv3d(c_in, c_out, size, padding=pad, padding_mode="replicate")
+
+    @torch.no_grad()
+    def set_token_maps(self, frame0, frame0_bias, group, group_bias) -> None:
+        """Per-token maps (c_out, c_in) at the centre tap, zero elsewhere."""
+        k = self.kernel // 2
+        for conv, w, b in ((self.frame0, frame0, frame0_bias), (self.group, group, group_bias)):
+            conv.weight.zero_()
+            conv.weight[:, :, 0, k, k] = w
+            conv.bias.copy_(b)
 
     def forward(self, x: torch.Tensor, first: bool) -> torch.Tensor:  # (B, C, t, h, w)
         if not first:
@@ -455,7 +478,7 @@ class Decoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.linear = LinearCode(cfg.latent_channels, cfg.token_channels)
+        self.linear = LinearCode(cfg.latent_channels, cfg.token_channels, cfg.decoder_linear_kernel)
         self.residual = ResidualNet(
             cfg.latent_channels,
             cfg.decoder_width,
@@ -480,6 +503,23 @@ class CausalVAE(nn.Module):
         # on training data after training (calibrate_latent_scale) and baked into the exports.
         self.register_buffer("latent_shift", torch.zeros(cfg.latent_channels))
         self.register_buffer("latent_scale", torch.ones(cfg.latent_channels))
+
+    @torch.no_grad()
+    def load_from(self, base: "CausalVAE") -> None:
+        """Start from a trained model: of this config, or of one whose decoder's linear map has a
+        smaller spatial kernel (its taps go to the centre, the new neighbour taps start at zero,
+        so the function is unchanged: a fine-tune may widen what the pre-train learnt)."""
+        k_new, k_old = self.cfg.decoder_linear_kernel, base.cfg.decoder_linear_kernel
+        if replace(base.cfg, decoder_linear_kernel=k_new) != self.cfg or k_old > k_new:
+            raise ValueError(
+                f"cannot start a {self.cfg.name} model (decoder linear kernel {k_new}) from one "
+                f"of another config ({base.cfg.name}, decoder linear kernel {k_old})"
+            )
+        state = base.state_dict()
+        pad = (k_new - k_old) // 2
+        for name in ("decoder.linear.frame0.weight", "decoder.linear.group.weight"):
+            state[name] = F.pad(state[name], (pad, pad, pad, pad))  # (O, C, 1, k, k)
+        self.load_state_dict(state)
 
     # --- the posterior ------------------------------------------------------------------------
     def encode(self, video: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -102,10 +102,7 @@ def init_from_linear_code(vae: CausalVAE, fit: LinearCodeFit) -> CausalVAE:
     # encode: z = U^T (x - mu); frame 0 reads its one copy in the replicated token.
     w0 = torch.zeros(cfg.latent_channels, cfg.token_channels)
     w0[:, slots] = fit.basis0.T
-    enc.frame0.weight.copy_(w0[:, :, None, None, None])
-    enc.frame0.bias.copy_(-fit.basis0.T @ fit.mean0)
-    enc.group.weight.copy_(fit.basis.T[:, :, None, None, None])
-    enc.group.bias.copy_(-fit.basis.T @ fit.mean)
+    enc.set_token_maps(w0, -fit.basis0.T @ fit.mean0, fit.basis.T, -fit.basis.T @ fit.mean)
     # decode: x = U z + mu; frame 0's block is written to all of its token's slots.
     all_slots = torch.stack([slots - (tp - 1 - dt) * (d0 // cfg.in_channels) for dt in range(tp)])
     wd0 = torch.zeros(cfg.token_channels, cfg.latent_channels)
@@ -113,10 +110,7 @@ def init_from_linear_code(vae: CausalVAE, fit: LinearCodeFit) -> CausalVAE:
     for s in all_slots:
         wd0[s] = fit.basis0
         bd0[s] = fit.mean0
-    dec.frame0.weight.copy_(wd0[:, :, None, None, None])
-    dec.frame0.bias.copy_(bd0)
-    dec.group.weight.copy_(fit.basis[:, :, None, None, None])
-    dec.group.bias.copy_(fit.mean)
+    dec.set_token_maps(wd0, bd0, fit.basis, fit.mean)
     return vae
 
 

@@ -152,10 +152,19 @@ def parse_args(argv=None):
     ap.add_argument(
         "--preset", help="training preset (default: the config's, or <config>-finetune)"
     )
+    ap.add_argument(
+        "--decoder-linear-kernel",
+        type=int,
+        help="spatial kernel of the decoder's linear map over latent tokens (default: the "
+        "config's; a fine-tune may widen its --init's, see CausalVAE.load_from)",
+    )
     add_run_flags(ap, TrainConfig)
     args = ap.parse_args(argv)
+    overrides = {}
+    if args.decoder_linear_kernel is not None:
+        overrides["decoder_linear_kernel"] = args.decoder_linear_kernel
     try:
-        model_cfg = get_config(args.config)
+        model_cfg = get_config(args.config, **overrides)
     except ValueError as err:
         ap.error(str(err))
     finetune = args.init != "linear"
@@ -241,10 +250,11 @@ def main(argv=None) -> int:
             except (FileNotFoundError, ValueError, KeyError) as err:
                 print(f"train_ae: --init: {err}", file=sys.stderr)
                 return 2
-            if base.cfg != model_cfg:
-                print(f"train_ae: --init {args.init} has another model config", file=sys.stderr)
+            try:
+                vae.load_from(base)
+            except ValueError as err:
+                print(f"train_ae: --init {args.init}: {err}", file=sys.stderr)
                 return 2
-            vae.load_state_dict(base.state_dict())
             reference["init"] = {"run_id": base_meta.get("run_id"), "step": base_meta.get("step")}
     vae = vae.to(device)
     ema = copy.deepcopy(vae).eval().requires_grad_(False)
