@@ -82,11 +82,12 @@ def test_chunked_encode_equals_one_pass(vae, chunk_latents):
     assert (chunked - whole).abs().max().item() <= 1e-4
 
 
-def test_the_inference_form_computes_the_same_function():
+@pytest.mark.parametrize("decoder_kernel", [1, 3])
+def test_the_inference_form_computes_the_same_function(decoder_kernel):
     """What the ONNX graphs run (patch convs fused, causal convs folded to 2-D) against the
     model, on weights where every layer matters, one-pass and streamed, encoder and decoder."""
     torch.manual_seed(1)
-    model = CausalVAE(get_config("tiny")).eval()
+    model = CausalVAE(get_config("tiny", decoder_linear_kernel=decoder_kernel)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -100,7 +101,7 @@ def test_the_inference_form_computes_the_same_function():
         assert (fast.encode_chunked(video, 1) - want).abs().max() <= 1e-5
         assert (fast.decode_scaled(want) - model.decode_scaled(want)).abs().max() <= 1e-5
     # the copies hold their own weights: the model's state dict is unchanged in its keys
-    assert set(model.state_dict()) == set(CausalVAE(get_config("tiny")).state_dict())
+    assert set(model.state_dict()) == set(CausalVAE(model.cfg).state_dict())
 
 
 def test_a_finetune_may_widen_the_decoder_linear_map_without_changing_the_function():
