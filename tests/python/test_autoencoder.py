@@ -82,12 +82,40 @@ def test_chunked_encode_equals_one_pass(vae, chunk_latents):
     assert (chunked - whole).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("decoder_kernel", [1, 3])
-def test_the_inference_form_computes_the_same_function(decoder_kernel):
+def perturbed(cfg, seed=1):
+    """A model of cfg whose every layer matters (the zero-initialised ones too)."""
+    torch.manual_seed(seed)
+    model = CausalVAE(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def test_the_refinement_stage_is_causal_within_the_declared_context():
+    model = perturbed(get_config("tiny", refine_width=16))
+    ctx = model.cfg.decoder_context_latents  # 1 decoder + 2 refine blocks -> 4 latent frames
+    assert ctx == 4
+    z = torch.randn(1, 4, 7, 4, 4)
+    j = 1
+    changed = z.clone()
+    changed[:, :, j] = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        a, b = model.decode(z), model.decode(changed)
+    video_frame = lambda i: max(0, 4 * i - 3)  # noqa: E731  first video frame of latent i
+    assert torch.equal(a[:, :, : video_frame(j)], b[:, :, : video_frame(j)])
+    last = j + ctx - 1  # the last latent frame whose field reaches back to j
+    assert not torch.allclose(a[:, :, video_frame(last)], b[:, :, video_frame(last)])
+    assert torch.equal(a[:, :, video_frame(last + 1) :], b[:, :, video_frame(last + 1) :])
+
+
+@pytest.mark.parametrize("decoder_kernel, refine_width", [(1, 0), (3, 0), (1, 16)])
+def test_the_inference_form_computes_the_same_function(decoder_kernel, refine_width):
     """What the ONNX graphs run (patch convs fused, causal convs folded to 2-D) against the
     model, on weights where every layer matters, one-pass and streamed, encoder and decoder."""
     torch.manual_seed(1)
-    model = CausalVAE(get_config("tiny", decoder_linear_kernel=decoder_kernel)).eval()
+    cfg = get_config("tiny", decoder_linear_kernel=decoder_kernel, refine_width=refine_width)
+    model = CausalVAE(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -116,9 +144,16 @@ def test_a_finetune_may_widen_the_decoder_linear_map_without_changing_the_functi
     video = torch.rand(2, 3, 9, 32, 32) * 2 - 1
     with torch.no_grad():
         assert (wide(video)[0] - base(video)[0]).abs().max() <= 1e-5
-    # ... and never narrow it, or change anything else.
+    # ... or add a refinement stage (zero output at first) ...
+    refined = CausalVAE(get_config("tiny", refine_width=16)).eval()
+    refined.load_from(base)
+    with torch.no_grad():
+        assert (refined(video)[0] - base(video)[0]).abs().max() <= 1e-5
+    # ... and never narrow it, drop a stage, or change anything else.
     with pytest.raises(ValueError, match="decoder linear kernel"):
         base.load_from(wide)
+    with pytest.raises(ValueError, match="refine width"):
+        base.load_from(refined)
     with pytest.raises(ValueError, match="another config"):
         CausalVAE(get_config("tiny", decoder_width=48)).load_from(base)
 

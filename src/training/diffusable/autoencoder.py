@@ -63,6 +63,12 @@ class AutoencoderConfig:
     # token's pixels also read its 8 neighbours' latents (a transposed conv of kernel 3p, stride
     # p), which can interpolate. Centre tap = the PCA's, neighbours zero, so step 0 is unchanged.
     decoder_linear_kernel: int = 1
+    # An optional refinement stage at twice the latent resolution (0 = none): the decoded tokens
+    # are split into 2x2 sub-tokens (4x4 pixels x 4 frames each) and a causal residual net of
+    # this width adds detail there, where a 3x3 conv sees 12x12 pixels instead of 24x24. Its
+    # last layer is zero-initialised, so adding it to a trained decoder changes nothing.
+    refine_width: int = 0
+    refine_blocks: int = 2
     logvar_init: float = -10.0  # posterior starts nearly deterministic: step 0 is the linear code
     # What the model is trained on; recorded so that exports and the service never guess.
     resolution: int = 64
@@ -86,7 +92,8 @@ class AutoencoderConfig:
     def decoder_context_latents(self) -> int:
         """Latent frames of history a decoder output depends on, plus one so that a window's
         first latent frame (decoded as frame 0) is never inside a kept frame's field."""
-        return (self.kernel_t - 1) * self.decoder_blocks + 1
+        blocks = self.decoder_blocks + (self.refine_blocks if self.refine_width else 0)
+        return (self.kernel_t - 1) * blocks + 1
 
     def latent_shape(self, frames: int, height: int, width: int) -> Tuple[int, int, int, int]:
         check_frames(frames, self.temporal_factor)
@@ -474,6 +481,25 @@ class Encoder(nn.Module):
         return torch.cat([mean, logvar], dim=2).transpose(1, 2)  # (B, 2C, t, h, w)
 
 
+def split_tokens(tok: torch.Tensor, c: int, tp: int, p: int) -> torch.Tensor:
+    """(B, c*tp*p*p, t, h, w) -> (B, c*tp*(p/2)^2, t, 2h, 2w): each token's pixels as its 2x2
+    sub-tokens, channels still ordered (c, dt, py, px)."""
+    b, _, t, h, w = tok.shape
+    q = p // 2
+    x = tok.reshape(b, c * tp, 2, q, 2, q, t, h, w)  # (B, c*tp, sy, qy, sx, qx, t, h, w)
+    x = x.permute(0, 1, 3, 5, 6, 7, 2, 8, 4)  # (B, c*tp, qy, qx, t, h, sy, w, sx)
+    return x.reshape(b, c * tp * q * q, t, 2 * h, 2 * w)
+
+
+def merge_tokens(sub: torch.Tensor, c: int, tp: int, p: int) -> torch.Tensor:
+    """Inverse of split_tokens."""
+    b, _, t, h2, w2 = sub.shape
+    q, h, w = p // 2, h2 // 2, w2 // 2
+    x = sub.reshape(b, c * tp, q, q, t, h, 2, w, 2)  # (B, c*tp, qy, qx, t, h, sy, w, sx)
+    x = x.permute(0, 1, 6, 2, 8, 3, 4, 5, 7)  # (B, c*tp, sy, qy, sx, qx, t, h, w)
+    return x.reshape(b, c * tp * p * p, t, h, w)
+
+
 class Decoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
@@ -486,11 +512,19 @@ class Decoder(nn.Module):
             cfg.token_channels,
             cfg.kernel_t,
         )
+        self.refine: Optional[ResidualNet] = None
+        if cfg.refine_width:
+            sub = cfg.token_channels // 4
+            self.refine = ResidualNet(sub, cfg.refine_width, cfg.refine_blocks, sub, cfg.kernel_t)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, C, t, h, w), t from frame 0
         cfg = self.cfg
+        c, tp, p = cfg.in_channels, cfg.temporal_patch, cfg.patch_size
         tok = self.linear(z, True) + self.residual(z, True)  # (B, 768, t, h, w)
-        return from_tokens(tok, cfg.in_channels, cfg.patch_size, cfg.temporal_patch)
+        if self.refine is not None:
+            sub = split_tokens(tok, c, tp, p)  # (B, 192, t, 2h, 2w)
+            tok = merge_tokens(sub + self.refine(sub, True), c, tp, p)
+        return from_tokens(tok, c, p, tp)
 
 
 class CausalVAE(nn.Module):
@@ -509,16 +543,29 @@ class CausalVAE(nn.Module):
         """Start from a trained model: of this config, or of one whose decoder's linear map has a
         smaller spatial kernel (its taps go to the centre, the new neighbour taps start at zero,
         so the function is unchanged: a fine-tune may widen what the pre-train learnt)."""
-        k_new, k_old = self.cfg.decoder_linear_kernel, base.cfg.decoder_linear_kernel
-        if replace(base.cfg, decoder_linear_kernel=k_new) != self.cfg or k_old > k_new:
+        cfg, old = self.cfg, base.cfg
+        k_new, k_old = cfg.decoder_linear_kernel, old.decoder_linear_kernel
+        grows = replace(
+            old,
+            decoder_linear_kernel=k_new,
+            refine_width=cfg.refine_width,
+            refine_blocks=cfg.refine_blocks,
+        )
+        added = old.refine_width == 0 and cfg.refine_width > 0
+        if grows != cfg or k_old > k_new or (old.refine_width != cfg.refine_width and not added):
             raise ValueError(
-                f"cannot start a {self.cfg.name} model (decoder linear kernel {k_new}) from one "
-                f"of another config ({base.cfg.name}, decoder linear kernel {k_old})"
+                f"cannot start a {cfg.name} model (decoder linear kernel {k_new}, refine width "
+                f"{cfg.refine_width}) from one of another config ({old.name}, decoder linear "
+                f"kernel {k_old}, refine width {old.refine_width})"
             )
         state = base.state_dict()
         pad = (k_new - k_old) // 2
         for name in ("decoder.linear.frame0.weight", "decoder.linear.group.weight"):
             state[name] = F.pad(state[name], (pad, pad, pad, pad))  # (O, C, 1, k, k)
+        if added:  # a new refinement stage keeps its own (zero-output) initialisation
+            state.update(
+                {k: v for k, v in self.state_dict().items() if k.startswith("decoder.refine.")}
+            )
         self.load_state_dict(state)
 
     # --- the posterior ------------------------------------------------------------------------

@@ -158,11 +158,19 @@ def parse_args(argv=None):
         help="spatial kernel of the decoder's linear map over latent tokens (default: the "
         "config's; a fine-tune may widen its --init's, see CausalVAE.load_from)",
     )
+    ap.add_argument(
+        "--refine-width",
+        type=int,
+        help="width of the decoder's refinement stage at twice the latent resolution (0 = "
+        "none; a fine-tune may add one to its --init, zero-initialised)",
+    )
     add_run_flags(ap, TrainConfig)
     args = ap.parse_args(argv)
     overrides = {}
     if args.decoder_linear_kernel is not None:
         overrides["decoder_linear_kernel"] = args.decoder_linear_kernel
+    if args.refine_width is not None:
+        overrides["refine_width"] = args.refine_width
     try:
         model_cfg = get_config(args.config, **overrides)
     except ValueError as err:
