@@ -136,6 +136,20 @@ def test_protocol_finetunes_differ_only_in_the_se_term(protocol):
     assert next(e for e in pre if e["type"] == "reference")["name"] == "linear_code"
 
 
+def test_protocol_may_start_from_a_finished_pretrain(protocol, tmp_path):
+    other = tmp_path / "from-pretrain"
+    args = ["--config", "tiny", "--out", str(other), "--threads", "1", "--skip-eval"]
+    args += ["--finetune-steps", "1", "--pretrain", str(protocol / "ae-tiny-pretrain")]
+    args += ["--data", str(protocol.parent / "toy")]
+    assert ae_protocol.main(args) == 0
+    assert not (other / "ae-tiny-pretrain").exists()
+    config = next(e for e in _events(other / "ae-tiny-se") if e["type"] == "config")
+    assert config["init"]["run_id"] == "ae-tiny-pretrain"
+    # A folder that is not a finished run is refused before anything trains.
+    args[args.index("--pretrain") + 1] = str(tmp_path / "missing")
+    assert ae_protocol.main(args) == 2
+
+
 def test_protocol_eval_reports_references_and_resumes(protocol):
     result = json.loads((protocol / "ae-eval" / "ae_eval.json").read_text())
     models = result["sets"]["procedural_val"]["models"]

@@ -6,7 +6,8 @@
 
 Stages, each its own run folder under --out (so each resumes from its own last checkpoint when
 the command is run again, and a finished stage is skipped):
-  1. `ae-<config>-pretrain`: from the linear code (PCA init), no SE term;
+  1. `ae-<config>-pretrain`: from the linear code (PCA init), no SE term (or --pretrain: a
+     finished run, e.g. a pre-train continued with a refinement stage);
   2. `ae-<config>-baseline`, `ae-<config>-se`, `ae-<config>-se-spatial`: fine-tunes of the
      pre-trained EMA weights with identical steps, batches, seeds and noise, differing only in the
      SE term (weight 0; space and time modes; space modes only). With --parallel they run at the
@@ -51,6 +52,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-real", action="store_true", help="ae_eval without the real-video set")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument(
+        "--pretrain",
+        help="a finished train_ae run folder to use as the pre-train (stage 1 is then skipped)",
+    )
+    ap.add_argument(
         "--finetune-flags",
         default="",
         help='train_ae flags for the three fine-tunes only, e.g. "--decoder-linear-kernel 3 '
@@ -91,7 +96,10 @@ def main(argv=None) -> int:
         print(f"ae_protocol: {name}: exit {codes} after {wall:.0f} s", file=sys.stderr, flush=True)
         return max(codes)
 
-    pre = out / f"ae-{args.config}-pretrain"
+    pre = Path(args.pretrain) if args.pretrain else out / f"ae-{args.config}-pretrain"
+    if args.pretrain and not run_completed(pre):
+        print(f"ae_protocol: --pretrain {pre} is not a finished run", file=sys.stderr)
+        return 2
     if not run_completed(pre):
         code = stage("pretrain", [trainer(pre, "baseline", "linear", args.pretrain_steps, threads)])
         if code:
