@@ -409,6 +409,22 @@ class LinearCode(nn.Module):
 # -----------------------------------------------------------------------------
 
 
+class Frame0Patch(nn.Module):
+    """Frame 0's patch conv in the inference form. Its token holds frame 0 in all tp slots, so
+    the conv over the token is a 2-D conv on the frame with the kernel summed over the slots.
+    The sum is part of the graph, not of the stored weight: onnxruntime folds it once, in fp32,
+    from exactly the weights the model has (an fp16-stored export would round a stored sum)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):  # (O, 3, tp, p, p), (O,)
+        super().__init__()
+        self.weight = nn.Parameter(weight.clone())
+        self.bias = nn.Parameter(bias.clone())
+        self.patch = int(weight.shape[-1])  # a Python int: a traced shape would be a tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, O, H/p, W/p)
+        return F.conv2d(x, self.weight.sum(dim=2), self.bias, stride=self.patch)
+
+
 class Encoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
@@ -422,7 +438,7 @@ class Encoder(nn.Module):
             cfg.kernel_t,
         )
         # The inference form (fuse_patches): the 1x1 convs on tokens as strided convs on pixels.
-        self.patch_frame0: Optional[nn.Conv2d] = None
+        self.patch_frame0: Optional[Frame0Patch] = None
         self.patch_group: Optional[nn.Conv2d] = None
 
     def forward(self, x: torch.Tensor, first: bool = True) -> torch.Tensor:  # (B, 3, T, H, W)
@@ -448,17 +464,16 @@ class Encoder(nn.Module):
         Weights are copied: fuse a copy, never a model still training."""
         tp, p = self.cfg.temporal_patch, self.cfg.patch_size
 
-        def fuse(convs: List[nn.Conv3d], frame0: bool) -> nn.Conv2d:
+        def stacked(convs: List[nn.Conv3d]) -> Tuple[torch.Tensor, torch.Tensor]:
             w = torch.cat([c.weight.detach().reshape(c.out_channels, 3, tp, p, p) for c in convs])
-            w = w.sum(dim=2) if frame0 else w.reshape(w.shape[0], 3 * tp, p, p)
-            fused = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=p, stride=p)
-            with torch.no_grad():
-                fused.weight.copy_(w)
-                fused.bias.copy_(torch.cat([c.bias.detach() for c in convs]))
-            return fused
+            return w, torch.cat([c.bias.detach() for c in convs])  # (O, 3, tp, p, p), (O,)
 
-        self.patch_frame0 = fuse([self.residual.proj_in, self.linear.frame0], frame0=True)
-        self.patch_group = fuse([self.residual.proj_in, self.linear.group], frame0=False)
+        self.patch_frame0 = Frame0Patch(*stacked([self.residual.proj_in, self.linear.frame0]))
+        w, b = stacked([self.residual.proj_in, self.linear.group])
+        self.patch_group = nn.Conv2d(3 * tp, w.shape[0], kernel_size=p, stride=p)
+        with torch.no_grad():
+            self.patch_group.weight.copy_(w.reshape(w.shape[0], 3 * tp, p, p))
+            self.patch_group.bias.copy_(b)
         self.residual.frames_first_form()
 
     def _forward_fused(self, x: torch.Tensor, first: bool) -> torch.Tensor:

@@ -58,7 +58,10 @@ def make_tiny_bundle(out: Path, seed: int = 0) -> CausalVAE:
         "diffusable.autoencoder_config": vae.cfg.to_json(),
     }
     bundle = out / "bundle"
-    onnx = export_autoencoder(vae, bundle, metadata)
+    # fp16 weight storage, as the shipped bundles have it (the inference form must not round
+    # anything it derives from the weights); PyTorch computes with the same rounded weights.
+    round_weights_fp16(vae)
+    onnx = export_autoencoder(vae, bundle, metadata, "fp16")
     manifest = build_manifest(
         vae,
         "tiny-fixture",
