@@ -15,13 +15,14 @@
 //                           [--models DIR] [--long 180] [--short 10]
 
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { readNpy } from "../src/pipeline/media/npy-file.ts";
 import { openSession, runSession } from "../src/pipeline/onnx/onnx-session.ts";
 import { SessionPool } from "../src/pipeline/onnx/session-pool.ts";
+import { benchModels } from "./bench-models.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const PYTHON = process.env.DIFFUSABLE_PYTHON ?? "/usr/bin/python3";
@@ -54,28 +55,6 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
 
 const work = mkdtempSync(join(tmpdir(), "bench-encode-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
-
-/** The largest bundle under --models (default models/, by ONNX bytes), else the tiny fixture. */
-function pickBundle(): { modelsDir: string; name: string } {
-  const models = resolve(values.models ?? join(ROOT, "models"));
-  const found = existsSync(models)
-    ? readdirSync(models)
-        .filter((n) => existsSync(join(models, n, "manifest.json")))
-        .map((n) => ({
-          name: n,
-          bytes: readdirSync(join(models, n))
-            .filter((f) => f.endsWith(".onnx"))
-            .reduce((s, f) => s + statSync(join(models, n, f)).size, 0),
-        }))
-        .sort((a, b) => b.bytes - a.bytes)
-    : [];
-  if (found[0]) return { modelsDir: models, name: found[0].name };
-  const fixtures = join(work, "fixtures");
-  run(PYTHON, ["-m", "diffusable.fixtures", "--out", fixtures]);
-  mkdirSync(join(work, "models"));
-  cpSync(join(fixtures, "bundle"), join(work, "models", "tiny-fixture"), { recursive: true });
-  return { modelsDir: join(work, "models"), name: "tiny-fixture" };
-}
 
 function video(path: string, secondsLong: number): string {
   // 320x240 at 24 fps, so ffmpeg resamples and resizes as it would for a real upload.
@@ -118,7 +97,7 @@ function measure(modelsDir: string, name: string, input: string): ChildResult {
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
 
 // (a) peak RSS
-const { modelsDir, name } = pickBundle();
+const { dir: modelsDir, model: name } = benchModels(work, "encoder.onnx", undefined, values.models);
 const short = video(join(work, "short.mp4"), Number(values.short));
 const long = video(join(work, "long.mp4"), Number(values.long));
 const rows: [string, ChildResult][] = [
