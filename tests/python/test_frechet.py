@@ -49,10 +49,11 @@ def test_rejects_too_few_features():
         feature_stats(np.zeros((1, 4)))
 
 
-def test_report_first_reach_interpolates_between_evaluations():
-    from diffusable.report import first_reach
+def test_report_reach_is_the_first_evaluation_at_or_below_the_target():
+    """report --dit counts as the seed grid does (seed_stats.steps_to_reach): no interpolation."""
+    from diffusable.seed_stats import steps_to_reach
 
-    points = [(0, 40.0), (500, 30.0), (1000, 20.0)]
-    assert first_reach(points, 25.0) == 750.0
-    assert first_reach(points, 40.0) == 0.0
-    assert first_reach(points, 19.0) is None
+    curve = {0: 40.0, 500: 30.0, 1000: 20.0}
+    assert steps_to_reach([curve], 25.0, "lower")["mean"] == 1000
+    assert steps_to_reach([curve], 40.0, "lower")["mean"] == 0
+    assert steps_to_reach([curve], 19.0, "lower")["mean"] is None

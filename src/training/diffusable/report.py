@@ -6,8 +6,8 @@
 
 Prints Markdown: the autoencoder table (compare_runs), the metric at every evaluation of both
 diffusion runs with their class scores, the step at which the SE run first reaches the
-baseline's final value (linear interpolation between evaluations), and the final relative
-difference. The first run of each pair is the baseline.
+baseline's final value (its first evaluation at or below it, as seed_stats counts), and the
+final relative difference. The first run of each pair is the baseline.
 """
 
 from __future__ import annotations
@@ -15,10 +15,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional
 
 from .compare_runs import read_events, table, wall_seconds
 from .events import format_seconds
+from .seed_stats import (
+    METRICS,
+    experiment_stats,
+    markdown,
+    pick_experiment,
+    read_runs,
+    steps_to_reach,
+)
 
 
 def eval_history(run: Path, metric: str) -> List[Dict]:
@@ -28,19 +36,6 @@ def eval_history(run: Path, metric: str) -> List[Dict]:
         if e.get("type") == "eval" and isinstance(e.get(metric), (int, float)):
             by_step[int(e["step"])] = e
     return [by_step[s] for s in sorted(by_step)]
-
-
-def first_reach(points: Sequence[Tuple[int, float]], target: float) -> Optional[float]:
-    """First step at which a lower-is-better curve reaches target, interpolating linearly."""
-    prev = None
-    for step, value in points:
-        if value <= target:
-            if prev is None or prev[1] == value:
-                return float(step)
-            s0, v0 = prev
-            return s0 + (step - s0) * (v0 - target) / (v0 - value)
-        prev = (step, value)
-    return None
 
 
 def diffusion_section(baseline: Path, se: Path, metric: str) -> str:
@@ -65,14 +60,15 @@ def diffusion_section(baseline: Path, se: Path, metric: str) -> str:
             f"| {cell(b, 'class_score', '{:.3f}')} | {cell(e, 'class_score', '{:.3f}')} |"
         )
     final_b, final_s = hb[-1][metric], hs[-1][metric]
-    reach = first_reach([(e["step"], e[metric]) for e in hs], final_b)
+    # The same rule as the seed grid's (seed_stats): the first evaluated step, no interpolation.
+    reach = steps_to_reach([{e["step"]: e[metric] for e in hs}], final_b, "lower")["mean"]
     last = hb[-1]["step"]
     if reach is None:
         reach_text = "SE never reaches the baseline's final value"
     else:
         reach_text = (
-            f"SE first reaches the baseline's final {metric} ({final_b:.2f}) at step "
-            f"{reach:.0f}, {100 * reach / last:.0f}% of the baseline's {last} steps"
+            f"SE first reaches the baseline's final {metric} ({final_b:.2f}) at its evaluation "
+            f"of step {reach:.0f}, {100 * reach / last:.0f}% of the baseline's {last} steps"
         )
     rel = 100 * (final_s - final_b) / final_b
     best_b = min(hb, key=lambda e: e[metric])
@@ -138,7 +134,6 @@ ARM_COLOURS = {"baseline": "tab:blue", "se": "tab:orange", "se-spatial": "tab:gr
 def grid_section(folder: Path, experiment: Optional[str], png: Optional[Path] = None) -> str:
     """The seed grid (diffusion_grid) through seed_stats: per-step mean ± sd per arm, the final
     table, steps to reach and the intervals; optionally the curves with their bands."""
-    from .seed_stats import METRICS, experiment_stats, markdown, pick_experiment, read_runs
 
     name, runs = pick_experiment(read_runs(folder), experiment)
     stats = experiment_stats(runs)
