@@ -113,12 +113,8 @@ def test_the_refinement_stage_is_causal_within_the_declared_context():
 def test_the_inference_form_computes_the_same_function(decoder_kernel, refine_width):
     """What the ONNX graphs run (patch convs fused, causal convs folded to 2-D) against the
     model, on weights where every layer matters, one-pass and streamed, encoder and decoder."""
-    torch.manual_seed(1)
     cfg = get_config("tiny", decoder_linear_kernel=decoder_kernel, refine_width=refine_width)
-    model = CausalVAE(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    model = perturbed(cfg)
     fast = inference_form(model)
     assert fast.encoder.patch_group is not None and model.encoder.patch_group is None
     assert all(m.conv2d is not None for m in fast.causal_convs(fast))
@@ -133,11 +129,7 @@ def test_the_inference_form_computes_the_same_function(decoder_kernel, refine_wi
 
 
 def test_a_finetune_may_widen_the_decoder_linear_map_without_changing_the_function():
-    torch.manual_seed(2)
-    base = CausalVAE(get_config("tiny")).eval()
-    with torch.no_grad():
-        for p in base.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    base = perturbed(get_config("tiny"), seed=2)
     wide = CausalVAE(get_config("tiny", decoder_linear_kernel=3)).eval()
     wide.load_from(base)
     assert wide.decoder.linear.group.weight.shape[-2:] == (3, 3)
