@@ -224,6 +224,30 @@ def make_cases(vae: CausalVAE, out: Path) -> List[Dict]:
     return cases
 
 
+@torch.no_grad()
+def grown_decoder_cases(out: Path, seed: int = 3) -> List[Dict]:
+    """The decoder with both optional stages (a 3x3 linear map over latent tokens, a refinement
+    stage at twice the latent resolution), exported as a bundle would be. The shipped models use
+    neither, so the bundle above does not cover their graph ops (edge padding, sub-tokens)."""
+    g = torch.Generator().manual_seed(seed)
+    vae = CausalVAE(get_config("tiny", decoder_linear_kernel=3, refine_width=16)).eval()
+    for p in vae.parameters():  # every tap and the zero-initialised layers must matter
+        p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    round_weights_fp16(vae)
+    export_autoencoder(vae, out / "grown", {"diffusable.bundle": "grown-fixture"}, "fp16")
+    latent = torch.randn(2, vae.cfg.latent_channels, 3, 4, 5, generator=g)
+    return [
+        {
+            "name": "decoder, 3x3 linear map and refinement stage",
+            "model": "grown/decoder.onnx",
+            "inputs": {"latent": _save(out, "grown_latent.npy", latent)},
+            "outputs": {
+                "video": _save(out, "grown_video.npy", vae.decode_scaled(latent).clamp(-1, 1))
+            },
+        }
+    ]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Write ONNX parity fixtures for the node tests.")
     ap.add_argument("--out", required=True)
@@ -232,7 +256,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     vae = make_tiny_bundle(out)
     denoiser = make_tiny_denoiser(out)
-    cases = make_cases(vae, out) + denoiser_cases(denoiser, out)
+    cases = make_cases(vae, out) + denoiser_cases(denoiser, out) + grown_decoder_cases(out)
     for case in cases:
         case["tolerance"] = TOLERANCE
     config = vae.cfg.to_json()
