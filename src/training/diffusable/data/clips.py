@@ -94,7 +94,10 @@ def read_dataset_meta(root: PathLike) -> Dict[str, Any]:
 
 def clips_to_tensor(clips: np.ndarray) -> "torch.Tensor":
     """uint8 (..., T, H, W, 3) → float32 (..., 3, T, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(clips))
+    arr = np.ascontiguousarray(clips)
+    if not arr.flags.writeable:  # a memory-mapped shard: torch tensors need writable memory
+        arr = arr.copy()  # uint8, a quarter of the float32 result made below anyway
+    x = torch.from_numpy(arr)
     nd = x.dim()
     x = x.permute(*range(nd - 4), nd - 1, nd - 4, nd - 3, nd - 2)
     # 255 / 127.5 - 1 is exactly 1.0 in float32, so no clamp is needed.
