@@ -2,6 +2,7 @@
 across the three fine-tunes, the benchmark's references, and the GPU recipe's CPU smoke run."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -137,9 +138,14 @@ def test_protocol_finetunes_differ_only_in_the_se_term(protocol):
 
 
 def test_protocol_may_start_from_a_finished_pretrain(protocol, tmp_path):
+    # As committed under docs/results/runs: events and fp16 EMA weights, no last.pt.
+    committed = tmp_path / "ae-tiny-pretrain"
+    shutil.copytree(protocol / "ae-tiny-pretrain", committed)
+    (committed / "checkpoints" / "last.pt").unlink()
+    assert (committed / "checkpoints" / "ema-fp16.pt").is_file()
     other = tmp_path / "from-pretrain"
     args = ["--config", "tiny", "--out", str(other), "--threads", "1", "--skip-eval"]
-    args += ["--finetune-steps", "1", "--pretrain", str(protocol / "ae-tiny-pretrain")]
+    args += ["--finetune-steps", "1", "--pretrain", str(committed)]
     args += ["--data", str(protocol.parent / "toy")]
     assert ae_protocol.main(args) == 0
     assert not (other / "ae-tiny-pretrain").exists()

@@ -104,7 +104,9 @@ def main(argv=None) -> int:
         code = stage("pretrain", [trainer(pre, "baseline", "linear", args.pretrain_steps, threads)])
         if code:
             return code
-    init = str(pre / "checkpoints" / "last.pt")
+    # A committed run folder (docs/results/runs) has only its fp16 EMA weights, not last.pt.
+    full = pre / "checkpoints" / "last.pt"
+    init = str(full if full.is_file() else pre / "checkpoints" / "ema-fp16.pt")
     runs = {v: out / f"ae-{args.config}-{v}" for v in FINETUNES}
     todo = [v for v in FINETUNES if not run_completed(runs[v])]
     if args.parallel and todo:
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
     if args.skip_eval:
         return 0
     result = out / "ae-eval" / "ae_eval.json"
-    ckpts = [pre / "checkpoints" / "last.pt"] + [runs[v] / "checkpoints" / "last.pt" for v in runs]
+    ckpts = [Path(init)] + [runs[v] / "checkpoints" / "last.pt" for v in runs]
     if result.is_file() and all(result.stat().st_mtime > c.stat().st_mtime for c in ckpts):
         return 0  # evaluated since the last checkpoint changed
     cmd = _python() + ["diffusable.ae_eval", "--out", str(out / "ae-eval"), "--events"]
