@@ -19,6 +19,11 @@ Design, and why:
     group j of any output depends only on input groups <= j, and a long video can be encoded chunk
     by chunk with a carried cache (`Stream`, visible in `encode_step`'s signature) and give the
     same latents as one pass.
+  * Two optional decoder stages, off in the shipped models and measured in docs/RESULTS.md §1:
+    a linear map over 3x3 latent tokens (decoder_linear_kernel) and a refinement net over 2x2
+    sub-tokens (refine_width). `CausalVAE.load_from` adds either to a trained model unchanged.
+  * `inference_form` is the same function in the ops the ONNX graphs run fastest (frames first,
+    2-D convs only); the export writes it.
 """
 
 from __future__ import annotations
