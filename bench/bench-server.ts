@@ -1,9 +1,9 @@
 // What a server benchmark drives: a test video made by ffmpeg, and `diffusable serve` started as
 // a child process on a free port over a scratch data folder that holds one API key.
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { REPO_ROOT } from "../src/env.ts";
+import { spawnServe } from "../src/server/serve-process.ts";
 import { createKey } from "../src/store/api-keys.ts";
 import { closeDb, openDb } from "../src/store/db.ts";
 
@@ -40,25 +40,6 @@ export async function startBenchServer(opts: {
   const db = openDb(join(dataDir, "diffusable.sqlite"));
   const secret = createKey(db, opts.keyName, "user").secret;
   closeDb(db);
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server/cli.ts", "serve"], {
-    cwd: REPO_ROOT,
-    env: {
-      ...process.env,
-      PORT: "0",
-      DIFFUSABLE_DATA_DIR: dataDir,
-      DIFFUSABLE_MODELS_DIR: opts.modelsDir,
-      ...opts.env,
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = await new Promise<string>((res, rej) => {
-    let out = "";
-    child.stdout?.on("data", (c: Buffer) => {
-      out += c.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) res(m[1]);
-    });
-    child.once("exit", (code) => rej(new Error(`server exited ${code}: ${out}`)));
-  });
+  const { child, url } = await spawnServe({ dataDir, modelsDir: opts.modelsDir, env: opts.env });
   return { url, secret, child };
 }

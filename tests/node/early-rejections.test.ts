@@ -3,15 +3,15 @@
 // and Python's requests all get the status and the JSON body, not EPIPE or a reset.
 
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
+import { spawnServe } from "../../src/server/serve-process.ts";
 import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, openDb } from "../../src/store/db.ts";
-import { REPO_ROOT } from "./python.ts";
 import { auth, MODEL, makeVideo, tempDir, tempFilesUnder, testConfig } from "./server-helpers.ts";
 
 const run = promisify(execFile);
@@ -29,29 +29,16 @@ before(async () => {
   const db = openDb(config.dbFile);
   const user = createKey(db, "user", "user").secret;
   closeDb(db);
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server/cli.ts", "serve"], {
-    cwd: REPO_ROOT,
+  const { child, url } = await spawnServe({
+    dataDir: config.dataDir,
+    modelsDir: config.modelsDir,
     env: {
-      ...process.env,
-      PORT: "0",
-      DIFFUSABLE_DATA_DIR: config.dataDir,
-      DIFFUSABLE_MODELS_DIR: config.modelsDir,
       DIFFUSABLE_THREADS: "1",
       DIFFUSABLE_JOB_CONCURRENCY: "1",
       DIFFUSABLE_RUNS_IMPORT_DIR: "",
       DIFFUSABLE_MAX_UPLOAD_BYTES: String(MAX_BYTES),
       DIFFUSABLE_MAX_ACTIVE_JOBS: "1",
     },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) resolve(m[1]);
-    });
-    child.once("exit", (code) => reject(new Error(`the server exited (${code}): ${out}`)));
   });
   s = {
     url,

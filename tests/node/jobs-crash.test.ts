@@ -3,15 +3,15 @@
 // that reason, and no half-written output is ever served.
 
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { type ServeProcess, spawnServe } from "../../src/server/serve-process.ts";
 import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, integrityCheck, openDb } from "../../src/store/db.ts";
 import { getJob } from "../../src/store/job-rows.ts";
-import { REPO_ROOT } from "./python.ts";
 import {
   auth,
   fixtureModelsDir,
@@ -31,38 +31,16 @@ after(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function startChild(): Promise<{ child: ChildProcess; url: string; log: () => string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server/cli.ts", "serve"], {
-    cwd: REPO_ROOT,
-    env: {
-      ...process.env,
-      PORT: "0",
-      DIFFUSABLE_DATA_DIR: dataDir,
-      DIFFUSABLE_MODELS_DIR: fixtureModelsDir(),
-      DIFFUSABLE_THREADS: "1",
-      DIFFUSABLE_JOB_CONCURRENCY: "2",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
+async function startChild(): Promise<ServeProcess> {
+  const server = await spawnServe({
+    dataDir,
+    modelsDir: fixtureModelsDir(),
+    env: { DIFFUSABLE_THREADS: "1", DIFFUSABLE_JOB_CONCURRENCY: "2" },
+    captureStderr: true,
+    timeoutMs: 60_000,
   });
-  children.push(child);
-  let out = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 60_000);
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1], log: () => out });
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited ${code ?? signal}:\n${out}`));
-    });
-  });
+  children.push(server.child);
+  return server;
 }
 
 async function post(url: string, secret: string, paths: string[]): Promise<string> {
