@@ -16,7 +16,6 @@ GEMM rate at the same thread count, measured now (the peak the convolutions are 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import time
 from pathlib import Path
@@ -27,15 +26,8 @@ import torch
 from diffusable.autoencoder import AutoencoderConfig, CausalVAE, inference_form
 from diffusable.export import export_autoencoder
 from diffusable.fixtures import make_tiny_bundle, perturb_zero_init
+from diffusable.onnx_export import export_onnx, round_weights_fp16
 from diffusable.threads import set_threads
-
-
-def load_exported_weights(vae):
-    """The fp16-stored export rounds weights to fp16: time and compare the same numbers."""
-    with torch.no_grad():
-        for p in vae.parameters():
-            p.copy_(p.half().float())
-    return vae
 
 
 def conv_flops(vae, video) -> int:
@@ -93,11 +85,8 @@ class _MatMul(torch.nn.Module):
 def export_gemm(path: Path, n: int = 1024) -> None:
     """gemm.onnx beside the bundle: the fp32 GEMM reference measured in onnxruntime itself
     (torch's OpenBLAS matmul reaches a quarter of what these convolutions do here)."""
-    kwargs = (
-        {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
-    )
-    torch.onnx.export(
-        _MatMul(n), (torch.zeros(n, n),), str(path), input_names=["x"], opset_version=17, **kwargs
+    export_onnx(
+        _MatMul(n), (torch.zeros(n, n),), path, ["x"], ["y"], {}, {"diffusable.role": "gemm"}
     )
 
 
@@ -125,7 +114,8 @@ def main() -> None:
         cfg = AutoencoderConfig.from_dict(manifest["autoencoder_config"])
         vae = perturb_zero_init(CausalVAE(cfg)).eval()
         export_autoencoder(vae, out / "bundle", {"diffusable.bundle": "bench"}, "fp16")
-        vae = load_exported_weights(vae)
+        # as the fp16-stored export rounds them: time and compare the same numbers
+        vae = round_weights_fp16(vae)
         source = f"config of {manifest.get('name')} ({cfg.name}), seeded random weights"
     else:
         vae = make_tiny_bundle(out)  # writes out/bundle
