@@ -150,6 +150,20 @@ def test_a_finetune_may_widen_the_decoder_linear_map_without_changing_the_functi
         CausalVAE(get_config("tiny", decoder_width=48)).load_from(base)
 
 
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"decoder_linear_kernel": 2}, "odd number"),
+        ({"decoder_linear_kernel": 0}, "odd number"),
+        ({"refine_width": -1}, "refine_width must be >= 0"),
+        ({"refine_width": 8, "refine_blocks": 0}, "refine_blocks >= 1"),
+    ],
+)
+def test_bad_decoder_stage_settings_are_refused_by_the_config(bad, match):
+    with pytest.raises(ValueError, match=match):
+        get_config("tiny", **bad)
+
+
 @pytest.mark.parametrize("mode", list(SE_MODES))
 def test_se_downsampling_keeps_the_frame_rule(vae, mode):
     video = torch.rand(2, 3, 17, 64, 64) * 2 - 1

@@ -62,6 +62,13 @@ def main(argv=None) -> int:
         '--se-weight 1" (flags after the known ones go to every stage)',
     )
     args, extra = ap.parse_known_args(argv)
+    try:
+        finetune_flags = shlex.split(args.finetune_flags)
+    except ValueError as err:
+        ap.error(f"--finetune-flags {args.finetune_flags!r}: {err}")
+    if args.pretrain and not run_completed(Path(args.pretrain)):
+        print(f"ae_protocol: --pretrain {args.pretrain} is not a finished run", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / "protocol.json"
@@ -71,8 +78,6 @@ def main(argv=None) -> int:
     env["PYTHONPATH"] = (
         str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     )
-
-    finetune_flags = shlex.split(args.finetune_flags)
 
     def trainer(run: Path, variant: str, init: str, steps: int, n_threads: int) -> List[str]:
         cmd = _python() + ["diffusable.train_ae", "--config", args.config, "--variant", variant]
@@ -97,9 +102,6 @@ def main(argv=None) -> int:
         return max(codes)
 
     pre = Path(args.pretrain) if args.pretrain else out / f"ae-{args.config}-pretrain"
-    if args.pretrain and not run_completed(pre):
-        print(f"ae_protocol: --pretrain {pre} is not a finished run", file=sys.stderr)
-        return 2
     if not run_completed(pre):
         code = stage("pretrain", [trainer(pre, "baseline", "linear", args.pretrain_steps, threads)])
         if code:

@@ -81,6 +81,16 @@ class AutoencoderConfig:
     fps: int = 8
     architecture: str = ARCHITECTURE
 
+    def __post_init__(self) -> None:
+        if self.decoder_linear_kernel < 1 or self.decoder_linear_kernel % 2 == 0:
+            k = self.decoder_linear_kernel
+            raise ValueError(f"decoder_linear_kernel must be an odd number >= 1, got {k}")
+        if self.refine_width < 0 or self.refine_blocks < 1:
+            raise ValueError(
+                f"refine_width must be >= 0 (0: no refinement stage) and refine_blocks >= 1, got "
+                f"{self.refine_width} and {self.refine_blocks}"
+            )
+
     @property
     def spatial_factor(self) -> int:
         return self.patch_size
