@@ -68,8 +68,19 @@ export function makeVideo(
   return path;
 }
 
+const tempDirs = new Set<string>();
+
+/** A fresh folder under the system's temp dir, removed when the test file's process exits
+ *  (each test file runs in its own process), whether or not the test removes it first. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `diffusable-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `diffusable-${prefix}-`));
+  if (tempDirs.size === 0) {
+    process.once("exit", () => {
+      for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+    });
+  }
+  tempDirs.add(dir);
+  return dir;
 }
 
 /** Every ".tmp-*" path left under dir. */

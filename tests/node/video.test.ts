@@ -162,19 +162,22 @@ describe("decodeFrames", () => {
 
   test("a timeout kills ffmpeg, even while the consumer is not reading", async () => {
     let pid = 0;
+    // Long enough for the first frame to arrive on a loaded machine (at 400 ms it sometimes
+    // did not, beside two trainers), so that the timeout fires while the consumer sleeps.
+    const timeoutMs = 1500;
     const frames = decodeFrames(p("long.mp4"), {
       size: 128,
-      timeoutMs: 400,
+      timeoutMs,
       onSpawn: (id) => {
         pid = id;
       },
     });
     const first = await frames.next();
     assert.equal(first.done, false);
-    await sleep(900); // ffmpeg is blocked on a full pipe meanwhile
+    await sleep(timeoutMs + 600); // ffmpeg is blocked on a full pipe meanwhile
     await assert.rejects(frames.next(), (err: VideoError) => {
       assert.equal(err.code, "timeout");
-      assert.match(err.message, /longer than 400 ms/);
+      assert.match(err.message, /longer than 1500 ms/);
       return true;
     });
     assert.ok(pid > 0);

@@ -109,20 +109,29 @@ def test_the_refinement_stage_is_causal_within_the_declared_context():
     assert torch.equal(a[:, :, video_frame(last + 1) :], b[:, :, video_frame(last + 1) :])
 
 
-@pytest.mark.parametrize("decoder_kernel, refine_width", [(1, 0), (3, 0), (1, 16)])
-def test_the_inference_form_computes_the_same_function(decoder_kernel, refine_width):
-    """What the ONNX graphs run (patch convs fused, causal convs folded to 2-D) against the
-    model, on weights where every layer matters, one-pass and streamed, encoder and decoder."""
-    cfg = get_config("tiny", decoder_linear_kernel=decoder_kernel, refine_width=refine_width)
+@pytest.mark.parametrize(
+    "decoder_kernel, refine_width, kernel_t", [(1, 0, 2), (3, 0, 2), (1, 16, 2), (1, 0, 3)]
+)
+def test_the_inference_form_computes_the_same_function(decoder_kernel, refine_width, kernel_t):
+    """What the ONNX graphs run (patch convs fused, the encoder on time-major frames with frame
+    0's taps summed, norm weights and frame 0's marker folded into convs, causal convs folded to
+    2-D) against the model, on weights where every layer matters (the norms' and the marker
+    too), one-pass and streamed in chunks of 1 and 2 latents, frame 0 alone, encoder and
+    decoder; 3 clips, so that time-major rows of different clips cannot pass for each other."""
+    cfg = get_config(
+        "tiny", decoder_linear_kernel=decoder_kernel, refine_width=refine_width, kernel_t=kernel_t
+    )
     model = perturbed(cfg)
     fast = inference_form(model)
     assert fast.encoder.patch_group is not None and model.encoder.patch_group is None
-    assert all(m.conv2d is not None for m in fast.causal_convs(fast))
-    video = torch.rand(2, 3, 13, 32, 40) * 2 - 1
+    assert all(m.weight2d is not None for m in fast.causal_convs(fast))
+    video = torch.rand(3, 3, 13, 32, 40) * 2 - 1
     with torch.no_grad():
         want = model.encode_scaled(video)
         assert (fast.encode_scaled(video) - want).abs().max() <= 1e-5
-        assert (fast.encode_chunked(video, 1) - want).abs().max() <= 1e-5
+        assert (fast.encode_scaled(video[:, :, :1]) - want[:, :, :1]).abs().max() <= 1e-5
+        for chunk in (1, 2):
+            assert (fast.encode_chunked(video, chunk) - want).abs().max() <= 1e-5
         assert (fast.decode_scaled(want) - model.decode_scaled(want)).abs().max() <= 1e-5
     # the copies hold their own weights: the model's state dict is unchanged in its keys
     assert set(model.state_dict()) == set(CausalVAE(model.cfg).state_dict())

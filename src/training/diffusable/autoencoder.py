@@ -22,8 +22,8 @@ Design, and why:
   * Two optional decoder stages, off in the shipped models and measured in docs/RESULTS.md §1:
     a linear map over 3x3 latent tokens (decoder_linear_kernel) and a refinement net over 2x2
     sub-tokens (refine_width). `CausalVAE.load_from` adds either to a trained model unchanged.
-  * `inference_form` is the same function in the ops the ONNX graphs run fastest (frames first,
-    2-D convs only); the export writes it.
+  * `inference_form` is the same function in the ops the ONNX graphs run fastest (the encoder on
+    time-major 4-D frames, 2-D convs only, frame 0's temporal taps summed); the export writes it.
 """
 
 from __future__ import annotations
@@ -227,6 +227,11 @@ class Stream:
     outputs: List[torch.Tensor] = field(default_factory=list)
 
 
+def clips_first(rows: torch.Tensor, clips) -> torch.Tensor:
+    """Time-major frames (T*B, C, H, W) of the encoder's inference form -> (B, C, T, H, W)."""
+    return rows.reshape(-1, clips, *rows.shape[1:]).permute(1, 2, 0, 3, 4)
+
+
 class CausalConv3d(nn.Module):
     """k_t x 3 x 3 convolution that only looks back in time (replicate-pads k_t - 1 frames in
     front)."""
@@ -237,10 +242,12 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(c_in, c_out, kernel_size=(kernel, 3, 3), padding=(0, 1, 1))
         # Set by CausalVAE around a streaming call; None in ordinary one-pass use.
         self.stream: Optional[Stream] = None
-        # The inference form (fold_time): the same convolution as one 2-D conv over stacked taps,
-        # on (B, C, T, H, W), or on (B, T, C, H, W) once frames_first (the encoder's).
-        self.conv2d: Optional[nn.Conv2d] = None
-        self.frames_first = False
+        # The inference form (fold_time): the same convolution as one 2-D conv over stacked taps.
+        # Its weights are this module's own, so an fp16-stored export casts them before forward.
+        self.weight2d: Optional[nn.Parameter] = None  # (O, kt*C, 3, 3)
+        self.bias2d: Optional[nn.Parameter] = None  # (O,)
+        # The encoder's inference form: the norm's weight before this conv (absorb_input_scale).
+        self.in_scale: Optional[nn.Parameter] = None
 
     def fold_time(self) -> None:
         """Become the inference form: the k_t temporal taps stacked on channels and one 3x3 2-D
@@ -248,42 +255,71 @@ class CausalConv3d(nn.Module):
         ones of this shape. Weights are copied: fold a copy, never a model still training."""
         w = self.conv.weight.detach()  # (O, C, kt, 3, 3)
         o, c, kt = w.shape[:3]
-        self.conv2d = nn.Conv2d(kt * c, o, 3, padding=1)
-        with torch.no_grad():
-            # input channel k*C + c of the 2-D conv is tap k (frame t + k of the padded input)
-            self.conv2d.weight.copy_(w.permute(0, 2, 1, 3, 4).reshape(o, kt * c, 3, 3))
-            self.conv2d.bias.copy_(self.conv.bias.detach())
+        # input channel k*C + c of the 2-D conv is tap k (frame t + k of the padded input)
+        self.weight2d = nn.Parameter(w.permute(0, 2, 1, 3, 4).reshape(o, kt * c, 3, 3).clone())
+        self.bias2d = nn.Parameter(self.conv.bias.detach().clone())
 
     def _conv_folded(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, pad + T, H, W)
         b, c, tt, h, w = x.shape
         t = tt - (self.kernel_t - 1)
         taps = torch.cat([x[:, :, k : k + t] for k in range(self.kernel_t)], dim=1)
         taps = taps.transpose(1, 2).reshape(b * t, self.kernel_t * c, h, w)  # (B*T, kt*C, H, W)
-        y = self.conv2d(taps)  # (B*T, O, H, W)
+        y = F.conv2d(taps, self.weight2d, self.bias2d, padding=1)  # (B*T, O, H, W)
         return y.reshape(b, t, -1, h, w).transpose(1, 2)  # (B, O, T, H, W)
 
-    def _forward_frames(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W)
-        """The folded convolution with frames before channels (the encoder's inference form):
-        the taps stack on channels and B*T frames go to one 2-D conv with no transposes. The
-        stream cache keeps the bundle's (B, C, pad, H, W) layout (a one-frame transpose)."""
+    def absorb_input_scale(self, scale: torch.Tensor) -> None:
+        """Take over a per-channel scale of the input (the norm before it): the folded conv's
+        weight is multiplied by it inside the graph, so onnxruntime folds the product once, in
+        fp32, from the stored weights (a stored product would be rounded to fp16 again)."""
+        self.in_scale = nn.Parameter(scale.detach().clone())
+
+    def _folded_weight(self) -> torch.Tensor:  # (O, kt*C, 3, 3)
+        w = self.weight2d
+        if self.in_scale is None:
+            return w
+        return w * self.in_scale.repeat(self.kernel_t).view(1, -1, 1, 1)
+
+    def _conv_taps(self, x: torch.Tensor, clips, frames) -> torch.Tensor:
+        """x: (pad + T) * B time-major rows; -> T * B rows, each output frame a 2-D conv of its
+        kt taps stacked on channels (tap k of output frame j is input row block j + k)."""
+        n = frames * clips
+        taps = torch.cat([x[k * clips : k * clips + n] for k in range(self.kernel_t)], dim=1)
+        return F.conv2d(taps, self._folded_weight(), self.bias2d, padding=1)  # (T*B, O, H, W)
+
+    def _forward_time_major(self, x: torch.Tensor, clips) -> torch.Tensor:  # (T*B, C, H, W)
+        """The encoder's inference form: frames as one 4-D batch, time-major (row t*B + b is
+        frame t of clip b), so every layer is a 2-D conv on the whole batch, a frame's previous
+        frames are whole row blocks away, and no layer reshapes between (B, T) and B*T. The
+        stream cache keeps the bundle's (B, C, pad, H, W) layout."""
         pad = self.kernel_t - 1
+        frames = x.shape[0] // clips
         stream = self.stream
         if stream is not None and stream.inputs is not None:
-            cache = stream.inputs[len(stream.outputs)].transpose(1, 2)  # (B, pad, C, H, W)
-            x = torch.cat([cache, x], dim=1)  # (B, pad + T, C, H, W)
-        else:
-            x = torch.cat([x[:, :1]] * pad + [x], dim=1)  # (B, pad + T, C, H, W)
+            cache = stream.inputs[len(stream.outputs)]  # (B, C, pad, H, W)
+            x = torch.cat([cache.permute(2, 0, 1, 3, 4).flatten(0, 1), x])  # (pad + T)*B rows
+            tail = x[frames * clips :]  # the last pad frames, pad*B rows
+            stream.outputs.append(clips_first(tail, clips))
+            return self._conv_taps(x, clips, frames)
+        # The first chunk is replicate-padded, so every tap of frame 0 holds frame 0: its output
+        # is one conv of frame 0 with the taps' kernels summed (kt times fewer FLOPs), and the
+        # later frames need only pad - 1 copies of frame 0 in front.
+        first = x[:clips]  # (B, C, H, W)
         if stream is not None:
-            stream.outputs.append(x[:, -pad:].transpose(1, 2))
-        b, tt, c, h, w = x.shape
-        t = tt - pad
-        taps = torch.cat([x[:, k : k + t] for k in range(self.kernel_t)], dim=2)  # (B, T, kt*C, ..)
-        y = self.conv2d(taps.reshape(b * t, self.kernel_t * c, h, w))  # (B*T, O, H, W)
-        return y.reshape(b, t, -1, h, w)
+            tail = torch.cat([first] * pad + [x])[frames * clips :]  # the last pad frames
+            stream.outputs.append(clips_first(tail, clips))
+        o, c = self.conv.out_channels, self.conv.in_channels  # Python ints, not traced shapes
+        w0 = self._folded_weight().reshape(o, self.kernel_t, c, 3, 3).sum(dim=1)  # (O, C, 3, 3)
+        y0 = F.conv2d(first, w0, self.bias2d, padding=1)  # (B, O, H, W)
+        if frames == 1:  # a trace-time branch, as the encoder's graphs are per chunk kind
+            return y0
+        rest = torch.cat([first] * (pad - 1) + [x])  # (pad - 1 + T)*B rows
+        return torch.cat([y0, self._conv_taps(rest, clips, frames - 1)])  # (T*B, O, H, W)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
-        if self.frames_first:
-            return self._forward_frames(x)
+    def forward(self, x: torch.Tensor, clips=None) -> torch.Tensor:
+        """x: (B, C, T, H, W); or, with clips (the encoder's inference form), (T*B, C, H, W)
+        time-major frames of that many clips."""
+        if clips is not None:
+            return self._forward_time_major(x, clips)
         pad = self.kernel_t - 1
         stream = self.stream
         if stream is not None and stream.inputs is not None:
@@ -293,7 +329,7 @@ class CausalConv3d(nn.Module):
             x = torch.cat([x[:, :, :1]] * pad + [x], dim=2)  # (B, C, pad + T, H, W)
         if stream is not None:
             stream.outputs.append(x[:, :, -pad:])
-        return self.conv(x) if self.conv2d is None else self._conv_folded(x)
+        return self.conv(x) if self.weight2d is None else self._conv_folded(x)
 
 
 class TokenNorm(nn.Module):
@@ -303,29 +339,21 @@ class TokenNorm(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(c))
         self.eps = eps
-        self.dim = 1  # where the channels are: 2 once frames first, (B, T, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
-        x = x * torch.rsqrt(x.square().mean(dim=self.dim, keepdim=True) + self.eps)
-        shape = [1] * x.dim()
-        shape[self.dim] = -1
-        return x * self.weight.view(shape)
+        x = x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + self.eps)
+        if self.weight is None:  # absorbed by the conv after it (the encoder's inference form)
+            return x
+        return x * self.weight.view([-1] + [1] * (x.dim() - 2))  # (B, C, ...) of any rank
 
 
-class PointwiseFrames(nn.Module):
-    """A 1x1x1 Conv3d of the inference form, on frames-first x (B, T, C, H, W): one 2-D conv
-    over the B*T frames."""
-
-    def __init__(self, conv: nn.Conv3d):
-        super().__init__()
-        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, 1)
-        with torch.no_grad():
-            self.conv.weight.copy_(conv.weight.detach()[:, :, 0])
-            self.conv.bias.copy_(conv.bias.detach())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W)
-        b, t, c, h, w = x.shape
-        return self.conv(x.reshape(b * t, c, h, w)).reshape(b, t, -1, h, w)
+def pointwise_2d(conv: nn.Conv3d) -> nn.Conv2d:
+    """A 1x1x1 Conv3d as the 1x1 Conv2d of the encoder's inference form (4-D frames)."""
+    flat = nn.Conv2d(conv.in_channels, conv.out_channels, 1)
+    with torch.no_grad():
+        flat.weight.copy_(conv.weight.detach()[:, :, 0])
+        flat.bias.copy_(conv.bias.detach())
+    return flat
 
 
 class Block(nn.Module):
@@ -338,8 +366,8 @@ class Block(nn.Module):
         self.conv = CausalConv3d(c, c, kernel_t)
         self.mix = nn.Conv3d(c, c, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.mix(F.silu(self.conv(self.norm(x))))
+    def forward(self, x: torch.Tensor, clips=None) -> torch.Tensor:  # clips: see CausalConv3d
+        return x + self.mix(F.silu(self.conv(self.norm(x), clips)))
 
 
 class ResidualNet(nn.Module):
@@ -354,37 +382,36 @@ class ResidualNet(nn.Module):
         self.proj_out = nn.Conv3d(width, c_out, 1)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
-        self.frames_first = False  # the encoder's inference form: (B, t, width, h, w)
 
-    def frames_first_form(self) -> None:
-        """Become the encoder's inference form, on proj_in's output laid out frames first:
-        (B, t, width, h, w) -> (B, t, c_out, h, w), every conv a 2-D conv over B*t frames.
+    def time_major_form(self) -> None:
+        """Become the encoder's inference form, on proj_in's output as time-major 4-D frames:
+        (t*B, width, h, w) -> (t*B, c_out, h, w), every conv a 2-D conv on the whole batch.
+        Its input (embedded) carries frame 0's marker: the frame-0 patch conv adds it.
         Weights are copied: convert a copy, never a model still training."""
-        self.frames_first = True
         for m in self.modules():
             if isinstance(m, CausalConv3d):
                 m.fold_time()
-                m.frames_first = True
-            elif isinstance(m, TokenNorm):
-                m.dim = 2
         for block in self.blocks:
-            block.mix = PointwiseFrames(block.mix)
-        self.proj_out = PointwiseFrames(self.proj_out)
+            block.mix = pointwise_2d(block.mix)
+            # the norm's weight scales the conv's input channels: one elementwise op fewer
+            block.conv.absorb_input_scale(block.norm.weight)
+            block.norm.weight = None
+        self.proj_out = pointwise_2d(self.proj_out)
 
-    def forward(self, x: torch.Tensor, first: bool, embedded: bool = False) -> torch.Tensor:
-        """x: (B, C, t, h, w), or proj_in's output already when embedded (the encoder's
-        inference form computes it on pixels, together with the linear code)."""
+    def forward(
+        self, x: torch.Tensor, first: bool, embedded: bool = False, clips=None
+    ) -> torch.Tensor:
+        """x: (B, C, t, h, w); or, when embedded, proj_in's output with frame 0's marker already
+        added: the encoder's inference form computes both on pixels, with the linear code, as
+        (t*B, width, h, w) time-major frames of `clips` clips."""
         h = x if embedded else self.proj_in(x)  # (B, width, t, h, w)
-        if first:
-            if self.frames_first:  # (B, t, width, h, w)
-                mark = torch.zeros_like(h[:, :, :1, :1, :1])  # (B, t, 1, 1, 1)
-                mark[:, :1] = 1.0
-                h = h + mark * self.first.view(1, 1, -1, 1, 1)
-            else:
-                mark = torch.zeros_like(h[:, :1, :, :1, :1])  # (B, 1, t, 1, 1)
-                mark[:, :, :1] = 1.0
-                h = h + mark * self.first.view(1, -1, 1, 1, 1)
-        return self.proj_out(F.silu(self.norm(self.blocks(h))))
+        if first and not embedded:
+            mark = torch.zeros_like(h[:, :1, :, :1, :1])  # (B, 1, t, 1, 1)
+            mark[:, :, :1] = 1.0
+            h = h + mark * self.first.view(1, -1, 1, 1, 1)
+        for block in self.blocks:
+            h = block(h, clips)
+        return self.proj_out(F.silu(self.norm(h)))
 
 
 class LinearCode(nn.Module):
@@ -430,14 +457,17 @@ class Frame0Patch(nn.Module):
     The sum is part of the graph, not of the stored weight: onnxruntime folds it once, in fp32,
     from exactly the weights the model has (an fp16-stored export would round a stored sum)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):  # (O, 3, tp, p, p), (O,)
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, mark: torch.Tensor):
         super().__init__()
-        self.weight = nn.Parameter(weight.clone())
-        self.bias = nn.Parameter(bias.clone())
+        self.weight = nn.Parameter(weight.clone())  # (O, 3, tp, p, p)
+        self.bias = nn.Parameter(bias.clone())  # (O,)
+        # (O,): the residual net's frame-0 marker on its channels, 0 on the linear code's; added
+        # to the bias in the graph, for the same reason as the sum.
+        self.mark = nn.Parameter(mark.clone())
         self.patch = int(weight.shape[-1])  # a Python int: a traced shape would be a tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, O, H/p, W/p)
-        return F.conv2d(x, self.weight.sum(dim=2), self.bias, stride=self.patch)
+        return F.conv2d(x, self.weight.sum(dim=2), self.bias + self.mark, stride=self.patch)
 
 
 class Encoder(nn.Module):
@@ -467,8 +497,8 @@ class Encoder(nn.Module):
         return torch.cat([mean, logvar], dim=1)  # (B, 2C, t, h, w): mean and log-variance
 
     def fuse_patches(self) -> None:
-        """Become the inference form, which runs frames first, (B, t, C, h, w), so that every
-        conv is a 2-D conv over B*t frames with no transposes between layers.
+        """Become the inference form, which runs on time-major 4-D frames, (t*B, C, h, w), so
+        that every conv is a 2-D conv on the whole batch with no reshapes between layers.
 
         A 1x1 conv on to_tokens(x) is a conv on pixels with kernel = stride = p, since the token
         channels are ordered (c, dt, py, px) like a conv kernel. The two that read a token group
@@ -483,32 +513,36 @@ class Encoder(nn.Module):
             w = torch.cat([c.weight.detach().reshape(c.out_channels, 3, tp, p, p) for c in convs])
             return w, torch.cat([c.bias.detach() for c in convs])  # (O, 3, tp, p, p), (O,)
 
-        self.patch_frame0 = Frame0Patch(*stacked([self.residual.proj_in, self.linear.frame0]))
+        w, b = stacked([self.residual.proj_in, self.linear.frame0])
+        mark = torch.cat(
+            [self.residual.first.detach(), torch.zeros(self.linear.frame0.out_channels)]
+        )
+        self.patch_frame0 = Frame0Patch(w, b, mark)
         w, b = stacked([self.residual.proj_in, self.linear.group])
         self.patch_group = nn.Conv2d(3 * tp, w.shape[0], kernel_size=p, stride=p)
         with torch.no_grad():
             self.patch_group.weight.copy_(w.reshape(w.shape[0], 3 * tp, p, p))
             self.patch_group.bias.copy_(b)
-        self.residual.frames_first_form()
+        self.residual.time_major_form()
 
     def _forward_fused(self, x: torch.Tensor, first: bool) -> torch.Tensor:
         cfg, tp, c = self.cfg, self.cfg.temporal_patch, self.cfg.latent_channels
         width = self.residual.proj_in.out_channels
         b, _, _, hh, ww = x.shape
-        parts = []  # (B, t_i, width + C, h, w) each
+        parts = []  # time-major rows: frame t of clip b is row t*B + b
         if first:
-            parts.append(self.patch_frame0(x[:, :, 0]).unsqueeze(1))
+            parts.append(self.patch_frame0(x[:, :, 0]))  # (B, width + C, h, w)
             x = x[:, :, 1:]
         k = x.shape[2] // tp
         if k > 0:
-            groups = x.reshape(b, 3, k, tp, hh, ww).transpose(1, 2)  # (B, k, 3, tp, H, W)
-            y = self.patch_group(groups.reshape(b * k, 3 * tp, hh, ww))  # (B*k, width + C, h, w)
-            parts.append(y.reshape(b, k, -1, y.shape[2], y.shape[3]))
-        y = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (B, t, width + C, h, w)
-        res = self.residual(y[:, :, :width], first, embedded=True)  # (B, t, 2C, h, w)
-        mean = y[:, :, width:] + res[:, :, :c]
-        logvar = res[:, :, c:] + cfg.logvar_init
-        return torch.cat([mean, logvar], dim=2).transpose(1, 2)  # (B, 2C, t, h, w)
+            groups = x.reshape(b, 3, k, tp, hh, ww).permute(2, 0, 1, 3, 4, 5)  # (k, B, 3, tp, ..)
+            parts.append(self.patch_group(groups.reshape(k * b, 3 * tp, hh, ww)))  # (k*B, ..)
+        y = torch.cat(parts) if len(parts) > 1 else parts[0]  # (t*B, width + C, h, w)
+        res = self.residual(y[:, :width], first, embedded=True, clips=b)  # (t*B, 2C, h, w)
+        mean = y[:, width:] + res[:, :c]
+        logvar = res[:, c:] + cfg.logvar_init
+        moments = torch.cat([mean, logvar], dim=1)  # (t*B, 2C, h, w)
+        return clips_first(moments, b)  # (B, 2C, t, h, w)
 
 
 def split_tokens(tok: torch.Tensor, c: int, tp: int, p: int) -> torch.Tensor:
@@ -674,7 +708,7 @@ def inference_form(vae: CausalVAE) -> CausalVAE:
     import copy
 
     fast = copy.deepcopy(vae).eval()
-    fast.encoder.fuse_patches()  # and its residual net frames first
+    fast.encoder.fuse_patches()  # and its residual net on time-major frames
     for m in fast.decoder.modules():
         if isinstance(m, CausalConv3d):
             m.fold_time()
