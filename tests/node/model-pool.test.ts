@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import {
@@ -108,4 +111,43 @@ test("close lets running requests finish, fails queued ones, then refuses work",
   await assert.rejects(queued, { code: "closed" });
   await assert.rejects(p.run(encoder, { video: video(1, 1, 1) }), { code: "closed" });
   assert.equal(p.stats().busy, 0);
+});
+
+test("a process that runs the pool leaves no onnxruntime log in /tmp (unless telemetry is asked for)", () => {
+  // onnxruntime-node's Linux telemetry writes /tmp/mat-debug-<pid>.log for every process that
+  // opens a session (ort-env.ts turns it off). The second run sets ORT_DISABLE_TELEMETRY=0, which
+  // the service leaves alone: the log appears, so the first run's check can fail.
+  const dir = mkdtempSync(join(tmpdir(), "pool-child-"));
+  const script = join(dir, "child.mts"); // an ES module wherever it lies
+  const pool = join(import.meta.dirname, "../../src/pipeline/onnx/session-pool.ts");
+  writeFileSync(
+    script,
+    `import { SessionPool } from ${JSON.stringify(pool)};
+const pool = new SessionPool({ size: 1, intraOpThreads: 1 });
+const data = new Float32Array(3 * 5 * 32 * 32);
+await pool.run(${JSON.stringify(encoder)}, { video: { dtype: "float32", dims: [1, 3, 5, 32, 32], data } });
+await pool.close();
+console.log(process.pid);
+`,
+  );
+  const runChild = (telemetry: string | undefined) => {
+    const env = { ...process.env };
+    delete env.ORT_DISABLE_TELEMETRY;
+    if (telemetry !== undefined) env.ORT_DISABLE_TELEMETRY = telemetry;
+    const r = spawnSync(process.execPath, ["--import", "tsx", script], { encoding: "utf8", env });
+    assert.equal(r.status, 0, r.stderr);
+    return join("/tmp", `mat-debug-${r.stdout.trim()}.log`);
+  };
+  try {
+    const quiet = runChild(undefined);
+    assert.equal(existsSync(quiet), false, `${quiet} was left behind`);
+    const asked = runChild("0");
+    try {
+      assert.equal(existsSync(asked), true, "with telemetry on, onnxruntime writes its log");
+    } finally {
+      rmSync(asked, { force: true });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

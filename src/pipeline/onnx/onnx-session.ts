@@ -4,6 +4,9 @@
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { PipelineError } from "../pipeline-error.ts";
 import { float32ToHalfBits, halfBitsToFloat32 } from "./float16.ts";
+import { disableOrtTelemetry } from "./ort-env.ts";
+
+disableOrtTelemetry(); // before any session of this thread (and of the workers it starts)
 
 export type Session = InferenceSession;
 

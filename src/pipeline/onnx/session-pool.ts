@@ -8,6 +8,7 @@ import { Worker } from "node:worker_threads";
 import { defaultThreads } from "../../env.ts";
 import { PipelineError } from "../pipeline-error.ts";
 import type { SessionDescription } from "./onnx-session.ts";
+import { disableOrtTelemetry } from "./ort-env.ts";
 import type {
   Feeds,
   Outputs,
@@ -93,6 +94,7 @@ export class SessionPool {
     this.size = Math.max(1, Math.floor(options.size ?? cores));
     this.providers = [...(options.providers ?? ["cpu"])];
     this.intraOpThreads = Math.max(1, options.intraOpThreads ?? Math.floor(cores / this.size));
+    disableOrtTelemetry(); // here, in the main thread: the workers' sessions read it natively
     for (let i = 0; i < this.size; i++) this.#slots.push(this.#spawn());
   }
 
