@@ -9,8 +9,13 @@ mode="${1:-all}"
 (($# > 0)) && shift
 
 run_py() {
-  /usr/bin/python3 -m pytest tests/python -q "$@"
+  # pytest keeps its last three runs' tmp_path folders (about 170 MB each) under /tmp; this one's
+  # go to a folder removed when it ends.
+  local scratch
+  scratch=$(mktemp -d)
+  /usr/bin/python3 -m pytest tests/python -q --basetemp "$scratch/pytest" "$@"
   local status=$?
+  rm -rf "$scratch"
   if ((status == 5)); then echo "test: pytest collected no tests in tests/python" >&2; fi
   return "$status"
 }
