@@ -177,6 +177,22 @@ def test_protocol_eval_reports_references_and_resumes(protocol):
     assert before == {p: p.stat().st_mtime for p in before}
 
 
+def test_eval_events_are_written_once_per_step(protocol, tmp_path):
+    """The protocol re-evaluates its pre-train, which may be a committed run: evaluating a
+    checkpoint again adds no second ae_eval line for the same step."""
+    from diffusable import ae_eval
+
+    run = tmp_path / "ae-tiny-pretrain"
+    shutil.copytree(protocol / "ae-tiny-pretrain", run)
+    count = lambda: sum(e["type"] == "ae_eval" for e in _events(run))  # noqa: E731
+    assert count() == 1  # the protocol's own evaluation
+    args = ["--out", str(tmp_path / "eval"), "--events", "--no-real", "--threads", "1"]
+    args += ["--data", str(protocol.parent / "toy")]
+    args += ["--ckpt", f"pretrain={run / 'checkpoints' / 'last.pt'}"]
+    assert ae_eval.main(args) == 0
+    assert count() == 1
+
+
 def test_gpu_recipe_smoke_run_packs_bundles_and_logs(tmp_path):
     import tarfile
 

@@ -18,7 +18,7 @@ resolution, cut into clips of its frame count (at most --clips-per-video, evenly
 Also the paper's diagnostic for each model and the linear code, on the procedural val clips
 (`spectrum.analyse`): latent and video 8x8 block-DCT spectra, high-frequency share and
 the zeroing test, drawn side by side in spectra.png. Writes ae_eval.json, ae_eval.md and, with
---events, an `ae_eval` line per run.
+--events, an `ae_eval` line per run (not again for a step it already has one for).
 """
 
 from __future__ import annotations
@@ -231,6 +231,18 @@ def clip_layout(cfg: AutoencoderConfig) -> Tuple:
     )
 
 
+def evaluated_at(events: Path, step) -> bool:
+    """Whether a run's events.jsonl already holds an ae_eval line for this step."""
+    for line in events.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("type") == "ae_eval" and event.get("step") == step:
+            return True
+    return False
+
+
 def main(argv=None) -> int:
     from .checkpoint import load_autoencoder
     from .data.datasets import resolve_dataset
@@ -303,7 +315,9 @@ def main(argv=None) -> int:
 
         for name, meta in metas.items():
             events = meta["path"].parent.parent / "events.jsonl"
-            if events.is_file():
+            # A run already evaluated at this step keeps its line (the protocol re-evaluates
+            # its pre-train, which may be a committed run, e.g. --pretrain docs/results/...).
+            if events.is_file() and not evaluated_at(events, meta.get("step")):
                 summary = {
                     s: {
                         "psnr": e["models"][name]["psnr"]["overall"],
