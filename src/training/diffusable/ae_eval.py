@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .autoencoder import AutoencoderConfig
+from .compare_runs import read_events
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
 from .linear_code import block_average, fit_linear_code_on, linear_code_model
 from .metrics import psnr, ssim
@@ -233,14 +234,9 @@ def clip_layout(cfg: AutoencoderConfig) -> Tuple:
 
 def evaluated_at(events: Path, step) -> bool:
     """Whether a run's events.jsonl already holds an ae_eval line for this step."""
-    for line in events.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if event.get("type") == "ae_eval" and event.get("step") == step:
-            return True
-    return False
+    return any(
+        e.get("type") == "ae_eval" and e.get("step") == step for e in read_events(events.parent)
+    )
 
 
 def main(argv=None) -> int:

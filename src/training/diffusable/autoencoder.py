@@ -386,7 +386,7 @@ class ResidualNet(nn.Module):
     def time_major_form(self) -> None:
         """Become the encoder's inference form, on proj_in's output as time-major 4-D frames:
         (t*B, width, h, w) -> (t*B, c_out, h, w), every conv a 2-D conv on the whole batch.
-        Its input (embedded) carries frame 0's marker: the frame-0 patch conv adds it.
+        Its input carries frame 0's marker already: the frame-0 patch conv adds it.
         Weights are copied: convert a copy, never a model still training."""
         for m in self.modules():
             if isinstance(m, CausalConv3d):
@@ -398,12 +398,11 @@ class ResidualNet(nn.Module):
             block.norm.weight = None
         self.proj_out = pointwise_2d(self.proj_out)
 
-    def forward(
-        self, x: torch.Tensor, first: bool, embedded: bool = False, clips=None
-    ) -> torch.Tensor:
-        """x: (B, C, t, h, w); or, when embedded, proj_in's output with frame 0's marker already
-        added: the encoder's inference form computes both on pixels, with the linear code, as
-        (t*B, width, h, w) time-major frames of `clips` clips."""
+    def forward(self, x: torch.Tensor, first: bool, clips=None) -> torch.Tensor:
+        """x: (B, C, t, h, w); or, with clips (the encoder's inference form), proj_in's output
+        with frame 0's marker already added, as (t*B, width, h, w) time-major frames of that
+        many clips: the inference form computes both on pixels, with the linear code."""
+        embedded = clips is not None
         h = x if embedded else self.proj_in(x)  # (B, width, t, h, w)
         if first and not embedded:
             mark = torch.zeros_like(h[:, :1, :, :1, :1])  # (B, 1, t, 1, 1)
@@ -538,7 +537,7 @@ class Encoder(nn.Module):
             groups = x.reshape(b, 3, k, tp, hh, ww).permute(2, 0, 1, 3, 4, 5)  # (k, B, 3, tp, ..)
             parts.append(self.patch_group(groups.reshape(k * b, 3 * tp, hh, ww)))  # (k*B, ..)
         y = torch.cat(parts) if len(parts) > 1 else parts[0]  # (t*B, width + C, h, w)
-        res = self.residual(y[:, :width], first, embedded=True, clips=b)  # (t*B, 2C, h, w)
+        res = self.residual(y[:, :width], first, clips=b)  # (t*B, 2C, h, w)
         mean = y[:, width:] + res[:, :c]
         logvar = res[:, c:] + cfg.logvar_init
         moments = torch.cat([mean, logvar], dim=1)  # (t*B, 2C, h, w)
