@@ -68,7 +68,7 @@ test("the fine-tunes start from the pre-train; each bundle's denoiser run uses i
 
 test("the seed grid's runs are all here, each on its arm's autoencoder with its seed", () => {
   const grid = JSON.parse(
-    readFileSync(join(REPO_ROOT, "docs/results/grid-compact/grid.json"), "utf8"),
+    readFileSync(join(REPO_ROOT, "docs/results/protocol-k3/grid-k3/grid.json"), "utf8"),
   ) as { experiment: string; arms: string[]; seeds: number[]; runs: GridRun[] };
   assert.equal(grid.runs.length, grid.arms.length * grid.seeds.length);
   assert.ok(grid.seeds.length >= 3 && grid.arms.includes("se-spatial"));

@@ -2,7 +2,7 @@
 same steps, batch, schedule and eval noise for every run, then the statistics over seeds.
 
     PYTHONPATH=src/training /usr/bin/python3 -m diffusable.diffusion_grid \\
-        --aes runs/protocol-small --out runs/grid-compact --preset small --parallel 2
+        --aes runs/protocol-k3 --out runs/grid-k3 --preset small --parallel 2
 
 Run folders are `<out>/dit-<config>-<arm>-s<seed>`; every run is resumable and a completed one
 is skipped, so the command can be re-run after an interruption. Each run gets one thread (the

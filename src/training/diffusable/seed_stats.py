@@ -1,7 +1,7 @@
 """Statistics over seeds of a diffusability experiment: one definition for `diffusable.report`,
 `diffusable.diffusion_grid` and (re-implemented, cross-checked by a node test) the admin page.
 
-    PYTHONPATH=src/training /usr/bin/python3 -m diffusable.seed_stats --runs runs/grid-compact
+    PYTHONPATH=src/training /usr/bin/python3 -m diffusable.seed_stats --runs runs/grid-k3
 
 An *arm* is the latent space a denoiser was trained on (its autoencoder's variant: baseline, se,
 se-spatial); a *seed* is its `train.seed`. Runs are grouped by their `experiment` (the grid that
