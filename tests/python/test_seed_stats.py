@@ -7,7 +7,12 @@ import pytest
 from scipy.stats import t as student_t
 
 from diffusable import seed_stats
-from diffusable.seed_stats import conclusion, relative_difference, steps_to_reach
+from diffusable.seed_stats import (
+    conclusion,
+    paired_difference,
+    relative_difference,
+    steps_to_reach,
+)
 
 
 def write_run(folder, arm, seed, values, experiment="exp", metric="fd_cls3d"):
@@ -45,6 +50,27 @@ def test_relative_difference_is_a_welch_interval_on_the_log_scale():
     assert r["df"] == pytest.approx(df)
     assert r["lo"] < r["rel"] < r["hi"] < 0  # a detectable decrease
     assert conclusion("se", **{k: r[k] for k in ("rel", "lo", "hi")}).startswith("se lower by")
+
+
+def test_the_paired_interval_detects_what_the_seeds_share_and_welch_cannot():
+    # Seeds differ a lot between themselves; within each seed, a is 2% below b.
+    b = {0: 10.0, 1: 12.0, 2: 9.0}
+    a = {0: 9.8, 1: 11.78, 2: 8.81}
+    welch = relative_difference(list(a.values()), list(b.values()))
+    assert welch["lo"] < 0 < welch["hi"]  # the spread between seeds hides it
+    p = paired_difference(a, b)
+    d = [math.log(a[s] / b[s]) for s in (0, 1, 2)]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    half = student_t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert p["n"] == 3 and p["df"] == 2
+    assert p["rel"] == pytest.approx(math.exp(mean) - 1)
+    assert p["lo"] == pytest.approx(math.exp(mean - half) - 1)
+    assert p["hi"] == pytest.approx(math.exp(mean + half) - 1)
+    assert p["hi"] < 0
+    # only the seeds both arms have are paired; one pair gives no interval
+    assert paired_difference({0: 9.0, 5: 1.0}, {0: 10.0, 6: 1.0})["n"] == 1
+    assert paired_difference({0: 9.0}, {0: 10.0})["lo"] is None
 
 
 def test_a_tie_is_never_called_a_win_and_one_seed_gives_no_interval():
@@ -90,6 +116,15 @@ def test_experiment_stats_per_arm_and_cli(tmp_path, capsys):
     assert reach["target"] == pytest.approx(10.5) and reach["mean"] == pytest.approx(100)
     (cmp,) = [c for c in stats["comparisons"] if c["a"] == "se" and c["b"] == "baseline"]
     assert cmp["hi"] < 0 and cmp["conclusion"].startswith("se lower by")
+    # paired by seed: se's seed k against baseline's seed k (the older experiment's seed 9 is
+    # not in this one)
+    assert cmp["paired"] == paired_difference({0: 8, 1: 8.2, 2: 7.9}, {0: 10, 1: 11, 2: 10.5}) | {
+        "conclusion": cmp["paired"]["conclusion"]
+    }
+    assert cmp["paired"]["n"] == 3 and cmp["paired"]["conclusion"].startswith("se lower by")
+    md = seed_stats.markdown({"experiment": "exp", **stats}, "exp")
+    assert "| paired by seed [95% t, log scale] |" in md
+    assert f"| {cmp['paired']['conclusion']} (n=3) |" in md
     assert stats["chance"] == 0.25
     assert seed_stats.main(["--runs", str(tmp_path), "--experiment", "exp", "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["arms"]["se"]["seeds"] == [0, 1, 2]

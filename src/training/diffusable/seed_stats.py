@@ -18,6 +18,13 @@ Comparisons (a vs b) are on the log scale, since every metric here is positive a
 between arms are relative: d = mean(ln a) - mean(ln b), a Welch t 95% interval on d, reported
 as exp(d) - 1 with [exp(lo) - 1, exp(hi) - 1]. An interval that contains 0 is called "no
 difference detectable at this budget", whichever way the point estimate leans.
+
+Each comparison also has a `paired` one. The grid gives every arm the same seeds, and a seed
+fixes the initialisation and the batch order (the eval noise and labels are the same in every
+run), so the seed's own luck is shared by the arms' runs of that seed: d_i = ln a_i - ln b_i
+per seed present in both, a t 95% interval with n - 1 degrees of freedom on mean(d). It removes
+the between-seed spread that the Welch interval carries, so it can detect a small difference
+the Welch interval cannot. (The admin page shows the Welch comparisons only.)
 """
 
 from __future__ import annotations
@@ -174,6 +181,23 @@ def relative_difference(a: Sequence[float], b: Sequence[float]) -> Dict:
     return out
 
 
+def paired_difference(a: Dict[int, float], b: Dict[int, float]) -> Dict:
+    """exp(mean d) - 1, d = ln a - ln b per seed in both, with a paired t 95% interval."""
+    seeds = sorted(s for s in set(a) & set(b) if s is not None)
+    out = {"rel": None, "lo": None, "hi": None, "df": None, "n": len(seeds)}
+    if not seeds or min(min(a[s], b[s]) for s in seeds) <= 0:
+        return out
+    d = [math.log(a[s]) - math.log(b[s]) for s in seeds]
+    mean = sum(d) / len(d)
+    out["rel"] = math.exp(mean) - 1
+    if len(d) < 2:
+        return out
+    se = sample_sd(d) / math.sqrt(len(d))
+    q = float(student_t.ppf(0.975, len(d) - 1))
+    out.update(lo=math.exp(mean - q * se) - 1, hi=math.exp(mean + q * se) - 1, df=len(d) - 1)
+    return out
+
+
 def conclusion(a: str, rel: Optional[float], lo: Optional[float], hi: Optional[float]) -> str:
     """One sentence per metric and comparison, directional, from the interval alone."""
     if rel is None:
@@ -219,8 +243,20 @@ def experiment_stats(runs: List[Dict]) -> Dict:
             if sa is None or sb is None:
                 continue
             r = relative_difference(sa["final"]["values"], sb["final"]["values"])
+            p = paired_difference(
+                dict(zip(arms[a]["seeds"], sa["final"]["values"])),
+                dict(zip(arms[b]["seeds"], sb["final"]["values"])),
+            )
+            p["conclusion"] = conclusion(a, **_rlh(p))
             comparisons.append(
-                {"a": a, "b": b, "metric": m, **r, "conclusion": conclusion(a, **_rlh(r))}
+                {
+                    "a": a,
+                    "b": b,
+                    "metric": m,
+                    **r,
+                    "conclusion": conclusion(a, **_rlh(r)),
+                    "paired": p,
+                }
             )
     for arm in arms.values():
         for s in arm["metrics"].values():
@@ -262,10 +298,16 @@ def markdown(stats: Dict, experiment: str) -> str:
             else:
                 cells.append(f"{r['mean']:.0f} ± {r['sd']:.0f} ({r['reached']}/{r['seeds']})")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "| comparison | metric | relative difference [95% Welch t, log scale] |"]
-    lines.append("|---|---|---|")
+    lines += [
+        "",
+        "| comparison | metric | relative difference [95% Welch t, log scale] "
+        "| paired by seed [95% t, log scale] |",
+    ]
+    lines.append("|---|---|---|---|")
     for c in stats["comparisons"]:
-        lines.append(f"| {c['a']} vs {c['b']} | {c['metric']} | {c['conclusion']} |")
+        p = c.get("paired") or {}
+        paired = f"{p['conclusion']} (n={p['n']})" if p.get("conclusion") else "n/a"
+        lines.append(f"| {c['a']} vs {c['b']} | {c['metric']} | {c['conclusion']} | {paired} |")
     return "\n".join(lines) + "\n"
 
 
