@@ -268,6 +268,13 @@ describe("admin page in chromium", { skip }, () => {
         reach,
         /fd_rand3d: se reaches the baseline's final mean fd_rand3d \(10\.03\) in 3 of 3 seeds, first at step 233 ± 58 \(sd\)\./,
       );
+      // ... and each comparison paired by seed, as diffusable.seed_stats words it
+      assert.ok(
+        reach.includes(
+          "fd_rand3d (lower is better), se-spatial vs baseline, paired by seed (n=3): se-spatial lower by 9.3% [7.6%, 11.0%]",
+        ),
+        reach,
+      );
       // se-spatial: a column of the autoencoder table, rows of the steps-to-reach table.
       assert.deepEqual(
         await page.$$eval("#ae-table thead th", (els) => els.map((e) => e.textContent)),

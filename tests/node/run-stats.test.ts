@@ -358,6 +358,11 @@ describe("the grid fixture through the registry", () => {
     for (const c of ts.comparisons) {
       const p = py.comparisons.find((x) => key(x) === key(c));
       for (const k of ["rel", "lo", "hi", "df"] as const) num(p?.[k], c[k], `${key(c)} ${k}`);
+      const pp = (p as { paired?: Record<string, unknown> } | undefined)?.paired;
+      for (const k of ["rel", "lo", "hi", "df", "n"] as const) {
+        num(pp?.[k], c.paired[k], `${key(c)} paired ${k}`);
+      }
+      assert.equal(pp?.conclusion, c.paired.conclusion, `${key(c)} paired conclusion`);
       assert.equal(p?.conclusion, c.conclusion, `${key(c)} conclusion`);
     }
   });

@@ -24,7 +24,7 @@ fixes the initialisation and the batch order (the eval noise and labels are the 
 run), so the seed's own luck is shared by the arms' runs of that seed: d_i = ln a_i - ln b_i
 per seed present in both, a t 95% interval with n - 1 degrees of freedom on mean(d). It removes
 the between-seed spread that the Welch interval carries, so it can detect a small difference
-the Welch interval cannot. (The admin page shows the Welch comparisons only.)
+the Welch interval cannot. (The admin page computes both: seed-stats.ts.)
 """
 
 from __future__ import annotations

@@ -206,6 +206,13 @@ export interface ArmComparison extends RelDiff {
   /** The final values (a's, then b's), for the one-seed case. */
   values: { a: number[]; b: number[] };
   conclusion: string;
+  /** The same comparison paired by seed (pairedLogRelDiff), as diffusable.seed_stats. */
+  paired: PairedDiff & { conclusion: string };
+}
+
+export interface PairedDiff extends RelDiff {
+  /** Seeds that both arms have. */
+  n: number;
 }
 
 export interface SeedStats {
@@ -311,6 +318,26 @@ export function logRelDiff(a: readonly number[], b: readonly number[]): RelDiff 
   return { rel, lo: Math.exp(d - t * se) - 1, hi: Math.exp(d + t * se) - 1, df };
 }
 
+/** a vs b paired by seed: d = ln a - ln b for each seed both have, with a t 95% interval on
+ * mean(d) (n - 1 degrees of freedom). Seed k of every arm shares its initialisation and batch
+ * order, so this removes the spread between seeds that the Welch interval carries. */
+export function pairedLogRelDiff(
+  a: ReadonlyMap<number, number>,
+  b: ReadonlyMap<number, number>,
+): PairedDiff {
+  const seeds = [...a.keys()].filter((k) => b.has(k)).sort((x, y) => x - y);
+  const out: PairedDiff = { rel: null, lo: null, hi: null, df: null, n: seeds.length };
+  const pairs = seeds.map((k) => [a.get(k) as number, b.get(k) as number] as const);
+  if (pairs.length === 0 || pairs.some(([x, y]) => !(x > 0 && y > 0))) return out;
+  const d = pairs.map(([x, y]) => Math.log(x) - Math.log(y));
+  const m = mean(d);
+  out.rel = Math.exp(m) - 1;
+  if (d.length < 2) return out;
+  const se = Math.sqrt(sampleVariance(d) / d.length);
+  const t = studentTQuantile(0.975, d.length - 1);
+  return { ...out, lo: Math.exp(m - t * se) - 1, hi: Math.exp(m + t * se) - 1, df: d.length - 1 };
+}
+
 /** 100·v with one decimal, as Python's f"{100 * v:.1f}" (which keeps the sign of -0.0). */
 const pct1 = (v: number) => (Object.is(100 * v, -0) ? "-0.0" : (100 * v).toFixed(1));
 
@@ -376,6 +403,13 @@ export function seedStats(
       if (!fa || !fb) continue;
       const diff = logRelDiff(fa.values, fb.values);
       const values = { a: fa.values, b: fb.values };
+      const bySeed = (arm: string, vs: readonly number[]) =>
+        new Map(
+          (out[arm]?.seeds ?? [])
+            .map((seed, i) => [seed, vs[i]] as const)
+            .filter((e): e is readonly [number, number] => typeof e[0] === "number"),
+        );
+      const paired = pairedLogRelDiff(bySeed(a, fa.values), bySeed(b, fb.values));
       cmp.push({
         a,
         b,
@@ -389,6 +423,7 @@ export function seedStats(
         df: diff?.df ?? null,
         values,
         conclusion: conclude(a, diff),
+        paired: { ...paired, conclusion: conclude(a, paired) },
       });
     }
   }
@@ -405,6 +440,12 @@ export function comparisonSentence(c: ArmComparison): string {
   const finals =
     c.lo === null ? ` (final ${c.a} ${raw(c.values.a)}; ${c.b} ${raw(c.values.b)})` : "";
   return `${c.metric} (${c.better} is better), ${c.a} vs ${c.b}: ${c.conclusion}${finals}`;
+}
+
+/** The comparison paired by seed, when it has an interval (two seeds or more in both arms). */
+export function pairedSentence(c: ArmComparison): string | null {
+  if (c.paired.lo === null) return null;
+  return `${c.metric} (${c.better} is better), ${c.a} vs ${c.b}, paired by seed (n=${c.paired.n}): ${c.paired.conclusion}`;
 }
 
 /** One line per arm (but the reference) and metric about steps_to_reach; the step figure only
@@ -426,9 +467,14 @@ export function reachSentence(
   return `${metric}: ${arm} reaches the ${target} in ${r.reached} of ${n} seeds, first at step ${Math.round(r.mean)}${spread}.`;
 }
 
-/** The summary lines of a SeedStats: every comparison, then steps_to_reach of every other arm. */
+/** The summary lines of a SeedStats: every comparison, the same paired by seed, then
+ * steps_to_reach of every other arm. */
 export function seedSentences(stats: SeedStats, reference = "baseline"): string[] {
   const out = stats.comparisons.map(comparisonSentence);
+  for (const c of stats.comparisons) {
+    const line = pairedSentence(c);
+    if (line) out.push(line);
+  }
   for (const [arm, a] of Object.entries(stats.arms)) {
     if (arm === reference) continue;
     for (const [metric, s] of Object.entries(a.metrics)) {
