@@ -170,8 +170,9 @@ def main(argv=None) -> int:
     runs = [r for r in read_runs(out) if r["experiment"] == experiment]
     stats = {"experiment": experiment, **experiment_stats(runs)}
     (out / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")
-    (out / "stats.md").write_text(markdown(stats, experiment))
-    print(markdown(stats, experiment), end="")
+    md = markdown(stats, experiment)
+    (out / "stats.md").write_text(md)
+    print(md, end="")
     return 0
 
 

@@ -305,8 +305,8 @@ def markdown(stats: Dict, experiment: str) -> str:
     ]
     lines.append("|---|---|---|---|")
     for c in stats["comparisons"]:
-        p = c.get("paired") or {}
-        paired = f"{p['conclusion']} (n={p['n']})" if p.get("conclusion") else "n/a"
+        p = c["paired"]
+        paired = f"{p['conclusion']} (n={p['n']})"
         lines.append(f"| {c['a']} vs {c['b']} | {c['metric']} | {c['conclusion']} | {paired} |")
     return "\n".join(lines) + "\n"
 

@@ -395,6 +395,13 @@ export function seedStats(
       metrics: metricsOut,
     };
   }
+  /** An arm's final values keyed by seed (runs without a seed are left out of pairing). */
+  const bySeed = (arm: string, vs: readonly number[]) =>
+    new Map(
+      (out[arm]?.seeds ?? [])
+        .map((seed, i) => [seed, vs[i]] as const)
+        .filter((e): e is readonly [number, number] => typeof e[0] === "number"),
+    );
   const cmp: ArmComparison[] = [];
   for (const spec of metrics) {
     for (const [a, b] of comparisons) {
@@ -403,12 +410,6 @@ export function seedStats(
       if (!fa || !fb) continue;
       const diff = logRelDiff(fa.values, fb.values);
       const values = { a: fa.values, b: fb.values };
-      const bySeed = (arm: string, vs: readonly number[]) =>
-        new Map(
-          (out[arm]?.seeds ?? [])
-            .map((seed, i) => [seed, vs[i]] as const)
-            .filter((e): e is readonly [number, number] => typeof e[0] === "number"),
-        );
       const paired = pairedLogRelDiff(bySeed(a, fa.values), bySeed(b, fb.values));
       cmp.push({
         a,
