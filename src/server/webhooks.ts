@@ -5,16 +5,23 @@
 // delivery that fails (no 2xx, a network error, a timeout) is retried with exponential backoff
 // (DIFFUSABLE_WEBHOOK_RETRY_MS, doubling, at most MAX_ATTEMPTS tries). The state is the
 // `webhooks` table, so deliveries survive restarts. Only http(s) URLs; loopback, private and
-// link-local addresses are refused (at submission and, after DNS, at delivery) unless
+// link-local addresses, in every spelling (private-address.ts), are refused at submission and
+// again at delivery, where the check sits in the connection's own DNS lookup (so a name cannot
+// resolve to a public address for the check and a private one for the connection), unless
 // DIFFUSABLE_WEBHOOK_ALLOW_PRIVATE is set.
 
 import { createHmac, randomBytes } from "node:crypto";
-import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
+import { type LookupAddress, type LookupAllOptions, lookup } from "node:dns";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { isIP, type LookupFunction } from "node:net";
 import { and, asc, eq, lte } from "drizzle-orm";
 import type { Db } from "../store/db.ts";
 import { webhooks } from "../store/schema.ts";
 import { ApiError } from "./api-error.ts";
+import { isLocalName, isPrivateAddress } from "./private-address.ts";
+
+export { isPrivateAddress } from "./private-address.ts";
 
 export const MAX_ATTEMPTS = 8;
 const TIMEOUT_MS = 10_000;
@@ -25,26 +32,6 @@ export interface WebhookSettings {
   allowPrivate: boolean;
   /** First retry delay; each later one doubles. */
   retryMs: number;
-}
-
-/** True for loopback, private, link-local, CGNAT and unspecified addresses (v4 and v6). */
-export function isPrivateAddress(ip: string): boolean {
-  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.(\d+)$/i.exec(ip);
-  if (v4) {
-    const [a, b] = [Number(v4[1]), Number(v4[2])];
-    return (
-      a === 0 ||
-      a === 10 ||
-      a === 127 ||
-      (a === 100 && b >= 64 && b < 128) ||
-      (a === 169 && b === 254) ||
-      (a === 172 && b >= 16 && b < 32) ||
-      (a === 192 && b === 168) ||
-      a >= 224
-    );
-  }
-  const v6 = ip.toLowerCase();
-  return v6 === "::" || v6 === "::1" || /^f[cd]/.test(v6) || /^fe[89ab]/.test(v6);
 }
 
 /** Checks a request's webhook URL; returns it normalised, or throws a 400 naming `webhook`. */
@@ -77,10 +64,7 @@ export function checkWebhookUrl(raw: string, settings: WebhookSettings): string 
     throw new ApiError("invalid_field", "webhook must not carry a user name or password.", 400);
   }
   const host = url.hostname.replace(/^\[|\]$/g, "");
-  if (
-    !settings.allowPrivate &&
-    (host === "localhost" || host.endsWith(".localhost") || (isIP(host) && isPrivateAddress(host)))
-  ) {
+  if (!settings.allowPrivate && (isLocalName(host) || (isIP(host) && isPrivateAddress(host)))) {
     throw new ApiError(
       "invalid_field",
       `webhook points at a loopback or private address (${host}); set DIFFUSABLE_WEBHOOK_ALLOW_PRIVATE to allow it.`,
@@ -199,14 +183,11 @@ export class WebhookDispatcher {
     resource: string,
     data: Record<string, unknown>,
   ): Promise<string | null> {
-    const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
-    if (!this.#settings.allowPrivate) {
-      const addresses = isIP(host)
-        ? [{ address: host }]
-        : await lookup(host, { all: true }).catch(() => []);
-      if (addresses.length === 0) return `cannot resolve ${host}`;
-      const bad = addresses.find((a) => isPrivateAddress(a.address));
-      if (bad) return `${host} resolves to a private address (${bad.address}); refused`;
+    const target = new URL(url);
+    const host = target.hostname.replace(/^\[|\]$/g, "");
+    // A name is checked by publicOnlyLookup, on the addresses the connection will use.
+    if (!this.#settings.allowPrivate && isPrivateAddress(host)) {
+      return `${host} is a loopback or private address; refused`;
     }
     const timestamp = Math.floor(Date.now() / 1000);
     const one = resource === "generations" ? "generation" : resource.replace(/s$/, "");
@@ -216,23 +197,71 @@ export class WebhookDispatcher {
       data,
     });
     try {
-      const res = await fetch(url, {
-        method: "POST",
-        redirect: "manual",
-        signal: AbortSignal.timeout(TIMEOUT_MS),
-        headers: {
+      const status = await post(
+        target,
+        body,
+        {
           "content-type": "application/json",
           "user-agent": "diffusable-webhooks",
           "webhook-id": id,
           "webhook-timestamp": String(timestamp),
           "webhook-signature": signWebhook(this.#settings.secret as string, id, timestamp, body),
         },
-        body,
-      });
-      await res.arrayBuffer().catch(() => undefined);
-      return res.status >= 200 && res.status < 300 ? null : `the receiver answered ${res.status}`;
+        this.#settings.allowPrivate ? undefined : publicOnlyLookup,
+      );
+      return status >= 200 && status < 300 ? null : `the receiver answered ${status}`;
     } catch (err) {
       return (err as Error).message;
     }
   }
+}
+
+/** dns.lookup that fails when a name resolves to any loopback or private address. */
+export const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
+  lookup(hostname, { ...options, all: true } as LookupAllOptions, (err, addresses) => {
+    if (err) return callback(err, "", 0);
+    const bad = addresses.find((a) => isPrivateAddress(a.address));
+    if (bad) {
+      const refused = Object.assign(
+        new Error(`${hostname} resolves to a private address (${bad.address}); refused`),
+        { code: "EPRIVATE" },
+      );
+      return callback(refused, "", 0);
+    }
+    if ((options as { all?: boolean }).all) {
+      (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+    } else {
+      const first = addresses[0] as LookupAddress;
+      callback(null, first.address, first.family);
+    }
+  });
+};
+
+/** POSTs body to url (no redirects followed) and resolves with the status once the answer is read. */
+function post(
+  url: URL,
+  body: string,
+  headers: Record<string, string>,
+  lookupFn: LookupFunction | undefined,
+): Promise<number> {
+  const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      url,
+      {
+        method: "POST",
+        agent: false, // a fresh connection each time, made through lookupFn
+        headers: { ...headers, "content-length": String(Buffer.byteLength(body)) },
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+        ...(lookupFn ? { lookup: lookupFn } : {}),
+      },
+      (res: IncomingMessage) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
 }
