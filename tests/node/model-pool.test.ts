@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { getEventListeners } from "node:events";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -98,6 +99,32 @@ test("checkFeeds' report comes back from the worker word for word", async () => 
   });
   const description = await pool.describe(encoder);
   assert.deepEqual(description.inputNames, ["video"]);
+});
+
+test("a run leaves no abort listener on its signal: one job's signal sees many runs", async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on("warning", onWarning);
+  try {
+    const controller = new AbortController();
+    const { signal } = controller;
+    for (let i = 0; i < 12; i++) await pool.run(encoder, { video: video(1, 5, i) }, { signal });
+    await Promise.all(
+      [1, 2, 3, 4].map((i) =>
+        pool.run(encoder, { video: video(1, 5, i) }, { signal }),
+      ),
+    );
+    const failing = pool.run(join(tmpdir(), "missing.onnx"), {}, { signal });
+    await assert.rejects(failing);
+    assert.equal(getEventListeners(signal, "abort").length, 0);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(
+      warnings.filter((w) => w.startsWith("MaxListenersExceededWarning")),
+      [],
+    );
+  } finally {
+    process.off("warning", onWarning);
+  }
 });
 
 test("close lets running requests finish, fails queued ones, then refuses work", async () => {

@@ -177,17 +177,27 @@ export class SessionPool {
       return Promise.reject(new PipelineError("closed", "the model pool is closed", 500));
     if (signal?.aborted) return Promise.reject(new PipelineError("aborted", "aborted", 500));
     return new Promise<WorkerReply & { ok: true }>((resolve, reject) => {
-      const job: Job = { request, transfer, resolve, reject };
-      signal?.addEventListener(
-        "abort",
-        () => {
-          // A queued request is dropped; a running one finishes in its worker, unobserved.
-          const i = this.#queue.indexOf(job);
-          if (i >= 0) this.#queue.splice(i, 1);
-          reject(new PipelineError("aborted", "aborted", 500));
+      const onAbort = () => {
+        // A queued request is dropped; a running one finishes in its worker, unobserved.
+        const i = this.#queue.indexOf(job);
+        if (i >= 0) this.#queue.splice(i, 1);
+        reject(new PipelineError("aborted", "aborted", 500));
+      };
+      // The listener goes once the request is over: a job's signal sees hundreds of runs, and
+      // kept listeners pile up (MaxListenersExceededWarning after 10).
+      const job: Job = {
+        request,
+        transfer,
+        resolve: (reply) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(reply);
         },
-        { once: true },
-      );
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
       this.#queue.push(job);
       this.#dispatch();
     });
