@@ -16,6 +16,11 @@ import {
   tempDir,
 } from "./server-helpers.ts";
 
+// Every process warning of this file's jobs (a whole-mode encode of 60 s, 8 videos of 200 steps,
+// long decodes): the last test asserts there was no MaxListenersExceededWarning among them.
+const warnings: string[] = [];
+process.on("warning", (w) => warnings.push(`${w.name}: ${w.message}`));
+
 const work = tempDir("resources");
 let s: TestServer;
 before(async () => {
@@ -71,6 +76,51 @@ async function create(resource: string, wait = true): Promise<{ res: Response; j
   return { res, job: (await res.clone().json()) as Job };
 }
 
+// Jobs long enough (seconds, here) to still be active right after their 202.
+const long = new Uint8Array(readFileSync(makeVideo(join(work, "long.mp4"), { seconds: 60 })));
+let longLatents: Uint8Array | undefined;
+
+async function createLong(resource: string): Promise<{ res: Response; job: Job }> {
+  let res: Response;
+  if (resource === "generations") {
+    res = await fetch(`${s.url}/v1/generations`, {
+      method: "POST",
+      headers: { ...auth(s.user), "content-type": "application/json" },
+      body: JSON.stringify({
+        model: MODEL,
+        label: "a",
+        steps: 200,
+        n: 8,
+        frames: 65,
+        format: "npy",
+      }),
+    });
+  } else if (resource === "decodings") {
+    if (!longLatents) {
+      const form = new FormData();
+      form.append("model", MODEL);
+      form.append("mode", "whole");
+      form.append("files", new Blob([long]), "long.mp4");
+      const enc = (await (
+        await fetch(`${s.url}/v1/encodings`, {
+          method: "POST",
+          headers: { ...auth(s.user), prefer: "wait=60" },
+          body: form,
+        })
+      ).json()) as Job;
+      const latents = await fetch(`${s.url}/v1/encodings/${enc.id}/items/0/latents`, {
+        headers: auth(s.user),
+      });
+      assert.equal(latents.status, 200);
+      longLatents = new Uint8Array(await latents.arrayBuffer());
+    }
+    res = await upload("/v1/decodings", "long.npy", longLatents);
+  } else {
+    res = await upload(`/v1/${resource}`, "long.mp4", long);
+  }
+  return { res, job: (await res.clone().json()) as Job };
+}
+
 const get = (path: string, headers: Record<string, string> = {}) =>
   fetch(`${s.url}${path}`, { headers: { ...auth(s.user), ...headers } });
 
@@ -119,15 +169,28 @@ for (const resource of ["encodings", "decodings", "reconstructions", "generation
     assert.equal(await codeOf(gone), "not_found");
     const dir = resource === "generations" ? "generations" : "outputs";
     assert.ok(!existsSync(join(s.config.dataDir, dir, job.id)));
-    // A DELETE of an active job is refused: cancel it first.
-    const active = await create(resource, false);
-    const refused = await fetch(`${s.url}/v1/${resource}/${active.job.id}`, {
-      method: "DELETE",
-      headers: auth(s.user),
-    });
-    if (refused.status === 409) assert.equal(await codeOf(refused), "not_finished");
-    else assert.equal(refused.status, 200); // it had already finished
     await get(`/v1/${resource}/${second.job.id}`, { prefer: "wait=60" });
+  });
+
+  test(`${resource}: GET with Prefer: wait waits for a running job; DELETE of an active one is 409`, async () => {
+    const { res, job } = await createLong(resource);
+    assert.equal(res.status, 202, JSON.stringify(job));
+    const path = `/v1/${resource}/${job.id}`;
+    // DELETE while it is queued or running: refused, cancel first.
+    const refused = await fetch(`${s.url}${path}`, { method: "DELETE", headers: auth(s.user) });
+    assert.equal(refused.status, 409, "the job was still active");
+    assert.equal(await codeOf(refused), "not_finished");
+    const asked = Date.now();
+    const waited = await get(path, { prefer: "wait=60" });
+    assert.equal(waited.status, 200);
+    assert.equal(waited.headers.get("preference-applied"), "wait=60");
+    const final = (await waited.json()) as Job & { finishedAt: string };
+    assert.equal(final.status, "succeeded", JSON.stringify(final));
+    // It ended after the GET was sent: the answer waited for it (the job is long enough).
+    assert.ok(Date.parse(final.finishedAt) > asked, `${final.finishedAt} vs ${new Date(asked)}`);
+    // Without Prefer, no Preference-Applied.
+    const plain = await get(path);
+    assert.equal(plain.headers.get("preference-applied"), null);
   });
 }
 
@@ -169,4 +232,11 @@ test("DIFFUSABLE_RETENTION_DAYS deletes finished jobs and their outputs", async 
   } finally {
     await r.close();
   }
+});
+
+test("no listener warning from any job above", () => {
+  assert.deepEqual(
+    warnings.filter((w) => w.startsWith("MaxListenersExceededWarning")),
+    [],
+  );
 });

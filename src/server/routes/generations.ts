@@ -194,7 +194,15 @@ export function generationRoutes(deps: {
     });
   });
 
-  app.get("/:id", (c) => c.json(generationJson(visible(c.req.param("id"), c.var.apiKey))));
+  // `Prefer: wait=N` waits for the end (at most N s), as on every resource.
+  app.get("/:id", async (c) => {
+    const g = visible(c.req.param("id"), c.var.apiKey);
+    const prefer = /(?:^|[,;\s])wait=(\d+)/.exec(c.req.header("prefer") ?? "");
+    if (!prefer) return c.json(generationJson(g));
+    const waitS = Math.min(Number(prefer[1]), MAX_WAIT_S);
+    c.header("Preference-Applied", `wait=${waitS}`);
+    return c.json(generationJson(await waitFor(g.id, waitS * 1000, c.req.raw.signal)));
+  });
 
   app.get("/:id/content", async (c) => {
     const g = visible(c.req.param("id"), c.var.apiKey);
