@@ -21,6 +21,14 @@ function redactString(s: string): string {
   );
 }
 
+/** An error message as anyone may see it: every absolute path becomes its last part ("0.mp4"),
+ *  for job and generation errors that quote a tool's words about a file in the data dir. */
+export function hidePaths(message: string): string {
+  return message.replace(ABSOLUTE, (whole, lead: string, path: string) =>
+    path.split("/").length > 2 && !path.startsWith("/v1/") ? `${lead}${basename(path)}` : whole,
+  );
+}
+
 /** A copy of `value` with every absolute server path replaced (see above). */
 export function redactPaths<T>(value: T): T {
   if (typeof value === "string") return redactString(value) as T;

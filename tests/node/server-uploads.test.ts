@@ -192,6 +192,44 @@ test("a truncated mp4 is a 422 truncated", async () => {
   );
 });
 
+test("a truncated faststart mp4 fails in the job with a message that holds no server path", async () => {
+  // moov first: the probe reads a whole header, the frames run out halfway through the job.
+  const path = makeVideo(join(work, "fast.mp4"), {
+    seconds: 30,
+    extra: ["-movflags", "+faststart"],
+  });
+  const full = readFileSync(path);
+  const cut = { name: "cut.mp4", bytes: new Uint8Array(full.subarray(0, full.length >> 1)) };
+  for (const resource of ["encodings", "reconstructions"]) {
+    const res = await upload(`/v1/${resource}`, [cut]);
+    const created = (await res.json()) as { id: string };
+    assert.equal(res.status, 202, JSON.stringify(created));
+    const job = (await waitForJob(s.url, `/v1/${resource}/${created.id}`, s.user)) as {
+      status: string;
+      error: { message: string } | null;
+      items: { error: { code: string; message: string } | null }[];
+    };
+    assert.equal(job.status, "failed", JSON.stringify(job));
+    const item = job.items[0]?.error;
+    assert.ok(item, JSON.stringify(job));
+    const item409 = await fetch(
+      `${s.url}/v1/${resource}/${created.id}/items/0/${resource === "encodings" ? "metadata" : "video"}`,
+      { headers: auth(s.user) },
+    );
+    assert.equal(item409.status, 409);
+    const messages = [
+      item.message,
+      job.error?.message ?? "",
+      ((await item409.json()) as { error: { message: string } }).error.message,
+    ];
+    for (const message of messages) {
+      assert.ok(!message.includes(s.config.dataDir), message);
+      assert.doesNotMatch(message, /uploads|outputs|(^|[\s"'(=:])\/[^\s]*\//, message);
+    }
+    assert.match(item.message, /cut\.mp4/, "the message names the user's file");
+  }
+});
+
 test("an audio-only file is a 422 no_video_stream", async () => {
   const path = join(work, "tone.m4a");
   const { spawnSync } = await import("node:child_process");

@@ -236,7 +236,7 @@ export class JobRunner extends RunnerBase<JobWithItems> {
           setItem(this.#db, job.id, item.index, {
             status: "failed",
             errorCode: "input_missing",
-            errorMessage: `the input of ${item.sourceName} is gone (${item.inputPath}); cannot resume`,
+            errorMessage: `the input of ${item.sourceName} is gone from the data dir; cannot resume`,
             outputs: null,
             outputSha256: null,
             finishedAt: new Date(),
@@ -371,7 +371,8 @@ export class JobRunner extends RunnerBase<JobWithItems> {
       setItem(this.#db, jobId, item.index, {
         status: canceled ? "canceled" : "failed",
         errorCode: code,
-        errorMessage: message,
+        // The tools name the stored input by its path; the user knows it by its name.
+        errorMessage: message.replaceAll(item.inputPath, item.sourceName),
         finishedAt: new Date(),
       });
     }

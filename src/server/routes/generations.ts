@@ -16,6 +16,7 @@ import { type GenerationRow, TERMINAL_STATUSES } from "../../store/schema.ts";
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import { type Config, submitDepsOf } from "../config.ts";
+import { hidePaths } from "../redact.ts";
 import { describeZodError, GenerationRequestSchema, ListJobsQuerySchema } from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
 import { checkWebhookUrl, registerWebhook } from "../webhooks.ts";
@@ -38,7 +39,7 @@ export function generationJson(g: GenerationRow) {
     step: g.step,
     steps: g.steps,
     attempts: g.attempts,
-    error: g.errorCode ? { code: g.errorCode, message: g.errorMessage ?? "" } : null,
+    error: g.errorCode ? { code: g.errorCode, message: hidePaths(g.errorMessage ?? "") } : null,
     createdAt: g.createdAt.toISOString(),
     startedAt: g.startedAt?.toISOString() ?? null,
     finishedAt: g.finishedAt?.toISOString() ?? null,

@@ -20,6 +20,7 @@ import { type JobItemRow, type JobKind, TERMINAL_STATUSES } from "../../store/sc
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import type { Config } from "../config.ts";
+import { hidePaths } from "../redact.ts";
 import { describeZodError, LatentsQuerySchema, ListJobsQuerySchema } from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
 import { receiveUploads } from "../uploads.ts";
@@ -64,7 +65,9 @@ export function jobJson(resourcePath: string, { job, items }: JobWithItems) {
     options: job.options,
     progress: Math.round(job.progress * 1000) / 1000,
     attempts: job.attempts,
-    error: job.errorCode ? { code: job.errorCode, message: job.errorMessage ?? "" } : null,
+    error: job.errorCode
+      ? { code: job.errorCode, message: hidePaths(job.errorMessage ?? "") }
+      : null,
     createdAt: job.createdAt.toISOString(),
     startedAt: iso(job.startedAt),
     finishedAt: iso(job.finishedAt),
@@ -72,7 +75,9 @@ export function jobJson(resourcePath: string, { job, items }: JobWithItems) {
       index: item.index,
       source: item.sourceName,
       status: item.status,
-      error: item.errorCode ? { code: item.errorCode, message: item.errorMessage ?? "" } : null,
+      error: item.errorCode
+        ? { code: item.errorCode, message: hidePaths(item.errorMessage ?? "") }
+        : null,
       sha256: item.outputSha256,
       metadata: item.metadata ?? null,
       urls: itemUrls(base, job.kind, item),
@@ -134,7 +139,7 @@ export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
     if (item.status !== "succeeded" || !item.outputs) {
       throw new ApiError(
         "item_not_ready",
-        `item ${index} of job "${id}" is ${item.status}${item.errorMessage ? `: ${item.errorMessage}` : ""}`,
+        `item ${index} of job "${id}" is ${item.status}${item.errorMessage ? `: ${hidePaths(item.errorMessage)}` : ""}`,
         409,
       );
     }
