@@ -19,11 +19,15 @@ import {
   logRelDiff,
   type MetricStats,
   mean,
+  metricLines,
+  pairedCurve,
+  pairedLogRelDiff,
   type SeedStats,
   sampleSd,
   seedStats,
   studentTCdf,
   studentTQuantile,
+  verdict,
 } from "../../src/training/runs/seed-stats.ts";
 import { FINALS, GRID_RUNS_DIR, runId, valueAt, writeGridFixture } from "./grid-fixture.ts";
 import { PYTHON, REPO_ROOT } from "./python.ts";
@@ -111,6 +115,47 @@ describe("log-scale relative difference and conclusions", () => {
       "a value <= 0: no relative difference",
     );
   });
+  test("a metric's line: paired when the arms share seeds, else Welch, else no interval", () => {
+    const arm = (seeds: number[], values: number[], prefix: string) =>
+      seeds.map((seed, i) => ({
+        seed,
+        runId: `${prefix}${seed}`,
+        metrics: { m: [{ step: 10, value: values[i] as number }] },
+      }));
+    const spec = [{ name: "m", better: "lower" as const }];
+    const paired = metricLines(
+      seedStats({ baseline: arm([0, 1], [10, 12], "b"), se: arm([0, 1], [9, 10.5], "s") }, spec, [
+        ["se", "baseline"],
+      ]),
+    );
+    assert.equal(paired[0]?.head, "m (lower is better), paired by seed (n=2)");
+    assert.equal(paired[0]?.parts[0]?.basis, "paired");
+    const unpaired = metricLines(
+      seedStats({ baseline: arm([0, 1], [10, 12], "b"), se: arm([2, 3], [9, 10.5], "s") }, spec, [
+        ["se", "baseline"],
+      ]),
+    );
+    const welch = logRelDiff([9, 10.5], [10, 12]);
+    assert.equal(unpaired[0]?.head, "m (lower is better)");
+    assert.equal(unpaired[0]?.parts[0]?.basis, "welch");
+    assert.equal(unpaired[0]?.parts[0]?.lo, welch?.lo);
+    assert.match(
+      unpaired[0]?.parts[0]?.text ?? "",
+      /^se vs baseline: no detectable difference, -\d+\.\d% \[-\d+\.\d%, \+\d+\.\d%\] \(unpaired: the arms share too few seeds\)$/,
+    );
+    const one = metricLines(
+      seedStats({ baseline: arm([0], [4], "b"), se: arm([0], [3], "s") }, spec, [
+        ["se", "baseline"],
+      ]),
+    );
+    assert.equal(
+      one[0]?.text,
+      "m (lower is better): se vs baseline: no interval: one seed per arm, -25.0% (final se 3; baseline 4). " +
+        "Steps to reach the baseline's final mean (4): se in 1 of 1 seeds, first at step 10.",
+    );
+    assert.equal(one[0]?.parts[0]?.verdict, null);
+  });
+
   test("steps_to_reach: each seed's first eval step at the baseline's final mean", () => {
     const s = (pairs: [number, number][]) => pairs.map(([step, value]) => ({ step, value }));
     const stats = seedStats(
@@ -279,11 +324,17 @@ describe("the grid fixture through the registry", () => {
     assert.equal(grid.summary.lines.length, 4 * 3, "four metrics, three comparisons");
   });
 
-  test("the charts: a band per arm, the chance line on the class score", () => {
+  test("the charts: per metric the arms relative to the baseline, then a band per arm", () => {
     assert.deepEqual(
-      grid.charts.map((c) => c.id),
-      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"],
+      grid.charts.map((c) => [c.id, c.kind]),
+      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"].flatMap((m) => [
+        [`${m}-relative`, "relative"],
+        [m, "absolute"],
+      ]),
     );
+    for (const c of grid.charts) {
+      assert.deepEqual(c.reference, c.kind === "relative" ? { value: 0, label: "baseline" } : null);
+    }
     const cs = grid.charts.find((c) => c.id === "class_score");
     assert.deepEqual(cs?.chance, { value: 1 / 17, label: "chance (1/17)" });
     assert.equal(grid.charts.find((c) => c.id === "fd_rand3d")?.chance, null);
@@ -298,6 +349,102 @@ describe("the grid fixture through the registry", () => {
     assert.equal(last[1], m?.final.mean);
     assert.equal(last[2], (m?.final.mean as number) - (m?.final.sd as number));
     assert.equal(last[3], (m?.final.mean as number) + (m?.final.sd as number));
+  });
+
+  test("the summary: one line per metric, its comparisons paired by seed", () => {
+    const lines = grid.summary.metrics;
+    assert.deepEqual(
+      lines.map((l) => l.metric),
+      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"],
+    );
+    for (const l of lines) {
+      const cs = grid.stats.comparisons.filter((c) => c.metric === l.metric);
+      assert.deepEqual(
+        l.parts.map((p) => `${p.a} vs ${p.b}`),
+        cs.map((c) => `${c.a} vs ${c.b}`),
+      );
+      for (const [i, p] of l.parts.entries()) {
+        const c = cs[i] as (typeof cs)[number];
+        assert.equal(p.basis, "paired", `${l.metric} ${p.a} vs ${p.b}`);
+        assert.equal(p.n, 3);
+        assert.deepEqual([p.rel, p.lo, p.hi], [c.paired.rel, c.paired.lo, c.paired.hi]);
+        assert.equal(p.verdict, verdict({ lo: c.paired.lo, hi: c.paired.hi, better: c.better }));
+        assert.equal(p.text, `${p.a} vs ${p.b}: ${p.word}${p.detail}`);
+      }
+      assert.equal(
+        l.text,
+        `${l.head}: ${l.parts.map((p) => p.text).join("; ")}.${l.reachText ? ` ${l.reachText}.` : ""}`,
+      );
+    }
+    // fd_rand3d se vs baseline by hand: d_k = ln se_k - ln baseline_k, a t interval on mean(d).
+    const se = FINALS.se?.fd_rand3d as number[];
+    const base = FINALS.baseline?.fd_rand3d as number[];
+    const d = se.map((v, k) => Math.log(v) - Math.log(base[k] as number));
+    const half = studentTQuantile(0.975, 2) * (sampleSd(d) / Math.sqrt(3));
+    const pct = (v: number) => `${v < 0 ? "" : "+"}${(100 * v).toFixed(1)}%`;
+    const [rel, lo, hi] = [0, -half, half].map((h) => Math.exp(mean(d) + h) - 1) as number[];
+    assert.ok((hi as number) < 0, "the fixture's fd_rand3d win is detectable paired by seed");
+    const fd = lines.find((l) => l.metric === "fd_rand3d");
+    assert.equal(
+      fd?.parts[0]?.text,
+      `se vs baseline: se better, ${pct(rel as number)} [${pct(lo as number)}, ${pct(hi as number)}]`,
+    );
+    assert.equal(
+      fd?.text,
+      "fd_rand3d (lower is better), paired by seed (n=3): se vs baseline: se better, -19.6% [-21.8%, -17.3%]; " +
+        "se vs se-spatial: se better, -11.3% [-14.3%, -8.3%]; se-spatial vs baseline: se-spatial better, " +
+        "-9.3% [-11.0%, -7.6%]. Steps to reach the baseline's final mean (10.03): se in 3 of 3 seeds, " +
+        "first at step 233 ± 58; se-spatial in 3 of 3 seeds, first at step 267 ± 58.",
+    );
+    assert.equal(
+      lines.find((l) => l.metric === "class_score")?.parts[0]?.text,
+      "se vs baseline: se better, +28.8% [+20.5%, +37.7%]",
+      "higher is better: a higher score is a win",
+    );
+    assert.match(
+      lines.find((l) => l.metric === "fd_cls3d")?.parts[0]?.text ?? "",
+      /^se vs baseline: no detectable difference, -0\.0% \[-\d+\.\d%, \+\d+\.\d%\]$/,
+    );
+  });
+
+  test("the relative charts: paired by seed at every step, ending at the summary's figure", () => {
+    const seeds = (arm: string) =>
+      [0, 1, 2].map((seed) => ({
+        seed,
+        runId: runId(arm, seed),
+        metrics: {
+          fd_rand3d: [0, 100, 200, 300].map((step) => ({
+            step,
+            value: valueAt(arm, "fd_rand3d", seed, step),
+          })),
+        },
+      }));
+    const curve = pairedCurve(seeds("se"), seeds("baseline"), "fd_rand3d");
+    const chart = grid.charts.find((c) => c.id === "fd_rand3d-relative");
+    const series = chart?.series.find((s) => s.arm === "se");
+    assert.equal(series?.label, "se vs baseline (3 paired seeds)");
+    assert.deepEqual(
+      series?.points,
+      curve.map((p) => [
+        p.step,
+        100 * (p.rel as number),
+        100 * (p.lo as number),
+        100 * (p.hi as number),
+      ]),
+    );
+    for (const p of curve) {
+      const at = (arm: string) =>
+        new Map([0, 1, 2].map((k) => [k, valueAt(arm, "fd_rand3d", k, p.step)] as const));
+      assert.deepEqual(p, { ...pairedLogRelDiff(at("se"), at("baseline")), step: p.step });
+    }
+    const last = series?.points.at(-1) as number[];
+    const part = grid.summary.metrics
+      .find((l) => l.metric === "fd_rand3d")
+      ?.parts.find((p) => p.a === "se" && p.b === "baseline");
+    assert.deepEqual(
+      last.slice(1),
+      [part?.rel, part?.lo, part?.hi].map((v) => 100 * (v as number)),
+    );
   });
 
   test("diffusable.seed_stats (Python) gives the same numbers and conclusions", () => {

@@ -20,6 +20,8 @@ export interface RunInfo {
   createdAt: number;
   /** Total steps of the run's train config, when known. */
   steps?: number | null;
+  /** The run's folder on this machine (where it was imported from, or where it writes). */
+  folder?: string | null;
 }
 
 /** What the comparison reads from the registry (run-store.ts, bound to a db: run-reader.ts). */

@@ -22,6 +22,9 @@ import {
   type ArmComparison,
   type ArmStats,
   comparisonSentence,
+  type MetricLine,
+  metricLines,
+  pairedCurve,
   SEED_METRICS,
   type SeedSeries,
   type SeedStats,
@@ -148,6 +151,9 @@ export interface BandSeries {
 
 export interface BandChart {
   id: string;
+  /** "absolute": each arm's mean over seeds with a mean ± sd band; "relative": each arm against
+   * the baseline in %, paired by seed, with the 95% interval as its band. */
+  kind: "absolute" | "relative";
   metric: string;
   title: string;
   better: "lower" | "higher";
@@ -158,6 +164,8 @@ export interface BandChart {
   series: BandSeries[];
   /** A horizontal reference line (the class score's chance level). */
   chance: { value: number; label: string } | null;
+  /** The relative chart's zero line: the baseline itself. */
+  reference: { value: number; label: string } | null;
 }
 
 export interface GridTableRow {
@@ -180,9 +188,19 @@ export interface Grid {
   arms: GridArm[];
   numClasses: number | null;
   stats: SeedStats;
+  /** Per metric: the relative chart (each arm against the baseline), then the absolute one. */
   charts: BandChart[];
-  ae: { charts: Chart[]; table: { columns: string[]; rows: GridTableRow[] } };
+  ae: {
+    charts: Chart[];
+    table: { columns: string[]; rows: GridTableRow[] };
+    /** Each arm's autoencoder and the URL of its latent-channels picture (null: none yet). */
+    pictures: { arm: string; runId: string; latentChannels: string | null }[];
+  };
   summary: {
+    /** One line per metric, paired by seed: what the page shows first. */
+    metrics: MetricLine[];
+    /** Every comparison (Welch), one line each; `sentences` adds the paired ones and the steps
+     * to reach: the page's details. */
     lines: { metric: string; a: string; b: string; verdict: "a" | "b" | null; text: string }[];
     sentences: string[];
   };
@@ -197,9 +215,58 @@ const TITLES: Record<string, string> = {
   val_loss: "validation loss against diffusion steps",
 };
 
-function bandCharts(stats: SeedStats, arms: string[], numClasses: number | null): BandChart[] {
+/** Each other arm relative to the reference arm over eval steps, in %, paired by seed. */
+function relativeChart(
+  seeds: Record<string, SeedSeries[]>,
+  arms: string[],
+  spec: { name: string; better: "lower" | "higher" },
+  reference = "baseline",
+): BandChart | null {
+  const ref = seeds[reference];
+  if (!ref) return null;
+  const series: BandSeries[] = [];
+  for (const arm of arms) {
+    if (arm === reference) continue;
+    const curve = pairedCurve(seeds[arm] ?? [], ref, spec.name);
+    if (curve.length === 0) continue;
+    const n = Math.min(...curve.map((p) => p.n));
+    const pct = (v: number) => 100 * v;
+    series.push({
+      arm,
+      label: `${arm} vs ${reference} (${n} paired seed${n === 1 ? "" : "s"})`,
+      n,
+      points: curve.map((p) => {
+        const rel = p.rel as number;
+        return [p.step, pct(rel), pct(p.lo ?? rel), pct(p.hi ?? rel)];
+      }),
+    });
+  }
+  if (series.length === 0) return null;
+  return {
+    id: `${spec.name}-relative`,
+    kind: "relative",
+    metric: spec.name,
+    title: `${spec.name} relative to the ${reference}, paired by seed (${spec.better} is better)`,
+    better: spec.better,
+    x: { label: "diffusion step" },
+    y: { label: `% vs ${reference}` },
+    band: "95% interval, paired by seed",
+    series,
+    chance: null,
+    reference: { value: 0, label: reference },
+  };
+}
+
+function bandCharts(
+  stats: SeedStats,
+  seeds: Record<string, SeedSeries[]>,
+  arms: string[],
+  numClasses: number | null,
+): BandChart[] {
   const charts: BandChart[] = [];
   for (const spec of SEED_METRICS) {
+    const relative = relativeChart(seeds, arms, spec);
+    if (relative) charts.push(relative);
     const series: BandSeries[] = [];
     for (const arm of arms) {
       const m = (stats.arms[arm] as ArmStats | undefined)?.metrics[spec.name];
@@ -218,6 +285,7 @@ function bandCharts(stats: SeedStats, arms: string[], numClasses: number | null)
     if (series.length === 0) continue;
     charts.push({
       id: spec.name,
+      kind: "absolute",
       metric: spec.name,
       title: `${TITLES[spec.name] ?? spec.name} (${spec.better} is better)`,
       better: spec.better,
@@ -229,6 +297,7 @@ function bandCharts(stats: SeedStats, arms: string[], numClasses: number | null)
         spec.name === "class_score" && numClasses
           ? { value: 1 / numClasses, label: `chance (1/${numClasses})` }
           : null,
+      reference: null,
     });
   }
   return charts;
@@ -289,8 +358,14 @@ function aeCharts(src: RunReader, aes: Map<string, RunInfo>): Chart[] {
 
 const numberOrNull = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : null);
 
-/** The experiment view of one group (the latest with two arms unless `key` names one). */
-export function buildGrid(src: RunReader, key?: string): Grid {
+/** The experiment view of one group (the latest with two arms unless `key` names one).
+ * `latentChannels(run)` gives the URL of an autoencoder run's latent-channels picture, or null
+ * (the caller looks at the run's folder: this module does no I/O). */
+export function buildGrid(
+  src: RunReader,
+  key?: string,
+  latentChannels: (run: RunInfo) => string | null = () => null,
+): Grid {
   const groups = diffusionGroups(src);
   const g = pickGroup(groups, key);
   const seeds = g ? groupSeeds(src, g) : {};
@@ -364,15 +439,20 @@ export function buildGrid(src: RunReader, key?: string): Grid {
       }),
     numClasses,
     stats,
-    charts: bandCharts(stats, diffusionArms, numClasses),
+    charts: bandCharts(stats, seeds, diffusionArms, numClasses),
     ae: {
       charts: aeCharts(src, aes),
       table: {
         columns: aeList.map(([arm, r]) => `${arm} · ${r.id}`),
         rows: TABLE.map((r) => ({ ...r, values: vals.map((v) => numberOrNull(v[r.key])) })),
       },
+      pictures: aeList.map(([arm, r]) => ({
+        arm,
+        runId: r.id,
+        latentChannels: latentChannels(r),
+      })),
     },
-    summary: { lines, sentences: seedSentences(stats) },
+    summary: { metrics: metricLines(stats), lines, sentences: seedSentences(stats) },
     warnings,
   };
 }

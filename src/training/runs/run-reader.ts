@@ -54,6 +54,7 @@ function info(row: RunRow): RunInfo {
     config: row.config,
     createdAt: (row.startedAt ?? row.createdAt).getTime(),
     steps: row.steps,
+    folder: row.folder,
   };
 }
 

@@ -485,3 +485,160 @@ export function seedSentences(stats: SeedStats, reference = "baseline"): string[
   }
   return out;
 }
+
+// ---------------------------------------------------------------- the page's summary
+
+/** 100·v with one decimal and its sign always written ("+5.1", "-0.0"). */
+const signedPct = (v: number) => {
+  const s = pct1(v);
+  return s.startsWith("-") ? s : `+${s}`;
+};
+
+/** One comparison inside a metric's summary line. */
+export interface MetricPart {
+  a: string;
+  b: string;
+  /** Which interval the part reports: paired by seed (the seeds both arms have, two or more),
+   * else Welch's (unpaired), else none (one seed on a side, or a value <= 0). */
+  basis: "paired" | "welch" | "none";
+  /** Seeds paired (basis "paired"), else the smaller arm's seeds. */
+  n: number;
+  rel: number | null;
+  lo: number | null;
+  hi: number | null;
+  /** Which arm the interval says is better ("a", "b"), or null (a tie, or no interval). */
+  verdict: "a" | "b" | null;
+  /** "se better", "se worse", "no detectable difference", "no interval", ... */
+  word: string;
+  /** The figures after the word. text = `${a} vs ${b}: ${word}${detail}`. */
+  detail: string;
+  text: string;
+}
+
+/** Steps an arm takes to reach the reference arm's final mean, inside a metric's line. */
+export interface ReachPart extends StepsToReach {
+  arm: string;
+  /** The arm's final step: "within" it when no seed reaches the target. */
+  within: number;
+  text: string;
+}
+
+/** One line per metric: every comparison (paired by seed when the seeds allow), and the steps
+ * each other arm takes to reach the reference's final mean. text = head + ": " + the parts'
+ * texts joined by "; " + "." + (" " + reachText + "." when there is one). */
+export interface MetricLine {
+  metric: string;
+  better: Better;
+  head: string;
+  parts: MetricPart[];
+  reach: ReachPart[];
+  reachText: string | null;
+  text: string;
+}
+
+function metricPart(c: ArmComparison): MetricPart {
+  const pick =
+    c.paired.lo !== null && c.paired.hi !== null && c.paired.rel !== null
+      ? {
+          basis: "paired" as const,
+          n: c.paired.n,
+          rel: c.paired.rel,
+          lo: c.paired.lo,
+          hi: c.paired.hi,
+        }
+      : c.lo !== null && c.hi !== null && c.rel !== null
+        ? { basis: "welch" as const, n: Math.min(c.na, c.nb), rel: c.rel, lo: c.lo, hi: c.hi }
+        : { basis: "none" as const, n: Math.min(c.na, c.nb), rel: c.rel, lo: null, hi: null };
+  const v = pick.lo === null ? null : verdict({ lo: pick.lo, hi: pick.hi, better: c.better });
+  let word: string;
+  let detail: string;
+  if (pick.rel === null) {
+    word = "no relative difference";
+    detail = " (a value <= 0)";
+  } else if (pick.lo === null || pick.hi === null) {
+    word = "no interval";
+    detail = `: one seed per arm, ${signedPct(pick.rel)}% (final ${c.a} ${raw(c.values.a)}; ${c.b} ${raw(c.values.b)})`;
+  } else {
+    word = v === "a" ? `${c.a} better` : v === "b" ? `${c.a} worse` : "no detectable difference";
+    const basis = pick.basis === "welch" ? " (unpaired: the arms share too few seeds)" : "";
+    detail = `, ${signedPct(pick.rel)}% [${signedPct(pick.lo)}%, ${signedPct(pick.hi)}%]${basis}`;
+  }
+  const text = `${c.a} vs ${c.b}: ${word}${detail}`;
+  return { a: c.a, b: c.b, ...pick, verdict: v, word, detail, text };
+}
+
+function reachPart(arm: string, s: MetricStats): ReachPart | null {
+  const r = s.steps_to_reach;
+  if (!r) return null;
+  let text: string;
+  if (r.reached === 0 || r.mean === null) {
+    text = `${arm} in 0 of ${r.seeds} seeds within ${s.final.step} steps`;
+  } else {
+    const spread = r.reached > 1 ? ` ± ${Math.round(r.sd ?? 0)}` : "";
+    text = `${arm} in ${r.reached} of ${r.seeds} seeds, first at step ${Math.round(r.mean)}${spread}`;
+  }
+  return { ...r, arm, within: s.final.step, text };
+}
+
+/** The summary: one line per metric that has a comparison, in SEED_METRICS order. */
+export function metricLines(stats: SeedStats, reference = "baseline"): MetricLine[] {
+  const out: MetricLine[] = [];
+  const metrics = [...new Set(stats.comparisons.map((c) => c.metric))];
+  for (const metric of metrics) {
+    const cs = stats.comparisons.filter((c) => c.metric === metric);
+    const better = (cs[0] as ArmComparison).better;
+    const parts = cs.map(metricPart);
+    const paired = new Set(parts.map((p) => (p.basis === "paired" ? p.n : -1)));
+    const head =
+      paired.size === 1 && !paired.has(-1)
+        ? `${metric} (${better} is better), paired by seed (n=${[...paired][0]})`
+        : `${metric} (${better} is better)`;
+    const reach: ReachPart[] = [];
+    for (const [arm, a] of Object.entries(stats.arms)) {
+      if (arm === reference) continue;
+      const m = a.metrics[metric];
+      const r = m ? reachPart(arm, m) : null;
+      if (r) reach.push(r);
+    }
+    const target = reach[0]?.target;
+    const reachText =
+      reach.length && target !== undefined
+        ? `Steps to reach the ${reference}'s final mean (${num(target)}): ${reach.map((r) => r.text).join("; ")}`
+        : null;
+    const text = `${head}: ${parts.map((p) => p.text).join("; ")}.${reachText ? ` ${reachText}.` : ""}`;
+    out.push({ metric, better, head, parts, reach, reachText, text });
+  }
+  return out;
+}
+
+/** Arm a relative to arm b at every eval step, paired by seed: at each step that every seed both
+ * arms have reached, pairedLogRelDiff of their values. The last point is the comparison's paired
+ * result when both arms end at the same step. */
+export function pairedCurve(
+  a: readonly SeedSeries[],
+  b: readonly SeedSeries[],
+  metric: string,
+): (PairedDiff & { step: number })[] {
+  const bySeed = (list: readonly SeedSeries[]) =>
+    new Map(
+      list
+        .filter((s): s is SeedSeries & { seed: number } => typeof s.seed === "number")
+        .map((s) => [s.seed, clean(s.metrics[metric] ?? [])] as const),
+    );
+  const ma = bySeed(a);
+  const mb = bySeed(b);
+  const seeds = [...ma.keys()].filter((k) => mb.has(k)).sort((x, y) => x - y);
+  if (seeds.length === 0) return [];
+  const series = seeds.flatMap((k) => [ma.get(k), mb.get(k)] as Map<number, number>[]);
+  const steps = [...(series[0] as Map<number, number>).keys()].filter((step) =>
+    series.every((m) => m.has(step)),
+  );
+  const out: (PairedDiff & { step: number })[] = [];
+  for (const step of steps) {
+    const at = (m: Map<number, Map<number, number>>) =>
+      new Map(seeds.map((k) => [k, m.get(k)?.get(step) as number]));
+    const d = pairedLogRelDiff(at(ma), at(mb));
+    if (d.rel !== null) out.push({ ...d, step });
+  }
+  return out;
+}
