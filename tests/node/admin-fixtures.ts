@@ -3,7 +3,15 @@
 // diffusion runs) and a RunReader read straight from their events.jsonl files, so the comparison
 // can be checked against values computed here independently of the registry.
 
-import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  cpSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import type { Db } from "../../src/store/db.ts";
 import type { RunInfo, RunKind, RunReader } from "../../src/training/runs/run-compare.ts";
@@ -90,9 +98,25 @@ export function fileRunReader(ids: string[] = FIXTURE_RUNS): RunReader {
   };
 }
 
-/** Imports the four fixture runs into the registry through the registry's own importer. */
-export function importFixtureRuns(db: Db): void {
-  for (const id of FIXTURE_RUNS) importRunFolder(db, join(RUNS_DIR, id));
+/** Synthetic stand-ins for the autoencoder evaluation's latent-channels.png of the two fixture
+ * autoencoders (8 channels × 5 latent frames of 8×8, upscaled): test data, not a result. */
+export const LATENT_CHANNELS_DIR = join(REPO_ROOT, "tests/node/fixtures/latent-channels");
+export const PICTURE_RUNS = ["ae-small-baseline", "ae-small-se"];
+
+/** Imports the four fixture runs into the registry through the registry's own importer. With
+ * `pictures` (a folder), the two autoencoders are imported from copies made there that hold the
+ * fixture latent-channels.png, as the autoencoder evaluation leaves it in a run folder. */
+export function importFixtureRuns(db: Db, opts: { pictures?: string } = {}): void {
+  for (const id of FIXTURE_RUNS) {
+    let folder = join(RUNS_DIR, id);
+    if (opts.pictures && PICTURE_RUNS.includes(id)) {
+      const copy = join(opts.pictures, id);
+      cpSync(folder, copy, { recursive: true });
+      copyFileSync(join(LATENT_CHANNELS_DIR, `${id}.png`), join(copy, "latent-channels.png"));
+      folder = copy;
+    }
+    importRunFolder(db, folder);
+  }
 }
 
 /** Imports the grid fixture (3 arms × 3 seeds, tests/node/fixtures/grid-runs) and the shipped

@@ -4,7 +4,8 @@
 // fixture (arms over seeds), sample videos of both bundles, and the pair summary.
 
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AdminSessions, SESSION_COOKIE } from "../../src/server/admin-session.ts";
 import { revokeKey } from "../../src/store/api-keys.ts";
@@ -17,7 +18,9 @@ import {
   fileRunReader,
   importFixtureRuns,
   importGridRuns,
+  LATENT_CHANNELS_DIR,
   metricsOf,
+  PICTURE_RUNS,
   readEvents,
 } from "./admin-fixtures.ts";
 import { GRID_RUNS_DIR, runId } from "./grid-fixture.ts";
@@ -62,6 +65,10 @@ describe("admin page", () => {
     const html = await res.text();
     assert.match(html, /<form method="post" action="\/admin\/session"/);
     assert.match(html, /type="password"/);
+    assert.match(
+      html,
+      /<link rel="icon" href="\/admin\/assets\/favicon\.svg" type="image\/svg\+xml">/,
+    );
     assert.doesNotMatch(html, /app\.js/);
     assert.match(res.headers.get("content-security-policy") ?? "", /default-src 'self'/);
     const api = await t.app.request("/admin/api/runs");
@@ -85,6 +92,10 @@ describe("admin page", () => {
     const html = await page.text();
     assert.match(html, /<script type="module" src="\/admin\/assets\/app\.js"><\/script>/);
     assert.match(html, /id="charts"/);
+    assert.match(
+      html,
+      /<link rel="icon" href="\/admin\/assets\/favicon\.svg" type="image\/svg\+xml">/,
+    );
   });
 
   test("a user key cannot open /admin: 403 (form and JSON), no cookie", async () => {
@@ -193,16 +204,17 @@ describe("admin page", () => {
   });
 
   test("static files: the page's own and uPlot from node_modules, nothing else", async () => {
-    for (const [path, type] of [
+    for (const [path, type, least = 500] of [
       ["/admin/assets/app.js", /javascript/],
       ["/admin/assets/app.css", /text\/css/],
+      ["/admin/assets/favicon.svg", /^image\/svg\+xml$/, 200],
       ["/admin/vendor/uplot/uPlot.esm.js", /javascript/],
       ["/admin/vendor/uplot/uPlot.min.css", /text\/css/],
-    ] as const) {
+    ] as [string, RegExp, number?][]) {
       const res = await t.app.request(path);
       assert.equal(res.status, 200, path);
       assert.match(res.headers.get("content-type") ?? "", type);
-      assert.ok((await res.arrayBuffer()).byteLength > 500, path);
+      assert.ok((await res.arrayBuffer()).byteLength > least, path);
     }
     for (const path of [
       "/admin/vendor/uplot/package.json",
@@ -357,6 +369,80 @@ describe("admin page", () => {
     assert.equal((await get("?a=dit-small-se")).status, 400);
   });
 
+  test("GET /admin/api/bundles: the loaded bundles, the baseline and SE ones by default", async () => {
+    const res = await t.app.request("/admin/api/bundles", { headers: { cookie } });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as {
+      bundles: {
+        name: string;
+        variant: string;
+        canGenerate: boolean;
+        classes: string[];
+        runs: unknown;
+      }[];
+      default: { a: string; b: string } | null;
+    };
+    assert.deepEqual(
+      body.bundles.map((b) => [b.name, b.variant, b.canGenerate, b.classes]),
+      [
+        ["fx-baseline", "baseline", true, ["a", "b"]],
+        ["fx-se", "se", true, ["a", "b"]],
+        ["tiny-fixture", "baseline", true, ["a", "b"]],
+      ],
+    );
+    assert.deepEqual(body.bundles[1]?.runs, {
+      autoencoder: "ae-small-se",
+      diffusion: "dit-small-se",
+    });
+    assert.deepEqual(body.default, { a: "fx-baseline", b: "fx-se" });
+    assert.equal((await t.app.request("/admin/api/bundles")).status, 401);
+  });
+
+  test("samples by bundle (models: {a, b}), whatever the runs; one way of naming sides", async () => {
+    const post = (body: unknown) =>
+      t.app.request("/admin/api/samples", {
+        method: "POST",
+        headers: { cookie, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const code = async (res: Response) =>
+      ((await res.json()) as { error: { code: string } }).error.code;
+    const both = await post({
+      a: "dit-small-baseline",
+      b: "dit-small-se",
+      models: { a: "fx-se", b: "fx-se" },
+      label: "a",
+    });
+    assert.equal(both.status, 400);
+    assert.equal(await code(both), "invalid_field");
+    const neither = await post({ label: "a" });
+    assert.equal(neither.status, 400);
+    const unknown = await post({ models: { a: "fx-baseline", b: "nope" }, label: "a" });
+    assert.equal(unknown.status, 400);
+    assert.match(
+      ((await unknown.json()) as { error: { message: string } }).error.message,
+      /models\.b: no loaded bundle "nope" \(loaded: fx-baseline, fx-se, tiny-fixture\)/,
+    );
+    const res = await post({ models: { a: "tiny-fixture", b: "fx-se" }, label: "a", seed: 3 });
+    assert.equal(res.status, 202);
+    const body = (await res.json()) as {
+      samples: {
+        side: string;
+        run: string | null;
+        model: string;
+        sample: { id: string; seed: number };
+      }[];
+    };
+    assert.deepEqual(
+      body.samples.map((s) => [s.side, s.model, s.run, s.sample.seed]),
+      [
+        ["a", "tiny-fixture", null, 3],
+        ["b", "fx-se", "dit-small-se", 3],
+      ],
+    );
+    await t.generations.idle();
+  });
+
   test("samples: one webm per bundle for the same label and seed, playable with ranges", async () => {
     const post = (body: unknown, headers: Record<string, string> = {}) =>
       t.app.request("/admin/api/samples", {
@@ -442,6 +528,15 @@ describe("admin page: a bundle without a denoiser", () => {
     assert.equal(cmp.bundles.a.canGenerate, true);
     assert.equal(cmp.bundles.b.canGenerate, false);
     assert.match(cmp.bundles.b.reason ?? "", /cannot_generate/);
+    const bundles = (await (
+      await t.app.request("/admin/api/bundles", { headers: { cookie } })
+    ).json()) as { bundles: { name: string; canGenerate: boolean }[]; default: unknown };
+    assert.equal(bundles.bundles.find((b) => b.name === "fx-se")?.canGenerate, false);
+    assert.deepEqual(
+      bundles.default,
+      { a: "fx-baseline", b: "tiny-fixture" },
+      "no SE bundle generates",
+    );
     const res = await t.app.request("/admin/api/samples", {
       method: "POST",
       headers: { cookie, "content-type": "application/json" },
@@ -475,7 +570,7 @@ describe("admin page: the experiment view (arms over seeds)", () => {
   before(async () => {
     parent = tempDir("admin-page-grid");
     t = await openTestApp({ DIFFUSABLE_MODELS_DIR: adminModelsDir(parent) });
-    importFixtureRuns(t.db);
+    importFixtureRuns(t.db, { pictures: join(parent, "runs") });
     importGridRuns(t.db);
     cookie = await signIn(t);
   });
@@ -548,6 +643,68 @@ describe("admin page: the experiment view (arms over seeds)", () => {
     );
     assert.equal(grid.numClasses, 17);
     assert.deepEqual(grid.warnings, []);
+  });
+
+  test("the latent-channel pictures: served from a run folder that has one, else null", async () => {
+    const grid = (await (await get()).json()) as Grid;
+    assert.deepEqual(grid.ae.pictures, [
+      {
+        arm: "baseline",
+        runId: "ae-small-baseline",
+        latentChannels: "/admin/api/runs/ae-small-baseline/latent-channels.png",
+      },
+      {
+        arm: "se",
+        runId: "ae-small-se",
+        latentChannels: "/admin/api/runs/ae-small-se/latent-channels.png",
+      },
+      { arm: "se-spatial", runId: "ae-small-se-spatial", latentChannels: null },
+    ]);
+    for (const id of PICTURE_RUNS) {
+      const res = await t.app.request(`/admin/api/runs/${id}/latent-channels.png`, {
+        headers: { cookie },
+      });
+      assert.equal(res.status, 200, id);
+      assert.equal(res.headers.get("content-type"), "image/png");
+      assert.deepEqual(
+        Buffer.from(await res.arrayBuffer()),
+        readFileSync(join(LATENT_CHANNELS_DIR, `${id}.png`)),
+      );
+    }
+    const none = await t.app.request("/admin/api/runs/ae-small-se-spatial/latent-channels.png", {
+      headers: { cookie },
+    });
+    assert.equal(none.status, 404);
+    assert.equal(
+      ((await none.json()) as { error: { code: string } }).error.code,
+      "picture_not_found",
+    );
+    const unknown = await t.app.request("/admin/api/runs/nope/latent-channels.png", {
+      headers: { cookie },
+    });
+    assert.equal(unknown.status, 404);
+    const anonymous = await t.app.request("/admin/api/runs/ae-small-se/latent-channels.png");
+    assert.equal(anonymous.status, 401);
+  });
+
+  test("the summary: one line per metric, paired by seed; the relative charts", async () => {
+    const grid = (await (await get()).json()) as Grid;
+    assert.deepEqual(
+      grid.summary.metrics.map((l) => [l.metric, l.head]),
+      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"].map((m) => [
+        m,
+        `${m} (${m === "class_score" ? "higher" : "lower"} is better), paired by seed (n=3)`,
+      ]),
+    );
+    assert.deepEqual(
+      grid.charts
+        .filter((c) => c.kind === "relative")
+        .map((c) => [c.id, c.series.map((s) => s.arm)]),
+      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"].map((m) => [
+        `${m}-relative`,
+        ["se", "se-spatial"],
+      ]),
+    );
   });
 
   test("a group by key: the old single-seed runs; an unknown group 404, a bad query 400", async () => {

@@ -3,7 +3,8 @@
 // through the same use case as POST /v1/generations (work/submit-generation.ts) for the same
 // label and seed and served with the one file-sending helper.
 
-import { randomInt } from "node:crypto";
+import { createHash, randomInt } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { isAppError } from "../../app-error.ts";
@@ -24,6 +25,7 @@ import {
   variantOf,
 } from "../../training/runs/run-compare.ts";
 import { buildGrid } from "../../training/runs/run-grid.ts";
+import { LATENT_CHANNELS_FILE, latentChannelsFile } from "../../training/runs/run-pictures.ts";
 import type { AdminSessions } from "../admin-session.ts";
 import { ApiError } from "../api-error.ts";
 import { type Config, submitDepsOf } from "../config.ts";
@@ -86,9 +88,13 @@ export function bundleForRun(
 /** The format of sample videos: one the page's <video> element plays. */
 const SAMPLE_FORMAT = "webm";
 
+/** A side is a run (a, b: the bundle that serves it) or a loaded bundle (models.a, models.b). */
 const SamplesRequestSchema = z.strictObject({
-  a: z.string().min(1).max(200),
-  b: z.string().min(1).max(200),
+  a: z.string().min(1).max(200).optional(),
+  b: z.string().min(1).max(200).optional(),
+  models: z
+    .strictObject({ a: z.string().min(1).max(200), b: z.string().min(1).max(200) })
+    .optional(),
   label: z.union([z.string().min(1).max(200), z.number().int().nonnegative()]),
   seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
   steps: z.number().int().positive().max(1000).optional(),
@@ -115,6 +121,30 @@ function sampleJson(g: GenerationRow) {
     error: g.errorCode ? { code: g.errorCode, message: g.errorMessage ?? "" } : null,
     content: g.status === "succeeded" ? `/admin/api/samples/${g.id}/content` : null,
   };
+}
+
+/** A loaded bundle as the Samples section lists it. */
+export interface SampleBundle {
+  name: string;
+  variant: string;
+  canGenerate: boolean;
+  classes: string[];
+  runs: { autoencoder: string | null; diffusion: string | null };
+}
+
+/** The Samples section's default pair of loaded bundles that can generate: the baseline bundle
+ * against the SE one (the default model when it is an SE bundle), by name; without one of those
+ * variants, the first two (or the one) that can generate. Null when none can. */
+export function defaultSampleBundles(
+  bundles: readonly SampleBundle[],
+  defaultModel: string | null = null,
+): { a: string; b: string } | null {
+  const gen = [...bundles].filter((b) => b.canGenerate).sort((x, y) => (x.name < y.name ? -1 : 1));
+  if (gen.length === 0) return null;
+  const preferred = gen.find((b) => b.name === defaultModel && b.variant === "se");
+  const a = gen.find((b) => b.variant === "baseline") ?? gen[0];
+  const b = preferred ?? gen.find((x) => x.variant === "se") ?? gen.find((x) => x !== a) ?? gen[0];
+  return { a: (a as SampleBundle).name, b: (b as SampleBundle).name };
 }
 
 export interface AdminPageDeps {
@@ -194,6 +224,55 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
     };
   };
 
+  const sampleBundles = (): SampleBundle[] =>
+    runtime
+      .bundles()
+      .map((b) => {
+        const runs = runtime.loaded(b.name).manifest.runs;
+        return {
+          name: b.name,
+          variant: b.variant,
+          canGenerate: b.generate !== null,
+          classes: b.classes,
+          runs: {
+            autoencoder: manifestRunId(runs, "autoencoder"),
+            diffusion: manifestRunId(runs, "diffusion"),
+          },
+        };
+      })
+      .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+
+  // The loaded bundles, for the Samples section's pickers, and its default pair.
+  api.get("/bundles", (c) => {
+    const bundles = sampleBundles();
+    return c.json({ bundles, default: defaultSampleBundles(bundles, config.defaultModel) });
+  });
+
+  const pictureUrl = (run: RunInfo) =>
+    latentChannelsFile(run.folder)
+      ? `/admin/api/runs/${encodeURIComponent(run.id)}/${LATENT_CHANNELS_FILE}`
+      : null;
+
+  // An autoencoder run's latent channels (latent-channels.png in its folder), when it is there.
+  api.get(`/runs/:id/${LATENT_CHANNELS_FILE}`, async (c) => {
+    const id = c.req.param("id");
+    const run = runs.getRun(id);
+    if (!run) throw new ApiError("run_not_found", `no run "${id}"`, 404);
+    const file = latentChannelsFile(run.folder);
+    if (!file) {
+      throw new ApiError(
+        "picture_not_found",
+        `run "${id}" has no ${LATENT_CHANNELS_FILE} in its folder (the autoencoder evaluation writes it)`,
+        404,
+      );
+    }
+    const body = await readFile(file);
+    return c.body(body, 200, {
+      "content-type": "image/png",
+      etag: `"${createHash("sha256").update(body).digest("hex").slice(0, 32)}"`,
+    });
+  });
+
   api.get("/compare", (c) => {
     const q = c.req.query();
     let a = q.a;
@@ -219,7 +298,7 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
   api.get("/grid", (c) => {
     const parsed = GridQuerySchema.safeParse(c.req.query());
     if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
-    return c.json(buildGrid(runs, parsed.data.group));
+    return c.json(buildGrid(runs, parsed.data.group, pictureUrl));
   });
 
   api.post("/samples", async (c) => {
@@ -237,13 +316,52 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
     const req = parsed.data;
     const seed = req.seed ?? randomInt(0, 2 ** 47);
     const key = c.var.adminKey;
-    const sides = [
-      ["a", req.a],
-      ["b", req.b],
-    ] as const;
+    const byModel = req.models !== undefined;
+    if (byModel ? req.a !== undefined || req.b !== undefined : !req.a || !req.b) {
+      throw new ApiError(
+        "invalid_field",
+        "give the runs a and b, or the bundles models: {a, b}, not both",
+        400,
+      );
+    }
+    const loaded = new Set(runtime.bundles().map((b) => b.name));
+    const plan = (side: "a" | "b", runId: string | null, model: string) => {
+      try {
+        const p = planGeneration(runtime, {
+          model,
+          label: req.label,
+          seed,
+          ...(req.steps !== undefined ? { steps: req.steps } : {}),
+          n: 1,
+          format: SAMPLE_FORMAT,
+        });
+        return { side, runId, model, plan: p, error: null };
+      } catch (err) {
+        if (isAppError(err, "invalid_field")) {
+          throw new ApiError("invalid_field", `${side} (${model}): ${err.message}`, 400);
+        }
+        if (isAppError(err, "cannot_generate")) {
+          return { side, runId, model, error: { code: err.code, message: err.message } };
+        }
+        throw err;
+      }
+    };
     // Check both sides before making anything, so a request makes both samples or none of a side
     // that cannot.
-    const plans = sides.map(([side, runId]) => {
+    const plans = (["a", "b"] as const).map((side) => {
+      if (req.models) {
+        const model = req.models[side];
+        if (!loaded.has(model)) {
+          throw new ApiError(
+            "invalid_field",
+            `models.${side}: no loaded bundle "${model}" (loaded: ${[...loaded].sort().join(", ") || "none"})`,
+            400,
+          );
+        }
+        const runsOf = runtime.loaded(model).manifest.runs;
+        return plan(side, manifestRunId(runsOf, "diffusion"), model);
+      }
+      const runId = req[side] as string;
       const run = runs.getRun(runId);
       if (!run) throw new ApiError("run_not_found", `${side}: no run "${runId}"`, 404);
       const dId = run.kind === "diffusion" ? run.id : null;
@@ -254,31 +372,10 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
           side,
           runId,
           model: null,
-          error: {
-            code: "no_bundle",
-            message: noBundleReason(runtime, dId, aeId),
-          },
+          error: { code: "no_bundle", message: noBundleReason(runtime, dId, aeId) },
         };
       }
-      try {
-        const plan = planGeneration(runtime, {
-          model: hit.name,
-          label: req.label,
-          seed,
-          ...(req.steps !== undefined ? { steps: req.steps } : {}),
-          n: 1,
-          format: SAMPLE_FORMAT,
-        });
-        return { side, runId, model: hit.name, plan, error: null };
-      } catch (err) {
-        if (isAppError(err, "invalid_field")) {
-          throw new ApiError("invalid_field", `${side} (${hit.name}): ${err.message}`, 400);
-        }
-        if (isAppError(err, "cannot_generate")) {
-          return { side, runId, model: hit.name, error: { code: err.code, message: err.message } };
-        }
-        throw err;
-      }
+      return plan(side, runId, hit.name);
     });
     const runnable = plans.filter((p) => p.error === null);
     if (runnable.length === 0) {

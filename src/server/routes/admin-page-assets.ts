@@ -1,5 +1,5 @@
 // The admin page's static files: the page itself (src/server/admin/index.html, app.js,
-// app.css) and the chart library from node_modules (/admin/vendor/uplot/...). Only the files
+// app.css, favicon.svg) and the chart library from node_modules (/admin/vendor/uplot/...). Only the files
 // listed in ASSETS are reachable.
 
 import { createHash } from "node:crypto";
@@ -16,6 +16,7 @@ const UPLOT_DIR = join(dirname(createRequire(import.meta.url).resolve("uplot")),
 const ASSETS: Record<string, { path: string; type: string }> = {
   "assets/app.js": { path: join(ASSETS_DIR, "app.js"), type: "text/javascript; charset=utf-8" },
   "assets/app.css": { path: join(ASSETS_DIR, "app.css"), type: "text/css; charset=utf-8" },
+  "assets/favicon.svg": { path: join(ASSETS_DIR, "favicon.svg"), type: "image/svg+xml" },
   "vendor/uplot/uPlot.esm.js": {
     path: join(UPLOT_DIR, "uPlot.esm.js"),
     type: "text/javascript; charset=utf-8",

@@ -25,6 +25,7 @@ function signInPage(message: string | null): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>diffusable admin: sign in</title>
+<link rel="icon" href="/admin/assets/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/admin/assets/app.css">
 </head>
 <body class="signin">
