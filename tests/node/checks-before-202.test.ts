@@ -72,6 +72,54 @@ test("too few frames for the mode: 422 before the 202, with the real count and t
   assert.equal((await post("/v1/encodings", short, { mode: "whole" })).status, 202);
 });
 
+test("a still image (png, jpeg, a png renamed .mp4) is refused before the 202, as a 1-frame mp4 is", async () => {
+  const image = (name: string) => {
+    const path = join(work, name);
+    makeVideo(path, { extra: ["-frames:v", "1", "-update", "1"] });
+    return new Uint8Array(readFileSync(path));
+  };
+  const png = image("still.png");
+  const jpeg = image("still.jpg");
+  for (const [name, bytes, codec] of [
+    ["still.png", png, "png"],
+    ["renamed.mp4", png, "png"],
+    ["still.jpg", jpeg, "mjpeg"],
+  ] as const) {
+    for (const [path, fields, mode] of [
+      ["/v1/encodings", {}, "clip"],
+      ["/v1/encodings", { mode: "whole" }, "whole"],
+      ["/v1/reconstructions", {}, "clip"],
+    ] as const) {
+      const message = await errorOf(await post(path, { name, bytes }, fields), 422, "not_a_video");
+      assert.equal(
+        message,
+        `files[0] "${name}": the file is a still image (${codec}), not a video; ${mode} mode needs at least ${mode === "whole" ? 1 + manifest.temporal_factor : manifest.frames.default} frames.`,
+      );
+    }
+  }
+  // The control: a real 1-frame mp4 was already refused before the 202.
+  const one = video("one.mp4", { extra: ["-frames:v", "1"] });
+  assert.match(
+    await errorOf(await post("/v1/encodings", one), 422, "too_short"),
+    /gives 1 frames at 8 fps; clip mode needs at least/,
+  );
+});
+
+test("a raw H.264 stream (no duration, no frame count in any header) is counted before the 202", async () => {
+  const raw = (name: string, seconds: number) => {
+    const path = join(work, name);
+    makeVideo(path, { seconds, extra: ["-c:v", "libx264", "-f", "h264"] });
+    return { name, bytes: new Uint8Array(readFileSync(path)) };
+  };
+  const need = manifest.frames.default as number;
+  const short = raw("short.h264", (need - 2) / 8);
+  assert.match(
+    await errorOf(await post("/v1/encodings", short, { fps: 8 }), 422, "too_short"),
+    new RegExp(`gives ${need - 2} frames at 8 fps; clip mode needs at least ${need}`),
+  );
+  assert.equal((await post("/v1/encodings", raw("long.h264", 3), { fps: 8 })).status, 202);
+});
+
 test("longer than DIFFUSABLE_MAX_SECONDS: 422 too_long naming the file and the setting", async () => {
   const long = video("long.mp4", { seconds: 6, fps: 8 });
   for (const path of ["/v1/encodings", "/v1/reconstructions"]) {

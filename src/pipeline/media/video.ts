@@ -46,6 +46,8 @@ export interface VideoInfo {
   codec: string;
   pixFmt: string | null;
   hasAudio: boolean;
+  /** A still image (png, jpeg, webp, bmp...: ffmpeg's image2 or *_pipe demuxers), not a video. */
+  stillImage: boolean;
 }
 
 interface ProbeStream {
@@ -142,7 +144,7 @@ export async function probeVideo(
     const code = await classify(path, stderr);
     throw new VideoError(code, `ffprobe cannot read the file: ${tail(stderr)}`, { cause: error });
   }
-  let parsed: { streams?: ProbeStream[]; format?: { duration?: string } };
+  let parsed: { streams?: ProbeStream[]; format?: { duration?: string; format_name?: string } };
   try {
     parsed = JSON.parse(stdout);
   } catch (err) {
@@ -181,7 +183,25 @@ export async function probeVideo(
     codec: video.codec_name ?? "unknown",
     pixFmt: video.pix_fmt ?? null,
     hasAudio: streams.some((s) => s.codec_type === "audio"),
+    stillImage: /(^|,)(image2|\w+_pipe)(,|$)/.test(parsed.format?.format_name ?? ""),
   };
+}
+
+/** The video packets (frames, for video codecs) of the file's first video stream, by demuxing it
+ *  without decoding: for a file whose header gives neither a duration nor a frame count. */
+export async function countVideoFrames(path: string, timeoutMs = 30_000): Promise<number> {
+  const args = ["-v", "error", "-select_streams", "v:0", "-count_packets"];
+  args.push("-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", path);
+  const { stdout, error } = await new Promise<{ stdout: string; error: Error | null }>(
+    (resolve) => {
+      execFile("ffprobe", args, { timeout: timeoutMs, killSignal: "SIGKILL" }, (error, stdout) =>
+        resolve({ stdout, error }),
+      );
+    },
+  );
+  if (error) throw new VideoError("ffmpeg_failed", "ffprobe cannot count the video's frames");
+  const n = Number.parseInt(stdout.trim(), 10);
+  return Number.isFinite(n) ? n : 0;
 }
 
 export interface DecodeOptions {

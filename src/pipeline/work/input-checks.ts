@@ -1,6 +1,6 @@
 // What can be checked about an input before a job is accepted (before the 202): a video's
 // duration against DIFFUSABLE_MAX_SECONDS and its frame count at the requested fps against the
-// mode and the bundle; latents' dtype, rank, channels and size against the bundle, their length
+// mode and the bundle (a still image, whatever its name, is refused as one); latents' dtype, rank, channels and size against the bundle, their length
 // against the limit, and every value finite. Each failure is a PipelineError whose message is a
 // sentence; the upload handler prefixes it with the file.
 
@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { checkFps, tooShort } from "../autoencoder/model-io.ts";
 import type { Bundle } from "../bundle.ts";
 import { parseNpy } from "../media/npy-file.ts";
-import { probeVideo, type VideoInfo } from "../media/video.ts";
+import { countVideoFrames, probeVideo, type VideoInfo } from "../media/video.ts";
 import { PipelineError } from "../pipeline-error.ts";
 
 /** The frames that sampling the video at `fps` gives, estimated from its header (null: unknown). */
@@ -39,9 +39,19 @@ export async function checkVideoInput(
       422,
     );
   }
-  const estimate = estimateFrames(info, fps);
   const need = framesNeeded(bundle, opts.mode);
-  if (estimate !== null && estimate < need) throw tooShort(estimate, fps, need, opts.mode);
+  if (info.stillImage) {
+    throw new PipelineError(
+      "not_a_video",
+      `the file is a still image (${info.codec}), not a video; ${opts.mode} mode needs at least ${need} frames.`,
+      422,
+    );
+  }
+  // Neither a duration nor a frame count in the header: count the frames (demuxing only).
+  const estimate =
+    estimateFrames(info, fps) ??
+    Math.round(((await countVideoFrames(path)) * fps) / (info.fps > 0 ? info.fps : fps));
+  if (estimate < need) throw tooShort(estimate, fps, need, opts.mode);
   return info;
 }
 
