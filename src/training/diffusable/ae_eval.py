@@ -33,17 +33,24 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .autoencoder import AutoencoderConfig
 from .compare_runs import read_events
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
-from .linear_code import block_average, fit_linear_code_on, linear_code_model
-from .metrics import psnr, ssim
+from .linear_code import block_average, fit_linear_code_on, linear_code_config, linear_code_model
+from .metrics import grid_ratio, grid_steps, psnr, ssim
 from .spectrum import analyse
 from .threads import set_threads
 
 SPECTRUM_KEYS = (
+    "latent_hf_share_std",
+    "video_hf_share_latent_scale",
     "latent_hf_share",
     "video_hf_share",
+    "se_psnr_s2",
+    "se_bound_s2",
+    "se_psnr_s4",
+    "se_bound_s4",
+    "grid_ratio",
+    "grid_ratio_input",
     "psnr_drop_latent_lowpass",
     "psnr_drop_video_lowpass",
 )
@@ -52,7 +59,7 @@ REFERENCES = ("linear_code", "block_average_8x8")
 
 
 def real_clips(
-    cfg: AutoencoderConfig, per_video: int, cache: Optional[Path] = None
+    cfg, per_video: int, cache: Optional[Path] = None
 ) -> Tuple[List[torch.Tensor], List[str], Dict[str, Dict]]:
     """The real-video eval set: per video a (k, 3, T, H, W) tensor in [-1, 1], each clip's video
     name, and per video how it was sampled.
@@ -92,16 +99,19 @@ def real_clips(
 @torch.no_grad()
 def scores(
     recon_fn, parts: List[torch.Tensor], batch: int = 8
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-clip PSNR and SSIM of recon_fn over clip tensors (k, 3, T, H, W), in order."""
+) -> Tuple[torch.Tensor, torch.Tensor, float]:
+    """Per-clip PSNR and SSIM of recon_fn over clip tensors (k, 3, T, H, W), in order, and the
+    8-pixel grid ratio of all its reconstructions."""
     p, s = [], []
+    grid = torch.zeros(4, dtype=torch.float64)
     for clips in parts:
         for i in range(0, len(clips), batch):
             x = clips[i : i + batch]
             r = recon_fn(x).clamp(-1, 1)
             p.append(psnr(r, x))
             s.append(ssim(r, x))
-    return torch.cat(p), torch.cat(s)
+            grid += grid_steps(r)
+    return torch.cat(p), torch.cat(s), grid_ratio(grid)
 
 
 def autoencode(model):
@@ -124,14 +134,19 @@ def evaluate(
 ) -> Dict:
     cfg = next(iter(models.values())).cfg
     recon = {name: autoencode(m.eval()) for name, m in models.items()}
-    recon["linear_code"] = autoencode(linear_code_model(cfg, fit))
+    recon["linear_code"] = autoencode(linear_code_model(linear_code_config(cfg), fit))
     recon["block_average_8x8"] = block_average
     result: Dict = {}
     for set_name, (clips, groups) in sets.items():
         entry: Dict = {"clips": len(groups), "groups": list(dict.fromkeys(groups)), "models": {}}
         for name, fn in recon.items():
-            p, s = scores(fn, clips)
-            entry["models"][name] = {"psnr": grouped(p, groups), "ssim": grouped(s, groups)}
+            p, s, g = scores(fn, clips)
+            entry["models"][name] = {
+                "psnr": grouped(p, groups),
+                "ssim": grouped(s, groups),
+                "grid_ratio": g,
+            }
+        entry["grid_ratio_input"] = scores(lambda x: x, clips)[2]
         result[set_name] = entry
     return result
 
@@ -140,13 +155,14 @@ def evaluate(
 def spectra(models: Dict[str, torch.nn.Module], clips: torch.Tensor, fit) -> Dict:
     """Latent spectrum, HF share and zeroing test of each model and of the linear code."""
     cfg = next(iter(models.values())).cfg
-    every = dict(models, linear_code=linear_code_model(cfg, fit))
+    every = dict(models, linear_code=linear_code_model(linear_code_config(cfg), fit))
+    lists = ("latent_spectrum", "latent_spectrum_std", "video_spectrum")
     out = {}
     for name, model in every.items():
         r = analyse(model.eval(), clips)
         if "latent_spectrum" not in r:
             return {}  # latents under 8x8 (tiny test models) have no block spectrum
-        out[name] = {k: r[k] for k in SPECTRUM_KEYS + ("latent_spectrum", "video_spectrum")}
+        out[name] = {k: r[k] for k in SPECTRUM_KEYS + lists + ("video_spectrum_latent_scale",)}
     return out
 
 
@@ -155,39 +171,133 @@ def spectra_markdown(spec: Dict) -> str:
         return ""
     lines = [
         "",
-        "### latent spectrum (procedural val): 8x8 block DCT, high half zeroed",
+        "### latents (procedural val): 8x8 block DCT spectrum, scale consistency, grid",
         "",
-        "| | HF share (zigzag 32-63 of AC) | PSNR drop, latent high half zeroed (dB) |",
-        "|---|---|---|",
+        "HF share = energy at zigzag 32-63 of AC. *standardised*: every latent channel at unit "
+        "variance (what a denoiser sees), beside the video downscaled to the latent's grid; "
+        "*variance-weighted*: the earlier figure, beside the full-resolution video. SE-s*f* "
+        "= PSNR of decode(down_f(z)) against down_f(x); bound = PSNR of down_f(decode(z)).",
+        "",
+        "| | HF share, standardised | HF share, variance-weighted | SE-s2 / bound (dB) "
+        "| SE-s4 / bound (dB) | grid ratio | PSNR drop, high half zeroed (dB) |",
+        "|---|---|---|---|---|---|---|",
     ]
     video = next(iter(spec.values()))
-    share, drop = video["video_hf_share"], video["psnr_drop_video_lowpass"]
-    lines.append(f"| video | {share:.4f} | {drop:.3f} (the video's own high half zeroed) |")
+    lines.append(
+        f"| video | {video['video_hf_share_latent_scale']:.4f} (at the latent's scale) | "
+        f"{video['video_hf_share']:.4f} | | | {video['grid_ratio_input']:.3f} | "
+        f"{video['psnr_drop_video_lowpass']:.3f} (the video's own high half) |"
+    )
+
+    def se(s, f):
+        if f"se_psnr_s{f}" not in s:
+            return ""
+        return f"{s[f'se_psnr_s{f}']:.2f} / {s[f'se_bound_s{f}']:.2f}"
+
     for name, s in spec.items():
         lines.append(
-            f"| {name} latent | {s['latent_hf_share']:.4f} | {s['psnr_drop_latent_lowpass']:.3f} |"
+            f"| {name} latent | {s['latent_hf_share_std']:.4f} | {s['latent_hf_share']:.4f} | "
+            f"{se(s, 2)} | {se(s, 4)} | {s['grid_ratio']:.3f} | "
+            f"{s['psnr_drop_latent_lowpass']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def plot_spectra(spec: Dict, path: Path) -> None:
+    """The DCT profiles (the paper's figure): share of AC energy per zigzag frequency, for the
+    standardised latents beside the video at the latent's scale, and variance-weighted beside
+    the full-resolution video."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=120)
-    video = torch.tensor(next(iter(spec.values()))["video_spectrum"])
-    ax.semilogy(range(1, 64), (video[1:] / video[1:].sum()).tolist(), "k-", lw=2, label="video")
-    for name, s in spec.items():
-        lat = torch.tensor(s["latent_spectrum"])
-        ax.semilogy(range(1, 64), (lat[1:] / lat[1:].sum()).tolist(), label=f"{name} latent")
-    ax.axvline(32, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("zigzag frequency index (8x8 block DCT)")
-    ax.set_ylabel("share of AC energy")
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    first = next(iter(spec.values()))
+    panels = (
+        ("latent_spectrum_std", "video_spectrum_latent_scale", "standardised latents"),
+        ("latent_spectrum", "video_spectrum", "variance-weighted (earlier figure)"),
+    )
+    for ax, (lat_key, vid_key, title) in zip(axes, panels):
+        video = torch.tensor(first[vid_key])
+        ax.semilogy(range(1, 64), (video[1:] / video[1:].sum()).tolist(), "k-", lw=2, label="video")
+        for name, s in spec.items():
+            lat = torch.tensor(s[lat_key])
+            ax.semilogy(range(1, 64), (lat[1:] / lat[1:].sum()).tolist(), label=f"{name}")
+        ax.axvline(32, color="grey", lw=0.8, ls="--")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("zigzag frequency index (8x8 block DCT)")
+        ax.set_ylabel("share of AC energy")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_latent_channels(models: Dict[str, torch.nn.Module], clip: torch.Tensor, path: Path):
+    """The first 8 channels of one clip's latent (latent frame 1), one row per model, each
+    channel standardised over the clip: the paper's latent picture."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(models.items())
+    fig, axes = plt.subplots(len(rows), 9, figsize=(9.5, 1.15 * len(rows) + 0.3), squeeze=False)
+    for r, (name, model) in enumerate(rows):
+        z = model.eval().encode(clip[None])[0][0]  # (C, t, h, w)
+        frame = min(1, z.shape[1] - 1)
+        axes[r][0].imshow(((clip[:, 4 * frame].permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy())
+        axes[r][0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+        for c in range(8):
+            ax = axes[r][c + 1]
+            if c < z.shape[0]:
+                ch = z[c]
+                img = ((ch - ch.mean()) / ch.std().clamp_min(1e-6))[frame]
+                ax.imshow(img.numpy(), cmap="RdBu_r", vmin=-2.5, vmax=2.5, interpolation="nearest")
+            if r == 0:
+                ax.set_title(f"ch {c}", fontsize=7)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.subplots_adjust(left=0.12, right=0.99, top=0.9, bottom=0.02, wspace=0.06, hspace=0.1)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_reconstructions(
+    models: Dict[str, torch.nn.Module], clips: torch.Tensor, names: List[str], path: Path
+):
+    """Input and every model's reconstruction of a few clips, two frames each: what a person
+    checks for the grid and for blur."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = (0, clips.shape[2] - 1)
+    cols = [("input", None)] + list(models.items())
+    fig, axes = plt.subplots(
+        len(clips),
+        len(cols) * len(frames),
+        figsize=(1.25 * len(cols) * 2, 1.3 * len(clips) + 0.4),
+        squeeze=False,
+    )
+    for i, x in enumerate(clips):
+        for j, (name, model) in enumerate(cols):
+            v = x[None] if model is None else model.eval().decode(model.encode(x[None])[0])
+            for k, f in enumerate(frames):
+                ax = axes[i][j * len(frames) + k]
+                ax.imshow(((v[0, :, f].permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy())
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i == 0:
+                    ax.set_title(f"{name} f{f}", fontsize=6)
+        axes[i][0].set_ylabel(names[i][:18], fontsize=6, rotation=0, ha="right", va="center")
+    fig.subplots_adjust(left=0.1, right=0.99, top=0.93, bottom=0.01, wspace=0.04, hspace=0.08)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -208,8 +318,24 @@ def markdown(result: Dict, names: List[str]) -> str:
             deltas = [f"{m[n]['psnr'][g] - lin:+.2f}" for n in names]
             label = f"**{g}**" if g == "overall" else g
             lines.append(f"| {label} | " + " | ".join(cells + deltas) + " |")
+        grids = " | ".join(f"{entry['models'][c]['grid_ratio']:.3f}" for c in cols)
+        lines.append(f"| 8-px grid ratio (input {entry['grid_ratio_input']:.3f}) | {grids} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def pick_clips(sets: Dict) -> Optional[Tuple[torch.Tensor, List[str]]]:
+    """Four val clips of different classes and up to four real videos, for the picture."""
+    clips, names = [], []
+    for set_name, (parts, groups) in sets.items():
+        flat = torch.cat(parts)
+        seen = []
+        for i, g in enumerate(groups):
+            if g not in seen and len(seen) < 4:
+                seen.append(g)
+                clips.append(flat[i])
+                names.append(g)
+    return (torch.stack(clips), names) if clips else None
 
 
 def parse_ckpt(spec: str) -> Tuple[str, Path]:
@@ -218,16 +344,16 @@ def parse_ckpt(spec: str) -> Tuple[str, Path]:
     return (name or path_.parent.parent.name or path_.stem), path_
 
 
-def clip_layout(cfg: AutoencoderConfig) -> Tuple:
-    """What checkpoints compared on the same clips against one linear code must share."""
+def clip_layout(cfg) -> Tuple:
+    """What checkpoints compared on the same clips against one linear code must share (the
+    architectures may differ: the PCA-residual AEs stand in the same table as the conv ones)."""
     return (
-        cfg.name,
         cfg.resolution,
         cfg.frames,
         cfg.fps,
         cfg.in_channels,
-        cfg.patch_size,
-        cfg.temporal_patch,
+        cfg.spatial_factor,
+        cfg.temporal_factor,
         cfg.latent_channels,
     )
 
@@ -267,14 +393,14 @@ def main(argv=None) -> int:
         layouts = {clip_layout(m.cfg) for m in models.values()}
         if len(layouts) != 1:
             raise ValueError(
-                "all checkpoints must share one config name, clip size, frame rate, patch sizes "
-                "and latent channels (the same clips and linear code)"
+                "all checkpoints must share one clip size, frame rate, spatial and temporal "
+                "factors and latent channels (the same clips and linear code)"
             )
         cfg = next(iter(models.values())).cfg
         preset = TRAIN_PRESETS[cfg.name]
         root = resolve_dataset(args.data, cfg, preset.train_per_class, preset.val_per_class)
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
-        fit = fit_linear_code_on(cfg, train)
+        fit = fit_linear_code_on(linear_code_config(cfg), train)
         k = len(val) if not args.val_clips else min(args.val_clips, len(val))
         clips, labels = val.batch(list(range(k)))
         sets = {"procedural_val": ([clips], [val.classes[int(i)] for i in labels])}
@@ -305,6 +431,18 @@ def main(argv=None) -> int:
     md = markdown(result["sets"], list(models)) + spectra_markdown(spec)
     if spec:
         plot_spectra(spec, out / "spectra.png")
+        named = dict(models, linear_code=linear_code_model(linear_code_config(cfg), fit))
+        plot_latent_channels(named, sets["procedural_val"][0][0][0], out / "latent-channels.png")
+        if args.events:  # each run folder gets the picture the admin page shows
+            for name, meta in metas.items():
+                plot_latent_channels(
+                    {name: models[name], "linear_code": named["linear_code"]},
+                    sets["procedural_val"][0][0][0],
+                    meta["path"].parent.parent / "latent-channels.png",
+                )
+    picks = pick_clips(sets)
+    if picks:
+        plot_reconstructions(models, picks[0], picks[1], out / "reconstructions.png")
     (out / "ae_eval.md").write_text(md)
     if args.events:
         from .events import EventLog

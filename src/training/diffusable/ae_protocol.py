@@ -6,8 +6,8 @@
 
 Stages, each its own run folder under --out (so each resumes from its own last checkpoint when
 the command is run again, and a finished stage is skipped):
-  1. `ae-<config>-pretrain`: from the linear code (PCA init), no SE term (or --pretrain: a
-     finished run, e.g. a pre-train continued with a refinement stage);
+  1. `ae-<config>-pretrain`: the architecture's fresh start (the PCA-residual model from the
+     linear code, the conv VAE from scratch), no SE term (or --pretrain: a finished run);
   2. `ae-<config>-baseline`, `ae-<config>-se`, `ae-<config>-se-spatial`: fine-tunes of the
      pre-trained EMA weights with identical steps, batches, seeds and noise, differing only in the
      SE term (weight 0; space and time modes; space modes only). With --parallel they run at the
@@ -80,12 +80,13 @@ def main(argv=None) -> int:
     )
 
     def trainer(run: Path, variant: str, init: str, steps: int, n_threads: int) -> List[str]:
+        """A train_ae command; init None is the architecture's fresh start (the pre-train)."""
         cmd = _python() + ["diffusable.train_ae", "--config", args.config, "--variant", variant]
-        cmd += ["--init", init, "--out", str(run), "--data", args.data]
+        cmd += (["--init", init] if init else []) + ["--out", str(run), "--data", args.data]
         cmd += ["--device", args.device, "--threads", str(n_threads)]
         if steps:
             cmd += ["--steps", str(steps)]
-        return cmd + extra + (finetune_flags if init != "linear" else [])
+        return cmd + extra + (finetune_flags if init else [])
 
     def stage(name: str, cmds: List[List[str]]) -> int:
         t0 = time.time()
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
 
     pre = Path(args.pretrain) if args.pretrain else out / f"ae-{args.config}-pretrain"
     if not run_completed(pre):
-        code = stage("pretrain", [trainer(pre, "baseline", "linear", args.pretrain_steps, threads)])
+        code = stage("pretrain", [trainer(pre, "baseline", None, args.pretrain_steps, threads)])
         if code:
             return code
     # A committed run folder (docs/results/runs) has only its fp16 EMA weights, not last.pt.

@@ -8,10 +8,9 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from .autoencoder import ARCHITECTURE, AutoencoderConfig, CausalVAE
+import torch.nn as nn
 
-# Autoencoder architectures by the name checkpoints and manifests carry.
-ARCHITECTURES = {ARCHITECTURE: CausalVAE}
+from .autoencoders import build, config_from_dict
 
 
 def save_checkpoint(path, state: Dict[str, Any]) -> None:
@@ -30,7 +29,7 @@ def load_checkpoint(path) -> Dict[str, Any]:
     return torch.load(path, map_location="cpu")
 
 
-def save_weights_fp16(path, model: CausalVAE, variant: str, run_id: str, step: int) -> None:
+def save_weights_fp16(path, model: nn.Module, variant: str, run_id: str, step: int) -> None:
     """The small file a run commits to be resumed or exported anywhere: config and fp16 weights."""
     keep = ("latent_shift", "latent_scale")  # calibration stays float32
     state = {
@@ -52,18 +51,14 @@ def save_weights_fp16(path, model: CausalVAE, variant: str, run_id: str, step: i
     )
 
 
-def load_autoencoder(path, weights: str = "ema") -> Tuple[CausalVAE, Dict[str, Any]]:
+def load_autoencoder(path, weights: str = "ema") -> Tuple[nn.Module, Dict[str, Any]]:
     """The autoencoder of a checkpoint (EMA weights by default) and the checkpoint's metadata."""
     state = load_checkpoint(path)
     if state.get("kind") != "autoencoder":
         raise ValueError(f"{path} is not an autoencoder checkpoint (kind={state.get('kind')!r})")
-    arch = state.get("architecture") or state["config"].get("architecture")
-    if arch not in ARCHITECTURES:
-        raise ValueError(
-            f"{path}: autoencoder architecture {arch!r} is not one of {sorted(ARCHITECTURES)} "
-            "(checkpoints of the earlier conv autoencoder no longer load)"
-        )
-    model = ARCHITECTURES[arch](AutoencoderConfig.from_dict(state["config"]))
+    config = dict(state["config"])
+    config.setdefault("architecture", state.get("architecture"))
+    model = build(config_from_dict(config))  # ValueError names an unknown architecture
     # fp16 files (save_weights_fp16) load into the float32 model as is.
     model.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in state[weights].items()}

@@ -24,14 +24,14 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from .autoencoder import CausalVAE, inference_form
+from .autoencoders import inference_form
 from .onnx_export import add_weights_flag, export_onnx, file_entries
 
 BUNDLE_FORMAT = "diffusable-bundle/1"
 
 
 class _Encode(nn.Module):
-    def __init__(self, vae: CausalVAE):
+    def __init__(self, vae: nn.Module):
         super().__init__()
         self.vae = vae
 
@@ -40,7 +40,7 @@ class _Encode(nn.Module):
 
 
 class _Decode(nn.Module):
-    def __init__(self, vae: CausalVAE):
+    def __init__(self, vae: nn.Module):
         super().__init__()
         self.vae = vae
 
@@ -49,7 +49,7 @@ class _Decode(nn.Module):
 
 
 class _EncodeInit(nn.Module):
-    def __init__(self, vae: CausalVAE):
+    def __init__(self, vae: nn.Module):
         super().__init__()
         self.vae = vae
 
@@ -59,7 +59,7 @@ class _EncodeInit(nn.Module):
 
 
 class _EncodeStep(nn.Module):
-    def __init__(self, vae: CausalVAE):
+    def __init__(self, vae: nn.Module):
         super().__init__()
         self.vae = vae
 
@@ -74,7 +74,7 @@ CACHE_AXES = {0: "batch", 3: "cache_height", 4: "cache_width"}
 
 
 def export_autoencoder(
-    vae: CausalVAE, out: Path, metadata: Dict[str, str], weights: str = "fp32"
+    vae: nn.Module, out: Path, metadata: Dict[str, str], weights: str = "fp32"
 ) -> Dict:
     """Write the four ONNX files; returns the manifest's "onnx" section.
 
@@ -177,7 +177,7 @@ def dataset_name(config_event: Dict) -> Optional[str]:
 
 
 def build_manifest(
-    vae: CausalVAE,
+    vae: nn.Module,
     name: str,
     variant: str,
     onnx: Dict,

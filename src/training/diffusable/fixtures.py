@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from .autoencoder import CausalVAE, get_config
+from .autoencoders import build
+from .autoencoders import get_config as get_any_config
 from .denoiser import Denoiser, get_denoiser_config
 from .export import build_manifest, export_autoencoder
 from .onnx_export import file_entries, round_weights_fp16
@@ -159,62 +161,70 @@ def denoiser_cases(model: Denoiser, out: Path) -> List[Dict]:
 
 
 @torch.no_grad()
-def make_cases(vae: CausalVAE, out: Path) -> List[Dict]:
+def make_cases(vae: torch.nn.Module, out: Path, folder: str = "bundle", shapes=None) -> List[Dict]:
+    """Every graph of the bundle in `folder`: whole-clip encoder and decoder on each shape, and
+    the streaming pair over three chunks. Files are prefixed by the folder's name."""
     g = torch.Generator().manual_seed(1)
     cases = []
+    pre = "" if folder == "bundle" else f"{folder}_"
+    name_pre = "" if folder == "bundle" else f"{folder} "
     # One pass, and a second shape to exercise the dynamic axes (batch 2, 48x40, 5 frames).
-    for tag, shape in (("a", (1, 3, 9, 32, 32)), ("b", (2, 3, 5, 48, 40))):
+    shapes = shapes or (("a", (1, 3, 9, 32, 32)), ("b", (2, 3, 5, 48, 40)))
+    for tag, shape in shapes:
         video = torch.rand(shape, generator=g) * 2 - 1
         latent = vae.encode_scaled(video)
         cases.append(
             {
-                "name": f"encoder {tag}",
-                "model": "bundle/encoder.onnx",
-                "inputs": {"video": _save(out, f"enc_{tag}_video.npy", video)},
-                "outputs": {"latent": _save(out, f"enc_{tag}_latent.npy", latent)},
+                "name": f"{name_pre}encoder {tag}",
+                "model": f"{folder}/encoder.onnx",
+                "inputs": {"video": _save(out, f"{pre}enc_{tag}_video.npy", video)},
+                "outputs": {"latent": _save(out, f"{pre}enc_{tag}_latent.npy", latent)},
             }
         )
         decoded = vae.decode_scaled(latent).clamp(-1, 1)
         cases.append(
             {
-                "name": f"decoder {tag}",
-                "model": "bundle/decoder.onnx",
-                "inputs": {"latent": _save(out, f"dec_{tag}_latent.npy", latent)},
-                "outputs": {"video": _save(out, f"dec_{tag}_video.npy", decoded)},
+                "name": f"{name_pre}decoder {tag}",
+                "model": f"{folder}/decoder.onnx",
+                "inputs": {"latent": _save(out, f"{pre}dec_{tag}_latent.npy", latent)},
+                "outputs": {"video": _save(out, f"{pre}dec_{tag}_video.npy", decoded)},
             }
         )
     # Streaming: frame 0, then 4 frames, then 4 more; every step's outputs are checked.
     video = torch.rand((1, 3, 9, 32, 32), generator=g) * 2 - 1
     latent, caches = vae.encode_step(video[:, :, :1])
-    outputs = {"latent": _save(out, "init_latent.npy", latent)}
+    outputs = {"latent": _save(out, f"{pre}init_latent.npy", latent)}
     outputs.update(
-        {f"cache_out_{i}": _save(out, f"init_cache_{i}.npy", c) for i, c in enumerate(caches)}
+        {f"cache_out_{i}": _save(out, f"{pre}init_cache_{i}.npy", c) for i, c in enumerate(caches)}
     )
     cases.append(
         {
-            "name": "encoder_init",
-            "model": "bundle/encoder_init.onnx",
-            "inputs": {"video": _save(out, "init_video.npy", video[:, :, :1])},
+            "name": f"{name_pre}encoder_init",
+            "model": f"{folder}/encoder_init.onnx",
+            "inputs": {"video": _save(out, f"{pre}init_video.npy", video[:, :, :1])},
             "outputs": outputs,
         }
     )
     for k, start in enumerate((1, 5)):
-        inputs = {"video": _save(out, f"step{k}_video.npy", video[:, :, start : start + 4])}
+        inputs = {"video": _save(out, f"{pre}step{k}_video.npy", video[:, :, start : start + 4])}
         inputs.update(
-            {f"cache_{i}": _save(out, f"step{k}_cache_{i}.npy", c) for i, c in enumerate(caches)}
+            {
+                f"cache_{i}": _save(out, f"{pre}step{k}_cache_{i}.npy", c)
+                for i, c in enumerate(caches)
+            }
         )
         latent, caches = vae.encode_step(video[:, :, start : start + 4], caches)
-        outputs = {"latent": _save(out, f"step{k}_latent.npy", latent)}
+        outputs = {"latent": _save(out, f"{pre}step{k}_latent.npy", latent)}
         outputs.update(
             {
-                f"cache_out_{i}": _save(out, f"step{k}_cache_out_{i}.npy", c)
+                f"cache_out_{i}": _save(out, f"{pre}step{k}_cache_out_{i}.npy", c)
                 for i, c in enumerate(caches)
             }
         )
         cases.append(
             {
-                "name": f"encoder_step {k}",
-                "model": "bundle/encoder_step.onnx",
+                "name": f"{name_pre}encoder_step {k}",
+                "model": f"{folder}/encoder_step.onnx",
                 "inputs": inputs,
                 "outputs": outputs,
             }
@@ -248,6 +258,30 @@ def grown_decoder_cases(out: Path, seed: int = 3) -> List[Dict]:
     ]
 
 
+@torch.no_grad()
+def conv_bundle_cases(out: Path, seed: int = 4) -> List[Dict]:
+    """The convolutional causal VAE (conv_vae.py) exported as a bundle, every weight perturbed
+    and stored as fp16, with its four graphs checked on clips, on one image (a single latent
+    frame, which the PCA-residual decoder cannot decode) and over the stream."""
+    torch.manual_seed(seed)
+    vae = build(get_any_config("conv-tiny")).eval()
+    g = torch.Generator().manual_seed(seed)
+    for p in vae.parameters():
+        p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    c = vae.cfg.latent_channels
+    vae.latent_shift.copy_(torch.linspace(-0.2, 0.2, c))
+    vae.latent_scale.copy_(torch.linspace(0.5, 2.0, c))
+    round_weights_fp16(vae)
+    metadata = {"diffusable.bundle": "conv-fixture", "diffusable.variant": "se"}
+    onnx = export_autoencoder(vae, out / "conv", metadata, "fp16")
+    manifest = build_manifest(
+        vae, "conv-fixture", "se", onnx, out / "conv", classes=["a"], run={"id": None}, metrics={}
+    )
+    (out / "conv" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    shapes = (("a", (1, 3, 9, 32, 32)), ("b", (2, 3, 5, 48, 40)), ("image", (2, 3, 1, 40, 32)))
+    return make_cases(vae, out, "conv", shapes)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Write ONNX parity fixtures for the node tests.")
     ap.add_argument("--out", required=True)
@@ -257,6 +291,7 @@ def main(argv=None) -> int:
     vae = make_tiny_bundle(out)
     denoiser = make_tiny_denoiser(out)
     cases = make_cases(vae, out) + denoiser_cases(denoiser, out) + grown_decoder_cases(out)
+    cases += conv_bundle_cases(out)
     for case in cases:
         case["tolerance"] = TOLERANCE
     config = vae.cfg.to_json()

@@ -83,6 +83,28 @@ def fit_linear_code(cfg: AutoencoderConfig, batches: Iterable[torch.Tensor]) -> 
     return LinearCodeFit(mean0, basis0, var0, mean, basis, var, n0, n1)
 
 
+def linear_code_config(cfg) -> AutoencoderConfig:
+    """The linear code with the latent grid of any autoencoder config (its own for the
+    PCA-residual model): the floor every autoencoder of that size is measured against."""
+    if isinstance(cfg, AutoencoderConfig):
+        return cfg
+    return AutoencoderConfig(
+        name="linear",
+        latent_channels=cfg.latent_channels,
+        # The linear code's model computes its residual nets too (zero-initialised): keep them
+        # minimal, they only cost time.
+        encoder_width=8,
+        decoder_width=8,
+        encoder_blocks=1,
+        decoder_blocks=1,
+        patch_size=cfg.spatial_factor,
+        temporal_patch=cfg.temporal_factor,
+        resolution=cfg.resolution,
+        frames=cfg.frames,
+        fps=cfg.fps,
+    )
+
+
 def fit_linear_code_on(cfg: AutoencoderConfig, dataset, batch: int = 32) -> LinearCodeFit:
     """fit_linear_code over every clip of a ClipDataset split, read `batch` clips at a time."""
     n = len(dataset)

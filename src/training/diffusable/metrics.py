@@ -41,3 +41,25 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         (mu_a**2 + mu_d**2 + c1) * (var_a + var_d + c2)
     )
     return s.reshape(b, -1).mean(dim=1).float()
+
+
+def grid_steps(x: torch.Tensor, period: int = 8) -> torch.Tensor:
+    """Sums of |step| between neighbouring pixels across `period`-pixel block edges and inside
+    blocks, horizontally and vertically: (edge sum, edge count, inside sum, inside count).
+    (..., H, W) -> (4,) float64; grid_ratio turns the sums into the ratio."""
+    x = x.double()
+    dh = (x[..., :, 1:] - x[..., :, :-1]).abs()  # (..., H, W-1): step from column j to j+1
+    dv = (x[..., 1:, :] - x[..., :-1, :]).abs()  # (..., H-1, W)
+    eh = (torch.arange(1, x.shape[-1], device=x.device) % period) == 0  # the step crosses an edge
+    ev = (torch.arange(1, x.shape[-2], device=x.device) % period) == 0
+    edge = dh[..., eh].sum() + dv[..., ev, :].sum()
+    inner = dh[..., ~eh].sum() + dv[..., ~ev, :].sum()
+    n_edge = dh[..., eh].numel() + dv[..., ev, :].numel()
+    n_inner = dh[..., ~eh].numel() + dv[..., ~ev, :].numel()
+    return torch.tensor([float(edge), n_edge, float(inner), n_inner], dtype=torch.float64)
+
+
+def grid_ratio(sums: torch.Tensor) -> float:
+    """Mean |step| across block edges over mean |step| inside blocks (no grid: about 1)."""
+    edge, n_edge, inner, n_inner = sums.tolist()
+    return (edge / max(n_edge, 1)) / max(inner / max(n_inner, 1), 1e-12)

@@ -82,21 +82,42 @@ def area_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool3d(x, kernel_size=(1, factor, factor))
 
 
-def downsample(x: torch.Tensor, mode: str) -> torch.Tensor:
+def bilinear_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C, T, H/f, W/f), antialiased bilinear per frame (the paper's
+    choice); its footprint overlaps the neighbouring f x f cells, unlike the box filter."""
+    if factor == 1:
+        return x
+    b, c, t, h, w = x.shape
+    frames = x.transpose(1, 2).reshape(b * t, c, h, w)
+    small = F.interpolate(
+        frames,
+        size=(h // factor, w // factor),
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
+    )
+    return small.reshape(b, t, c, h // factor, w // factor).transpose(1, 2)
+
+
+# Spatial filters an SE term can use, by name (TrainConfig.se_filter).
+SE_FILTERS = {"area": area_downsample, "bilinear": bilinear_downsample}
+
+
+def downsample(x: torch.Tensor, mode: str, spatial_filter: str = "area") -> torch.Tensor:
     """Apply an SE mode to a latent or a video alike.
 
     In time both are pair-averaged at their own rate: latent 1 + 2m -> 1 + m frames, video
     1 + 8m -> 1 + 4m, and latent frame j of the small pair still covers video frames 4j-3..4j.
     """
     fs, ft = SE_MODES[mode]
-    x = area_downsample(x, fs)
+    x = SE_FILTERS[spatial_filter](x, fs)
     if ft == 2:
         x = causal_pair_average(x)
     return x
 
 
 def se_pair(
-    latent: torch.Tensor, video: torch.Tensor, mode: str
+    latent: torch.Tensor, video: torch.Tensor, mode: str, spatial_filter: str = "area"
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The (small latent, small video) pair the decoder is asked to agree on."""
-    return downsample(latent, mode), downsample(video, mode)
+    return downsample(latent, mode, spatial_filter), downsample(video, mode, spatial_filter)

@@ -24,7 +24,8 @@ from typing import Dict, List
 
 import torch
 
-from .metrics import psnr, ssim
+from .metrics import grid_ratio, grid_steps, psnr, ssim
+from .scale_equivariance import area_downsample
 
 BLOCK = 8
 HALF = BLOCK * BLOCK // 2
@@ -76,6 +77,29 @@ def spectrum(x: torch.Tensor) -> torch.Tensor:
     return energy[zigzag_order()]
 
 
+def channel_spectra(x: torch.Tensor) -> torch.Tensor:
+    """Energy per zigzag frequency of each channel of (B, C, T, H, W) -> (C, 64) float64 sums
+    over blocks (divide by the block count for means)."""
+    c = x.shape[1]
+    coef = block_dct(x.transpose(0, 1)).square()  # (C, B, T, h/8, w/8, 8, 8)
+    return coef.reshape(c, -1, BLOCK * BLOCK).sum(dim=1)[:, zigzag_order()]
+
+
+def standardised_spectrum(spec_sums: torch.Tensor, moments: torch.Tensor) -> torch.Tensor:
+    """The mean spectrum of channel-standardised latents (what a denoiser sees, every channel at
+    unit variance), from per-channel spectrum sums (C, 64) and moments (C, 3): count, sum, sum of
+    squares. The DCT is orthonormal, so dividing a channel's energy by its variance is the same
+    as standardising it first (the mean only moves the DC term, which hf_share leaves out)."""
+    n, s1, s2 = moments.unbind(dim=1)
+    var = (s2 / n - (s1 / n).square()).clamp_min(1e-12)  # (C,)
+    blocks = n / (BLOCK * BLOCK)  # blocks per channel
+    return (spec_sums / blocks[:, None] / var[:, None]).mean(dim=0)
+
+
+# The scale-equivariance check: decode(down(z)) against down(x), at these spatial factors.
+SE_FACTORS = (2, 4)
+
+
 def hf_share(spec: torch.Tensor) -> float:
     """Energy at zigzag 32..63 over AC energy (1..63)."""
     return float(spec[HALF:].sum() / spec[1:].sum().clamp_min(1e-30))
@@ -92,18 +116,31 @@ def lowpass(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def analyse(model, clips: torch.Tensor, batch_size: int = 8) -> Dict:
-    """Reconstruction quality, spectra and zeroing test of clips (N, 3, T, H, W) in [-1, 1].
+    """Reconstruction quality, spectra, scale consistency, grid ratio and zeroing test of clips
+    (N, 3, T, H, W) in [-1, 1].
 
+    - latent_hf_share: variance-weighted (the smooth, high-variance channels dominate it);
+      latent_hf_share_std: on channel-standardised latents, beside video_hf_share_latent_scale,
+      the video area-downscaled to the latent's grid (the fair reference: same scale);
+    - se_psnr_s{f}: PSNR of decode(area_down(z, f)) against area_down(x, f); se_bound_s{f}:
+      PSNR of area_down(decode(z), f) against area_down(x, f), what an equivariant decoder gets;
+    - grid_ratio: mean |step| across 8-pixel block edges over inside blocks, of reconstructions
+      (grid_ratio_input: of the clips themselves);
     The spectral part needs latents of at least 8x8; smaller ones (tiny test models) get only
-    PSNR and SSIM.
+    PSNR, SSIM, the grid ratio and the SE checks that fit.
     """
     device = next(model.parameters()).device
     sums: Dict[str, float] = {}
-    lat_spec = vid_spec = None
+    lat_spec = vid_spec = vid_small_spec = ch_spec = ch_moments = None
+    grid = torch.zeros(4, dtype=torch.float64)
+    grid_in = torch.zeros(4, dtype=torch.float64)
     n = 0
 
     def add(key: str, values: torch.Tensor) -> None:
         sums[key] = sums.get(key, 0.0) + float(values.sum())
+
+    def acc(total, value):
+        return value if total is None else total + value
 
     for start in range(0, clips.shape[0], batch_size):
         x = clips[start : start + batch_size].to(device)
@@ -112,21 +149,43 @@ def analyse(model, clips: torch.Tensor, batch_size: int = 8) -> Dict:
         b = x.shape[0]
         add("psnr", psnr(recon, x))
         add("ssim", ssim(recon, x))
+        grid += grid_steps(recon.cpu())
+        grid_in += grid_steps(x.cpu())
+        for f in SE_FACTORS:
+            if min(mean.shape[-2:]) % f or min(mean.shape[-2:]) < f:
+                continue
+            small = area_downsample(x, f)
+            add(f"se_psnr_s{f}", psnr(model.decode(area_downsample(mean, f)).clamp(-1, 1), small))
+            add(f"se_bound_s{f}", psnr(area_downsample(recon, f), small))
         if min(mean.shape[-2:]) >= BLOCK:
             ls, vs = spectrum(mean).cpu() * b, spectrum(x).cpu() * b
-            lat_spec = ls if lat_spec is None else lat_spec + ls
-            vid_spec = vs if vid_spec is None else vid_spec + vs
+            lat_spec, vid_spec = acc(lat_spec, ls), acc(vid_spec, vs)
+            scale = x.shape[-1] // mean.shape[-1]
+            vid_small_spec = acc(vid_small_spec, spectrum(area_downsample(x, scale)).cpu() * b)
+            m = mean.double().transpose(0, 1).flatten(1)  # (C, N)
+            moments = torch.stack(
+                [torch.full_like(m[:, 0], m.shape[1]), m.sum(1), m.square().sum(1)], dim=1
+            )
+            ch_spec = acc(ch_spec, channel_spectra(mean).cpu())
+            ch_moments = acc(ch_moments, moments.cpu())
             add("psnr_latent_lowpass", psnr(model.decode(lowpass(mean)).clamp(-1, 1), x))
             add("psnr_video_lowpass", psnr(lowpass(recon).clamp(-1, 1), x))
         n += b
     result: Dict = {"clips": n, **{k: v / n for k, v in sums.items()}}
+    result["grid_ratio"] = grid_ratio(grid)
+    result["grid_ratio_input"] = grid_ratio(grid_in)
     if lat_spec is not None:
-        lat_spec, vid_spec = lat_spec / n, vid_spec / n
+        lat_spec, vid_spec, vid_small_spec = lat_spec / n, vid_spec / n, vid_small_spec / n
+        std_spec = standardised_spectrum(ch_spec, ch_moments)
         result.update(
             latent_spectrum=lat_spec.tolist(),
+            latent_spectrum_std=std_spec.tolist(),
             video_spectrum=vid_spec.tolist(),
+            video_spectrum_latent_scale=vid_small_spec.tolist(),
             latent_hf_share=hf_share(lat_spec),
+            latent_hf_share_std=hf_share(std_spec),
             video_hf_share=hf_share(vid_spec),
+            video_hf_share_latent_scale=hf_share(vid_small_spec),
             psnr_drop_latent_lowpass=result["psnr"] - result["psnr_latent_lowpass"],
             psnr_drop_video_lowpass=result["psnr"] - result["psnr_video_lowpass"],
         )

@@ -21,12 +21,12 @@ import argparse
 import copy
 import sys
 from dataclasses import asdict, dataclass, replace
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from .autoencoder import CausalVAE, count_parameters, get_config
+from .autoencoders import build, count_parameters, fresh_init, get_config
 from .checkpoint import load_autoencoder, save_weights_fp16
 from .data.clips import ClipDataset
 from .data.datasets import resolve_dataset
@@ -46,8 +46,13 @@ from .losses import (
     kl_loss,
     reconstruction_loss,
 )
-from .linear_code import fit_linear_code_on, init_from_linear_code, linear_code_model
-from .scale_equivariance import VARIANT_MODES, draw_mode, se_pair
+from .linear_code import (
+    fit_linear_code_on,
+    init_from_linear_code,
+    linear_code_config,
+    linear_code_model,
+)
+from .scale_equivariance import SE_FILTERS, VARIANT_MODES, draw_mode, se_pair
 from .spectrum import analyse
 from .trainer import StepLog, start_run
 
@@ -66,7 +71,12 @@ class TrainConfig:
     ema_decay: float = 0.999
     kl_weight: float = 1e-5
     se_weight: float = 0.25  # forced to 0 by --variant baseline
+    se_filter: str = "area"  # spatial downsampling of the SE pair: area | bilinear
     hflip: bool = True  # mirror half of the clips (drawn per step, identical across variants)
+    # Train on random crops (0 = whole clips): a convolutional AE is the same function at any
+    # size, and a 48x48x9 crop costs a third of a 64x64x17 clip, so a step sees more clips.
+    crop_size: int = 0
+    crop_frames: int = 0
     disc_start: int = -1  # step at which the patch discriminator joins; -1 = never
     disc_weight: float = 0.05
     seed: int = 0
@@ -110,9 +120,39 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
         val_per_class=8,
     ),
 }
+# The conv VAE from scratch (conv_vae.py): no linear code to start from, so a real warm-up.
+TRAIN_PRESETS["conv-tiny"] = TRAIN_PRESETS["tiny"]
+TRAIN_PRESETS["conv-small"] = TrainConfig(
+    steps=4000,
+    batch_size=12,
+    lr=1e-3,
+    warmup=100,
+    eval_every=500,
+    ckpt_every=100,
+    linear_lr_scale=1.0,
+    crop_size=48,
+    crop_frames=9,
+)
+TRAIN_PRESETS["conv-narrow"] = TRAIN_PRESETS["conv-small"]
+TRAIN_PRESETS["conv-base"] = replace(TRAIN_PRESETS["base"], linear_lr_scale=1.0)
 # Fine-tunes keep their pre-train's data, batch and logging, with a short, gentle schedule.
 TRAIN_PRESETS["tiny-finetune"] = replace(
     TRAIN_PRESETS["tiny"], steps=6, warmup=1, eval_every=3, ckpt_every=3
+)
+TRAIN_PRESETS["conv-tiny-finetune"] = TRAIN_PRESETS["tiny-finetune"]
+TRAIN_PRESETS["conv-small-finetune"] = replace(
+    TRAIN_PRESETS["conv-small"],
+    steps=600,
+    batch_size=8,
+    lr=5e-4,
+    warmup=20,
+    eval_every=150,
+    ckpt_every=50,
+    crop_size=0,
+    crop_frames=0,
+)
+TRAIN_PRESETS["conv-base-finetune"] = replace(
+    TRAIN_PRESETS["conv-base"], steps=1500, lr=3e-4, warmup=50, eval_every=500, ckpt_every=500
 )
 TRAIN_PRESETS["base-finetune"] = replace(
     TRAIN_PRESETS["base"], steps=1500, lr=3e-4, warmup=50, eval_every=500, ckpt_every=500
@@ -125,10 +165,17 @@ class StepDraws:
     noise: torch.Tensor  # (B, C, t, h, w) posterior noise
     se_mode: Optional[str]  # the SE mode (None for the baseline)
     flips: torch.Tensor  # (B,) bool: mirror the clip
+    crop: Optional[Tuple[int, int, int]]  # (first frame, top, left) of the step's crop
 
 
 def step_draws(
-    cfg: TrainConfig, step: int, rank: int, n_clips: int, latent_shape, variant: str
+    cfg: TrainConfig,
+    step: int,
+    rank: int,
+    n_clips: int,
+    latent_shape,
+    variant: str,
+    clip_room: Tuple[int, int, int] = (0, 0, 0),
 ) -> StepDraws:
     """All randomness of one step, from the step's own generator, in a fixed order: every
     variant draws the same batch, noise, uniform for the SE mode and flips (tested)."""
@@ -137,7 +184,11 @@ def step_draws(
     noise = torch.randn(latent_shape, generator=g)
     mode = draw_mode(g, latent_shape, VARIANT_MODES[variant])
     flips = torch.rand(cfg.batch_size, generator=g) < 0.5
-    return StepDraws(idx, noise, mode, flips)
+    crop = None
+    if cfg.crop_size or cfg.crop_frames:
+        u = torch.rand(3, generator=g).tolist()
+        crop = tuple(int(v * (room + 1)) for v, room in zip(u, clip_room))
+    return StepDraws(idx, noise, mode, flips, crop)
 
 
 def parse_args(argv=None):
@@ -146,8 +197,8 @@ def parse_args(argv=None):
     ap.add_argument("--variant", choices=sorted(VARIANT_MODES), required=True)
     ap.add_argument(
         "--init",
-        default="linear",
-        help="'linear' (the PCA of the training split) or an AE checkpoint to fine-tune",
+        help="'linear' (the PCA of the training split), 'scratch' (random), or an AE checkpoint "
+        "to fine-tune (default: the architecture's own fresh start, see autoencoders.py)",
     )
     ap.add_argument(
         "--preset", help="training preset (default: the config's, or <config>-finetune)"
@@ -175,7 +226,11 @@ def parse_args(argv=None):
         model_cfg = get_config(args.config, **overrides)
     except ValueError as err:
         ap.error(str(err))
-    finetune = args.init != "linear"
+    if args.init is None:
+        args.init = fresh_init(model_cfg)
+    if args.init in ("linear", "scratch") and args.init != fresh_init(model_cfg):
+        ap.error(f"--init {args.init}: config {args.config} starts from {fresh_init(model_cfg)!r}")
+    finetune = args.init not in ("linear", "scratch")
     preset = args.preset or (f"{args.config}-finetune" if finetune else args.config)
     if args.preset and preset not in TRAIN_PRESETS:
         ap.error(f"unknown preset {preset!r}; choose from {sorted(TRAIN_PRESETS)}")
@@ -184,28 +239,31 @@ def parse_args(argv=None):
     )
     if not VARIANT_MODES[args.variant]:
         train_cfg.se_weight = 0.0
+    if train_cfg.se_filter not in SE_FILTERS:
+        ap.error(f"--se-filter must be one of {sorted(SE_FILTERS)}, got {train_cfg.se_filter!r}")
     return args, model_cfg, train_cfg
 
 
 class AETrainingForward(nn.Module):
     """The whole differentiable step in one forward, so DDP sees every parameter use."""
 
-    def __init__(self, vae: CausalVAE):
+    def __init__(self, vae: nn.Module, se_filter: str = "area"):
         super().__init__()
         self.vae = vae
+        self.se_filter = se_filter
 
     def forward(self, video, noise, se_mode: Optional[str]):
         recon, z, mean, logvar = self.vae(video, noise)
         out = {"recon": recon, "mean": mean, "logvar": logvar}
         if se_mode is not None:
-            z_small, video_small = se_pair(z, video, se_mode)
+            z_small, video_small = se_pair(z, video, se_mode, self.se_filter)
             out["se_recon"] = self.vae.decode(z_small)
             out["se_target"] = video_small
         return out
 
 
 @torch.no_grad()
-def calibrate_latent_scale(model: CausalVAE, clips: torch.Tensor, batch_size: int = 8) -> None:
+def calibrate_latent_scale(model: nn.Module, clips: torch.Tensor, batch_size: int = 8) -> None:
     """Per-channel shift/scale so that scaled latents have zero mean and unit variance."""
     device = next(model.parameters()).device
     means = [
@@ -244,14 +302,17 @@ def main(argv=None) -> int:
     val_clips, _ = val_ds.batch(list(range(min(cfg.val_clips, len(val_ds)))))
 
     # ---------------------------------------------------------------- model
-    vae = CausalVAE(model_cfg)
+    vae = build(model_cfg)
     reference: Dict = {}
     fit = None
     if not ckpt_path.exists():
-        # Fresh run: start at the linear code, or at the pre-trained model being fine-tuned.
-        if args.init == "linear":
-            fit = fit_linear_code_on(model_cfg, train_ds)
-            init_from_linear_code(vae, fit)
+        # Fresh run: start at the linear code, from scratch, or at the pre-trained model being
+        # fine-tuned. A fresh run of any architecture records the linear code of its size as
+        # the floor it must clear.
+        if args.init in ("linear", "scratch"):
+            fit = fit_linear_code_on(linear_code_config(model_cfg), train_ds)
+            if args.init == "linear":
+                init_from_linear_code(vae, fit)
         else:
             try:
                 base, base_meta = load_autoencoder(args.init)
@@ -266,7 +327,7 @@ def main(argv=None) -> int:
             reference["init"] = {"run_id": base_meta.get("run_id"), "step": base_meta.get("step")}
     vae = vae.to(device)
     ema = copy.deepcopy(vae).eval().requires_grad_(False)
-    forward = AETrainingForward(vae)
+    forward = AETrainingForward(vae, cfg.se_filter)
     if dist_info.world_size > 1:
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[dist_info.local_rank] if device.type == "cuda" else None
@@ -308,7 +369,7 @@ def main(argv=None) -> int:
             kind="autoencoder",
             variant=args.variant,
             se_modes=list(VARIANT_MODES[args.variant]),
-            init=reference.get("init", "linear"),
+            init=reference.get("init", args.init),
             model=model_cfg.to_dict(),
             train=asdict(cfg),
             data=portable_path(data_root),
@@ -326,7 +387,7 @@ def main(argv=None) -> int:
         run.start()
         if fit is not None and is_main:
             # The floor, on the same validation clips as every "val" event: the model at step 0.
-            ref = analyse(linear_code_model(model_cfg, fit), val_clips)
+            ref = analyse(linear_code_model(linear_code_config(model_cfg), fit), val_clips)
             events.write(
                 "reference",
                 step=0,
@@ -367,15 +428,27 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- loop
     log = StepLog(run, cfg.steps, cfg.log_every, step)
-    latent_shape = (cfg.batch_size,) + model_cfg.latent_shape(
-        model_cfg.frames, model_cfg.resolution, model_cfg.resolution
-    )
+    crop_t = cfg.crop_frames or model_cfg.frames
+    crop_hw = cfg.crop_size or model_cfg.resolution
+    try:
+        latent_shape = (cfg.batch_size,) + model_cfg.latent_shape(crop_t, crop_hw, crop_hw)
+    except ValueError as err:
+        print(f"train_ae: --crop-size/--crop-frames: {err}", file=sys.stderr)
+        return 2
+    # How far a crop can move in (time, y, x).
+    spare = model_cfg.resolution - crop_hw
+    clip_room = (model_cfg.frames - crop_t, spare, spare)
     stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
     while step < stop_at:
         # The same draws, in the same order, for both variants (see the module docstring).
-        draws = step_draws(cfg, step, dist_info.rank, len(train_ds), latent_shape, args.variant)
+        draws = step_draws(
+            cfg, step, dist_info.rank, len(train_ds), latent_shape, args.variant, clip_room
+        )
         idx, noise, mode = draws.indices, draws.noise.to(device), draws.se_mode
         video, _ = train_ds.batch(idx)
+        if draws.crop is not None:
+            t0, y0, x0 = draws.crop
+            video = video[:, :, t0 : t0 + crop_t, y0 : y0 + crop_hw, x0 : x0 + crop_hw]
         if cfg.hflip:
             video = torch.where(draws.flips.view(-1, 1, 1, 1, 1), video.flip(-1), video)
         video = video.to(device)  # (B, 3, T, H, W)

@@ -1,0 +1,202 @@
+"""The convolutional causal VAE (`conv-tiny`): shapes, causality, streaming, the registry."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from diffusable import autoencoders, conv_vae
+from diffusable.checkpoint import load_autoencoder, save_weights_fp16
+from diffusable.conv_vae import ConvCausalVAE, ConvVAEConfig
+
+
+def perturbed(cfg, seed=1):
+    """A model whose every layer matters (the zero-initialised ones too)."""
+    torch.manual_seed(seed)
+    model = ConvCausalVAE(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def vae():
+    return perturbed(autoencoders.get_config("conv-tiny"))
+
+
+@pytest.mark.parametrize("frames", [1, 5, 17, 33])
+def test_shapes_follow_the_frame_rule(vae, frames):
+    video = torch.rand(2, 3, frames, 32, 40) * 2 - 1
+    with torch.no_grad():
+        recon, z, mean, logvar = vae(video)
+    k = (frames - 1) // 4
+    assert z.shape == mean.shape == logvar.shape == (2, 4, 1 + k, 4, 5)
+    assert recon.shape == video.shape
+    assert vae.cfg.latent_shape(frames, 32, 40) == (4, 1 + k, 4, 5)
+
+
+def test_one_image_is_one_latent_frame_and_decodes_to_one_image(vae):
+    image = torch.rand(1, 3, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(image)[0]
+        assert z.shape == (1, 4, 1, 4, 4)
+        assert vae.decode(z).shape == (1, 3, 1, 32, 32)
+
+
+def test_bad_frame_counts_are_refused(vae):
+    with pytest.raises(ValueError, match=r"1 \+ 4k"):
+        vae.encode(torch.zeros(1, 3, 6, 32, 32))
+
+
+@pytest.mark.parametrize("j", [0, 3, 4, 9, 16])
+def test_encoder_is_causal(vae, j):
+    video = torch.rand(1, 3, 17, 32, 32) * 2 - 1
+    changed = video.clone()
+    changed[:, :, j] = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        a, b = vae.encode(video)[0], vae.encode(changed)[0]
+    first_affected = (j + 3) // 4  # latent frame i covers video frames 4i-3..4i
+    assert torch.equal(a[:, :, :first_affected], b[:, :, :first_affected])
+    assert not torch.allclose(a[:, :, first_affected], b[:, :, first_affected])
+
+
+@pytest.mark.parametrize("j", [0, 1, 3])
+def test_decoder_is_causal(vae, j):
+    z = torch.randn(1, 4, 5, 4, 4)
+    changed = z.clone()
+    changed[:, :, j] = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        a, b = vae.decode(z), vae.decode(changed)
+    first_affected = max(0, 4 * j - 3)  # latent frame j decodes to video frames 4j-3..4j
+    assert torch.equal(a[:, :, :first_affected], b[:, :, :first_affected])
+    assert not torch.allclose(a[:, :, first_affected], b[:, :, first_affected])
+
+
+def test_decoder_context_covers_the_receptive_field(vae):
+    """Decoded group j depends on latent frames j - (context - 1) .. j and no earlier ones."""
+    ctx = vae.cfg.decoder_context_latents
+    t = ctx + 2  # latent frames 0 .. ctx + 1; frame 1 is changed
+    z = torch.randn(1, 4, t, 4, 4)
+    changed = z.clone()
+    changed[:, :, 1] = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        a, b = vae.decode(z), vae.decode(changed)
+    group = lambda v, j: v[:, :, 4 * j - 3 : 4 * j + 1]  # noqa: E731
+    assert not torch.allclose(group(a, ctx), group(b, ctx))  # frame 1 is its oldest input
+    assert torch.equal(group(a, ctx + 1), group(b, ctx + 1))  # frame 1 is out of its field
+
+
+def test_no_mixing_across_the_batch(vae):
+    video = torch.rand(3, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        together = vae.encode(video)[0]
+        alone = vae.encode(video[1:2])[0]
+    assert torch.allclose(together[1:2], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_latents", [1, 2, 3])
+def test_chunked_encode_equals_one_pass(vae, chunk_latents):
+    vae.latent_shift.fill_(0.1)
+    vae.latent_scale.fill_(1.7)
+    video = torch.rand(2, 3, 33, 32, 32) * 2 - 1
+    with torch.no_grad():
+        whole = vae.encode_scaled(video)
+        chunked = vae.encode_chunked(video, chunk_latents=chunk_latents)
+    vae.latent_shift.fill_(0.0)
+    vae.latent_scale.fill_(1.0)
+    assert chunked.shape == whole.shape
+    assert (chunked - whole).abs().max().item() <= 1e-4
+
+
+def test_streaming_state_is_passed_in_and_out(vae):
+    """encode_step keeps nothing between calls: the same caches give the same latents."""
+    video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    with torch.no_grad():
+        _, caches = vae.encode_step(video[:, :, :1])
+        a, caches_a = vae.encode_step(video[:, :, 1:5], caches)
+        b, caches_b = vae.encode_step(video[:, :, 1:5], caches)
+    assert torch.equal(a, b)
+    assert len(caches) == len(caches_a) > 0
+    for c in caches_a:
+        assert c.shape[0] == 1 and c.shape[2] == vae.cfg.kernel_t - 1  # (B, C, frames, h, w)
+
+
+def test_shortcuts_off_still_trains_the_same_interface():
+    cfg = autoencoders.get_config("conv-tiny", shortcuts=False)
+    model = ConvCausalVAE(cfg)
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    recon, *_ = model(video)
+    loss = (recon - video).square().mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_bad_config_is_one_sentence():
+    with pytest.raises(ValueError, match="one count per width"):
+        ConvVAEConfig(widths=(8, 16), encoder_blocks=(1, 1, 1))
+    with pytest.raises(ValueError, match="no such setting"):
+        autoencoders.get_config("conv-tiny", decoder_linear_kernel=3)
+
+
+def test_config_round_trips_through_json():
+    cfg = autoencoders.get_config("conv-small")
+    again = autoencoders.config_from_dict(cfg.to_dict())
+    assert again == cfg and isinstance(again.widths, tuple)
+
+
+def test_checkpoint_round_trip_picks_the_architecture(tmp_path, vae):
+    path = tmp_path / "ema.pt"
+    save_weights_fp16(path, vae, "se", "run", 7)
+    model, meta = load_autoencoder(path)
+    assert isinstance(model, ConvCausalVAE) and meta["step"] == 7
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert (model(video)[0] - vae(video)[0]).abs().max() < 0.02  # fp16 weights
+
+
+def test_a_new_architecture_is_its_module_and_one_registry_line(tmp_path, monkeypatch):
+    """Register a variant class under a new name: build, checkpoints and export dispatch on it."""
+
+    @dataclasses.dataclass(frozen=True)
+    class OtherConfig(ConvVAEConfig):
+        architecture: str = "other-conv"
+
+        @staticmethod
+        def from_dict(d):
+            d = dict(d)
+            for k in ("widths", "encoder_blocks", "decoder_blocks"):
+                d[k] = tuple(d[k])
+            return OtherConfig(**d)
+
+    class Other(ConvCausalVAE):
+        pass
+
+    cfg = OtherConfig(
+        name="other",
+        **{
+            k: getattr(conv_vae.CONV_CONFIGS["conv-tiny"], k)
+            for k in ("latent_channels", "widths", "encoder_blocks", "decoder_blocks", "resolution")
+        },
+    )
+    arch = autoencoders.Architecture(
+        "other-conv", OtherConfig, Other, {"other": cfg}, "scratch", lambda m: m.inference_form()
+    )
+    monkeypatch.setitem(autoencoders.ARCHITECTURES, "other-conv", arch)  # the one line
+    model = autoencoders.build(autoencoders.get_config("other"))
+    assert isinstance(model, Other)
+    save_weights_fp16(tmp_path / "w.pt", model, "baseline", "r", 1)
+    loaded, _ = load_autoencoder(tmp_path / "w.pt")
+    assert isinstance(loaded, Other) and loaded.cfg == cfg
+    assert isinstance(autoencoders.inference_form(loaded), Other)
+
+
+def test_unknown_architecture_is_refused(tmp_path, vae):
+    path = tmp_path / "w.pt"
+    save_weights_fp16(path, vae, "se", "run", 1)
+    state = torch.load(path)
+    state["config"]["architecture"] = "nope"
+    state["architecture"] = "nope"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="'nope' is not one of"):
+        load_autoencoder(path)
