@@ -48,3 +48,15 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(value)
         value /= dist.get_world_size()
     return value
+
+
+@torch.no_grad()
+def max_diff_from_rank0(model: torch.nn.Module) -> float:
+    """Largest |w - w_rank0| over every parameter of every rank (a collective: all ranks call
+    it). 0.0 when DDP kept the replicas identical."""
+    flat = torch.cat([p.detach().flatten().float() for p in model.parameters()])
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    worst = (flat - ref).abs().max().reshape(1)
+    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+    return float(worst)

@@ -21,26 +21,29 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean SSIM of each clip (Wang et al. 2004: 11x11 Gaussian, sigma 1.5, per frame and
-    channel, valid windows only, on the [0, 1] scale). (B, 3, T, H, W) x2 -> (B,)"""
+    channel, valid windows only, on the [0, 1] scale). (B, 3, T, H, W) x2 -> (B,)
+
+    Computed in float32 on values centred at 0.5 (the window sums of squares then cancel little),
+    every channel as its own image: CPU PyTorch's grouped float64 convolution took 25 s for two
+    17-frame clips, this takes 0.1 s, within 1e-5 of it (tested)."""
     b, c, t, h, w = x.shape
     size = min(11, h, w)
-    win = _gaussian_window(size).to(x)[None, None].repeat(c, 1, 1, 1)  # (3, 1, k, k)
+    win = _gaussian_window(size).to(device=x.device, dtype=torch.float32)[None, None]
 
-    def frames(v: torch.Tensor) -> torch.Tensor:
-        return ((v + 1) / 2).transpose(1, 2).reshape(b * t, c, h, w)  # (B*T, 3, H, W)
+    def planes(v: torch.Tensor) -> torch.Tensor:  # (B*T*3, 1, H, W), centred at 0
+        return (v.float() / 2).transpose(1, 2).reshape(b * t * c, 1, h, w)
 
-    a, d = frames(x).double(), frames(y).double()
-    win = win.double()
-    mu_a = F.conv2d(a, win, groups=c)
-    mu_d = F.conv2d(d, win, groups=c)
-    var_a = F.conv2d(a * a, win, groups=c) - mu_a**2
-    var_d = F.conv2d(d * d, win, groups=c) - mu_d**2
-    cov = F.conv2d(a * d, win, groups=c) - mu_a * mu_d
+    a, d = planes(x), planes(y)
+    mu_a0, mu_d0 = F.conv2d(a, win), F.conv2d(d, win)
+    var_a = F.conv2d(a * a, win) - mu_a0**2
+    var_d = F.conv2d(d * d, win) - mu_d0**2
+    cov = F.conv2d(a * d, win) - mu_a0 * mu_d0
+    mu_a, mu_d = mu_a0 + 0.5, mu_d0 + 0.5
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mu_a * mu_d + c1) * (2 * cov + c2)) / (
         (mu_a**2 + mu_d**2 + c1) * (var_a + var_d + c2)
     )
-    return s.reshape(b, -1).mean(dim=1).float()
+    return s.reshape(b, -1).mean(dim=1)
 
 
 def grid_steps(x: torch.Tensor, period: int = 8) -> torch.Tensor:

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from . import distributed
 from .autoencoders import build, count_parameters, fresh_init, get_config
 from .checkpoint import load_autoencoder, save_weights_fp16
 from .data.clips import ClipDataset
@@ -176,11 +177,19 @@ def step_draws(
     latent_shape,
     variant: str,
     clip_room: Tuple[int, int, int] = (0, 0, 0),
+    world: int = 1,
 ) -> StepDraws:
     """All randomness of one step, from the step's own generator, in a fixed order: every
-    variant draws the same batch, noise, uniform for the SE mode and flips (tested)."""
+    variant draws the same batch, noise, uniform for the SE mode and flips (tested).
+
+    The clips come from one permutation shared by all ranks (its generator ignores the rank),
+    each rank taking its own slice, so the ranks of a DDP run see disjoint clips of one global
+    batch; the rest is drawn per rank."""
+    perm = torch.randperm(n_clips, generator=step_generator(cfg.seed, step, -1))
+    need = world * cfg.batch_size
+    perm = perm.repeat((need + n_clips - 1) // n_clips)  # a dataset smaller than the batch
+    idx = perm[rank * cfg.batch_size : (rank + 1) * cfg.batch_size].tolist()
     g = step_generator(cfg.seed, step, rank)
-    idx = torch.randint(n_clips, (cfg.batch_size,), generator=g).tolist()
     noise = torch.randn(latent_shape, generator=g)
     mode = draw_mode(g, latent_shape, VARIANT_MODES[variant])
     flips = torch.rand(cfg.batch_size, generator=g) < 0.5
@@ -442,7 +451,14 @@ def main(argv=None) -> int:
     while step < stop_at:
         # The same draws, in the same order, for both variants (see the module docstring).
         draws = step_draws(
-            cfg, step, dist_info.rank, len(train_ds), latent_shape, args.variant, clip_room
+            cfg,
+            step,
+            dist_info.rank,
+            len(train_ds),
+            latent_shape,
+            args.variant,
+            clip_room,
+            dist_info.world_size,
         )
         idx, noise, mode = draws.indices, draws.noise.to(device), draws.se_mode
         video, _ = train_ds.batch(idx)
@@ -509,6 +525,10 @@ def main(argv=None) -> int:
         save(final=True)
         save_weights_fp16(out / "checkpoints" / "ema-fp16.pt", ema, args.variant, run_id, step)
         run.complete(step, **{k: final[k] for k in ("psnr", "ssim")})
+    if dist_info.world_size > 1:
+        # DDP keeps the replicas equal by averaging gradients; check it rather than trust it.
+        diff = distributed.max_diff_from_rank0(vae)
+        events.write("ddp", step=step, world_size=dist_info.world_size, weights_max_abs_diff=diff)
     run.close()
     return 0
 
