@@ -22,6 +22,9 @@ export const manifestSchema = z
     fps: z.number().positive(),
     frames: z.object({
       rule: z.string().regex(/^1\+\d+k$/, 'a rule like "1+4k"'),
+      /** The fewest frames the decoder turns latents into (1: a single latent frame); without
+       * it, 1 + temporal_factor (two latent frames, what the PCA bundles need). */
+      min: positiveInt.optional(),
       default: positiveInt,
       max: positiveInt,
     }),
@@ -107,14 +110,22 @@ export const manifestSchema = z
         message: `is "${m.frames.rule}" but temporal_factor is ${tf} (expected "1+${tf}k")`,
       });
     }
-    for (const key of ["default", "max"] as const) {
-      if ((m.frames[key] - 1) % tf !== 0) {
+    for (const key of ["min", "default", "max"] as const) {
+      const value = m.frames[key];
+      if (value !== undefined && (value - 1) % tf !== 0) {
         ctx.addIssue({
           code: "custom",
           path: ["frames", key],
-          message: `${m.frames[key]} does not follow the rule 1+${tf}k`,
+          message: `${value} does not follow the rule 1+${tf}k`,
         });
       }
+    }
+    if (m.frames.min !== undefined && m.frames.min > m.frames.default) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["frames", "min"],
+        message: `${m.frames.min} is more than frames.default ${m.frames.default}`,
+      });
     }
     if (m.resolution % m.spatial_factor !== 0) {
       ctx.addIssue({
@@ -160,6 +171,11 @@ export const manifestSchema = z
   });
 
 export type Manifest = z.infer<typeof manifestSchema>;
+
+/** The fewest video frames a bundle decodes: manifest frames.min, else 1 + temporal_factor. */
+export function minFrames(m: Pick<Manifest, "frames" | "temporal_factor">): number {
+  return m.frames.min ?? 1 + m.temporal_factor;
+}
 
 export interface Bundle {
   /** The folder's name: what the API calls the model. */

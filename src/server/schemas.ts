@@ -128,15 +128,26 @@ const KIND_NAMES: Record<string, string> = {
   array: "a list",
 };
 
+/** What zod says it received, as words: "a list", "an object", "Infinity", "null". */
+function receivedWords(received: string): string {
+  const words: Record<string, string> = { array: "a list", boolean: "true or false" };
+  if (words[received]) return words[received];
+  if (/^(-?Infinity|NaN|null)$/.test(received)) return received;
+  return `${/^[aeiou]/i.test(received) ? "an" : "a"} ${received}`;
+}
+
+/** The value zod received, from an invalid_type message ("... received array"). */
+const receivedOf = (message: string) => /received (-?\w+)/.exec(message)?.[1];
+
 /** One zod issue as a sentence that starts with the field: "seed must be an integer". */
 function describeIssue(issue: z.core.$ZodIssue): string {
   const field = issue.path.length ? issue.path.join(".") : "the body";
   switch (issue.code) {
     case "invalid_type": {
-      const received = /received (\w+)/.exec(issue.message)?.[1];
+      const received = receivedOf(issue.message);
       if (received === "undefined") return `${field} is required`;
       const want = KIND_NAMES[issue.expected] ?? issue.expected;
-      return `${field} must be ${want}${received ? ` (got ${received === "NaN" ? "NaN" : `a ${received}`})` : ""}`;
+      return `${field} must be ${want}${received ? ` (got ${receivedWords(received)})` : ""}`;
     }
     case "too_small": {
       const { minimum, inclusive, origin } = issue as unknown as {
@@ -164,8 +175,19 @@ function describeIssue(issue: z.core.$ZodIssue): string {
       return issue.keys.length === 1
         ? `${issue.keys[0]} is not a field of this request (it is not supported here)`
         : `${issue.keys.join(", ")} are not fields of this request (they are not supported here)`;
-    case "invalid_union":
+    case "invalid_union": {
+      // Each branch failed on the type (label: a name or an id): say which types would do.
+      const firsts = issue.errors.map((branch) => branch[0]);
+      if (firsts.every((i) => i?.code === "invalid_type")) {
+        const received = receivedOf(firsts[0]?.message ?? "");
+        if (received === "undefined") return `${field} is required`;
+        const wants = [
+          ...new Set(firsts.map((i) => KIND_NAMES[(i as { expected: string }).expected] ?? "?")),
+        ];
+        return `${field} must be ${wants.join(" or ")}${received ? ` (got ${receivedWords(received)})` : ""}`;
+      }
       return `${field} has the wrong type`;
+    }
     case "not_multiple_of":
       return `${field} must be a multiple of ${issue.divisor}`;
     default:
@@ -175,7 +197,8 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
 /** Every issue as a sentence naming its field ("seed must be an integer"), for 400 answers. */
 export function describeZodError(error: z.ZodError): string {
-  return `${error.issues.map(describeIssue).join("; ")}.`;
+  // Two checks can fail alike (2^64 is neither a safe integer nor at most 2^53-1): say it once.
+  return `${[...new Set(error.issues.map(describeIssue))].join("; ")}.`;
 }
 
 export const GenerationRequestSchema = z.strictObject({
@@ -197,7 +220,6 @@ export const GenerationRequestSchema = z.strictObject({
     .number()
     .int()
     .min(1)
-    .max(1000)
     .optional()
     .meta({ description: "sampler steps, up to the bundle's sampler.max_steps" }),
   guidance: z

@@ -98,6 +98,20 @@ describe("manifest errors name the bad field", () => {
       /frames\.default: 10 does not follow the rule 1\+4k/,
     ],
     [
+      "frames.min off the rule",
+      (m) => {
+        (m.frames as Record<string, unknown>).min = 2;
+      },
+      /frames\.min: 2 does not follow the rule 1\+4k/,
+    ],
+    [
+      "frames.min above frames.default",
+      (m) => {
+        (m.frames as Record<string, unknown>).min = 13;
+      },
+      /frames\.min: 13 is more than frames\.default 9/,
+    ],
+    [
       "latent scale of the wrong length",
       (m) => {
         (m.latent as Record<string, unknown>).scale = [1, 2];

@@ -162,6 +162,12 @@ test("latents that do not fit the bundle, or hold NaN/Inf: 400 before the 202", 
       }),
       /uint8; they must be float32 or float16/,
     ],
+    // One latent frame is one video frame: fewer than the fixture decodes (no frames.min: 5).
+    [
+      "one.npy",
+      npy([1, c, 1, side, side]),
+      /have 1 frame \(shape \(1, 4, 1, 4, 4\)\), which decode to 1 video frame; model tiny-fixture decodes at least 5 \(manifest frames\.min\)\.$/,
+    ],
   ];
   for (const [name, bytes, pattern] of cases) {
     const message = await errorOf(await post("/v1/decodings", { name, bytes }), 400, "bad_latents");

@@ -78,6 +78,7 @@ for (const [name, extra, field] of [
   ["unknown label", { label: "zebra" }, "label"],
   ["n = 100", { n: 100 }, "n"],
   ["unknown format", { format: "avi" }, "format"],
+  ["frames 1 (the fixture decodes at least 5)", { frames: 1 }, "frames"],
 ] as const) {
   test(`POST /v1/generations: ${name} is a 400 naming ${field}`, async () => {
     const res = await post({ ...base, ...extra });
@@ -508,6 +509,101 @@ test("without model: the loaded se bundle (the first by name, preferring ones th
     const g = (await res.json()) as Gen & { model: string };
     assert.equal(g.model, "b-se");
     assert.equal(g.status, "succeeded");
+  } finally {
+    await generations.stop();
+    await rt.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("generation errors are one sentence each, in the same words for the same limit", async () => {
+  const messageOf = async (body: string) => {
+    const res = await t.app.request("/v1/generations", {
+      method: "POST",
+      headers: { ...auth(t.user), "content-type": "application/json" },
+      body,
+    });
+    assert.equal(res.status, 400, body);
+    const json = (await res.json()) as { error: { code: string; message: string } };
+    assert.equal(json.error.code, "invalid_field");
+    return json.error.message;
+  };
+  const json = (extra: Record<string, unknown>) => JSON.stringify({ ...base, ...extra });
+  // 2^64 breaks two checks (safe integer, at most 2^53-1): one sentence, once.
+  assert.equal(
+    await messageOf(json({ seed: 2 ** 64 })),
+    `seed must be at most ${Number.MAX_SAFE_INTEGER}.`,
+  );
+  assert.equal(await messageOf(JSON.stringify({ model: MODEL })), "label is required.");
+  assert.equal(
+    await messageOf(json({ label: [1] })),
+    "label must be a string or a number (got a list).",
+  );
+  assert.equal(await messageOf(json({ steps: [1] })), "steps must be a number (got a list).");
+  assert.equal(
+    await messageOf(`{"model": "${MODEL}", "label": "a", "guidance": 1e999}`),
+    "guidance must be a number (got Infinity).",
+  );
+  assert.equal(await messageOf(json({ n: {} })), "n must be a number (got an object).");
+  // The bundle's limit is the one limit, in one sentence, whether just over it or far over.
+  for (const steps of [201, 300, 100_000]) {
+    assert.equal(
+      await messageOf(json({ steps })),
+      `steps must be an integer in 1..200 (model ${MODEL}'s sampler.max_steps), got ${steps}.`,
+    );
+  }
+  assert.equal(
+    await messageOf(json({ frames: 69 })),
+    `frames must be at most 65 (model ${MODEL}'s frames.max), got 69.`,
+  );
+  assert.equal(
+    await messageOf(json({ frames: 1 })),
+    `frames must be at least 5 (the fewest model ${MODEL} decodes: manifest frames.min), got 1.`,
+  );
+  assert.equal(
+    await messageOf(json({ frames: 8 })),
+    "frames must follow the rule 1+4k (5, 9, ...), got 8.",
+  );
+});
+
+test("manifest frames.min: a bundle that decodes one latent frame takes frames 1", async () => {
+  const dir = tempDir("gen-frames-min");
+  const models = join(dir, "models");
+  cpSync(join(fixtureModelsDir(), MODEL), join(models, "one-frame"), { recursive: true });
+  const path = join(models, "one-frame", "manifest.json");
+  const m = JSON.parse(readFileSync(path, "utf8"));
+  m.frames.min = 1;
+  writeFileSync(path, JSON.stringify(m));
+  const rt = await ModelRuntime.open({ modelsDir: models, threads: 1 });
+  const generations = new GenerationRunner({
+    db: t.db,
+    runtime: rt,
+    dataDir: t.config.dataDir,
+    concurrency: 1,
+  });
+  try {
+    assert.deepEqual(rt.invalidBundles(), []);
+    const { createApp } = await import("../../src/server/app.ts");
+    const app = createApp({
+      db: t.db,
+      runtime: rt,
+      runner: t.runner,
+      generations,
+      config: t.config,
+    });
+    await generations.start();
+    const res = await app.request("/v1/generations", {
+      method: "POST",
+      headers: { ...auth(t.user), "content-type": "application/json", prefer: "wait=60" },
+      body: JSON.stringify({ ...base, model: "one-frame", frames: 1 }),
+    });
+    const g = (await res.json()) as Gen & { options: { frames: number } };
+    assert.equal(res.status, 200, JSON.stringify(g));
+    assert.equal(g.status, "succeeded");
+    assert.equal(g.options.frames, 1);
+    const npy = await app.request(`/v1/generations/${g.id}/content`, { headers: auth(t.user) });
+    const { parseNpy } = await import("../../src/pipeline/media/npy-file.ts");
+    assert.deepEqual(parseNpy(new Uint8Array(await npy.arrayBuffer())).shape, [1, 4, 1, 4, 4]);
   } finally {
     await generations.stop();
     await rt.close();

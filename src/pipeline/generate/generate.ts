@@ -3,7 +3,7 @@
 // video files. The same bundle, label, seed and settings give byte-identical files.
 
 import { decodeLatents } from "../autoencoder/decode.ts";
-import type { Bundle } from "../bundle.ts";
+import { type Bundle, minFrames } from "../bundle.ts";
 import { writeNpy } from "../media/npy-file.ts";
 import type { OutputFormat } from "../media/output-formats.ts";
 import { PipelineError } from "../pipeline-error.ts";
@@ -51,8 +51,9 @@ export interface GenerateSettings {
   shape: [number, number, number, number, number];
 }
 
+/** "frames must be at most 65 (...), got 69.": a sentence that starts with the field. */
 const bad = (field: string, message: string) =>
-  new PipelineError("bad_request", `${field}: ${message}`, 400);
+  new PipelineError("bad_request", `${field} ${message}.`, 400);
 
 export const MAX_BATCH = 8;
 
@@ -69,35 +70,56 @@ export function resolveSettings(b: Bundle, opts: GenerateOptions): GenerateSetti
   let label: number;
   if (typeof opts.label === "number") {
     if (!Number.isInteger(opts.label) || opts.label < 0 || opts.label >= m.classes.length) {
-      throw bad("label", `id ${opts.label} is not in 0..${m.classes.length - 1}`);
+      throw bad("label", `must be a class id in 0..${m.classes.length - 1}, got ${opts.label}`);
     }
     label = opts.label;
   } else {
     label = m.classes.indexOf(opts.label);
     if (label < 0) {
-      throw bad("label", `unknown label "${opts.label}"; known: ${m.classes.join(", ")}`);
+      throw bad(
+        "label",
+        `"${opts.label}" is not a class of model ${b.name}; known: ${m.classes.join(", ")}`,
+      );
     }
   }
   const steps = opts.steps ?? m.sampler.steps;
   if (!Number.isInteger(steps) || steps < 1 || steps > m.sampler.max_steps) {
-    throw bad("steps", `${steps} is not an integer in 1..${m.sampler.max_steps}`);
+    throw bad(
+      "steps",
+      `must be an integer in 1..${m.sampler.max_steps} (model ${b.name}'s sampler.max_steps), got ${steps}`,
+    );
   }
   const guidance = opts.guidance ?? m.sampler.guidance;
   if (!Number.isFinite(guidance) || guidance < 0) {
-    throw bad("guidance", `${guidance} is not a finite number >= 0`);
+    throw bad("guidance", `must be a finite number >= 0, got ${guidance}`);
   }
   const tf = m.temporal_factor;
   const frames = opts.frames ?? m.frames.default;
+  const least = minFrames(m);
   if (!Number.isInteger(frames) || frames < 1 || (frames - 1) % tf !== 0) {
-    throw bad("frames", `${frames} does not follow the rule 1+${tf}k`);
+    throw bad(
+      "frames",
+      `must follow the rule 1+${tf}k (${least}, ${least + tf}, ...), got ${frames}`,
+    );
   }
-  if (frames > m.frames.max) throw bad("frames", `${frames} is more than ${m.frames.max}`);
+  if (frames < least) {
+    throw bad(
+      "frames",
+      `must be at least ${least} (the fewest model ${b.name} decodes: manifest frames.min), got ${frames}`,
+    );
+  }
+  if (frames > m.frames.max) {
+    throw bad(
+      "frames",
+      `must be at most ${m.frames.max} (model ${b.name}'s frames.max), got ${frames}`,
+    );
+  }
   const n = opts.n ?? 1;
   if (!Number.isInteger(n) || n < 1 || n > MAX_BATCH) {
-    throw bad("n", `${n} is not an integer in 1..${MAX_BATCH}`);
+    throw bad("n", `must be an integer in 1..${MAX_BATCH}, got ${n}`);
   }
   if (!Number.isSafeInteger(opts.seed) || opts.seed < 0) {
-    throw bad("seed", `${opts.seed} is not an integer in 0..2^53-1`);
+    throw bad("seed", `must be an integer in 0..2^53-1, got ${opts.seed}`);
   }
   const hw = m.resolution / m.spatial_factor;
   return {

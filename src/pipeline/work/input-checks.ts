@@ -6,7 +6,7 @@
 
 import { readFile } from "node:fs/promises";
 import { checkFps, tooShort } from "../autoencoder/model-io.ts";
-import type { Bundle } from "../bundle.ts";
+import { type Bundle, minFrames } from "../bundle.ts";
 import { parseNpy } from "../media/npy-file.ts";
 import { countVideoFrames, probeVideo, type VideoInfo } from "../media/video.ts";
 import { PipelineError } from "../pipeline-error.ts";
@@ -91,6 +91,12 @@ export async function checkLatentsInput(
   }
   if (t < 1) throw bad(`the latents have no frames (shape ${shown}).`);
   const frames = 1 + m.temporal_factor * (t - 1);
+  const least = minFrames(m);
+  if (frames < least) {
+    throw bad(
+      `the latents have ${t} frame${t === 1 ? "" : "s"} (shape ${shown}), which decode to ${frames} video frame${frames === 1 ? "" : "s"}; model ${bundle.name} decodes at least ${least} (manifest frames.min).`,
+    );
+  }
   if (frames / m.fps > opts.maxSeconds) {
     throw new PipelineError(
       "too_long",
