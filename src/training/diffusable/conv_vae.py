@@ -264,10 +264,12 @@ def channel_resize(x: torch.Tensor, c: int, c_out: int) -> torch.Tensor:
     if c > c_out:
         if c % c_out:
             raise ValueError(f"cannot average {c} channels into {c_out}")
-        return x.unflatten(1, (c_out, c // c_out)).mean(dim=2)
+        n, _, h, w = x.shape
+        return x.reshape(n, c_out, c // c_out, h, w).mean(dim=2)
     if c_out % c:
         raise ValueError(f"cannot repeat {c} channels into {c_out}")
-    return x.repeat_interleave(c_out // c, dim=1)
+    n, _, h, w = x.shape  # expand, not repeat_interleave: its ONNX export fixes the shape
+    return x[:, :, None].expand(n, c, c_out // c, h, w).reshape(n, c_out, h, w)
 
 
 class Down(nn.Module):
