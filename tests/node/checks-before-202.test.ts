@@ -140,6 +140,25 @@ test("longer than DIFFUSABLE_MAX_SECONDS: 422 too_long naming the file and the s
   );
 });
 
+/** A .npy file of zeros in any dtype descr (encodeNpy writes only the ones the service reads). */
+function npyOf(descr: string, shape: number[], itemSize: number): Uint8Array {
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(", ")}), }`;
+  const pad = 64 - ((10 + dict.length + 1) % 64);
+  const header = `${dict}${" ".repeat(pad % 64)}\n`;
+  const n = shape.reduce((a, b) => a * b, 1) * itemSize;
+  const out = new Uint8Array(10 + header.length + n);
+  out.set([
+    0x93,
+    ...new TextEncoder().encode("NUMPY"),
+    1,
+    0,
+    header.length & 255,
+    header.length >> 8,
+  ]);
+  out.set(new TextEncoder().encode(header), 10);
+  return out;
+}
+
 test("latents that do not fit the bundle, or hold NaN/Inf: 400 before the 202", async () => {
   const side = manifest.resolution / manifest.spatial_factor;
   const c = manifest.latent_channels;
@@ -161,6 +180,27 @@ test("latents that do not fit the bundle, or hold NaN/Inf: 400 before the 202", 
         data: new Uint8Array(c * 2 * side * side),
       }),
       /uint8; they must be float32 or float16/,
+    ],
+    // Any other dtype in the same words, whether or not the reader can read it: no list of
+    // "supported" descrs that includes <i8 before int64 is refused.
+    [
+      "f8.npy",
+      npyOf("<f8", [1, c, 2, side, side], 8),
+      /^[^<]*the latents are float64; they must be float32 or float16\.$/,
+    ],
+    [
+      "i8.npy",
+      encodeNpy({
+        dtype: "int64",
+        shape: [1, c, 2, side, side],
+        data: new BigInt64Array(c * 2 * side * side),
+      }),
+      /^[^<]*the latents are int64; they must be float32 or float16\.$/,
+    ],
+    [
+      "i4.npy",
+      npyOf("<i4", [1, c, 2, side, side], 4),
+      /the latents are int32; they must be float32 or float16\.$/,
     ],
     // One latent frame is one video frame: fewer than the fixture decodes (no frames.min: 5).
     [

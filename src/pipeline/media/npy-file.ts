@@ -62,6 +62,28 @@ function parseHeader(text: string): Header {
   return { descr, fortranOrder: fortran === "True", shape };
 }
 
+/** numpy's name of a dtype descr ("<f8" -> "float64"), or the descr itself. */
+export function numpyDtypeName(descr: string): string {
+  const m = /^[<>|=]?([fiub])(\d+)$/.exec(descr);
+  if (!m) return descr;
+  const bytes = Number(m[2]);
+  const kind = { f: "float", i: "int", u: "uint", b: "bool" }[m[1] as "f" | "i" | "u" | "b"];
+  return kind === "bool" ? "bool" : `${kind}${bytes * 8}`;
+}
+
+/** A .npy file whose dtype this reader does not read; `dtype` is numpy's name for it. */
+export class NpyDtypeError extends Error {
+  override name = "NpyDtypeError";
+  readonly dtype: string;
+  constructor(
+    readonly descr: string,
+    supported: string[],
+  ) {
+    super(`npy: unsupported dtype '${descr}' (supported: ${supported.join(", ")})`);
+    this.dtype = numpyDtypeName(descr);
+  }
+}
+
 /** Parse the bytes of a .npy file (format version 1, 2 or 3). */
 export function parseNpy(bytes: Uint8Array): NpyArray {
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) {
@@ -85,9 +107,7 @@ export function parseNpy(bytes: Uint8Array): NpyArray {
   const header = parseHeader(new TextDecoder().decode(bytes.subarray(headerStart, dataStart)));
   const dtype = FROM_DESCR[header.descr];
   if (dtype === undefined) {
-    throw new Error(
-      `npy: unsupported dtype '${header.descr}' (supported: ${Object.keys(FROM_DESCR).join(", ")})`,
-    );
+    throw new NpyDtypeError(header.descr, Object.keys(FROM_DESCR));
   }
   const count = elementCount(header.shape);
   if (header.fortranOrder) {

@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { checkFps, tooShort } from "../autoencoder/model-io.ts";
 import { type Bundle, minFrames } from "../bundle.ts";
-import { parseNpy } from "../media/npy-file.ts";
+import { NpyDtypeError, parseNpy } from "../media/npy-file.ts";
 import { countVideoFrames, probeVideo, type VideoInfo } from "../media/video.ts";
 import { PipelineError } from "../pipeline-error.ts";
 
@@ -67,6 +67,10 @@ export async function checkLatentsInput(
   try {
     array = parseNpy(await readFile(path));
   } catch (err) {
+    // A dtype this reader cannot read is refused by the same rule as one it can (uint8, int64).
+    if (err instanceof NpyDtypeError) {
+      throw bad(`the latents are ${err.dtype}; they must be float32 or float16.`);
+    }
     throw bad(`the file is not a readable .npy array (${(err as Error).message}).`);
   }
   const shape = array.shape;
