@@ -205,3 +205,60 @@ def test_fp16_weight_storage_computes_with_the_rounded_weights(tmp_path):
     export_denoiser_onnx(model, tmp_path / "fp16.onnx", {}, "fp16")
     ratio = (tmp_path / "fp16.onnx").stat().st_size / (tmp_path / "fp32.onnx").stat().st_size
     assert ratio < 0.75
+
+
+# --- context: image-to-video and extension -------------------------------------------------------
+
+
+def context_model(seed=3):
+    torch.manual_seed(seed)
+    m = Denoiser(get_denoiser_config("tiny", context=True)).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
+def test_context_zero_is_plain_generation():
+    m = context_model()
+    x, t, y = torch.randn(2, 4, 3, 4, 4), torch.tensor([0.3, 0.9]), torch.tensor([0, 1])
+    with torch.no_grad():
+        plain = m(x, t, y)
+        assert torch.equal(m(x, t, y, torch.zeros(2, dtype=torch.long)), plain)
+        given = m(x, t, y, torch.tensor([1, 2]))
+    assert not torch.allclose(given, plain)  # the flag reaches the output
+
+
+def test_context_flag_marks_only_the_given_frames():
+    """Frames after the given ones differ only through attention, never through the flag: with
+    one frame of one token the flag changes exactly the rows it is given to."""
+    m = context_model()
+    x, t, y = torch.randn(2, 4, 1, 2, 2), torch.tensor([0.5, 0.5]), torch.tensor([0, 0])
+    with torch.no_grad():
+        a, b = m(x, t, y, torch.tensor([0, 1])), m(x, t, y, torch.tensor([0, 0]))
+    assert torch.equal(a[0], b[0]) and not torch.allclose(a[1], b[1])
+
+
+@pytest.mark.parametrize("mode", ["trained", "replace"])
+def test_the_sampler_keeps_the_given_frames(mode):
+    m = context_model()
+    g = torch.Generator().manual_seed(0)
+    noise, ctx = torch.randn(2, 4, 3, 4, 4, generator=g), torch.randn(2, 4, 1, 4, 4, generator=g)
+    labels = torch.tensor([0, 1])
+    kw = dict(steps=4, guidance=2.0, null_class=m.cfg.null_class, method="heun")
+    out = sample(m, noise, labels, context=ctx, context_mode=mode, **kw)
+    free = sample(m, noise, labels, **kw)
+    assert torch.equal(out[:, :, :1], ctx)
+    assert not torch.allclose(out[:, :, 1:], free[:, :, 1:])  # the rest follows the context
+    again = sample(m, noise, labels, context=ctx, context_mode=mode, **kw)
+    assert torch.equal(out, again)  # same seed, same context: same latents
+
+
+def test_draw_context():
+    from diffusable.flow import draw_context
+
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(draw_context(64, 5, 0.0, g), torch.zeros(64, dtype=torch.long))
+    k = draw_context(2000, 5, 0.5, g)
+    assert set(k.tolist()) == {0, 1, 2, 3, 4}
+    assert 0.4 < (k > 0).float().mean() < 0.6

@@ -19,6 +19,12 @@ export async function runDenoiser(
 ): Promise<Float32Array> {
   const batch = dims[0] as number;
   const values = x.length; // read before the call: the pool transfers the input buffers
+  // A context-trained denoiser (denoiser_config.context) also takes how many leading latent
+  // frames of x are given; label-only generation gives none.
+  const context =
+    b.manifest.denoiser_config?.context === true
+      ? { context: { dtype: "int64" as const, dims: [batch], data: new BigInt64Array(batch) } }
+      : {};
   const out = await rt.run(
     b,
     "denoiser",
@@ -26,6 +32,7 @@ export async function runDenoiser(
       x: { dtype: "float32", dims: [...dims], data: x },
       t: { dtype: "float32", dims: [batch], data: t },
       label: { dtype: "int64", dims: [batch], data: labels },
+      ...context,
     },
     signal,
   );

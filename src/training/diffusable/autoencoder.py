@@ -100,6 +100,12 @@ class AutoencoderConfig:
         return self.temporal_patch
 
     @property
+    def min_frames(self) -> int:
+        """The shortest clip the exported graphs take: the decoder's linear map fails on a single
+        latent frame inside onnxruntime (an empty group of later tokens), so 1 + 4 frames."""
+        return 1 + self.temporal_patch
+
+    @property
     def token_channels(self) -> int:
         return self.in_channels * self.temporal_patch * self.patch_size**2
 

@@ -82,6 +82,11 @@ class ConvVAEConfig:
         return self.fold * 2 ** (len(self.widths) - 1)
 
     @property
+    def min_frames(self) -> int:
+        """The shortest clip the graphs take: one image is one latent frame."""
+        return 1
+
+    @property
     def decoder_context_latents(self) -> int:
         """Latent frames of history a decoder output depends on, plus one (the window's first
         latent frame is decoded as frame 0, so it must lie outside every kept frame's field)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -36,6 +36,10 @@ class DenoiserConfig:
     # DiT trained 1000 steps changed v by 3% between two labels and ignored the class. A table at
     # std 1 gives every class a distinct adaLN code from the first step.
     label_init_std: float = 0.02
+    # Trained to continue given frames (image-to-video, extension): the `context` input says how
+    # many leading latent frames of x are clean, given latents; their tokens carry a learned
+    # flag. 0 is plain generation, so one model serves both (docs/sampler.md).
+    context: bool = False
 
     @property
     def null_class(self) -> int:
@@ -199,6 +203,10 @@ class Denoiser(nn.Module):
             [DiTBlock(cfg.hidden, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)]
         )
         self.final = FinalLayer(cfg.hidden, self.patch_dim)
+        if cfg.context:
+            if cfg.patch_t != 1:
+                raise ValueError("a context-conditioned denoiser needs patch_t = 1")
+            self.context_flag = nn.Parameter(torch.zeros(cfg.hidden))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -233,11 +241,24 @@ class Denoiser(nn.Module):
         x = x.permute(0, 4, 1, 5, 2, 6, 3, 7)  # (B, C, t', pt, h', ps, w', ps)
         return x.reshape(b, c, t, h, w)
 
-    def forward(self, x: torch.Tensor, time: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        _, _, t, h, w = x.shape  # (B, C, t, h, w)
+    def forward(
+        self,
+        x: torch.Tensor,
+        time: torch.Tensor,
+        label: torch.Tensor,
+        context: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """x (B, C, t, h, w), time (B,), label (B,) int64; context (B,) int64: how many leading
+        latent frames of x are clean given frames (a context-trained model; None = 0)."""
+        b, _, t, h, w = x.shape  # (B, C, t, h, w)
         pt, ps = self.cfg.patch_t, self.cfg.patch_s
         tokens = self.embed(self.patchify(x))  # (B, N, D)
         tokens = tokens + sincos_3d(t // pt, h // ps, w // ps, self.cfg.hidden, x.device)[None]
+        if self.cfg.context and context is not None:
+            frame = torch.arange(t, device=x.device)  # patch_t = 1: one token frame per latent
+            given = (frame[None, :] < context[:, None]).to(tokens.dtype)  # (B, t)
+            per_token = given[:, :, None].expand(b, t, (h // ps) * (w // ps)).reshape(b, -1, 1)
+            tokens = tokens + per_token * self.context_flag  # (B, N, D)
         c = self.time_embed(time) + self.label_embed(label)  # (B, D)
         for block in self.blocks:
             tokens = block(tokens, c)

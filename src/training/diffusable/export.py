@@ -198,6 +198,7 @@ def build_manifest(
         "frames": {
             "rule": f"1+{cfg.temporal_factor}k",
             "default": cfg.frames,
+            "min": cfg.min_frames,
             "max": 1 + 16 * cfg.temporal_factor,
         },
         "architecture": cfg.architecture,

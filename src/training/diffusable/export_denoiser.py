@@ -4,7 +4,8 @@
         --ckpt runs/dit-small-se/checkpoints/last.pt --bundle models/small-se
 
 denoiser.onnx: x float32 (B, C, t, h, w), t float32 (B,) flow time in [0, 1], label int64 (B,)
-(the last id, len(classes), is the null class) -> v float32 (B, C, t, h, w). Sampling is
+(the last id, len(classes), is the null class) -> v float32 (B, C, t, h, w); a context-trained
+denoiser also takes context int64 (B,): how many leading latent frames of x are given. Sampling is
 described in docs/sampler.md. The bundle's autoencoder must be the one the denoiser was trained
 on: the manifest's autoencoder run and step are checked.
 """
@@ -35,13 +36,18 @@ def export_denoiser_onnx(
     x = torch.zeros(2, cfg.latent_channels, 2, 2 * cfg.patch_s, 2 * cfg.patch_s)
     t = torch.full((2,), 0.5)
     label = torch.zeros(2, dtype=torch.long)
+    inputs, names = (x, t, label), ["x", "t", "label"]
+    axes = {"x": X_AXES, "t": {0: "batch"}, "label": {0: "batch"}, "v": X_AXES}
+    if cfg.context:  # (B,) int64: leading latent frames of x that are given (0: none)
+        inputs, names = inputs + (torch.tensor([0, 1]),), names + ["context"]
+        axes["context"] = {0: "batch"}
     export_onnx(
         model.eval(),
-        (x, t, label),
+        inputs,
         path,
-        ["x", "t", "label"],
+        names,
         ["v"],
-        {"x": X_AXES, "t": {0: "batch"}, "label": {0: "batch"}, "v": X_AXES},
+        axes,
         {**metadata, "diffusable.role": "denoiser", "diffusable.denoiser_config": cfg.to_json()},
         weights,
     )

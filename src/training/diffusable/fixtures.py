@@ -282,6 +282,38 @@ def conv_bundle_cases(out: Path, seed: int = 4) -> List[Dict]:
     return make_cases(vae, out, "conv", shapes)
 
 
+@torch.no_grad()
+def context_denoiser_cases(out: Path, seed: int = 5) -> List[Dict]:
+    """A context-trained tiny denoiser (image-to-video and extension): its fourth input, the
+    count of given leading latent frames, through onnxruntime (0, 1 and 2 in one batch)."""
+    torch.manual_seed(seed)
+    model = Denoiser(get_denoiser_config("tiny", context=True)).eval()
+    for p in model.parameters():
+        p.add_(torch.randn_like(p) * 0.05)
+    round_weights_fp16(model)
+    export_denoiser_onnx(model, out / "ctx" / "denoiser.onnx", {"diffusable.bundle": "ctx"}, "fp16")
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 4, 3, 4, 4, generator=g)
+    t = torch.tensor([0.9, 0.4, 0.1])
+    label = torch.tensor([0, 1, model.cfg.null_class])
+    context = torch.tensor([0, 1, 2])
+    np.save(out / "ctx_label.npy", label.numpy().astype(np.int64))
+    np.save(out / "ctx_context.npy", context.numpy().astype(np.int64))
+    return [
+        {
+            "name": "context-trained denoiser",
+            "model": "ctx/denoiser.onnx",
+            "inputs": {
+                "x": _save(out, "ctx_x.npy", x),
+                "t": _save(out, "ctx_t.npy", t),
+                "label": "ctx_label.npy",
+                "context": "ctx_context.npy",
+            },
+            "outputs": {"v": _save(out, "ctx_v.npy", model(x, t, label, context))},
+        }
+    ]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Write ONNX parity fixtures for the node tests.")
     ap.add_argument("--out", required=True)
@@ -291,7 +323,7 @@ def main(argv=None) -> int:
     vae = make_tiny_bundle(out)
     denoiser = make_tiny_denoiser(out)
     cases = make_cases(vae, out) + denoiser_cases(denoiser, out) + grown_decoder_cases(out)
-    cases += conv_bundle_cases(out)
+    cases += conv_bundle_cases(out) + context_denoiser_cases(out)
     for case in cases:
         case["tolerance"] = TOLERANCE
     config = vae.cfg.to_json()

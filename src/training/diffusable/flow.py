@@ -31,6 +31,17 @@ def flow_pair(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
     return (1 - tb) * x0 + tb * noise, noise - x0
 
 
+def draw_context(batch: int, frames: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """(B,) int64: how many leading latent frames each training example is given clean; 0 with
+    probability 1 - p, else uniform in 1 .. frames - 1 (1: image-to-video; more: extension).
+    Two numbers are drawn per row whatever p is, so runs that differ only in p see the same
+    labels, noise and times."""
+    u = torch.rand(batch, generator=generator)
+    k = 1 + (torch.rand(batch, generator=generator) * max(frames - 1, 1)).long()
+    k = k.clamp(max=max(frames - 1, 0))
+    return torch.where(u < p, k, torch.zeros_like(k))
+
+
 def drop_labels(
     labels: torch.Tensor, null_class: int, p: float, generator: torch.Generator
 ) -> torch.Tensor:
@@ -40,15 +51,27 @@ def drop_labels(
 
 
 def guided_velocity(
-    model: VelocityFn, x: torch.Tensor, t: float, label: torch.Tensor, guidance: float, null: int
+    model: VelocityFn,
+    x: torch.Tensor,
+    t: float,
+    label: torch.Tensor,
+    guidance: float,
+    null: int,
+    context: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
+    """context (B,) int64 is passed on to a context-trained model (both passes get it)."""
     time = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+    extra = () if context is None else (context,)
     if guidance == 1.0:
-        return model(x, time, label)
+        return model(x, time, label, *extra)
     # One batch of 2B: labelled first, null second. The denoiser never mixes batch entries, so
     # this equals two separate calls.
+    extra = () if context is None else (torch.cat([context, context]),)
     v = model(
-        torch.cat([x, x]), torch.cat([time, time]), torch.cat([label, torch.full_like(label, null)])
+        torch.cat([x, x]),
+        torch.cat([time, time]),
+        torch.cat([label, torch.full_like(label, null)]),
+        *extra,
     )
     v_label, v_null = v.chunk(2)
     return v_null + guidance * (v_label - v_null)
@@ -56,6 +79,8 @@ def guided_velocity(
 
 # The sampler methods, as the service's generate/sampler.ts names them (tested to match).
 SAMPLER_METHODS = ("euler", "heun")
+# How given leading frames are kept (see sample).
+CONTEXT_MODES = ("trained", "replace")
 
 
 @torch.no_grad()
@@ -69,23 +94,46 @@ def sample(
     null_class: int,
     method: str = "euler",
     on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
+    context: Optional[torch.Tensor] = None,
+    context_mode: str = "trained",
 ) -> torch.Tensor:
-    """Integrate from x_1 = noise to x_0 in `steps` steps; returns x_0 (same shape as noise)."""
+    """Integrate from x_1 = noise to x_0 in `steps` steps; returns x_0 (same shape as noise).
+
+    context (B, C, k, h, w): given latents of the first k frames, kept fixed while the rest is
+    generated. context_mode "trained": those frames hold the clean latents at every step and
+    the model is told k (a context-trained denoiser); "replace": the training-free alternative,
+    those frames are set to the context noised to the current time, (1 - t) c + t e, with e
+    this sample's own noise, and the model is not told (any denoiser)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if method not in SAMPLER_METHODS:
         raise ValueError(f"unknown method {method!r} ({' | '.join(SAMPLER_METHODS)})")
-    x = noise
+    if context_mode not in CONTEXT_MODES:
+        raise ValueError(f"unknown context mode {context_mode!r} ({' | '.join(CONTEXT_MODES)})")
+    k = 0 if context is None else context.shape[2]
+    given = None
+    if k and context_mode == "trained":
+        given = torch.full((noise.shape[0],), k, dtype=torch.long, device=noise.device)
+
+    def pin(x: torch.Tensor, t: float) -> torch.Tensor:
+        if not k:
+            return x
+        c = context if context_mode == "trained" else (1 - t) * context + t * noise[:, :, :k]
+        return torch.cat([c, x[:, :, k:]], dim=2)
+
+    x = pin(noise, 1.0)
     for i in range(steps):
         t_now, t_next = 1.0 - i / steps, 1.0 - (i + 1) / steps
         dt = t_next - t_now  # negative
-        d1 = guided_velocity(model, x, t_now, label, guidance, null_class)
+        d1 = guided_velocity(model, x, t_now, label, guidance, null_class, given)
         if method == "heun" and i < steps - 1:
             # Heun's correction at t_next; the last step (t_next = 0) stays Euler, as in EDM.
-            d2 = guided_velocity(model, x + dt * d1, t_next, label, guidance, null_class)
+            x_e = pin(x + dt * d1, t_next)
+            d2 = guided_velocity(model, x_e, t_next, label, guidance, null_class, given)
             x = x + dt * 0.5 * (d1 + d2)
         else:
             x = x + dt * d1
+        x = pin(x, t_next)
         if on_step is not None:
             on_step(i + 1, x)
     return x

@@ -401,9 +401,7 @@ def main(argv=None) -> int:
                 "reference",
                 step=0,
                 name="linear_code",
-                psnr=ref["psnr"],
-                ssim=ref["ssim"],
-                **{k: ref[k] for k in ("latent_hf_share", "video_hf_share") if k in ref},
+                **{k: v for k, v in ref.items() if not isinstance(v, list) and k != "clips"},
             )
 
     def save(final: bool = False) -> None:

@@ -28,7 +28,7 @@ from .classifier import ClassifierConfig, class_scores, get_classifier
 from .denoiser import DENOISER_CONFIGS, Denoiser, get_denoiser_config
 from .events import portable_path
 from .features import FeatureExtractor
-from .flow import drop_labels, flow_pair, sample, sample_time
+from .flow import draw_context, drop_labels, flow_pair, sample, sample_time
 from .frechet import feature_stats, frechet_distance
 from .latent_cache import ae_checkpoint, build_latent_cache, load_latents
 from .loop_utils import (
@@ -63,6 +63,9 @@ class DiffusionTrainConfig:
     guidance: float = 2.0
     classifier_steps: int = 400  # training steps of the class-score classifier (cached per dataset)
     val_buckets: int = 5  # flow-matching validation loss on held-out latents, per t-bucket
+    # Share of training examples given their first latent frames clean (docs/sampler.md): 0 = a
+    # label-only denoiser; > 0 trains image-to-video and extension into the same model.
+    context_prob: float = 0.0
 
 
 PRESETS: Dict[str, DiffusionTrainConfig] = {
@@ -149,7 +152,10 @@ def main(argv=None) -> int:
     latents, labels, info = load_latents(cache, "train")
     classes = info["classes"]
     model_cfg = get_denoiser_config(
-        args.config, latent_channels=latents.shape[1], num_classes=len(classes)
+        args.config,
+        latent_channels=latents.shape[1],
+        num_classes=len(classes),
+        context=cfg.context_prob > 0,
     )
     vae = vae.to(device).eval()
     from .data.clips import ClipDataset
@@ -299,11 +305,20 @@ def main(argv=None) -> int:
         noise = torch.randn(x0.shape, generator=g).to(device)
         t = sample_time(cfg.batch_size, g, cfg.time_dist).to(device)
         y = drop_labels(labels[idx], model_cfg.null_class, cfg.label_dropout, g).to(device)
+        k = draw_context(cfg.batch_size, x0.shape[2], cfg.context_prob, g).to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
         xt, v_target = flow_pair(x0, noise, t)
         with autocast:
-            loss = F.mse_loss(train_model(xt, t, y).float(), v_target)
+            if model_cfg.context:
+                # The given frames are clean in the input and left out of the loss.
+                frame = torch.arange(x0.shape[2], device=device)
+                given = (frame[None] < k[:, None]).to(x0.dtype)[:, None, :, None, None]
+                xt = given * x0 + (1 - given) * xt
+                err = (train_model(xt, t, y, k).float() - v_target).square() * (1 - given)
+                loss = err.sum() / (1 - given).expand_as(err).sum().clamp_min(1.0)
+            else:
+                loss = F.mse_loss(train_model(xt, t, y).float(), v_target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
