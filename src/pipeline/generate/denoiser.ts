@@ -2,6 +2,7 @@
 // the shared call of the batcher (batcher.ts), with one check of its output.
 
 import type { Bundle } from "../bundle.ts";
+import type { Feeds } from "../onnx/session-pool.ts";
 import { PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
 import type { VelocityFn } from "./sampler.ts";
@@ -21,21 +22,15 @@ export async function runDenoiser(
   const values = x.length; // read before the call: the pool transfers the input buffers
   // A context-trained denoiser (denoiser_config.context) also takes how many leading latent
   // frames of x are given; label-only generation gives none.
-  const context =
-    b.manifest.denoiser_config?.context === true
-      ? { context: { dtype: "int64" as const, dims: [batch], data: new BigInt64Array(batch) } }
-      : {};
-  const out = await rt.run(
-    b,
-    "denoiser",
-    {
-      x: { dtype: "float32", dims: [...dims], data: x },
-      t: { dtype: "float32", dims: [batch], data: t },
-      label: { dtype: "int64", dims: [batch], data: labels },
-      ...context,
-    },
-    signal,
-  );
+  const feeds: Feeds = {
+    x: { dtype: "float32", dims: [...dims], data: x },
+    t: { dtype: "float32", dims: [batch], data: t },
+    label: { dtype: "int64", dims: [batch], data: labels },
+  };
+  if (b.manifest.denoiser_config?.context === true) {
+    feeds.context = { dtype: "int64", dims: [batch], data: new BigInt64Array(batch) };
+  }
+  const out = await rt.run(b, "denoiser", feeds, signal);
   const v = out.v?.data;
   if (!(v instanceof Float32Array) || v.length !== values) {
     throw new PipelineError("model_failed", 'the denoiser returned no "v" of the input shape', 500);
