@@ -1,26 +1,33 @@
 // The admin page in a real browser: playwright-core drives Debian's chromium (headless; never a
-// downloaded browser) against a real server on a random port with a temp SQLite database holding
-// the fixture runs (imported by the registry's importer: the recorded runs, the 3 arms × 3 seeds
-// grid fixture and the shipped se-spatial autoencoder) and two fixture bundles that name the
-// recorded runs. Signs in through the form, opens the comparison of the recorded pair, checks the
-// experiment view (a band and a mean line per arm on every chart, the class score's chance line,
-// the exact summary lines of a win and of a tie, the se-spatial column and rows), every uPlot
-// chart's series and point counts as drawn, generates and plays the sample videos, saves
-// screenshots (desktop and 375px phone) under tests/.fixtures/, and signs out. Skipped only when
-// /usr/bin/chromium is missing.
+// downloaded browser) against real servers on random ports with temp SQLite databases.
+// 1. The fixtures: the recorded runs (their two autoencoders from copies holding the fixture
+//    latent-channels.png), the 3 arms × 3 seeds grid fixture and the shipped se-spatial
+//    autoencoder, two fixture bundles that name the recorded runs. Signs in through the form,
+//    checks the experiment view (one summary line per metric, paired by seed, word for word; per
+//    metric the arms relative to the baseline and the arms' means, a band and a line per arm;
+//    tick labels without spurious decimals, axis titles clear of them; every legend entry), the
+//    latent-channel pictures (loaded where the PNG exists, a sentence where not), the favicon,
+//    every uPlot chart's series and point counts as drawn, generates and plays the sample videos,
+//    saves screenshots (desktop and 375px phone) under tests/.fixtures/, and signs out.
+// 2. The first start: the shipped models/ and docs/results/runs as `npm start` has them; the
+//    Samples section picks the loaded baseline and SE bundles, lists their labels, and both
+//    generate and play.
+// Skipped only when /usr/bin/chromium is missing.
 
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { type RunningServer, startServer } from "../../src/server/serve.ts";
 import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, openDb } from "../../src/store/db.ts";
+import type { Grid } from "../../src/training/runs/run-grid.ts";
 import {
   adminModelsDir,
   importFixtureRuns,
   importGridRuns,
+  LATENT_CHANNELS_DIR,
   metricsOf,
   readEvents,
   SE_SPATIAL_AE_DIR,
@@ -43,6 +50,9 @@ interface Video {
 interface Fig {
   dataset: Record<string, string | undefined>;
   querySelectorAll(sel: string): ArrayLike<{ textContent: string | null }>;
+  querySelector(
+    sel: string,
+  ): { textContent: string | null; getAttribute(name: string): string | null } | null;
 }
 interface SvgNode {
   textContent: string | null;
@@ -52,6 +62,22 @@ interface SvgNode {
 interface SvgFig {
   dataset: Record<string, string | undefined>;
   querySelectorAll(sel: string): ArrayLike<SvgNode>;
+}
+interface Rect {
+  left: number;
+  right: number;
+  top: number;
+  width: number;
+  height: number;
+}
+interface Img {
+  complete: boolean;
+  naturalWidth: number;
+  naturalHeight: number;
+}
+interface Ctx {
+  font: string;
+  measureText(t: string): { width: number };
 }
 interface Win {
   document: {
@@ -104,6 +130,30 @@ const ARMS = ["baseline", "se", "se-spatial"];
 const BAND_CHARTS = ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"];
 /** The summary's line of a detectable win (fd_rand3d) and of a tie (fd_cls3d), as
  * diffusable.seed_stats words them for the grid fixture. */
+/** The summary's line of fd_rand3d, paired by seed (as run-stats.test.ts derives it by hand). */
+const FD_RAND3D_LINE =
+  "fd_rand3d (lower is better), paired by seed (n=3): se vs baseline: se better, -19.6% [-21.8%, -17.3%]; " +
+  "se vs se-spatial: se better, -11.3% [-14.3%, -8.3%]; se-spatial vs baseline: se-spatial better, " +
+  "-9.3% [-11.0%, -7.6%]. Steps to reach the baseline's final mean (10.03): se in 3 of 3 seeds, " +
+  "first at step 233 ± 58; se-spatial in 3 of 3 seeds, first at step 267 ± 58.";
+/** Tick labels with more decimals than the axis needs ("80.000" on a step of 20): on a linear
+ * axis no label has more decimals than the tick step ("0.75", "1.00", "1.25" on 0.25; "80" on
+ * 20); on a log axis no label is "0" or ends in a zero decimal. */
+function spuriousTicks(labels: readonly (string | null)[], log = false): string[] {
+  const texts = labels.map((t) => t ?? "");
+  if (log) return texts.filter((t) => t === "0" || /\.\d*0$/.test(t));
+  const values = [...new Set(texts.map(Number))].sort((x, y) => x - y);
+  const step = Math.min(...values.slice(1).map((v, i) => v - (values[i] as number)));
+  let need = 0;
+  while (need < 8 && Math.abs(step * 10 ** need - Math.round(step * 10 ** need)) > 1e-6) need++;
+  return texts.filter((t) => (t.split(".")[1] ?? "").length > need);
+}
+
+/** Width and height from a PNG's IHDR. */
+function pngSize(file: string): { w: number; h: number } {
+  const b = readFileSync(file);
+  return { w: b.readUInt32BE(16), h: b.readUInt32BE(20) };
+}
 const WIN = "fd_rand3d (lower is better), se vs baseline: se lower by 19.6% [13.6%, 25.2%]";
 const TIE =
   "fd_cls3d (lower is better), se vs baseline: no difference detectable at this budget (rel -0.0% [-18.5%, 22.7%])";
@@ -129,7 +179,7 @@ describe("admin page in chromium", { skip }, () => {
     try {
       admin = createKey(db, "admin", "admin").secret;
       user = createKey(db, "user", "user").secret;
-      importFixtureRuns(db);
+      importFixtureRuns(db, { pictures: join(parent, "runs") });
       importGridRuns(db);
     } finally {
       closeDb(db);
@@ -192,7 +242,8 @@ describe("admin page in chromium", { skip }, () => {
 
       await page.waitForSelector("body[data-ready='1']", { timeout: 30_000 });
 
-      // The experiment view: one SVG chart per metric, a band and a mean line per arm.
+      // The experiment view: per metric a chart of the arms relative to the baseline, then one of
+      // each arm's mean over seeds; a band and a line per arm.
       const bands = await page.$$eval("figure.band-chart", (figs) =>
         figs.map((el) => {
           const f = el as unknown as SvgFig;
@@ -206,74 +257,170 @@ describe("admin page in chromium", { skip }, () => {
                 width: p.getBBox().width,
                 fill: p.getAttribute("fill"),
                 stroke: p.getAttribute("stroke"),
+                dash: p.getAttribute("stroke-dasharray"),
               })),
           );
           return {
             id: f.dataset.chart as string,
+            kind: f.dataset.kind as string,
             band: f.dataset.band,
             bands: bandPaths ?? [],
             means: meanPaths ?? [],
             chance: Array.from(f.querySelectorAll("line[data-kind='chance']")).map((l) =>
               Number(l.getAttribute("data-value")),
             ),
+            reference: Array.from(f.querySelectorAll("line[data-kind='reference']")).map((l) =>
+              Number(l.getAttribute("data-value")),
+            ),
+            ends: Array.from(f.querySelectorAll("text.end-label")).map((t) => [
+              t.getAttribute("data-arm"),
+              t.textContent,
+            ]),
             legend: Array.from(f.querySelectorAll(".legend li")).map((l) => l.textContent),
           };
         }),
       );
       assert.deepEqual(
-        bands.map((b) => b.id),
-        BAND_CHARTS,
+        bands.map((b) => [b.id, b.kind]),
+        BAND_CHARTS.flatMap((m) => [
+          [`${m}-relative`, "relative"],
+          [m, "absolute"],
+        ]),
       );
       for (const b of bands) {
-        assert.equal(b.band, "mean ± sd over seeds", b.id);
+        const arms = b.kind === "relative" ? ["se", "se-spatial"] : ARMS;
+        assert.equal(
+          b.band,
+          b.kind === "relative" ? "95% interval, paired by seed" : "mean ± sd over seeds",
+          b.id,
+        );
         assert.deepEqual(
           b.bands.map((p) => [p.arm, p.points]),
-          ARMS.map((arm) => [arm, 4]),
+          arms.map((arm) => [arm, 4]),
           `${b.id}: a band per arm over the 4 eval steps`,
         );
         assert.deepEqual(
           b.means.map((p) => [p.arm, p.points]),
-          ARMS.map((arm) => [arm, 4]),
-          `${b.id}: a mean line per arm`,
+          arms.map((arm) => [arm, 4]),
+          `${b.id}: a line per arm`,
         );
         for (const p of b.bands)
           assert.ok(p.height > 1 && p.width > 100, `${b.id} ${p.arm} band drawn`);
-        assert.equal(new Set(b.bands.map((p) => p.fill)).size, 3, `${b.id}: one colour per arm`);
+        assert.equal(new Set(b.bands.map((p) => p.fill)).size, arms.length, `${b.id}: colours`);
         assert.deepEqual(
           b.bands.map((p) => p.fill),
           b.means.map((p) => p.stroke),
           `${b.id}: band and line of an arm share its colour`,
         );
-        assert.deepEqual(b.legend.slice(0, 3), [
-          "baseline (3 seeds)",
-          "se (3 seeds)",
-          "se-spatial (3 seeds)",
-        ]);
-        assert.ok(b.legend.includes("line: mean; band: mean ± sd over seeds"), b.id);
-        assert.deepEqual(b.chance, b.id === "class_score" ? [1 / 17] : [], `${b.id} chance line`);
+        // Lines on top of each other still show: each arm has its own dash.
+        assert.equal(new Set(b.means.map((p) => p.dash)).size, arms.length, `${b.id}: dashes`);
+        if (b.kind === "relative") {
+          assert.deepEqual(b.legend.slice(0, 2), [
+            "se vs baseline (3 paired seeds)",
+            "se-spatial vs baseline (3 paired seeds)",
+          ]);
+          assert.deepEqual(b.reference, [0], `${b.id}: the baseline's zero line`);
+          assert.deepEqual(b.chance, []);
+        } else {
+          assert.deepEqual(b.legend.slice(0, 3), [
+            "baseline (3 seeds)",
+            "se (3 seeds)",
+            "se-spatial (3 seeds)",
+          ]);
+          assert.ok(b.legend.includes("line: mean; band: mean ± sd over seeds"), b.id);
+          assert.deepEqual(b.chance, b.id === "class_score" ? [1 / 17] : [], `${b.id} chance line`);
+          assert.deepEqual(b.reference, []);
+        }
       }
-      // The summary: one line per metric and comparison, the win and the tie word for word.
+      // The relative chart ends at the figures of the summary line.
+      assert.deepEqual([...(bands.find((b) => b.id === "fd_rand3d-relative")?.ends ?? [])].sort(), [
+        ["se", "-19.6%"],
+        ["se-spatial", "-9.3%"],
+      ]);
+
+      // Tick labels without spurious decimals, axis titles clear of the tick labels, text at
+      // its size (the SVG is drawn at the width it is shown at).
+      const axes = await page.$$eval("figure.band-chart svg.band-plot", (svgs) =>
+        svgs.map((s) => {
+          type Box = { getBoundingClientRect(): Rect; textContent: string | null };
+          const f = s as unknown as { querySelectorAll(sel: string): ArrayLike<Box> };
+          const title = (
+            f.querySelectorAll("text[data-kind='y-title']")[0] as Box
+          ).getBoundingClientRect();
+          const yTicks = Array.from(f.querySelectorAll("text[data-kind='y-tick']")).map((t) => ({
+            text: t.textContent,
+            rect: t.getBoundingClientRect(),
+          }));
+          return {
+            yTicks: yTicks.map((t) => t.text),
+            xTicks: Array.from(f.querySelectorAll("text[data-kind='x-tick']")).map(
+              (t) => t.textContent,
+            ),
+            titleRight: title.right,
+            tickLeft: Math.min(...yTicks.map((t) => t.rect.left)),
+            tickHeight: Math.min(...yTicks.map((t) => t.rect.height)),
+          };
+        }),
+      );
+      for (const a of axes) {
+        assert.deepEqual(spuriousTicks(a.yTicks), [], `y ticks ${a.yTicks}`);
+        assert.deepEqual(spuriousTicks(a.xTicks), [], `x ticks ${a.xTicks}`);
+        assert.ok(
+          a.titleRight <= a.tickLeft,
+          `y title ends at ${a.titleRight}, ticks at ${a.tickLeft}`,
+        );
+        assert.ok(a.tickHeight >= 10, `tick text ${a.tickHeight}px high`);
+      }
+
+      // The summary: one line per metric, paired by seed, word for word the server's line.
+      const grid = (await page.evaluate(async () =>
+        (await fetch("/admin/api/grid")).json(),
+      )) as Grid;
       const lines = await page.$$eval("#grid-summary li[data-metric]", (els) =>
+        els.map((e) => ({
+          metric: (e as unknown as Fig).dataset.metric,
+          text: e.textContent,
+          verdicts: Array.from((e as unknown as Fig).querySelectorAll(".part")).map(
+            (p) => (p as unknown as Fig).dataset.verdict,
+          ),
+        })),
+      );
+      assert.deepEqual(
+        lines.map((l) => [l.metric, l.text]),
+        grid.summary.metrics.map((m) => [m.metric, m.text]),
+      );
+      assert.deepEqual(
+        lines.map((l) => l.metric),
+        BAND_CHARTS,
+        "one line per metric",
+      );
+      assert.equal(lines.find((l) => l.metric === "fd_rand3d")?.text, FD_RAND3D_LINE);
+      assert.deepEqual(lines.find((l) => l.metric === "fd_rand3d")?.verdicts, [
+        "better",
+        "better",
+        "better",
+      ]);
+      // Every comparison, unpaired and paired, and the steps to reach: in the details.
+      const all = await page.$$eval("#grid-all li[data-metric]", (els) =>
         els.map((e) => {
           const d = (e as unknown as Fig).dataset;
           return { key: `${d.metric} ${d.a} ${d.b}`, text: e.textContent };
         }),
       );
-      assert.equal(lines.length, 12, "4 metrics × 3 comparisons");
-      assert.equal(new Set(lines.map((l) => l.key)).size, 12, "never two lines for one comparison");
-      assert.equal(lines.find((l) => l.key === "fd_rand3d se baseline")?.text, WIN);
-      assert.equal(lines.find((l) => l.key === "fd_cls3d se baseline")?.text, TIE);
-      const reach = (await page.textContent("#grid-summary")) ?? "";
+      assert.equal(all.length, 12, "4 metrics × 3 comparisons");
+      assert.equal(new Set(all.map((l) => l.key)).size, 12, "never two lines for one comparison");
+      assert.equal(all.find((l) => l.key === "fd_rand3d se baseline")?.text, WIN);
+      assert.equal(all.find((l) => l.key === "fd_cls3d se baseline")?.text, TIE);
+      const details = (await page.textContent("#grid-all")) ?? "";
       assert.match(
-        reach,
+        details,
         /fd_rand3d: se reaches the baseline's final mean fd_rand3d \(10\.03\) in 3 of 3 seeds, first at step 233 ± 58 \(sd\)\./,
       );
-      // ... and each comparison paired by seed, as diffusable.seed_stats words it
       assert.ok(
-        reach.includes(
+        details.includes(
           "fd_rand3d (lower is better), se-spatial vs baseline, paired by seed (n=3): se-spatial lower by 9.3% [7.6%, 11.0%]",
         ),
-        reach,
+        details,
       );
       // se-spatial: a column of the autoencoder table, rows of the steps-to-reach table.
       assert.deepEqual(
@@ -292,6 +439,58 @@ describe("admin page in chromium", { skip }, () => {
         /se-spatial: 3 seeds \(AE ae-small-se-spatial\)/,
       );
 
+      // The latent channels of the same clip: a picture per autoencoder whose folder has one,
+      // loaded at its size; a sentence where there is none.
+      const pictures = await page.$$eval("#latents figure", (figs) =>
+        figs.map((el) => {
+          const f = el as unknown as Fig;
+          const img = f.querySelector("img") as unknown as Img | null;
+          return {
+            arm: f.dataset.arm,
+            run: f.dataset.run,
+            img: img ? { complete: img.complete, w: img.naturalWidth, h: img.naturalHeight } : null,
+            missing: f.querySelector(".missing")?.textContent ?? null,
+          };
+        }),
+      );
+      const size = pngSize(join(LATENT_CHANNELS_DIR, "ae-small-se.png"));
+      assert.deepEqual(pictures, [
+        {
+          arm: "baseline",
+          run: "ae-small-baseline",
+          img: { complete: true, ...size },
+          missing: null,
+        },
+        { arm: "se", run: "ae-small-se", img: { complete: true, ...size }, missing: null },
+        {
+          arm: "se-spatial",
+          run: "ae-small-se-spatial",
+          img: null,
+          missing:
+            "No picture yet: ae-small-se-spatial's folder has no latent-channels.png (the autoencoder evaluation writes it).",
+        },
+      ]);
+      // Side by side on a desktop: baseline's and SE's pictures on one row.
+      const [pa, pb] = await page.$$eval("#latents img", (imgs) =>
+        imgs.map(
+          (i) => (i as unknown as { getBoundingClientRect(): Rect }).getBoundingClientRect().top,
+        ),
+      );
+      assert.equal(pa, pb, "baseline and SE side by side");
+
+      // The favicon: a link the CSP allows, served.
+      const icon = await page.evaluate(async () => {
+        const href = (
+          (globalThis as unknown as Win).document.querySelector("link[rel=icon]") as {
+            href: string;
+          }
+        ).href;
+        const res = await fetch(href);
+        return { href, status: res.status, type: res.headers.get("content-type") };
+      });
+      assert.equal(icon.status, 200, icon.href);
+      assert.equal(icon.type, "image/svg+xml");
+
       // Every uPlot chart, as uPlot drew it (read back from the instance into data attributes).
       const charts = await page.$$eval("figure.chart:not(.band-chart)", (figs) =>
         figs.map((el) => {
@@ -302,9 +501,18 @@ describe("admin page in chromium", { skip }, () => {
             labels: JSON.parse(f.dataset.labels ?? "[]") as string[],
             points: JSON.parse(f.dataset.points ?? "[]") as number[],
             canvas: f.querySelectorAll("canvas").length,
-            legend: Array.from(f.querySelectorAll(".u-legend .u-series .u-label")).map(
-              (l) => l.textContent,
-            ),
+            legend: Array.from(f.querySelectorAll(".legend li")).map((l) => {
+              const r = (l as unknown as { getBoundingClientRect(): Rect }).getBoundingClientRect();
+              return {
+                text: l.textContent,
+                dash: (l as unknown as Fig).dataset.dash,
+                visible: r.width > 0 && r.height > 0,
+                stroke: (l as unknown as Fig).querySelector("line")?.getAttribute("stroke"),
+              };
+            }),
+            yTicks: JSON.parse(f.dataset.yTicks ?? "[]") as string[],
+            yAxisSize: Number(f.dataset.yAxisSize),
+            log: f.dataset.log === "true",
           };
         }),
       );
@@ -318,7 +526,40 @@ describe("admin page in chromium", { skip }, () => {
         assert.deepEqual(c.labels, want.labels, c.id);
         assert.deepEqual(c.points, want.points, c.id);
         assert.equal(c.canvas, 1, `${c.id} has its canvas`);
-        assert.deepEqual(c.legend.slice(1), want.labels, `${c.id} legend`);
+        // Every series in the legend, shown, and told apart by colour and dash.
+        assert.deepEqual(
+          c.legend.map((l) => l.text),
+          want.labels,
+          `${c.id} legend`,
+        );
+        assert.ok(
+          c.legend.every((l) => l.visible),
+          `${c.id}: every legend entry shown`,
+        );
+        assert.equal(
+          new Set(c.legend.map((l) => `${l.stroke} ${l.dash}`)).size,
+          c.legend.length,
+          `${c.id}: each series its own colour and dash`,
+        );
+        assert.ok(c.yTicks.length >= 2, `${c.id} y ticks`);
+        assert.deepEqual(spuriousTicks(c.yTicks, c.log), [], `${c.id} y ticks ${c.yTicks}`);
+        // The axis is as wide as its longest tick label (plus tick and gap), so the axis title
+        // beside it never overlaps them.
+        const widest = await page.evaluate((ticks) => {
+          const ctx = (
+            (globalThis as unknown as Win).document as unknown as {
+              createElement(t: string): { getContext(k: string): Ctx };
+            }
+          )
+            .createElement("canvas")
+            .getContext("2d");
+          ctx.font = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+          return Math.max(...ticks.map((t) => ctx.measureText(t).width));
+        }, c.yTicks);
+        assert.ok(
+          c.yAxisSize >= widest + 10,
+          `${c.id}: y axis ${c.yAxisSize}px for ${widest}px labels`,
+        );
       }
       assert.equal(
         await page.getAttribute("#chart-spectrum", "data-log"),
@@ -335,7 +576,14 @@ describe("admin page in chromium", { skip }, () => {
       assert.equal(await page.locator("#runs tbody tr").count(), 4 + 9 + 1);
       assert.equal(await page.locator("#runs tr.selected").count(), 4);
 
-      // Samples: the same label and seed on both bundles, then both play.
+      // Samples: the pickers follow the compared runs' bundles; the same label and seed on both
+      // bundles, then both play.
+      assert.equal(await page.inputValue("#sample-model-a"), "fx-baseline");
+      assert.equal(await page.inputValue("#sample-model-b"), "fx-se");
+      assert.deepEqual(
+        await page.$$eval("#sample-label option", (els) => els.map((e) => e.textContent)),
+        ["a", "b"],
+      );
       await page.selectOption("#sample-label", "b");
       await page.fill("#sample-seed", "3");
       await page.click("#sample-go");
@@ -368,8 +616,8 @@ describe("admin page in chromium", { skip }, () => {
       const captions = await page.$$eval(".sample figcaption", (els) =>
         els.map((e) => e.textContent),
       );
-      assert.match(captions[0] ?? "", /dit-small-baseline · bundle fx-baseline/);
-      assert.match(captions[1] ?? "", /dit-small-se · bundle fx-se/);
+      assert.equal(captions[0], "a: fx-baseline (baseline) · denoiser dit-small-baseline");
+      assert.equal(captions[1], "b: fx-se (se) · denoiser dit-small-se");
 
       mkdirSync(SHOTS, { recursive: true });
       const shot = join(parent, "admin.png");
@@ -399,6 +647,147 @@ describe("admin page in chromium", { skip }, () => {
       const status = await page.evaluate(async () => (await fetch("/admin/api/runs")).status);
       assert.equal(status, 401);
       assert.ok(existsSync(dataDir));
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+/** The shipped bundles that can generate, as their manifests say (read here, not by the server). */
+function shippedGenerators(): { name: string; variant: string; classes: string[] }[] {
+  const dir = join(REPO_ROOT, "models");
+  return readdirSync(dir)
+    .filter((name) => existsSync(join(dir, name, "manifest.json")))
+    .map((name) => {
+      const m = JSON.parse(readFileSync(join(dir, name, "manifest.json"), "utf8"));
+      return { name, variant: m.variant, classes: m.classes, denoiser: Boolean(m.onnx?.denoiser) };
+    })
+    .filter((b) => b.denoiser)
+    .map(({ denoiser: _, ...b }) => b)
+    .sort((x, y) => (x.name < y.name ? -1 : 1));
+}
+
+describe("admin page in chromium: the first start on the shipped bundles and runs", {
+  skip,
+}, () => {
+  let parent: string;
+  let server: RunningServer;
+  let browser: Browser;
+  let admin: string;
+  const runsDir = join(REPO_ROOT, "docs/results/runs");
+
+  before(async () => {
+    parent = tempDir("admin-first-start");
+    // What `npm start` serves: models/ and the runs imported from docs/results/runs on start.
+    const config = testConfig(join(parent, "data"), {
+      DIFFUSABLE_MODELS_DIR: join(REPO_ROOT, "models"),
+      DIFFUSABLE_RUNS_IMPORT_DIR: runsDir,
+    });
+    const db = openDb(config.dbFile);
+    try {
+      admin = createKey(db, "admin", "admin").secret;
+    } finally {
+      closeDb(db);
+    }
+    server = await startServer(config, () => {});
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    if (parent) rmSync(parent, { recursive: true, force: true });
+  });
+
+  test("the Samples section picks the loaded baseline and SE bundles, and both play", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const errors: string[] = [];
+    try {
+      const page = await context.newPage();
+      page.on("pageerror", (err) => errors.push(err.message));
+      page.on("console", (msg) => {
+        if (msg.type() === "error") errors.push(msg.text());
+      });
+      await page.goto(`${server.url}/admin`);
+      await page.fill("#key", admin);
+      await Promise.all([page.waitForLoadState("load"), page.click("#signin button[type=submit]")]);
+      await page.waitForSelector("body[data-ready='1']", { timeout: 60_000 });
+
+      // The pickers: the loaded baseline bundle against the loaded SE one.
+      const gens = shippedGenerators();
+      const base = gens.find((b) => b.variant === "baseline");
+      const se = gens.find((b) => b.variant === "se");
+      assert.ok(base && se, "models/ ships a baseline and an SE bundle that generate");
+      assert.equal(await page.inputValue("#sample-model-a"), base.name);
+      assert.equal(await page.inputValue("#sample-model-b"), se.name);
+      const labels = await page.$$eval("#sample-label option", (els) =>
+        els.map((e) => e.textContent),
+      );
+      assert.ok(labels.length > 0, "a non-empty label list");
+      assert.deepEqual(
+        labels,
+        base.classes.filter((c) => se.classes.includes(c)),
+      );
+      assert.equal(await page.isDisabled("#sample-go"), false);
+      assert.equal(await page.locator("#pictures-section .error").count(), 0, "no red errors");
+      for (const side of ["a", "b"]) {
+        assert.equal(await page.getAttribute(`#sample-${side}`, "data-state"), "idle");
+      }
+
+      // One summary line per metric, as the server words it.
+      const grid = (await page.evaluate(async () =>
+        (await fetch("/admin/api/grid")).json(),
+      )) as Grid;
+      assert.ok(grid.summary.metrics.length > 0);
+      assert.deepEqual(
+        await page.$$eval("#grid-summary li[data-metric]", (els) => els.map((e) => e.textContent)),
+        grid.summary.metrics.map((m) => m.text),
+      );
+      // The pictures: an image where the run folder has latent-channels.png, else the sentence.
+      const pictures = await page.$$eval("#latents figure", (figs) =>
+        figs.map((el) => {
+          const f = el as unknown as Fig;
+          const img = f.querySelector("img") as unknown as Img | null;
+          return {
+            run: f.dataset.run as string,
+            loaded: img ? img.complete && img.naturalWidth > 0 : null,
+            missing: f.querySelector(".missing") !== null,
+          };
+        }),
+      );
+      assert.ok(pictures.length >= 2, "baseline and SE autoencoders");
+      for (const p of pictures) {
+        const has = existsSync(join(runsDir, p.run, "latent-channels.png"));
+        assert.deepEqual([p.loaded, p.missing], has ? [true, false] : [null, true], p.run);
+      }
+
+      mkdirSync(SHOTS, { recursive: true });
+      await page.screenshot({ path: join(SHOTS, "admin-first-start.png"), fullPage: true });
+
+      // Generate: the same label and seed on both shipped bundles; both play.
+      await page.fill("#sample-seed", "5");
+      await page.click("#sample-go");
+      for (const side of ["a", "b"]) {
+        await page.waitForSelector(`#sample-${side}[data-state='playing']`, { timeout: 240_000 });
+        const v = await page.evaluate((sel) => {
+          const e = (globalThis as unknown as Win).document.querySelector(sel) as Video;
+          return { w: e.videoWidth, h: e.videoHeight, error: e.error };
+        }, `#sample-${side} video`);
+        assert.deepEqual(v, { w: 64, h: 64, error: null }, side);
+      }
+      await page.setViewportSize({ width: 375, height: 800 });
+      await page.waitForTimeout(300);
+      const overflow = await page.evaluate(() => {
+        const w = globalThis as unknown as Win;
+        return w.document.documentElement.scrollWidth - w.innerWidth;
+      });
+      assert.ok(overflow <= 0, `the page is ${overflow}px wider than a 375px screen`);
+      await page.screenshot({ path: join(SHOTS, "admin-first-start-phone.png"), fullPage: true });
+      assert.deepEqual(errors, [], "no page errors");
     } finally {
       await context.close();
     }

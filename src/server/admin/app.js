@@ -1,11 +1,15 @@
 // The admin page: reads /admin/api (session cookie), draws the experiment view (arms over seeds:
-// SVG charts of the mean per arm with a mean ± sd band, the summary's conclusions, the arms'
-// autoencoders) and the comparison of two runs with uPlot (served from node_modules), and makes
-// sample videos of both runs' bundles. Plain ES module, no build step.
+// one summary line per metric, paired by seed; per metric an SVG chart of each arm relative to
+// the baseline with its paired 95% band and one of each arm's mean with a mean ± sd band; the
+// arms' autoencoders and their latent-channel pictures) and the comparison of two runs with uPlot
+// (served from node_modules), and makes sample videos of two loaded bundles for the same label
+// and seed. Plain ES module, no build step.
 // Each uPlot chart's <figure> carries what it actually drew: data-series (count), data-labels
 // (JSON) and data-points (JSON, non-null points per series), read back from the uPlot instance.
-// Each SVG band chart draws one <path data-arm data-kind="band|mean" data-points> per arm and a
-// <line data-kind="chance"> on the class score.
+// Each SVG band chart draws one <path data-arm data-kind="band|mean" data-points> per arm, a
+// <line data-kind="chance"> on the class score and a <line data-kind="reference"> (0 = the
+// baseline) on a relative chart. SVG charts are drawn at the width they are shown at (redrawn on
+// resize), so their text keeps its size on a phone.
 
 import uPlot from "/admin/vendor/uplot/uPlot.esm.js";
 
@@ -46,6 +50,42 @@ async function api(path, init = {}) {
     throw err;
   }
   return body;
+}
+
+/** How a tick value prints: as many decimals as the tick step needs ("80", "0.25", "2.5"). */
+function tickDecimals(step) {
+  for (let d = 0; d <= 8; d++) {
+    const scaled = step * 10 ** d;
+    if (Math.abs(scaled - Math.round(scaled)) < 1e-6 * Math.max(1, scaled)) return d;
+  }
+  return 8;
+}
+const tickText = (v, step, signed = false) => {
+  const s = (Math.abs(v) < step * 1e-6 ? 0 : v).toFixed(tickDecimals(step));
+  return signed && v > step * 1e-6 ? `+${s}` : s;
+};
+
+/** A log axis tick: "0.01", "1", "1e-4" (uPlot's own format prints 1e-4 as "0"); "" for the
+ * minor ticks uPlot leaves unlabelled. */
+function logTick(v) {
+  if (v === null || v === undefined) return "";
+  if (v >= 0.001 && v < 1e5) return String(Number(v.toPrecision(3)));
+  const e = Math.log10(v);
+  return Math.abs(e - Math.round(e)) < 1e-9 ? `1e${Math.round(e)}` : v.toExponential(1);
+}
+
+/** Line styles per arm (and per side of a pair), so that lines on top of each other still show. */
+const DASHES = { baseline: null, a: null, se: [7, 4], b: [7, 4], "se-spatial": [2, 3] };
+const WIDTHS = { baseline: 3, a: 3, se: 2, b: 2, "se-spatial": 2, video: 1.5 };
+const dashOf = (key) => DASHES[key] ?? DASHES[key?.replace(/_latent$/, "")] ?? null;
+const widthOf = (key) => WIDTHS[key] ?? WIDTHS[key?.replace(/_latent$/, "")] ?? 2;
+
+let measureCtx = null;
+/** The width in CSS px of a text in the page's 12px font. */
+function textWidth(text, font = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif") {
+  measureCtx ??= document.createElement("canvas").getContext("2d");
+  measureCtx.font = font;
+  return measureCtx.measureText(text).width;
 }
 
 const fmt = (v, digits = 3) =>
@@ -124,12 +164,26 @@ function drawChart(spec, container = "#charts") {
   $(container).append(fig);
   const data = align(spec.series);
   const sparse = spec.series.some((s) => s.points.length <= 20);
+  /** The y axis as wide as its longest tick label, so that the axis title beside it never
+   * overlaps the labels. */
+  const axisSize = (self, values, axisIdx, cycleNum) => {
+    const axis = self.axes[axisIdx];
+    if (cycleNum > 1) return axis._size;
+    const longest = Math.max(0, ...(values ?? []).map((v) => textWidth(String(v))));
+    return Math.ceil(axis.ticks.size + axis.gap + longest + 6);
+  };
   const opts = {
     ...plotSize(plot),
     scales: { x: { time: false }, y: spec.y.log ? { distr: 3, log: 10 } : {} },
     axes: [
-      { label: spec.x.label, size: 40 },
-      { label: spec.y.label, size: 60 },
+      { label: spec.x.label, size: 36, labelSize: 20 },
+      {
+        label: spec.y.label,
+        size: axisSize,
+        labelSize: 20,
+        gap: 4,
+        ...(spec.y.log ? { values: (_u, splits) => splits.map(logTick) } : {}),
+      },
     ],
     series: [
       { label: spec.x.label },
@@ -138,18 +192,41 @@ function drawChart(spec, container = "#charts") {
         stroke:
           ARM_COLORS[s.key] ??
           ARM_COLORS[s.key?.replace(/_latent$/, "")] ??
-          COLORS[i % COLORS.length],
-        width: 2,
+          (s.key === "video" ? "#7a4fa3" : COLORS[i % COLORS.length]),
+        width: widthOf(s.key),
+        ...(dashOf(s.key) ? { dash: dashOf(s.key) } : {}),
         spanGaps: true,
         points: { show: sparse, size: 6 },
-        value: (_u, v) => fmt(v),
       })),
     ],
-    legend: { live: true },
+    // The legend is the page's own (below): a line sample in each series' colour and dash.
+    legend: { show: false },
     cursor: { drag: { x: false, y: false } },
+    hooks: {
+      // What the y axis drew: its tick labels and its width, for the browser test.
+      draw: [
+        (u) => {
+          fig.dataset.yTicks = JSON.stringify(u.axes[1]._values ?? []);
+          fig.dataset.yAxisSize = String(u.axes[1]._size);
+        },
+      ],
+    },
   };
   const u = new uPlot(opts, data, plot);
   charts.set(spec.id, u);
+  const legend = el("ul", { class: "legend" });
+  u.series.slice(1).forEach((s, i) => {
+    const key = spec.series[i]?.key;
+    legend.append(
+      el(
+        "li",
+        { "data-series": key ?? String(i), "data-dash": JSON.stringify(s.dash ?? null) },
+        swatch(s.stroke(u, i + 1), s.dash ?? null, s.width),
+        el("span", { class: "label" }, s.label),
+      ),
+    );
+  });
+  plot.after(legend);
   fig.dataset.series = String(u.series.length - 1);
   fig.dataset.labels = JSON.stringify(u.series.slice(1).map((s) => s.label));
   fig.dataset.points = JSON.stringify(
@@ -159,16 +236,23 @@ function drawChart(spec, container = "#charts") {
   return fig;
 }
 
+/** The SVG band charts: their spec and the width they were drawn at. */
+const svgCharts = new Map();
+
 const resize = new ResizeObserver(() => {
   for (const [id, u] of charts) {
     const plot = document.querySelector(`#chart-${id} .plot`);
     if (plot) u.setSize(plotSize(plot));
+  }
+  for (const entry of svgCharts.values()) {
+    if (entry.plot.clientWidth !== entry.width) renderBandPlot(entry);
   }
 });
 
 function clearCharts() {
   for (const u of charts.values()) u.destroy();
   charts.clear();
+  svgCharts.clear();
   for (const id of ["#charts", "#grid-charts", "#ae-charts"]) $(id).replaceChildren();
 }
 
@@ -185,10 +269,6 @@ function renderComparison(cmp, skip = new Set()) {
   for (const spec of cmp.charts) {
     if (!skip.has(spec.id)) drawChart(spec);
   }
-  resize.disconnect();
-  resize.observe($("#charts"));
-  resize.observe($("#ae-charts"));
-  renderSampleSetup(cmp);
 }
 
 // ---- experiment: arms over seeds ------------------------------------------------------------
@@ -211,21 +291,78 @@ function ticks(lo, hi, count = 5) {
   return out;
 }
 
-/** A chart of each arm's mean over seeds with its band (mean ± sd), and the chance line. */
+/** A line-style sample for a legend: the arm's colour and dash. */
+function swatch(color, dash, width = 2.5) {
+  return svg(
+    "svg",
+    { class: "swatch", width: 22, height: 10, viewBox: "0 0 22 10", "aria-hidden": "true" },
+    svg("line", {
+      x1: 1,
+      x2: 21,
+      y1: 5,
+      y2: 5,
+      stroke: color,
+      "stroke-width": width,
+      ...(dash ? { "stroke-dasharray": dash.join(" ") } : {}),
+    }),
+  );
+}
+
+/** A chart of each arm's line with its band: the mean over seeds with mean ± sd (absolute), or the
+ * arm relative to the baseline with its paired 95% interval (relative, 0 = the baseline). */
 function drawBandChart(spec) {
   const fig = el("figure", {
-    class: "chart band-chart",
+    class: `chart band-chart ${spec.kind}`,
     id: `grid-chart-${spec.id}`,
     "data-chart": spec.id,
+    "data-kind": spec.kind,
+    "data-metric": spec.metric,
     "data-band": spec.band,
   });
-  fig.append(el("figcaption", {}, spec.title));
-  const W = 640;
-  const H = 280;
-  const m = { l: 58, r: 14, t: 12, b: 40 };
+  const plot = el("div", { class: "band-wrap" });
+  fig.append(el("figcaption", {}, spec.title), plot);
+  const legend = el("ul", { class: "legend" });
+  spec.series.forEach((s, i) => {
+    legend.append(
+      el(
+        "li",
+        { "data-arm": s.arm },
+        swatch(armColor(s.arm, i), dashOf(s.arm), widthOf(s.arm)),
+        s.label,
+      ),
+    );
+  });
+  const line = spec.kind === "relative" ? "line: paired mean" : "line: mean";
+  legend.append(el("li", { class: "band-note" }, `${line}; band: ${spec.band}`));
+  if (spec.chance)
+    legend.append(el("li", { class: "chance-note" }, `dashed: ${spec.chance.label}`));
+  if (spec.reference)
+    legend.append(
+      el(
+        "li",
+        { class: "reference-note" },
+        `0 = the ${spec.reference.label}; ${spec.better === "lower" ? "below" : "above"} 0 is better`,
+      ),
+    );
+  fig.append(legend);
+  $("#grid-charts").append(fig);
+  const entry = { spec, plot, width: 0 };
+  svgCharts.set(spec.id, entry);
+  renderBandPlot(entry);
+  return fig;
+}
+
+/** Draws (again) a band chart's SVG at its container's width. */
+function renderBandPlot(entry) {
+  const { spec, plot } = entry;
+  const W = Math.max(240, plot.clientWidth || 640);
+  entry.width = plot.clientWidth;
+  const H = W < 500 ? 230 : 270;
+  const relative = spec.kind === "relative";
   const xs = spec.series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = spec.series.flatMap((s) => s.points.flatMap((p) => [p[2], p[3]]));
   if (spec.chance) ys.push(spec.chance.value);
+  if (spec.reference) ys.push(spec.reference.value);
   const x0 = Math.min(...xs);
   const x1 = Math.max(...xs);
   let y0 = Math.min(...ys);
@@ -233,44 +370,87 @@ function drawBandChart(spec) {
   const pad = (y1 - y0) * 0.06 || Math.abs(y1) * 0.1 || 1;
   y0 -= pad;
   y1 += pad;
+  const yTicks = ticks(y0, y1);
+  const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : 1;
+  const yLabels = yTicks.map((v) => tickText(v, yStep, relative));
+  // Left margin: the axis title (rotated), a gap, the longest tick label, a gap.
+  const m = {
+    l: 20 + Math.ceil(Math.max(...yLabels.map((t) => textWidth(t)))) + 10,
+    r: relative ? 52 : 14,
+    t: 12,
+    b: 42,
+  };
   const X = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
   const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
   const pt = (x, y) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`;
   const root = svg("svg", {
+    width: W,
+    height: H,
     viewBox: `0 0 ${W} ${H}`,
     class: "band-plot",
     role: "img",
     "aria-label": spec.title,
   });
   const grid = svg("g", { class: "axes" });
-  for (const v of ticks(y0, y1)) {
+  yTicks.forEach((v, i) => {
     grid.append(
       svg("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), class: "grid" }),
-      svg("text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end" }, fmt(v)),
+      svg(
+        "text",
+        { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end", "data-kind": "y-tick" },
+        yLabels[i],
+      ),
     );
-  }
-  for (const v of ticks(x0, x1, 6)) {
+  });
+  const xTicks = ticks(x0, x1, W < 500 ? 4 : 6);
+  const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : 1;
+  for (const v of xTicks) {
     grid.append(
       svg("line", { x1: X(v), x2: X(v), y1: H - m.b, y2: H - m.b + 4, class: "tick" }),
-      svg("text", { x: X(v), y: H - m.b + 16, "text-anchor": "middle" }, String(Math.round(v))),
+      svg(
+        "text",
+        { x: X(v), y: H - m.b + 16, "text-anchor": "middle", "data-kind": "x-tick" },
+        tickText(v, xStep),
+      ),
     );
   }
+  const midY = (m.t + H - m.b) / 2;
   grid.append(
     svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: "axis" }),
     svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: "axis" }),
-    svg("text", { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle" }, spec.x.label),
+    svg(
+      "text",
+      { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle", class: "axis-title" },
+      spec.x.label,
+    ),
     svg(
       "text",
       {
-        x: 12,
-        y: (m.t + H - m.b) / 2,
-        transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})`,
+        x: 13,
+        y: midY,
+        transform: `rotate(-90 13 ${midY})`,
         "text-anchor": "middle",
+        class: "axis-title",
+        "data-kind": "y-title",
       },
       spec.y.label,
     ),
   );
   root.append(grid);
+  if (spec.reference) {
+    const y = Y(spec.reference.value);
+    root.append(
+      svg("line", {
+        x1: m.l,
+        x2: W - m.r,
+        y1: y,
+        y2: y,
+        class: "reference",
+        "data-kind": "reference",
+        "data-value": spec.reference.value,
+      }),
+    );
+  }
   spec.series.forEach((s, i) => {
     const color = armColor(s.arm, i);
     const upper = s.points.map((p) => pt(p[0], p[3]));
@@ -279,7 +459,7 @@ function drawBandChart(spec) {
       svg("path", {
         d: `M${[...upper, ...lower].join("L")}Z`,
         fill: color,
-        "fill-opacity": 0.16,
+        "fill-opacity": relative ? 0.2 : 0.16,
         stroke: "none",
         "data-arm": s.arm,
         "data-kind": "band",
@@ -287,25 +467,61 @@ function drawBandChart(spec) {
       }),
     );
   });
+  const ends = [];
   spec.series.forEach((s, i) => {
     const color = armColor(s.arm, i);
     const g = svg("g", { "data-arm": s.arm });
+    const dash = dashOf(s.arm);
     g.append(
       svg("path", {
         d: `M${s.points.map((p) => pt(p[0], p[1])).join("L")}`,
         fill: "none",
         stroke: color,
-        "stroke-width": 2,
+        "stroke-width": widthOf(s.arm),
+        ...(dash ? { "stroke-dasharray": dash.join(" ") } : {}),
         "data-arm": s.arm,
         "data-kind": "mean",
         "data-points": s.points.length,
       }),
     );
     for (const p of s.points) {
-      g.append(svg("circle", { cx: X(p[0]), cy: Y(p[1]), r: 3, fill: color }));
+      const value = relative
+        ? `${tickText(p[1], 0.1, true)}% [${tickText(p[2], 0.1, true)}%, ${tickText(p[3], 0.1, true)}%]`
+        : fmt(p[1]);
+      g.append(
+        svg(
+          "circle",
+          { cx: X(p[0]), cy: Y(p[1]), r: 3, fill: color },
+          svg("title", {}, `${s.arm}, step ${p[0]}: ${value}`),
+        ),
+      );
     }
     root.append(g);
+    const last = s.points.at(-1);
+    if (relative && last)
+      ends.push({
+        y: Y(last[1]),
+        x: X(last[0]),
+        text: `${tickText(last[1], 0.1, true)}%`,
+        color,
+        arm: s.arm,
+      });
   });
+  // The final relative difference beside each line's end (the summary line's figure), the labels
+  // pushed apart when they would overlap.
+  ends.sort((p, q) => p.y - q.y);
+  for (let i = 1; i < ends.length; i++) {
+    if (ends[i].y - ends[i - 1].y < 13) ends[i].y = ends[i - 1].y + 13;
+  }
+  for (const e of ends) {
+    root.append(
+      svg(
+        "text",
+        { x: e.x + 6, y: e.y + 4, style: `fill:${e.color}`, class: "end-label", "data-arm": e.arm },
+        e.text,
+      ),
+    );
+  }
   if (spec.chance) {
     const y = Y(spec.chance.value);
     root.append(
@@ -325,24 +541,7 @@ function drawBandChart(spec) {
       ),
     );
   }
-  fig.append(root);
-  const legend = el("ul", { class: "legend" });
-  spec.series.forEach((s, i) => {
-    legend.append(
-      el(
-        "li",
-        { "data-arm": s.arm },
-        el("span", { class: "swatch", style: `background:${armColor(s.arm, i)}` }),
-        s.label,
-      ),
-    );
-  });
-  legend.append(el("li", { class: "band-note" }, `line: mean; band: ${spec.band}`));
-  if (spec.chance)
-    legend.append(el("li", { class: "chance-note" }, `dashed: ${spec.chance.label}`));
-  fig.append(legend);
-  $("#grid-charts").append(fig);
-  return fig;
+  plot.replaceChildren(root);
 }
 
 function renderReachTable(grid) {
@@ -366,7 +565,7 @@ function renderReachTable(grid) {
     ),
   );
   const body = el("tbody");
-  for (const chart of grid.charts) {
+  for (const chart of grid.charts.filter((c) => c.kind === "absolute")) {
     for (const s of chart.series) {
       const m = grid.stats.arms[s.arm]?.metrics[chart.metric];
       if (!m) continue;
@@ -459,24 +658,96 @@ function renderGrid(grid) {
     )
     .join(" · ");
   $("#grid-warnings").replaceChildren(...grid.warnings.map((w) => el("li", {}, w)));
-  $("#grid-summary").replaceChildren(
+  renderMetricLines(grid.summary.metrics);
+  $("#grid-all").replaceChildren(
     ...grid.summary.lines.map((l) =>
       el("li", { "data-metric": l.metric, "data-a": l.a, "data-b": l.b }, l.text),
     ),
     ...grid.summary.sentences
       .filter((s) => !grid.summary.lines.some((l) => l.text === s))
-      .map((s) => el("li", { class: "reach" }, s)),
+      .map((s) => el("li", { class: s.includes("paired by seed") ? "paired" : "reach" }, s)),
   );
   renderReachTable(grid);
   for (const spec of grid.charts) drawBandChart(spec);
   renderAeTable(grid.ae.table);
   for (const spec of grid.ae.charts) drawChart(spec, "#ae-charts");
+  renderLatents(grid.ae.pictures);
   return new Set(grid.ae.charts.map((c) => c.id));
 }
 
-// ---- samples -------------------------------------------------------------------------------
+/** One line per metric: its comparisons paired by seed, the verdict words in colour. The line's
+ * text is the server's `text`, word for word. */
+function renderMetricLines(metrics) {
+  $("#grid-summary").replaceChildren(
+    ...metrics.map((m) => {
+      const li = el("li", { "data-metric": m.metric, "data-better": m.better });
+      li.append(el("strong", { class: "head" }, m.head), ": ");
+      m.parts.forEach((p, i) => {
+        if (i > 0) li.append("; ");
+        const tone = p.verdict === "a" ? "better" : p.verdict === "b" ? "worse" : "none";
+        li.append(
+          el(
+            "span",
+            {
+              class: "part",
+              "data-a": p.a,
+              "data-b": p.b,
+              "data-basis": p.basis,
+              "data-verdict": tone,
+            },
+            `${p.a} vs ${p.b}: `,
+            el("b", { class: `verdict ${tone}` }, p.word),
+            p.detail,
+          ),
+        );
+      });
+      li.append(".");
+      if (m.reachText) li.append(" ", el("span", { class: "reach" }, `${m.reachText}.`));
+      return li;
+    }),
+  );
+  if (metrics.length === 0)
+    $("#grid-summary").append(
+      el("li", { class: "none" }, "No metric has two arms to compare yet."),
+    );
+}
 
-let current = null;
+/** The latent channels of the same val clip under each arm's autoencoder, side by side. */
+function renderLatents(pictures) {
+  const box = $("#latents");
+  box.replaceChildren(
+    ...pictures.map((p) => {
+      const fig = el("figure", { class: "latent", "data-arm": p.arm, "data-run": p.runId });
+      const cap = el("figcaption", {}, swatch(armColor(p.arm), null), `${p.arm} · ${p.runId}`);
+      fig.append(cap);
+      if (p.latentChannels) {
+        fig.append(
+          el("img", {
+            src: p.latentChannels,
+            alt: `the first latent channels of one val clip under ${p.runId}`,
+            decoding: "async",
+          }),
+        );
+      } else {
+        fig.append(
+          el(
+            "p",
+            { class: "missing" },
+            `No picture yet: ${p.runId}'s folder has no latent-channels.png (the autoencoder evaluation writes it).`,
+          ),
+        );
+      }
+      return fig;
+    }),
+  );
+  if (pictures.length === 0)
+    box.append(el("p", { class: "missing" }, "No autoencoder run in the registry yet."));
+}
+
+// ---- samples ------------------------------------------------------------------------------
+
+/** The loaded bundles (/admin/api/bundles) that the two pickers list. */
+let sampleBundles = [];
 
 function sampleSide(side) {
   const fig = $(`#sample-${side}`);
@@ -493,23 +764,67 @@ function sampleSide(side) {
   };
 }
 
-function renderSampleSetup(cmp) {
-  current = cmp;
-  const sides = { a: cmp.bundles.a, b: cmp.bundles.b };
-  const usable = Object.values(sides).filter((b) => b.canGenerate);
+/** The pickers list every loaded bundle; they default to the bundles that serve the compared
+ * runs when both can generate, else to the server's default pair (the baseline and SE bundles). */
+function renderSampleSetup(list, cmp) {
+  sampleBundles = list.bundles;
+  for (const side of ["a", "b"]) {
+    $(`#sample-model-${side}`).replaceChildren(
+      ...sampleBundles.map((b) =>
+        el(
+          "option",
+          { value: b.name, ...(b.canGenerate ? {} : { disabled: "" }) },
+          `${b.name} (${b.variant}${b.canGenerate ? "" : ", cannot generate"})`,
+        ),
+      ),
+    );
+  }
+  const ca = cmp?.bundles?.a;
+  const cb = cmp?.bundles?.b;
+  const fromPair = Boolean(ca?.canGenerate && cb?.canGenerate);
+  const pair = fromPair ? { a: ca.model, b: cb.model } : list.default;
+  if (pair) {
+    $("#sample-model-a").value = pair.a;
+    $("#sample-model-b").value = pair.b;
+  }
+  $("#samples-note").textContent = !pair
+    ? "No loaded bundle can generate: add a bundle with a denoiser to the models dir."
+    : fromPair
+      ? "Defaults: the bundles that serve the two compared runs."
+      : "Defaults: the loaded baseline and SE bundles.";
+  updateSampleSides();
+}
+
+const bundleNamed = (name) => sampleBundles.find((b) => b.name === name) ?? null;
+
+/** Captions and the label list (the labels both picked bundles know) for the picked bundles. */
+function updateSampleSides() {
+  const picked = {
+    a: bundleNamed($("#sample-model-a").value),
+    b: bundleNamed($("#sample-model-b").value),
+  };
+  const usable = Object.values(picked).filter((b) => b?.canGenerate);
   let labels = usable.length ? usable[0].classes : [];
   for (const b of usable.slice(1)) labels = labels.filter((l) => b.classes.includes(l));
-  $("#sample-label").replaceChildren(...labels.map((l) => el("option", { value: l }, l)));
-  $("#sample-go").disabled = usable.length === 0;
+  const select = $("#sample-label");
+  const keep = select.value;
+  select.replaceChildren(...labels.map((l) => el("option", { value: l }, l)));
+  if (labels.includes(keep)) select.value = keep;
+  $("#sample-go").disabled = usable.length < 2 || labels.length === 0;
   for (const key of ["a", "b"]) {
     const s = sampleSide(key);
-    const b = sides[key];
-    const run = cmp[key].diffusion?.id ?? cmp[key].autoencoder?.id ?? "?";
-    s.caption.textContent = `${key}: ${run}${b.model ? ` · bundle ${b.model}` : ""}`;
+    const b = picked[key];
+    s.caption.replaceChildren(
+      `${key}: `,
+      b ? el("strong", {}, b.name) : "no bundle",
+      b ? ` (${b.variant})${b.runs.diffusion ? ` · denoiser ${b.runs.diffusion}` : ""}` : "",
+    );
     s.video.removeAttribute("src");
+    delete s.video.dataset.sample;
     s.video.load();
-    if (!b.model) s.set("cannot_generate", b.reason);
-    else if (!b.canGenerate) s.set("cannot_generate", b.reason);
+    if (!b) s.set("cannot_generate", "No loaded bundle to pick.");
+    else if (!b.canGenerate)
+      s.set("cannot_generate", `${b.name} has no denoiser: it cannot generate.`);
     else s.set("idle", "Pick a label and a seed, then Generate.");
   }
 }
@@ -540,13 +855,10 @@ async function pollSample(side, sample) {
 
 async function generateSamples(event) {
   event.preventDefault();
-  if (!current) return;
   const button = $("#sample-go");
   button.disabled = true;
-  const run = (k) => current[k].diffusion?.id ?? current[k].autoencoder?.id;
   const body = {
-    a: run("a"),
-    b: run("b"),
+    models: { a: $("#sample-model-a").value, b: $("#sample-model-b").value },
     label: $("#sample-label").value,
     seed: Number($("#sample-seed").value || 0),
   };
@@ -581,9 +893,11 @@ async function generateSamples(event) {
 for (const side of ["a", "b"]) {
   const s = sampleSide(side);
   s.video.addEventListener("playing", () => s.set("playing", `playing ${s.video.dataset.sample}`));
-  s.video.addEventListener("error", () =>
-    s.set("error", `the browser cannot play this video (${s.video.error?.message ?? "error"})`),
-  );
+  s.video.addEventListener("error", () => {
+    if (s.video.getAttribute("src"))
+      s.set("error", `the browser cannot play this video (${s.video.error?.message ?? "error"})`);
+  });
+  $(`#sample-model-${side}`).addEventListener("change", updateSampleSides);
 }
 
 // ---- start ---------------------------------------------------------------------------------
@@ -594,22 +908,42 @@ async function load() {
   const b = params.get("b");
   const group = params.get("group");
   try {
-    const { runs } = await api("/admin/api/runs?limit=500");
+    const [{ runs }, bundles] = await Promise.all([
+      api("/admin/api/runs?limit=500"),
+      api("/admin/api/bundles"),
+    ]);
+    clearCharts();
+    resize.disconnect();
+    for (const id of ["#charts", "#grid-charts", "#ae-charts"]) resize.observe($(id));
     if (runs.length === 0) {
+      renderSampleSetup(bundles, null);
+      renderLatents([]);
       setStatus("No runs in the registry yet: import a run folder first.");
+      document.body.dataset.ready = "1";
       return;
     }
     const query = a && b ? `?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}` : "";
     const [cmp, grid] = await Promise.all([
-      api(`/admin/api/compare${query}`),
+      // Without a baseline/SE pair of runs there is nothing to compare (404 no_runs).
+      api(`/admin/api/compare${query}`).catch((err) => {
+        if (err.code === "no_runs") return null;
+        throw err;
+      }),
       api(`/admin/api/grid${group ? `?group=${encodeURIComponent(group)}` : ""}`),
     ]);
-    const ids = [cmp.a, cmp.b].flatMap((s) => [s.diffusion?.id, s.autoencoder?.id]).filter(Boolean);
+    const ids = cmp
+      ? [cmp.a, cmp.b].flatMap((s) => [s.diffusion?.id, s.autoencoder?.id]).filter(Boolean)
+      : [];
     renderRuns(runs, ids);
-    clearCharts();
     const drawn = renderGrid(grid);
-    renderComparison(cmp, drawn);
-    setStatus(`${runs.length} runs; comparing ${ids.join(", ")}.`);
+    if (cmp) renderComparison(cmp, drawn);
+    $("#compare-section").hidden = cmp === null;
+    renderSampleSetup(bundles, cmp);
+    setStatus(
+      cmp
+        ? `${runs.length} runs; comparing ${ids.join(", ")}.`
+        : `${runs.length} runs; no baseline/SE pair to compare.`,
+    );
     document.body.dataset.ready = "1";
   } catch (err) {
     setStatus(`Could not load the comparison: ${err.message}`, true);
