@@ -39,7 +39,25 @@ export function toApiError(err: unknown): AppError {
   return new ApiError("internal", "internal server error", 500);
 }
 
+/** The client closed the connection before its request was read (ECONNRESET, "aborted"). */
+export function isClientGone(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return (
+    code === "ECONNRESET" ||
+    code === "ECONNABORTED" ||
+    code === "EPIPE" ||
+    code === "ERR_STREAM_PREMATURE_CLOSE"
+  );
+}
+
 export async function onError(err: Error, c: Context): Promise<Response> {
+  if (isClientGone(err) && !(err instanceof AppError)) {
+    // Nobody is left to answer: one line in the log, no stack.
+    const code = (err as { code?: string }).code;
+    console.error(`${c.req.method} ${c.req.path}: the client closed the connection (${code})`);
+    c.header("Connection", "close");
+    return c.json(errorBody("client_closed", "the client closed the connection"), 400);
+  }
   const api = toApiError(err);
   if (api.status >= 500) console.error(`${c.req.method} ${c.req.path}:`, err);
   for (const [name, value] of Object.entries(api.headers)) c.header(name, value);
@@ -55,4 +73,40 @@ export async function onError(err: Error, c: Context): Promise<Response> {
 
 export function notFound(c: Context): Response {
   return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
+}
+
+/** A Hono route path ("/v1/encodings/:id", "/admin/:dir{assets|vendor}/*") as a RegExp. */
+function routePattern(path: string): RegExp {
+  let re = "";
+  for (const part of path.split(/(:\w+(?:\{[^}]*\})?|\*)/)) {
+    if (part === "*") re += ".*";
+    else if (part.startsWith(":")) {
+      const custom = /\{([^}]*)\}$/.exec(part)?.[1];
+      re += custom ? `(?:${custom})` : "[^/]+";
+    } else re += part.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${re}/?$`);
+}
+
+/** The not-found handler of an app: 405 with Allow when the path is a route for other methods,
+ *  else 404. `routes` is read on first use (every route is registered by then). */
+export function notFoundOrNotAllowed(routes: () => readonly { method: string; path: string }[]) {
+  let patterns: { method: string; re: RegExp }[] | null = null;
+  return (c: Context): Response => {
+    patterns ??= routes()
+      .filter((r) => r.method !== "ALL")
+      .map((r) => ({ method: r.method, re: routePattern(r.path) }));
+    const allowed = new Set(patterns.filter((p) => p.re.test(c.req.path)).map((p) => p.method));
+    if (allowed.size === 0 || allowed.has(c.req.method)) return notFound(c);
+    if (allowed.has("GET")) allowed.add("HEAD");
+    const allow = [...allowed].sort().join(", ");
+    c.header("Allow", allow);
+    return c.json(
+      errorBody(
+        "method_not_allowed",
+        `${c.req.method} is not allowed on ${c.req.path}; it allows ${allow}`,
+      ),
+      405,
+    );
+  };
 }

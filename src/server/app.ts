@@ -9,7 +9,7 @@ import type { Db } from "../store/db.ts";
 import { RunRegistry } from "../training/runs/registry.ts";
 import type { RunReader } from "../training/runs/run-compare.ts";
 import { storeRunReader } from "../training/runs/run-reader.ts";
-import { notFound, onError } from "./api-error.ts";
+import { notFoundOrNotAllowed, onError } from "./api-error.ts";
 import { type AppEnv, requireKey } from "./auth.ts";
 import { type Config, checkDefaultModel } from "./config.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -103,7 +103,7 @@ export function createApp(deps: AppDeps) {
       }),
     );
   app.onError(onError);
-  app.notFound(notFound);
+  app.notFound(notFoundOrNotAllowed(() => app.routes));
   return app;
 }
 

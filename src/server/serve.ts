@@ -15,6 +15,7 @@ import { getJob } from "../store/job-rows.ts";
 import { TERMINAL_STATUSES } from "../store/schema.ts";
 import { RunRegistry } from "../training/runs/registry.ts";
 import { createApp } from "./app.ts";
+import { answerClientError } from "./client-error.ts";
 import { generationJson } from "./routes/generations.ts";
 import { jobJson } from "./routes/jobs.ts";
 import { WebhookDispatcher } from "./webhooks.ts";
@@ -90,6 +91,7 @@ export async function startServer(
     dispatcher.start();
     const app = createApp({ db, runtime, runner, generations, config, registry });
     const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
+    server.on("clientError", answerClientError);
     await new Promise<void>((resolve, reject) => {
       server.once("listening", resolve);
       server.once("error", reject);

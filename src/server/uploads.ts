@@ -46,6 +46,8 @@ export function sourceName(name: string | undefined, index: number): string {
 
 interface Received {
   fields: Record<string, string>;
+  /** Fields given more than once. */
+  repeated: Set<string>;
   files: { name: string; path: string; bytes: number }[];
 }
 
@@ -76,7 +78,7 @@ function receive(c: Context, type: string, dir: string, limits: UploadLimits): P
   if (!body) throw new ApiError("malformed_multipart", "the request has no body", 400);
   const source = Readable.fromWeb(body as unknown as NodeWebStream);
   return new Promise((resolve, reject) => {
-    const received: Received = { fields: {}, files: [] };
+    const received: Received = { fields: {}, repeated: new Set(), files: [] };
     const writes: Promise<unknown>[] = [];
     const streams: Readable[] = [];
     let failure: Error | null = null;
@@ -147,6 +149,8 @@ function receive(c: Context, type: string, dir: string, limits: UploadLimits): P
       if (info.valueTruncated) {
         return fail(new ApiError("invalid_field", `${field}: the value is too long`, 400));
       }
+      // A field given twice is refused once the body is read (receiveUploads), never overwritten.
+      if (Object.hasOwn(received.fields, field)) received.repeated.add(field);
       received.fields[field] = value;
     });
     bb.on("filesLimit", () =>
@@ -200,6 +204,10 @@ export async function receiveUploads<T>(
   try {
     const received = await receive(c, type, staging, options);
     bodyRead = true;
+    const [repeated] = received.repeated;
+    if (repeated !== undefined) {
+      throw new ApiError("invalid_field", `${repeated} is given more than once; give it once`, 400);
+    }
     const parsed = options.fields(received.fields);
     if (received.files.length === 0) {
       throw new ApiError("missing_file", "files: at least one file is required", 400);

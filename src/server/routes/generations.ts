@@ -135,6 +135,15 @@ export function generationRoutes(deps: {
         400,
       );
     }
+    // JSON only: a form (multipart or urlencoded) is a 415 naming what was sent.
+    const type = c.req.header("content-type");
+    if (type !== undefined && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
+      throw new ApiError(
+        "unsupported_media_type",
+        `a generation is a JSON body (content-type: application/json), got "${type.split(";")[0]}"`,
+        415,
+      );
+    }
     let body: unknown;
     try {
       body = await c.req.json();
