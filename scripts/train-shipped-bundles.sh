@@ -5,7 +5,8 @@
 #      pre-train from scratch on 48x48x9 crops, then baseline / se / se-spatial fine-tunes with
 #      identical draws on 64x64x9 clips, then ae_eval (diffusable.ae_protocol);
 #   2. each shipped bundle's autoencoder exported (fp16 weights);
-#   3. a `compact` denoiser trained on each bundle's latents (same settings and seed), at the same
+#   3. a `compact` denoiser trained on each bundle's latents (same settings and seed), with 30% of
+#      its examples given their first latent frames (image-to-video, extension), at the same
 #      time with one thread each, then added to its bundle.
 # Run folders go to $RUNS (default runs/protocol-conv); logs to copy into docs/results/runs are
 # the events.jsonl files there.
@@ -15,7 +16,7 @@ PY=${DIFFUSABLE_PYTHON:-/usr/bin/python3}
 RUNS=${RUNS:-runs/protocol-conv}
 AE_STEPS=${AE_STEPS:-1200}
 FT_STEPS=${FT_STEPS:-400}
-DIT_STEPS=${DIT_STEPS:-1500}
+DIT_STEPS=${DIT_STEPS:-1000}
 export PYTHONPATH=src/training
 
 "$PY" -m diffusable.ae_protocol --config conv-small --out "$RUNS" --parallel \
@@ -27,12 +28,12 @@ done
 pids=()
 for v in baseline se; do
   "$PY" -m diffusable.train_diffusion --ae "$RUNS/ae-conv-small-$v" --config compact \
-    --out "$RUNS/dit-compact-$v" --threads 1 --steps "$DIT_STEPS" --lr 4e-4 --warmup 50 \
-    --eval-every 500 --sample-steps 16 &
+    --out "$RUNS/dit-conv-compact-$v" --threads 1 --steps "$DIT_STEPS" --lr 4e-4 --warmup 50 \
+    --eval-every 500 --sample-steps 16 --context-prob 0.3 &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 for v in baseline se; do
-  "$PY" -m diffusable.export_denoiser --ckpt "$RUNS/dit-compact-$v/checkpoints/last.pt" \
+  "$PY" -m diffusable.export_denoiser --ckpt "$RUNS/dit-conv-compact-$v/checkpoints/last.pt" \
     --bundle "models/small-$v"
 done

@@ -268,7 +268,7 @@ def plot_latent_channels(models: Dict[str, torch.nn.Module], clip: torch.Tensor,
 
 @torch.no_grad()
 def plot_reconstructions(
-    models: Dict[str, torch.nn.Module], clips: torch.Tensor, names: List[str], path: Path
+    models: Dict[str, torch.nn.Module], picks: List[Tuple[torch.Tensor, str]], path: Path
 ):
     """Input and every model's reconstruction of a few clips, two frames each: what a person
     checks for the grid and for blur."""
@@ -277,28 +277,34 @@ def plot_reconstructions(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frames = (0, clips.shape[2] - 1)
     cols = [("input", None)] + list(models.items())
+    n_frames = 2
     fig, axes = plt.subplots(
-        len(clips),
-        len(cols) * len(frames),
-        figsize=(1.25 * len(cols) * 2, 1.3 * len(clips) + 0.4),
+        len(picks),
+        len(cols) * n_frames,
+        figsize=(1.25 * len(cols) * 2, 1.3 * len(picks) + 0.4),
         squeeze=False,
     )
-    for i, x in enumerate(clips):
+    for i, (x, label) in enumerate(picks):
+        frames = (0, x.shape[1] - 1)
         for j, (name, model) in enumerate(cols):
             v = x[None] if model is None else model.eval().decode(model.encode(x[None])[0])
             for k, f in enumerate(frames):
-                ax = axes[i][j * len(frames) + k]
+                ax = axes[i][j * n_frames + k]
                 ax.imshow(((v[0, :, f].permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy())
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if i == 0:
                     ax.set_title(f"{name} f{f}", fontsize=6)
-        axes[i][0].set_ylabel(names[i][:18], fontsize=6, rotation=0, ha="right", va="center")
+        axes[i][0].set_ylabel(label[:18], fontsize=6, rotation=0, ha="right", va="center")
     fig.subplots_adjust(left=0.1, right=0.99, top=0.93, bottom=0.01, wspace=0.04, hspace=0.08)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def grid_cell(ratio: float) -> str:
+    """A grid ratio for the table; flat 8x8 blocks (no step inside) make it unbounded."""
+    return f"{ratio:.3f}" if ratio < 1000 else "> 1000 (flat blocks)"
 
 
 def markdown(result: Dict, names: List[str]) -> str:
@@ -318,24 +324,23 @@ def markdown(result: Dict, names: List[str]) -> str:
             deltas = [f"{m[n]['psnr'][g] - lin:+.2f}" for n in names]
             label = f"**{g}**" if g == "overall" else g
             lines.append(f"| {label} | " + " | ".join(cells + deltas) + " |")
-        grids = " | ".join(f"{entry['models'][c]['grid_ratio']:.3f}" for c in cols)
+        grids = " | ".join(grid_cell(entry["models"][c]["grid_ratio"]) for c in cols)
         lines.append(f"| 8-px grid ratio (input {entry['grid_ratio_input']:.3f}) | {grids} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def pick_clips(sets: Dict) -> Optional[Tuple[torch.Tensor, List[str]]]:
-    """Four val clips of different classes and up to four real videos, for the picture."""
-    clips, names = [], []
-    for set_name, (parts, groups) in sets.items():
-        flat = torch.cat(parts)
-        seen = []
-        for i, g in enumerate(groups):
-            if g not in seen and len(seen) < 4:
-                seen.append(g)
-                clips.append(flat[i])
-                names.append(g)
-    return (torch.stack(clips), names) if clips else None
+def pick_clips(sets: Dict) -> List[Tuple[torch.Tensor, str]]:
+    """Up to four clips of different groups (classes, videos) from each set, for the picture."""
+    picks: List[Tuple[torch.Tensor, str]] = []
+    for parts, groups in sets.values():
+        clips = [clip for part in parts for clip in part]  # real videos differ in length
+        seen: List[str] = []
+        for clip, group in zip(clips, groups):
+            if group not in seen and len(seen) < 4:
+                seen.append(group)
+                picks.append((clip, group))
+    return picks
 
 
 def parse_ckpt(spec: str) -> Tuple[str, Path]:
@@ -440,9 +445,10 @@ def main(argv=None) -> int:
                     sets["procedural_val"][0][0][0],
                     meta["path"].parent.parent / "latent-channels.png",
                 )
-    picks = pick_clips(sets)
-    if picks:
-        plot_reconstructions(models, picks[0], picks[1], out / "reconstructions.png")
+    linear = linear_code_model(linear_code_config(cfg), fit)
+    plot_reconstructions(
+        dict(models, linear_code=linear), pick_clips(sets), out / "reconstructions.png"
+    )
     (out / "ae_eval.md").write_text(md)
     if args.events:
         from .events import EventLog
