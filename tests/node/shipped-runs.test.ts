@@ -29,10 +29,12 @@ after(() => {
 
 test("every shipped run log imports whole", () => {
   for (const name of [
-    "ae-small-pretrain",
-    "ae-small-baseline",
+    "ae-conv-small-pretrain",
+    "ae-conv-small-baseline",
+    "ae-conv-small-se",
+    "ae-conv-small-se-spatial",
+    "ae-small-pretrain", // the PCA-residual protocol the conv VAE replaced, kept for comparison
     "ae-small-se",
-    "ae-small-se-spatial",
   ]) {
     assert.ok(names.includes(name), `docs/results/runs lacks ${name}`);
   }
@@ -45,21 +47,23 @@ test("every shipped run log imports whole", () => {
 });
 
 test("the fine-tunes start from the pre-train; each bundle's denoiser run uses its autoencoder", () => {
-  for (const variant of ["baseline", "se", "se-spatial"]) {
-    const config = JSON.parse(
-      readFileSync(join(RUNS, `ae-small-${variant}`, "events.jsonl"), "utf8").split(
-        "\n",
-      )[0] as string,
-    );
-    assert.equal(config.init.run_id, "ae-small-pretrain");
-    assert.equal(config.variant, variant);
+  for (const prefix of ["ae-conv-small", "ae-small"]) {
+    for (const variant of ["baseline", "se", "se-spatial"]) {
+      const config = JSON.parse(
+        readFileSync(join(RUNS, `${prefix}-${variant}`, "events.jsonl"), "utf8").split(
+          "\n",
+        )[0] as string,
+      );
+      assert.equal(config.init.run_id, `${prefix}-pretrain`);
+      assert.equal(config.variant, variant);
+    }
   }
   for (const variant of ["baseline", "se"]) {
     const manifest = JSON.parse(
       readFileSync(join(REPO_ROOT, "models", `small-${variant}`, "manifest.json"), "utf8"),
     );
     const ae = manifest.runs.autoencoder.id as string;
-    assert.equal(ae, `ae-small-${variant}`);
+    assert.equal(ae, `ae-conv-small-${variant}`);
     // the bundle's own denoiser, and the seed grid's runs on the same latents (test below)
     const ids = diffusionRunsOf(db, ae).map((r) => r.id);
     assert.ok(ids.includes(manifest.runs.diffusion.id), `${ae}: ${ids}`);
