@@ -4,7 +4,7 @@
 #   1. the autoencoder protocol on the convolutional causal VAE (conv_vae.py, config conv-small):
 #      pre-train from scratch on 48x48x9 crops, then baseline / se / se-spatial fine-tunes with
 #      identical draws on 64x64x9 clips, then ae_eval (diffusable.ae_protocol);
-#   2. each shipped bundle's autoencoder exported (fp16 weights);
+#   2. each shipped bundle's autoencoder exported (int8 weight storage: 25 MB a bundle);
 #   3. a `compact` denoiser trained on each bundle's latents (same settings and seed), with 30% of
 #      its examples given their first latent frames (image-to-video, extension), at the same
 #      time with one thread each, then added to its bundle.
@@ -23,7 +23,7 @@ export PYTHONPATH=src/training
   --pretrain-steps "$AE_STEPS" --finetune-steps "$FT_STEPS" --finetune-flags "--crop-frames 9"
 for v in baseline se; do
   "$PY" -m diffusable.export --ckpt "$RUNS/ae-conv-small-$v/checkpoints/last.pt" \
-    --out "models/small-$v"
+    --out "models/small-$v" --weights int8
 done
 pids=()
 for v in baseline se; do
@@ -35,5 +35,5 @@ done
 for pid in "${pids[@]}"; do wait "$pid"; done
 for v in baseline se; do
   "$PY" -m diffusable.export_denoiser --ckpt "$RUNS/dit-conv-compact-$v/checkpoints/last.pt" \
-    --bundle "models/small-$v"
+    --bundle "models/small-$v" --weights int8
 done

@@ -63,8 +63,8 @@ export const manifestSchema = z
       /** The diffusion model; a bundle without it cannot generate. */
       denoiser: z.string().min(1).optional(),
       /** How the parameters are stored in the files; the graphs compute in fp32 either way. */
-      weights: z.enum(["fp32", "fp16"]).optional(),
-      denoiser_weights: z.enum(["fp32", "fp16"]).optional(),
+      weights: z.enum(["fp32", "fp16", "int8"]).optional(),
+      denoiser_weights: z.enum(["fp32", "fp16", "int8"]).optional(),
       encoder_stream: z.object({
         init: z.string().min(1),
         step: z.string().min(1),

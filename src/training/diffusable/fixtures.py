@@ -24,7 +24,7 @@ from .autoencoders import build
 from .autoencoders import get_config as get_any_config
 from .denoiser import Denoiser, get_denoiser_config
 from .export import build_manifest, export_autoencoder
-from .onnx_export import file_entries, round_weights_fp16
+from .onnx_export import file_entries, round_weights_fp16, round_weights_int8
 from .export_denoiser import export_denoiser_onnx, sampler_defaults
 from .flow import sample
 
@@ -261,7 +261,8 @@ def grown_decoder_cases(out: Path, seed: int = 3) -> List[Dict]:
 @torch.no_grad()
 def conv_bundle_cases(out: Path, seed: int = 4) -> List[Dict]:
     """The convolutional causal VAE (conv_vae.py) exported as a bundle, every weight perturbed
-    and stored as fp16, with its four graphs checked on clips, on one image (a single latent
+    and stored as int8 codes (fp16 scales), with its four graphs checked on clips, on one image
+    (a single latent
     frame, which the PCA-residual decoder cannot decode) and over the stream."""
     torch.manual_seed(seed)
     vae = build(get_any_config("conv-tiny")).eval()
@@ -271,9 +272,9 @@ def conv_bundle_cases(out: Path, seed: int = 4) -> List[Dict]:
     c = vae.cfg.latent_channels
     vae.latent_shift.copy_(torch.linspace(-0.2, 0.2, c))
     vae.latent_scale.copy_(torch.linspace(0.5, 2.0, c))
-    round_weights_fp16(vae)
+    round_weights_int8(vae)  # the shipped conv bundles store int8 weights
     metadata = {"diffusable.bundle": "conv-fixture", "diffusable.variant": "se"}
-    onnx = export_autoencoder(vae, out / "conv", metadata, "fp16")
+    onnx = export_autoencoder(vae, out / "conv", metadata, "int8")
     manifest = build_manifest(
         vae, "conv-fixture", "se", onnx, out / "conv", classes=["a"], run={"id": None}, metrics={}
     )
@@ -290,8 +291,8 @@ def context_denoiser_cases(out: Path, seed: int = 5) -> List[Dict]:
     model = Denoiser(get_denoiser_config("tiny", context=True)).eval()
     for p in model.parameters():
         p.add_(torch.randn_like(p) * 0.05)
-    round_weights_fp16(model)
-    export_denoiser_onnx(model, out / "ctx" / "denoiser.onnx", {"diffusable.bundle": "ctx"}, "fp16")
+    round_weights_int8(model)
+    export_denoiser_onnx(model, out / "ctx" / "denoiser.onnx", {"diffusable.bundle": "ctx"}, "int8")
     g = torch.Generator().manual_seed(6)
     x = torch.randn(3, 4, 3, 4, 4, generator=g)
     t = torch.tensor([0.9, 0.4, 0.1])

@@ -43,7 +43,7 @@ def metadata_props(metadata: Dict[str, str]) -> bytes:
     return out
 
 
-WEIGHT_STORAGE = ("fp32", "fp16")
+WEIGHT_STORAGE = ("fp32", "fp16", "int8")
 
 
 def add_weights_flag(ap: argparse.ArgumentParser, default: str = "fp16") -> None:
@@ -69,7 +69,31 @@ def round_weights_fp16(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def _half_storage_copy(module: torch.nn.Module) -> torch.nn.Module:
+def int8_codes(w: torch.Tensor):
+    """Symmetric per-output-channel int8 codes of a weight (dim 0 = output channels) and their
+    fp16 scales: w ~= codes * scale. Weights of one dimension (biases, norms) are not coded."""
+    flat = w.detach().float().reshape(w.shape[0], -1)
+    scale = (flat.abs().amax(dim=1) / 127.0).clamp_min(1e-12).half().float()  # fp16-exact
+    codes = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return codes.reshape(w.shape), scale.half().reshape([-1] + [1] * (w.dim() - 1))
+
+
+def round_weights_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """Give every parameter the value an int8-stored export computes with, in place: int8 codes
+    times an fp16 scale per output channel for weights of 2+ dimensions, fp16 for the rest."""
+    with torch.no_grad():
+        for p in module.parameters():
+            if not p.is_floating_point():
+                continue
+            if p.dim() >= 2:
+                codes, scale = int8_codes(p)
+                p.copy_(codes.float() * scale.float())
+            else:
+                p.copy_(p.half().float())
+    return module
+
+
+def _half_storage_copy(module: torch.nn.Module, int8: bool = False) -> torch.nn.Module:
     """A copy of module whose parameters are stored as fp16 initializers + Cast nodes in ONNX.
 
     This halves the file (and the bundle) while the graph still computes in fp32: onnxruntime
@@ -79,20 +103,29 @@ def _half_storage_copy(module: torch.nn.Module) -> torch.nn.Module:
     """
     module = copy.deepcopy(module)
 
-    def make_hook(names: List[str]):
+    def make_hook(names: List[str], coded: List[str]):
         def hook(sub: torch.nn.Module, _inputs) -> None:
             for name in names:
                 setattr(sub, name, getattr(sub, f"{name}_fp16").float())
+            for name in coded:
+                codes, scale = getattr(sub, f"{name}_int8"), getattr(sub, f"{name}_scale")
+                setattr(sub, name, codes.float() * scale.float())
 
         return hook
 
     for sub in list(module.modules()):
         names = [n for n, p in sub.named_parameters(recurse=False) if p.is_floating_point()]
+        coded = [n for n in names if int8 and sub._parameters[n].dim() >= 2]
+        names = [n for n in names if n not in coded]
         for name in names:
             p = sub._parameters.pop(name)
             sub.register_buffer(f"{name}_fp16", p.detach().half())
-        if names:
-            sub.register_forward_pre_hook(make_hook(names))
+        for name in coded:
+            codes, scale = int8_codes(sub._parameters.pop(name))
+            sub.register_buffer(f"{name}_int8", codes)
+            sub.register_buffer(f"{name}_scale", scale)
+        if names or coded:
+            sub.register_forward_pre_hook(make_hook(names, coded))
     return module
 
 
@@ -116,8 +149,8 @@ def export_onnx(
     kwargs = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False
-    if weights == "fp16":
-        module = _half_storage_copy(module)
+    if weights in ("fp16", "int8"):
+        module = _half_storage_copy(module, int8=weights == "int8")
     buf = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(
