@@ -36,6 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .vae_base import VideoVAE, check_frames
+
 # The architecture's name, written into checkpoints and the bundle manifest.
 ARCHITECTURE = "pca-residual-causal"
 
@@ -178,14 +180,6 @@ def get_config(name: str, **overrides) -> AutoencoderConfig:
     if name not in AE_CONFIGS:
         raise ValueError(f"unknown autoencoder config {name!r}; choose from {sorted(AE_CONFIGS)}")
     return replace(AE_CONFIGS[name], **overrides)
-
-
-def check_frames(frames: int, temporal_factor: int) -> None:
-    if frames < 1 or (frames - 1) % temporal_factor:
-        raise ValueError(
-            f"frame count must be 1 + {temporal_factor}k (1, {1 + temporal_factor}, "
-            f"{1 + 2 * temporal_factor}, ...), got {frames}"
-        )
 
 
 # -----------------------------------------------------------------------------
@@ -596,16 +590,13 @@ class Decoder(nn.Module):
         return from_tokens(tok, c, p, tp)
 
 
-class CausalVAE(nn.Module):
+class CausalVAE(VideoVAE):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
-        # Per-channel affine that brings latents to roughly zero mean, unit variance; calibrated
-        # on training data after training (calibrate_latent_scale) and baked into the exports.
-        self.register_buffer("latent_shift", torch.zeros(cfg.latent_channels))
-        self.register_buffer("latent_scale", torch.ones(cfg.latent_channels))
+        self.register_latent_affine(cfg.latent_channels)
 
     @torch.no_grad()
     def load_from(self, base: "CausalVAE") -> None:
@@ -648,27 +639,6 @@ class CausalVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)  # (B, 3, T, H, W)
 
-    def forward(
-        self, video: torch.Tensor, noise: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (reconstruction, z, mean, logvar); z is sampled when noise is given."""
-        mean, logvar = self.encode(video)
-        z = mean if noise is None else mean + torch.exp(0.5 * logvar) * noise
-        return self.decode(z), z, mean, logvar
-
-    # --- scaled latents: what the bundle's encoder.onnx / decoder.onnx speak ---------------------
-    def _affine(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        shape = (1, -1, 1, 1, 1)
-        return self.latent_shift.view(shape), self.latent_scale.view(shape)
-
-    def encode_scaled(self, video: torch.Tensor) -> torch.Tensor:
-        shift, scale = self._affine()
-        return (self.encode(video)[0] - shift) * scale
-
-    def decode_scaled(self, latent: torch.Tensor) -> torch.Tensor:
-        shift, scale = self._affine()
-        return self.decode(latent / scale + shift)
-
     # --- streaming ------------------------------------------------------------------------------
     def causal_convs(self, module: nn.Module) -> List[CausalConv3d]:
         return [m for m in module.modules() if isinstance(m, CausalConv3d) and m.kernel_t > 1]
@@ -690,20 +660,7 @@ class CausalVAE(nn.Module):
         finally:
             for conv in convs:
                 conv.stream = None
-        mean = moments[:, : self.cfg.latent_channels]
-        shift, scale = self._affine()
-        return (mean - shift) * scale, stream.outputs
-
-    def encode_chunked(self, video: torch.Tensor, chunk_latents: int = 1) -> torch.Tensor:
-        """Causal encoding in bounded memory: frame 0, then chunk_latents * tf frames at a time."""
-        check_frames(video.shape[2], self.cfg.temporal_factor)
-        latent, caches = self.encode_step(video[:, :, :1])
-        parts = [latent]
-        step = chunk_latents * self.cfg.temporal_factor
-        for start in range(1, video.shape[2], step):
-            latent, caches = self.encode_step(video[:, :, start : start + step], caches)
-            parts.append(latent)
-        return torch.cat(parts, dim=2)  # (B, C, t, h, w)
+        return self.scale_latent(moments[:, : self.cfg.latent_channels]), stream.outputs
 
 
 def inference_form(vae: CausalVAE) -> CausalVAE:

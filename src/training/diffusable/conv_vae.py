@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .autoencoder import check_frames
+from .vae_base import VideoVAE, check_frames
 
 ARCHITECTURE = "conv-causal"
 
@@ -387,7 +387,7 @@ class ConvDecoder(nn.Module):
         return from_groups(out, b, cfg.in_channels, cfg.temporal_factor, first=True)
 
 
-class ConvCausalVAE(nn.Module):
+class ConvCausalVAE(VideoVAE):
     """The autoencoder interface (see autoencoders.py): encode, decode, scaled latents,
     streaming encode with explicit caches, inference_form for export."""
 
@@ -396,8 +396,7 @@ class ConvCausalVAE(nn.Module):
         self.cfg = cfg
         self.encoder = ConvEncoder(cfg)
         self.decoder = ConvDecoder(cfg)
-        self.register_buffer("latent_shift", torch.zeros(cfg.latent_channels))
-        self.register_buffer("latent_scale", torch.ones(cfg.latent_channels))
+        self.register_latent_affine(cfg.latent_channels)
 
     @torch.no_grad()
     def load_from(self, base: "ConvCausalVAE") -> None:
@@ -414,24 +413,6 @@ class ConvCausalVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def forward(self, video: torch.Tensor, noise: Optional[torch.Tensor] = None):
-        """Returns (reconstruction, z, mean, logvar); z is sampled when noise is given."""
-        mean, logvar = self.encode(video)
-        z = mean if noise is None else mean + torch.exp(0.5 * logvar) * noise
-        return self.decode(z), z, mean, logvar
-
-    def _affine(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        shape = (1, -1, 1, 1, 1)
-        return self.latent_shift.view(shape), self.latent_scale.view(shape)
-
-    def encode_scaled(self, video: torch.Tensor) -> torch.Tensor:
-        shift, scale = self._affine()
-        return (self.encode(video)[0] - shift) * scale
-
-    def decode_scaled(self, latent: torch.Tensor) -> torch.Tensor:
-        shift, scale = self._affine()
-        return self.decode(latent / scale + shift)
-
     def encode_step(
         self, chunk: torch.Tensor, caches: Optional[List[torch.Tensor]] = None
     ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
@@ -439,19 +420,7 @@ class ConvCausalVAE(nn.Module):
         (caches None) is frame 0 alone; later ones hold a multiple of temporal_factor frames."""
         cache = ConvCache(caches, chunk.shape[0])
         moments = self.encoder(chunk, first=caches is None, cache=cache)
-        shift, scale = self._affine()
-        mean = moments[:, : self.cfg.latent_channels]
-        return (mean - shift) * scale, cache.outputs
-
-    def encode_chunked(self, video: torch.Tensor, chunk_latents: int = 1) -> torch.Tensor:
-        check_frames(video.shape[2], self.cfg.temporal_factor)
-        latent, caches = self.encode_step(video[:, :, :1])
-        parts = [latent]
-        step = chunk_latents * self.cfg.temporal_factor
-        for start in range(1, video.shape[2], step):
-            latent, caches = self.encode_step(video[:, :, start : start + step], caches)
-            parts.append(latent)
-        return torch.cat(parts, dim=2)
+        return self.scale_latent(moments[:, : self.cfg.latent_channels]), cache.outputs
 
     def inference_form(self) -> "ConvCausalVAE":
         """Already the form the graphs run (2-D ops on time-major frames): a copy in eval mode."""
