@@ -8,7 +8,7 @@ shipped bundle's architecture and size, with seeded random weights: throughput d
 on their values), or without either the tiny fixture. Its bundle is exported to DIR (so the ONNX
 side runs exactly these weights); a seeded input batch and PyTorch's latents are saved for a
 parity check. Prints one JSON line: clips/s of encode_scaled (on the model as trained, and on
-the inference form the export runs, `autoencoder.inference_form`), the encoder's FLOPs per batch
+the inference form the export runs, `autoencoders.inference_form`), the encoder's FLOPs per batch
 in each form (2 x the multiply-adds of every convolution called, on the real shapes; the
 inference form does fewer, as frame 0's temporal taps are summed) and the machine's fp32
 GEMM rate at the same thread count, measured now (the peak the convolutions are held against).
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from diffusable.autoencoder import AutoencoderConfig, CausalVAE, inference_form
+from diffusable.autoencoders import build, config_from_dict, inference_form
 from diffusable.export import export_autoencoder
 from diffusable.fixtures import make_tiny_bundle, perturb_zero_init
 from diffusable.onnx_export import export_onnx, round_weights_fp16
@@ -121,8 +121,8 @@ def main() -> None:
     elif a.manifest:
         manifest = json.loads(Path(a.manifest).read_text())
         torch.manual_seed(0)
-        cfg = AutoencoderConfig.from_dict(manifest["autoencoder_config"])
-        vae = perturb_zero_init(CausalVAE(cfg)).eval()
+        cfg = config_from_dict(manifest["autoencoder_config"])  # any registered architecture
+        vae = perturb_zero_init(build(cfg)).eval()
         export_autoencoder(vae, out / "bundle", {"diffusable.bundle": "bench"}, "fp16")
         # as the fp16-stored export rounds them: time and compare the same numbers
         vae = round_weights_fp16(vae)
