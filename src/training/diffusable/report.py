@@ -99,15 +99,16 @@ def reconstruction_curve(run: Path, png: Optional[Path] = None) -> str:
     if not val:
         raise ValueError(f"{run}: no validation events")
     lin = ref["psnr"] if ref else None
-    if ref is not None and 0 not in val:
-        val[0] = ref  # the model at step 0 is the linear code (PCA init)
+    config = next((e for e in events if e.get("type") == "config"), {})
+    if ref is not None and 0 not in val and config.get("init", "linear") == "linear":
+        val[0] = ref  # the model at step 0 is the linear code (PCA init); not a scratch start
     lines = ["| step | val PSNR (dB) | − linear code (dB) | val SSIM |", "|---|---|---|---|"]
     for step in sorted(val):
         e = val[step]
         delta = f"{e['psnr'] - lin:+.2f}" if lin is not None else "n/a"
         lines.append(f"| {step} | {e['psnr']:.2f} | {delta} | {e['ssim']:.4f} |")
     if lin is not None:
-        lines.append(f"\nLinear code (PCA, step 0) on the same validation clips: {lin:.2f} dB.")
+        lines.append(f"\nLinear code (PCA) on the same validation clips: {lin:.2f} dB.")
     if png is not None:
         import matplotlib
 
