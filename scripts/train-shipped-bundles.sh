@@ -16,7 +16,7 @@ PY=${DIFFUSABLE_PYTHON:-/usr/bin/python3}
 RUNS=${RUNS:-runs/protocol-conv}
 AE_STEPS=${AE_STEPS:-1200}
 FT_STEPS=${FT_STEPS:-400}
-DIT_STEPS=${DIT_STEPS:-1000}
+DIT_STEPS=${DIT_STEPS:-800}
 export PYTHONPATH=src/training
 
 "$PY" -m diffusable.ae_protocol --config conv-small --out "$RUNS" --parallel \
@@ -29,7 +29,7 @@ pids=()
 for v in baseline se; do
   "$PY" -m diffusable.train_diffusion --ae "$RUNS/ae-conv-small-$v" --config compact \
     --out "$RUNS/dit-conv-compact-$v" --threads 1 --steps "$DIT_STEPS" --lr 4e-4 --warmup 50 \
-    --eval-every 500 --sample-steps 16 --context-prob 0.3 &
+    --eval-every 400 --sample-steps 16 --context-prob 0.3 &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
