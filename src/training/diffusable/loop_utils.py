@@ -34,6 +34,26 @@ def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> Non
         be.copy_(bm)
 
 
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_bool(text: str) -> bool:
+    """A boolean flag's value: true/false, 1/0, yes/no, on/off (any case); anything else is an
+    error (bool("False") is True, which is why bool is not the flag's type)."""
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def flag_type(default):
+    """What parses a config field's flag: parse_bool for a bool, else the default's type."""
+    return parse_bool if isinstance(default, bool) else type(default)
+
+
 def add_run_flags(ap: argparse.ArgumentParser, config_cls) -> None:
     """The flags every trainer has, plus one --flag per field of its config dataclass."""
     ap.add_argument("--out", required=True, help="run folder (events.jsonl, checkpoints/)")
@@ -42,7 +62,7 @@ def add_run_flags(ap: argparse.ArgumentParser, config_cls) -> None:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     ap.add_argument("--stop-after", type=int, default=0, help="stop (resumably) at this step")
     for f in fields(config_cls):  # every field can be overridden: --lr 1e-4, ...
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+        ap.add_argument("--" + f.name.replace("_", "-"), type=flag_type(f.default), default=None)
 
 
 def config_from_flags(args: argparse.Namespace, preset):
