@@ -19,9 +19,10 @@ Design, and why:
     group j of any output depends only on input groups <= j, and a long video can be encoded chunk
     by chunk with a carried cache (`Stream`, visible in `encode_step`'s signature) and give the
     same latents as one pass.
-  * Two optional decoder stages, off in the shipped models and measured in docs/RESULTS.md §1:
-    a linear map over 3x3 latent tokens (decoder_linear_kernel) and a refinement net over 2x2
-    sub-tokens (refine_width). `CausalVAE.load_from` adds either to a trained model unchanged.
+  * Two optional decoder stages, off in the bundles it made and measured in §1 of
+    docs/results/2026-12-01-pca-residual-bundles.md: a linear map over 3x3 latent tokens
+    (decoder_linear_kernel) and a refinement net over 2x2 sub-tokens (refine_width).
+    `CausalVAE.load_from` adds either to a trained model unchanged.
   * `inference_form` is the same function in the ops the ONNX graphs run fastest (the encoder on
     time-major 4-D frames, 2-D convs only, frame 0's temporal taps summed); the export writes it.
 """

@@ -133,7 +133,7 @@ CONV_CONFIGS: Dict[str, ConvVAEConfig] = {
     ),
     # 64x64x17 on two CPU cores: the shipped bundles.
     "conv-small": ConvVAEConfig(name="conv-small"),
-    # Half the width: 4x fewer FLOPs a step (the pilot in docs/RESULTS.md weighs the two).
+    # Half the width: about 4x fewer FLOPs a step.
     "conv-narrow": ConvVAEConfig(name="conv-narrow", widths=(32, 64, 128)),
     # One GPU, 128x128.
     "conv-base": ConvVAEConfig(
