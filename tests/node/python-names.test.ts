@@ -1,5 +1,5 @@
 // The names the TypeScript side hard-codes must be the Python package's: the model presets a
-// run can be started with (launch.ts vs autoencoder.py AE_CONFIGS, denoiser.py DENOISER_CONFIGS)
+// run can be started with (launch.ts vs autoencoders.py's configs, denoiser.py DENOISER_CONFIGS)
 // and the sampler methods (generate/sampler.ts vs flow.py's sample).
 
 import assert from "node:assert/strict";
@@ -10,7 +10,7 @@ import { runPython } from "./python.ts";
 
 const SCRIPT = `
 import json, torch
-from diffusable.autoencoder import AE_CONFIGS
+from diffusable.autoencoders import named_configs
 from diffusable.denoiser import DENOISER_CONFIGS
 from diffusable import flow
 from diffusable.scale_equivariance import VARIANT_MODES
@@ -26,7 +26,7 @@ def accepts(method):
 listed = list(flow.SAMPLER_METHODS)
 
 print(json.dumps({
-    "ae": list(AE_CONFIGS),
+    "ae": list(named_configs()),
     "denoiser": list(DENOISER_CONFIGS),
     "variants": list(VARIANT_MODES),
     "listed": listed,

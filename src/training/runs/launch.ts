@@ -11,8 +11,16 @@ import { PYTHON, REPO_ROOT, TRAINING_SRC } from "../../env.ts";
 import { RUN_ID_PATTERN } from "./run-events.ts";
 export const TRAIN_LOG = "train.log";
 
-/** Model presets the trainers know (autoencoder.py AE_CONFIGS, denoiser.py DENOISER_CONFIGS). */
-export const AE_CONFIGS = ["tiny", "small", "base"] as const;
+/** Model presets the trainers know (every architecture's in autoencoders.py; denoiser.py). */
+export const AE_CONFIGS = [
+  "tiny",
+  "small",
+  "base",
+  "conv-tiny",
+  "conv-narrow",
+  "conv-small",
+  "conv-base",
+] as const;
 export const DENOISER_CONFIGS = ["tiny", "small", "compact", "base"] as const;
 /** Autoencoder variants: the SE term each trains with (train_ae.py, VARIANT_MODES). */
 export const AE_VARIANTS = ["baseline", "se", "se-spatial"] as const;
