@@ -110,9 +110,7 @@ test("a run leaves no abort listener on its signal: one job's signal sees many r
     const { signal } = controller;
     for (let i = 0; i < 12; i++) await pool.run(encoder, { video: video(1, 5, i) }, { signal });
     await Promise.all(
-      [1, 2, 3, 4].map((i) =>
-        pool.run(encoder, { video: video(1, 5, i) }, { signal }),
-      ),
+      [1, 2, 3, 4].map((i) => pool.run(encoder, { video: video(1, 5, i) }, { signal })),
     );
     const failing = pool.run(join(tmpdir(), "missing.onnx"), {}, { signal });
     await assert.rejects(failing);
