@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The test runner behind `npm test`: pytest (tests/python), then node's test runner on every
-# tests/node/*.test.ts through tsx. Both always run; either failing fails the whole, and so does
-# pytest finding no tests (its exit 5).
-#   scripts/test.sh [all|py|node] [extra args for that runner]
+# The test runner behind `npm test` (and so CI, .ci/run): the lint (`npm run lint`: biome, tsc,
+# black, flake8), pytest (tests/python), then node's test runner on every tests/node/*.test.ts
+# through tsx. All three always run; any failing fails the whole, and so does pytest finding no
+# tests (its exit 5).
+#   scripts/test.sh [all|lint|py|node] [extra args for that runner]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"
@@ -30,21 +31,28 @@ run_node() {
   node --import tsx --test "$@" "${files[@]}"
 }
 
+run_lint() {
+  npm run --silent lint
+}
+
 case "$mode" in
+  lint) run_lint ;;
   py) run_py "$@" ;;
   node) run_node "$@" ;;
   all)
+    lint_status=0
     py_status=0
     node_status=0
+    run_lint || lint_status=$?
     run_py || py_status=$?
     run_node || node_status=$?
-    if ((py_status != 0 || node_status != 0)); then
-      echo "test: FAILED (pytest exit $py_status, node tests exit $node_status)" >&2
+    if ((lint_status != 0 || py_status != 0 || node_status != 0)); then
+      echo "test: FAILED (lint exit $lint_status, pytest exit $py_status, node tests exit $node_status)" >&2
       exit 1
     fi
     ;;
   *)
-    echo "usage: scripts/test.sh [all|py|node] [runner args]" >&2
+    echo "usage: scripts/test.sh [all|lint|py|node] [runner args]" >&2
     exit 2
     ;;
 esac
