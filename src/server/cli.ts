@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { AppError, errorInfo } from "../app-error.ts";
 import { REPO_ROOT } from "../env.ts";
 import { ModelRuntime } from "../pipeline/runtime.ts";
+import { checkVideoInput } from "../pipeline/work/input-checks.ts";
 import { runItem } from "../pipeline/work/job-runner.ts";
 import { resolveModel } from "../pipeline/work/submit-generation.ts";
 import { createKey, listKeys, revokeKey } from "../store/api-keys.ts";
@@ -43,12 +44,28 @@ const USAGE = `usage: diffusable serve
        diffusable runs start --kind diffusion --config tiny|small|compact|base --ae <AE run id> [--steps N] [--threads N] [--run-id ID]`;
 
 /** Runs a parseArgs call, turning its errors into usage errors. */
+/** Runs a parseArgs call; its error becomes one line (node's can run to three). */
 function usage<T>(parse: () => T): T {
   try {
     return parse();
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(((err as Error).message.split("\n")[0] ?? "").trim());
   }
+}
+
+/** `--fps -3` as `--fps=-3`: parseArgs takes a value starting with "-" for an option, so that the
+ *  value's own check can answer ("fps must be greater than 0") rather than an ambiguity. */
+function joinNegativeValues(args: string[], options: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    const next = args[i + 1];
+    if (options.includes(arg) && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
 }
 
 async function serveCommand(config: Config): Promise<void> {
@@ -73,7 +90,7 @@ async function serveCommand(config: Config): Promise<void> {
 async function encodeCommand(config: Config, args: string[]): Promise<number> {
   const { values, positionals } = usage(() =>
     parseArgs({
-      args,
+      args: joinNegativeValues(args, ["--fps"]),
       allowPositionals: true,
       options: {
         model: { type: "string" },
@@ -115,6 +132,12 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
       for (let i = 1; used.has(base); i++) base = `${basename(file, extname(file))}-${i}`;
       used.add(base);
       try {
+        // The API's checks before the 202, DIFFUSABLE_MAX_SECONDS included.
+        await checkVideoInput(runtime.loaded(model), resolve(cwd, file), {
+          mode: options.mode,
+          fps: options.fps,
+          maxSeconds: config.maxSeconds,
+        });
         const result = await runItem({
           runtime,
           kind: "encode",

@@ -108,14 +108,22 @@ export class ConfigError extends AppError {
   }
 }
 
+/** Variables whose values are secrets. */
+const SECRET_VARIABLES = new Set(["DIFFUSABLE_WEBHOOK_SECRET", "DIFFUSABLE_ADMIN_SECRET"]);
+
 export function parseConfig(env: Record<string, string | undefined> = process.env): Config {
   const picked = Object.fromEntries(
     Object.keys(ENV_SCHEMA.shape).map((k) => [k, env[k] === "" ? undefined : env[k]]),
   );
   const parsed = ENV_SCHEMA.safeParse(picked);
   if (!parsed.success) {
+    // A secret's value is never echoed (stderr ends up in logs): only its name and length.
+    const shown = (name: string) =>
+      SECRET_VARIABLES.has(name)
+        ? ` (${String(picked[name] ?? "").length} characters, not shown)`
+        : `=${JSON.stringify(picked[name])}`;
     const problems = parsed.error.issues.map(
-      (i) => `${i.path.join(".")}=${JSON.stringify(picked[String(i.path[0])])}: ${i.message}`,
+      (i) => `${i.path.join(".")}${shown(String(i.path[0]))}: ${i.message}`,
     );
     throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
   }

@@ -2,7 +2,7 @@
 // encoding that gives byte-identical latents to the HTTP API for the same input and options.
 
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import {
@@ -59,6 +59,17 @@ test("bad arguments exit non-zero with one readable line", () => {
     [["keys", "create"], /--name is required/],
     [["keys"], /expected create, list or revoke/],
     [["serve"], /PORT/, { PORT: "eighty" }],
+    // A negative value is the value's error, in one line (not parseArgs' three on ambiguity).
+    [
+      ["encode", video, "--model", MODEL, "--fps", "-3", "--out", work],
+      /^diffusable: encode: fps must be greater than 0\.$/,
+    ],
+    // A bad secret is named, never echoed.
+    [
+      ["encode", video, "--model", MODEL, "--out", work],
+      /^diffusable: invalid configuration: DIFFUSABLE_WEBHOOK_SECRET \(31 characters, not shown\): must be "whsec_" followed by base64/,
+      { DIFFUSABLE_WEBHOOK_SECRET: "whsec_not-base64!!topsecretword" },
+    ],
   ];
   for (const [args, pattern, env] of cases) {
     const r = cli(args, env);
@@ -67,6 +78,7 @@ test("bad arguments exit non-zero with one readable line", () => {
     assert.equal(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
     assert.match(lines[0] as string, /^diffusable: /);
     assert.match(lines[0] as string, pattern);
+    assert.ok(!r.stderr.includes("topsecretword"), r.stderr);
   }
   const unknownModel = cli(["encode", video, "--model", "nope", "--out", work]);
   assert.equal(unknownModel.code, 1);
@@ -78,31 +90,52 @@ test("bad arguments exit non-zero with one readable line", () => {
   assert.match(r.stderr, /text\.mp4: not_a_video: /);
 });
 
+test("encode honours DIFFUSABLE_MAX_SECONDS as the API does: one line, exit 1, nothing written", () => {
+  const long = makeVideo(join(work, "long.mp4"), { seconds: 4 });
+  const out = join(work, "too-long");
+  const r = cli(["encode", long, "--model", MODEL, "--out", out], { DIFFUSABLE_MAX_SECONDS: "2" });
+  assert.equal(r.code, 1, r.stderr);
+  assert.deepEqual(r.stderr.trim().split("\n"), [
+    `${long}: too_long: the video lasts 4.0 s, longer than the limit of 2 s (DIFFUSABLE_MAX_SECONDS).`,
+  ]);
+  assert.deepEqual(readdirSync(out), []);
+  // Under the limit, the same file encodes.
+  const ok = cli(["encode", long, "--model", MODEL, "--out", out], { DIFFUSABLE_MAX_SECONDS: "5" });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual(readdirSync(out).sort(), ["long.json", "long.npy"]);
+});
+
 test("HTTP and CLI give byte-identical latents for the same input", async () => {
   const video = makeVideo(join(work, "same.mp4"), { seconds: 3, size: "80x60" });
+  const cases = [
+    ["whole", "float32"],
+    ["clip", "float16"],
+  ] as const;
+  // The CLI runs first: runCli blocks this process, and a server in it would miss its keep-alive
+  // timers meanwhile (its next request could meet a socket closed under it).
+  const fromCli = cases.map(([mode, dtype]) => {
+    const out = join(work, `out-${mode}`);
+    const r = cli([
+      "encode",
+      video,
+      "--model",
+      MODEL,
+      "--mode",
+      mode,
+      "--dtype",
+      dtype,
+      "--out",
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return {
+      latents: readFileSync(join(out, "same.npy")),
+      meta: JSON.parse(readFileSync(join(out, "same.json"), "utf8")),
+    };
+  });
   const server = await startTestServer();
   try {
-    for (const [mode, dtype] of [
-      ["whole", "float32"],
-      ["clip", "float16"],
-    ] as const) {
-      const out = join(work, `out-${mode}`);
-      const r = cli([
-        "encode",
-        video,
-        "--model",
-        MODEL,
-        "--mode",
-        mode,
-        "--dtype",
-        dtype,
-        "--out",
-        out,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      const fromCli = readFileSync(join(out, "same.npy"));
-      const cliMeta = JSON.parse(readFileSync(join(out, "same.json"), "utf8"));
-
+    for (const [i, [mode, dtype]] of cases.entries()) {
       const form = new FormData();
       form.append("model", MODEL);
       form.append("mode", mode);
@@ -127,8 +160,9 @@ test("HTTP and CLI give byte-identical latents for the same input", async () => 
           })
         ).arrayBuffer(),
       );
-      assert.ok(Buffer.from(fromHttp).equals(fromCli), `${mode}/${dtype} latents differ`);
-      assert.deepEqual(job.items[0]?.metadata, cliMeta);
+      const cli = fromCli[i] as { latents: Buffer; meta: unknown };
+      assert.ok(Buffer.from(fromHttp).equals(cli.latents), `${mode}/${dtype} latents differ`);
+      assert.deepEqual(job.items[0]?.metadata, cli.meta);
     }
   } finally {
     await server.close();
