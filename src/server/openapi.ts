@@ -358,14 +358,14 @@ export function openApiDocument(): Json {
           responses: {
             "200": json(ref("Generation"), "finished within Prefer: wait=N, or a replay"),
             "202": json(ref("Generation"), "the queued generation"),
-            ...errors(400, 404, 413, 422, 429),
+            ...errors(400, 404, 413, 415, 422, 429),
           },
         },
       },
       "/v1/generations/{id}": {
         get: {
           tags: ["generations"],
-          parameters: [idParam],
+          parameters: [idParam, preferHeader],
           responses: {
             "200": json(ref("Generation"), "status, step of steps, seed"),
             ...errors(404),
