@@ -117,7 +117,7 @@ test("bad settings are refused naming the field", () => {
     assert.throws(
       () => resolveSettings(bundle, { label: "a", seed: 0, ...extra }),
       (err: unknown) =>
-        err instanceof PipelineError && err.status === 400 && err.message.startsWith(`${field}:`),
+        err instanceof PipelineError && err.status === 400 && err.message.startsWith(`${field} `),
       JSON.stringify(extra),
     );
   }
