@@ -34,7 +34,9 @@ def test_scores_decoded_files_and_rejects_a_broken_one(tmp_path):
     (folder / "samples.json").write_text(json.dumps(listing))
 
     sheet = tmp_path / "sheet.png"
-    result = score_videos(folder, root, ClassifierConfig(steps=2, batch_size=4), sheet)
+    result = score_videos(
+        folder, root, ClassifierConfig(steps=2, batch_size=4, train_per_class=0), sheet
+    )
     assert result["videos_decoded"] == 3
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sheet.stat().st_size > 5000
     assert 0.0 <= result["class_score"] <= 1.0
@@ -42,4 +44,4 @@ def test_scores_decoded_files_and_rejects_a_broken_one(tmp_path):
 
     (folder / "1.mp4").write_bytes(b"not a video")
     with pytest.raises(FfmpegError):
-        score_videos(folder, root, ClassifierConfig(steps=2, batch_size=4))
+        score_videos(folder, root, ClassifierConfig(steps=2, batch_size=4, train_per_class=0))

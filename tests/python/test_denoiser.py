@@ -262,3 +262,33 @@ def test_draw_context():
     k = draw_context(2000, 5, 0.5, g)
     assert set(k.tolist()) == {0, 1, 2, 3, 4}
     assert 0.4 < (k > 0).float().mean() < 0.6
+
+
+def test_a_run_with_classifier_cached_starts_without_it_and_scores_once_it_is_there(tmp_path):
+    """--classifier cached: a long denoiser run need not wait for the classifier's training;
+    its evaluations log fd_cls3d and the class score from the first one after it is cached."""
+    import json
+
+    from diffusable import train_ae, train_diffusion
+    from diffusable.classifier import ClassifierConfig, classifier_cached, get_classifier
+    from test_autoencoder import make_toy_dataset
+
+    data = make_toy_dataset(tmp_path / "toy")
+    ae = tmp_path / "ae"
+    flags = ["--config", "tiny", "--data", str(data), "--threads", "1"]
+    assert train_ae.main(flags + ["--variant", "baseline", "--out", str(ae), "--steps", "2"]) == 0
+    out = tmp_path / "dit"
+    common = flags + ["--ae", str(ae), "--out", str(out), "--classifier", "cached"]
+    assert train_diffusion.main(common + ["--stop-after", "4"]) == 0
+    assert not classifier_cached(data, ClassifierConfig(steps=10))  # the run trained none
+    get_classifier(data, ClassifierConfig(steps=10))  # another process's job, done meanwhile
+    assert train_diffusion.main(common) == 0
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    evals = [e for e in events if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [0, 4, 8]
+    assert [("fd_cls3d" in e, e["class_score"] is not None) for e in evals] == [
+        (False, False),
+        (False, False),
+        (True, True),
+    ]
+    assert evals[-1]["classifier"] and all(e["fd_rand3d"] >= 0 for e in evals)

@@ -53,7 +53,7 @@ def test_classifier_features_rise_along_the_ladder():
     """fd_cls3d on a classifier trained (here, briefly) to tell two kinds of clip apart."""
     import torch.nn.functional as F
 
-    from diffusable.classifier import VideoClassifier
+    from diffusable.classifier import VideoClassifier, weights_hash
 
     torch.manual_seed(0)
     model = VideoClassifier(2, width=16)
@@ -68,13 +68,11 @@ def test_classifier_features_rise_along_the_ladder():
     info = {"config": {"size": 32}, "key": "test", "val_accuracy": None}
     extractor = FeatureExtractor.classifier(model.eval(), info, frames=17)
     assert extractor.describe()["metric"] == "fd_cls3d"
+    assert extractor.describe()["extractor_hash"] == weights_hash(model)
     assert extractor.features(clips[:2]).shape == (2, 64)
     table = ladder(extractor, moving_blobs(32, 1), moving_blobs(32, 2))
-    # A 30-step toy classifier has no reason to notice broken motion; appearance it must. The
-    # real classifier's whole ladder is measured by `python3 -m diffusable.degrade` (RESULTS.md).
-    for name in ("blur", "noise"):
-        row = table[name]
-        assert row[-1] > 1.5 * row[0] and all(b >= 0.95 * a for a, b in zip(row, row[1:])), (
-            name,
-            row,
-        )
+    # A 30-step toy classifier of motion direction has no reason to notice blur or broken motion;
+    # pixel noise, which floods its frame differences, it must. The real classifier's whole
+    # ladder is measured by `python3 -m diffusable.degrade` (RESULTS.md).
+    row = table["noise"]
+    assert row[-1] > 1.5 * row[0] and all(b >= 0.95 * a for a, b in zip(row, row[1:])), row

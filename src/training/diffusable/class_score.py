@@ -24,9 +24,17 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .classifier import ClassifierConfig, class_scores, get_classifier, predict
+from .classifier import (
+    MIN_VAL_ACCURACY,
+    ClassifierConfig,
+    check_accuracy,
+    class_scores,
+    get_classifier,
+    predict,
+)
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
 from .data.procedural import ensure_procedural
+from .threads import set_threads
 
 
 def decode_video(path: Path, size: int, frames: int) -> torch.Tensor:
@@ -88,6 +96,7 @@ def score_reconstructions(ckpt: Path, data_root: Path, cfg: ClassifierConfig) ->
         "class_score_real": class_scores(classifier, video, labels, val.classes, size)["mean"],
         "class_score": class_scores(classifier, recon, labels, val.classes, size)["mean"],
         "chance": 1 / len(val.classes),
+        "classifier": info,
     }
 
 
@@ -97,13 +106,21 @@ def main(argv=None) -> int:
     ap.add_argument("path", help="videos: folder with samples.json; recon: AE checkpoint")
     ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
     ap.add_argument("--classifier-steps", type=int, default=ClassifierConfig().steps)
+    ap.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=MIN_VAL_ACCURACY,
+        help="refuse to score with a classifier below this val top-1 (0: score anyway)",
+    )
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--json", help="also write the result here")
     ap.add_argument("--sheet", help="videos: also draw a contact sheet (PNG) of the clips here")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    set_threads(args.threads)
     try:
         data_root = ensure_procedural() if args.data == "procedural" else Path(args.data)
         cfg = ClassifierConfig(steps=args.classifier_steps)
+        check_accuracy(get_classifier(data_root, cfg)[1], args.min_accuracy)
         path = Path(args.path)
         if args.source == "videos":
             result = score_videos(path, data_root, cfg, Path(args.sheet) if args.sheet else None)

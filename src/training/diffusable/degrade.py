@@ -1,6 +1,6 @@
 """Degradations for checking that a video metric measures what it should.
 
-    PYTHONPATH=src/training python3 -m diffusable.degrade --clips 128
+    PYTHONPATH=src/training /usr/bin/python3 -m diffusable.degrade --clips 128 --threads 1
 
 A metric is trusted only after it rises as real clips are degraded in space and in time. Each
 degradation takes clips (N, 3, T, H, W) in [-1, 1] and a strength in [0, 1] (0 = unchanged).
@@ -110,9 +110,10 @@ def ladder_concordance(table: Dict[str, List[float]]) -> float:
 
 def main(argv=None) -> int:
     from .autoencoder import get_config
-    from .classifier import ClassifierConfig, get_classifier
+    from .classifier import MIN_VAL_ACCURACY, ClassifierConfig, check_accuracy, get_classifier
     from .data.clips import ClipDataset
     from .data.datasets import resolve_dataset
+    from .threads import set_threads
 
     ap = argparse.ArgumentParser(description="Tabulate Fréchet metrics along degradations.")
     ap.add_argument("--data", default="procedural")
@@ -127,7 +128,15 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--json", help="also write the tables here")
     ap.add_argument("--i3d", help="I3D Kinetics-400 weights (state dict): tabulate fvd_i3d too")
+    ap.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=MIN_VAL_ACCURACY,
+        help="cls3d: refuse a classifier below this val top-1 (0: tabulate anyway)",
+    )
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     args = ap.parse_args(argv)
+    set_threads(args.threads)
     try:
         root = resolve_dataset(args.data, get_config("small"))
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
@@ -137,6 +146,7 @@ def main(argv=None) -> int:
                 extractors.append(FeatureExtractor())
             else:  # the class-score classifier of this dataset (trained once, cached)
                 model, info = get_classifier(root, ClassifierConfig())
+                check_accuracy(info, args.min_accuracy)
                 extractors.append(FeatureExtractor.classifier(model, info, train.frames))
         if args.i3d:
             extractors.append(FeatureExtractor.i3d(args.i3d))

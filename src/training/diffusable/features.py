@@ -7,8 +7,9 @@ weight hash, N and preprocessing.
 
 `cls3d`: the penultimate layer of the project's own video classifier (classifier.py), trained on
 the dataset's real clips: features that separate exactly the classes the denoiser is asked to
-draw. Logged as `fd_cls3d` with the classifier's weight hash, its training record, N and
-preprocessing. It is a Fréchet distance on a trained network of our own, NOT FVD either.
+draw. Logged as `fd_cls3d` with the classifier's weight hash (its record's `weights_hash`), its
+key and val accuracy, N and preprocessing. It is a Fréchet distance on a trained network of our
+own, NOT FVD either.
 
 `i3d`: FVD proper, from I3D Kinetics-400 logits (`i3d.py`), only when the user supplies the
 weights file: `FeatureExtractor.i3d(path)`, logged as `fvd_i3d` with the sha256 of that file.
@@ -81,15 +82,16 @@ class Rand3D(nn.Module):
 
 
 class ClassifierFeatures(nn.Module):
-    """The classifier's penultimate layer: its conv stack, mean-pooled over time and space."""
+    """The classifier's penultimate layer (classifier.VideoClassifier.features): what its head
+    reads, mean-pooled over time and space."""
 
     def __init__(self, classifier: nn.Module):
         super().__init__()
-        self.net = classifier.net
+        self.classifier = classifier
         self.requires_grad_(False).eval()
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 3, T, S, S), S = its size
-        return self.net(video).mean(dim=(2, 3, 4))  # (B, 4 * width): what its head reads
+        return self.classifier.features(video)  # (B, 4 * width)
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -148,7 +150,7 @@ class FeatureExtractor:
         self.device = device
         self.metric = "fd_cls3d"
         self.extractor = "cls3d"
-        self.hash = weights_hash(self.net)
+        self.hash = weights_hash(model)  # the whole classifier's: info["weights_hash"]
         self.record = {"classifier_key": info.get("key"), "val_accuracy": info.get("val_accuracy")}
         return self
 

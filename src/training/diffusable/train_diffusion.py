@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import load_autoencoder
-from .classifier import ClassifierConfig, class_scores, get_classifier
+from .classifier import ClassifierConfig, class_scores, classifier_cached, get_classifier
 from .denoiser import DENOISER_CONFIGS, Denoiser, get_denoiser_config
 from .events import portable_path
 from .features import FeatureExtractor
@@ -61,7 +61,12 @@ class DiffusionTrainConfig:
     sample_steps: int = 25
     sample_method: str = "euler"
     guidance: float = 2.0
-    classifier_steps: int = 400  # training steps of the class-score classifier (cached per dataset)
+    # The class-score / fd_cls3d classifier (classifier.py, cached per dataset): its training
+    # steps, and whether this run trains it when it is not cached yet ("train") or only uses it
+    # once another process has cached it ("cached": the evaluations before that log no class
+    # score and no fd_cls3d, so a long denoiser run need not wait for the classifier).
+    classifier_steps: int = ClassifierConfig().steps
+    classifier: str = "train"
     val_buckets: int = 5  # flow-matching validation loss on held-out latents, per t-bucket
     # Share of training examples given their first latent frames clean (docs/sampler.md): 0 = a
     # label-only denoiser; > 0 trains image-to-video and extension into the same model.
@@ -162,21 +167,33 @@ def main(argv=None) -> int:
 
     data_root = Path(info["data"])
     real_ds = ClipDataset(data_root, "train")
-    classifier, classifier_info = get_classifier(
-        data_root, ClassifierConfig(steps=cfg.classifier_steps)
-    )
+    classifier_cfg = ClassifierConfig(steps=cfg.classifier_steps)
+    if cfg.classifier not in ("train", "cached"):
+        print(f"train_diffusion: --classifier must be train or cached, got {cfg.classifier}")
+        return 2
     # Every Fréchet distance of the run, each on its own features of the same clips: I3D's when
     # given, the random network's, and the classifier's (trained on the real clips). The first
     # is the run's headline `metric`, as before fd_cls3d existed.
-    extractors = ([i3d] if i3d else []) + [
-        FeatureExtractor(device=device),
-        FeatureExtractor.classifier(classifier, classifier_info, real_ds.frames, device),
-    ]
+    extractors = ([i3d] if i3d else []) + [FeatureExtractor(device=device)]
+    classifier, classifier_info = None, None
     g_eval = torch.Generator().manual_seed(cfg.eval_seed)
     real_idx = torch.randperm(len(real_ds), generator=g_eval)[: cfg.eval_samples].tolist()
     real_video = real_ds.batch(real_idx)[0]
     real_stats = {x.metric: feature_stats(x.features(real_video)) for x in extractors}
-    del real_video
+
+    def attach_classifier() -> None:
+        """Load (or train, with --classifier train) the classifier and its fd_cls3d reference."""
+        nonlocal classifier, classifier_info
+        if classifier is not None:
+            return
+        if cfg.classifier == "cached" and not classifier_cached(data_root, classifier_cfg):
+            return
+        classifier, classifier_info = get_classifier(data_root, classifier_cfg)
+        x = FeatureExtractor.classifier(classifier, classifier_info, real_ds.frames, device)
+        real_stats[x.metric] = feature_stats(x.features(real_video))
+        extractors.append(x)
+
+    attach_classifier()
     eval_noise = torch.randn((cfg.eval_samples,) + tuple(latents.shape[1:]), generator=g_eval)
     eval_labels = torch.arange(cfg.eval_samples) % len(classes)
     val_set = validation_set(cache, cfg, g_eval)
@@ -252,6 +269,7 @@ def main(argv=None) -> int:
     @torch.no_grad()
     def evaluate() -> Dict:
         t0 = time.time()
+        attach_classifier()
         videos = []
         for i in range(0, cfg.eval_samples, 32):
             x0 = sample(
@@ -269,9 +287,10 @@ def main(argv=None) -> int:
             x.metric: frechet_distance(*real_stats[x.metric], *feature_stats(x.features(video)))
             for x in extractors
         }
-        scores = class_scores(
-            classifier, video, eval_labels, classes, classifier_info["config"]["size"]
-        )
+        scores = {"mean": None}
+        if classifier is not None:
+            size = classifier_info["config"]["size"]
+            scores = class_scores(classifier, video, eval_labels, classes, size)
         by_t = validation_loss(ema, val_set, model_cfg.null_class)
         record = {
             **fds,
@@ -287,6 +306,7 @@ def main(argv=None) -> int:
             "guidance": cfg.guidance,
             "class_score": scores["mean"],
             "class_scores": scores,
+            "classifier": None if classifier_info is None else classifier_info["key"],
             "eval_s": time.time() - t0,
         }
         events.write("eval", step=step, **record)
@@ -345,7 +365,7 @@ def main(argv=None) -> int:
             evaluate()
         save(final=True)
         kept = [x.metric for x in extractors] + ["class_score", "val_loss"]
-        run.complete(step, **{k: last_eval[k] for k in kept})
+        run.complete(step, **{k: last_eval.get(k) for k in kept})
     run.close()
     return 0
 
