@@ -1,8 +1,9 @@
 // Shared denoiser calls (docs/sampler.md, "Batching"): concurrent generations of one bundle and
 // one latent shape (C, t, h, w) send their velocity calls here; calls that arrive while others
 // run are concatenated row-wise into one denoiser.onnx call of at most `maxRows` rows, and the
-// result is split back. Rows never interact and every row carries its own flow time and label,
-// so generations at different steps, with different labels, guidance or methods, share calls.
+// result is split back. Rows never interact and every row carries its own flow time, label and
+// context count (leading latent frames given), so generations at different steps, with
+// different labels, guidance, methods or context (image-to-video, extension, none), share calls.
 //
 // Determinism: a row's output must not depend on the batch it ran in, or the same seed would
 // give different bytes alone and batched. onnxruntime's CPU kernels give bit-identical rows for
@@ -47,6 +48,8 @@ interface Request {
   x: Float32Array;
   t: number;
   labels: BigInt64Array;
+  /** Given leading latent frames per row; null: none. */
+  context: BigInt64Array | null;
   out: Float32Array;
   pending: number;
   settled: boolean;
@@ -101,7 +104,8 @@ export class DenoiserBatcher {
 
   /** The bundle's denoiser as a sampler velocity function whose calls are shared. */
   velocity(bundle: Bundle, signal?: AbortSignal): VelocityFn {
-    return (x, dims, t, labels) => this.#submit(bundle, x, dims, t, labels, signal);
+    return (x, dims, t, labels, context) =>
+      this.#submit(bundle, x, dims, t, labels, context ?? null, signal);
   }
 
   #submit(
@@ -110,12 +114,13 @@ export class DenoiserBatcher {
     dims: readonly number[],
     t: number,
     labels: BigInt64Array,
+    context: BigInt64Array | null,
     signal?: AbortSignal,
   ): Promise<Float32Array> {
     const rows = dims[0] as number;
     const inner = dims.slice(1);
     const per = inner.reduce((a, d) => a * d, 1);
-    if (labels.length !== rows || x.length !== rows * per) {
+    if (labels.length !== rows || x.length !== rows * per || (context && context.length !== rows)) {
       return Promise.reject(
         new RangeError(`x of ${x.length} values and ${labels.length} labels for dims ${dims}`),
       );
@@ -143,6 +148,7 @@ export class DenoiserBatcher {
         x,
         t,
         labels,
+        context,
         out: new Float32Array(x.length),
         pending: 0,
         settled: false,
@@ -223,11 +229,13 @@ export class DenoiserBatcher {
     const x = new Float32Array(callRows * per);
     const t = new Float32Array(callRows).fill(1);
     const label = new BigInt64Array(callRows);
+    const context = new BigInt64Array(callRows);
     let row = 0;
     for (const p of pieces) {
       x.set(p.req.x.subarray(p.start * per, (p.start + p.rows) * per), row * per);
       t.fill(p.req.t, row, row + p.rows);
       label.set(p.req.labels.subarray(p.start, p.start + p.rows), row);
+      if (p.req.context) context.set(p.req.context.subarray(p.start, p.start + p.rows), row);
       row += p.rows;
     }
     const s = this.#stats;
@@ -236,7 +244,8 @@ export class DenoiserBatcher {
     s.peakRows = Math.max(s.peakRows, rows);
     if (new Set(pieces.map((p) => p.req)).size > 1) s.sharedCalls++;
     try {
-      const v = await runDenoiser(this.#runtime, g.bundle, x, [callRows, ...g.dims], t, label);
+      const dims = [callRows, ...g.dims];
+      const v = await runDenoiser(this.#runtime, g.bundle, x, dims, t, label, undefined, context);
       row = 0;
       for (const p of pieces) {
         if (!p.req.settled) {

@@ -17,18 +17,26 @@ export async function runDenoiser(
   t: Float32Array,
   labels: BigInt64Array,
   signal?: AbortSignal,
+  context?: BigInt64Array,
 ): Promise<Float32Array> {
   const batch = dims[0] as number;
   const values = x.length; // read before the call: the pool transfers the input buffers
   // A context-trained denoiser (denoiser_config.context) also takes how many leading latent
-  // frames of x are given; label-only generation gives none.
+  // frames of each row of x are given (`context`, per row); label-only generation gives none.
+  // Any other denoiser cannot be told: the sampler's "replace" mode never asks it to.
   const feeds: Feeds = {
     x: { dtype: "float32", dims: [...dims], data: x },
     t: { dtype: "float32", dims: [batch], data: t },
     label: { dtype: "int64", dims: [batch], data: labels },
   };
   if (b.manifest.denoiser_config?.context === true) {
-    feeds.context = { dtype: "int64", dims: [batch], data: new BigInt64Array(batch) };
+    feeds.context = { dtype: "int64", dims: [batch], data: context ?? new BigInt64Array(batch) };
+  } else if (context?.some((k) => k !== 0n)) {
+    throw new PipelineError(
+      "model_failed",
+      `model "${b.name}"'s denoiser was not trained with context frames (manifest denoiser_config.context)`,
+      500,
+    );
   }
   const out = await rt.run(b, "denoiser", feeds, signal);
   const v = out.v?.data;
@@ -40,9 +48,9 @@ export async function runDenoiser(
 
 /** The denoiser in the worker pool as the sampler's velocity function. */
 export function denoiserVelocity(rt: ModelRuntime, b: Bundle, signal?: AbortSignal): VelocityFn {
-  return (x, dims, t, labels) => {
+  return (x, dims, t, labels, context) => {
     const batch = dims[0] as number;
     const times = new Float32Array(batch).fill(t);
-    return runDenoiser(rt, b, x.slice(), dims, times, labels.slice(), signal);
+    return runDenoiser(rt, b, x.slice(), dims, times, labels.slice(), signal, context?.slice());
   };
 }

@@ -300,6 +300,7 @@ def context_denoiser_cases(out: Path, seed: int = 5) -> List[Dict]:
     context = torch.tensor([0, 1, 2])
     np.save(out / "ctx_label.npy", label.numpy().astype(np.int64))
     np.save(out / "ctx_context.npy", context.numpy().astype(np.int64))
+    context_sampler_runs(model, out)
     return [
         {
             "name": "context-trained denoiser",
@@ -313,6 +314,58 @@ def context_denoiser_cases(out: Path, seed: int = 5) -> List[Dict]:
             "outputs": {"v": _save(out, "ctx_v.npy", model(x, t, label, context))},
         }
     ]
+
+
+@torch.no_grad()
+def context_sampler_runs(model: Denoiser, out: Path) -> None:
+    """Conditioned sampler runs (flow.sample with given leading latent frames), added to
+    sampler.json as "context_runs": the context-trained tiny denoiser in both context modes, from
+    saved noise and context latents, for the TypeScript sampler's parity test."""
+    g = torch.Generator().manual_seed(7)
+    noise = torch.randn(2, 4, 4, 4, 4, generator=g)
+    labels = torch.tensor([1, 0])
+    np.save(out / "ctxs_labels.npy", labels.numpy().astype(np.int64))
+    runs = []
+    for k, mode, method, steps, guidance in (
+        (1, "trained", "euler", 4, 2.0),
+        (2, "trained", "heun", 3, 1.5),
+        (1, "replace", "euler", 4, 2.0),
+        (3, "replace", "heun", 3, 1.0),
+    ):
+        context = torch.randn(2, 4, k, 4, 4, generator=g)
+        x0 = sample(
+            model,
+            noise,
+            labels,
+            steps=steps,
+            guidance=guidance,
+            null_class=model.cfg.null_class,
+            method=method,
+            context=context,
+            context_mode=mode,
+        )
+        name = f"ctxs_{mode}_{k}_{method}_{steps}"
+        runs.append(
+            {
+                "model": "ctx/denoiser.onnx",
+                "mode": mode,
+                "frames": k,
+                "context": _save(out, f"{name}_context.npy", context),
+                "method": method,
+                "steps": steps,
+                "guidance": guidance,
+                "output": _save(out, f"{name}.npy", x0),
+            }
+        )
+    path = out / "sampler.json"
+    fixture = json.loads(path.read_text()) if path.exists() else {"tolerance": TOLERANCE}
+    fixture["context"] = {
+        "noise": _save(out, "ctxs_noise.npy", noise),
+        "labels": "ctxs_labels.npy",
+        "null_class": model.cfg.null_class,
+        "runs": runs,
+    }
+    path.write_text(json.dumps(fixture, indent=1))
 
 
 def main(argv=None) -> int:
