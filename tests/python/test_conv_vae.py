@@ -138,3 +138,62 @@ def test_unknown_architecture_is_refused(tmp_path, vae):
     torch.save(state, path)
     with pytest.raises(ValueError, match="'nope' is not one of"):
         load_autoencoder(path)
+
+
+def test_receptive_fields_from_the_config_hold_on_the_model(vae):
+    """Changing pixels just outside the encoder's computed field leaves the latent cell as it
+    was, and changing the nearest pixel inside it changes it (the bound is tight); the same for
+    the decoder's field in latent cells. The tiling the export writes rests on these bounds."""
+    cfg = vae.cfg
+    f = cfg.spatial_factor
+    left, right = cfg.encoder_receptive_pixels()
+    size, q = 16 * f, 8  # latent cell 8 of a 16-cell row: its field lies inside the frame
+    video = torch.rand(1, 3, 1, f, size) * 2 - 1
+    with torch.no_grad():
+        base = vae.encode(video)[0][..., q]
+        for col, inside in [
+            (f * q - left - 1, False),
+            (f * q + right + 1, False),
+            (f * q - left, True),
+            (f * q + right, True),
+        ]:
+            changed = video.clone()
+            changed[..., col] = -changed[..., col] + 0.5
+            same = torch.equal(vae.encode(changed)[0][..., q], base)
+            assert same is not inside, (col, inside)
+    d_left, d_right = cfg.decoder_receptive_latents()
+    z = torch.randn(1, cfg.latent_channels, 1, 1, 24)
+    q = 12
+    with torch.no_grad():
+        base = vae.decode(z)[..., f * q : f * q + f]
+        for cell in (q - d_left - 1, q + d_right + 1):
+            changed = z.clone()
+            changed[..., cell] += 1.0
+            assert torch.equal(vae.decode(changed)[..., f * q : f * q + f], base)
+        for cell in (q - d_left, q + d_right):
+            changed = z.clone()
+            changed[..., cell] += 1.0
+            assert not torch.equal(vae.decode(changed)[..., f * q : f * q + f], base)
+
+
+def test_spatial_tiling_overlap_covers_both_receptive_fields():
+    cfg = autoencoders.get_config("conv-small")
+    t = cfg.spatial_tiling()
+    enc_left, enc_right = cfg.encoder_receptive_pixels()
+    dec_left, dec_right = cfg.decoder_receptive_latents()
+    m = t["margin_latents"]
+    assert m * 8 >= enc_left and m * 8 >= enc_right - 7 and m >= max(dec_left, dec_right)
+    assert t["overlap_latents"] == 2 * m + t["blend_latents"] < t["tile_latents"]
+    assert t["overlap_pixels"] == 8 * t["overlap_latents"]
+    assert t["tile_pixels"] == 8 * t["tile_latents"]
+    assert cfg.trained_sizes == [[64, 64]]
+    with pytest.raises(ValueError, match="tile_latents must be more than the overlap"):
+        cfg.spatial_tiling(tile_latents=t["overlap_latents"])
+
+
+def test_export_manifest_carries_trained_sizes_and_tiling(vae):
+    from diffusable.export import bundle_sizes
+
+    sizes = bundle_sizes(vae.cfg)
+    assert sizes["trained_sizes"] == [[32, 32]]
+    assert sizes["tiling"] == vae.cfg.spatial_tiling()

@@ -92,6 +92,75 @@ class ConvVAEConfig:
         latent frame is decoded as frame 0, so it must lie outside every kept frame's field)."""
         return (self.kernel_t - 1) * (1 + sum(self.decoder_blocks)) + 1
 
+    def encoder_receptive_pixels(self) -> Tuple[int, int]:
+        """(left, right): latent cell q depends on the input pixels f*q - left .. f*q + right
+        (f = spatial_factor) along each spatial axis and on no others, walked through the
+        encoder's layers from the config (every 3x3 conv widens by one cell each side; a stride-2
+        conv maps [a, b] to [2a - 1, 2b + 1]; the space-to-channel folds to [k*a, k*b + k - 1])."""
+        lo, hi = -1, 1  # conv_out
+        for i in reversed(range(len(self.widths))):
+            lo, hi = lo - 2 * self.encoder_blocks[i], hi + 2 * self.encoder_blocks[i]
+            if i > 0:  # the Down into level i (its shortcut fold reads [2a, 2b + 1]: inside)
+                lo, hi = 2 * lo - 1, 2 * hi + 1
+        lo, hi = lo - 1, hi + 1  # conv_in
+        return -self.fold * lo, self.fold * hi + self.fold - 1
+
+    def decoder_receptive_latents(self) -> Tuple[int, int]:
+        """(left, right): every output pixel of latent cell q depends on the latent cells
+        q - left .. q + right and on no others (the decoder's layers walked back from the pixels
+        of one latent cell: a 3x3 conv widens by one each side, a 2x upsampling, nearest or
+        bilinear, each followed by a 3x3 conv, maps [a, b] to [floor((a - 1) / 2),
+        floor((b + 1) / 2)])."""
+        f = self.spatial_factor
+        left = right = 0
+        blocks = list(reversed(self.decoder_blocks))
+        for p in range(f):  # the pixels of latent cell 0
+            lo = hi = p // self.fold  # the pixel unshuffle
+            lo, hi = lo - 1, hi + 1  # conv_out
+            for i in reversed(range(len(blocks))):
+                lo, hi = lo - 2 * blocks[i], hi + 2 * blocks[i]
+                if i > 0:  # the Up into level i: its conv, then the 2x upsampling
+                    lo, hi = (lo - 1) // 2, (hi + 1) // 2
+            lo, hi = lo - 1, hi + 1  # conv_in
+            left, right = max(left, -lo), max(right, hi)
+        return left, right
+
+    def spatial_tiling(self, tile_latents: int = 48, blend_latents: int = 2) -> Dict:
+        """What the service needs to encode and decode frames larger than it was trained on in
+        tiles (docs/bundle.md "Tiling"): tiles of tile_latents latent cells a side, overlapping
+        by overlap_latents = 2 * margin + blend, where margin covers both receptive fields (the
+        margin cells next to an inner tile edge, which see that edge's padding, get weight 0) and
+        the blend cells in the middle of the overlap are ramped linearly between the two tiles.
+        With margin >= the receptive field the tiled result equals the untiled one."""
+        f = self.spatial_factor
+        enc_left, enc_right = self.encoder_receptive_pixels()
+        dec_left, dec_right = self.decoder_receptive_latents()
+        # Encoder: latent q is clean when f*q - enc_left >= 0 and f*q + enc_right <= f*T - 1.
+        margin = max(-(-enc_left // f), -(-(enc_right - (f - 1)) // f), dec_left, dec_right)
+        overlap = 2 * margin + blend_latents
+        if tile_latents <= overlap:
+            raise ValueError(
+                f"tile_latents must be more than the overlap {overlap} (2 x margin {margin} + "
+                f"blend {blend_latents}), got {tile_latents}"
+            )
+        return {
+            "tile_latents": tile_latents,
+            "tile_pixels": tile_latents * f,
+            "overlap_latents": overlap,
+            "overlap_pixels": overlap * f,
+            "margin_latents": margin,
+            "blend_latents": blend_latents,
+            "receptive_field": {
+                "encoder_pixels": [enc_left, enc_right],
+                "decoder_latents": [dec_left, dec_right],
+            },
+        }
+
+    @property
+    def trained_sizes(self) -> List[List[int]]:
+        """[height, width] of the clips the autoencoder was trained on (square crops)."""
+        return [[self.resolution, self.resolution]]
+
     def latent_shape(self, frames: int, height: int, width: int) -> Tuple[int, int, int, int]:
         check_frames(frames, self.temporal_factor)
         f = self.spatial_factor

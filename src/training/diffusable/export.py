@@ -176,6 +176,18 @@ def dataset_name(config_event: Dict) -> Optional[str]:
     return Path(data).name if data else None
 
 
+def bundle_sizes(cfg) -> Dict:
+    """trained_sizes ([height, width] pairs) and, when the architecture runs at any size that is
+    a multiple of its spatial factor (the conv autoencoders), tiling: tile and overlap sizes that
+    cover its receptive fields."""
+    sizes: Dict = {"trained_sizes": [[cfg.resolution, cfg.resolution]]}
+    tiling = getattr(cfg, "spatial_tiling", None)
+    if tiling is not None:
+        sizes["trained_sizes"] = cfg.trained_sizes
+        sizes["tiling"] = tiling()
+    return sizes
+
+
 def build_manifest(
     vae: nn.Module,
     name: str,
@@ -208,6 +220,9 @@ def build_manifest(
         # many frames in front of each window (the service never re-derives it).
         "decoder_context_latents": cfg.decoder_context_latents,
         "latent_channels": cfg.latent_channels,
+        # The sizes it was trained on and, for a convolutional autoencoder, how the service tiles
+        # larger frames (docs/bundle.md "Tiling"), both from the config.
+        **bundle_sizes(cfg),
         "latent": {
             "scaled": True,
             "shift": vae.latent_shift.tolist(),
