@@ -4,7 +4,8 @@ wrote them, computed from each manifest's autoencoder_config exactly as the expo
 inserted as text after "latent_channels". Run once per bundle; a manifest that has them is left
 alone.
 
-    PYTHONPATH=src/training /usr/bin/python3 scripts/add-bundle-tiling.py models/small-se/manifest.json
+    PYTHONPATH=src/training /usr/bin/python3 scripts/add-bundle-tiling.py \
+        models/small-se/manifest.json
 """
 
 import json

@@ -57,6 +57,24 @@ export const manifestSchema = z
      * as the export measured it; windowed decoding feeds this many in front of each window.
      * Bundles without it fall back to the derivation from autoencoder_config (decode.ts). */
     decoder_context_latents: z.number().int().nonnegative().optional(),
+    /** [height, width] of the clips the autoencoder was trained on; without it, the resolution
+     * square (autoencoder/tiling.ts trainedSizes). */
+    trained_sizes: z
+      .array(z.tuple([positiveInt, positiveInt]))
+      .min(1)
+      .optional(),
+    /** How frames larger than a tile are encoded and decoded (docs/bundle.md "Tiling"); without
+     * it, native-size frames run in one piece (autoencoder/tiling.ts tilingOf). */
+    tiling: z
+      .looseObject({
+        tile_latents: positiveInt,
+        tile_pixels: positiveInt,
+        overlap_latents: z.number().int().nonnegative(),
+        overlap_pixels: z.number().int().nonnegative(),
+        margin_latents: z.number().int().nonnegative(),
+        blend_latents: z.number().int().nonnegative(),
+      })
+      .optional(),
     onnx: z.looseObject({
       encoder: z.string().min(1),
       decoder: z.string().min(1),
@@ -126,6 +144,31 @@ export const manifestSchema = z
         path: ["frames", "min"],
         message: `${m.frames.min} is more than frames.default ${m.frames.default}`,
       });
+    }
+    const t = m.tiling;
+    if (t !== undefined) {
+      const overlap = 2 * t.margin_latents + t.blend_latents;
+      const problems: [string, string][] = [];
+      if (t.overlap_latents !== overlap)
+        problems.push([
+          "overlap_latents",
+          `${t.overlap_latents} is not 2 x margin_latents + blend_latents (${overlap})`,
+        ]);
+      if (t.tile_latents <= overlap)
+        problems.push([
+          "tile_latents",
+          `${t.tile_latents} is not more than the overlap ${overlap}`,
+        ]);
+      if (t.tile_pixels !== t.tile_latents * m.spatial_factor)
+        problems.push(["tile_pixels", `${t.tile_pixels} is not tile_latents x spatial_factor`]);
+      if (t.overlap_pixels !== t.overlap_latents * m.spatial_factor)
+        problems.push([
+          "overlap_pixels",
+          `${t.overlap_pixels} is not overlap_latents x spatial_factor`,
+        ]);
+      for (const [key, message] of problems) {
+        ctx.addIssue({ code: "custom", path: ["tiling", key], message });
+      }
     }
     if (m.resolution % m.spatial_factor !== 0) {
       ctx.addIssue({

@@ -6,12 +6,22 @@
 import { basename } from "node:path";
 import type { Bundle } from "../bundle.ts";
 import type { NpyArray } from "../media/npy-file.ts";
-import { concatTime, roundToHalf, writeFrames } from "../media/tensor.ts";
+import { concatTime, roundToHalf } from "../media/tensor.ts";
 import { decodeFrames, probeVideo } from "../media/video.ts";
 import type { TensorValue } from "../onnx/onnx-session.ts";
 import { abortError, PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
 import { checkFps, DEFAULT_TIMEOUT_MS, groups, tensorOf, tooShort, video } from "./model-io.ts";
+import {
+  BlendCanvas,
+  type FrameDims,
+  type FrameSize,
+  frameDims,
+  type Tile,
+  tilesOf,
+  tileVideo,
+  tilingOf,
+} from "./tiling.ts";
 
 export const ENCODE_MODES = ["clip", "whole"] as const;
 export type EncodeMode = (typeof ENCODE_MODES)[number];
@@ -32,6 +42,8 @@ export interface EncodeOptions {
   timeoutMs?: number;
   /** The name recorded as meta.source (default: the input file's base name). */
   sourceName?: string;
+  /** bundle (default): the bundle's square crop; native: the video's own frame (tiling.ts). */
+  size?: FrameSize;
 }
 
 export interface EncodeMeta {
@@ -42,6 +54,10 @@ export interface EncodeMeta {
   latentShape: number[];
   mode: EncodeMode;
   dtype: string;
+  /** The frame the model saw: the size asked for, and its width and height in pixels. */
+  size: { mode: FrameSize; width: number; height: number };
+  /** Spatial tiles per frame (1: the frame in one piece). */
+  tiles: number;
   bundle: string;
   bundleSha256: string;
 }
@@ -50,12 +66,6 @@ export interface EncodeResult {
   /** clip mode (N, C, 1+k, h, w); whole mode (1, C, t, h, w). */
   latents: NpyArray;
   meta: EncodeMeta;
-}
-
-/** Estimated frame count at this fps, for progress (null when the header has no duration). */
-async function estimateFrames(path: string, fps: number): Promise<number | null> {
-  const info = await probeVideo(path);
-  return info.durationS !== null ? Math.max(1, Math.floor(info.durationS * fps)) : null;
 }
 
 /** Encodes a video file to latents with one of the runtime's bundles. */
@@ -73,10 +83,28 @@ export async function encodeFile(
   if (!(Number.isInteger(batch) && batch >= 1 && batch <= 256)) {
     throw new PipelineError("bad_option", `batch must be an integer in 1..256, got ${batch}`, 400);
   }
-  const framesTotal = await estimateFrames(inputPath, fps);
+  const info = await probeVideo(inputPath);
+  const framesTotal =
+    info.durationS !== null ? Math.max(1, Math.floor(info.durationS * fps)) : null;
+  const size = opts.size ?? "bundle";
+  const dims = frameDims(m, size, info.width, info.height);
+  const tiles = tilesOf(
+    dims.height / m.spatial_factor,
+    dims.width / m.spatial_factor,
+    size === "native" ? tilingOf(m) : null,
+    m.spatial_factor,
+  );
+  if (opts.mode === "whole" && tiles.length > 1) {
+    throw new PipelineError(
+      "too_large",
+      `size native with mode whole needs frames of at most ${tilingOf(m)?.tile} latent cells a side (one tile); this video's ${dims.width}x${dims.height} frame takes ${tiles.length} tiles: use mode clip.`,
+      422,
+    );
+  }
   const decoded = decodeFrames(inputPath, {
     fps,
     size: m.resolution,
+    ...(size === "native" ? { frame: dims } : {}),
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
@@ -90,8 +118,10 @@ export async function encodeFile(
   const progress = (framesDone: number) => opts.onProgress?.({ framesDone, framesTotal });
   const { latent, shape, used } =
     opts.mode === "whole"
-      ? await encodeWhole(rt, b, frames(), batch, progress, opts.signal)
-      : await encodeClips(rt, b, frames(), batch, progress, opts.signal);
+      ? await encodeWhole(rt, b, dims, frames(), batch, progress, opts.signal)
+      : tiles.length > 1
+        ? await encodeTiledClips(rt, b, dims, tiles, frames(), progress, opts.signal)
+        : await encodeClips(rt, b, dims, frames(), batch, progress, opts.signal);
   if (used === 0) {
     const need = opts.mode === "whole" ? 1 + m.temporal_factor : m.frames.default;
     throw tooShort(framesRead, fps, need, opts.mode);
@@ -109,6 +139,8 @@ export async function encodeFile(
       latentShape: shape,
       mode: opts.mode,
       dtype: opts.dtype,
+      size: { mode: size, ...dims },
+      tiles: tiles.length,
       bundle: b.name,
       bundleSha256: b.sha256,
     },
@@ -130,6 +162,7 @@ interface Encoded {
 async function encodeClips(
   rt: ModelRuntime,
   b: Bundle,
+  dims: FrameDims,
   frames: AsyncIterable<Uint8Array>,
   batch: number,
   progress: (framesDone: number) => void,
@@ -137,7 +170,7 @@ async function encodeClips(
 ): Promise<Encoded> {
   const m = b.manifest;
   const f = m.frames.default;
-  const s = m.resolution;
+  const { height: fh, width: fw } = dims;
   const inFlight: Promise<Float32Array>[] = [];
   const done: Float32Array[] = [];
   let pending: Uint8Array[][] = [];
@@ -146,16 +179,18 @@ async function encodeClips(
 
   const submit = async () => {
     const n = pending.length;
-    const data = new Float32Array(n * 3 * f * s * s);
+    const data = new Float32Array(n * 3 * f * fh * fw);
     pending.forEach((clip, i) => {
-      writeFrames(data, i, clip, s, s);
+      data.set(tileVideo(clip, fw, 0, 0, fh, fw), i * 3 * f * fh * fw);
     });
     pending = [];
-    const p = rt.run(b, "encoder", { video: video(data, [n, 3, f, s, s]) }, signal).then((out) => {
-      const latent = tensorOf(out, "latent");
-      latentDims = [...latent.dims];
-      return latent.data as Float32Array;
-    });
+    const p = rt
+      .run(b, "encoder", { video: video(data, [n, 3, f, fh, fw]) }, signal)
+      .then((out) => {
+        const latent = tensorOf(out, "latent");
+        latentDims = [...latent.dims];
+        return latent.data as Float32Array;
+      });
     p.catch(() => {}); // observed below, in order
     inFlight.push(p);
     // Bounded memory: at most one batch per worker waits for the model.
@@ -192,13 +227,14 @@ async function encodeClips(
 async function encodeWhole(
   rt: ModelRuntime,
   b: Bundle,
+  dims: FrameDims,
   frames: AsyncIterable<Uint8Array>,
   stepChunks: number,
   progress: (framesDone: number) => void,
   signal?: AbortSignal,
 ): Promise<Encoded> {
   const m = b.manifest;
-  const s = m.resolution;
+  const { height: fh, width: fw } = dims;
   const stream = m.onnx.encoder_stream;
   const parts: Float32Array[] = [];
   let caches: Record<string, TensorValue> = {};
@@ -206,13 +242,12 @@ async function encodeWhole(
   let latentHW: [number, number] = [0, 0];
 
   const step = async (chunk: Uint8Array[]) => {
-    const data = new Float32Array(3 * chunk.length * s * s);
-    writeFrames(data, 0, chunk, s, s);
+    const data = tileVideo(chunk, fw, 0, 0, fh, fw);
     const role = used === 0 ? "encoderInit" : "encoderStep";
     const out = await rt.run(
       b,
       role,
-      { video: video(data, [1, 3, chunk.length, s, s]), ...caches },
+      { video: video(data, [1, 3, chunk.length, fh, fw]), ...caches },
       signal,
     );
     const latent = tensorOf(out, "latent");
@@ -245,4 +280,109 @@ async function encodeWhole(
   const [h, w] = latentHW;
   const latent = concatTime(parts, c, h * w);
   return { latent, shape: [1, c, latent.length / (c * h * w), h, w], used };
+}
+
+/**
+ * Clip mode on frames larger than one tile (tiling.ts): each clip is encoded tile by tile, each
+ * tile streamed in time (encoder_init on frame 0, then encoder_step on chunk_frames at a time,
+ * which gives the latents of one encoder call: docs/bundle.md "Streaming"), so that a model call
+ * holds chunk_frames frames of one tile whatever the frame size; the tiles' latents are blended.
+ * One call in flight at a time.
+ */
+async function encodeTiledClips(
+  rt: ModelRuntime,
+  b: Bundle,
+  dims: FrameDims,
+  tiles: Tile[],
+  frames: AsyncIterable<Uint8Array>,
+  progress: (framesDone: number) => void,
+  signal?: AbortSignal,
+): Promise<Encoded> {
+  const m = b.manifest;
+  const f = m.frames.default;
+  const sf = m.spatial_factor;
+  const c = m.latent_channels;
+  const t = 1 + (f - 1) / m.temporal_factor;
+  const [h, w] = [dims.height / sf, dims.width / sf];
+  const parts: Float32Array[] = [];
+  let clips = 0;
+  for await (const clip of groups(frames, f)) {
+    if (signal?.aborted) throw abortError(signal);
+    parts.push(await encodeClipInTiles(rt, b, clip, dims, tiles, signal));
+    clips++;
+    progress(clips * f);
+  }
+  if (clips === 0) return { latent: new Float32Array(0), shape: [], used: 0 };
+  const latent = new Float32Array(clips * c * t * h * w);
+  parts.forEach((part, i) => {
+    latent.set(part, i * part.length);
+  });
+  return { latent, shape: [clips, c, t, h, w], used: clips * f };
+}
+
+/** One clip of frames larger than a tile, encoded tile by tile and blended: (C, t, h, w). */
+export async function encodeClipInTiles(
+  rt: ModelRuntime,
+  b: Bundle,
+  clip: readonly Uint8Array[],
+  dims: FrameDims,
+  tiles: Tile[],
+  signal?: AbortSignal,
+): Promise<Float32Array> {
+  const m = b.manifest;
+  const sf = m.spatial_factor;
+  const t = 1 + (clip.length - 1) / m.temporal_factor;
+  const canvas = new BlendCanvas(m.latent_channels, t, dims.height / sf, dims.width / sf);
+  for (const tile of tiles) {
+    const latent = await encodeTileClip(rt, b, clip, dims.width, tile, signal);
+    canvas.add(latent, tile.y, tile.x, cellWeights(tile.wy, sf), cellWeights(tile.wx, sf));
+  }
+  return canvas.finish();
+}
+
+/** Pixel weights (scale sf) back to one weight per cell: the cell's first pixel's weight would
+ * do for a hard seam, the mean keeps the ramp's shape at cell resolution. */
+function cellWeights(pixels: Float32Array, sf: number): Float32Array {
+  const out = new Float32Array(pixels.length / sf);
+  for (let i = 0; i < out.length; i++) {
+    let sum = 0;
+    for (let k = 0; k < sf; k++) sum += pixels[i * sf + k] as number;
+    out[i] = sum / sf;
+  }
+  return out;
+}
+
+/** One tile of one clip, streamed in time: (1, C, t, tile.h, tile.w). */
+async function encodeTileClip(
+  rt: ModelRuntime,
+  b: Bundle,
+  clip: readonly Uint8Array[],
+  width: number,
+  tile: Tile,
+  signal?: AbortSignal,
+): Promise<Float32Array> {
+  const m = b.manifest;
+  const sf = m.spatial_factor;
+  const stream = m.onnx.encoder_stream;
+  const [y0, x0, th, tw] = [tile.y * sf, tile.x * sf, tile.h * sf, tile.w * sf];
+  const parts: Float32Array[] = [];
+  let caches: Record<string, TensorValue> = {};
+  for (let start = 0; start < clip.length; ) {
+    const n = start === 0 ? 1 : stream.chunk_frames;
+    const chunk = clip.slice(start, start + n);
+    const data = tileVideo(chunk, width, y0, x0, th, tw);
+    const out = await rt.run(
+      b,
+      start === 0 ? "encoderInit" : "encoderStep",
+      { video: video(data, [1, 3, n, th, tw]), ...caches },
+      signal,
+    );
+    parts.push(tensorOf(out, "latent").data as Float32Array);
+    caches = {};
+    stream.caches.forEach((cache, i) => {
+      caches[cache.name] = tensorOf(out, `cache_out_${i}`);
+    });
+    start += n;
+  }
+  return concatTime(parts, m.latent_channels, tile.h * tile.w);
 }

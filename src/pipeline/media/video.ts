@@ -1,7 +1,8 @@
 // Video I/O: the one module that runs ffmpeg and ffprobe (Debian's binaries, found on PATH).
 // ffmpeg runs through fluent-ffmpeg; ffprobe runs through execFile because fluent-ffmpeg's
 // ffprobe() offers neither a timeout nor a way to kill a hung probe.
-// Frames are rgb24, row-major, size x size x 3 bytes (one Uint8Array per frame).
+// Frames are rgb24, row-major, size x size x 3 bytes (or width x height x 3 with DecodeOptions.frame),
+// one Uint8Array per frame.
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -209,6 +210,8 @@ export interface DecodeOptions {
   fps?: number;
   /** Side of the square output: the shorter side is resized to it, then a centre crop. */
   size: number;
+  /** Instead of the square: resize the whole frame to width x height (no crop). */
+  frame?: { width: number; height: number };
   maxFrames?: number;
   /** Skip this many output frames (counted at the output fps). */
   startFrame?: number;
@@ -219,15 +222,22 @@ export interface DecodeOptions {
   onSpawn?: (pid: number) => void;
 }
 
-/** The filter chain, the same as the training data's (diffusable.data.ingest). */
-export function frameFilter(size: number, fps?: number, startFrame = 0): string {
+/** The filter chain, the same as the training data's (diffusable.data.ingest); with `frame`, the
+ * whole picture resized to width x height instead of the square crop. */
+export function frameFilter(
+  size: number,
+  fps?: number,
+  startFrame = 0,
+  frame?: { width: number; height: number },
+): string {
   return [
     ...(fps ? [`fps=${fps}`] : []),
     ...(startFrame > 0 ? [`trim=start_frame=${startFrame}`, "setpts=PTS-STARTPTS"] : []),
     "scale=iw*sar:ih",
     "setsar=1",
-    `scale=${size}:${size}:force_original_aspect_ratio=increase`,
-    `crop=${size}:${size}`,
+    ...(frame
+      ? [`scale=${frame.width}:${frame.height}`]
+      : [`scale=${size}:${size}:force_original_aspect_ratio=increase`, `crop=${size}:${size}`]),
   ].join(",");
 }
 
@@ -246,10 +256,17 @@ export async function* decodeFrames(
   if (opts.signal?.aborted) throw new VideoError("aborted", "aborted before decoding");
   const started = Date.now();
   await probeVideo(path, { timeoutMs: opts.timeoutMs });
-  const frameBytes = opts.size * opts.size * 3;
+  const f = opts.frame;
+  if (f && !(f.width >= 1 && f.height >= 1 && f.width <= MAX_SIDE && f.height <= MAX_SIDE)) {
+    throw new VideoError(
+      "bad_dimensions",
+      `decode size must be 1..${MAX_SIDE} a side, got ${f.width}x${f.height}`,
+    );
+  }
+  const frameBytes = f ? f.width * f.height * 3 : opts.size * opts.size * 3;
   const command = ffmpeg(path)
     .inputOptions(["-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1"])
-    .videoFilters(frameFilter(opts.size, opts.fps, opts.startFrame ?? 0))
+    .videoFilters(frameFilter(opts.size, opts.fps, opts.startFrame ?? 0, f))
     .noAudio()
     .outputOptions([
       "-f",
