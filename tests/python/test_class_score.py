@@ -39,7 +39,7 @@ def test_scores_decoded_files_and_rejects_a_broken_one(tmp_path):
     )
     assert result["videos_decoded"] == 3
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sheet.stat().st_size > 5000
-    assert 0.0 <= result["class_score"] <= 1.0
+    assert 0.0 <= result["class_score"] <= 1.0 and result["grid_ratio"] > 0
     assert result["chance"] == pytest.approx(1 / len(val.classes))
 
     (folder / "1.mp4").write_bytes(b"not a video")

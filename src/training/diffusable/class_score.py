@@ -34,6 +34,7 @@ from .classifier import (
 )
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
 from .data.procedural import ensure_procedural
+from .metrics import grid_ratio, grid_steps
 from .threads import set_threads
 
 
@@ -57,13 +58,15 @@ def score_videos(
     video = torch.stack([decode_video(folder / it["file"], size, frames) for it in items])
     labels = torch.tensor([classes.index(it["label"]) for it in items])
     scores = class_scores(classifier, video, labels, classes, info["config"]["size"])
+    # 8-px block edges against the inside of blocks: a decoder that draws tiles shows here
+    grid = grid_ratio(grid_steps(video))
     if sheet is not None:
         from .sample_sheet import contact_sheet
 
         predicted = predict(classifier, video, info["config"]["size"]).tolist()
         title = (
             f"{listing.get('model')}: service-generated samples, class score "
-            f"{scores['mean']:.3f} (chance {1 / len(classes):.3f})"
+            f"{scores['mean']:.3f} (chance {1 / len(classes):.3f}), grid ratio {grid:.2f}"
         )
         contact_sheet(video, labels.tolist(), predicted, classes, sheet, title)
     return {
@@ -73,6 +76,7 @@ def score_videos(
         "videos_decoded": len(items),
         "class_score": scores["mean"],
         "class_scores": scores,
+        "grid_ratio": grid,
         "chance": 1 / len(classes),
         "classifier": info,
     }
