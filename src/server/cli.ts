@@ -1,6 +1,6 @@
 // The diffusable CLI:
 //   diffusable serve
-//   diffusable encode <files...> [--model M] [--mode clip|whole] [--fps N] [--dtype float32|float16] --out DIR
+//   diffusable encode <files...> [--model M] [--mode clip|whole] [--fps N] [--dtype float32|float16] [--size bundle|native] --out DIR
 //   diffusable keys create --name N [--role user|admin] | keys list | keys revoke <id>
 //   diffusable runs list [--kind K] [--limit N] | runs import <folder...> | runs start ...
 // Configuration comes from the environment (config.ts). `encode` runs locally, without a server,
@@ -34,7 +34,7 @@ class UsageError extends AppError {
 }
 
 const USAGE = `usage: diffusable serve
-       diffusable encode <files...> [--model M] [--mode clip|whole] [--fps N] [--dtype float32|float16] --out DIR
+       diffusable encode <files...> [--model M] [--mode clip|whole] [--fps N] [--dtype float32|float16] [--size bundle|native] --out DIR
        diffusable keys create --name N [--role user|admin]
        diffusable keys list
        diffusable keys revoke <id>
@@ -97,6 +97,7 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
         mode: { type: "string" },
         fps: { type: "string" },
         dtype: { type: "string" },
+        size: { type: "string" },
         out: { type: "string" },
       },
     }),
@@ -108,6 +109,7 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
     mode: values.mode,
     fps: values.fps,
     dtype: values.dtype,
+    size: values.size,
   });
   if (!parsed.success) throw new UsageError(`encode: ${describeZodError(parsed.error)}`);
   // npm scripts run in the repository root; INIT_CWD is where `npm run` was typed.
@@ -137,6 +139,8 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
           mode: options.mode,
           fps: options.fps,
           maxSeconds: config.maxSeconds,
+          size: options.size,
+          maxPixels: config.maxPixels,
         });
         const result = await runItem({
           runtime,

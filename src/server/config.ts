@@ -35,6 +35,8 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_DEFAULT_MODEL: z.string().min(1).optional(),
   /** Longest input (video, or what latents decode to) per item, in seconds; beyond it, 422 too_long. */
   DIFFUSABLE_MAX_SECONDS: z.coerce.number().positive().max(86_400).default(900),
+  /** Largest frame (width x height, after rounding) of size=native; beyond it, 422 too_large. */
+  DIFFUSABLE_MAX_PIXELS: int(64, 8192 * 8192).default(1920 * 1088),
   /** Finished jobs and generations (rows and files) are deleted this many days after they end; 0: kept. */
   DIFFUSABLE_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
   /** Signs webhooks (Standard Webhooks): "whsec_<base64>"; unset: requests with `webhook` are 400s. */
@@ -87,6 +89,8 @@ export interface Config {
   defaultModel: string | null;
   /** DIFFUSABLE_MAX_SECONDS: the longest input per item. */
   maxSeconds: number;
+  /** DIFFUSABLE_MAX_PIXELS: the largest native-size frame, width x height. */
+  maxPixels: number;
   /** DIFFUSABLE_RETENTION_DAYS (0: finished work is kept). */
   retentionDays: number;
   /** DIFFUSABLE_WEBHOOK_*: signing secret, private addresses, retry delay. */
@@ -144,6 +148,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     generationBatch: e.DIFFUSABLE_GENERATION_BATCH,
     defaultModel: e.DIFFUSABLE_DEFAULT_MODEL ?? null,
     maxSeconds: e.DIFFUSABLE_MAX_SECONDS,
+    maxPixels: e.DIFFUSABLE_MAX_PIXELS,
     retentionDays: e.DIFFUSABLE_RETENTION_DAYS,
     webhooks: {
       secret: e.DIFFUSABLE_WEBHOOK_SECRET ?? null,

@@ -3,6 +3,7 @@
 
 import { z } from "zod";
 import { ENCODE_MODES } from "../pipeline/autoencoder/encode.ts";
+import { FRAME_SIZES } from "../pipeline/autoencoder/tiling.ts";
 import { SAMPLER_METHODS } from "../pipeline/generate/sampler.ts";
 import { ALL_OUTPUT_FORMATS, VIDEO_FORMATS } from "../pipeline/media/output-formats.ts";
 import { JOB_KINDS, JOB_STATUSES, KEY_ROLES, RUN_KINDS, RUN_STATUSES } from "../store/schema.ts";
@@ -32,6 +33,11 @@ const jobModel = model.optional().meta({
     "bundle name (GET /v1/models); default: DIFFUSABLE_DEFAULT_MODEL, else the se bundle (the same rule as generations)",
 });
 
+const size = z.enum(FRAME_SIZES).default("bundle").meta({
+  description:
+    "bundle: the bundle's square centre crop (its resolution, what it was trained on); native: the video's own width and height, each rounded to the bundle's spatial factor, the whole picture (no crop), tiled in space when larger than the bundle's tile; width x height at most DIFFUSABLE_MAX_PIXELS (422 too_large)",
+});
+
 // Strict: a field a route does not know (e.g. mode on a reconstruction) is a 400 naming it,
 // never silently dropped.
 export const EncodeOptionsSchema = z.strictObject({
@@ -42,6 +48,7 @@ export const EncodeOptionsSchema = z.strictObject({
   }),
   fps,
   dtype: z.enum(["float32", "float16"]).default("float32"),
+  size,
   webhook,
 });
 
@@ -57,6 +64,7 @@ export const ReconstructOptionsSchema = z.strictObject({
   model: jobModel,
   format: VideoFormatSchema.default("mp4"),
   fps,
+  size,
   webhook,
 });
 

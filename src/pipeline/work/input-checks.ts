@@ -6,6 +6,7 @@
 
 import { readFile } from "node:fs/promises";
 import { checkFps, tooShort } from "../autoencoder/model-io.ts";
+import { type FrameSize, nativeDims, tilesOf, tilingOf } from "../autoencoder/tiling.ts";
 import { type Bundle, minFrames } from "../bundle.ts";
 import { NpyDtypeError, parseNpy } from "../media/npy-file.ts";
 import { countVideoFrames, probeVideo, type VideoInfo } from "../media/video.ts";
@@ -27,9 +28,17 @@ export function framesNeeded(bundle: Bundle, mode: "clip" | "whole"): number {
 export async function checkVideoInput(
   bundle: Bundle,
   path: string,
-  opts: { mode: "clip" | "whole"; fps?: number | undefined; maxSeconds: number },
+  opts: {
+    mode: "clip" | "whole";
+    fps?: number | undefined;
+    maxSeconds: number;
+    /** native: the frame must fit maxPixels (and one tile in whole mode). */
+    size?: FrameSize | undefined;
+    maxPixels?: number | undefined;
+  },
 ): Promise<VideoInfo> {
   const info = await probeVideo(path);
+  if (opts.size === "native") checkNativeSize(bundle, info, opts.mode, opts.maxPixels);
   const fps = opts.fps ?? bundle.manifest.fps;
   checkFps(fps);
   if (info.durationS !== null && info.durationS > opts.maxSeconds) {
@@ -54,6 +63,40 @@ export async function checkVideoInput(
   if (estimate < need) throw tooShort(estimate, fps, need, opts.mode);
   return info;
 }
+
+/**
+ * size=native: the rounded frame's pixels against DIFFUSABLE_MAX_PIXELS, and in whole mode one
+ * tile at most (whole mode streams the video through one set of caches: autoencoder/encode.ts).
+ */
+export function checkNativeSize(
+  bundle: Bundle,
+  info: Pick<VideoInfo, "width" | "height">,
+  mode: "clip" | "whole",
+  maxPixels: number | undefined,
+): void {
+  const m = bundle.manifest;
+  const { width, height } = nativeDims(m, info.width, info.height);
+  const pixels = width * height;
+  const own = `the video's ${info.width}x${info.height} frame`;
+  if (maxPixels !== undefined && pixels > maxPixels) {
+    throw new PipelineError(
+      "too_large",
+      `size native gives ${own} as ${width}x${height} (${pixels} pixels), more than the limit of ${maxPixels} (DIFFUSABLE_MAX_PIXELS); use size bundle or a smaller video.`,
+      422,
+    );
+  }
+  const tiling = tilingOf(m);
+  const sf = m.spatial_factor;
+  if (mode === "whole" && tiles(height / sf, width / sf, tiling) > 1) {
+    throw new PipelineError(
+      "too_large",
+      `size native in whole mode takes frames of one tile (${tiling?.tile} latent cells, ${(tiling?.tile ?? 0) * sf} pixels a side, manifest tiling); ${own} is ${width}x${height}: use mode clip, or size bundle.`,
+      422,
+    );
+  }
+}
+
+const tiles = (h: number, w: number, t: ReturnType<typeof tilingOf>) => tilesOf(h, w, t, 1).length;
 
 /** Checks a latents upload for a decoding with this bundle. */
 export async function checkLatentsInput(

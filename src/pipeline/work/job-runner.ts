@@ -24,6 +24,7 @@ import type { JobItemRow, JobKind } from "../../store/schema.ts";
 import { decodeLatents } from "../autoencoder/decode.ts";
 import { type EncodeMode, encodeFile } from "../autoencoder/encode.ts";
 import { reconstructFile } from "../autoencoder/reconstruct.ts";
+import type { FrameSize } from "../autoencoder/tiling.ts";
 import { encodeNpy, readNpy } from "../media/npy-file.ts";
 import type { VideoFormat } from "../media/output-formats.ts";
 import { PipelineError } from "../pipeline-error.ts";
@@ -44,10 +45,14 @@ export interface EncodeJobOptions {
   mode: EncodeMode;
   fps?: number;
   dtype: "float32" | "float16";
+  /** Absent in jobs made before the field: bundle. */
+  size?: FrameSize;
 }
 export interface VideoJobOptions {
   format: VideoFormat;
   fps?: number;
+  /** Reconstructions only; absent: bundle. */
+  size?: FrameSize;
 }
 export type JobOptions = EncodeJobOptions | VideoJobOptions;
 
@@ -73,6 +78,11 @@ export interface RunItemArgs {
   onProgress?: (fraction: number) => void;
 }
 
+/** Pixels along a latent axis (3: height, 4: width) of an (N, C, t, h, w) array. */
+function latentSide(latents: { shape: number[] }, axis: number, spatialFactor: number): number {
+  return (latents.shape.at(axis - 5) ?? 0) * spatialFactor;
+}
+
 /** Runs one item through the pipeline and writes its outputs atomically into outDir. */
 export async function runItem(args: RunItemArgs): Promise<ItemResult> {
   const { runtime, model, inputPath, outDir, baseName, signal } = args;
@@ -83,6 +93,7 @@ export async function runItem(args: RunItemArgs): Promise<ItemResult> {
       mode: options.mode,
       dtype: options.dtype,
       ...(options.fps !== undefined ? { fps: options.fps } : {}),
+      ...(options.size !== undefined ? { size: options.size } : {}),
       ...(signal ? { signal } : {}),
       onProgress: ({ framesDone, framesTotal }) => {
         if (framesTotal) args.onProgress?.(Math.min(1, framesDone / framesTotal));
@@ -109,6 +120,7 @@ export async function runItem(args: RunItemArgs): Promise<ItemResult> {
   const options = args.options as VideoJobOptions;
   const videoPath = join(outDir, `${baseName}.${options.format}`);
   if (args.kind === "decode") {
+    const sf = runtime.loaded(model).manifest.spatial_factor;
     const latents = await readNpy(inputPath).catch((err: Error) => {
       throw new PipelineError("bad_latents", `${args.sourceName}: ${err.message}`, 400);
     });
@@ -122,7 +134,17 @@ export async function runItem(args: RunItemArgs): Promise<ItemResult> {
     return {
       outputs: { video: videoPath },
       sha256: await sha256File(videoPath),
-      metadata: { source: args.sourceName, frames: result.frames, format: options.format },
+      metadata: {
+        source: args.sourceName,
+        frames: result.frames,
+        format: options.format,
+        // Decodings take latents of the bundle's size only (input-checks.ts checkLatentsInput).
+        size: {
+          mode: "bundle",
+          width: latentSide(latents, 4, sf),
+          height: latentSide(latents, 3, sf),
+        },
+      },
     };
   }
   const result = await produceAtomic(videoPath, outDir, baseName, options.format, (tmp) =>
@@ -130,6 +152,7 @@ export async function runItem(args: RunItemArgs): Promise<ItemResult> {
       format: options.format,
       outPath: tmp,
       ...(options.fps !== undefined ? { fps: options.fps } : {}),
+      ...(options.size !== undefined ? { size: options.size } : {}),
       ...(signal ? { signal } : {}),
     }),
   );
@@ -141,6 +164,8 @@ export async function runItem(args: RunItemArgs): Promise<ItemResult> {
       source: args.sourceName,
       format: options.format,
       frames: result.frames,
+      size: result.size,
+      tiles: result.tiles,
       psnr: result.psnr,
       ssim: result.ssim,
       psnrMean: mean(result.psnr),

@@ -176,7 +176,12 @@ export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
       },
       // Everything checkable before the 202: frames vs mode and bundle, duration, latents.
       check: async (path, _name, o) => {
-        const opts = o as { model: string; mode?: "clip" | "whole"; fps?: number };
+        const opts = o as {
+          model: string;
+          mode?: "clip" | "whole";
+          fps?: number;
+          size?: "bundle" | "native";
+        };
         const bundle = runtime.loaded(opts.model);
         if (resource.input === "npy") {
           await checkLatentsInput(bundle, path, { maxSeconds: config.maxSeconds });
@@ -185,6 +190,8 @@ export function jobRoutes<S extends z.ZodType<{ model?: string | undefined }>>(
             mode: opts.mode ?? "clip",
             fps: opts.fps,
             maxSeconds: config.maxSeconds,
+            size: opts.size,
+            maxPixels: config.maxPixels,
           });
         }
       },
