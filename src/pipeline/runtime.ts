@@ -1,6 +1,7 @@
 // The models the service runs: the valid bundles under a models dir and the worker pool that runs
 // their ONNX files. What the HTTP layer and the CLI hold; autoencoder/ and generate/ do the work through it.
 
+import { trainedSizes } from "./autoencoder/tiling.ts";
 import { type Bundle, listBundles } from "./bundle.ts";
 import { type Feeds, type Outputs, type PoolOptions, SessionPool } from "./onnx/session-pool.ts";
 import { PipelineError } from "./pipeline-error.ts";
@@ -15,6 +16,15 @@ export interface BundleInfo {
   spatialFactor: number;
   temporalFactor: number;
   latentChannels: number;
+  /** [height, width] of the clips the autoencoder was trained on (manifest trained_sizes). */
+  trainedSizes: number[][];
+  /** How size=native frames are tiled, in latent cells and pixels; null: in one piece. */
+  tiling: {
+    tileLatents: number;
+    tilePixels: number;
+    overlapLatents: number;
+    overlapPixels: number;
+  } | null;
   classes: string[];
   /** sha256 of manifest.json, which pins every file's sha256. */
   sha256: string;
@@ -51,6 +61,15 @@ function info(b: Bundle): BundleInfo {
     spatialFactor: m.spatial_factor,
     temporalFactor: m.temporal_factor,
     latentChannels: m.latent_channels,
+    trainedSizes: trainedSizes(m).map((s) => [...s]),
+    tiling: m.tiling
+      ? {
+          tileLatents: m.tiling.tile_latents,
+          tilePixels: m.tiling.tile_pixels,
+          overlapLatents: m.tiling.overlap_latents,
+          overlapPixels: m.tiling.overlap_pixels,
+        }
+      : null,
     classes: [...m.classes],
     sha256: b.sha256,
     files: structuredClone(m.files),
