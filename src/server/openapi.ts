@@ -18,6 +18,7 @@ import {
   DeletedSchema,
   EncodeOptionsSchema,
   ErrorSchema,
+  GenerationFormSchema,
   GenerationListSchema,
   GenerationRequestSchema,
   GenerationSchema,
@@ -86,6 +87,30 @@ function multipart(options: z.ZodType, fileDescription: string): Json {
         },
       },
     },
+  };
+}
+
+/** POST /v1/generations as multipart: the form fields, and an image or a video (or neither,
+ * with `encoding`). */
+function generationForm(): Json {
+  const schema = input(GenerationFormSchema) as { properties?: Json; required?: string[] };
+  return {
+    type: "object",
+    properties: {
+      image: {
+        type: "string",
+        format: "binary",
+        description:
+          "image-to-video: a PNG, JPEG or WebP (or a one-frame video), resized and centre-cropped to the bundle's resolution",
+      },
+      video: {
+        type: "string",
+        format: "binary",
+        description: "extension: a clip to continue (checked as a whole-mode encoding is)",
+      },
+      ...schema.properties,
+    },
+    required: schema.required ?? [],
   };
 }
 
@@ -351,14 +376,19 @@ export function openApiDocument(): Json {
             preferHeader,
             { name: "Idempotency-Key", in: "header", required: false, schema: { type: "string" } },
           ],
+          description:
+            "JSON: from a label (and optionally `encoding`, an encoding whose latents are continued). multipart/form-data: the same fields as text, with `image` (image-to-video: the image is latent frame 0) or `video` (extension: its last decoder_context_latents latent frames are the context, and `frames` more frames are generated; `output` says what comes back). Inputs are checked before the 202.",
           requestBody: {
             required: true,
-            content: { "application/json": { schema: ref("GenerationRequest") } },
+            content: {
+              "application/json": { schema: ref("GenerationRequest") },
+              "multipart/form-data": { schema: generationForm() },
+            },
           },
           responses: {
             "200": json(ref("Generation"), "finished within Prefer: wait=N, or a replay"),
             "202": json(ref("Generation"), "the queued generation"),
-            ...errors(400, 404, 413, 415, 422, 429),
+            ...errors(400, 404, 409, 413, 415, 422, 429),
           },
         },
       },

@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { ENCODE_MODES } from "../pipeline/autoencoder/encode.ts";
 import { FRAME_SIZES } from "../pipeline/autoencoder/tiling.ts";
+import { OUTPUT_MODES } from "../pipeline/generate/generate.ts";
 import { SAMPLER_METHODS } from "../pipeline/generate/sampler.ts";
 import { ALL_OUTPUT_FORMATS, VIDEO_FORMATS } from "../pipeline/media/output-formats.ts";
 import { JOB_KINDS, JOB_STATUSES, KEY_ROLES, RUN_KINDS, RUN_STATUSES } from "../store/schema.ts";
@@ -209,45 +210,112 @@ export function describeZodError(error: z.ZodError): string {
   return `${[...new Set(error.issues.map(describeIssue))].join("; ")}.`;
 }
 
+const generationDescriptions = {
+  model: "bundle name (GET /v1/models); default: DIFFUSABLE_DEFAULT_MODEL, else the se bundle",
+  label: "class name or id (GET /v1/models: classes)",
+  seed: "noise seed (docs/sampler.md); random when absent, reported back",
+  steps: "sampler steps, up to the bundle's sampler.max_steps",
+  guidance: "classifier-free guidance scale (1 = none)",
+  frames:
+    "1 + temporal_factor * k, up to the bundle's frames.max; with a video or an encoding (an extension): the new frames, a multiple of temporal_factor (default frames.default - 1), with the context at most frames.max in all",
+  n: "videos (1..8)",
+  output:
+    "an extension's output: continuation (the new frames only, default) or whole (the input, as the bundle reconstructs it, then the new frames)",
+  encoding:
+    "continue the latents of this encoding's item (instead of an upload): its last decoder_context_latents latent frames are the context",
+  item: "the encoding's item (default 0); a clip-mode item's last clip is continued",
+};
+
 export const GenerationRequestSchema = z.strictObject({
-  model: model.optional().meta({
-    description:
-      "bundle name (GET /v1/models); default: DIFFUSABLE_DEFAULT_MODEL, else the se bundle",
-  }),
+  model: model.optional().meta({ description: generationDescriptions.model }),
   label: z
     .union([z.string().min(1).max(200), z.number().int().nonnegative()])
-    .meta({ description: "class name or id (GET /v1/models: classes)" }),
+    .meta({ description: generationDescriptions.label }),
   seed: z
     .number()
     .int()
     .min(0)
     .max(Number.MAX_SAFE_INTEGER)
     .optional()
-    .meta({ description: "noise seed (docs/sampler.md); random when absent, reported back" }),
-  steps: z
-    .number()
-    .int()
-    .min(1)
-    .optional()
-    .meta({ description: "sampler steps, up to the bundle's sampler.max_steps" }),
+    .meta({ description: generationDescriptions.seed }),
+  steps: z.number().int().min(1).optional().meta({ description: generationDescriptions.steps }),
   guidance: z
     .number()
     .nonnegative()
     .max(100)
     .optional()
-    .meta({ description: "classifier-free guidance scale (1 = none)" }),
+    .meta({ description: generationDescriptions.guidance }),
   method: z.enum(SAMPLER_METHODS).optional(),
   frames: z
     .number()
     .int()
     .positive()
     .optional()
-    .meta({ description: "1 + temporal_factor * k, up to the bundle's frames.max" }),
+    .meta({ description: generationDescriptions.frames }),
   format: z.enum(ALL_OUTPUT_FORMATS).default("mp4"),
-  n: z.number().int().min(1).max(8).default(1).meta({ description: "videos (1..8)" }),
+  n: z.number().int().min(1).max(8).default(1).meta({ description: generationDescriptions.n }),
+  output: z.enum(OUTPUT_MODES).optional().meta({ description: generationDescriptions.output }),
+  encoding: z
+    .string()
+    .regex(/^enc_[\w-]{1,100}$/, "must be an encoding id (enc_...)")
+    .optional()
+    .meta({ description: generationDescriptions.encoding }),
+  item: z.number().int().min(0).optional().meta({ description: generationDescriptions.item }),
   webhook,
 });
 export type GenerationRequest = z.infer<typeof GenerationRequestSchema>;
+
+/** The multipart form of POST /v1/generations (image-to-video, extension): the JSON request's
+ * fields as text (numbers coerced; a label of digits is a class id), beside the `image` or
+ * `video` file. */
+export const GenerationFormSchema = z.strictObject({
+  model: GenerationRequestSchema.shape.model,
+  label: z.string().min(1).max(200).meta({ description: generationDescriptions.label }),
+  seed: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .optional()
+    .meta({ description: generationDescriptions.seed }),
+  steps: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .meta({ description: generationDescriptions.steps }),
+  guidance: z.coerce
+    .number()
+    .nonnegative()
+    .max(100)
+    .optional()
+    .meta({ description: generationDescriptions.guidance }),
+  method: z.enum(SAMPLER_METHODS).optional(),
+  frames: z.coerce
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .meta({ description: generationDescriptions.frames }),
+  format: z.enum(ALL_OUTPUT_FORMATS).default("mp4"),
+  n: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(8)
+    .default(1)
+    .meta({ description: generationDescriptions.n }),
+  output: GenerationRequestSchema.shape.output,
+  encoding: GenerationRequestSchema.shape.encoding,
+  item: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .meta({ description: generationDescriptions.item }),
+  webhook,
+});
+export type GenerationForm = z.infer<typeof GenerationFormSchema>;
 
 // ---------------------------------------------------------------- response schemas (OpenAPI)
 

@@ -20,6 +20,8 @@ export interface SavedUpload {
   sourceName: string;
   path: string;
   bytes: number;
+  /** The form field it came in. */
+  field: string;
 }
 
 /** File fields accepted: "files" (repeatable) and "file". */
@@ -36,7 +38,12 @@ export interface ReceiveOptions<T> extends UploadLimits {
   /** Validates the text fields (throws ApiError); runs after the body is read. */
   fields: (fields: Record<string, string>) => T;
   /** Checks one stored file against the options (e.g. a probe); its errors name the file. */
-  check: (path: string, name: string, options: T) => Promise<unknown>;
+  check: (path: string, name: string, options: T, field: string) => Promise<unknown>;
+  /** The file fields accepted (default FILE_FIELDS); with others, errors name the file by its
+   * field (`image "a.png": ...`) rather than `files[i]`. */
+  fileFields?: readonly string[];
+  /** No file is fine (default: at least one is required). */
+  filesOptional?: boolean;
 }
 
 /** The client's file name without any path, for display; never used as a path. */
@@ -48,7 +55,7 @@ interface Received {
   fields: Record<string, string>;
   /** Fields given more than once. */
   repeated: Set<string>;
-  files: { name: string; path: string; bytes: number }[];
+  files: { name: string; path: string; bytes: number; field: string }[];
 }
 
 function checkContentType(c: Context): string {
@@ -71,7 +78,13 @@ const tooLarge = (max: number) =>
   );
 
 /** Streams the multipart body into dir; fields are kept, files written as <index><ext>. */
-function receive(c: Context, type: string, dir: string, limits: UploadLimits): Promise<Received> {
+function receive(
+  c: Context,
+  type: string,
+  dir: string,
+  limits: UploadLimits & { fileFields?: readonly string[] },
+): Promise<Received> {
+  const fileFields = limits.fileFields ?? FILE_FIELDS;
   const length = Number(c.req.header("content-length"));
   if (Number.isFinite(length) && length > limits.maxBytes) throw tooLarge(limits.maxBytes);
   const body = c.req.raw.body;
@@ -116,17 +129,20 @@ function receive(c: Context, type: string, dir: string, limits: UploadLimits): P
     bb.on("file", (field, stream, info) => {
       streams.push(stream);
       if (failure) return void stream.resume();
-      if (!FILE_FIELDS.includes(field)) {
+      if (!fileFields.includes(field)) {
+        // fail() destroys this stream with the error: it has no pipeline to take it.
+        stream.on("error", () => {});
         stream.resume();
+        const use = fileFields.map((f) => `"${f}"`).join(" or ");
         return fail(
-          new ApiError("invalid_field", `${field}: unexpected file field (use "files")`, 400),
+          new ApiError("invalid_field", `${field}: unexpected file field (use ${use})`, 400),
         );
       }
       const index = received.files.length;
       const name = sourceName(info.filename, index);
       const ext = extname(name).toLowerCase();
       const path = join(dir, `${index}${/^\.[a-z0-9]{1,8}$/.test(ext) ? ext : ""}`);
-      const entry = { name, path, bytes: 0 };
+      const entry = { name, path, bytes: 0, field };
       received.files.push(entry);
       const count = new Transform({
         transform(chunk: Buffer, _enc, done) {
@@ -141,7 +157,7 @@ function receive(c: Context, type: string, dir: string, limits: UploadLimits): P
       );
     });
     bb.on("field", (field, value, info) => {
-      if (FILE_FIELDS.includes(field)) {
+      if (fileFields.includes(field)) {
         return fail(
           new ApiError("invalid_field", `${field}: expected a file, got a text field`, 400),
         );
@@ -209,14 +225,16 @@ export async function receiveUploads<T>(
       throw new ApiError("invalid_field", `${repeated} is given more than once; give it once`, 400);
     }
     const parsed = options.fields(received.fields);
-    if (received.files.length === 0) {
+    if (received.files.length === 0 && !options.filesOptional) {
       throw new ApiError("missing_file", "files: at least one file is required", 400);
     }
     for (const [index, file] of received.files.entries()) {
-      const label = `files[${index}] "${file.name}"`;
+      const label = FILE_FIELDS.includes(file.field)
+        ? `files[${index}] "${file.name}"`
+        : `${file.field} "${file.name}"`;
       if (file.bytes === 0) throw new ApiError("empty_file", `${label}: the file is empty`, 400);
       try {
-        await options.check(file.path, file.name, parsed);
+        await options.check(file.path, file.name, parsed, file.field);
       } catch (err) {
         const e = err as { status?: number; code?: string; message?: string };
         const status = e.status && e.status >= 400 && e.status < 500 ? e.status : 422;
@@ -234,6 +252,7 @@ export async function receiveUploads<T>(
         sourceName: f.name,
         path: join(final, basename(f.path)),
         bytes: f.bytes,
+        field: f.field,
       })),
     };
   } catch (err) {

@@ -18,7 +18,7 @@ import { gaussianNoise } from "../../src/pipeline/generate/noise.ts";
 import { openSession, runSession } from "../../src/pipeline/onnx/onnx-session.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
 import { modelsDirWith } from "./media.ts";
-import { runPython } from "./python.ts";
+import { REPO_ROOT, runPython } from "./python.ts";
 
 let dir = "";
 let rt: ModelRuntime;
@@ -230,4 +230,59 @@ test("an aborted request leaves at once; the others go on", async () => {
   assert.equal(other.status, "fulfilled");
   const alone = await generateLatents(rt, bundle, { label: "b", seed: 4, steps: 8 });
   assert.equal(sha(other.value.latents), sha(alone.latents));
+});
+
+test("generations with and without context share calls and give the bytes they give alone (shipped context-trained denoiser)", async (t) => {
+  const shipped = await ModelRuntime.open({ modelsDir: join(REPO_ROOT, "models"), threads: 2 });
+  try {
+    const b = shipped.loaded("small-se");
+    assert.equal(b.manifest.denoiser_config?.context, true);
+    // Input latents (1, 16, 3, 8, 8) as an encoder would give them: an image is its frame 0.
+    const source = { latents: gaussianNoise(99, 16 * 3 * 64), frames: 3 };
+    const image = { latents: source.latents.slice(0, 16 * 64), frames: 1 };
+    const reqs: GenerateOptions[] = [
+      { label: 0, seed: 1, steps: 3, frames: 9 },
+      { label: 1, seed: 2, steps: 3, frames: 9, condition: { kind: "image" }, source: image },
+      {
+        label: 2,
+        seed: 3,
+        steps: 2,
+        frames: 9,
+        guidance: 1,
+        condition: { kind: "image" },
+        source: image,
+      },
+      // 3 context frames (the source has fewer than decoder_context_latents) and 8 new frames:
+      // the same latent shape (5 frames) as the 9-frame ones above, so all share one group.
+      {
+        label: 3,
+        seed: 4,
+        steps: 3,
+        frames: 8,
+        condition: { kind: "extend", output: "whole" },
+        source,
+      },
+    ];
+    const alone: string[] = [];
+    for (const r of reqs) alone.push(sha((await generateLatents(shipped, b, r)).latents));
+    const batcher = new DenoiserBatcher(shipped, { maxBatch: 8 });
+    const together = await Promise.all(
+      reqs.map(async (r) => sha((await generateLatents(shipped, b, { ...r, batcher })).latents)),
+    );
+    assert.deepEqual(together, alone);
+    const s = batcher.stats();
+    t.diagnostic(JSON.stringify(s));
+    assert.ok(s.sharedCalls > 0, "calls were shared");
+    // Same seed and context, same bytes; another context, other bytes.
+    const again = await generateLatents(shipped, b, reqs[1] as GenerateOptions);
+    assert.equal(sha(again.latents), alone[1]);
+    const other = { latents: gaussianNoise(98, 16 * 64), frames: 1 };
+    const moved = await generateLatents(shipped, b, {
+      ...(reqs[1] as GenerateOptions),
+      source: other,
+    });
+    assert.notEqual(sha(moved.latents), alone[1]);
+  } finally {
+    await shipped.close();
+  }
 });

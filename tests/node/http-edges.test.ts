@@ -1,7 +1,7 @@
 // The edges of HTTP through a real server process: headers too large (431 with the JSON error
-// body, not node's empty one), a method a path does not allow (405 with Allow), a form sent to the
-// JSON-only /v1/generations (415), a multipart field given twice (400 naming it), and a client
-// that disconnects mid-request (one line in the server's log, no stack).
+// body, not node's empty one), a method a path does not allow (405 with Allow), a urlencoded form
+// sent to /v1/generations (415; JSON and multipart work), a multipart field given twice (400
+// naming it), and a client that disconnects mid-request (one line in the server's log, no stack).
 
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync } from "node:fs";
@@ -70,27 +70,29 @@ test("a method the path does not allow: 405 with Allow; an unknown path stays 40
   assert.equal((await fetch(`${server.url}/v1/encodings`, { method: "PUT" })).status, 401);
 });
 
-test("a form sent to /v1/generations is a 415; JSON without a content-type still works", async () => {
+test("a urlencoded form sent to /v1/generations is a 415; multipart (image-to-video's form) and JSON work", async () => {
   const form = new FormData();
-  form.append("label", "a");
+  for (const [k, v] of Object.entries({ model: MODEL, label: "a", steps: "1", format: "npy" })) {
+    form.append(k, v);
+  }
   const multipart = await fetch(`${server.url}/v1/generations`, {
     method: "POST",
     headers: auth(key),
     body: form,
   });
-  const body = (await multipart.json()) as ErrorBody;
-  assert.equal(multipart.status, 415, JSON.stringify(body));
-  assert.equal(body.error.code, "unsupported_media_type");
-  assert.equal(
-    body.error.message,
-    'a generation is a JSON body (content-type: application/json), got "multipart/form-data"',
-  );
+  assert.equal(multipart.status, 202, await multipart.clone().text());
   const urlencoded = await fetch(`${server.url}/v1/generations`, {
     method: "POST",
     headers: { ...auth(key), "content-type": "application/x-www-form-urlencoded" },
     body: "label=a",
   });
   assert.equal(urlencoded.status, 415);
+  const body = (await urlencoded.json()) as ErrorBody;
+  assert.equal(body.error.code, "unsupported_media_type");
+  assert.equal(
+    body.error.message,
+    'a generation is a JSON body (content-type: application/json), or multipart/form-data with an image or video, got "application/x-www-form-urlencoded"',
+  );
   const json = await fetch(`${server.url}/v1/generations`, {
     method: "POST",
     headers: { ...auth(key), "content-type": "application/json; charset=utf-8" },

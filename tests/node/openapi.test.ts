@@ -215,6 +215,15 @@ test("every status the API answers on a walk over it is documented", async () =>
     schema: GenerationSchema,
   });
   const genId = ((await gen.json()) as { id: string }).id;
+  // Image-to-video and extension: multipart with an image or a video, or an encoding's latents.
+  const picture = new FormData();
+  for (const [k, v] of Object.entries({ model: MODEL, label: "a", steps: "1", format: "npy" })) {
+    picture.append(k, v);
+  }
+  picture.append("image", new Blob([clip]), "v.mp4"); // a clip: not an image (422)
+  await call("POST", "/v1/generations", { body: picture });
+  const noEncoding = { model: MODEL, label: "a", encoding: "enc_nope" };
+  await call("POST", "/v1/generations", jsonBody(noEncoding));
   await call("GET", `/v1/generations/${genId}`, { schema: GenerationSchema });
   await call("GET", `/v1/generations/${genId}/content?index=0`);
   await call("GET", `/v1/generations/${genId}/content?index=9`);

@@ -21,7 +21,14 @@ import {
 } from "../../store/generation-rows.ts";
 import type { GenerationRow } from "../../store/schema.ts";
 import { DenoiserBatcher } from "../generate/batcher.ts";
-import { type GenerateFormat, type GenerateSettings, generateFiles } from "../generate/generate.ts";
+import {
+  type GenerateFormat,
+  type GenerateSettings,
+  generateFiles,
+  type OutputMode,
+} from "../generate/generate.ts";
+import type { ContextMode } from "../generate/sampler.ts";
+import { loadSource, type SourceKind } from "../generate/source.ts";
 import { PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
 import { commitFile, generationsDir, removeTempFiles, sha256File, tempPath } from "./datadir.ts";
@@ -29,9 +36,30 @@ import { MAX_ATTEMPTS, RunnerBase } from "./runner.ts";
 
 /** What a generation row's `options` holds: the resolved settings (defaults filled in) that
  * are not derived from the bundle, and the output format. */
-export type GenerationOptions = Omit<GenerateSettings, "nullClass" | "shape"> & {
+export type GenerationOptions = Omit<GenerateSettings, "nullClass" | "shape" | "condition"> & {
   format: GenerateFormat;
+  /** What the generation starts from besides its label (image-to-video, extension). */
+  input?: GenerationInput;
 };
+
+/** An image, a clip or an encoding's latents that a generation starts from: stored in the
+ * generation's folder at submission (so the encoding may be deleted meanwhile, and a rerun gives
+ * the same bytes) and encoded when it runs. */
+export interface GenerationInput {
+  /** "image": latent frame 0 is the image's; "video" and "latents": an extension. */
+  kind: SourceKind;
+  /** The upload's file name, or the encoding item ("enc_.../items/0"). */
+  source: string;
+  /** Of the stored input file. */
+  sha256: string;
+  /** The stored input's file name in the generation's folder. */
+  file: string;
+  /** An extension's output: the new frames only, or the input followed by them. */
+  output: OutputMode;
+  /** Latent frames given at most (1 for an image; manifest decoder_context_latents). */
+  contextLatents: number;
+  contextMode: ContextMode;
+}
 
 export interface GenerationRunnerOptions {
   db: Db;
@@ -134,7 +162,25 @@ export class GenerationRunner extends RunnerBase<GenerationRow> {
     const temps = finals.map((_, k) => tempPath(dir, String(k), o.format));
     this.#changed(g.id);
     try {
-      await generateFiles(this.#runtime, this.#runtime.loaded(g.model), {
+      const bundle = this.#runtime.loaded(g.model);
+      const input = o.input;
+      const conditioned = input
+        ? {
+            condition:
+              input.kind === "image"
+                ? ({ kind: "image" } as const)
+                : ({ kind: "extend", output: input.output } as const),
+            source: await loadSource(
+              this.#runtime,
+              bundle,
+              input.kind,
+              join(dir, input.file),
+              signal,
+            ),
+          }
+        : {};
+      await generateFiles(this.#runtime, bundle, {
+        ...conditioned,
         label: o.label,
         seed: o.seed,
         steps: o.steps,

@@ -16,11 +16,11 @@ import {
   newGenerationId,
 } from "../../store/generation-rows.ts";
 import { ACTIVE_STATUSES, type GenerationRow } from "../../store/schema.ts";
-import { type GenerateFormat, resolveSettings } from "../generate/generate.ts";
+import { type GenerateFormat, type OutputMode, resolveSettings } from "../generate/generate.ts";
 import type { SamplerMethod } from "../generate/sampler.ts";
 import { isPipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
-import type { GenerationOptions } from "./generation-runner.ts";
+import type { GenerationInput, GenerationOptions } from "./generation-runner.ts";
 
 /** What a client asks for (already shape-checked, e.g. by server/schemas.ts). */
 export interface GenerationRequest {
@@ -34,6 +34,11 @@ export interface GenerationRequest {
   frames?: number | undefined;
   n?: number | undefined;
   format: GenerateFormat;
+  /** An image, clip or encoding's latents to start from, already stored and checked (the route
+   * does that); its sha256 makes a retry with other bytes another request. */
+  input?: Omit<GenerationInput, "contextLatents" | "contextMode"> | undefined;
+  /** What an extension's output holds (default "continuation"); only with a video input. */
+  output?: OutputMode | undefined;
 }
 
 export interface SubmitDeps {
@@ -51,6 +56,8 @@ export interface SubmitDeps {
 export interface PlannedGeneration {
   model: string;
   options: GenerationOptions;
+  /** The row's id when the caller chose it (the folder its input was stored in). */
+  id?: string;
 }
 
 /**
@@ -117,11 +124,20 @@ export function planGeneration(
       ...(req.method !== undefined ? { method: req.method } : {}),
       ...(req.frames !== undefined ? { frames: req.frames } : {}),
       ...(req.n !== undefined ? { n: req.n } : {}),
+      ...(req.input
+        ? {
+            condition:
+              req.input.kind === "image"
+                ? { kind: "image" as const }
+                : { kind: "extend" as const, output: req.input.output },
+          }
+        : {}),
     });
   } catch (err) {
     if (isPipelineError(err, "bad_request")) throw new AppError("invalid_field", err.message, 400);
-    throw err; // cannot_generate (422)
+    throw err; // cannot_generate, cannot_extend (422)
   }
+  const c = settings.condition;
   return {
     model: bundle.name,
     options: {
@@ -134,6 +150,9 @@ export function planGeneration(
       frames: settings.frames,
       n: settings.n,
       format: req.format,
+      ...(req.input && c
+        ? { input: { ...req.input, contextLatents: c.contextLatents, contextMode: c.contextMode } }
+        : {}),
     },
   };
 }
@@ -168,7 +187,7 @@ export function queueGenerations(
   }
   return plans.map((p) =>
     insertGeneration(db, {
-      id: newGenerationId(),
+      id: p.id ?? newGenerationId(),
       keyId,
       model: p.model,
       options: p.options as unknown as Record<string, unknown>,
@@ -187,6 +206,7 @@ export function submitGeneration(
   keyId: string,
   req: GenerationRequest,
   idempotencyKey?: string,
+  id?: string,
 ): { row: GenerationRow; replayed: boolean } {
   const requestSha256 = createHash("sha256").update(JSON.stringify(req)).digest("hex");
   const replay = () => {
@@ -204,6 +224,7 @@ export function submitGeneration(
   const earlier = replay();
   if (earlier) return { row: earlier, replayed: true };
   const plan = planGeneration(deps.runtime, req, deps.defaultModel);
+  if (id !== undefined) plan.id = id;
   try {
     const [row] = queueGenerations(deps, keyId, [plan], {
       idempotencyKey: idempotencyKey ?? null,

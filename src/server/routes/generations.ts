@@ -2,23 +2,45 @@
 // used, timings); GET /:id/content?index=i; POST /:id/cancel. Without "model" the request uses the
 // default bundle (work/submit-generation.ts, the use case this route and the admin page share).
 // Visible to the key that made them and to admin keys. Request errors are 400 "invalid_field"
-// naming the field.
+// naming the field. A generation may start from an image (image-to-video) or continue a clip or
+// an encoding's latents (extension): multipart with an `image` or `video` file, or `encoding`
+// (JSON or multipart); the input is checked before the 202 and stored with the generation
+// (work/generation-input.ts).
 
-import { Hono } from "hono";
+import { rm } from "node:fs/promises";
+import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
+import { generationsDir, uploadsDir } from "../../pipeline/work/datadir.ts";
+import {
+  checkClipInput,
+  checkImageInput,
+  storeEncodingLatents,
+  storeUpload,
+} from "../../pipeline/work/generation-input.ts";
 import type { GenerationOptions, GenerationRunner } from "../../pipeline/work/generation-runner.ts";
 import { deleteFinishedGeneration } from "../../pipeline/work/retention.ts";
-import { submitGeneration } from "../../pipeline/work/submit-generation.ts";
+import {
+  type GenerationRequest,
+  resolveModel,
+  submitGeneration,
+} from "../../pipeline/work/submit-generation.ts";
 import type { Db } from "../../store/db.ts";
-import { getGeneration, listGenerations } from "../../store/generation-rows.ts";
+import { getGeneration, listGenerations, newGenerationId } from "../../store/generation-rows.ts";
 import { type GenerationRow, TERMINAL_STATUSES } from "../../store/schema.ts";
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import { type Config, submitDepsOf } from "../config.ts";
 import { hidePaths } from "../redact.ts";
-import { describeZodError, GenerationRequestSchema, ListJobsQuerySchema } from "../schemas.ts";
+import {
+  describeZodError,
+  type GenerationForm,
+  GenerationFormSchema,
+  GenerationRequestSchema,
+  ListJobsQuerySchema,
+} from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
+import { receiveUploads, type SavedUpload } from "../uploads.ts";
 import { checkWebhookUrl, registerWebhook } from "../webhooks.ts";
 
 /** The longest `Prefer: wait=N` honoured, in seconds. */
@@ -54,6 +76,8 @@ export function generationJson(g: GenerationRow) {
         : [],
   };
 }
+
+type ParsedJson = ReturnType<typeof GenerationRequestSchema.parse>;
 
 export function generationRoutes(deps: {
   db: Db;
@@ -135,15 +159,57 @@ export function generationRoutes(deps: {
         400,
       );
     }
-    // JSON only: a form (multipart or urlencoded) is a 415 naming what was sent.
+    // JSON, or multipart with an image or video; anything else (a urlencoded form) is a 415.
     const type = c.req.header("content-type");
-    if (type !== undefined && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
+    const form = type !== undefined && /^multipart\/form-data\s*(;|$)/i.test(type);
+    if (type !== undefined && !form && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
       throw new ApiError(
         "unsupported_media_type",
-        `a generation is a JSON body (content-type: application/json), got "${type.split(";")[0]}"`,
+        `a generation is a JSON body (content-type: application/json), or multipart/form-data with an image or video, got "${type.split(";")[0]}"`,
         415,
       );
     }
+    const id = newGenerationId();
+    const { data, upload } = form
+      ? await receiveForm(c, id)
+      : { ...(await readJson(c)), upload: null };
+    const { webhook, encoding, item, output, ...rest } = data;
+    let request: GenerationRequest;
+    let hook: string | undefined;
+    try {
+      hook = webhook !== undefined ? checkWebhookUrl(webhook, config.webhooks) : undefined;
+      // A form's label of digits is a class id, as a JSON number is.
+      const label = rest.label;
+      request = {
+        ...rest,
+        label: form && typeof label === "string" && /^\d+$/.test(label) ? Number(label) : label,
+      };
+      const input = await storeInput(c, id, { upload, encoding, item, output, model: rest.model });
+      if (input) request.input = input;
+    } catch (err) {
+      await removeInput(id);
+      throw err;
+    }
+    let submitted: ReturnType<typeof submitGeneration>;
+    try {
+      submitted = submitGeneration(submitDeps, c.var.apiKey.id, request, idempotencyKey, id);
+    } catch (err) {
+      await removeInput(id);
+      throw err;
+    }
+    if (submitted.replayed) await removeInput(id);
+    if (submitted.replayed) {
+      const { row, status, headers } = await answer(c, submitted.row.id);
+      return c.json(generationJson(row), status, { ...headers, "Idempotent-Replayed": "true" });
+    }
+    if (hook !== undefined) registerWebhook(db, "generations", id, hook);
+    generations.notify();
+    const { row, status, headers } = await answer(c, id);
+    return c.json(generationJson(row), status === 200 ? 200 : 202, headers);
+  });
+
+  /** The JSON body, checked. */
+  async function readJson(c: Context<AppEnv>): Promise<{ data: GenerationForm | ParsedJson }> {
     let body: unknown;
     try {
       body = await c.req.json();
@@ -152,19 +218,103 @@ export function generationRoutes(deps: {
     }
     const parsed = GenerationRequestSchema.safeParse(body);
     if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
-    const { webhook, ...request } = parsed.data;
-    const hook = webhook !== undefined ? checkWebhookUrl(webhook, config.webhooks) : undefined;
-    const submitted = submitGeneration(submitDeps, c.var.apiKey.id, request, idempotencyKey);
-    if (submitted.replayed) {
-      const { row, status, headers } = await answer(c, submitted.row.id);
-      return c.json(generationJson(row), status, { ...headers, "Idempotent-Replayed": "true" });
+    return { data: parsed.data };
+  }
+
+  /** The multipart form: its fields checked, its one file (image or video) checked and kept in
+   * uploads/<id>/ until storeInput moves it. */
+  async function receiveForm(
+    c: Context<AppEnv>,
+    id: string,
+  ): Promise<{ data: GenerationForm; upload: SavedUpload | null }> {
+    const { options, uploads } = await receiveUploads(c, {
+      dataDir: config.dataDir,
+      jobId: id,
+      maxFiles: 2,
+      maxBytes: config.maxUploadBytes,
+      fileFields: ["image", "video"],
+      filesOptional: true,
+      fields: (fields) => {
+        const parsed = GenerationFormSchema.safeParse(fields);
+        if (!parsed.success)
+          throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
+        resolveModel(runtime, parsed.data.model, config.defaultModel); // 404 before the files
+        return parsed.data;
+      },
+      check: async (path, _name, o, field) => {
+        if (field === "image") return checkImageInput(path);
+        const bundle = resolveModel(runtime, o.model, config.defaultModel);
+        return checkClipInput(bundle, path, config.maxSeconds);
+      },
+    });
+    if (uploads.length > 1) {
+      await rm(uploadsDir(config.dataDir, id), { recursive: true, force: true });
+      throw new ApiError(
+        "invalid_field",
+        `${uploads.map((u) => u.field).join(" and ")}: give one file, an image or a video`,
+        400,
+      );
     }
-    const id = submitted.row.id;
-    if (hook !== undefined) registerWebhook(db, "generations", id, hook);
-    generations.notify();
-    const { row, status, headers } = await answer(c, id);
-    return c.json(generationJson(row), status === 200 ? 200 : 202, headers);
-  });
+    return { data: options, upload: uploads[0] ?? null };
+  }
+
+  /** Stores what the generation starts from (an upload or an encoding's latents) in its folder. */
+  async function storeInput(
+    c: Context<AppEnv>,
+    id: string,
+    o: {
+      upload: SavedUpload | null;
+      encoding: string | undefined;
+      item: number | undefined;
+      output: "continuation" | "whole" | undefined;
+      model: string | undefined;
+    },
+  ): Promise<GenerationRequest["input"]> {
+    const { upload, encoding } = o;
+    if (upload && encoding !== undefined) {
+      throw new ApiError(
+        "invalid_field",
+        `encoding: give either an encoding or an uploaded ${upload.field}, not both`,
+        400,
+      );
+    }
+    if (o.item !== undefined && encoding === undefined) {
+      throw new ApiError("invalid_field", "item: only with encoding", 400);
+    }
+    const extension = encoding !== undefined || upload?.field === "video";
+    if (o.output !== undefined && !extension) {
+      throw new ApiError(
+        "invalid_field",
+        "output: only an extension (a video or an encoding) has an output mode",
+        400,
+      );
+    }
+    const output = o.output ?? (extension ? "continuation" : "whole");
+    if (upload) {
+      const stored = await storeUpload(config.dataDir, id, upload.path);
+      await rm(uploadsDir(config.dataDir, id), { recursive: true, force: true });
+      const kind = upload.field === "image" ? "image" : "video";
+      return { kind, source: upload.sourceName, output, ...stored };
+    }
+    if (encoding === undefined) return undefined;
+    const bundle = resolveModel(runtime, o.model, config.defaultModel);
+    const stored = await storeEncodingLatents(
+      db,
+      config.dataDir,
+      id,
+      bundle,
+      c.var.apiKey,
+      encoding,
+      o.item ?? 0,
+    );
+    return { kind: "latents", output, ...stored };
+  }
+
+  /** Removes what a refused or replayed request stored. */
+  async function removeInput(id: string): Promise<void> {
+    await rm(uploadsDir(config.dataDir, id), { recursive: true, force: true });
+    await rm(generationsDir(config.dataDir, id), { recursive: true, force: true });
+  }
 
   app.get("/:id/events", (c) => {
     const first = visible(c.req.param("id"), c.var.apiKey);
