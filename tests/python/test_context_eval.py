@@ -17,17 +17,25 @@ def test_real_step_psnr_of_a_still_clip_is_the_cap_and_of_noise_is_low():
     assert (real_step_psnr(noisy) < 10).all()
 
 
-@pytest.mark.parametrize("chain", [2])
-def test_context_eval_measures_both_modes_and_draws_the_sheets(tmp_path, chain):
-    data = make_toy_dataset(tmp_path / "toy")
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """A toy dataset, a 2-step autoencoder and an 8-step context-trained denoiser on it."""
+    tmp = tmp_path_factory.mktemp("context")
+    data = make_toy_dataset(tmp / "toy")
     flags = ["--config", "tiny", "--data", str(data), "--threads", "1"]
-    ae = tmp_path / "ae"
+    ae = tmp / "ae"
     assert train_ae.main(flags + ["--variant", "baseline", "--out", str(ae), "--steps", "2"]) == 0
-    dit = tmp_path / "dit"
+    dit = tmp / "dit"
     assert (
         train_diffusion.main(flags + ["--ae", str(ae), "--out", str(dit), "--context-prob", "0.5"])
         == 0
     )
+    return data, ae, dit
+
+
+@pytest.mark.parametrize("chain", [2])
+def test_context_eval_measures_both_modes_and_draws_the_sheets(tmp_path, toy_run, chain):
+    data, ae, dit = toy_run
     out = tmp_path / "context"
     argv = ["--dit", str(dit), "--out", str(out), "--data", str(data), "--threads", "1"]
     argv += ["--ae", str(ae / "checkpoints" / "last.pt")]
@@ -47,3 +55,29 @@ def test_context_eval_measures_both_modes_and_draws_the_sheets(tmp_path, chain):
     assert record["classifier"]["key"] and "| dit |" in (out / "context.md").read_text()
     bad = argv[:-6] + ["--steps", "2", "--context-latents", "3", "--classifier-steps", "10"]
     assert context_eval.main(bad) == 2  # 3 given latents leave nothing to generate
+
+
+def test_sampler_sweep_tabulates_every_setting_and_export_takes_the_choice(tmp_path, toy_run):
+    from diffusable import sampler_sweep
+    from diffusable.export_denoiser import sampler_defaults
+
+    data, ae, dit = toy_run
+    out = tmp_path / "sweep.json"
+    argv = ["--dit", str(dit), "--ae", str(ae / "checkpoints" / "last.pt"), "--data", str(data)]
+    argv += ["--guidance", "1", "3", "--steps", "2", "--per-class", "2", "--json", str(out)]
+    argv += ["--classifier-steps", "10"]
+    assert sampler_sweep.main(argv + ["--threads", "1"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["guidance"], r["steps"], r["method"]) for r in rows] == [
+        (1.0, 2, "euler"),
+        (3.0, 2, "euler"),
+    ]
+    assert all(0 <= r["class_score"] <= 1 and r["fd_cls3d"] >= 0 for r in rows)
+    assert (
+        rows[0]["class_score"] != rows[1]["class_score"]
+        or rows[0]["fd_cls3d"] != rows[1]["fd_cls3d"]
+    )  # guidance changes the samples
+    train = {"sample_method": "euler", "sample_steps": 16, "guidance": 2.0}
+    assert sampler_defaults(train)["guidance"] == 2.0
+    chosen = sampler_defaults(train, {"guidance": 3.0, "steps": None, "method": "heun"})
+    assert (chosen["guidance"], chosen["steps"], chosen["method"]) == (3.0, 16, "heun")

@@ -89,6 +89,7 @@ class ContextSampler:
         self.steps = steps
         self.guidance = self.train.get("guidance", 2.0) if guidance is None else guidance
         self.batch = batch
+        self.method = "euler"
 
     @torch.no_grad()
     def window(
@@ -111,6 +112,7 @@ class ContextSampler:
                 null_class=self.cfg.null_class,
                 context=None if context is None else context[sl],
                 context_mode=mode,
+                method=self.method,
             )
             out.append(self.vae.decode_scaled(x0).clamp(-1, 1))
         return torch.cat(out)

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -24,6 +24,7 @@ from . import paths
 from .checkpoint import load_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
 from .export import last_event
+from .flow import SAMPLER_METHODS
 from .onnx_export import add_weights_flag, export_onnx, file_entries
 
 X_AXES = {0: "batch", 2: "latent_frames", 3: "latent_height", 4: "latent_width"}
@@ -53,11 +54,14 @@ def export_denoiser_onnx(
     )
 
 
-def sampler_defaults(train: Dict) -> Dict:
+def sampler_defaults(train: Dict, chosen: Optional[Dict] = None) -> Dict:
+    """The manifest's sampler: the run's evaluation settings unless chosen (e.g. by
+    sampler_sweep) overrides some of them."""
+    chosen = {k: v for k, v in (chosen or {}).items() if v is not None}
     return {
-        "method": train.get("sample_method", "euler"),
-        "steps": train.get("sample_steps", 25),
-        "guidance": train.get("guidance", 2.0),
+        "method": chosen.get("method", train.get("sample_method", "euler")),
+        "steps": chosen.get("steps", train.get("sample_steps", 25)),
+        "guidance": chosen.get("guidance", train.get("guidance", 2.0)),
         "max_steps": 200,
         "schedule": "uniform",
     }
@@ -67,6 +71,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Add a denoiser to a model bundle.")
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--bundle", required=True, help="bundle folder made by diffusable.export")
+    ap.add_argument("--guidance", type=float, help="sampler default (default: the run's)")
+    ap.add_argument("--steps", type=int, help="sampler steps default (default: the run's)")
+    ap.add_argument("--method", choices=SAMPLER_METHODS, help="default: the run's")
     add_weights_flag(ap)
     args = ap.parse_args(argv)
     ckpt, bundle = Path(args.ckpt), Path(args.bundle)
@@ -99,7 +106,8 @@ def main(argv=None) -> int:
     manifest["classes"] = state["classes"]
     manifest["null_class"] = len(state["classes"])
     manifest["denoiser_config"] = model.cfg.to_dict()
-    manifest["sampler"] = sampler_defaults(state["train"])
+    chosen = {"guidance": args.guidance, "steps": args.steps, "method": args.method}
+    manifest["sampler"] = sampler_defaults(state["train"], chosen)
     manifest["onnx"]["denoiser"] = "denoiser.onnx"
     manifest["onnx"]["denoiser_weights"] = args.weights
     manifest["runs"]["diffusion"] = {"id": state.get("run_id"), "step": state.get("step")}
