@@ -24,7 +24,8 @@ import {
   readEvents,
 } from "./admin-fixtures.ts";
 import { GRID_RUNS_DIR, runId } from "./grid-fixture.ts";
-import { openTestApp, type TestApp, tempDir } from "./server-helpers.ts";
+import { ffmpegMake } from "./media.ts";
+import { makeVideo, openTestApp, type TestApp, tempDir } from "./server-helpers.ts";
 
 const form = (key: string) => ({
   method: "POST",
@@ -441,6 +442,64 @@ describe("admin page", () => {
       ],
     );
     await t.generations.idle();
+  });
+
+  test("samples from an image or a clip (multipart): each side starts from it; a bad file is a 4xx before the 202", async () => {
+    const dir = tempDir("admin-inputs");
+    const image = ffmpegMake([
+      "-f",
+      "lavfi",
+      "-i",
+      "mandelbrot=size=48x40:end_pts=1",
+      "-frames:v",
+      "1",
+      join(dir, "p.png"),
+    ]);
+    const clip = makeVideo(join(dir, "c.mp4"), { seconds: 9 / 8 });
+    const post = (fields: Record<string, string>, file: [string, Uint8Array, string] | null) => {
+      const form = new FormData();
+      for (const [k, v] of Object.entries(fields)) form.append(k, v);
+      if (file) form.append(file[0], new Blob([file[1]]), file[2]);
+      return t.app.request("/admin/api/samples", {
+        method: "POST",
+        headers: { cookie },
+        body: form,
+      });
+    };
+    const fields = {
+      "models.a": "tiny-fixture",
+      "models.b": "fx-se",
+      label: "a",
+      seed: "2",
+      steps: "1",
+    };
+    for (const [field, path, frames] of [
+      ["image", image, "5"],
+      ["video", clip, "4"],
+    ] as const) {
+      const res = await post({ ...fields, frames }, [field, readFileSync(path), field]);
+      const body = (await res.json()) as { samples: { sample: { id: string } }[] };
+      assert.equal(res.status, 202, JSON.stringify(body));
+      await t.generations.idle();
+      for (const s of body.samples) {
+        const g = (await (
+          await t.app.request(`/admin/api/samples/${s.sample.id}`, { headers: { cookie } })
+        ).json()) as { status: string; error: unknown };
+        assert.equal(g.status, "succeeded", `${field}: ${JSON.stringify(g.error)}`);
+      }
+    }
+    const bad = await post(fields, ["image", new TextEncoder().encode("no picture"), "x.png"]);
+    assert.equal(bad.status, 422);
+    assert.match(
+      ((await bad.json()) as { error: { message: string } }).error.message,
+      /^image "x\.png": the file is not an image/,
+    );
+    const half = await post({ "models.a": "fx-se", label: "a" }, [
+      "image",
+      readFileSync(image),
+      "p.png",
+    ]);
+    assert.equal(half.status, 400);
   });
 
   test("samples: one webm per bundle for the same label and seed, playable with ranges", async () => {

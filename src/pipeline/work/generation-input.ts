@@ -22,7 +22,10 @@ export async function checkImageInput(path: string): Promise<void> {
   try {
     info = await probeVideo(path);
   } catch (err) {
-    if (isPipelineError(err, "not_a_video") || isPipelineError(err, "truncated")) {
+    // A file that only looks like an image (ffprobe's image demuxers guess by name) has no size.
+    const sizeless =
+      isPipelineError(err, "bad_dimensions") && /declares (0x|\d+x0 )/.test(err.message);
+    if (isPipelineError(err, "not_a_video") || isPipelineError(err, "truncated") || sizeless) {
       throw new PipelineError(
         "not_an_image",
         "the file is not an image (PNG, JPEG, WebP) or a one-frame video that ffmpeg can read.",

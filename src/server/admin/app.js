@@ -862,12 +862,26 @@ async function generateSamples(event) {
     label: $("#sample-label").value,
     seed: Number($("#sample-seed").value || 0),
   };
-  try {
-    const res = await api("/admin/api/samples", {
+  // With a file: an image becomes frame 0 (image-to-video), a clip is continued (extension).
+  const file = $("#sample-input").files?.[0];
+  let init;
+  if (file) {
+    const form = new FormData();
+    form.append("models.a", body.models.a);
+    form.append("models.b", body.models.b);
+    form.append("label", body.label);
+    form.append("seed", String(body.seed));
+    form.append(file.type.startsWith("image/") ? "image" : "video", file, file.name);
+    init = { method: "POST", body: form };
+  } else {
+    init = {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(body),
-    });
+    };
+  }
+  try {
+    const res = await api("/admin/api/samples", init);
     await Promise.all(
       res.samples.map((entry) => {
         if (entry.error) {

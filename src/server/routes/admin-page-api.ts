@@ -1,19 +1,28 @@
 // The JSON the admin page reads under /admin/api (a session is required): runs, the comparison
 // of two runs (training/runs/run-compare.ts), and sample videos of both runs' bundles, queued
 // through the same use case as POST /v1/generations (work/submit-generation.ts) for the same
-// label and seed and served with the one file-sending helper.
+// label and seed and served with the one file-sending helper. A sample may start from an image
+// or continue a clip (multipart with `image` or `video`, as POST /v1/generations takes them): the
+// upload is checked before the 202 and each side's generation keeps its own copy.
 
 import { createHash, randomInt } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rm } from "node:fs/promises";
+import { extname, join } from "node:path";
 import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { isAppError } from "../../app-error.ts";
 import { BROWSER_VIDEO_FORMATS } from "../../pipeline/media/output-formats.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
-import type { GenerationOptions, GenerationRunner } from "../../pipeline/work/generation-runner.ts";
+import { generationsDir, sha256File, uploadsDir } from "../../pipeline/work/datadir.ts";
+import { checkClipInput, checkImageInput } from "../../pipeline/work/generation-input.ts";
+import type {
+  GenerationInput,
+  GenerationOptions,
+  GenerationRunner,
+} from "../../pipeline/work/generation-runner.ts";
 import { planGeneration, queueGenerations } from "../../pipeline/work/submit-generation.ts";
 import type { Db } from "../../store/db.ts";
-import { getGeneration } from "../../store/generation-rows.ts";
+import { getGeneration, newGenerationId } from "../../store/generation-rows.ts";
 import { type GenerationRow, RUN_KINDS } from "../../store/schema.ts";
 import type { RunReader } from "../../training/runs/run-compare.ts";
 import {
@@ -31,6 +40,7 @@ import { ApiError } from "../api-error.ts";
 import { type Config, submitDepsOf } from "../config.ts";
 import { describeZodError } from "../schemas.ts";
 import { sendFile } from "../send-file.ts";
+import { receiveUploads, type SavedUpload } from "../uploads.ts";
 
 import { type AdminEnv, sessionAdmin } from "./admin-page-session.ts";
 
@@ -98,7 +108,38 @@ const SamplesRequestSchema = z.strictObject({
   label: z.union([z.string().min(1).max(200), z.number().int().nonnegative()]),
   seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
   steps: z.number().int().positive().max(1000).optional(),
+  frames: z.number().int().positive().optional(),
+  output: z.enum(["continuation", "whole"]).optional(),
 });
+
+/** The same request as a multipart form (with an `image` or `video` file): text fields, the
+ * bundles as models.a and models.b. */
+const SamplesFormSchema = z.strictObject({
+  a: z.string().min(1).max(200).optional(),
+  b: z.string().min(1).max(200).optional(),
+  "models.a": z.string().min(1).max(200).optional(),
+  "models.b": z.string().min(1).max(200).optional(),
+  label: z.string().min(1).max(200),
+  seed: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  steps: z.coerce.number().int().positive().max(1000).optional(),
+  frames: z.coerce.number().int().positive().optional(),
+  output: z.enum(["continuation", "whole"]).optional(),
+});
+
+type SamplesRequest = z.infer<typeof SamplesRequestSchema>;
+
+/** A form's fields as the JSON request (models.a and models.b together, a label of digits an id). */
+function samplesRequestOf(form: z.infer<typeof SamplesFormSchema>): SamplesRequest {
+  const { "models.a": ma, "models.b": mb, label, ...rest } = form;
+  if ((ma === undefined) !== (mb === undefined)) {
+    throw new ApiError("invalid_field", "models.a and models.b: give both or neither", 400);
+  }
+  return {
+    ...rest,
+    label: /^\d+$/.test(label) ? Number(label) : label,
+    ...(ma !== undefined && mb !== undefined ? { models: { a: ma, b: mb } } : {}),
+  };
+}
 
 const GridQuerySchema = z.strictObject({
   group: z.string().min(1).max(300).optional(),
@@ -305,15 +346,85 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
     if (!generations) {
       throw new ApiError("generations_unavailable", "this server does not run generations", 503);
     }
-    if (!(c.req.header("content-type") ?? "").includes("application/json")) {
-      throw new ApiError("unsupported_media_type", "send the request as application/json", 415);
+    const type = c.req.header("content-type") ?? "";
+    const isForm = /^multipart\/form-data/i.test(type);
+    if (!isForm && !type.includes("application/json")) {
+      throw new ApiError(
+        "unsupported_media_type",
+        "send the request as application/json, or multipart/form-data with an image or video",
+        415,
+      );
     }
-    const body = await c.req.json().catch(() => {
-      throw new ApiError("invalid_json", "the body is not JSON", 400);
-    });
-    const parsed = SamplesRequestSchema.safeParse(body);
-    if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
-    const req = parsed.data;
+    let req: SamplesRequest;
+    let upload: SavedUpload | null = null;
+    const uploadId = newGenerationId();
+    if (isForm) {
+      const received = await receiveUploads(c, {
+        dataDir: config.dataDir,
+        jobId: uploadId,
+        maxFiles: 2,
+        maxBytes: config.maxUploadBytes,
+        fileFields: ["image", "video"],
+        filesOptional: true,
+        fields: (fields) => {
+          const parsed = SamplesFormSchema.safeParse(fields);
+          if (!parsed.success) {
+            throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
+          }
+          return samplesRequestOf(parsed.data);
+        },
+        check: async (path, _name, o, field) => {
+          if (field === "image") return checkImageInput(path);
+          // A clip is checked against each loaded bundle it is sent to.
+          for (const m of [o.models?.a, o.models?.b]) {
+            if (m !== undefined && runtime.bundles().some((b) => b.name === m)) {
+              await checkClipInput(runtime.loaded(m), path, config.maxSeconds);
+            }
+          }
+        },
+      });
+      req = received.options;
+      upload = received.uploads[0] ?? null;
+      if (received.uploads.length > 1) {
+        await rm(uploadsDir(config.dataDir, uploadId), { recursive: true, force: true });
+        throw new ApiError("invalid_field", "image and video: give one file, not both", 400);
+      }
+    } else {
+      const body = await c.req.json().catch(() => {
+        throw new ApiError("invalid_json", "the body is not JSON", 400);
+      });
+      const parsed = SamplesRequestSchema.safeParse(body);
+      if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
+      req = parsed.data;
+    }
+    try {
+      return await queueSamples(c, req, upload);
+    } finally {
+      await rm(uploadsDir(config.dataDir, uploadId), { recursive: true, force: true });
+    }
+  });
+
+  /** Plans both sides (each with its own copy of the upload, if any) and queues them. */
+  const queueSamples = async (
+    c: Context<AdminEnv>,
+    req: SamplesRequest,
+    upload: SavedUpload | null,
+  ) => {
+    if (!generations) {
+      throw new ApiError("generations_unavailable", "this server does not run generations", 503);
+    }
+    if (req.output !== undefined && upload?.field !== "video") {
+      throw new ApiError("invalid_field", "output: only when continuing a video", 400);
+    }
+    const input: Omit<GenerationInput, "contextLatents" | "contextMode"> | undefined = upload
+      ? {
+          kind: upload.field === "image" ? "image" : "video",
+          source: upload.sourceName,
+          sha256: await sha256File(upload.path),
+          file: `input${extname(upload.path).toLowerCase()}`,
+          output: req.output ?? "whole", // the page shows the clip and its continuation
+        }
+      : undefined;
     const seed = req.seed ?? randomInt(0, 2 ** 47);
     const key = c.var.adminKey;
     const byModel = req.models !== undefined;
@@ -332,9 +443,12 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
           label: req.label,
           seed,
           ...(req.steps !== undefined ? { steps: req.steps } : {}),
+          ...(req.frames !== undefined ? { frames: req.frames } : {}),
           n: 1,
           format: SAMPLE_FORMAT,
+          ...(input ? { input } : {}),
         });
+        if (input) p.id = newGenerationId();
         return { side, runId, model, plan: p, error: null };
       } catch (err) {
         if (isAppError(err, "invalid_field")) {
@@ -386,11 +500,20 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
         422,
       );
     }
-    const rows = queueGenerations(
-      submitDeps,
-      key.id,
-      runnable.flatMap((p) => ("plan" in p && p.plan ? [p.plan] : [])),
-    );
+    const planned = runnable.flatMap((p) => ("plan" in p && p.plan ? [p.plan] : []));
+    const copies =
+      input && upload ? planned.map((p) => generationsDir(config.dataDir, p.id as string)) : [];
+    let rows: GenerationRow[];
+    try {
+      for (const dir of copies) {
+        await mkdir(dir, { recursive: true });
+        await copyFile((upload as SavedUpload).path, join(dir, (input as GenerationInput).file));
+      }
+      rows = queueGenerations(submitDeps, key.id, planned);
+    } catch (err) {
+      for (const dir of copies) await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
     const samples = plans.map((p) => {
       if (p.error !== null || !("plan" in p) || !p.plan) {
         return { side: p.side, run: p.runId, model: p.model, sample: null, error: p.error };
@@ -400,7 +523,7 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
     });
     generations.notify();
     return c.json({ seed, label: req.label, samples }, 202);
-  });
+  };
 
   const sampleRow = (id: string) => {
     const g = getGeneration(db, id);
