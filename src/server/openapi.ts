@@ -337,7 +337,7 @@ export function openApiDocument(): Json {
         "encodings",
         "encodings",
         EncodeOptionsSchema,
-        "videos (1..DIFFUSABLE_MAX_FILES)",
+        "videos (1..DIFFUSABLE_MAX_FILES); with size=native each frame, rounded to the spatial factor, at most DIFFUSABLE_MAX_PIXELS pixels (else 422 too_large)",
         {
           latents: {
             content: {
@@ -358,9 +358,15 @@ export function openApiDocument(): Json {
           video: { content: video },
         },
       ),
-      ...jobPaths("reconstructions", "reconstructions", ReconstructOptionsSchema, "videos", {
-        video: { content: video },
-      }),
+      ...jobPaths(
+        "reconstructions",
+        "reconstructions",
+        ReconstructOptionsSchema,
+        "videos; with size=native each frame, rounded to the spatial factor, at most DIFFUSABLE_MAX_PIXELS pixels (else 422 too_large)",
+        {
+          video: { content: video },
+        },
+      ),
       "/v1/generations": {
         get: {
           tags: ["generations"],

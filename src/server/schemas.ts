@@ -75,7 +75,10 @@ const ItemSchema = z.object({
   status: z.enum(JOB_STATUSES),
   error: ErrorSchema.shape.error.nullable(),
   sha256: z.string().nullable().meta({ description: "sha256 of the main output" }),
-  metadata: z.record(z.string(), z.unknown()).nullable(),
+  metadata: z.record(z.string(), z.unknown()).nullable().meta({
+    description:
+      "what the item produced; encodings, reconstructions and decodings: size {mode: bundle|native, width, height} (the frame the model saw) and, for encodings and reconstructions, tiles (tiles per frame)",
+  }),
   urls: z.record(z.string(), z.string()).meta({ description: "where to fetch the outputs" }),
 });
 
