@@ -258,6 +258,34 @@ test("the tiny fixture (a denoiser without context) samples image-to-video in re
   assert.deepEqual([...frames(latents, 0, 1)], [...(enc.data as Float32Array)]);
 });
 
+test("a one-frame video is an image; the generation's events stream ends with done", async () => {
+  const oneFrame = ffmpegMake([
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc2=size=64x48:rate=8:duration=1",
+    "-frames:v",
+    "1",
+    "-pix_fmt",
+    "yuv420p",
+    join(work, "one.mp4"),
+  ]);
+  const res = await t.app.request("/v1/generations", {
+    method: "POST",
+    headers: auth(t.user),
+    body: form(
+      { model: MODEL, label: "b", steps: "2", frames: "5", format: "npy" },
+      { image: oneFrame },
+    ),
+  });
+  assert.equal(res.status, 202);
+  const { id } = (await res.json()) as Gen;
+  const events = await t.app.request(`/v1/generations/${id}/events`, { headers: auth(t.user) });
+  const text = await events.text();
+  assert.match(text, /event: done\ndata: .*"status":"succeeded"/);
+  assert.match(text, /"kind":"image"/);
+});
+
 test("extension: continuation and whole agree, and whole begins with the input's latents", async () => {
   const fields = { model: SHIPPED, label: "0", seed: "4", steps: "2", frames: "8", format: "npy" };
   const cont = await finished(await postForm(form(fields, { video: clip })));
