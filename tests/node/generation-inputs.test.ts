@@ -322,6 +322,23 @@ test("extension: continuation and whole agree, and whole begins with the input's
   );
   assert.equal(ref.outputs[0]?.sha256, cont.outputs[0]?.sha256);
   assert.equal((ref.options.input as { source: string }).source, `${job.id}/items/0`);
+  // Another model's latents, or an item the encoding does not have: refused naming the field.
+  const other = await postJson({ model: MODEL, label: "a", frames: 4, encoding: job.id });
+  assert.equal(other.status, 400);
+  assert.match(
+    ((await other.json()) as { error: { message: string } }).error.message,
+    /^encoding: .* holds latents of model small-se; this generation uses model tiny-fixture\.$/,
+  );
+  const noItem = await postJson({
+    ...fields,
+    label: 0,
+    seed: 4,
+    steps: 2,
+    frames: 8,
+    encoding: job.id,
+    item: 3,
+  });
+  assert.equal(noItem.status, 404);
 });
 
 test("extension as video: continuation has the new frames, whole the input's and them; extending the whole again continues it", async () => {

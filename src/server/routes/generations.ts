@@ -26,8 +26,13 @@ import {
   submitGeneration,
 } from "../../pipeline/work/submit-generation.ts";
 import type { Db } from "../../store/db.ts";
-import { getGeneration, listGenerations, newGenerationId } from "../../store/generation-rows.ts";
-import { type GenerationRow, TERMINAL_STATUSES } from "../../store/schema.ts";
+import {
+  countGenerations,
+  getGeneration,
+  listGenerations,
+  newGenerationId,
+} from "../../store/generation-rows.ts";
+import { ACTIVE_STATUSES, type GenerationRow, TERMINAL_STATUSES } from "../../store/schema.ts";
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import { type Config, submitDepsOf } from "../config.ts";
@@ -170,6 +175,18 @@ export function generationRoutes(deps: {
       );
     }
     const id = newGenerationId();
+    if (form) {
+      // Before the upload is read, as every upload's 429 is (the quota is checked again on queueing).
+      const active = countGenerations(db, ACTIVE_STATUSES, c.var.apiKey.id);
+      if (active >= config.maxActiveJobsPerKey) {
+        throw new ApiError(
+          "too_many_generations",
+          `this key has ${active} queued or running generations; the limit is ${config.maxActiveJobsPerKey}`,
+          429,
+          { headers: { "Retry-After": "10" } },
+        );
+      }
+    }
     const { data, upload } = form
       ? await receiveForm(c, id)
       : { ...(await readJson(c)), upload: null };
