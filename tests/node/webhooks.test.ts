@@ -24,6 +24,7 @@ import {
 import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, openDb } from "../../src/store/db.ts";
 import { webhooks } from "../../src/store/schema.ts";
+import { ffmpegMake } from "./media.ts";
 import { auth, MODEL, makeVideo, openTestApp, tempDir, testConfig } from "./server-helpers.ts";
 
 const SECRET = `whsec_${Buffer.from("a test secret of 32 bytes.......").toString("base64")}`;
@@ -126,6 +127,46 @@ test("a job and a generation call their webhook once over; a failure is retried,
     );
     assert.ok(d.valid);
     assert.equal((JSON.parse(d.body) as { type: string }).type, "generation.succeeded");
+
+    // Image-to-video (multipart): the webhook field of the form, the same delivery.
+    const picture = ffmpegMake([
+      "-f",
+      "lavfi",
+      "-i",
+      "mandelbrot=size=40x40:end_pts=1",
+      "-frames:v",
+      "1",
+      join(dir, "p.png"),
+    ]);
+    const i2v = new FormData();
+    for (const [k, v] of Object.entries({
+      model: MODEL,
+      label: "a",
+      steps: "1",
+      frames: "5",
+      format: "npy",
+      webhook: hookUrl,
+    })) {
+      i2v.append(k, v);
+    }
+    i2v.append("image", new Blob([readFileSync(picture)]), "p.png");
+    const fromImage = await fetch(`${s.url}/v1/generations`, {
+      method: "POST",
+      headers: auth(s.user),
+      body: i2v,
+    });
+    assert.equal(fromImage.status, 202, await fromImage.clone().text());
+    const gi = (await fromImage.json()) as { id: string };
+    const di = await until("the image-to-video generation's delivery", () =>
+      deliveries.find((x) => x.body.includes(gi.id)),
+    );
+    assert.ok(di.valid);
+    const payload = JSON.parse(di.body) as {
+      type: string;
+      data: { options: { input: { kind: string } } };
+    };
+    assert.equal(payload.type, "generation.succeeded");
+    assert.equal(payload.data.options.input.kind, "image");
   } finally {
     await s.close();
     rmSync(dir, { recursive: true, force: true });
