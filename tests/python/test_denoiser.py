@@ -292,3 +292,6 @@ def test_a_run_with_classifier_cached_starts_without_it_and_scores_once_it_is_th
         (True, True),
     ]
     assert evals[-1]["classifier"] and all(e["fd_rand3d"] >= 0 for e in evals)
+    # a contact sheet of every evaluation's samples, to look at beside the numbers
+    sheets = sorted(p.name for p in (out / "samples").glob("*.png"))
+    assert sheets == ["step000000.png", "step000004.png", "step000008.png"]

@@ -24,7 +24,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import load_autoencoder
-from .classifier import ClassifierConfig, class_scores, classifier_cached, get_classifier
+from .classifier import (
+    ClassifierConfig,
+    class_scores,
+    classifier_cached,
+    get_classifier,
+    predict,
+)
+from .sample_sheet import contact_sheet
 from .denoiser import DENOISER_CONFIGS, Denoiser, get_denoiser_config
 from .events import portable_path
 from .features import FeatureExtractor
@@ -288,9 +295,21 @@ def main(argv=None) -> int:
             for x in extractors
         }
         scores = {"mean": None}
+        predicted = eval_labels.tolist()  # no classifier yet: the sheet marks nothing wrong
         if classifier is not None:
             size = classifier_info["config"]["size"]
             scores = class_scores(classifier, video, eval_labels, classes, size)
+            predicted = predict(classifier, video, size).tolist()
+        # Numbers alone hide mosaics: every evaluation leaves a contact sheet to look at.
+        contact_sheet(
+            video,
+            eval_labels.tolist(),
+            predicted,
+            classes,
+            out / "samples" / f"step{step:06d}.png",
+            f"{out.name}, step {step} (EMA): {cfg.sample_steps} {cfg.sample_method} steps, "
+            f"guidance {cfg.guidance:g}, class score {scores['mean']}",
+        )
         by_t = validation_loss(ema, val_set, model_cfg.null_class)
         record = {
             **fds,
