@@ -102,6 +102,8 @@ describe("encodeFile", () => {
       latentShape: [2, 4, 3, 4, 4],
       mode: "clip",
       dtype: "float32",
+      size: { mode: "bundle", width: 32, height: 32 },
+      tiles: 1,
       bundle: "tiny",
       bundleSha256: rt.bundleInfo("tiny").sha256,
     });

@@ -74,13 +74,10 @@ export async function reconstructFile(
   const ssims: number[] = [];
   async function* reconstructed() {
     for await (const clip of groups(counted(), f)) {
-      let out: { data: Float32Array; dims: number[] };
+      let frames: Uint8Array[];
       if (tiles.length > 1) {
         const latent = await encodeClipInTiles(rt, b, clip, dims, tiles, opts.signal);
-        out = {
-          data: await decodeInTiles(rt, b, latent, dims, tiles, opts.signal),
-          dims: [1, 3, f, fh, fw],
-        };
+        frames = await decodeInTiles(rt, b, latent, dims, tiles, opts.signal);
       } else {
         const data = tileVideo(clip, fw, 0, 0, fh, fw);
         const enc = await rt.run(
@@ -91,9 +88,8 @@ export async function reconstructFile(
         );
         const dec = await rt.run(b, "decoder", { latent: tensorOf(enc, "latent") }, opts.signal);
         const v = tensorOf(dec, "video");
-        out = { data: v.data as Float32Array, dims: [...v.dims] };
+        frames = videoToFrames(v.data as Float32Array, v.dims);
       }
-      const frames = videoToFrames(out.data, out.dims);
       frames.forEach((frame, i) => {
         const original = clip[i] as Uint8Array;
         psnrs.push(psnr(original, frame));
@@ -116,7 +112,9 @@ export async function reconstructFile(
 
 /**
  * Latents (C, t, h, w) of a frame larger than a tile, decoded tile by tile (each tile's latent
- * cells, one decoder call) and blended in pixels: (3, 1 + tf (t - 1), H, W) in [-1, 1].
+ * cells, one decoder call) and blended in pixels: rgb24 frames (as tensor.ts videoToFrames makes
+ * them). The tiles come row by row; the float canvas is a band of one tile's height that slides
+ * down the frame, handing out the rows no later tile touches, so it never holds the whole clip.
  */
 export async function decodeInTiles(
   rt: ModelRuntime,
@@ -125,15 +123,33 @@ export async function decodeInTiles(
   dims: FrameDims,
   tiles: Tile[],
   signal?: AbortSignal,
-): Promise<Float32Array> {
+): Promise<Uint8Array[]> {
   const m = b.manifest;
   const sf = m.spatial_factor;
   const c = m.latent_channels;
-  const [h, w] = [dims.height / sf, dims.width / sf];
+  const { width: W, height: H } = dims;
+  const [h, w] = [H / sf, W / sf];
   const t = latent.length / (c * h * w);
-  const frames = 1 + m.temporal_factor * (t - 1);
-  const canvas = new BlendCanvas(3, frames, dims.height, dims.width);
-  for (const tile of tiles) {
+  const n = 1 + m.temporal_factor * (t - 1);
+  const frames = Array.from({ length: n }, () => new Uint8Array(H * W * 3));
+  const bandRows = Math.min(...tiles.map((tile) => tile.h)) * sf;
+  const canvas = new BlendCanvas(3, n, bandRows, W);
+  let top = 0; // the frame row of the band's first row
+  const flush = (until: number) => {
+    canvas.takeRows(until - top, (ct, y, values) => {
+      const [ch, f] = [Math.floor(ct / n), ct % n];
+      const frame = frames[f] as Uint8Array;
+      const at = (top + y) * W * 3 + ch;
+      for (let x = 0; x < W; x++) {
+        const v = Math.round(((values[x] as number) + 1) * 127.5);
+        frame[at + 3 * x] = Math.min(255, Math.max(0, v));
+      }
+    });
+    top = until;
+  };
+  for (const [i, tile] of tiles.entries()) {
+    // A new row of tiles: the rows above it are final.
+    if (tile.y * sf > top) flush(tile.y * sf);
     const cells = cropCells(latent, c * t, h, w, tile.y, tile.x, tile.h, tile.w);
     const out = await rt.run(
       b,
@@ -143,11 +159,12 @@ export async function decodeInTiles(
     );
     canvas.add(
       tensorOf(out, "video").data as Float32Array,
-      tile.y * sf,
+      tile.y * sf - top,
       tile.x * sf,
       tile.wy,
       tile.wx,
     );
+    if (i === tiles.length - 1) flush(H);
   }
-  return canvas.finish();
+  return frames;
 }

@@ -157,6 +157,30 @@ export class BlendCanvas {
     }
   }
 
+  /**
+   * Hands out the first `rows` rows, blended (the values of every (channel, frame) row through
+   * `take`), then moves the rest up by as many rows and clears the rows freed at the bottom: a
+   * canvas used as a band of rows that slides down a frame taller than it.
+   */
+  takeRows(rows: number, take: (ct: number, y: number, values: Float32Array) => void): void {
+    const { height: H, width: W } = this;
+    const row = new Float32Array(W);
+    for (let ct = 0; ct < this.channels * this.frames; ct++) {
+      for (let y = 0; y < rows; y++) {
+        const at = (ct * H + y) * W;
+        for (let x = 0; x < W; x++) {
+          row[x] = (this.data[at + x] as number) / (this.#weight[y * W + x] as number);
+        }
+        take(ct, y, row);
+      }
+      const plane = this.data.subarray(ct * H * W, (ct + 1) * H * W);
+      plane.copyWithin(0, rows * W);
+      plane.fill(0, (H - rows) * W);
+    }
+    this.#weight.copyWithin(0, rows * W);
+    this.#weight.fill(0, (H - rows) * W);
+  }
+
   /** The blended (C, T, H, W) values (the canvas itself, divided in place). */
   finish(): Float32Array {
     const hw = this.height * this.width;

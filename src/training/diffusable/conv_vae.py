@@ -125,7 +125,7 @@ class ConvVAEConfig:
             left, right = max(left, -lo), max(right, hi)
         return left, right
 
-    def spatial_tiling(self, tile_latents: int = 48, blend_latents: int = 2) -> Dict:
+    def spatial_tiling(self, tile_latents: int = 32, blend_latents: int = 2) -> Dict:
         """What the service needs to encode and decode frames larger than it was trained on in
         tiles (docs/bundle.md "Tiling"): tiles of tile_latents latent cells a side, overlapping
         by overlap_latents = 2 * margin + blend, where margin covers both receptive fields (the
