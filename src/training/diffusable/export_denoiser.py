@@ -8,6 +8,12 @@ denoiser.onnx: x float32 (B, C, t, h, w), t float32 (B,) flow time in [0, 1], la
 denoiser also takes context int64 (B,): how many leading latent frames of x are given. Sampling is
 described in docs/sampler.md. The bundle's autoencoder must be the one the denoiser was trained
 on: the manifest's autoencoder run and step are checked.
+
+A context-trained denoiser (its run had context_prob > 0) gets a manifest block "conditioning":
+the window it learnt on (window_frames: the training clips' frame count, window_latents: T, their
+latent frames), max_context_latents = T - 1 (the most leading latents it was given) and
+extension_context_latents (default 2: the context of each window of a chained extension, whose 5
+frames carry motion). The service builds image-to-video and extension windows from it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -67,6 +73,59 @@ def sampler_defaults(train: Dict, chosen: Optional[Dict] = None) -> Dict:
     }
 
 
+def training_window(state: Dict, events: Path, temporal_factor: int) -> Optional[Tuple[int, int]]:
+    """(clip frames, latent frames) of the windows the denoiser trained on: the checkpoint's
+    "window" (runs since it was recorded), else the run's config event -> its latent cache's
+    latents.json (latent_shape) -> the dataset's dataset.json (frames); frames fall back to the
+    causal rule 1 + temporal_factor * (T - 1). None where none of these can be read."""
+    window = state.get("window")
+    if window:
+        return int(window["frames"]), int(window["latents"])
+    config = None
+    if events.is_file():
+        for line in events.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("type") == "config":
+                config = event
+                break
+    if not config or not config.get("latent_cache"):
+        return None
+    cache = Path(config["latent_cache"])
+    cache = cache if cache.is_absolute() else paths.REPO_ROOT / cache
+    try:
+        info = json.loads((cache / "latents.json").read_text())
+        latents = int(info["latent_shape"][1])
+    except (FileNotFoundError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    frames = 1 + temporal_factor * (latents - 1)
+    try:
+        frames = int(json.loads((Path(info["data"]) / "dataset.json").read_text())["frames"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
+    return frames, latents
+
+
+def conditioning(
+    train: Dict, window: Optional[Tuple[int, int]], extension_context: int = 2
+) -> Optional[Dict]:
+    """The manifest's "conditioning" block, or None for a denoiser without context training (or
+    whose training window is unknown). extension_context is capped at T - 1."""
+    if not train.get("context_prob", 0) > 0 or window is None:
+        return None
+    frames, latents = window
+    if latents < 2:
+        return None
+    return {
+        "window_frames": frames,
+        "window_latents": latents,
+        "max_context_latents": latents - 1,
+        "extension_context_latents": max(1, min(extension_context, latents - 1)),
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Add a denoiser to a model bundle.")
     ap.add_argument("--ckpt", required=True)
@@ -74,6 +133,12 @@ def main(argv=None) -> int:
     ap.add_argument("--guidance", type=float, help="sampler default (default: the run's)")
     ap.add_argument("--steps", type=int, help="sampler steps default (default: the run's)")
     ap.add_argument("--method", choices=SAMPLER_METHODS, help="default: the run's")
+    ap.add_argument(
+        "--extension-context",
+        type=int,
+        default=2,
+        help="latent frames of context per window of a chained extension (default 2)",
+    )
     add_weights_flag(ap)
     args = ap.parse_args(argv)
     ckpt, bundle = Path(args.ckpt), Path(args.bundle)
@@ -108,6 +173,14 @@ def main(argv=None) -> int:
     manifest["denoiser_config"] = model.cfg.to_dict()
     chosen = {"guidance": args.guidance, "steps": args.steps, "method": args.method}
     manifest["sampler"] = sampler_defaults(state["train"], chosen)
+    window = training_window(state, events, int(manifest.get("temporal_factor", 4)))
+    block = (
+        conditioning(state["train"], window, args.extension_context) if model.cfg.context else None
+    )
+    if block is None:
+        manifest.pop("conditioning", None)
+    else:
+        manifest["conditioning"] = block
     manifest["onnx"]["denoiser"] = "denoiser.onnx"
     manifest["onnx"]["denoiser_weights"] = args.weights
     manifest["runs"]["diffusion"] = {"id": state.get("run_id"), "step": state.get("step")}

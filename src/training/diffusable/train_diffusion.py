@@ -264,6 +264,8 @@ def main(argv=None) -> int:
                 "final": final,
                 "classes": classes,
                 "autoencoder": portable_path(ae_checkpoint(Path(args.ae))),
+                # The training window (export_denoiser's manifest "conditioning").
+                "window": {"frames": real_ds.frames, "latents": int(latents.shape[2])},
                 "model": model.state_dict(),
                 "ema": ema.state_dict(),
                 "opt": opt.state_dict(),

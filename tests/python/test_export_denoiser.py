@@ -1,0 +1,58 @@
+"""export_denoiser: the manifest's "conditioning" block comes from the run's training window."""
+
+import json
+
+from diffusable.export_denoiser import conditioning, training_window
+
+CONTEXT = {"context_prob": 0.3}
+
+
+def fake_run(tmp_path, latent_shape, frames=None):
+    """A run folder whose config event names a latent cache (latents.json) over a dataset."""
+    data = tmp_path / "data"
+    data.mkdir()
+    if frames is not None:
+        (data / "dataset.json").write_text(json.dumps({"frames": frames}))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    info = {"latent_shape": latent_shape, "data": str(data)}
+    (cache / "latents.json").write_text(json.dumps(info))
+    events = tmp_path / "events.jsonl"
+    lines = [{"type": "start"}, {"type": "config", "latent_cache": str(cache)}]
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    return events
+
+
+def test_the_window_comes_from_the_checkpoint_first(tmp_path):
+    state = {"window": {"frames": 17, "latents": 5}}
+    assert training_window(state, tmp_path / "none.jsonl", 4) == (17, 5)
+
+
+def test_an_older_run_is_read_through_its_latent_cache_and_dataset(tmp_path):
+    events = fake_run(tmp_path, [16, 5, 8, 8], frames=17)
+    assert training_window({}, events, 4) == (17, 5)
+    block = conditioning(CONTEXT, training_window({}, events, 4))
+    assert block == {
+        "window_frames": 17,
+        "window_latents": 5,
+        "max_context_latents": 4,
+        "extension_context_latents": 2,
+    }
+
+
+def test_without_the_dataset_the_frames_follow_the_causal_rule(tmp_path):
+    events = fake_run(tmp_path, [4, 3, 2, 2])
+    assert training_window({}, events, 4) == (9, 3)
+
+
+def test_no_block_without_context_training_or_a_known_window(tmp_path):
+    assert conditioning({"context_prob": 0.0}, (17, 5)) is None
+    assert conditioning({}, (17, 5)) is None
+    assert conditioning(CONTEXT, None) is None
+    assert training_window({}, tmp_path / "missing.jsonl", 4) is None
+
+
+def test_extension_context_is_capped_below_the_window():
+    block = conditioning(CONTEXT, (9, 3), extension_context=4)
+    assert block["max_context_latents"] == 2 and block["extension_context_latents"] == 2
+    assert conditioning(CONTEXT, (17, 5), extension_context=3)["extension_context_latents"] == 3
