@@ -57,6 +57,19 @@ export const manifestSchema = z
      * as the export measured it; windowed decoding feeds this many in front of each window.
      * Bundles without it fall back to the derivation from autoencoder_config (decode.ts). */
     decoder_context_latents: z.number().int().nonnegative().optional(),
+    /** The window a context-trained denoiser learnt on (docs/sampler.md "Context"): clips of
+     * window_frames frames (window_latents latent frames) whose first 1..max_context_latents
+     * latents were given; extension_context_latents is the context of each window of a chained
+     * extension. Written by export_denoiser; without it, the window is frames.default and the
+     * extension context 2 latent frames (generate.ts conditioningOf). */
+    conditioning: z
+      .looseObject({
+        window_frames: positiveInt,
+        window_latents: positiveInt,
+        max_context_latents: positiveInt,
+        extension_context_latents: positiveInt,
+      })
+      .optional(),
     /** [height, width] of the clips the autoencoder was trained on; without it, the resolution
      * square (autoencoder/tiling.ts trainedSizes). */
     trained_sizes: z

@@ -383,7 +383,7 @@ export function openApiDocument(): Json {
             { name: "Idempotency-Key", in: "header", required: false, schema: { type: "string" } },
           ],
           description:
-            "JSON: from a label (and optionally `encoding`, an encoding whose latents are continued). multipart/form-data: the same fields as text, with `image` (image-to-video: the image is latent frame 0) or `video` (extension: its last decoder_context_latents latent frames are the context, and `frames` more frames are generated; `output` says what comes back). Inputs are checked before the 202.",
+            "JSON: from a label (and optionally `encoding`, an encoding whose latents are continued). multipart/form-data: the same fields as text, with `image` (image-to-video: the image is latent frame 0) or `video` (extension: `frames` more frames are generated in windows of the denoiser's training length, manifest `conditioning`, each continuing the last frames before it re-encoded as a clip of their own; `output` says what comes back). Inputs are checked before the 202.",
           requestBody: {
             required: true,
             content: {

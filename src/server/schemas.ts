@@ -220,12 +220,12 @@ const generationDescriptions = {
   steps: "sampler steps, up to the bundle's sampler.max_steps",
   guidance: "classifier-free guidance scale (1 = none)",
   frames:
-    "1 + temporal_factor * k, up to the bundle's frames.max; with a video or an encoding (an extension): the new frames, a multiple of temporal_factor (default frames.default - 1), with the context at most frames.max in all",
+    "1 + temporal_factor * k, up to the bundle's frames.max; with a video or an encoding (an extension): the new frames, a positive multiple of temporal_factor up to frames.max (default: one window, temporal_factor * (window_latents - extension_context_latents) of the manifest's conditioning), generated in windows of the denoiser's training length",
   n: "videos (1..8)",
   output:
     "an extension's output: continuation (the new frames only, default) or whole (the input, as the bundle reconstructs it, then the new frames)",
   encoding:
-    "continue the latents of this encoding's item (instead of an upload): its last decoder_context_latents latent frames are the context",
+    "continue the latents of this encoding's item (instead of an upload): they are decoded and the extension continues those frames",
   item: "the encoding's item (default 0); a clip-mode item's last clip is continued",
 };
 

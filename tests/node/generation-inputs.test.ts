@@ -3,7 +3,9 @@
 // image (PSNR >= 40 dB in float), the same seed and input give the same bytes, bad inputs are
 // 4xx before the 202 with nothing kept, an extension continues its input (the whole output
 // begins with the input's latents; continuation and whole agree), an encoding's latents can be
-// continued, and extending an extension's output again works. The shipped small-se bundle (a
+// continued, extending an extension's output again works, and an extension's windows are the
+// denoiser's training windows (manifest conditioning: never more than window_latents latent
+// frames; longer extensions chain windows, deterministically). The shipped small-se bundle (a
 // context-trained denoiser: "trained" mode) and the tiny fixture (none: "replace" mode).
 
 import assert from "node:assert/strict";
@@ -11,6 +13,13 @@ import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "no
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { tensorOf, video } from "../../src/pipeline/autoencoder/model-io.ts";
+import { denoiserVelocity } from "../../src/pipeline/generate/denoiser.ts";
+import {
+  conditioningOf,
+  extendFrames,
+  extensionWindows,
+} from "../../src/pipeline/generate/extend.ts";
+import type { VelocityFn } from "../../src/pipeline/generate/sampler.ts";
 import { type NpyArray, parseNpy } from "../../src/pipeline/media/npy-file.ts";
 import { framesToVideo } from "../../src/pipeline/media/tensor.ts";
 import { decodeFrames, probeVideo } from "../../src/pipeline/media/video.ts";
@@ -320,7 +329,13 @@ test("extension: continuation and whole agree, and whole begins with the input's
   const ref = await finished(
     await postJson({ ...fields, label: 0, seed: 4, steps: 2, frames: 8, encoding: job.id }),
   );
-  assert.equal(ref.outputs[0]?.sha256, cont.outputs[0]?.sha256);
+  // Latents are continued from their decoded frames (the bundle's reconstruction of the clip),
+  // an upload from its own frames: the same shape, not the same bytes.
+  assert.deepEqual((await npy(ref)).shape, [1, 16, 2, 8, 8]);
+  const again = await finished(
+    await postJson({ ...fields, label: 0, seed: 4, steps: 2, frames: 8, encoding: job.id }),
+  );
+  assert.equal(again.outputs[0]?.sha256, ref.outputs[0]?.sha256);
   assert.equal((ref.options.input as { source: string }).source, `${job.id}/items/0`);
   // Another model's latents, or an item the encoding does not have: refused naming the field.
   const other = await postJson({ model: MODEL, label: "a", frames: 4, encoding: job.id });
@@ -360,6 +375,91 @@ test("extension as video: continuation has the new frames, whole the input's and
   );
   const w2 = await npy(again);
   assert.deepEqual(w2.shape, [1, 16, 9, 8, 8]); // 25 frames: 7 latent frames, then 2 new
+});
+
+test("extension windows never exceed window_latents latent frames; a chained extension (F > 4 (T - k_ext)) works and is deterministic", async () => {
+  const b = rt.loaded(SHIPPED);
+  const cond = conditioningOf(b.manifest);
+  assert.deepEqual(cond, {
+    windowFrames: 17,
+    windowLatents: 5,
+    maxContextLatents: 4,
+    extensionContextLatents: 2,
+  });
+  if (!cond) return;
+  // The plan: every window is T = 5 latent frames, 1..4 given, the new ones add up to g.
+  for (let g = 1; g <= 16; g++) {
+    for (const inputLatents of [1, 2, 3, 10]) {
+      const ws = extensionWindows(cond, g, inputLatents);
+      for (const [i, w] of ws.entries()) {
+        assert.equal(w.context + w.generated, 5);
+        assert.ok(w.context >= 1 && w.context <= 4);
+        assert.ok(w.kept >= 1 && w.kept <= w.generated);
+        if (i < ws.length - 1) assert.equal(w.kept, w.generated);
+        if (i > 0) assert.ok(w.context >= 2);
+      }
+      assert.equal(
+        ws.reduce((a, w) => a + w.kept, 0),
+        g,
+      );
+      if (g <= 3 && inputLatents >= 5 - g)
+        assert.deepEqual(ws, [{ context: 5 - g, generated: g, kept: g }]);
+    }
+  }
+  assert.deepEqual(extensionWindows(cond, 8), [
+    { context: 2, generated: 3, kept: 3 },
+    { context: 2, generated: 3, kept: 3 },
+    { context: 3, generated: 2, kept: 2 },
+  ]);
+  // At the denoiser: 20 new frames (5 latent frames) are two windows of 5 latent frames, 2 then
+  // 3 given; the same seed and input give the same frames.
+  const input: Uint8Array[] = [];
+  for await (const f of decodeFrames(clip, { fps: 8, size: 64, timeoutMs: 30_000 })) input.push(f);
+  assert.equal(input.length, 17);
+  const base = denoiserVelocity(rt, b);
+  const seen: string[] = [];
+  const spy: VelocityFn = (x, dims, t, labels, context) => {
+    seen.push(`${dims[2]}:${context?.[0]}`);
+    return base(x, dims, t, labels, context);
+  };
+  const req = {
+    input,
+    newLatents: 5,
+    n: 2,
+    seed: 3,
+    label: 0,
+    steps: 2,
+    guidance: 1,
+    nullClass: b.manifest.null_class as number,
+    method: "euler" as const,
+    contextMode: "trained" as const,
+    model: spy,
+  };
+  const a = await extendFrames(rt, b, req);
+  assert.deepEqual(seen, ["5:2", "5:2", "5:3", "5:3"]);
+  assert.deepEqual(a.windows, [
+    { context: 2, generated: 3, kept: 3 },
+    { context: 3, generated: 2, kept: 2 },
+  ]);
+  assert.deepEqual(
+    a.frames.map((f) => f.length),
+    [20, 20],
+  );
+  const again = await extendFrames(rt, b, { ...req, model: base });
+  assert.deepEqual(again.frames, a.frames);
+  assert.notDeepEqual(a.frames[0], a.frames[1]); // video k takes slice k of each window's noise
+  // Over HTTP: the same request twice gives the same bytes; whole is the input's 17 frames and 20.
+  const fields = { model: SHIPPED, label: "0", seed: "6", steps: "2", frames: "20" };
+  const one = await finished(await postForm(form(fields, { video: clip })));
+  const two = await finished(await postForm(form(fields, { video: clip })));
+  assert.equal(one.outputs[0]?.sha256, two.outputs[0]?.sha256);
+  const file = join(work, "chained.mp4");
+  writeFileSync(file, await content(one));
+  assert.equal((await probeVideo(file)).frames, 20);
+  const whole = await finished(
+    await postForm(form({ ...fields, output: "whole", format: "npy" }, { video: clip })),
+  );
+  assert.deepEqual((await npy(whole)).shape, [1, 16, 10, 8, 8]);
 });
 
 test("bad inputs are 4xx before the 202, naming the field, with nothing kept", async () => {
@@ -402,16 +502,16 @@ test("bad inputs are 4xx before the 202, naming the field, with nothing kept", a
       /^output: /,
     ],
     [
-      "a context longer than the bundle allows",
-      form({ label: "0", model: SHIPPED, frames: "48" }, { video: clip }),
+      "an extension longer than the bundle allows",
+      form({ label: "0", model: SHIPPED, frames: "68" }, { video: clip }),
       400,
-      /^frames must be at most 44 /,
+      /^frames must be at most 64 for an extension /,
     ],
     [
       "extension frames off the rule",
       form({ label: "0", model: SHIPPED, frames: "9" }, { video: clip }),
       400,
-      /^frames must be a multiple of 4/,
+      /^frames must be a positive multiple of 4/,
     ],
     [
       "image-to-video of one frame",

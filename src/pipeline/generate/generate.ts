@@ -2,7 +2,7 @@
 // with the bundle's denoiser.onnx run in the worker pool -> scaled latents -> decoder.onnx ->
 // video files. The same bundle, label, seed and settings give byte-identical files.
 
-import { decodedFrames, decodeLatents, decoderContext } from "../autoencoder/decode.ts";
+import { decodedFrames, decodeLatents } from "../autoencoder/decode.ts";
 import { type Bundle, minFrames } from "../bundle.ts";
 import { writeNpy } from "../media/npy-file.ts";
 import type { OutputFormat } from "../media/output-formats.ts";
@@ -12,6 +12,13 @@ import { PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
 import type { DenoiserBatcher } from "./batcher.ts";
 import { denoiserVelocity } from "./denoiser.ts";
+import {
+  conditioningOf,
+  type ExtensionWindow,
+  encodeClip,
+  extendFrames,
+  extensionWindows,
+} from "./extend.ts";
 import { gaussianNoise } from "./noise.ts";
 import { type ContextMode, type SamplerMethod, sample } from "./sampler.ts";
 
@@ -21,25 +28,30 @@ export type OutputMode = (typeof OUTPUT_MODES)[number];
 
 /**
  * What a generation starts from besides its label: "image" (latent frame 0 is the image's
- * latent, the rest is generated; `frames` counts the whole video) or "extend" (a video's latents:
- * its last manifest.decoder_context_latents latent frames are the context and `frames` more
- * video frames, a multiple of temporal_factor, are generated after them).
+ * latent, the rest is generated; `frames` counts the whole video) or "extend" (a video: `frames`
+ * more video frames, a multiple of temporal_factor, are generated after it in the denoiser's
+ * training windows, manifest "conditioning": extend.ts).
  */
 export type GenerateCondition = { kind: "image" } | { kind: "extend"; output: OutputMode };
 
-/** Encoded input latents (1, C, frames, h, w), scaled as the encoder gives them. */
+/** Encoded input latents (1, C, frames, h, w), scaled as the encoder gives them; for a video
+ * input also its frames (rgb24 at the bundle's resolution, the 1 + tf (frames - 1) the latents
+ * encode), from which an extension's first context is cut. */
 export interface SourceLatents {
   latents: Float32Array;
   frames: number;
+  pixels?: Uint8Array[];
 }
 
 /** The condition's resolved settings. */
 export interface ConditionSettings {
   kind: GenerateCondition["kind"];
   output: OutputMode;
-  /** At most this many latent frames are given (1 for an image; decoder_context_latents for an
-   * extension, fewer when the input has fewer). */
+  /** Latent frames given (1 for an image; for an extension, those of its first window, fewer
+   * when the input is shorter). */
   contextLatents: number;
+  /** An extension's windows (extend.ts extensionWindows), for an input long enough. */
+  windows?: ExtensionWindow[];
   /** "trained" when the bundle's denoiser was trained with context, else "replace". */
   contextMode: ContextMode;
 }
@@ -82,8 +94,8 @@ export interface GenerateSettings {
   frames: number;
   n: number;
   nullClass: number;
-  /** The sampled latents' shape (n, C, t, h, w); for an extension, its most context frames
-   * plus the new ones (fewer context frames when the input has fewer). */
+  /** The sampled latents' shape (n, C, t, h, w); for an extension, that of each window
+   * (t = the conditioning's window_latents). */
   shape: [number, number, number, number, number];
   condition: ConditionSettings | null;
 }
@@ -132,25 +144,29 @@ export function resolveSettings(b: Bundle, opts: GenerateOptions): GenerateSetti
   }
   const tf = m.temporal_factor;
   const condition = opts.condition ? resolveCondition(b, opts.condition) : null;
-  const maxLatent = 1 + (m.frames.max - 1) / tf;
   let frames: number;
   let latentFrames: number;
   if (condition?.kind === "extend") {
-    const k = condition.contextLatents;
-    frames = opts.frames ?? m.frames.default - 1;
+    const cond = conditioningOf(m);
+    if (!cond) throw new Error("unreachable: resolveCondition checked the window");
+    const oneWindow = tf * (cond.windowLatents - cond.extensionContextLatents);
+    frames = opts.frames ?? oneWindow;
     if (!Number.isInteger(frames) || frames < tf || frames % tf !== 0) {
       throw bad(
         "frames",
-        `must be a multiple of ${tf} (the new frames of an extension: ${tf}, ${2 * tf}, ...), got ${frames}`,
+        `must be a positive multiple of ${tf} (the new frames of an extension: ${tf}, ${2 * tf}, ...), got ${frames}`,
       );
     }
-    latentFrames = k + frames / tf;
-    if (latentFrames > maxLatent) {
+    const most = tf * Math.floor(m.frames.max / tf);
+    if (frames > most) {
       throw bad(
         "frames",
-        `must be at most ${tf * (maxLatent - k)} for an extension (model ${b.name} samples at most ${maxLatent} latent frames, manifest frames.max ${m.frames.max}, and ${k} of them are the context, manifest decoder_context_latents), got ${frames}`,
+        `must be at most ${most} for an extension (model ${b.name}'s frames.max ${m.frames.max}, as a multiple of ${tf}; extend the output again for more), got ${frames}`,
       );
     }
+    latentFrames = cond.windowLatents;
+    condition.windows = extensionWindows(cond, frames / tf);
+    condition.contextLatents = condition.windows[0]?.context ?? 1;
   } else {
     frames = opts.frames ?? m.frames.default;
     const least = Math.max(minFrames(m), condition ? 1 + tf : 1);
@@ -204,23 +220,20 @@ function resolveCondition(b: Bundle, c: GenerateCondition): ConditionSettings {
   if (c.kind === "image") {
     return { kind: "image", output: "whole", contextLatents: 1, contextMode };
   }
-  const k = decoderContext(m);
-  const maxLatent = 1 + (m.frames.max - 1) / m.temporal_factor;
-  if (k === null || !Number.isInteger(k) || k < 1) {
+  const cond = conditioningOf(m);
+  if (!cond) {
     throw new PipelineError(
       "cannot_extend",
-      `model "${b.name}" has no manifest decoder_context_latents; it cannot extend videos`,
+      `model "${b.name}" has no context window of at least 2 latent frames (manifest conditioning, or frames.default); it cannot extend videos`,
       422,
     );
   }
-  if (k >= maxLatent) {
-    throw new PipelineError(
-      "cannot_extend",
-      `model "${b.name}"'s context of ${k} latent frames (manifest decoder_context_latents) leaves no room in the ${maxLatent} latent frames it samples (manifest frames.max ${m.frames.max})`,
-      422,
-    );
-  }
-  return { kind: "extend", output: c.output, contextLatents: k, contextMode };
+  return {
+    kind: "extend",
+    output: c.output,
+    contextLatents: cond.extensionContextLatents,
+    contextMode,
+  };
 }
 
 /** Latent frames [from, to) of a (1, C, t, h, w) array, as (1, C, to - from, h, w). */
@@ -233,9 +246,8 @@ function timeSlice(data: Float32Array, c: number, t: number, hw: number, from: n
 }
 
 /** Samples scaled latents (n, C, t, h, w) for a request; throws AbortError when aborted. With
- * a condition, settings.shape is the shape sampled (an extension's context frames, as many as
- * the source has up to decoder_context_latents, then the new ones) and `given` the context
- * frames used. */
+ * an image condition, latent frame 0 is the image's and `given` is 1. An extension samples
+ * window after window in pixels (extend.ts): use generateFiles. */
 export async function generateLatents(
   rt: ModelRuntime,
   b: Bundle,
@@ -243,33 +255,22 @@ export async function generateLatents(
 ): Promise<{ settings: GenerateSettings; latents: Float32Array; given: number }> {
   const settings = resolveSettings(b, opts);
   const { condition } = settings;
-  const [n, c, t0, h, w] = settings.shape;
+  if (condition?.kind === "extend") {
+    throw new RangeError("an extension is sampled by generateFiles (windows in pixels)");
+  }
+  const [n, c, , h, w] = settings.shape;
   let context: { latents: Float32Array; frames: number; mode: ContextMode } | undefined;
   if (condition) {
-    const source = opts.source;
-    const hw = h * w;
-    if (!source || source.frames < 1 || source.latents.length !== c * source.frames * hw) {
-      throw new PipelineError(
-        "bad_input",
-        `the input's latents do not fit model ${b.name} (${c} channels of ${h}x${w})`,
-        422,
-      );
-    }
-    const k = Math.min(condition.contextLatents, source.frames);
-    const from = condition.kind === "image" ? 0 : source.frames - k;
-    const one = timeSlice(source.latents, c, source.frames, hw, from, from + k);
+    const source = checkSource(b, opts.source, c, h * w);
+    const one = timeSlice(source.latents, c, source.frames, h * w, 0, 1);
     const latents = new Float32Array(n * one.length);
     for (let i = 0; i < n; i++) latents.set(one, i * one.length);
-    context = { latents, frames: k, mode: condition.contextMode };
-    settings.shape = [n, c, t0 - condition.contextLatents + k, h, w];
+    context = { latents, frames: 1, mode: condition.contextMode };
   }
   const count = settings.shape.reduce((a, d) => a * d, 1);
   const noise = gaussianNoise(settings.seed, count);
   const labels = new BigInt64Array(settings.n).fill(BigInt(settings.label));
-  const model = opts.batcher
-    ? opts.batcher.velocity(b, opts.signal)
-    : denoiserVelocity(rt, b, opts.signal);
-  const latents = await sample(model, noise, settings.shape, labels, {
+  const latents = await sample(velocityOf(rt, b, opts), noise, settings.shape, labels, {
     steps: settings.steps,
     guidance: settings.guidance,
     nullClass: settings.nullClass,
@@ -281,65 +282,142 @@ export async function generateLatents(
   return { settings, latents, given: context?.frames ?? 0 };
 }
 
+function velocityOf(rt: ModelRuntime, b: Bundle, opts: GenerateOptions) {
+  return opts.batcher
+    ? opts.batcher.velocity(b, opts.signal)
+    : denoiserVelocity(rt, b, opts.signal);
+}
+
+function checkSource(
+  b: Bundle,
+  source: SourceLatents | undefined,
+  c: number,
+  hw: number,
+): SourceLatents {
+  if (!source || source.frames < 1 || source.latents.length !== c * source.frames * hw) {
+    const side = Math.sqrt(hw);
+    throw new PipelineError(
+      "bad_input",
+      `the input's latents do not fit model ${b.name} (${c} channels of ${side}x${side})`,
+      422,
+    );
+  }
+  return source;
+}
+
 /**
  * Generates and writes one file per video: outPaths[k] gets video k, as a video in `format`, or
- * for "npy" its scaled latent (1, C, t, h, w) float32 (what decoder.onnx takes).
+ * for "npy" its scaled latent (1, C, t, h, w) float32 (what decoder.onnx takes). An extension's
+ * files: see extensionFiles.
  */
 export async function generateFiles(
   rt: ModelRuntime,
   b: Bundle,
   opts: GenerateOptions & { format: GenerateFormat; outPaths: string[] },
 ): Promise<GenerateSettings> {
-  const { settings, latents, given } = await generateLatents(rt, b, opts);
+  if (opts.condition?.kind === "extend") return extensionFiles(rt, b, opts);
+  const { settings, latents } = await generateLatents(rt, b, opts);
   const [n, c, t, h, w] = settings.shape;
   if (opts.outPaths.length !== n) {
     throw new RangeError(`${opts.outPaths.length} output paths for ${n} videos`);
   }
   const per = c * t * h * w;
-  const hw = h * w;
-  const tf = b.manifest.temporal_factor;
   const signal = opts.signal ? { signal: opts.signal } : {};
   for (let k = 0; k < n; k++) {
-    const window = latents.slice(k * per, (k + 1) * per);
-    const outPath = opts.outPaths[k] as string;
-    const item = (data: Float32Array) => ({
+    const item = {
       dtype: "float32" as const,
-      shape: [1, c, data.length / (c * hw), h, w],
-      data,
-    });
-    if (settings.condition?.kind === "extend" && settings.condition.output === "whole") {
-      // The input's latents followed by the new ones: decoded as one causal sequence.
-      const source = opts.source as SourceLatents;
-      const fresh = timeSlice(window, c, t, hw, given, t);
-      const whole = item(concatTime([source.latents, fresh], c, hw));
-      if (opts.format === "npy") await writeNpy(outPath, whole);
-      else await decodeLatents(rt, b.name, whole, { format: opts.format, outPath, ...signal });
-    } else if (settings.condition?.kind === "extend") {
-      // Only the new frames: the context latents decode in front of them (decoder_context_latents
-      // of them make the new frames equal to the whole sequence's) and their frames are dropped.
-      if (opts.format === "npy") {
-        await writeNpy(outPath, item(timeSlice(window, c, t, hw, given, t)));
-      } else {
-        const skip = 1 + tf * (given - 1);
-        async function* continuation() {
-          let i = 0;
-          for await (const frame of decodedFrames(rt, b, item(window), signal)) {
-            if (i++ >= skip) yield frame;
-          }
-        }
-        await encodeFrames(continuation(), {
-          width: w * b.manifest.spatial_factor,
-          height: h * b.manifest.spatial_factor,
-          fps: b.manifest.fps,
-          format: opts.format,
-          outPath,
-          ...signal,
-        });
-      }
-    } else if (opts.format === "npy") {
-      await writeNpy(outPath, item(window));
+      shape: [1, c, t, h, w],
+      data: latents.slice(k * per, (k + 1) * per),
+    };
+    const outPath = opts.outPaths[k] as string;
+    if (opts.format === "npy") await writeNpy(outPath, item);
+    else await decodeLatents(rt, b.name, item, { format: opts.format, outPath, ...signal });
+  }
+  return settings;
+}
+
+/**
+ * An extension (extend.ts): the new frames of each video, sampled window by window from the
+ * input's frames (a video input's own frames, or a latents input decoded by the bundle). Video
+ * formats: "continuation" is the new frames only, "whole" the input's frames as the bundle
+ * reconstructs them (its latents decoded) followed by them. "npy": the new frames' latents as
+ * encoding the input's frames and them as one clip gives them (the last F / tf latent frames);
+ * "whole" puts the input's own latents in front.
+ */
+async function extensionFiles(
+  rt: ModelRuntime,
+  b: Bundle,
+  opts: GenerateOptions & { format: GenerateFormat; outPaths: string[] },
+): Promise<GenerateSettings> {
+  const settings = resolveSettings(b, opts);
+  const condition = settings.condition as ConditionSettings;
+  const [n, c, , h, w] = settings.shape;
+  if (opts.outPaths.length !== n) {
+    throw new RangeError(`${opts.outPaths.length} output paths for ${n} videos`);
+  }
+  const source = checkSource(b, opts.source, c, h * w);
+  const m = b.manifest;
+  const tf = m.temporal_factor;
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  let reconstruction: Uint8Array[] | undefined;
+  const reconstruct = async () => {
+    if (!reconstruction) {
+      const latents = {
+        dtype: "float32" as const,
+        shape: [1, c, source.frames, h, w],
+        data: source.latents,
+      };
+      reconstruction = [];
+      for await (const frame of decodedFrames(rt, b, latents, signal)) reconstruction.push(frame);
+    }
+    return reconstruction;
+  };
+  const input = source.pixels ?? (await reconstruct());
+  const { frames, windows } = await extendFrames(rt, b, {
+    input,
+    newLatents: settings.frames / tf,
+    n,
+    seed: settings.seed,
+    label: settings.label,
+    steps: settings.steps,
+    guidance: settings.guidance,
+    nullClass: settings.nullClass,
+    method: settings.method,
+    contextMode: condition.contextMode,
+    model: velocityOf(rt, b, opts),
+    ...signal,
+    onStep: (step, total) =>
+      opts.onStep?.(Math.ceil((step * settings.steps) / total), settings.steps),
+  });
+  condition.windows = windows;
+  condition.contextLatents = windows[0]?.context ?? condition.contextLatents;
+  const whole = condition.output === "whole";
+  for (let k = 0; k < n; k++) {
+    const fresh = frames[k] as Uint8Array[];
+    const outPath = opts.outPaths[k] as string;
+    if (opts.format === "npy") {
+      // The new frames' latents as an encoding of the input's frames and them would hold them
+      // (one clip: causal, so they follow the input's frames), after the input's own latents.
+      const all = [...input, ...fresh];
+      const encoded = await encodeClip(rt, b, all, opts.signal);
+      const t = 1 + (all.length - 1) / tf;
+      const tail = timeSlice(encoded, c, t, h * w, t - fresh.length / tf, t);
+      const data = whole ? concatTime([source.latents, tail], c, h * w) : tail;
+      await writeNpy(outPath, {
+        dtype: "float32",
+        shape: [1, c, data.length / (c * h * w), h, w],
+        data,
+      });
     } else {
-      await decodeLatents(rt, b.name, item(window), { format: opts.format, outPath, ...signal });
+      const out = whole ? [...(await reconstruct()), ...fresh] : fresh;
+      await encodeFrames(out, {
+        width: w * m.spatial_factor,
+        height: h * m.spatial_factor,
+        fps: m.fps,
+        format: opts.format,
+        outPath,
+        ...signal,
+      });
     }
   }
   return settings;

@@ -1,6 +1,7 @@
 // The inputs a generation can start from (generate.ts GenerateCondition), encoded to the latents
 // the sampler takes as context: an image (one latent frame: the causal encoder maps one frame to
-// one latent frame), a video (encoded whole, causally, as an encoding in whole mode is), or
+// one latent frame), a video (encoded whole, causally, as an encoding in whole mode is, and its
+// frames as the encoder read them: an extension's first context is cut from them), or
 // latents saved by an encoding (.npy (N, C, t, h, w); clip mode's N clips are independent, so
 // the last clip is the sequence continued).
 
@@ -62,7 +63,28 @@ export async function loadSource(
       dtype: "float32",
       ...(signal ? { signal } : {}),
     });
-    return { latents: latents.data as Float32Array, frames: latents.shape[2] ?? 0 };
+    const frames = latents.shape[2] ?? 0;
+    // The frames those latents encode (whole mode uses the first 1 + tf (t - 1)), read as the
+    // encoder read them: an extension's first context is cut from them (generate/extend.ts).
+    const used = 1 + b.manifest.temporal_factor * (frames - 1);
+    const pixels: Uint8Array[] = [];
+    for await (const f of decodeFrames(path, {
+      fps: b.manifest.fps,
+      size: b.manifest.resolution,
+      maxFrames: used,
+      timeoutMs: DEFAULT_TIMEOUT_MS,
+      ...(signal ? { signal } : {}),
+    })) {
+      pixels.push(f);
+    }
+    if (pixels.length !== used) {
+      throw new PipelineError(
+        "bad_input",
+        `the video gave ${pixels.length} frames on a second read, ${used} on the first`,
+        422,
+      );
+    }
+    return { latents: latents.data as Float32Array, frames, pixels };
   }
   const array = await readNpy(path);
   const [n = 0, c = 0, t = 0, h = 0, w = 0] = array.shape;

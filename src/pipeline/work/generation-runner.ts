@@ -56,7 +56,7 @@ export interface GenerationInput {
   file: string;
   /** An extension's output: the new frames only, or the input followed by them. */
   output: OutputMode;
-  /** Latent frames given at most (1 for an image; manifest decoder_context_latents). */
+  /** Latent frames given (1 for an image; an extension's first window's, generate/extend.ts). */
   contextLatents: number;
   contextMode: ContextMode;
 }
