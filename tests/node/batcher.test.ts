@@ -7,14 +7,18 @@
 // holds; a failing request does not fail the others; an aborted one leaves at once.
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Bundle } from "../../src/pipeline/bundle.ts";
 import { DenoiserBatcher } from "../../src/pipeline/generate/batcher.ts";
+import { denoiserVelocity } from "../../src/pipeline/generate/denoiser.ts";
+import { extendFrames } from "../../src/pipeline/generate/extend.ts";
 import { type GenerateOptions, generateLatents } from "../../src/pipeline/generate/generate.ts";
 import { gaussianNoise } from "../../src/pipeline/generate/noise.ts";
+import type { VelocityFn } from "../../src/pipeline/generate/sampler.ts";
 import { openSession, runSession } from "../../src/pipeline/onnx/onnx-session.ts";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
 import { modelsDirWith } from "./media.ts";
@@ -252,23 +256,39 @@ test("generations with and without context share calls and give the bytes they g
         condition: { kind: "image" },
         source: image,
       },
-      // 3 context frames (the source has fewer than decoder_context_latents) and 8 new frames:
-      // the same latent shape (5 frames) as the 9-frame ones above, so all share one group.
-      {
-        label: 3,
-        seed: 4,
-        steps: 3,
-        frames: 8,
-        condition: { kind: "extend", output: "whole" },
-        source,
-      },
     ];
+    // An extension by 8 frames (2 latent frames): one window of 5 latent frames with 3 given, the
+    // same latent shape as the 9-frame ones above, so all share one group.
+    const input = Array.from({ length: 9 }, (_, i) =>
+      Uint8Array.from({ length: 64 * 64 * 3 }, (_, p) => (p * 7 + i * 13) % 256),
+    );
+    const extension = (model: VelocityFn) =>
+      extendFrames(shipped, b, {
+        input,
+        newLatents: 2,
+        n: 1,
+        seed: 4,
+        label: 3,
+        steps: 3,
+        guidance: 2,
+        nullClass: b.manifest.null_class as number,
+        method: "euler",
+        contextMode: "trained",
+        model,
+      }).then((r) => {
+        assert.deepEqual(r.windows, [{ context: 3, generated: 2, kept: 2 }]);
+        return createHash("sha256")
+          .update(Buffer.concat(r.frames[0] ?? []))
+          .digest("hex");
+      });
     const alone: string[] = [];
     for (const r of reqs) alone.push(sha((await generateLatents(shipped, b, r)).latents));
+    alone.push(await extension(denoiserVelocity(shipped, b)));
     const batcher = new DenoiserBatcher(shipped, { maxBatch: 8 });
-    const together = await Promise.all(
-      reqs.map(async (r) => sha((await generateLatents(shipped, b, { ...r, batcher })).latents)),
-    );
+    const together = await Promise.all([
+      ...reqs.map(async (r) => sha((await generateLatents(shipped, b, { ...r, batcher })).latents)),
+      extension(batcher.velocity(b)),
+    ]);
     assert.deepEqual(together, alone);
     const s = batcher.stats();
     t.diagnostic(JSON.stringify(s));
