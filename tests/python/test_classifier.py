@@ -120,3 +120,20 @@ def test_motion_alone_is_learnt():
     val, val_labels = moving_squares(8, 1)
     video = torch.from_numpy(val).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     assert (clf.predict(model, video, 16) == torch.from_numpy(val_labels)).all()
+
+
+def test_a_shipped_classifier_is_used_when_the_cache_has_none(tmp_path, monkeypatch):
+    root = make_dataset(tmp_path / "squares")
+    model, info = get_classifier(root, TINY)
+    shipped = tmp_path / "shipped"
+    cached = root / f"classifier-{info['key']}.pt"
+    (shipped / root.name).mkdir(parents=True)
+    cached.rename(shipped / root.name / cached.name)
+    monkeypatch.setattr(clf, "SHIPPED", shipped)
+
+    def no_training(*_, **__):
+        raise AssertionError("the shipped classifier should have been loaded, not retrained")
+
+    monkeypatch.setattr(clf, "train_classifier", no_training)
+    assert clf.classifier_cached(root, TINY)
+    assert get_classifier(root, TINY)[1] == info

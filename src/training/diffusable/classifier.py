@@ -33,6 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import paths
+
 # The bar for a classifier whose scores mean something (issue 21): top-1 on real val clips.
 MIN_VAL_ACCURACY = 0.95
 
@@ -245,11 +247,20 @@ def training_data(data_root: Path, train_per_class: int) -> Path:
     return build_procedural(Path(data_root).parent / f"procedural-{more.key()}", more)
 
 
+# Classifiers committed with the repository (docs/results/classifier/<dataset>/), so that a fresh
+# clone scores samples without first training one for an hour and a half on a CPU.
+SHIPPED = paths.REPO_ROOT / "docs" / "results" / "classifier"
+
+
 def _cache_path(data_root: Path, cfg: ClassifierConfig) -> Tuple[Path, ClassifierConfig]:
     from .data.clips import ClipDataset
 
     cfg = replace(cfg, size=cfg.size or ClipDataset(data_root, "val").height)
-    return Path(data_root) / f"classifier-{classifier_key(cfg)}.pt", cfg
+    path = Path(data_root) / f"classifier-{classifier_key(cfg)}.pt"
+    shipped = SHIPPED / Path(data_root).name / path.name
+    if not path.is_file() and shipped.is_file():
+        return shipped, cfg
+    return path, cfg
 
 
 def classifier_cached(data_root: Path, cfg: ClassifierConfig = ClassifierConfig()) -> bool:
