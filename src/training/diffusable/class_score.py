@@ -31,6 +31,7 @@ from .classifier import (
     class_scores,
     get_classifier,
     predict,
+    scores_of,
 )
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
 from .data.procedural import ensure_procedural
@@ -57,13 +58,14 @@ def score_videos(
     size = int(listing.get("resolution", 64))
     video = torch.stack([decode_video(folder / it["file"], size, frames) for it in items])
     labels = torch.tensor([classes.index(it["label"]) for it in items])
-    scores = class_scores(classifier, video, labels, classes, info["config"]["size"])
+    pred = predict(classifier, video, info["config"]["size"])
+    scores = scores_of(pred, labels, classes)
     # 8-px block edges against the inside of blocks: a decoder that draws tiles shows here
     grid = grid_ratio(grid_steps(video))
     if sheet is not None:
         from .sample_sheet import contact_sheet
 
-        predicted = predict(classifier, video, info["config"]["size"]).tolist()
+        predicted = pred.tolist()
         title = (
             f"{listing.get('model')}: service-generated samples, class score "
             f"{scores['mean']:.3f} (chance {1 / len(classes):.3f}), grid ratio {grid:.2f}"

@@ -331,7 +331,11 @@ def class_scores(
     model: VideoClassifier, video: torch.Tensor, labels: torch.Tensor, classes: List[str], size: int
 ) -> Dict[str, float]:
     """Accuracy of the classifier on (generated) clips, per intended class and overall."""
-    pred = predict(model, video, size)
+    return scores_of(predict(model, video, size), labels, classes)
+
+
+def scores_of(pred: torch.Tensor, labels: torch.Tensor, classes: List[str]) -> Dict[str, float]:
+    """class_scores from predictions already made (a caller that also draws them)."""
     scores = {}
     for c, name in enumerate(classes):
         mask = labels == c

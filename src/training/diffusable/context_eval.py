@@ -36,7 +36,7 @@ import torch
 
 from . import paths
 from .checkpoint import load_autoencoder, load_checkpoint
-from .classifier import ClassifierConfig, get_classifier, predict
+from .classifier import ClassifierConfig, get_classifier, predict, scores_of
 from .data.clips import ClipDataset
 from .data.datasets import resolve_dataset
 from .denoiser import Denoiser, DenoiserConfig
@@ -148,7 +148,7 @@ def evaluate_run(
     tail_frames = 1 + tf * (context_latents - 1)
 
     def score(clips: torch.Tensor) -> float:
-        return float((predict(classifier, clips, size) == labels).float().mean())
+        return scores_of(predict(classifier, clips, size), labels, sampler.classes)["mean"]
 
     result: Dict = {
         "real": {
@@ -165,11 +165,12 @@ def evaluate_run(
         "grid_ratio": grid_ratio(grid_steps(plain)),
     }
     clips: Dict[str, Dict[str, torch.Tensor]] = {}
+    # image-to-video: frame 0 alone is latent frame 0; the mode changes only what follows it
+    image_latent = z_real[:, :, :1]
+    recon0 = sampler.vae.decode_scaled(image_latent).clamp(-1, 1)[:, :, 0]
+    real_step = real_step_psnr(video)
     for mode in modes:
-        # image-to-video: frame 0 alone is latent frame 0
-        image_latent = z_real[:, :, :1]
         i2v = sampler.window(noise[0], labels, image_latent, mode)
-        recon0 = sampler.vae.decode_scaled(image_latent).clamp(-1, 1)[:, :, 0]
         frame0 = _frame_psnr(i2v[:, :, 0], recon0)
         # extension: the last tail_frames frames, re-encoded as a clip of their own
         tail = video[:, :, -tail_frames:]
@@ -181,7 +182,6 @@ def evaluate_run(
             tail = win[:, :, -tail_frames:]
         cont = links[0]
         seam = _frame_psnr(video[:, :, -1], cont[:, :, 0])
-        real_step = real_step_psnr(video)
         result[mode] = {
             "image_to_video": {
                 "frame0_vs_reconstruction_psnr_min": float(frame0.min()),

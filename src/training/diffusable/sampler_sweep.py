@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .classifier import ClassifierConfig, get_classifier, predict
+from .classifier import ClassifierConfig, get_classifier, predict, scores_of
 from .context_eval import ContextSampler
 from .data.clips import ClipDataset
 from .data.datasets import resolve_dataset
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             "guidance": guidance,
             "steps": steps,
             "method": method,
-            "class_score": float((pred == labels).float().mean()),
+            "class_score": scores_of(pred, labels, s.classes)["mean"],
             "fd_cls3d": frechet_distance(*real, *feature_stats(cls3d.features(video))),
             "grid_ratio": grid_ratio(grid_steps(video)),
             "wall_s": round(time.time() - t0, 1),

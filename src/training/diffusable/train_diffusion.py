@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from .checkpoint import load_autoencoder
 from .classifier import (
     ClassifierConfig,
-    class_scores,
     classifier_cached,
     get_classifier,
     predict,
+    scores_of,
 )
 from .sample_sheet import contact_sheet
 from .denoiser import DENOISER_CONFIGS, Denoiser, get_denoiser_config
@@ -300,8 +300,9 @@ def main(argv=None) -> int:
         predicted = eval_labels.tolist()  # no classifier yet: the sheet marks nothing wrong
         if classifier is not None:
             size = classifier_info["config"]["size"]
-            scores = class_scores(classifier, video, eval_labels, classes, size)
-            predicted = predict(classifier, video, size).tolist()
+            pred = predict(classifier, video, size)
+            scores = scores_of(pred, eval_labels, classes)
+            predicted = pred.tolist()
         # Numbers alone hide mosaics: every evaluation leaves a contact sheet to look at.
         contact_sheet(
             video,
