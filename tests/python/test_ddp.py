@@ -6,9 +6,11 @@ itself, as torchrun would: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RAN
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,8 @@ def train_two_ranks(out: Path, data: Path, *extra: str) -> list:
             WORLD_SIZE="2",
             RANK=str(rank),
             LOCAL_RANK=str(rank),
+            # a stuck collective raises within two minutes rather than hanging the suite
+            DIFFUSABLE_DIST_TIMEOUT_S="120",
         )
         cmd = [sys.executable, "-m", "diffusable.train_ae", "--config", "conv-tiny"]
         cmd += ["--variant", "se", "--out", str(out), "--data", str(data), "--threads", "1"]
@@ -44,6 +48,16 @@ def train_two_ranks(out: Path, data: Path, *extra: str) -> list:
         procs.append(subprocess.Popen(cmd + list(extra), env=env, stderr=subprocess.PIPE))
     try:
         errs = [p.communicate(timeout=300)[1].decode() for p in procs]
+    except subprocess.TimeoutExpired:
+        # Show where each rank waits (the trainer prints its stacks on SIGUSR1), then fail.
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        for p in procs:
+            p.kill()
+        stacks = [p.communicate()[1].decode()[-4000:] for p in procs]
+        pytest.fail("the ranks did not finish in 300 s:\n" + "\n---\n".join(stacks))
     finally:
         for p in procs:
             p.kill()

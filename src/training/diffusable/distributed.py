@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -25,7 +26,10 @@ def setup(device_arg: str = "auto") -> DistInfo:
     cuda = torch.cuda.is_available() if device_arg == "auto" else device_arg.startswith("cuda")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # A collective that waits longer than this raises instead of hanging the run for gloo's
+        # default 30 minutes (DIFFUSABLE_DIST_TIMEOUT_S; the tests use a short one).
+        timeout = timedelta(seconds=float(os.environ.get("DIFFUSABLE_DIST_TIMEOUT_S", "1800")))
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
         rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     else:
         rank, local = 0, 0
@@ -39,6 +43,9 @@ def setup(device_arg: str = "auto") -> DistInfo:
 
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
+        # Every rank reaches this point before any tears its connections down: a rank that left
+        # early could reset a socket its peer still reads the last collective's bytes from.
+        dist.barrier()
         dist.destroy_process_group()
 
 

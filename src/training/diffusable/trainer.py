@@ -9,6 +9,8 @@ completion.
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,9 @@ class Run:
 
 def start_run(args) -> Run:
     """DDP set-up (under torchrun), CPU threads, and the run folder's event log."""
+    # `kill -USR1 <pid>` prints every thread's Python stack to stderr: how to see where a stuck
+    # rank waits without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     info = distributed.setup(args.device)
     if info.device.type == "cpu":
         set_threads(args.threads)
