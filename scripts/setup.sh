@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One idempotent set-up: installs only what is missing, and is quick when nothing is.
-#   Debian packages (ffmpeg, PyTorch and friends for /usr/bin/python3, linters, chromium)
+#   Debian packages (ffmpeg, PyTorch and friends for /usr/bin/python3, linters, chromium, and
+#   PostgreSQL, whose binaries the tests run a server of their own from)
 #   node_modules via `npm ci` when missing or older than package-lock.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   ffmpeg python3-torch python3-numpy python3-scipy python3-pytest python3-skimage
-  python3-matplotlib libopenblas0-pthread black flake8 chromium
+  python3-matplotlib libopenblas0-pthread black flake8 chromium postgresql
 )
 
 missing=()
