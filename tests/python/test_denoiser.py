@@ -161,6 +161,7 @@ def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
     for e in evals:
         assert e["fd_rand3d"] >= 0 and e["metric"] == "fd_rand3d" and e["extractor_hash"]
         assert e["n_generated"] == 6 and 0 <= e["class_score"] <= 1
+        assert e["grid_ratio"] > 0  # of the decoded samples
         # the trained-network distance beside the random one, each with its extractor's identity
         assert e["fd_cls3d"] >= 0 and e["extractors"]["fd_cls3d"]["extractor"] == "cls3d"
         assert e["extractors"]["fd_cls3d"]["classifier_key"]

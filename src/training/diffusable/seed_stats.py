@@ -47,6 +47,7 @@ METRICS: Dict[str, str] = {
     "fvd_i3d": "lower",
     "class_score": "higher",
     "val_loss": "lower",
+    "grid_ratio": "lower",  # of the samples (8-px block edges over block insides; real ~1.0)
 }
 ARMS: Tuple[str, ...] = ("baseline", "se", "se-spatial")
 COMPARISONS: Tuple[Tuple[str, str], ...] = (

@@ -38,6 +38,7 @@ from .features import FeatureExtractor
 from .flow import draw_context, drop_labels, flow_pair, sample, sample_time
 from .frechet import feature_stats, frechet_distance
 from .latent_cache import ae_checkpoint, build_latent_cache, load_latents
+from .metrics import grid_ratio, grid_steps
 from .loop_utils import (
     add_run_flags,
     autocast_for,
@@ -328,6 +329,8 @@ def main(argv=None) -> int:
             "guidance": cfg.guidance,
             "class_score": scores["mean"],
             "class_scores": scores,
+            # 8-px block edges against the inside of blocks in the decoded samples (real ~1.0)
+            "grid_ratio": grid_ratio(grid_steps(video)),
             "classifier": None if classifier_info is None else classifier_info["key"],
             "eval_s": time.time() - t0,
         }
