@@ -62,8 +62,9 @@ def main(argv=None) -> int:
     k = len(s.classes)
     labels = torch.arange(k).repeat_interleave(args.per_class)  # (N,)
     g = torch.Generator().manual_seed(args.seed)
-    z = s.encode(train.batch([0])[0])
-    noise = torch.randn((len(labels),) + tuple(z.shape[1:]), generator=g)
+    # (C, t, h, w) of one clip's latents, from the autoencoder's config
+    shape = s.vae.cfg.latent_shape(train.frames, train.height, train.width)
+    noise = torch.randn((len(labels),) + tuple(shape), generator=g)
     cls3d = FeatureExtractor.classifier(classifier, info, train.frames)
     real_idx = torch.randperm(len(train), generator=g)[: len(labels)].tolist()
     real = feature_stats(cls3d.features(train.batch(real_idx)[0]))
