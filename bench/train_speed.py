@@ -15,6 +15,7 @@ count: steps/s, GFLOP/s, the GEMM rate and their ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -86,37 +87,52 @@ def dit_step():
     return forward, opt
 
 
-def measure(name: str, make, seconds: float) -> dict:
+def measure(name: str, make, seconds: float, precision: str = "fp32") -> dict:
     forward, opt = make()
     counter = _Flops()
     with counter:
         forward()
     flops = 3 * counter.flops
-    for _ in range(2):  # warm-up
+    # bf16: the trainers' CPU autocast (loop_utils.autocast_for), fp32 weights and optimizer
+    amp = (
+        torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
+
+    def step():
         opt.zero_grad()
-        forward().backward()
+        with amp:
+            loss = forward()
+        loss.float().backward()
         opt.step()
+
+    for _ in range(2):  # warm-up
+        step()
     start, steps = time.perf_counter(), 0
     while steps < 3 or time.perf_counter() - start < seconds:
-        opt.zero_grad()
-        forward().backward()
-        opt.step()
+        step()
         steps += 1
     rate = steps / (time.perf_counter() - start)
     return {
         "trainer": name,
+        "precision": precision,
         "steps_per_s": rate,
         "gflop_per_step": flops / 1e9,
         "gflop_per_s": rate * flops / 1e9,
     }
 
 
-def run(threads: int, seconds: float) -> dict:
+def run(threads: int, seconds: float, precisions) -> dict:
     from diffusable.threads import set_threads
 
     set_threads(threads)
     peak = gemm_gflops()
-    rows = [measure("ae conv-small", ae_step, seconds), measure("dit compact", dit_step, seconds)]
+    rows = [
+        measure(name, make, seconds, p)
+        for p in precisions
+        for name, make in (("ae conv-small", ae_step), ("dit compact", dit_step))
+    ]
     for r in rows:
         r["of_gemm_peak"] = r["gflop_per_s"] / peak
     return {
@@ -131,13 +147,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the child process
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(run(a.threads[0], a.seconds)))
+        print(json.dumps(run(a.threads[0], a.seconds, a.precision)))
         return 0
     for n in a.threads:
         cmd = [sys.executable, __file__, "--one", "--threads", str(n), "--seconds", str(a.seconds)]
+        cmd += ["--precision", *a.precision]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         print(out.strip().splitlines()[-1], flush=True)
     return 0

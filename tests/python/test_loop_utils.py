@@ -1,6 +1,7 @@
 """The trainers' generated flags: one per config field, parsed by the field's type; a boolean
 reads "False" as False (argparse's type=bool read every non-empty string as True)."""
 
+import torch
 import argparse
 from dataclasses import dataclass, replace
 
@@ -79,3 +80,16 @@ def test_every_bool_field_of_any_config():
     cfg = config_from_flags(_parse(_Flags, ["--on", "yes", "--n", "4"]), _Flags())
     assert (cfg.on, cfg.n) == (True, 4)
     assert config_from_flags(_parse(_Flags, ["--on", "0"]), _Flags(on=True)).on is False
+
+
+def test_cpu_bf16_autocast_is_opt_in():
+    from diffusable.loop_utils import autocast_for
+
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(2, 4)
+    cpu = torch.device("cpu")
+    with autocast_for(cpu):
+        assert layer(x).dtype == torch.float32
+    with autocast_for(cpu, cpu_bf16=True):
+        assert layer(x).dtype == torch.bfloat16
+    assert layer.weight.dtype == torch.float32  # the weights stay fp32

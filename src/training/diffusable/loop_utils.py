@@ -71,8 +71,13 @@ def config_from_flags(args: argparse.Namespace, preset):
     return replace(preset, **{k: v for k, v in given.items() if v is not None})
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA; nothing on CPU (torch 1.13's CPU build rejects a CUDA autocast)."""
+def autocast_for(device: torch.device, cpu_bf16: bool = False):
+    """bf16 autocast on CUDA; on CPU only when asked (`cpu_bf16`): weights, optimizer and loss
+    stay fp32, the matmuls and convolutions run in bf16. On a CPU with avx512_bf16 that halves a
+    training step (bench/train_speed.py --precision fp32 bf16); on one without, oneDNN emulates
+    bf16 and it is slower, hence opt-in."""
     if device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    if cpu_bf16:
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -81,6 +81,8 @@ class TrainConfig:
     disc_start: int = -1  # step at which the patch discriminator joins; -1 = never
     disc_weight: float = 0.05
     seed: int = 0
+    # bf16 autocast of the step on CPU (loop_utils.autocast_for); CUDA always uses it
+    cpu_bf16: bool = False
     log_every: int = 20
     eval_every: int = 200
     ckpt_every: int = 200
@@ -351,7 +353,7 @@ def main(argv=None) -> int:
     )
     disc = PatchDiscriminator().to(device) if cfg.disc_start >= 0 else None
     disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if disc else None
-    autocast = autocast_for(device)
+    autocast = autocast_for(device, cfg.cpu_bf16)
 
     # ---------------------------------------------------------------- resume
     def restore(state: Dict) -> int:

@@ -62,6 +62,8 @@ class DiffusionTrainConfig:
     label_dropout: float = 0.1
     time_dist: str = "logit_normal"
     seed: int = 0
+    # bf16 autocast of the training step on CPU (loop_utils.autocast_for); CUDA always uses it
+    cpu_bf16: bool = False
     log_every: int = 50
     eval_every: int = 500
     eval_samples: int = 128  # generated clips per evaluation (and real clips they are compared to)
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
             model, device_ids=[dist_info.local_rank] if device.type == "cuda" else None
         )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    autocast = autocast_for(device)
+    autocast = autocast_for(device, cfg.cpu_bf16)
 
     # ---------------------------------------------------------------- resume
     def restore(state: Dict) -> int:
