@@ -1,11 +1,11 @@
 """The trainers' generated flags: one per config field, parsed by the field's type; a boolean
 reads "False" as False (argparse's type=bool read every non-empty string as True)."""
 
-import torch
 import argparse
 from dataclasses import dataclass, replace
 
 import pytest
+import torch
 
 from diffusable.loop_utils import add_run_flags, config_from_flags, parse_bool
 from diffusable.train_ae import TrainConfig
