@@ -2,7 +2,7 @@
 //  (a) latency of one 64x64x17 clip, 25 Euler steps with guidance 2 (two denoiser rows per
 //      step): sampling alone (seeded noise -> latent) and end to end (-> decoder -> mp4);
 //  (b) throughput (clips/s) at 1, 4 and 8 concurrent requests sharing denoiser calls through one
-//      DenoiserBatcher (as GenerationRunner does), and the ratio 8 : 1, for "npy" outputs (the
+//      DenoiserBatcher (as the job runner does for generations), and the ratio 8 : 1, for "npy" outputs (the
 //      sampled latent: what batching speeds up) and "mp4" (end to end: the decoder and ffmpeg
 //      run per video, unbatched);
 //  (c) the same sampling in PyTorch eager (bench/torch_generate.py) on the same weights and

@@ -3,7 +3,7 @@
 
 import { Hono } from "hono";
 import type { ModelRuntime } from "../pipeline/runtime.ts";
-import type { GenerationRunner } from "../pipeline/work/generation-runner.ts";
+import { JOB_KINDS } from "../pipeline/work/job-kinds.ts";
 import type { JobRunner } from "../pipeline/work/job-runner.ts";
 import type { Db } from "../store/db.ts";
 import { RunRegistry } from "../training/runs/registry.ts";
@@ -15,17 +15,14 @@ import { type Config, checkDefaultModel } from "./config.ts";
 import { openApiDocument } from "./openapi.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { adminPageRoutes } from "./routes/admin-page.ts";
-import { generationRoutes } from "./routes/generations.ts";
-import { jobRoutes } from "./routes/jobs.ts";
+import { jobResourceRoutes } from "./routes/job-resource.ts";
 import { runRoutes } from "./routes/runs.ts";
-import { DecodeOptionsSchema, EncodeOptionsSchema, ReconstructOptionsSchema } from "./schemas.ts";
 
 export interface AppDeps {
   db: Db;
   runtime: ModelRuntime;
+  /** Runs the jobs of every resource (pipeline/work/job-kinds.ts). */
   runner: JobRunner;
-  /** Generation jobs; without it /v1/generations is not served. */
-  generations?: GenerationRunner;
   config: Config;
   /** Training runs (start, import, follow); default: one on config.runsDir, not started. */
   registry?: RunRegistry;
@@ -40,33 +37,6 @@ export function createApp(deps: AppDeps) {
   const v1 = new Hono<AppEnv>()
     .use(requireKey(db))
     .get("/models", (c) => c.json({ models: runtime.bundles() }))
-    .route(
-      "/encodings",
-      jobRoutes(deps, {
-        kind: "encode",
-        path: "encodings",
-        options: EncodeOptionsSchema,
-        input: "video",
-      }),
-    )
-    .route(
-      "/decodings",
-      jobRoutes(deps, {
-        kind: "decode",
-        path: "decodings",
-        options: DecodeOptionsSchema,
-        input: "npy",
-      }),
-    )
-    .route(
-      "/reconstructions",
-      jobRoutes(deps, {
-        kind: "reconstruct",
-        path: "reconstructions",
-        options: ReconstructOptionsSchema,
-        input: "video",
-      }),
-    )
     .route("/admin", adminRoutes(db))
     .route(
       "/runs",
@@ -75,10 +45,11 @@ export function createApp(deps: AppDeps) {
         registry: deps.registry ?? new RunRegistry({ db, runsDir: deps.config.runsDir }),
       }),
     );
-  if (deps.generations) {
+  // One resource per kind of job, all from one route factory.
+  for (const kind of JOB_KINDS) {
     v1.route(
-      "/generations",
-      generationRoutes({ db, runtime, generations: deps.generations, config: deps.config }),
+      `/${kind.resource}`,
+      jobResourceRoutes({ db, runtime, runner, config: deps.config }, kind),
     );
   }
 
@@ -97,7 +68,7 @@ export function createApp(deps: AppDeps) {
       adminPageRoutes({
         db,
         runtime,
-        generations: deps.generations,
+        runner,
         config: deps.config,
         runs: deps.runs ?? storeRunReader(db),
       }),

@@ -13,9 +13,10 @@ import { parseArgs } from "node:util";
 import { AppError, errorInfo } from "../app-error.ts";
 import { REPO_ROOT } from "../env.ts";
 import { ModelRuntime } from "../pipeline/runtime.ts";
+import { runItem } from "../pipeline/work/autoencoder-jobs.ts";
+import { resolveModel } from "../pipeline/work/default-model.ts";
 import { checkVideoInput } from "../pipeline/work/input-checks.ts";
-import { runItem } from "../pipeline/work/job-runner.ts";
-import { resolveModel } from "../pipeline/work/submit-generation.ts";
+import { EncodeOptionsSchema } from "../pipeline/work/job-requests.ts";
 import { createKey, listKeys, revokeKey } from "../store/api-keys.ts";
 import { closeDb, openDb } from "../store/db.ts";
 import { KEY_ROLES, type KeyRole, RUN_KINDS, type RunKind } from "../store/schema.ts";
@@ -24,7 +25,7 @@ import { RunRegistry } from "../training/runs/registry.ts";
 import { RunError } from "../training/runs/run-error.ts";
 import { getRun, listRuns } from "../training/runs/run-store.ts";
 import { type Config, ConfigError, parseConfig } from "./config.ts";
-import { describeZodError, EncodeOptionsSchema } from "./schemas.ts";
+import { describeZodError } from "./schemas.ts";
 import { startServer } from "./serve.ts";
 
 class UsageError extends AppError {
@@ -152,7 +153,7 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
           outDir,
           baseName: base,
         });
-        const shape = (result.metadata.latentShape as number[] | undefined)?.join("x") ?? "?";
+        const shape = (result.metadata?.latentShape as number[] | undefined)?.join("x") ?? "?";
         console.log(`${file} -> ${result.outputs.latents} (${shape}, sha256 ${result.sha256})`);
       } catch (err) {
         failures++;

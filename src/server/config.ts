@@ -6,7 +6,7 @@ import { z } from "zod";
 import { AppError } from "../app-error.ts";
 import { defaultThreads, REPO_ROOT } from "../env.ts";
 import type { ModelRuntime } from "../pipeline/runtime.ts";
-import type { SubmitDeps } from "../pipeline/work/submit-generation.ts";
+import type { SubmitDeps } from "../pipeline/work/submit-job.ts";
 import type { Db } from "../store/db.ts";
 import type { WebhookSettings } from "./webhooks.ts";
 
@@ -166,11 +166,12 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
   };
 }
 
-/** What the generation use case (pipeline/work/submit-generation.ts) needs from the settings. */
+/** What the submit use case (pipeline/work/submit-job.ts) needs from the settings. */
 export function submitDepsOf(db: Db, runtime: ModelRuntime, config: Config): SubmitDeps {
   return {
     db,
     runtime,
+    dataDir: config.dataDir,
     defaultModel: config.defaultModel,
     maxActivePerKey: config.maxActiveJobsPerKey,
     maxQueued: config.maxQueuedGenerations,

@@ -6,6 +6,8 @@
 
 import { z } from "zod";
 import { OUTPUT_FORMATS, VIDEO_FORMATS } from "../pipeline/media/output-formats.ts";
+import { JOB_KINDS } from "../pipeline/work/job-kinds.ts";
+import type { JobKind } from "../pipeline/work/kind-contract.ts";
 import {
   ImportRunSchema,
   ListRunsQuerySchema,
@@ -14,14 +16,8 @@ import {
 } from "./routes/runs.ts";
 import {
   CreateKeySchema,
-  DecodeOptionsSchema,
   DeletedSchema,
-  EncodeOptionsSchema,
   ErrorSchema,
-  GenerationFormSchema,
-  GenerationListSchema,
-  GenerationRequestSchema,
-  GenerationSchema,
   HealthSchema,
   JobListSchema,
   JobSchema,
@@ -33,7 +29,6 @@ import {
   ListJobsQuerySchema,
   MetricsSchema,
   ModelsSchema,
-  ReconstructOptionsSchema,
   RunDetailSchema,
   RunEnvelopeSchema,
   RunImportSchema,
@@ -67,50 +62,29 @@ function output(schema: z.ZodType): Json {
   return rest;
 }
 
-function multipart(options: z.ZodType, fileDescription: string): Json {
-  const schema = input(options) as { properties?: Json; required?: string[] };
-  return {
-    required: true,
-    content: {
-      "multipart/form-data": {
-        schema: {
-          type: "object",
-          properties: {
-            files: {
-              type: "array",
-              items: { type: "string", format: "binary" },
-              description: fileDescription,
-            },
-            ...schema.properties,
+/** A kind's multipart form: its text fields and its file fields. */
+function multipartSchema(kind: JobKind): Json {
+  const schema = input(kind.request.form) as { properties?: Json; required?: string[] };
+  const { fileFields, filesRequired, describeFiles } = kind.request;
+  const files =
+    fileFields[0] === "files"
+      ? {
+          files: {
+            type: "array",
+            items: { type: "string", format: "binary" },
+            description: describeFiles,
           },
-          required: ["files", ...(schema.required ?? [])],
-        },
-      },
-    },
-  };
-}
-
-/** POST /v1/generations as multipart: the form fields, and an image or a video (or neither,
- * with `encoding`). */
-function generationForm(): Json {
-  const schema = input(GenerationFormSchema) as { properties?: Json; required?: string[] };
+        }
+      : Object.fromEntries(
+          fileFields.map((f) => [
+            f,
+            { type: "string", format: "binary", description: describeFiles },
+          ]),
+        );
   return {
     type: "object",
-    properties: {
-      image: {
-        type: "string",
-        format: "binary",
-        description:
-          "image-to-video: a PNG, JPEG or WebP (or a one-frame video), resized and centre-cropped to the bundle's resolution",
-      },
-      video: {
-        type: "string",
-        format: "binary",
-        description: "extension: a clip to continue (checked as a whole-mode encoding is)",
-      },
-      ...schema.properties,
-    },
-    required: schema.required ?? [],
+    properties: { ...files, ...schema.properties },
+    required: [...(filesRequired ? [fileFields[0] as string] : []), ...(schema.required ?? [])],
   };
 }
 
@@ -140,28 +114,60 @@ const sse = {
   content: { "text/event-stream": { schema: { type: "string" } } },
 };
 
-type Outputs = Record<string, { content: Json; query?: z.ZodType }>;
+/** What each output role's download answers. */
+function roleContent(role: string): { content: Json; query?: z.ZodType } {
+  const binary = { schema: { type: "string", format: "binary" } };
+  if (role === "metadata")
+    return { content: { "application/json": { schema: { type: "object" } } } };
+  if (role === "latents") {
+    return {
+      content: {
+        "application/octet-stream": binary,
+        "application/json": { schema: { type: "object" } },
+      },
+      query: LatentsQuerySchema,
+    };
+  }
+  return {
+    content: Object.fromEntries(VIDEO_FORMATS.map((f) => [OUTPUT_FORMATS[f].mime, binary])),
+  };
+}
 
-function jobPaths(path: string, tag: string, options: z.ZodType, files: string, outputs: Outputs) {
+/** Every verb of one resource, from its kind (pipeline/work/job-kinds.ts). */
+function jobPaths(kind: JobKind) {
+  const path = kind.resource;
+  const tag = kind.resource;
   const id = idParam;
   const n = { name: "n", in: "path", required: true, schema: { type: "integer", minimum: 0 } };
+  const idempotencyHeader = {
+    name: "Idempotency-Key",
+    in: "header",
+    required: false,
+    schema: { type: "string" },
+    description:
+      "a retry with the same key and request returns the same job (Idempotent-Replayed: true); another request with it is 422 idempotency_key_reused",
+  };
+  const body: Record<string, Json> = {
+    "multipart/form-data": { schema: multipartSchema(kind) },
+  };
+  if (kind.request.json) body["application/json"] = { schema: input(kind.request.json) };
   return {
     [`/v1/${path}`]: {
       get: {
         tags: [tag],
-        summary: `list ${tag} jobs, newest first (an admin key sees every key's)`,
+        summary: `list ${tag}, newest first (an admin key sees every key's)`,
         parameters: queryParameters(ListJobsQuerySchema),
         responses: { "200": json(ref("JobList"), "jobs and the next page"), ...errors(400, 404) },
       },
       post: {
         tags: [tag],
-        summary: `start a ${tag} job`,
-        parameters: [preferHeader],
-        requestBody: multipart(options, files),
+        summary: `start a ${kind.singular}; every input is checked before the 202`,
+        parameters: [preferHeader, idempotencyHeader],
+        requestBody: { required: true, content: body },
         responses: {
-          "200": json(ref("Job"), "finished within Prefer: wait=N"),
+          "200": json(ref("Job"), "finished within Prefer: wait=N, or a replay"),
           "202": json(ref("Job"), "the job, queued"),
-          ...errors(400, 404, 413, 415, 422, 429),
+          ...errors(400, 404, 409, 413, 415, 422, 429),
         },
       },
     },
@@ -195,22 +201,40 @@ function jobPaths(path: string, tag: string, options: z.ZodType, files: string, 
         responses: { "200": sse, ...errors(404) },
       },
     },
+    [`/v1/${path}/{id}/content`]: {
+      get: {
+        tags: [tag],
+        summary: "item `index`'s main output (video or latents); Range and If-None-Match honoured",
+        parameters: [
+          id,
+          { name: "index", in: "query", required: false, schema: { type: "integer", minimum: 0 } },
+        ],
+        responses: {
+          "200": { description: "the item's main output" },
+          ...fileStatuses,
+          ...errors(400, 404, 409),
+        },
+      },
+    },
     ...Object.fromEntries(
-      Object.entries(outputs).map(([suffix, { content, query }]) => [
-        `/v1/${path}/{id}/items/{n}/${suffix}`,
-        {
-          get: {
-            tags: [tag],
-            summary: `the item's ${suffix}; Range (206, 416) and If-None-Match (304) honoured`,
-            parameters: [id, n, ...(query ? queryParameters(query) : [])],
-            responses: {
-              "200": { description: `the item's ${suffix}`, content },
-              ...(suffix === "metadata" ? {} : fileStatuses),
-              ...errors(...(query ? [400] : []), 404, 409),
+      kind.outputRoles.map((role) => {
+        const { content, query } = roleContent(role);
+        return [
+          `/v1/${path}/{id}/items/{n}/${role}`,
+          {
+            get: {
+              tags: [tag],
+              summary: `the item's ${role}; Range (206, 416) and If-None-Match (304) honoured`,
+              parameters: [id, n, ...(query ? queryParameters(query) : [])],
+              responses: {
+                "200": { description: `the item's ${role}`, content },
+                ...(role === "metadata" ? {} : fileStatuses),
+                ...errors(...(query ? [400] : []), 404, 409),
+              },
             },
           },
-        },
-      ]),
+        ];
+      }),
     ),
   };
 }
@@ -276,13 +300,6 @@ let cached: Json | null = null;
 
 export function openApiDocument(): Json {
   if (cached) return cached;
-  const video = Object.fromEntries(
-    VIDEO_FORMATS.map((f) => [
-      OUTPUT_FORMATS[f].mime,
-      { schema: { type: "string", format: "binary" } },
-    ]),
-  );
-  const binary = { schema: { type: "string", format: "binary" } };
   cached = {
     openapi: "3.1.0",
     info: {
@@ -298,8 +315,6 @@ export function openApiDocument(): Json {
         Job: output(JobSchema),
         JobList: output(JobListSchema),
         Deleted: output(DeletedSchema),
-        Generation: output(GenerationSchema),
-        GenerationList: output(GenerationListSchema),
         Run: output(RunSchema),
         RunList: output(RunListSchema),
         RunEnvelope: output(RunEnvelopeSchema),
@@ -313,7 +328,6 @@ export function openApiDocument(): Json {
         Health: output(HealthSchema),
         Models: output(ModelsSchema),
         CreateKey: input(CreateKeySchema),
-        GenerationRequest: input(GenerationRequestSchema),
         StartRun: input(StartRunSchema),
         ImportRun: input(ImportRunSchema),
       },
@@ -333,122 +347,7 @@ export function openApiDocument(): Json {
       "/v1/models": {
         get: { responses: { "200": json(ref("Models"), "loaded bundles") } },
       },
-      ...jobPaths(
-        "encodings",
-        "encodings",
-        EncodeOptionsSchema,
-        "videos (1..DIFFUSABLE_MAX_FILES); with size=native each frame, rounded to the spatial factor, at most DIFFUSABLE_MAX_PIXELS pixels (else 422 too_large)",
-        {
-          latents: {
-            content: {
-              "application/octet-stream": binary,
-              "application/json": { schema: { type: "object" } },
-            },
-            query: LatentsQuerySchema,
-          },
-          metadata: { content: { "application/json": { schema: { type: "object" } } } },
-        },
-      ),
-      ...jobPaths(
-        "decodings",
-        "decodings",
-        DecodeOptionsSchema,
-        "latents as .npy, shape (1,C,t,h,w)",
-        {
-          video: { content: video },
-        },
-      ),
-      ...jobPaths(
-        "reconstructions",
-        "reconstructions",
-        ReconstructOptionsSchema,
-        "videos; with size=native each frame, rounded to the spatial factor, at most DIFFUSABLE_MAX_PIXELS pixels (else 422 too_large)",
-        {
-          video: { content: video },
-        },
-      ),
-      "/v1/generations": {
-        get: {
-          tags: ["generations"],
-          parameters: queryParameters(ListJobsQuerySchema),
-          responses: {
-            "200": json(ref("GenerationList"), "generations, newest first, and the next page"),
-            ...errors(400, 404),
-          },
-        },
-        post: {
-          tags: ["generations"],
-          parameters: [
-            preferHeader,
-            { name: "Idempotency-Key", in: "header", required: false, schema: { type: "string" } },
-          ],
-          description:
-            "JSON: from a label (and optionally `encoding`, an encoding whose latents are continued). multipart/form-data: the same fields as text, with `image` (image-to-video: the image is latent frame 0) or `video` (extension: `frames` more frames are generated in windows of the denoiser's training length, manifest `conditioning`, each continuing the last frames before it re-encoded as a clip of their own; `output` says what comes back). Inputs are checked before the 202.",
-          requestBody: {
-            required: true,
-            content: {
-              "application/json": { schema: ref("GenerationRequest") },
-              "multipart/form-data": { schema: generationForm() },
-            },
-          },
-          responses: {
-            "200": json(ref("Generation"), "finished within Prefer: wait=N, or a replay"),
-            "202": json(ref("Generation"), "the queued generation"),
-            ...errors(400, 404, 409, 413, 415, 422, 429),
-          },
-        },
-      },
-      "/v1/generations/{id}": {
-        get: {
-          tags: ["generations"],
-          parameters: [idParam, preferHeader],
-          responses: {
-            "200": json(ref("Generation"), "status, step of steps, seed"),
-            ...errors(404),
-          },
-        },
-        delete: {
-          tags: ["generations"],
-          summary: "delete a finished generation and its outputs",
-          parameters: [idParam],
-          responses: { "200": json(ref("Deleted"), "deleted"), ...errors(404, 409) },
-        },
-      },
-      "/v1/generations/{id}/content": {
-        get: {
-          tags: ["generations"],
-          parameters: [
-            idParam,
-            {
-              name: "index",
-              in: "query",
-              required: false,
-              schema: { type: "integer", minimum: 0 },
-            },
-          ],
-          responses: {
-            "200": {
-              description: `video i (${VIDEO_FORMATS.join(", ")}) or its latent (.npy); Range and If-None-Match honoured`,
-            },
-            ...fileStatuses,
-            ...errors(400, 404, 409),
-          },
-        },
-      },
-      "/v1/generations/{id}/events": {
-        get: {
-          tags: ["generations"],
-          parameters: [idParam],
-          responses: { "200": sse, ...errors(404) },
-        },
-      },
-      "/v1/generations/{id}/cancel": {
-        post: {
-          tags: ["generations"],
-          parameters: [idParam],
-          responses: { "200": json(ref("Generation"), "canceled"), ...errors(404, 409) },
-        },
-      },
+      ...Object.assign({}, ...JOB_KINDS.map(jobPaths)),
       "/v1/admin/keys": {
         get: {
           tags: ["admin"],

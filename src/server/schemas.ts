@@ -2,12 +2,8 @@
 // /openapi.json, so the document and the checks cannot drift apart.
 
 import { z } from "zod";
-import { ENCODE_MODES } from "../pipeline/autoencoder/encode.ts";
-import { FRAME_SIZES } from "../pipeline/autoencoder/tiling.ts";
-import { OUTPUT_MODES } from "../pipeline/generate/generate.ts";
-import { SAMPLER_METHODS } from "../pipeline/generate/sampler.ts";
-import { ALL_OUTPUT_FORMATS, VIDEO_FORMATS } from "../pipeline/media/output-formats.ts";
-import { JOB_KINDS, JOB_STATUSES, KEY_ROLES, RUN_KINDS, RUN_STATUSES } from "../store/schema.ts";
+import { JOB_KINDS } from "../pipeline/work/job-kinds.ts";
+import { JOB_STATUSES, KEY_ROLES, RUN_KINDS, RUN_STATUSES } from "../store/schema.ts";
 
 export const ErrorSchema = z.object({
   error: z.object({
@@ -16,62 +12,12 @@ export const ErrorSchema = z.object({
   }),
 });
 
-const model = z.string().min(1).max(200).meta({ description: "bundle name (GET /v1/models)" });
-const fps = z.coerce
-  .number()
-  .positive()
-  .max(240)
-  .optional()
-  .meta({ description: "frames per second to sample the video at (default: the bundle's fps)" });
-
-const webhook = z.string().min(1).max(2000).optional().meta({
-  description:
-    "an http(s) URL called (signed, Standard Webhooks) when the job is over; needs DIFFUSABLE_WEBHOOK_SECRET",
-});
-
-const jobModel = model.optional().meta({
-  description:
-    "bundle name (GET /v1/models); default: DIFFUSABLE_DEFAULT_MODEL, else the se bundle (the same rule as generations)",
-});
-
-const size = z.enum(FRAME_SIZES).default("bundle").meta({
-  description:
-    "bundle: the bundle's square centre crop (its resolution, what it was trained on); native: the video's own width and height, each rounded to the bundle's spatial factor, the whole picture (no crop), tiled in space when larger than the bundle's tile; width x height at most DIFFUSABLE_MAX_PIXELS (422 too_large)",
-});
-
-// Strict: a field a route does not know (e.g. mode on a reconstruction) is a 400 naming it,
-// never silently dropped.
-export const EncodeOptionsSchema = z.strictObject({
-  model: jobModel,
-  mode: z.enum(ENCODE_MODES).default("clip").meta({
-    description:
-      "clip: consecutive 1+4k-frame clips like the training data; whole: the whole video causally",
-  }),
-  fps,
-  dtype: z.enum(["float32", "float16"]).default("float32"),
-  size,
-  webhook,
-});
-
-export const VideoFormatSchema = z.enum(VIDEO_FORMATS);
-
-export const DecodeOptionsSchema = z.strictObject({
-  model: jobModel,
-  format: VideoFormatSchema.default("mp4"),
-  webhook,
-});
-
-export const ReconstructOptionsSchema = z.strictObject({
-  model: jobModel,
-  format: VideoFormatSchema.default("mp4"),
-  fps,
-  size,
-  webhook,
-});
-
 const ItemSchema = z.object({
   index: z.number().int(),
-  source: z.string().meta({ description: "the uploaded file's name" }),
+  source: z
+    .string()
+    .nullable()
+    .meta({ description: "the uploaded file's name; null for an item without a file of its own" }),
   status: z.enum(JOB_STATUSES),
   error: ErrorSchema.shape.error.nullable(),
   sha256: z.string().nullable().meta({ description: "sha256 of the main output" }),
@@ -79,22 +25,38 @@ const ItemSchema = z.object({
     description:
       "what the item produced; encodings, reconstructions and decodings: size {mode: bundle|native, width, height} (the frame the model saw) and, for encodings and reconstructions, tiles (tiles per frame)",
   }),
-  urls: z.record(z.string(), z.string()).meta({ description: "where to fetch the outputs" }),
+  urls: z
+    .record(z.string(), z.string())
+    .meta({ description: "where to fetch the outputs, by role (items/:n/<role>)" }),
 });
 
+/** The one view of a job, the same for every resource (server/job-view.ts). */
 export const JobSchema = z.object({
   id: z.string(),
-  kind: z.enum(JOB_KINDS),
+  kind: z.enum(JOB_KINDS.map((k) => k.name) as [string, ...string[]]),
   status: z.enum(JOB_STATUSES),
   model: z.string(),
-  options: z.record(z.string(), z.unknown()),
+  options: z
+    .record(z.string(), z.unknown())
+    .meta({ description: "the request's settings, defaults filled in" }),
+  seed: z
+    .number()
+    .int()
+    .optional()
+    .meta({ description: "generations: the noise seed used (drawn when the request had none)" }),
   progress: z.number().min(0).max(1),
+  step: z.number().int().meta({ description: "steps done: sampler steps, else items finished" }),
+  steps: z.number().int().meta({ description: "steps in all: sampler steps, else items" }),
   attempts: z.number().int().meta({ description: "times started; >1 after a restart resumed it" }),
   error: ErrorSchema.shape.error.nullable(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
+  timings: z.object({ queuedMs: z.number().nullable(), runMs: z.number().nullable() }),
   items: z.array(ItemSchema),
+  outputs: z
+    .array(z.object({ index: z.number().int(), sha256: z.string(), url: z.string() }))
+    .meta({ description: "each succeeded item's main output" }),
 });
 
 export const LatentsQuerySchema = z.strictObject({
@@ -213,139 +175,11 @@ export function describeZodError(error: z.ZodError): string {
   return `${[...new Set(error.issues.map(describeIssue))].join("; ")}.`;
 }
 
-const generationDescriptions = {
-  model: "bundle name (GET /v1/models); default: DIFFUSABLE_DEFAULT_MODEL, else the se bundle",
-  label: "class name or id (GET /v1/models: classes)",
-  seed: "noise seed (docs/sampler.md); random when absent, reported back",
-  steps: "sampler steps, up to the bundle's sampler.max_steps",
-  guidance: "classifier-free guidance scale (1 = none)",
-  frames:
-    "1 + temporal_factor * k, up to the bundle's frames.max; with a video or an encoding (an extension): the new frames, a positive multiple of temporal_factor up to frames.max (default: one window, temporal_factor * (window_latents - extension_context_latents) of the manifest's conditioning), generated in windows of the denoiser's training length",
-  n: "videos (1..8)",
-  output:
-    "an extension's output: continuation (the new frames only, default) or whole (the input, as the bundle reconstructs it, then the new frames)",
-  encoding:
-    "continue the latents of this encoding's item (instead of an upload): they are decoded and the extension continues those frames",
-  item: "the encoding's item (default 0); a clip-mode item's last clip is continued",
-};
-
-export const GenerationRequestSchema = z.strictObject({
-  model: model.optional().meta({ description: generationDescriptions.model }),
-  label: z
-    .union([z.string().min(1).max(200), z.number().int().nonnegative()])
-    .meta({ description: generationDescriptions.label }),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(Number.MAX_SAFE_INTEGER)
-    .optional()
-    .meta({ description: generationDescriptions.seed }),
-  steps: z.number().int().min(1).optional().meta({ description: generationDescriptions.steps }),
-  guidance: z
-    .number()
-    .nonnegative()
-    .max(100)
-    .optional()
-    .meta({ description: generationDescriptions.guidance }),
-  method: z.enum(SAMPLER_METHODS).optional(),
-  frames: z
-    .number()
-    .int()
-    .positive()
-    .optional()
-    .meta({ description: generationDescriptions.frames }),
-  format: z.enum(ALL_OUTPUT_FORMATS).default("mp4"),
-  n: z.number().int().min(1).max(8).default(1).meta({ description: generationDescriptions.n }),
-  output: z.enum(OUTPUT_MODES).optional().meta({ description: generationDescriptions.output }),
-  encoding: z
-    .string()
-    .regex(/^enc_[\w-]{1,100}$/, "must be an encoding id (enc_...)")
-    .optional()
-    .meta({ description: generationDescriptions.encoding }),
-  item: z.number().int().min(0).optional().meta({ description: generationDescriptions.item }),
-  webhook,
-});
-export type GenerationRequest = z.infer<typeof GenerationRequestSchema>;
-
-/** The multipart form of POST /v1/generations (image-to-video, extension): the JSON request's
- * fields as text (numbers coerced; a label of digits is a class id), beside the `image` or
- * `video` file. */
-export const GenerationFormSchema = z.strictObject({
-  model: GenerationRequestSchema.shape.model,
-  label: z.string().min(1).max(200).meta({ description: generationDescriptions.label }),
-  seed: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(Number.MAX_SAFE_INTEGER)
-    .optional()
-    .meta({ description: generationDescriptions.seed }),
-  steps: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .optional()
-    .meta({ description: generationDescriptions.steps }),
-  guidance: z.coerce
-    .number()
-    .nonnegative()
-    .max(100)
-    .optional()
-    .meta({ description: generationDescriptions.guidance }),
-  method: z.enum(SAMPLER_METHODS).optional(),
-  frames: z.coerce
-    .number()
-    .int()
-    .positive()
-    .optional()
-    .meta({ description: generationDescriptions.frames }),
-  format: z.enum(ALL_OUTPUT_FORMATS).default("mp4"),
-  n: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(8)
-    .default(1)
-    .meta({ description: generationDescriptions.n }),
-  output: GenerationRequestSchema.shape.output,
-  encoding: GenerationRequestSchema.shape.encoding,
-  item: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .optional()
-    .meta({ description: generationDescriptions.item }),
-  webhook,
-});
-export type GenerationForm = z.infer<typeof GenerationFormSchema>;
-
 // ---------------------------------------------------------------- response schemas (OpenAPI)
 
+/** The one list envelope of every resource. */
 export const JobListSchema = z.object({
   jobs: z.array(JobSchema),
-  next: z.string().nullable().meta({ description: "the next page (?before=), null on the last" }),
-});
-
-export const GenerationSchema = z.object({
-  id: z.string(),
-  status: z.enum(JOB_STATUSES),
-  model: z.string(),
-  options: z.record(z.string(), z.unknown()).meta({ description: "the resolved settings" }),
-  seed: z.number().int(),
-  step: z.number().int(),
-  steps: z.number().int(),
-  attempts: z.number().int(),
-  error: ErrorSchema.shape.error.nullable(),
-  createdAt: z.string(),
-  startedAt: z.string().nullable(),
-  finishedAt: z.string().nullable(),
-  timings: z.object({ queuedMs: z.number().nullable(), runMs: z.number().nullable() }),
-  outputs: z.array(z.object({ index: z.number().int(), sha256: z.string(), url: z.string() })),
-});
-
-export const GenerationListSchema = z.object({
-  generations: z.array(GenerationSchema),
   next: z.string().nullable().meta({ description: "the next page (?before=), null on the last" }),
 });
 

@@ -1,28 +1,20 @@
-// Start-up: data dir, database (migrations applied), model runtime, job runner (crash recovery
-// first), then the HTTP server. Returns a handle whose close() stops everything in order.
+// Start-up: data dir, database (migrations applied), model runtime, the job runner of every kind
+// (crash recovery first), then the HTTP server. Returns a handle whose close() stops everything
+// in order.
 
 import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { ModelRuntime } from "../pipeline/runtime.ts";
-import { GenerationRunner } from "../pipeline/work/generation-runner.ts";
 import { JobRunner } from "../pipeline/work/job-runner.ts";
 import { startRetention } from "../pipeline/work/retention.ts";
 import { countKeys } from "../store/api-keys.ts";
 import { closeDb, openDb } from "../store/db.ts";
-import { getGeneration } from "../store/generation-rows.ts";
-import { getJob } from "../store/job-rows.ts";
-import { TERMINAL_STATUSES } from "../store/schema.ts";
 import { RunRegistry } from "../training/runs/registry.ts";
 import { createApp } from "./app.ts";
 import { answerClientError } from "./client-error.ts";
-import { generationJson } from "./routes/generations.ts";
-import { jobJson } from "./routes/jobs.ts";
-import { WebhookDispatcher } from "./webhooks.ts";
-
-const TERMINAL = new Set<string>(TERMINAL_STATUSES);
-
 import { type Config, checkDefaultModel } from "./config.ts";
+import { jobWebhookPayload, WebhookDispatcher } from "./webhooks.ts";
 
 export interface RunningServer {
   url: string;
@@ -47,19 +39,11 @@ export async function startServer(
       db,
       runtime,
       dataDir: config.dataDir,
-      concurrency: config.jobConcurrency,
-      log,
-    });
-    await runner.start();
-    const generations = new GenerationRunner({
-      db,
-      runtime,
-      dataDir: config.dataDir,
-      concurrency: config.generationConcurrency,
+      concurrency: { autoencoder: config.jobConcurrency, generation: config.generationConcurrency },
       maxBatch: config.generationBatch,
       log,
     });
-    await generations.start();
+    await runner.start();
     const registry = new RunRegistry({
       db,
       runsDir: config.runsDir,
@@ -73,23 +57,9 @@ export async function startServer(
       );
     }
     const stopRetention = startRetention(db, config.dataDir, config.retentionDays, log);
-    const dispatcher = new WebhookDispatcher(
-      db,
-      config.webhooks,
-      (resource, id) => {
-        if (resource === "generations") {
-          const g = getGeneration(db, id);
-          if (!g) return null;
-          return TERMINAL.has(g.status) ? generationJson(g) : "active";
-        }
-        const job = getJob(db, id);
-        if (!job) return null;
-        return TERMINAL.has(job.job.status) ? jobJson(resource, job) : "active";
-      },
-      log,
-    );
+    const dispatcher = new WebhookDispatcher(db, config.webhooks, jobWebhookPayload(db), log);
     dispatcher.start();
-    const app = createApp({ db, runtime, runner, generations, config, registry });
+    const app = createApp({ db, runtime, runner, config, registry });
     const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
     server.on("clientError", answerClientError);
     await new Promise<void>((resolve, reject) => {
@@ -123,7 +93,6 @@ export async function startServer(
         await dispatcher.stop();
         registry.stop();
         await runner.stop();
-        await generations.stop();
         await rt.close();
         closeDb(db);
       },

@@ -1,4 +1,4 @@
-// Webhooks: a request may carry `webhook` (an http(s) URL); once its job or generation is over,
+// Webhooks: a request may carry `webhook` (an http(s) URL); once its job is over,
 // the server POSTs {type, timestamp, data: <the job JSON>} there, signed per the Standard
 // Webhooks convention (webhook-id, webhook-timestamp, webhook-signature: "v1,<base64 HMAC-SHA256
 // of `id.timestamp.body`>" with the key of DIFFUSABLE_WEBHOOK_SECRET, "whsec_<base64>"). A
@@ -16,14 +16,18 @@ import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { isIP, type LookupFunction } from "node:net";
 import { and, asc, eq, lte } from "drizzle-orm";
+import { kindNamed } from "../pipeline/work/job-kinds.ts";
 import type { Db } from "../store/db.ts";
-import { webhooks } from "../store/schema.ts";
+import { getJob } from "../store/job-rows.ts";
+import { TERMINAL_STATUSES, webhooks } from "../store/schema.ts";
 import { ApiError } from "./api-error.ts";
+import { jobJson } from "./job-view.ts";
 import { isLocalName, isPrivateAddress } from "./private-address.ts";
 
 export { isPrivateAddress } from "./private-address.ts";
 
 export const MAX_ATTEMPTS = 8;
+const TERMINAL = new Set<string>(TERMINAL_STATUSES);
 const TIMEOUT_MS = 10_000;
 
 export interface WebhookSettings {
@@ -75,9 +79,9 @@ export function checkWebhookUrl(raw: string, settings: WebhookSettings): string 
 }
 
 /** Records that this job wants a webhook once it is over. */
-export function registerWebhook(db: Db, resource: string, jobId: string, url: string): void {
+export function registerWebhook(db: Db, jobId: string, url: string): void {
   db.insert(webhooks)
-    .values({ id: `msg_${randomBytes(12).toString("hex")}`, resource, jobId, url })
+    .values({ id: `msg_${randomBytes(12).toString("hex")}`, jobId, url })
     .run();
 }
 
@@ -88,11 +92,24 @@ export function signWebhook(secret: string, id: string, timestamp: number, body:
   return `v1,${mac}`;
 }
 
-/** The job JSON of a finished job, "active" while it runs, or null when it is gone. */
+/** The event of a finished job (`type`: "<one of its resource>.<status>", `data`: the job JSON),
+ * "active" while it runs, or null when it is gone. */
 export type WebhookPayload = (
-  resource: string,
   jobId: string,
-) => Record<string, unknown> | "active" | null;
+) => { type: string; data: Record<string, unknown> } | "active" | null;
+
+/** The payload of a job's webhook: its view once it is over (webhook.test.ts and serve.ts). */
+export function jobWebhookPayload(db: Db): WebhookPayload {
+  return (jobId) => {
+    const found = getJob(db, jobId);
+    if (!found) return null;
+    if (!TERMINAL.has(found.job.status)) return "active";
+    return {
+      type: `${kindNamed(found.job.kind).singular}.${found.job.status}`,
+      data: jobJson(found),
+    };
+  };
+}
 
 /** Sends due deliveries every `everyMs`; stop() ends it (a delivery in flight finishes). */
 export class WebhookDispatcher {
@@ -141,13 +158,13 @@ export class WebhookDispatcher {
       .limit(20)
       .all();
     for (const row of due) {
-      const data = this.#payload(row.resource, row.jobId);
-      if (data === "active") continue;
-      if (data === null) {
+      const event = this.#payload(row.jobId);
+      if (event === "active") continue;
+      if (event === null) {
         this.#set(row.id, { status: "failed", lastError: "the job was deleted before delivery" });
         continue;
       }
-      const error = await this.#send(row.id, row.url, row.resource, data);
+      const error = await this.#send(row.id, row.url, event);
       const attempts = row.attempts + 1;
       if (error === null) {
         this.#set(row.id, {
@@ -180,8 +197,7 @@ export class WebhookDispatcher {
   async #send(
     id: string,
     url: string,
-    resource: string,
-    data: Record<string, unknown>,
+    event: { type: string; data: Record<string, unknown> },
   ): Promise<string | null> {
     const target = new URL(url);
     const host = target.hostname.replace(/^\[|\]$/g, "");
@@ -190,11 +206,10 @@ export class WebhookDispatcher {
       return `${host} is a loopback or private address; refused`;
     }
     const timestamp = Math.floor(Date.now() / 1000);
-    const one = resource === "generations" ? "generation" : resource.replace(/s$/, "");
     const body = JSON.stringify({
-      type: `${one}.${String(data.status)}`,
+      type: event.type,
       timestamp: new Date(timestamp * 1000).toISOString(),
-      data,
+      data: event.data,
     });
     try {
       const status = await post(

@@ -1,6 +1,7 @@
-// Job rows: insert a job with its items in one transaction, read it back, claim the oldest queued
-// one, record item and job outcomes. All synchronous (better-sqlite3); the runner is
-// pipeline/work/job-runner.ts.
+// Job rows, for every kind of job (encodings, decodings, reconstructions, generations): insert a
+// job with its items in one transaction, read it back, find it by Idempotency-Key, claim the
+// oldest queued one, record item and job outcomes, list, count, delete. All synchronous
+// (better-sqlite3); the runner is pipeline/work/job-runner.ts, the kinds pipeline/work/job-kinds.ts.
 
 import { randomBytes } from "node:crypto";
 import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
@@ -9,7 +10,6 @@ import {
   ACTIVE_STATUSES,
   type ItemStatus,
   type JobItemRow,
-  type JobKind,
   type JobRow,
   type JobStatus,
   jobItems,
@@ -17,25 +17,28 @@ import {
   TERMINAL_STATUSES,
 } from "./schema.ts";
 
-const ID_PREFIX: Record<JobKind, string> = { encode: "enc", decode: "dec", reconstruct: "rec" };
-
-export function newJobId(kind: JobKind): string {
-  return `${ID_PREFIX[kind]}_${randomBytes(9).toString("base64url")}`;
+/** A fresh job id: the kind's prefix ("enc", "gen", ...), "_", 12 random url-safe characters. */
+export function newJobId(prefix: string): string {
+  return `${prefix}_${randomBytes(9).toString("base64url")}`;
 }
 
 export interface NewItem {
-  sourceName: string;
-  inputPath: string;
-  inputBytes: number;
+  sourceName?: string | null;
+  inputPath?: string | null;
+  inputBytes?: number;
 }
 
 export interface NewJob {
   id: string;
-  kind: JobKind;
+  kind: string;
   keyId: string | null;
   model: string;
   options: Record<string, unknown>;
   items: NewItem[];
+  /** Steps of the whole job (a generation's sampler steps); absent: the items are the steps. */
+  steps?: number | null;
+  idempotencyKey?: string | null;
+  requestSha256?: string | null;
 }
 
 export interface JobWithItems {
@@ -59,13 +62,22 @@ export function insertJob(db: Db, job: NewJob): JobWithItems {
         keyId: job.keyId,
         model: job.model,
         options: job.options,
+        steps: job.steps ?? null,
+        idempotencyKey: job.idempotencyKey ?? null,
+        requestSha256: job.requestSha256 ?? null,
       })
       .returning()
       .get();
     const items = job.items.map((item, index) =>
       tx
         .insert(jobItems)
-        .values({ jobId: job.id, index, ...item })
+        .values({
+          jobId: job.id,
+          index,
+          sourceName: item.sourceName ?? null,
+          inputPath: item.inputPath ?? null,
+          inputBytes: item.inputBytes ?? 0,
+        })
         .returning()
         .get(),
     );
@@ -95,23 +107,48 @@ export function getItem(db: Db, jobId: string, index: number): JobItemRow | null
   );
 }
 
-/** Jobs of this key that are queued or running. */
-export function countActiveJobs(db: Db, keyId: string): number {
+/** The job of this kind that this API key made with this Idempotency-Key, if any. */
+export function jobByIdempotencyKey(
+  db: Db,
+  keyId: string,
+  kind: string,
+  idempotencyKey: string,
+): JobWithItems | null {
   const row = db
-    .select({ n: sql<number>`count(*)` })
+    .select({ id: jobs.id })
     .from(jobs)
-    .where(and(eq(jobs.keyId, keyId), inArray(jobs.status, ACTIVE_STATUSES)))
+    .where(and(eq(jobs.keyId, keyId), eq(jobs.kind, kind), eq(jobs.idempotencyKey, idempotencyKey)))
     .get();
-  return row?.n ?? 0;
+  return row ? getJob(db, row.id) : null;
 }
 
-/** Marks the oldest queued job running and returns it (null when none is queued). */
-export function claimNextJob(db: Db): JobWithItems | null {
+/** Jobs of these kinds with one of `statuses`, of one API key or (keyId undefined) of all. */
+export function countJobs(
+  db: Db,
+  kinds: readonly string[],
+  statuses: readonly JobStatus[],
+  keyId?: string,
+): number {
+  const conditions = [inArray(jobs.kind, kinds), inArray(jobs.status, statuses)];
+  if (keyId !== undefined) conditions.push(eq(jobs.keyId, keyId));
+  return (
+    db
+      .select({ n: sql<number>`count(*)` })
+      .from(jobs)
+      .where(and(...conditions))
+      .get()?.n ?? 0
+  );
+}
+
+/** Marks the oldest queued job (of these kinds) running, attempts + 1, and returns it. */
+export function claimNextJob(db: Db, kinds?: readonly string[]): JobWithItems | null {
   const claimed = db.transaction((tx) => {
+    const conditions = [eq(jobs.status, "queued")];
+    if (kinds) conditions.push(inArray(jobs.kind, kinds));
     const next = tx
       .select({ id: jobs.id })
       .from(jobs)
-      .where(eq(jobs.status, "queued"))
+      .where(and(...conditions))
       .orderBy(asc(jobs.seq))
       .limit(1)
       .get();
@@ -120,6 +157,7 @@ export function claimNextJob(db: Db): JobWithItems | null {
       .update(jobs)
       .set({
         status: "running",
+        step: 0,
         startedAt: new Date(),
         attempts: sql`${jobs.attempts} + 1`,
       })
@@ -130,38 +168,34 @@ export function claimNextJob(db: Db): JobWithItems | null {
   return claimed ? getJob(db, claimed.id) : null;
 }
 
-export function setItem(
-  db: Db,
-  jobId: string,
-  index: number,
-  values: Partial<{
-    status: ItemStatus;
-    errorCode: string | null;
-    errorMessage: string | null;
-    outputs: Record<string, string> | null;
-    outputSha256: string | null;
-    metadata: Record<string, unknown> | null;
-    startedAt: Date | null;
-    finishedAt: Date | null;
-  }>,
-): void {
+export type ItemValues = Partial<{
+  status: ItemStatus;
+  errorCode: string | null;
+  errorMessage: string | null;
+  outputs: Record<string, string> | null;
+  outputSha256: string | null;
+  metadata: Record<string, unknown> | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}>;
+
+export function setItem(db: Db, jobId: string, index: number, values: ItemValues): void {
   db.update(jobItems)
     .set(values)
     .where(and(eq(jobItems.jobId, jobId), eq(jobItems.index, index)))
     .run();
 }
 
-export function setJob(
-  db: Db,
-  id: string,
-  values: Partial<{
-    status: JobStatus;
-    errorCode: string | null;
-    errorMessage: string | null;
-    progress: number;
-    finishedAt: Date | null;
-  }>,
-): void {
+export type JobValues = Partial<{
+  status: JobStatus;
+  errorCode: string | null;
+  errorMessage: string | null;
+  progress: number;
+  step: number;
+  finishedAt: Date | null;
+}>;
+
+export function setJob(db: Db, id: string, values: JobValues): void {
   db.update(jobs).set(values).where(eq(jobs.id, id)).run();
 }
 
@@ -182,7 +216,7 @@ export function cancelJob(db: Db, id: string): boolean {
     if (done.length === 0) return false;
     tx.update(jobItems)
       .set({ status: "canceled", finishedAt: new Date() })
-      .where(and(eq(jobItems.jobId, id), inArray(jobItems.status, ["queued", "running"])))
+      .where(and(eq(jobItems.jobId, id), inArray(jobItems.status, ACTIVE_STATUSES)))
       .run();
     return true;
   });
@@ -202,7 +236,7 @@ export function jobsWithStatus(db: Db, status: JobStatus): JobWithItems[] {
 export function listJobs(
   db: Db,
   filter: {
-    kind: JobKind;
+    kind: string;
     keyId: string | null;
     status?: JobStatus;
     limit: number;
@@ -223,15 +257,16 @@ export function listJobs(
     .flatMap(({ id }) => getJob(db, id) ?? []);
 }
 
-/** Deletes a finished job and its items; false when it does not exist or is still active. */
+/** Deletes a finished job, its items and its webhooks; false when it does not exist or is
+ * still active. */
 export function deleteJob(db: Db, id: string): boolean {
-  return db.transaction((tx) => {
-    const row = tx.select({ status: jobs.status }).from(jobs).where(eq(jobs.id, id)).get();
-    if (!row || (ACTIVE_STATUSES as readonly string[]).includes(row.status)) return false;
-    tx.delete(jobItems).where(eq(jobItems.jobId, id)).run();
-    tx.delete(jobs).where(eq(jobs.id, id)).run();
-    return true;
-  });
+  return (
+    db
+      .delete(jobs)
+      .where(and(eq(jobs.id, id), inArray(jobs.status, TERMINAL_STATUSES)))
+      .returning({ id: jobs.id })
+      .all().length > 0
+  );
 }
 
 /** Finished jobs (every kind) that finished before `before`, oldest first. */

@@ -15,17 +15,12 @@ import {
 export const KEY_ROLES = ["user", "admin"] as const;
 export type KeyRole = (typeof KEY_ROLES)[number];
 
-export const JOB_KINDS = ["encode", "decode", "reconstruct"] as const;
-export type JobKind = (typeof JOB_KINDS)[number];
-
-/** The statuses of a job, of each of its items, and of a generation: one list, read by the
- * tables below, the request/response schemas (server/schemas.ts) and so the OpenAPI document. */
+/** The statuses of a job and of each of its items: one list, read by the tables below, the
+ * request/response schemas (server/schemas.ts) and so the OpenAPI document. */
 export const JOB_STATUSES = ["queued", "running", "succeeded", "failed", "canceled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 export const ITEM_STATUSES = JOB_STATUSES;
 export type ItemStatus = JobStatus;
-export const GENERATION_STATUSES = JOB_STATUSES;
-export type GenerationStatus = JobStatus;
 /** Work not yet finished (counted against quotas). */
 export const ACTIVE_STATUSES = ["queued", "running"] as const satisfies readonly JobStatus[];
 /** Work that has finished one way or another. */
@@ -47,25 +42,37 @@ export const apiKeys = sqliteTable("api_keys", {
   revokedAt: integer("revoked_at", { mode: "timestamp_ms" }),
 });
 
+/**
+ * Every job of every resource (encodings, decodings, reconstructions, generations): one row per
+ * job, its kind naming the entry of the kind registry (pipeline/work/job-kinds.ts) that runs it.
+ */
 export const jobs = sqliteTable(
   "jobs",
   {
     id: text("id").primaryKey(),
-    /** Insertion order: jobs are taken oldest first. */
+    /** Insertion order over every kind: jobs are taken oldest first, lists page on it. */
     seq: integer("seq").notNull(),
-    kind: text("kind", { enum: JOB_KINDS }).notNull(),
+    /** The kind registry's name: encode, decode, reconstruct, generate. */
+    kind: text("kind").notNull(),
     status: text("status", { enum: JOB_STATUSES }).notNull().default("queued"),
     /** The API key that made the job; null for jobs made by the CLI. */
     keyId: text("key_id").references(() => apiKeys.id),
     model: text("model").notNull(),
-    /** The validated request options, JSON. */
+    /** The validated request options, defaults filled in, JSON. */
     options: text("options", { mode: "json" }).notNull().$type<Record<string, unknown>>(),
     errorCode: text("error_code"),
     errorMessage: text("error_message"),
     /** 0..1 over all items. */
     progress: real("progress").notNull().default(0),
+    /** Steps done of `steps` (a generation's sampler steps); null steps: items are the steps. */
+    step: integer("step").notNull().default(0),
+    steps: integer("steps"),
     /** Times the runner started this job (more than 1 after a restart resumed it). */
     attempts: integer("attempts").notNull().default(0),
+    /** The client's Idempotency-Key header (unique per API key and kind) and the sha256 of its
+     * request. */
+    idempotencyKey: text("idempotency_key"),
+    requestSha256: text("request_sha256"),
     createdAt: integer("created_at", { mode: "timestamp_ms" }).notNull().default(now),
     startedAt: integer("started_at", { mode: "timestamp_ms" }),
     finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
@@ -73,9 +80,12 @@ export const jobs = sqliteTable(
   (t) => [
     index("jobs_status_seq").on(t.status, t.seq),
     index("jobs_key_status").on(t.keyId, t.status),
+    index("jobs_kind_seq").on(t.kind, t.seq),
+    uniqueIndex("jobs_key_kind_idempotency").on(t.keyId, t.kind, t.idempotencyKey),
   ],
 );
 
+/** A job's items: one per input file (encode, decode, reconstruct) or per video (generate). */
 export const jobItems = sqliteTable(
   "job_items",
   {
@@ -83,15 +93,17 @@ export const jobItems = sqliteTable(
       .notNull()
       .references(() => jobs.id, { onDelete: "cascade" }),
     index: integer("index").notNull(),
-    /** The client's file name (for display and metadata only; never used as a path). */
-    sourceName: text("source_name").notNull(),
-    /** Where the upload (or local file) is, absolute. */
-    inputPath: text("input_path").notNull(),
+    /** The client's file name (for display and metadata only; never used as a path); null when
+     * the item has no file of its own (a generation's videos). */
+    sourceName: text("source_name"),
+    /** Where the item's input is, absolute; null when it has none of its own. */
+    inputPath: text("input_path"),
     inputBytes: integer("input_bytes").notNull().default(0),
     status: text("status", { enum: ITEM_STATUSES }).notNull().default("queued"),
     errorCode: text("error_code"),
     errorMessage: text("error_message"),
-    /** Output files by role (e.g. {"latents": path} or {"video": path}); written only when complete. */
+    /** Output files by role (the kind's output roles: latents, metadata, video); written only when
+     * complete. */
     outputs: text("outputs", { mode: "json" }).$type<Record<string, string>>(),
     /** sha256 (hex) of the main output file (latents .npy or video). */
     outputSha256: text("output_sha256"),
@@ -107,47 +119,11 @@ export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type JobRow = typeof jobs.$inferSelect;
 export type JobItemRow = typeof jobItems.$inferSelect;
 
-/** Generation jobs (docs/sampler.md): one sampler run of n videos; outputs by index. */
-export const generations = sqliteTable(
-  "generations",
-  {
-    id: text("id").primaryKey(),
-    seq: integer("seq").notNull(),
-    status: text("status", { enum: GENERATION_STATUSES }).notNull().default("queued"),
-    keyId: text("key_id").references(() => apiKeys.id),
-    model: text("model").notNull(),
-    /** The resolved settings (label id and name, seed, steps, guidance, method, frames, n, format). */
-    options: text("options", { mode: "json" }).notNull().$type<Record<string, unknown>>(),
-    /** Sampler steps done of `steps`. */
-    step: integer("step").notNull().default(0),
-    steps: integer("steps").notNull(),
-    /** Output paths, one per video, written only when all are complete. */
-    outputs: text("outputs", { mode: "json" }).$type<string[]>(),
-    outputSha256: text("output_sha256", { mode: "json" }).$type<string[]>(),
-    errorCode: text("error_code"),
-    errorMessage: text("error_message"),
-    attempts: integer("attempts").notNull().default(0),
-    /** The client's Idempotency-Key header (unique per API key) and the sha256 of its request. */
-    idempotencyKey: text("idempotency_key"),
-    requestSha256: text("request_sha256"),
-    createdAt: integer("created_at", { mode: "timestamp_ms" }).notNull().default(now),
-    startedAt: integer("started_at", { mode: "timestamp_ms" }),
-    finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
-  },
-  (t) => [
-    uniqueIndex("generations_key_idempotency").on(t.keyId, t.idempotencyKey),
-    index("generations_status_seq").on(t.status, t.seq),
-    index("generations_key_status").on(t.keyId, t.status),
-  ],
-);
-
-export type GenerationRow = typeof generations.$inferSelect;
-
 export const WEBHOOK_STATUSES = ["pending", "delivered", "failed"] as const;
 
 /**
- * Webhooks (server/webhooks.ts): one row per job or generation that asked for one. The delivery
- * is sent once the job is over, signed per Standard Webhooks, and retried with backoff; the row
+ * Webhooks (server/webhooks.ts): one row per job that asked for one (deleted with the job). The
+ * delivery is sent once the job is over, signed per Standard Webhooks, and retried with backoff; the row
  * is the durable state, so deliveries survive restarts.
  */
 export const webhooks = sqliteTable(
@@ -155,9 +131,9 @@ export const webhooks = sqliteTable(
   {
     /** The Standard Webhooks message id (webhook-id), the same on every retry. */
     id: text("id").primaryKey(),
-    /** encodings, decodings, reconstructions or generations. */
-    resource: text("resource").notNull(),
-    jobId: text("job_id").notNull(),
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.id, { onDelete: "cascade" }),
     url: text("url").notNull(),
     status: text("status", { enum: WEBHOOK_STATUSES }).notNull().default("pending"),
     attempts: integer("attempts").notNull().default(0),

@@ -441,7 +441,7 @@ describe("admin page", () => {
         ["b", "fx-se", "dit-small-se", 3],
       ],
     );
-    await t.generations.idle();
+    await t.runner.idle();
   });
 
   test("samples from an image or a clip (multipart): each side starts from it; a bad file is a 4xx before the 202", async () => {
@@ -480,7 +480,7 @@ describe("admin page", () => {
       const res = await post({ ...fields, frames }, [field, readFileSync(path), field]);
       const body = (await res.json()) as { samples: { sample: { id: string } }[] };
       assert.equal(res.status, 202, JSON.stringify(body));
-      await t.generations.idle();
+      await t.runner.idle();
       for (const s of body.samples) {
         const g = (await (
           await t.app.request(`/admin/api/samples/${s.sample.id}`, { headers: { cookie } })
@@ -618,7 +618,7 @@ describe("admin page: a bundle without a denoiser", () => {
       ((await only.json()) as { error: { code: string } }).error.code,
       "cannot_generate",
     );
-    await t.generations.idle();
+    await t.runner.idle();
   });
 });
 

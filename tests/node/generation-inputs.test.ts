@@ -553,9 +553,7 @@ test("bad inputs are 4xx before the 202, naming the field, with nothing kept", a
     const left = existsSync(path) ? readdirSync(path) : [];
     // Only finished generations of the tests above keep folders; none of these requests did.
     const listed = await t.app.request("/v1/generations?limit=500", { headers: auth(t.user) });
-    const ids = new Set(
-      ((await listed.json()) as { generations: Gen[] }).generations.map((g) => g.id),
-    );
+    const ids = new Set(((await listed.json()) as { jobs: Gen[] }).jobs.map((g) => g.id));
     assert.deepEqual(
       left.filter((d) => !ids.has(d)),
       [],

@@ -7,8 +7,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
 import { outputsDir } from "../../src/pipeline/work/datadir.ts";
-import { JobRunner } from "../../src/pipeline/work/job-runner.ts";
-import { MAX_ATTEMPTS } from "../../src/pipeline/work/runner.ts";
+import { JobRunner, MAX_ATTEMPTS } from "../../src/pipeline/work/job-runner.ts";
 import { closeDb, type Db, openDb } from "../../src/store/db.ts";
 import { getJob, insertJob, newJobId, setItem, setJob } from "../../src/store/job-rows.ts";
 import { fixtureModelsDir, MODEL, makeVideo, tempDir, tempFilesUnder } from "./server-helpers.ts";
@@ -32,7 +31,12 @@ after(async () => {
 });
 
 function runner(concurrency = 1): JobRunner {
-  const r = new JobRunner({ db, runtime, dataDir, concurrency });
+  const r = new JobRunner({
+    db,
+    runtime,
+    dataDir,
+    concurrency: { autoencoder: concurrency, generation: 1 },
+  });
   runners.push(r);
   return r;
 }
@@ -41,7 +45,7 @@ function addJob(
   paths: string[],
   options: Record<string, unknown> = { mode: "whole", dtype: "float32" },
 ) {
-  const id = newJobId("encode");
+  const id = newJobId("enc");
   insertJob(db, {
     id,
     kind: "encode",

@@ -10,8 +10,6 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { z } from "zod";
 import {
-  GenerationListSchema,
-  GenerationSchema,
   JobListSchema,
   JobSchema,
   RunDetailSchema,
@@ -172,6 +170,7 @@ test("every status the API answers on a walk over it is documented", async () =>
     await call("DELETE", `${base}/nope`);
     const item = resource === "encodings" ? "latents" : "video";
     await call("GET", `${base}/nope/items/0/${item}`);
+    await call("GET", `${base}/nope/content`);
   }
   // A real encoding, its outputs and what can be done with it.
   const enc = await call("POST", "/v1/encodings", {
@@ -202,7 +201,7 @@ test("every status the API answers on a walk over it is documented", async () =>
   await call("DELETE", `/v1/decodings/${decId}`);
   await call("DELETE", `/v1/encodings/${id}`);
   // Generations.
-  await call("GET", "/v1/generations", { schema: GenerationListSchema });
+  await call("GET", "/v1/generations", { schema: JobListSchema });
   await call("POST", "/v1/generations", jsonBody({ model: MODEL, label: "a", seed: 1.5 }));
   await call("POST", "/v1/generations", jsonBody({ model: "nope", label: "a" }));
   await call("POST", "/v1/generations", {
@@ -212,7 +211,7 @@ test("every status the API answers on a walk over it is documented", async () =>
   const gen = await call("POST", "/v1/generations", {
     ...jsonBody({ model: MODEL, label: "a", steps: 1, format: "npy" }),
     headers: { "content-type": "application/json", prefer: "wait=60" },
-    schema: GenerationSchema,
+    schema: JobSchema,
   });
   const genId = ((await gen.json()) as { id: string }).id;
   // Image-to-video and extension: multipart with an image or a video, or an encoding's latents.
@@ -224,9 +223,11 @@ test("every status the API answers on a walk over it is documented", async () =>
   await call("POST", "/v1/generations", { body: picture });
   const noEncoding = { model: MODEL, label: "a", encoding: "enc_nope" };
   await call("POST", "/v1/generations", jsonBody(noEncoding));
-  await call("GET", `/v1/generations/${genId}`, { schema: GenerationSchema });
+  await call("GET", `/v1/generations/${genId}`, { schema: JobSchema });
   await call("GET", `/v1/generations/${genId}/content?index=0`);
   await call("GET", `/v1/generations/${genId}/content?index=9`);
+  await call("GET", `/v1/generations/${genId}/items/0/latents`);
+  await call("GET", `/v1/generations/${genId}/items/0/video`); // an npy generation: 404
   await call("GET", `/v1/generations/${genId}/events`);
   await call("POST", `/v1/generations/${genId}/cancel`);
   await call("DELETE", `/v1/generations/${genId}`);

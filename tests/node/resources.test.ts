@@ -142,20 +142,14 @@ for (const resource of ["encodings", "decodings", "reconstructions", "generation
     // One pagination: ?limit and ?before, with a next URL.
     const second = await create(resource, false);
     const page = (await (await get(`/v1/${resource}?limit=1`)).json()) as {
+      jobs: { id: string }[];
       next: string | null;
-    } & Record<string, { id: string }[]>;
-    const list = (page[resource === "generations" ? "generations" : "jobs"] ?? []).map((j) => j.id);
+    };
+    const list = page.jobs.map((j) => j.id);
     assert.deepEqual(list, [second.job.id]);
     assert.ok(page.next?.includes(`before=${second.job.id}`), String(page.next));
-    const next = (await (await get(page.next as string)).json()) as Record<
-      string,
-      { id: string }[]
-    >;
-    assert.ok(
-      (next[resource === "generations" ? "generations" : "jobs"] ?? []).some(
-        (j) => j.id === job.id,
-      ),
-    );
+    const next = (await (await get(page.next as string)).json()) as { jobs: { id: string }[] };
+    assert.ok(next.jobs.some((j) => j.id === job.id));
     // Cancel is POST .../cancel on every resource; once over it is 409 already_finished.
     const cancel = await fetch(`${s.url}${base}/cancel`, { method: "POST", headers: auth(s.user) });
     assert.equal(cancel.status, 409);
@@ -167,8 +161,7 @@ for (const resource of ["encodings", "decodings", "reconstructions", "generation
     const gone = await get(base);
     assert.equal(gone.status, 404);
     assert.equal(await codeOf(gone), "not_found");
-    const dir = resource === "generations" ? "generations" : "outputs";
-    assert.ok(!existsSync(join(s.config.dataDir, dir, job.id)));
+    assert.ok(!existsSync(join(s.config.dataDir, "outputs", job.id)));
     await get(`/v1/${resource}/${second.job.id}`, { prefer: "wait=60" });
   });
 

@@ -153,7 +153,7 @@ test("a key over its queued+running job limit gets a 429 with Retry-After", asyn
   await t.runner.stop();
   for (let i = 0; i < 2; i++) {
     insertJob(t.db, {
-      id: newJobId("encode"),
+      id: newJobId("enc"),
       kind: "encode",
       keyId: key.id,
       model: MODEL,

@@ -8,13 +8,11 @@ import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
-import {
-  type GenerationOptions,
-  GenerationRunner,
-} from "../../src/pipeline/work/generation-runner.ts";
-import { defaultGenerationModel } from "../../src/pipeline/work/submit-generation.ts";
-import { closeDb, openDb } from "../../src/store/db.ts";
-import { getGeneration, insertGeneration, setGeneration } from "../../src/store/generation-rows.ts";
+import { defaultModelOf } from "../../src/pipeline/work/default-model.ts";
+import type { GenerationOptions } from "../../src/pipeline/work/generation-job.ts";
+import { JobRunner } from "../../src/pipeline/work/job-runner.ts";
+import { closeDb, type Db, openDb } from "../../src/store/db.ts";
+import { getJob, insertJob, setItem, setJob } from "../../src/store/job-rows.ts";
 import { REPO_ROOT } from "./python.ts";
 import {
   auth,
@@ -26,6 +24,10 @@ import {
 } from "./server-helpers.ts";
 
 let t: TestApp;
+
+/** A runner of its own (generations `concurrency` at a time) on a database. */
+const runnerOn = (db: Db, runtime: ModelRuntime, dataDir: string, concurrency = 1) =>
+  new JobRunner({ db, runtime, dataDir, concurrency: { autoencoder: 1, generation: concurrency } });
 
 before(async () => {
   t = await openTestApp();
@@ -153,7 +155,7 @@ test("cancel stops a generation within one denoiser step", async () => {
   });
   assert.equal(canceled.status, 200);
   const stepAtCancel = ((await canceled.json()) as Gen).step;
-  await t.generations.idle();
+  await t.runner.idle();
   const g = (await (await get(`/v1/generations/${created.id}`)).json()) as Gen;
   assert.equal(g.status, "canceled");
   assert.ok(g.step <= stepAtCancel + 1, `step ${g.step} after cancel at ${stepAtCancel}`);
@@ -180,20 +182,15 @@ test("a generation left running by a crash is resumed on start", async () => {
   const g = (await (await post({ ...base, steps: 1 })).json()) as Gen;
   await waitFor(g.id);
   // Pretend the server died in the middle of it.
-  setGeneration(t.db, g.id, { status: "running", step: 1, outputs: null, outputSha256: null });
-  const { ModelRuntime } = await import("../../src/pipeline/runtime.ts");
+  setJob(t.db, g.id, { status: "running", step: 1 });
+  setItem(t.db, g.id, 0, { status: "running", outputs: null, outputSha256: null });
   const rt = await ModelRuntime.open({ modelsDir: t.config.modelsDir, threads: 1 });
-  const second = new GenerationRunner({
-    db: t.db,
-    runtime: rt,
-    dataDir: t.config.dataDir,
-    concurrency: 1,
-  });
+  const second = runnerOn(t.db, rt, t.config.dataDir);
   try {
     const report = await second.start();
     assert.deepEqual(report.resumed, [g.id]);
     await second.idle();
-    const row = getGeneration(t.db, g.id);
+    const row = getJob(t.db, g.id)?.job;
     assert.equal(row?.status, "succeeded");
     assert.equal(row?.attempts, 2);
   } finally {
@@ -265,20 +262,20 @@ test("GET /v1/generations pages newest first", async () => {
   for (let i = 0; i < 3; i++)
     ids.push(((await (await post({ ...base, steps: 1 }, pager)).json()) as Gen).id);
   const page1 = (await (await get("/v1/generations?limit=2", pager)).json()) as {
-    generations: Gen[];
+    jobs: Gen[];
     next: string | null;
   };
   assert.deepEqual(
-    page1.generations.map((g) => g.id),
+    page1.jobs.map((g) => g.id),
     [ids[2], ids[1]],
   );
   assert.ok(page1.next);
   const page2 = (await (await get(page1.next as string, pager)).json()) as {
-    generations: Gen[];
+    jobs: Gen[];
     next: string | null;
   };
   assert.deepEqual(
-    page2.generations.map((g) => g.id),
+    page2.jobs.map((g) => g.id),
     [ids[0]],
   );
   assert.equal(page2.next, null);
@@ -286,14 +283,15 @@ test("GET /v1/generations pages newest first", async () => {
 });
 
 test("/openapi.json describes the generation routes", async () => {
+  type Body = { content: Record<string, { schema: { properties?: Record<string, unknown> } }> };
   const doc = (await (await t.app.request("/openapi.json")).json()) as {
-    paths: Record<string, unknown>;
-    components: { schemas: Record<string, { properties?: Record<string, unknown> }> };
+    paths: Record<string, { post?: { requestBody: Body } }>;
   };
   for (const path of ["", "/{id}", "/{id}/content", "/{id}/events", "/{id}/cancel"]) {
     assert.ok(doc.paths[`/v1/generations${path}`], path);
   }
-  const props = Object.keys(doc.components.schemas.GenerationRequest?.properties ?? {});
+  const body = doc.paths["/v1/generations"]?.post?.requestBody.content["application/json"];
+  const props = Object.keys(body?.schema.properties ?? {});
   for (const field of ["model", "label", "seed", "steps", "guidance", "frames", "format", "n"]) {
     assert.ok(props.includes(field), field);
   }
@@ -314,7 +312,7 @@ test("beyond the per-key limit or the queue bound: 429 with Retry-After", async 
     const a = (await (await send(small.user)).json()) as Gen; // running (concurrency 1)
     // Wait until the runner has claimed it, so the queue holds only what follows.
     const deadline = Date.now() + 60_000;
-    while (getGeneration(small.db, a.id)?.status !== "running" && Date.now() < deadline) {
+    while (getJob(small.db, a.id)?.job.status !== "running" && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
     const b = await send(small.user); // queued: the key now has 2
@@ -324,14 +322,14 @@ test("beyond the per-key limit or the queue bound: 429 with Retry-After", async 
     assert.equal(perKey.headers.get("retry-after"), "10");
     assert.equal(
       ((await perKey.json()) as { error: { code: string } }).error.code,
-      "too_many_generations",
+      "too_many_jobs",
     );
     const full = await send(small.admin); // another key, but the queue holds 1 already
     assert.equal(full.status, 429);
     assert.equal(((await full.json()) as { error: { code: string } }).error.code, "queue_full");
-    small.generations.cancel(((await b.json()) as Gen).id);
-    small.generations.cancel(a.id);
-    await small.generations.idle();
+    small.runner.cancel(((await b.json()) as Gen).id);
+    small.runner.cancel(a.id);
+    await small.runner.idle();
   } finally {
     await small.close();
   }
@@ -341,20 +339,9 @@ test("a shipped bundle without denoiser.onnx cannot generate: 422 naming onnx.de
   const { ModelRuntime } = await import("../../src/pipeline/runtime.ts");
   const { createApp } = await import("../../src/server/app.ts");
   const rt = await ModelRuntime.open({ modelsDir: join(REPO_ROOT, "models"), threads: 1 });
-  const generations = new GenerationRunner({
-    db: t.db,
-    runtime: rt,
-    dataDir: t.config.dataDir,
-    concurrency: 1,
-  });
+  const generations = runnerOn(t.db, rt, t.config.dataDir);
   try {
-    const app = createApp({
-      db: t.db,
-      runtime: rt,
-      runner: t.runner,
-      generations,
-      config: t.config,
-    });
+    const app = createApp({ db: t.db, runtime: rt, runner: generations, config: t.config });
     const bundle = rt.bundles().find((m) => m.generate === null);
     if (!bundle) return; // every shipped bundle can generate: nothing to refuse
     const res = await app.request("/v1/generations", {
@@ -376,7 +363,7 @@ test("concurrent generations share denoiser calls and give the bytes they give o
   const rt = await ModelRuntime.open({ modelsDir: t.config.modelsDir, threads: 2 });
   const run = async (name: string, concurrency: number) => {
     const db = openDb(join(dir, name, "diffusable.sqlite"));
-    const runner = new GenerationRunner({ db, runtime: rt, dataDir: join(dir, name), concurrency });
+    const runner = runnerOn(db, rt, join(dir, name), concurrency);
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       const options: GenerationOptions = {
@@ -391,25 +378,30 @@ test("concurrent generations share denoiser calls and give the bytes they give o
         format: "npy",
       };
       const id = `gen_batch_${i}`;
-      insertGeneration(db, {
+      insertJob(db, {
         id,
+        kind: "generate",
         keyId: null,
         model: MODEL,
         options: { ...options },
+        items: Array.from({ length: options.n }, () => ({})),
         steps: options.steps,
       });
       ids.push(id);
     }
     await runner.start();
     await runner.idle();
-    const rows = ids.map((id) => getGeneration(db, id));
+    const rows = ids.map((id) => getJob(db, id));
     await runner.stop();
     closeDb(db);
     assert.ok(
-      rows.every((r) => r?.status === "succeeded"),
-      JSON.stringify(rows.map((r) => r?.errorMessage)),
+      rows.every((r) => r?.job.status === "succeeded"),
+      JSON.stringify(rows.map((r) => r?.job.errorMessage)),
     );
-    return { hashes: rows.map((r) => r?.outputSha256), stats: runner.batcher.stats() };
+    return {
+      hashes: rows.map((r) => r?.items.map((i) => i.outputSha256)),
+      stats: runner.batcher.stats(),
+    };
   };
   try {
     const alone = await run("alone", 1);
@@ -481,23 +473,12 @@ test("without model: the loaded se bundle (the first by name, preferring ones th
   copy("b-se", "se");
   copy("a-baseline", "baseline");
   const rt = await ModelRuntime.open({ modelsDir: models, threads: 1 });
-  const generations = new GenerationRunner({
-    db: t.db,
-    runtime: rt,
-    dataDir: t.config.dataDir,
-    concurrency: 1,
-  });
+  const generations = runnerOn(t.db, rt, t.config.dataDir);
   try {
-    assert.equal(defaultGenerationModel(rt), "b-se");
-    assert.equal(defaultGenerationModel(rt, "c-se"), "c-se");
+    assert.equal(defaultModelOf(rt), "b-se");
+    assert.equal(defaultModelOf(rt, "c-se"), "c-se");
     const { createApp } = await import("../../src/server/app.ts");
-    const app = createApp({
-      db: t.db,
-      runtime: rt,
-      runner: t.runner,
-      generations,
-      config: t.config,
-    });
+    const app = createApp({ db: t.db, runtime: rt, runner: generations, config: t.config });
     await generations.start();
     const { model: _, ...body } = base;
     const res = await app.request("/v1/generations", {
@@ -575,22 +556,11 @@ test("manifest frames.min: a bundle that decodes one latent frame takes frames 1
   m.frames.min = 1;
   writeFileSync(path, JSON.stringify(m));
   const rt = await ModelRuntime.open({ modelsDir: models, threads: 1 });
-  const generations = new GenerationRunner({
-    db: t.db,
-    runtime: rt,
-    dataDir: t.config.dataDir,
-    concurrency: 1,
-  });
+  const generations = runnerOn(t.db, rt, t.config.dataDir);
   try {
     assert.deepEqual(rt.invalidBundles(), []);
     const { createApp } = await import("../../src/server/app.ts");
-    const app = createApp({
-      db: t.db,
-      runtime: rt,
-      runner: t.runner,
-      generations,
-      config: t.config,
-    });
+    const app = createApp({ db: t.db, runtime: rt, runner: generations, config: t.config });
     await generations.start();
     const res = await app.request("/v1/generations", {
       method: "POST",

@@ -8,7 +8,6 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ModelRuntime } from "../../src/pipeline/runtime.ts";
-import { GenerationRunner } from "../../src/pipeline/work/generation-runner.ts";
 import { JobRunner } from "../../src/pipeline/work/job-runner.ts";
 import { type App, createApp } from "../../src/server/app.ts";
 import { type Config, parseConfig } from "../../src/server/config.ts";
@@ -105,8 +104,8 @@ export function testConfig(dataDir: string, env: Record<string, string> = {}): C
 export interface TestApp {
   app: App;
   db: Db;
+  /** The one runner of every kind of job. */
   runner: JobRunner;
-  generations: GenerationRunner;
   config: Config;
   admin: string;
   user: string;
@@ -121,21 +120,18 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   // Let the worker finish loading onnxruntime before anything can close the pool: terminating a
   // worker in the middle of that load has aborted the process (Napi::Error) under heavy load.
   await runtime.pool.describe(runtime.loaded(MODEL).paths.encoder);
-  const runner = new JobRunner({ db, runtime, dataDir: config.dataDir, concurrency: 1 });
-  await runner.start();
-  const generations = new GenerationRunner({
+  const runner = new JobRunner({
     db,
     runtime,
     dataDir: config.dataDir,
-    concurrency: 1,
+    concurrency: { autoencoder: 1, generation: 1 },
   });
-  await generations.start();
+  await runner.start();
   let app: App;
   try {
-    app = createApp({ db, runtime, runner, generations, config });
+    app = createApp({ db, runtime, runner, config });
   } catch (err) {
     await runner.stop();
-    await generations.stop();
     await runtime.close();
     closeDb(db);
     rmSync(config.dataDir, { recursive: true, force: true });
@@ -145,13 +141,11 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     app,
     db,
     runner,
-    generations,
     config,
     admin: createKey(db, "admin", "admin").secret,
     user: createKey(db, "user", "user").secret,
     async close() {
       await runner.stop();
-      await generations.stop();
       await runtime.close();
       closeDb(db);
       rmSync(config.dataDir, { recursive: true, force: true });

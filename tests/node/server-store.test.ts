@@ -15,13 +15,8 @@ import {
   revokeKey,
 } from "../../src/store/api-keys.ts";
 import { closeDb, integrityCheck, openDb } from "../../src/store/db.ts";
-import {
-  claimNextJob,
-  countActiveJobs,
-  getJob,
-  insertJob,
-  newJobId,
-} from "../../src/store/job-rows.ts";
+import { claimNextJob, countJobs, getJob, insertJob, newJobId } from "../../src/store/job-rows.ts";
+import { ACTIVE_STATUSES } from "../../src/store/schema.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "diffusable-store-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -65,7 +60,7 @@ test("queued jobs are claimed oldest first, and count against their key", () => 
   const db = openDb(join(dir, "jobs.sqlite"));
   const { key } = createKey(db, "k", "user");
   const ids = [0, 1, 2].map(() => {
-    const id = newJobId("encode");
+    const id = newJobId("enc");
     insertJob(db, {
       id,
       kind: "encode",
@@ -76,7 +71,7 @@ test("queued jobs are claimed oldest first, and count against their key", () => 
     });
     return id;
   });
-  assert.equal(countActiveJobs(db, key.id), 3);
+  assert.equal(countJobs(db, ["encode"], ACTIVE_STATUSES, key.id), 3);
   assert.equal(claimNextJob(db)?.job.id, ids[0]);
   assert.equal(claimNextJob(db)?.job.id, ids[1]);
   const third = claimNextJob(db);

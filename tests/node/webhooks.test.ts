@@ -23,6 +23,7 @@ import {
 } from "../../src/server/webhooks.ts";
 import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, openDb } from "../../src/store/db.ts";
+import { insertJob } from "../../src/store/job-rows.ts";
 import { webhooks } from "../../src/store/schema.ts";
 import { ffmpegMake } from "./media.ts";
 import { auth, MODEL, makeVideo, openTestApp, tempDir, testConfig } from "./server-helpers.ts";
@@ -465,14 +466,23 @@ test("at delivery: a stored private URL and a name that resolves to loopback are
       msg_localhost: `http://localhost:${port}/hook`,
     };
     for (const [id, url] of Object.entries(urls)) {
+      insertJob(db, {
+        id: `gen_${id}`,
+        kind: "generate",
+        keyId: null,
+        model: "m",
+        options: {},
+        items: [],
+      });
       db.insert(webhooks)
-        .values({ id, resource: "generations", jobId: `gen_${id}`, url })
+        .values({ id, jobId: `gen_${id}`, url })
         .run();
     }
-    const dispatcher = new WebhookDispatcher(db, SETTINGS, (_r, jobId) => ({
-      id: jobId,
-      status: "succeeded",
-    }));
+    const event = (jobId: string) => ({
+      type: "generation.succeeded",
+      data: { id: jobId, status: "succeeded" },
+    });
+    const dispatcher = new WebhookDispatcher(db, SETTINGS, event);
     await dispatcher.tick();
     const rows = new Map(
       db
@@ -492,10 +502,7 @@ test("at delivery: a stored private URL and a name that resolves to loopback are
     assert.equal(deliveries.length, before, "nothing reached the receiver");
 
     // The control: the same receiver, allowed, is reached through the same code.
-    const allowed = new WebhookDispatcher(db, { ...SETTINGS, allowPrivate: true }, (_r, jobId) => ({
-      id: jobId,
-      status: "succeeded",
-    }));
+    const allowed = new WebhookDispatcher(db, { ...SETTINGS, allowPrivate: true }, event);
     db.update(webhooks).set({ status: "failed" }).where(eq(webhooks.id, "msg_nat64")).run();
     db.update(webhooks)
       .set({ nextAttemptAt: new Date(0) })

@@ -1,5 +1,5 @@
 // The inputs a generation may start from (image-to-video, video extension), checked before the
-// 202 and stored in the generation's folder (generation-runner.ts GenerationInput): an uploaded
+// 202 and stored in the job's upload folder (generation-job.ts GenerationInput): an uploaded
 // image (or a one-frame video), an uploaded clip, or the latents of an existing encoding item
 // (copied, so that deleting the encoding later changes nothing). Every failure is an AppError
 // whose message is a sentence; the route names the field.
@@ -13,7 +13,7 @@ import type { Bundle } from "../bundle.ts";
 import { NpyDtypeError, parseNpy } from "../media/npy-file.ts";
 import { countVideoFrames, probeVideo } from "../media/video.ts";
 import { isPipelineError, PipelineError } from "../pipeline-error.ts";
-import { generationsDir, sha256File } from "./datadir.ts";
+import { sha256File } from "./datadir.ts";
 import { checkVideoInput } from "./input-checks.ts";
 
 /** An image field: a still image ffmpeg reads (PNG, JPEG, WebP, ...) or a one-frame video. */
@@ -54,14 +54,11 @@ export async function checkClipInput(
   await checkVideoInput(bundle, path, { mode: "whole", maxSeconds });
 }
 
-/** Moves a checked upload into the generation's folder as input<ext>; returns its name and
- * sha256. */
+/** Moves a checked upload into the folder `dir` as input<ext>; returns its name and sha256. */
 export async function storeUpload(
-  dataDir: string,
-  id: string,
+  dir: string,
   path: string,
 ): Promise<{ file: string; sha256: string }> {
-  const dir = generationsDir(dataDir, id);
   await mkdir(dir, { recursive: true });
   const file = `input${extname(path).toLowerCase()}`;
   await rename(path, join(dir, file));
@@ -70,14 +67,13 @@ export async function storeUpload(
 
 /**
  * The latents of item `item` of encoding `encodingId`, as this key may see it, checked against
- * the bundle and copied into the generation's folder as input.npy. Errors: 404 "not_found" (no
+ * the bundle and copied into the folder `dir` as input.npy. Errors: 404 "not_found" (no
  * such encoding for this key), 409 "item_not_ready", 400 "bad_latents" (another model's or
  * another size's latents).
  */
 export async function storeEncodingLatents(
   db: Db,
-  dataDir: string,
-  id: string,
+  dir: string,
   bundle: Bundle,
   key: { id: string; role: string },
   encodingId: string,
@@ -125,7 +121,6 @@ export async function storeEncodingLatents(
       400,
     );
   }
-  const dir = generationsDir(dataDir, id);
   await mkdir(dir, { recursive: true });
   await copyFile(latents, join(dir, "input.npy"));
   return {

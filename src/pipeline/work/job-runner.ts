@@ -1,185 +1,51 @@
-// The durable job runner. Jobs live in SQLite (store/job-rows.ts); the runner takes queued jobs oldest
-// first, at most `concurrency` at a time, and runs their items one by one through the pipeline.
-// Every output is written atomically (datadir.ts), so a file at an output path is always whole;
-// its sha256 is recorded with the item.
-// On start-up, jobs left "running" by a crash are resumed (items that succeeded are kept) or, when
-// their inputs are gone, finished with the reason. `runItem` is also what the CLI runs, so HTTP and
-// CLI produce the same bytes.
+// The one durable job runner, for every kind (job-kinds.ts). Jobs live in SQLite
+// (store/job-rows.ts); the runner takes queued jobs oldest first, each lane (autoencoder jobs,
+// generations) up to its own concurrency, and runs each with its kind's run function, which
+// records items and progress through the runner (kind-contract.ts RunContext). Every change the
+// runner makes is announced to the job's subscribers, so that waiting requests (Prefer: wait)
+// and event streams (/events) are woken by it rather than polling. Cancel marks the job canceled
+// and aborts its run (which checks before every model call). Every output is written atomically
+// (datadir.ts) and its sha256 recorded with its item.
+// On start-up, jobs left "running" by a crash are queued again (items that succeeded and whose
+// outputs are there are kept) or, when their inputs are gone, finished with the reason; a job
+// that was interrupted MAX_ATTEMPTS times fails with "interrupted". stop() aborts what runs and
+// leaves it "running", for the next start to recover.
 
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { errorInfo } from "../../app-error.ts";
 import type { Db } from "../../store/db.ts";
 import {
   claimNextJob,
   getJob,
+  type ItemValues,
   type JobWithItems,
   jobsWithStatus,
   setItem,
   setJob,
   cancelJob as storeCancelJob,
 } from "../../store/job-rows.ts";
-import type { JobItemRow, JobKind } from "../../store/schema.ts";
-import { decodeLatents } from "../autoencoder/decode.ts";
-import { type EncodeMode, encodeFile } from "../autoencoder/encode.ts";
-import { reconstructFile } from "../autoencoder/reconstruct.ts";
-import type { FrameSize } from "../autoencoder/tiling.ts";
-import { encodeNpy, readNpy } from "../media/npy-file.ts";
-import type { VideoFormat } from "../media/output-formats.ts";
+import { DenoiserBatcher } from "../generate/batcher.ts";
 import { PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
-import {
-  outputsDir,
-  produceAtomic,
-  removeTempFiles,
-  sha256,
-  sha256File,
-  uploadsDir,
-  writeAtomic,
-} from "./datadir.ts";
-import { MAX_ATTEMPTS, RunnerBase } from "./runner.ts";
+import { generationsDir, outputsDir, removeTempFiles, uploadsDir } from "./datadir.ts";
+import { JOB_KINDS, kindNamed } from "./job-kinds.ts";
+import type { JobKind, RunContext } from "./kind-contract.ts";
 
-/** Options of each job kind, as validated by the HTTP layer (and the CLI). */
-export interface EncodeJobOptions {
-  mode: EncodeMode;
-  fps?: number;
-  dtype: "float32" | "float16";
-  /** Absent in jobs made before the field: bundle. */
-  size?: FrameSize;
-}
-export interface VideoJobOptions {
-  format: VideoFormat;
-  fps?: number;
-  /** Reconstructions only; absent: bundle. */
-  size?: FrameSize;
-}
-export type JobOptions = EncodeJobOptions | VideoJobOptions;
-
-export interface ItemResult {
-  /** Output files by role: {latents, metadata} for encode, {video} for decode/reconstruct. */
-  outputs: Record<string, string>;
-  /** sha256 of the main output (latents or video). */
-  sha256: string;
-  metadata: Record<string, unknown>;
-}
-
-export interface RunItemArgs {
-  runtime: ModelRuntime;
-  kind: JobKind;
-  model: string;
-  options: JobOptions;
-  inputPath: string;
-  sourceName: string;
-  /** Directory for the outputs; `baseName` + extension names them. */
-  outDir: string;
-  baseName: string;
-  signal?: AbortSignal;
-  onProgress?: (fraction: number) => void;
-}
-
-/** Pixels along a latent axis (3: height, 4: width) of an (N, C, t, h, w) array. */
-function latentSide(latents: { shape: number[] }, axis: number, spatialFactor: number): number {
-  return (latents.shape.at(axis - 5) ?? 0) * spatialFactor;
-}
-
-/** Runs one item through the pipeline and writes its outputs atomically into outDir. */
-export async function runItem(args: RunItemArgs): Promise<ItemResult> {
-  const { runtime, model, inputPath, outDir, baseName, signal } = args;
-  await mkdir(outDir, { recursive: true });
-  if (args.kind === "encode") {
-    const options = args.options as EncodeJobOptions;
-    const result = await encodeFile(runtime, model, inputPath, {
-      mode: options.mode,
-      dtype: options.dtype,
-      ...(options.fps !== undefined ? { fps: options.fps } : {}),
-      ...(options.size !== undefined ? { size: options.size } : {}),
-      ...(signal ? { signal } : {}),
-      onProgress: ({ framesDone, framesTotal }) => {
-        if (framesTotal) args.onProgress?.(Math.min(1, framesDone / framesTotal));
-      },
-    });
-    const latents = encodeNpy(result.latents);
-    const metadata = { ...result.meta, source: args.sourceName };
-    const latentsPath = join(outDir, `${baseName}.npy`);
-    const metadataPath = join(outDir, `${baseName}.json`);
-    await writeAtomic(latentsPath, outDir, baseName, "npy", latents);
-    await writeAtomic(
-      metadataPath,
-      outDir,
-      baseName,
-      "json",
-      new TextEncoder().encode(`${JSON.stringify(metadata, null, 2)}\n`),
-    );
-    return {
-      outputs: { latents: latentsPath, metadata: metadataPath },
-      sha256: sha256(latents),
-      metadata,
-    };
-  }
-  const options = args.options as VideoJobOptions;
-  const videoPath = join(outDir, `${baseName}.${options.format}`);
-  if (args.kind === "decode") {
-    const sf = runtime.loaded(model).manifest.spatial_factor;
-    const latents = await readNpy(inputPath).catch((err: Error) => {
-      throw new PipelineError("bad_latents", `${args.sourceName}: ${err.message}`, 400);
-    });
-    const result = await produceAtomic(videoPath, outDir, baseName, options.format, (tmp) =>
-      decodeLatents(runtime, model, latents, {
-        format: options.format,
-        outPath: tmp,
-        ...(signal ? { signal } : {}),
-      }),
-    );
-    return {
-      outputs: { video: videoPath },
-      sha256: await sha256File(videoPath),
-      metadata: {
-        source: args.sourceName,
-        frames: result.frames,
-        format: options.format,
-        // Decodings take latents of the bundle's size only (input-checks.ts checkLatentsInput).
-        size: {
-          mode: "bundle",
-          width: latentSide(latents, 4, sf),
-          height: latentSide(latents, 3, sf),
-        },
-      },
-    };
-  }
-  const result = await produceAtomic(videoPath, outDir, baseName, options.format, (tmp) =>
-    reconstructFile(runtime, model, inputPath, {
-      format: options.format,
-      outPath: tmp,
-      ...(options.fps !== undefined ? { fps: options.fps } : {}),
-      ...(options.size !== undefined ? { size: options.size } : {}),
-      ...(signal ? { signal } : {}),
-    }),
-  );
-  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
-  return {
-    outputs: { video: videoPath },
-    sha256: await sha256File(videoPath),
-    metadata: {
-      source: args.sourceName,
-      format: options.format,
-      frames: result.frames,
-      size: result.size,
-      tiles: result.tiles,
-      psnr: result.psnr,
-      ssim: result.ssim,
-      psnrMean: mean(result.psnr),
-      ssimMean: mean(result.ssim),
-    },
-  };
-}
+/** Work that crashed the server this many times is failed rather than resumed again. */
+export const MAX_ATTEMPTS = 3;
 
 export interface JobRunnerOptions {
   db: Db;
   runtime: ModelRuntime;
   dataDir: string;
-  /** Jobs run at the same time. */
-  concurrency: number;
+  /** Jobs run at the same time, per lane: autoencoder jobs (DIFFUSABLE_JOB_CONCURRENCY) and
+   * generations (DIFFUSABLE_GENERATION_CONCURRENCY, sharing denoiser calls). */
+  concurrency: { autoencoder: number; generation: number };
+  /** Videos per shared denoiser call (batcher.ts; default 8). Ignored when `batcher` is given. */
+  maxBatch?: number;
+  /** A batcher to share with other callers; default a new one. */
+  batcher?: DenoiserBatcher;
   log?: (line: string) => void;
 }
 
@@ -190,31 +56,131 @@ export interface RecoveryReport {
   removedUploads: number;
 }
 
-export class JobRunner extends RunnerBase<JobWithItems> {
+const isActive = (status: string) => status === "queued" || status === "running";
+
+export class JobRunner {
+  /** Where the running generations' denoiser calls are shared. */
+  readonly batcher: DenoiserBatcher;
   readonly #db: Db;
   readonly #runtime: ModelRuntime;
   readonly #dataDir: string;
+  readonly #log: (line: string) => void;
+  readonly #lanes: Map<JobKind["lane"], { limit: number; kinds: string[]; running: number }>;
+  readonly #active = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  readonly #listeners = new Map<string, Set<() => void>>();
+  #started = false;
+  #stopping = false;
+  #idleWaiters: (() => void)[] = [];
 
   constructor(options: JobRunnerOptions) {
-    super({
-      concurrency: options.concurrency,
-      name: "jobs",
-      ...(options.log ? { log: options.log } : {}),
-    });
     this.#db = options.db;
     this.#runtime = options.runtime;
     this.#dataDir = options.dataDir;
+    this.#log = options.log ?? (() => {});
+    this.batcher =
+      options.batcher ??
+      new DenoiserBatcher(options.runtime, {
+        ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
+      });
+    this.#lanes = new Map();
+    for (const kind of JOB_KINDS) {
+      const lane = this.#lanes.get(kind.lane) ?? {
+        limit: Math.max(1, options.concurrency[kind.lane]),
+        kinds: [],
+        running: 0,
+      };
+      lane.kinds.push(kind.name);
+      this.#lanes.set(kind.lane, lane);
+    }
   }
 
   get dataDir(): string {
     return this.#dataDir;
   }
 
+  /** Jobs running now. */
+  get running(): number {
+    return this.#active.size;
+  }
+
   /** Recovers what a crash left behind, then starts taking queued jobs. */
   async start(): Promise<RecoveryReport> {
     const report = await this.recover();
-    this.begin();
+    this.#started = true;
+    this.notify();
     return report;
+  }
+
+  /** Calls `listener` after every change the runner makes to this job (progress, items, status). */
+  subscribe(jobId: string, listener: () => void): () => void {
+    let set = this.#listeners.get(jobId);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(jobId, set);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.#listeners.get(jobId) === set) this.#listeners.delete(jobId);
+    };
+  }
+
+  #changed(jobId: string): void {
+    for (const listener of [...(this.#listeners.get(jobId) ?? [])]) listener();
+  }
+
+  /** Call after queuing work: starts it if its lane has a free slot. */
+  notify(): void {
+    if (!this.#started || this.#stopping) return;
+    for (const lane of this.#lanes.values()) {
+      while (lane.running < lane.limit) {
+        const next = claimNextJob(this.#db, lane.kinds);
+        if (!next) break;
+        const id = next.job.id;
+        const controller = new AbortController();
+        const entry = { controller, done: Promise.resolve() };
+        this.#active.set(id, entry);
+        lane.running++;
+        this.#changed(id);
+        entry.done = this.#run(next, controller.signal)
+          .catch((err) => this.#log(`jobs: ${id}: ${(err as Error).stack ?? err}`))
+          .finally(() => {
+            this.#active.delete(id);
+            lane.running--;
+            this.#changed(id);
+            this.notify();
+            if (this.#active.size === 0) {
+              for (const resolve of this.#idleWaiters.splice(0)) resolve();
+            }
+          });
+      }
+    }
+  }
+
+  /** Cancels a queued or running job; false if it had already finished or does not exist. */
+  cancel(jobId: string): boolean {
+    const canceled = storeCancelJob(this.#db, jobId);
+    if (canceled) {
+      this.#active.get(jobId)?.controller.abort(new PipelineError("canceled", "canceled", 400));
+      if (!this.#active.has(jobId)) {
+        void rm(uploadsDir(this.#dataDir, jobId), { recursive: true, force: true });
+      }
+      this.#changed(jobId);
+    }
+    return canceled;
+  }
+
+  /** Resolves when nothing is running (queued work may remain only if stopping). */
+  idle(): Promise<void> {
+    if (this.#active.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Stops taking work and aborts what runs; it stays "running" in the db and resumes on start. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const { controller } of this.#active.values()) controller.abort(new Error("stopping"));
+    await Promise.all([...this.#active.values()].map((a) => a.done));
   }
 
   /** Re-queues or fails jobs left running, and deletes temporary files. Call before start. */
@@ -222,12 +188,13 @@ export class JobRunner extends RunnerBase<JobWithItems> {
     const report: RecoveryReport = { resumed: [], failed: [], removedTemp: 0, removedUploads: 0 };
     report.removedTemp =
       (await removeTempFiles(outputsDir(this.#dataDir))) +
-      (await removeTempFiles(uploadsDir(this.#dataDir)));
+      (await removeTempFiles(uploadsDir(this.#dataDir))) +
+      (await removeTempFiles(generationsDir(this.#dataDir)));
     // Upload folders of jobs that never made it into the database (a crash between the upload
     // and the insert) or that have finished.
     for (const name of await readdir(uploadsDir(this.#dataDir)).catch(() => [] as string[])) {
       const job = getJob(this.#db, name);
-      if (!job || !["queued", "running"].includes(job.job.status)) {
+      if (!job || !isActive(job.job.status)) {
         await rm(uploadsDir(this.#dataDir, name), { recursive: true, force: true });
         report.removedUploads++;
       }
@@ -235,7 +202,7 @@ export class JobRunner extends RunnerBase<JobWithItems> {
     for (const { job, items } of jobsWithStatus(this.#db, "running")) {
       if (job.attempts >= MAX_ATTEMPTS) {
         for (const item of items) {
-          if (item.status === "queued" || item.status === "running") {
+          if (isActive(item.status)) {
             setItem(this.#db, job.id, item.index, {
               status: "failed",
               errorCode: "interrupted",
@@ -244,7 +211,7 @@ export class JobRunner extends RunnerBase<JobWithItems> {
             });
           }
         }
-        this.#finish(job.id, {
+        await this.#finish(job.id, {
           code: "interrupted",
           message: `the server stopped during this job ${job.attempts} times; not resuming it again`,
         });
@@ -256,8 +223,8 @@ export class JobRunner extends RunnerBase<JobWithItems> {
         const outputsGone =
           item.status === "succeeded" &&
           Object.values(item.outputs ?? {}).some((p) => !existsSync(p));
-        if (item.status !== "running" && item.status !== "queued" && !outputsGone) continue;
-        if (!existsSync(item.inputPath)) {
+        if (!isActive(item.status) && !outputsGone) continue;
+        if (item.inputPath !== null && !existsSync(item.inputPath)) {
           setItem(this.#db, job.id, item.index, {
             status: "failed",
             errorCode: "input_missing",
@@ -276,14 +243,14 @@ export class JobRunner extends RunnerBase<JobWithItems> {
         }
       }
       if (pending > 0) {
-        setJob(this.#db, job.id, { status: "queued" });
+        setJob(this.#db, job.id, { status: "queued", step: 0 });
         report.resumed.push(job.id);
       } else {
-        const reason = this.#finish(job.id, {
+        const status = await this.#finish(job.id, {
           code: "interrupted",
           message: "the server stopped during this job and its inputs are gone",
         });
-        if (reason === "failed") report.failed.push(job.id);
+        if (status === "failed") report.failed.push(job.id);
         else report.resumed.push(job.id);
       }
     }
@@ -292,125 +259,99 @@ export class JobRunner extends RunnerBase<JobWithItems> {
       report.failed.length ? `jobs: failed after a crash: ${report.failed.join(", ")}` : "",
       report.removedTemp ? `jobs: removed ${report.removedTemp} temporary file(s)` : "",
     ]) {
-      if (line) this.log(line);
+      if (line) this.#log(line);
     }
     return report;
   }
 
-  protected claim(): JobWithItems | null {
-    return claimNextJob(this.#db);
-  }
-
-  protected idOf(work: JobWithItems): string {
-    return work.job.id;
-  }
-
-  /** Cancels a queued or running job; false if it had already finished or does not exist. */
-  cancel(jobId: string): boolean {
-    const canceled = storeCancelJob(this.#db, jobId);
-    if (canceled) {
-      this.abortRunning(jobId, new PipelineError("canceled", "canceled", 400));
-      void rm(uploadsDir(this.#dataDir, jobId), { recursive: true, force: true });
-    }
-    return canceled;
-  }
-
-  protected execute(work: JobWithItems, signal: AbortSignal): Promise<void> {
-    return this.#run(work, signal);
-  }
-
   async #run({ job, items }: JobWithItems, signal: AbortSignal): Promise<void> {
-    const total = items.length;
-    let done = items.filter((i) => i.status !== "queued" && i.status !== "running").length;
+    const kind = kindNamed(job.kind);
+    const db = this.#db;
+    const outDir = outputsDir(this.#dataDir, job.id);
+    await mkdir(outDir, { recursive: true });
+    const runner = this;
     let lastWrite = 0;
-    const progress = (fraction: number, force = false) => {
-      const now = Date.now();
-      if (!force && now - lastWrite < 250) return;
-      lastWrite = now;
-      setJob(this.#db, job.id, { progress: Math.min(1, (done + fraction) / Math.max(1, total)) });
+    const setItemOf = (index: number, values: ItemValues) => {
+      setItem(db, job.id, index, values);
+      this.#changed(job.id);
     };
-    progress(0, true);
-    for (const item of items) {
-      if (item.status !== "queued" && item.status !== "running") continue;
-      if (signal.aborted) break;
-      await this.#runOne(
-        job.id,
-        job.kind,
-        job.model,
-        job.options as unknown as JobOptions,
-        item,
-        signal,
-        progress,
-      );
-      if (this.stopping) return;
-      done++;
-      progress(0, true);
+    const ctx: RunContext = {
+      runtime: this.#runtime,
+      dataDir: this.#dataDir,
+      batcher: this.batcher,
+      job,
+      items,
+      signal,
+      outDir,
+      inputDir: uploadsDir(this.#dataDir, job.id),
+      get stopping() {
+        return runner.#stopping;
+      },
+      progress: (fraction, step) => {
+        // Every sampler step is written (a generation's step count is part of its view); item
+        // progress at most every 250 ms.
+        const now = Date.now();
+        if (step === undefined && now - lastWrite < 250) return;
+        lastWrite = now;
+        setJob(db, job.id, {
+          progress: Math.min(1, Math.max(0, fraction)),
+          ...(step !== undefined ? { step } : {}),
+        });
+        this.#changed(job.id);
+      },
+      itemRunning: (index) => setItemOf(index, { status: "running", startedAt: new Date() }),
+      itemSucceeded: (index, result) =>
+        setItemOf(index, {
+          status: "succeeded",
+          outputs: result.outputs,
+          outputSha256: result.sha256,
+          metadata: result.metadata,
+          errorCode: null,
+          errorMessage: null,
+          finishedAt: new Date(),
+        }),
+      itemFailed: (index, err) => {
+        const canceled = signal.aborted;
+        const { code, message } = canceled
+          ? { code: "canceled", message: "canceled by request" }
+          : errorInfo(err);
+        const item = items.find((i) => i.index === index);
+        setItemOf(index, {
+          status: canceled ? "canceled" : "failed",
+          errorCode: code,
+          // The tools name the stored input by its path; the user knows it by its name.
+          errorMessage:
+            item?.inputPath && item.sourceName
+              ? message.replaceAll(item.inputPath, item.sourceName)
+              : message,
+          finishedAt: new Date(),
+        });
+      },
+    };
+    await kind.run(ctx);
+    if (this.#stopping) return;
+    if (getJob(db, job.id)?.job.status !== "running") {
+      // Canceled meanwhile: its inputs go now that nothing reads them.
+      await rm(ctx.inputDir, { recursive: true, force: true });
+      return;
     }
-    if (this.stopping) return;
-    const current = getJob(this.#db, job.id);
-    if (current?.job.status !== "running") return; // canceled meanwhile
-    this.#finish(job.id);
+    await this.#finish(job.id);
   }
 
-  async #runOne(
+  /** Sets the job's final status from its items: succeeded when at least one did. */
+  async #finish(
     jobId: string,
-    kind: JobKind,
-    model: string,
-    options: JobOptions,
-    item: JobItemRow,
-    signal: AbortSignal,
-    progress: (fraction: number) => void,
-  ): Promise<void> {
-    setItem(this.#db, jobId, item.index, { status: "running", startedAt: new Date() });
-    try {
-      if (!existsSync(item.inputPath)) {
-        throw new PipelineError("input_missing", `the input of ${item.sourceName} is gone`, 500);
-      }
-      const result = await runItem({
-        runtime: this.#runtime,
-        kind,
-        model,
-        options,
-        inputPath: item.inputPath,
-        sourceName: item.sourceName,
-        outDir: outputsDir(this.#dataDir, jobId),
-        baseName: String(item.index),
-        signal,
-        onProgress: progress,
-      });
-      setItem(this.#db, jobId, item.index, {
-        status: "succeeded",
-        outputs: result.outputs,
-        outputSha256: result.sha256,
-        metadata: result.metadata,
-        errorCode: null,
-        errorMessage: null,
-        finishedAt: new Date(),
-      });
-    } catch (err) {
-      if (this.stopping) return; // left "running": resumed at the next start
-      const canceled = signal.aborted;
-      const { code, message } = canceled
-        ? { code: "canceled", message: "canceled by request" }
-        : errorInfo(err);
-      setItem(this.#db, jobId, item.index, {
-        status: canceled ? "canceled" : "failed",
-        errorCode: code,
-        // The tools name the stored input by its path; the user knows it by its name.
-        errorMessage: message.replaceAll(item.inputPath, item.sourceName),
-        finishedAt: new Date(),
-      });
-    }
-  }
-
-  /** Sets the job's final status from its items: failed when none succeeded. */
-  #finish(jobId: string, fallback?: { code: string; message: string }): "succeeded" | "failed" {
-    const current = getJob(this.#db, jobId);
-    const items = current?.items ?? [];
+    fallback?: { code: string; message: string },
+  ): Promise<"succeeded" | "failed"> {
+    const items = getJob(this.#db, jobId)?.items ?? [];
     const ok = items.filter((i) => i.status === "succeeded").length;
     const failedItems = items.filter((i) => i.status === "failed");
     const status = ok > 0 ? "succeeded" : "failed";
     const first = failedItems[0];
+    // One error for all (a generation's videos fail together): that error.
+    const same = failedItems.every(
+      (i) => i.errorCode === first?.errorCode && i.errorMessage === first?.errorMessage,
+    );
     const error =
       status === "succeeded"
         ? { code: null, message: null }
@@ -418,7 +359,7 @@ export class JobRunner extends RunnerBase<JobWithItems> {
           ? {
               code: first.errorCode ?? fallback?.code ?? "failed",
               message:
-                items.length === 1
+                items.length === 1 || same
                   ? (first.errorMessage ?? "failed")
                   : `all ${items.length} items failed; item 0: ${first.errorMessage ?? first.errorCode}`,
             }
@@ -430,7 +371,8 @@ export class JobRunner extends RunnerBase<JobWithItems> {
       errorMessage: error.message,
       finishedAt: new Date(),
     });
-    void rm(uploadsDir(this.#dataDir, jobId), { recursive: true, force: true });
+    this.#changed(jobId);
+    await rm(uploadsDir(this.#dataDir, jobId), { recursive: true, force: true });
     return status;
   }
 }

@@ -1,6 +1,6 @@
 // The JSON the admin page reads under /admin/api (a session is required): runs, the comparison
 // of two runs (training/runs/run-compare.ts), and sample videos of both runs' bundles, queued
-// through the same use case as POST /v1/generations (work/submit-generation.ts) for the same
+// through the same use case as POST /v1/generations (work/submit-job.ts queueJobs) for the same
 // label and seed and served with the one file-sending helper. A sample may start from an image
 // or continue a clip (multipart with `image` or `video`, as POST /v1/generations takes them): the
 // upload is checked before the 202 and each side's generation keeps its own copy.
@@ -13,17 +13,21 @@ import { z } from "zod";
 import { isAppError } from "../../app-error.ts";
 import { BROWSER_VIDEO_FORMATS } from "../../pipeline/media/output-formats.ts";
 import type { ModelRuntime } from "../../pipeline/runtime.ts";
-import { generationsDir, sha256File, uploadsDir } from "../../pipeline/work/datadir.ts";
+import { sha256File, uploadsDir } from "../../pipeline/work/datadir.ts";
 import { checkClipInput, checkImageInput } from "../../pipeline/work/generation-input.ts";
-import type {
-  GenerationInput,
-  GenerationOptions,
-  GenerationRunner,
-} from "../../pipeline/work/generation-runner.ts";
-import { planGeneration, queueGenerations } from "../../pipeline/work/submit-generation.ts";
+import {
+  type GenerationInput,
+  type GenerationOptions,
+  generationJob,
+  type PlannedGeneration,
+  planGeneration,
+} from "../../pipeline/work/generation-job.ts";
+import { kindNamed } from "../../pipeline/work/job-kinds.ts";
+import type { JobRunner } from "../../pipeline/work/job-runner.ts";
+import { queueJobs } from "../../pipeline/work/submit-job.ts";
 import type { Db } from "../../store/db.ts";
-import { getGeneration, newGenerationId } from "../../store/generation-rows.ts";
-import { type GenerationRow, RUN_KINDS } from "../../store/schema.ts";
+import { getJob, type JobWithItems, newJobId } from "../../store/job-rows.ts";
+import { RUN_KINDS } from "../../store/schema.ts";
 import type { RunReader } from "../../training/runs/run-compare.ts";
 import {
   brief,
@@ -150,13 +154,16 @@ const RunsQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 
-function sampleJson(g: GenerationRow) {
+/** The generations' kind (pipeline/work/job-kinds.ts): samples are generations. */
+const GENERATE = kindNamed("generate");
+
+function sampleJson({ job: g }: JobWithItems) {
   return {
     id: g.id,
     model: g.model,
     status: g.status,
     step: g.step,
-    steps: g.steps,
+    steps: g.steps ?? 0,
     seed: (g.options as unknown as GenerationOptions).seed,
     label: (g.options as unknown as GenerationOptions).labelName,
     error: g.errorCode ? { code: g.errorCode, message: g.errorMessage ?? "" } : null,
@@ -191,14 +198,15 @@ export function defaultSampleBundles(
 export interface AdminPageDeps {
   db: Db;
   runtime: ModelRuntime;
-  generations?: GenerationRunner | undefined;
+  /** The job runner; without it no samples are made. */
+  runner?: JobRunner | undefined;
   config: Config;
   runs: RunReader;
   sessions?: AdminSessions;
 }
 
 export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
-  const { db, runtime, generations, config, runs } = deps;
+  const { db, runtime, runner: generations, config, runs } = deps;
   const submitDeps = submitDepsOf(db, runtime, config);
   const adminOf = (c: Context) => sessionAdmin(db, sessions, c);
   const api = new Hono<AdminEnv>();
@@ -357,7 +365,7 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
     }
     let req: SamplesRequest;
     let upload: SavedUpload | null = null;
-    const uploadId = newGenerationId();
+    const uploadId = newJobId(GENERATE.idPrefix);
     if (isForm) {
       const received = await receiveUploads(c, {
         dataDir: config.dataDir,
@@ -448,8 +456,7 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
           format: SAMPLE_FORMAT,
           ...(input ? { input } : {}),
         });
-        if (input) p.id = newGenerationId();
-        return { side, runId, model, plan: p, error: null };
+        return { side, runId, model, plan: p, id: newJobId(GENERATE.idPrefix), error: null };
       } catch (err) {
         if (isAppError(err, "invalid_field")) {
           throw new ApiError("invalid_field", `${side} (${model}): ${err.message}`, 400);
@@ -500,16 +507,18 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
         422,
       );
     }
-    const planned = runnable.flatMap((p) => ("plan" in p && p.plan ? [p.plan] : []));
-    const copies =
-      input && upload ? planned.map((p) => generationsDir(config.dataDir, p.id as string)) : [];
-    let rows: GenerationRow[];
+    const planned = runnable.flatMap((p) =>
+      "plan" in p && p.plan ? [{ ...generationJob(p.plan as PlannedGeneration), id: p.id }] : [],
+    );
+    // Each side's generation gets its own copy of the input, in its upload folder.
+    const copies = input && upload ? planned.map((p) => uploadsDir(config.dataDir, p.id)) : [];
+    let rows: JobWithItems[];
     try {
       for (const dir of copies) {
         await mkdir(dir, { recursive: true });
         await copyFile((upload as SavedUpload).path, join(dir, (input as GenerationInput).file));
       }
-      rows = queueGenerations(submitDeps, key.id, planned);
+      rows = queueJobs(submitDeps, GENERATE, key.id, planned);
     } catch (err) {
       for (const dir of copies) await rm(dir, { recursive: true, force: true });
       throw err;
@@ -518,7 +527,7 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
       if (p.error !== null || !("plan" in p) || !p.plan) {
         return { side: p.side, run: p.runId, model: p.model, sample: null, error: p.error };
       }
-      const row = rows[runnable.indexOf(p)] as GenerationRow;
+      const row = rows[runnable.indexOf(p)] as JobWithItems;
       return { side: p.side, run: p.runId, model: p.model, sample: sampleJson(row), error: null };
     });
     generations.notify();
@@ -526,25 +535,28 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
   };
 
   const sampleRow = (id: string) => {
-    const g = getGeneration(db, id);
-    if (!g) throw new ApiError("sample_not_found", `no sample "${id}"`, 404);
+    const g = getJob(db, id);
+    if (g?.job.kind !== GENERATE.name) {
+      throw new ApiError("sample_not_found", `no sample "${id}"`, 404);
+    }
     return g;
   };
 
   api.get("/samples/:id", (c) => c.json(sampleJson(sampleRow(c.req.param("id")))));
 
   api.get("/samples/:id/content", async (c) => {
-    const g = sampleRow(c.req.param("id"));
+    const { job: g, items } = sampleRow(c.req.param("id"));
     const format = (g.options as unknown as GenerationOptions).format;
-    if (g.status !== "succeeded" || !g.outputs?.[0]) {
-      throw new ApiError("not_ready", `sample "${g.id}" is ${g.status}`, 409);
+    const video = items[0]?.outputs?.video;
+    if (g.status !== "succeeded" || !video) {
+      throw new ApiError("item_not_ready", `sample "${g.id}" is ${g.status}`, 409);
     }
     if (!BROWSER_VIDEO_FORMATS.includes(format)) {
       throw new ApiError("not_a_video", `sample "${g.id}" is ${format}, not a video`, 415);
     }
-    return sendFile(c, g.outputs[0], {
+    return sendFile(c, video, {
       format,
-      sha256: g.outputSha256?.[0] ?? "",
+      sha256: items[0]?.outputSha256 ?? "",
       missing: "the sample file is gone from the data dir",
     });
   });
