@@ -35,11 +35,18 @@ export async function startBenchServer(opts: {
   modelsDir: string;
   keyName: string;
   env: Record<string, string>;
+  /** More node options for the server process (--import a monitor, --cpu-prof). */
+  nodeArgs?: string[];
 }): Promise<BenchServer> {
   const dataDir = join(opts.work, "data");
   const db = openDb(join(dataDir, "diffusable.sqlite"));
   const secret = createKey(db, opts.keyName, "user").secret;
   closeDb(db);
-  const { child, url } = await spawnServe({ dataDir, modelsDir: opts.modelsDir, env: opts.env });
+  const { child, url } = await spawnServe({
+    dataDir,
+    modelsDir: opts.modelsDir,
+    env: opts.env,
+    ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
+  });
   return { url, secret, child };
 }

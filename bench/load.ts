@@ -2,16 +2,20 @@
 // `--concurrency` (default 50) clients send mixed requests for `--seconds` (default 30): uploads
 // (encodings of a short video), generations, polls of their jobs, SSE follows, and /healthz.
 // Prints the answers by kind (completed 2xx / 429 / other 4xx / 5xx / network errors), p50/p99
-// latency of /healthz and of polls, the server's peak RSS (VmHWM), and whether it stayed up.
-// Exit 1 on any 5xx or a crash.
+// latency of /healthz and of polls, the server's event-loop delay (perf_hooks
+// monitorEventLoopDelay, preloaded from bench/loop-monitor.mjs: p50/p99/max, which CPU taken by
+// other processes affects less than latency does), its peak RSS (VmHWM), the load average before
+// and after, and whether it stayed up. Exit 1 on any 5xx or a crash.
+// `--profile DIR` writes the server's CPU profile (node --cpu-prof) into DIR.
 //
-//   npm run bench:load [-- --seconds 30 --concurrency 50 --model NAME]
+//   npm run bench:load [-- --seconds 30 --concurrency 50 --model NAME --profile DIR]
 // Models: DIFFUSABLE_MODELS_DIR, else ./models if it holds a bundle that can generate, else the
 // tiny test fixture (made with `python3 -m diffusable.fixtures`).
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { benchModels } from "./bench-models.ts";
 import { benchVideo, startBenchServer } from "./bench-server.ts";
@@ -21,13 +25,17 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "30" },
     concurrency: { type: "string", default: "50" },
     model: { type: "string" },
+    profile: { type: "string" },
     help: { type: "boolean" },
   },
 });
 if (values.help) {
-  console.log("usage: npm run bench:load [-- --seconds 30 --concurrency 50 --model NAME]");
+  console.log(
+    "usage: npm run bench:load [-- --seconds 30 --concurrency 50 --model NAME --profile DIR]",
+  );
   process.exit(0);
 }
+const cpus = availableParallelism();
 const SECONDS = Number(values.seconds);
 const CONCURRENCY = Number(values.concurrency);
 const work = mkdtempSync(join(tmpdir(), "diffusable-load-"));
@@ -37,12 +45,48 @@ const percentile = (xs: number[], p: number): number => {
   return s.length ? (s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number) : NaN;
 };
 
+/** CPU seconds (user + system) of the server's main thread, the one that runs the event loop. */
+function mainThreadCpu(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
+}
+
 function peakRss(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+interface LoopStats {
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+  count: number;
+}
+
+async function readLoopStats(path: string): Promise<LoopStats> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      return JSON.parse(readFileSync(path, "utf8")) as LoopStats;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error("the server's loop monitor wrote no stats");
+}
+
+const loadAverage = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
+
 async function main() {
+  const loadBefore = loadAverage();
+  const loopStats = join(work, "loop-stats.json");
+  const monitor = resolve(import.meta.dirname, "loop-monitor.mjs");
+  const nodeArgs = ["--import", monitor];
+  if (values.profile) nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${resolve(values.profile)}`);
   const { dir, model } = benchModels(work, "denoiser.onnx", values.model);
   const clip = readFileSync(benchVideo(join(work, "clip.mp4"), "160x120", 8, 3));
   const { url, secret, child } = await startBenchServer({
@@ -53,7 +97,9 @@ async function main() {
       DIFFUSABLE_RUNS_IMPORT_DIR: "",
       DIFFUSABLE_MAX_ACTIVE_JOBS: "16",
       DIFFUSABLE_MAX_QUEUED_GENERATIONS: "32",
+      DIFFUSABLE_LOOP_STATS: loopStats,
     },
+    nodeArgs,
   });
   let crashed: string | null = null;
   child.once("exit", (code, signal) => {
@@ -133,9 +179,15 @@ async function main() {
     }
   }
 
+  child.kill("SIGUSR2"); // the loop monitor starts counting now, not during start-up
+  const ownLoop = monitorEventLoopDelay({ resolution: 10 });
+  ownLoop.enable();
+  const cpuBefore = mainThreadCpu(child.pid as number);
   const started = Date.now();
   await Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => client(i)));
   const elapsed = (Date.now() - started) / 1000;
+  ownLoop.disable();
+  const mainCpu = crashed === null ? mainThreadCpu(child.pid as number) - cpuBefore : NaN;
   const up =
     crashed === null &&
     (await fetch(`${url}/healthz`).then(
@@ -143,14 +195,19 @@ async function main() {
       () => false,
     ));
   const rss = crashed === null ? peakRss(child.pid as number) : NaN;
+  // The loop's delay over the load, as the monitor writes it on the second signal.
+  child.kill("SIGUSR2");
+  const loop = await readLoopStats(loopStats);
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
   rmSync(work, { recursive: true, force: true });
 
   console.log(`load: ${CONCURRENCY} clients for ${elapsed.toFixed(1)} s against ${model}`);
   let fiveXX = 0;
+  let requests = 0;
   for (const [kind, by] of Object.entries(counts)) {
     fiveXX += by["5xx"] ?? 0;
+    requests += Object.values(by).reduce((a, b) => a + b, 0);
     console.log(
       `  ${kind.padEnd(10)} ${Object.entries(by)
         .map(([k, v]) => `${k}=${v}`)
@@ -164,7 +221,14 @@ async function main() {
   console.log(
     `  polls      p50 ${ms(percentile(polls, 50))}  p99 ${ms(percentile(polls, 99))}  (n=${polls.length})`,
   );
+  console.log(
+    `  event loop delay p50 ${ms(loop.p50)}  p99 ${ms(loop.p99)}  max ${ms(loop.max)}  (monitorEventLoopDelay)`,
+  );
+  console.log(
+    `  server main thread: ${mainCpu.toFixed(1)} CPU s in ${elapsed.toFixed(1)} s, ${((mainCpu * 1000) / requests).toFixed(1)} ms per request; this client's own loop delay p99 ${ms(ownLoop.percentile(99) / 1e6)}`,
+  );
   console.log(`  server peak RSS ${rss.toFixed(0)} MiB; still serving: ${up}; 5xx: ${fiveXX}`);
+  console.log(`  load average before ${loadBefore}, after ${loadAverage()} (${cpus} cores)`);
   if (fiveXX > 0 || !up) process.exitCode = 1;
 }
 

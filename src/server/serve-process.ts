@@ -21,18 +21,24 @@ export function spawnServe(opts: {
   captureStderr?: boolean;
   /** Kill the child and reject when it has not said it listens by then; default: wait. */
   timeoutMs?: number;
+  /** More node options before the script (benches: `--import` a monitor, `--cpu-prof`). */
+  nodeArgs?: string[];
 }): Promise<ServeProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server/cli.ts", "serve"], {
-    cwd: REPO_ROOT,
-    env: {
-      ...process.env,
-      PORT: "0",
-      DIFFUSABLE_DATA_DIR: opts.dataDir,
-      DIFFUSABLE_MODELS_DIR: opts.modelsDir,
-      ...opts.env,
+  const child = spawn(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), "--import", "tsx", "src/server/cli.ts", "serve"],
+    {
+      cwd: REPO_ROOT,
+      env: {
+        ...process.env,
+        PORT: "0",
+        DIFFUSABLE_DATA_DIR: opts.dataDir,
+        DIFFUSABLE_MODELS_DIR: opts.modelsDir,
+        ...opts.env,
+      },
+      stdio: ["ignore", "pipe", opts.captureStderr ? "pipe" : "inherit"],
     },
-    stdio: ["ignore", "pipe", opts.captureStderr ? "pipe" : "inherit"],
-  });
+  );
   let out = "";
   return new Promise((resolve, reject) => {
     const timer =

@@ -1,16 +1,17 @@
 // Video I/O: the one module that runs ffmpeg and ffprobe (Debian's binaries, found on PATH).
-// ffmpeg runs through fluent-ffmpeg; ffprobe runs through execFile because fluent-ffmpeg's
-// ffprobe() offers neither a timeout nor a way to kill a hung probe.
+// Every process starts in the process thread (process-host.ts), never on the event loop (a start
+// blocks the thread that asks for it), and runs at a lower CPU priority than the HTTP thread.
+// Decoding runs through fluent-ffmpeg there; ffprobe runs through execFile because fluent-ffmpeg's
+// ffprobe() offers neither a timeout nor a way to kill a hung probe. A file's probe is kept
+// (keyed by its inode, size and mtime), so the upload check, the job and the decoder probe once.
 // Frames are rgb24, row-major, size x size x 3 bytes (or width x height x 3 with DecodeOptions.frame),
 // one Uint8Array per frame.
 
-import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import { open, rm, stat } from "node:fs/promises";
-import type { PassThrough } from "node:stream";
-import ffmpeg from "fluent-ffmpeg";
 import { PipelineError } from "../pipeline-error.ts";
 import { OUTPUT_FORMATS, type VideoFormat } from "./output-formats.ts";
+import { type HostedProcess, hostExec, hostSpawn } from "./process-host.ts";
 
 export type VideoErrorCode =
   | "not_found"
@@ -107,43 +108,59 @@ function parseRate(rate: string | undefined): number {
   return num && den ? num / den : 0;
 }
 
-async function checkFile(path: string): Promise<void> {
-  let size: number;
+/** Stats the file; its identity (device, inode, size, mtime) keys the probe cache. */
+async function checkFile(path: string): Promise<string> {
+  let st: Awaited<ReturnType<typeof stat>>;
   try {
-    size = (await stat(path)).size;
+    st = await stat(path);
   } catch (err) {
     throw new VideoError("not_found", `cannot read ${path}: ${(err as Error).message}`, {
       cause: err,
     });
   }
-  if (size === 0) throw new VideoError("empty_file", `${path} is empty (0 bytes)`);
+  if (st.size === 0) throw new VideoError("empty_file", `${path} is empty (0 bytes)`);
+  return `${path}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
 }
 
-/** Reads the header with ffprobe; rejects empty files, non-videos and absurd dimensions. */
+/** Probes by file identity, oldest first (a Map keeps insertion order). */
+const probes = new Map<string, Promise<VideoInfo>>();
+const PROBES_KEPT = 256;
+
+/** Reads the header with ffprobe; rejects empty files, non-videos and absurd dimensions. The
+ * answer for an unchanged file is kept: the upload check, the job and the decoder probe once. */
 export async function probeVideo(
   path: string,
   opts: { timeoutMs?: number } = {},
 ): Promise<VideoInfo> {
-  await checkFile(path);
+  const key = await checkFile(path);
+  let probe = probes.get(key);
+  if (probe === undefined) {
+    // Kept while it runs too, so that concurrent probes of one file start one ffprobe.
+    probe = probeFile(path, opts.timeoutMs ?? 30_000);
+    probes.set(key, probe);
+    if (probes.size > PROBES_KEPT) probes.delete(probes.keys().next().value as string);
+    probe.catch(() => probes.delete(key)); // a failure is not kept: the next call tries again
+  }
+  return { ...(await probe) };
+}
+
+async function probeFile(path: string, timeoutMs: number): Promise<VideoInfo> {
   const args = ["-v", "error", "-of", "json", "-show_streams", "-show_format", path];
-  const { stdout, stderr, error } = await new Promise<{
-    stdout: string;
-    stderr: string;
-    error: (Error & { killed?: boolean }) | null;
-  }>((resolve) => {
-    execFile(
-      "ffprobe",
-      args,
-      { timeout: opts.timeoutMs ?? 30_000, killSignal: "SIGKILL", maxBuffer: 16 << 20 },
-      (error, stdout, stderr) => resolve({ stdout, stderr, error }),
-    );
+  const { stdout, stderr, error } = await hostExec("ffprobe", args, {
+    timeoutMs,
+    maxBuffer: 16 << 20,
   });
   if (error) {
     if (error.killed) {
-      throw new VideoError("timeout", `ffprobe took longer than ${opts.timeoutMs ?? 30_000} ms`);
+      throw new VideoError("timeout", `ffprobe took longer than ${timeoutMs} ms`);
+    }
+    if (error.code === "ENOENT") {
+      throw new VideoError("ffmpeg_failed", `cannot run ffprobe: ${error.message}`);
     }
     const code = await classify(path, stderr);
-    throw new VideoError(code, `ffprobe cannot read the file: ${tail(stderr)}`, { cause: error });
+    throw new VideoError(code, `ffprobe cannot read the file: ${tail(stderr)}`, {
+      cause: new Error(error.message),
+    });
   }
   let parsed: { streams?: ProbeStream[]; format?: { duration?: string; format_name?: string } };
   try {
@@ -193,13 +210,7 @@ export async function probeVideo(
 export async function countVideoFrames(path: string, timeoutMs = 30_000): Promise<number> {
   const args = ["-v", "error", "-select_streams", "v:0", "-count_packets"];
   args.push("-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", path);
-  const { stdout, error } = await new Promise<{ stdout: string; error: Error | null }>(
-    (resolve) => {
-      execFile("ffprobe", args, { timeout: timeoutMs, killSignal: "SIGKILL" }, (error, stdout) =>
-        resolve({ stdout, error }),
-      );
-    },
-  );
+  const { stdout, error } = await hostExec("ffprobe", args, { timeoutMs });
   if (error) throw new VideoError("ffmpeg_failed", "ffprobe cannot count the video's frames");
   const n = Number.parseInt(stdout.trim(), 10);
   return Number.isFinite(n) ? n : 0;
@@ -256,6 +267,7 @@ export async function* decodeFrames(
   if (opts.signal?.aborted) throw new VideoError("aborted", "aborted before decoding");
   const started = Date.now();
   await probeVideo(path, { timeoutMs: opts.timeoutMs });
+  if (opts.signal?.aborted) throw new VideoError("aborted", "aborted before decoding");
   const f = opts.frame;
   if (f && !(f.width >= 1 && f.height >= 1 && f.width <= MAX_SIDE && f.height <= MAX_SIDE)) {
     throw new VideoError(
@@ -264,26 +276,14 @@ export async function* decodeFrames(
     );
   }
   const frameBytes = f ? f.width * f.height * 3 : opts.size * opts.size * 3;
-  const command = ffmpeg(path)
-    .inputOptions(["-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1"])
-    .videoFilters(frameFilter(opts.size, opts.fps, opts.startFrame ?? 0, f))
-    .noAudio()
-    .outputOptions([
-      "-f",
-      "rawvideo",
-      "-pix_fmt",
-      "rgb24",
-      ...(opts.maxFrames !== undefined ? ["-frames:v", String(opts.maxFrames)] : []),
-    ]);
-
   // The outcome is judged from the ffmpeg process itself (exit code, signal, stderr tail), not
   // from fluent-ffmpeg's events: with a piped output, fluent-ffmpeg reports "Output stream closed"
   // as an error when the process exit is seen more than 20 ms after stdout closed (a busy machine).
   let failure: VideoError | null = null;
   let spawnError: Error | null = null;
-  let proc: ChildProcess | null = null;
   let exitStatus: { code: number | null; signal: string | null } | null = null;
   const stderrTail: string[] = [];
+  let partialLine = "";
   let markExited: () => void = () => {};
   const exited = new Promise<void>((resolve) => {
     markExited = resolve;
@@ -292,33 +292,47 @@ export async function* decodeFrames(
   const stderrClosed = new Promise<void>((resolve) => {
     markStderrClosed = resolve;
   });
-  command.on("stderr", (line: string) => {
-    stderrTail.push(line);
-    if (stderrTail.length > 20) stderrTail.shift();
+  const proc: HostedProcess = hostSpawn({
+    op: "ffmpeg",
+    input: path,
+    inputOptions: ["-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1"],
+    videoFilters: frameFilter(opts.size, opts.fps, opts.startFrame ?? 0, f),
+    outputOptions: [
+      "-f",
+      "rawvideo",
+      "-pix_fmt",
+      "rgb24",
+      ...(opts.maxFrames !== undefined ? ["-frames:v", String(opts.maxFrames)] : []),
+    ],
   });
-  command.on("start", () => {
-    proc = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc ?? null;
-    if (proc === null) return;
-    proc.once("exit", (code, signal) => {
-      exitStatus = { code, signal };
-      markExited();
-    });
-    if (proc.stderr) proc.stderr.once("close", markStderrClosed);
-    else markStderrClosed();
-    if (proc.pid !== undefined) opts.onSpawn?.(proc.pid);
-  });
-  command.on("error", (err: Error) => {
-    if (proc === null) {
-      // ffmpeg never started (not installed, bad arguments): no exit event will come.
-      spawnError = err;
-      markExited();
-      markStderrClosed();
-      out.destroy();
+  const out = proc.stdout as NonNullable<HostedProcess["stdout"]>;
+  proc.stderr.on("data", (text: string) => {
+    const lines = (partialLine + text).split("\n");
+    partialLine = lines.pop() ?? "";
+    for (const line of lines) {
+      stderrTail.push(line);
+      if (stderrTail.length > 20) stderrTail.shift();
     }
   });
+  proc.stderr.once("close", () => {
+    if (partialLine) stderrTail.push(partialLine);
+    partialLine = "";
+    markStderrClosed();
+  });
+  proc.once("spawn", (pid: number) => opts.onSpawn?.(pid));
+  proc.once("exit", (code: number | null, signal: string | null) => {
+    exitStatus = { code, signal };
+    markExited();
+  });
+  proc.once("error", (err: Error) => {
+    // ffmpeg never started (not installed, bad arguments): no exit event will come.
+    spawnError = err;
+    markExited();
+    markStderrClosed();
+    out.destroy();
+  });
   const kill = () => {
-    const p = proc as ChildProcess | null;
-    if (p !== null && exitStatus === null) p.kill("SIGKILL");
+    if (exitStatus === null && spawnError === null) proc.kill("SIGKILL");
   };
   const fail = (err: VideoError) => {
     failure ??= err;
@@ -333,7 +347,6 @@ export async function* decodeFrames(
   const onAbort = () => fail(new VideoError("aborted", `decoding ${path} was aborted`));
   opts.signal?.addEventListener("abort", onAbort, { once: true });
 
-  const out = command.pipe() as PassThrough;
   let frame = new Uint8Array(frameBytes);
   let filled = 0;
   let complete = false;
@@ -447,24 +460,24 @@ export async function encodeFrames(
     "-y",
     opts.outPath,
   ];
-  const proc = spawn("ffmpeg", args, { stdio: ["pipe", "ignore", "pipe"] });
+  const proc = hostSpawn({ op: "spawn", command: "ffmpeg", args, stdin: true, stdout: false });
   let count = 0;
   // The first failure wins: a bad frame or an error of the frame source (e.g. the model) is
   // reported as itself rather than as the broken pipe ffmpeg's death causes.
   let failure: Error | null = null;
   let status: { code: number | null; signal: string | null } | null = null;
   let stderr = "";
-  proc.stderr?.on("data", (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString("utf8")).slice(-8192);
+  proc.stderr.on("data", (text: string) => {
+    stderr = (stderr + text).slice(-8192);
   });
   proc.stdin?.on("error", () => {}); // EPIPE when ffmpeg exits early: judged by its exit below
   const exited = new Promise<void>((resolve) => {
-    proc.once("error", (err) => {
+    proc.once("error", (err: Error) => {
       failure ??= new VideoError("ffmpeg_failed", `cannot run ffmpeg: ${err.message}`);
       status ??= { code: null, signal: null };
       resolve();
     });
-    proc.once("close", (code, signal) => {
+    proc.once("close", (code: number | null, signal: string | null) => {
       status = { code, signal };
       resolve();
     });
