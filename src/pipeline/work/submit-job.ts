@@ -73,7 +73,7 @@ export function queueJobs(
   kind: JobKind,
   keyId: string | null,
   jobs: (PreparedJob & { id: string })[],
-  request?: { idempotencyKey: string | null; requestSha256: string },
+  request?: { idempotencyKey: string | null; requestSha256: string | null },
 ): JobWithItems[] {
   checkQuota(deps, kind, keyId, jobs.length);
   return jobs.map((j) =>
@@ -121,7 +121,9 @@ export async function submitJob<F extends CommonFields>(
   s: Submission<F>,
 ): Promise<{ job: JobWithItems; replayed: boolean }> {
   const { kind, key, idempotencyKey } = s;
-  const requestSha256 = await requestHash(kind as JobKind, s.fields, s.uploads);
+  // Only a request that may be retried under its key needs its hash (files are read for it).
+  const requestSha256 =
+    idempotencyKey === undefined ? null : await requestHash(kind as JobKind, s.fields, s.uploads);
   const replay = () => {
     if (idempotencyKey === undefined) return null;
     const found = jobByIdempotencyKey(deps.db, key.id, kind.name, idempotencyKey);
