@@ -8,7 +8,10 @@ import {
   concatTime,
   framesToVideo,
   psnr,
+  roundToHalf,
+  roundToHalfInPlace,
   ssim,
+  TimeAccumulator,
   videoToFrames,
 } from "../../src/pipeline/media/tensor.ts";
 import { runPython } from "./python.ts";
@@ -67,4 +70,23 @@ test("frames -> video -> frames is the identity; concatTime joins along time", (
   // two channels, hw = 1: parts (1, 2, 1) and (1, 2, 2) -> (1, 2, 3)
   const joined = concatTime([Float32Array.from([1, 2]), Float32Array.from([3, 4, 5, 6])], 2, 1);
   assert.deepEqual(Array.from(joined), [1, 3, 4, 2, 5, 6]);
+});
+
+test("TimeAccumulator gives concatTime's latents whatever its first guess; half rounding in place", () => {
+  const [c, hw] = [3, 4];
+  let seed = 7;
+  const rand = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31 - 0.5;
+  };
+  const parts = [1, 4, 4, 4, 2].map((t) => Float32Array.from({ length: c * t * hw }, rand));
+  const expected = Array.from(concatTime(parts, c, hw));
+  for (const guess of [1, 5, 15, 40]) {
+    const acc = new TimeAccumulator(c, hw, guess);
+    for (const part of parts) acc.push(part);
+    assert.equal(acc.frames, 15);
+    assert.deepEqual(Array.from(acc.finish()), expected, `first guess ${guess}`);
+  }
+  const values = Float32Array.from({ length: 1000 }, () => rand() * 1e3);
+  assert.deepEqual(Array.from(roundToHalfInPlace(values.slice())), Array.from(roundToHalf(values)));
 });

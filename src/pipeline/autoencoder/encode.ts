@@ -6,7 +6,7 @@
 import { basename } from "node:path";
 import type { Bundle } from "../bundle.ts";
 import type { NpyArray } from "../media/npy-file.ts";
-import { concatTime, roundToHalf } from "../media/tensor.ts";
+import { concatTime, roundToHalfInPlace, TimeAccumulator } from "../media/tensor.ts";
 import { decodeFrames, probeVideo } from "../media/video.ts";
 import type { TensorValue } from "../onnx/onnx-session.ts";
 import { abortError, PipelineError } from "../pipeline-error.ts";
@@ -118,7 +118,7 @@ export async function encodeFile(
   const progress = (framesDone: number) => opts.onProgress?.({ framesDone, framesTotal });
   const { latent, shape, used } =
     opts.mode === "whole"
-      ? await encodeWhole(rt, b, dims, frames(), batch, progress, opts.signal)
+      ? await encodeWhole(rt, b, dims, frames(), batch, progress, framesTotal, opts.signal)
       : tiles.length > 1
         ? await encodeTiledClips(rt, b, dims, tiles, frames(), progress, opts.signal)
         : await encodeClips(rt, b, dims, frames(), batch, progress, opts.signal);
@@ -128,7 +128,7 @@ export async function encodeFile(
   }
   const latents: NpyArray =
     opts.dtype === "float16"
-      ? { dtype: "float16", shape, data: roundToHalf(latent) }
+      ? { dtype: "float16", shape, data: roundToHalfInPlace(latent) }
       : { dtype: "float32", shape, data: latent };
   return {
     latents,
@@ -231,12 +231,21 @@ async function encodeWhole(
   frames: AsyncIterable<Uint8Array>,
   stepChunks: number,
   progress: (framesDone: number) => void,
+  framesTotal: number | null,
   signal?: AbortSignal,
 ): Promise<Encoded> {
   const m = b.manifest;
   const { height: fh, width: fw } = dims;
   const stream = m.onnx.encoder_stream;
-  const parts: Float32Array[] = [];
+  const c = m.latent_channels;
+  const sf = m.spatial_factor;
+  // One buffer for the whole video's latents, sized from the probe's frame count (a minute at
+  // fps 240 is 3600 latent frames): each step's latent is copied in and freed at once.
+  const latents = new TimeAccumulator(
+    c,
+    (fh / sf) * (fw / sf),
+    1 + Math.floor(Math.max(0, (framesTotal ?? 1) - 1) / m.temporal_factor),
+  );
   let caches: Record<string, TensorValue> = {};
   let used = 0;
   let latentHW: [number, number] = [0, 0];
@@ -252,7 +261,7 @@ async function encodeWhole(
     );
     const latent = tensorOf(out, "latent");
     latentHW = [latent.dims[3] ?? 0, latent.dims[4] ?? 0];
-    parts.push(latent.data as Float32Array);
+    latents.push(latent.data as Float32Array);
     caches = {};
     stream.caches.forEach((cache, i) => {
       caches[cache.name] = tensorOf(out, `cache_out_${i}`);
@@ -276,10 +285,8 @@ async function encodeWhole(
   const tail = chunk.length - (chunk.length % stream.chunk_frames);
   if (used > 0 && tail > 0) await step(chunk.slice(0, tail));
   if (used < 1 + m.temporal_factor) return { latent: new Float32Array(0), shape: [], used: 0 };
-  const c = m.latent_channels;
   const [h, w] = latentHW;
-  const latent = concatTime(parts, c, h * w);
-  return { latent, shape: [1, c, latent.length / (c * h * w), h, w], used };
+  return { latent: latents.finish(), shape: [1, c, latents.frames, h, w], used };
 }
 
 /**

@@ -3,7 +3,7 @@
 // float16 arrays are decoded to (and encoded from) a Float32Array; see float16.ts.
 
 import { readFile, writeFile } from "node:fs/promises";
-import { float32ToHalfBits, halfBitsToFloat32 } from "../onnx/float16.ts";
+import { halfBitsToFloat32, toHalfBits } from "../onnx/float16.ts";
 
 export type NpyArray =
   | { dtype: "float32" | "float16"; shape: number[]; data: Float32Array }
@@ -166,13 +166,17 @@ export function encodeNpy(array: NpyArray): Uint8Array {
     );
   }
   if (!(array.dtype in DESCR)) throw new Error(`npy: unsupported dtype ${String(array.dtype)}`);
-  const body =
-    array.dtype === "float16"
-      ? float32ToHalfBits(array.data)
-      : (array.data as Float32Array | BigInt64Array | Uint8Array);
   const header = encodeHeader(array.dtype, array.shape);
-  const out = new Uint8Array(header.length + body.byteLength);
+  const itemSize = DESCR[array.dtype].itemSize;
+  const out = new Uint8Array(header.length + count * itemSize);
   out.set(header, 0);
+  if (array.dtype === "float16") {
+    // Packed straight into the file's bytes (the header is a multiple of 64: aligned).
+    const halves = new Uint16Array(out.buffer, header.length, count);
+    for (let i = 0; i < count; i++) halves[i] = toHalfBits(array.data[i] as number);
+    return out;
+  }
+  const body = array.data;
   out.set(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), header.length);
   return out;
 }

@@ -2,7 +2,7 @@
 // Frames are rgb24 (H, W, 3) uint8; videos are float32 (B, 3, T, H, W) in [-1, 1], C order;
 // latents are float32 (B, C, t, h, w).
 
-import { float32ToHalfBits, halfBitsToFloat32 } from "../onnx/float16.ts";
+import { float32ToHalfBits, fromHalfBits, halfBitsToFloat32, toHalfBits } from "../onnx/float16.ts";
 
 /**
  * Writes frames into batch element `b` of a (B, 3, T, H, W) video in [-1, 1]:
@@ -86,6 +86,78 @@ export function concatTime(
 /** Rounds every value to the nearest float16 (kept as float32, the npy-file.ts convention). */
 export function roundToHalf(values: Float32Array): Float32Array {
   return halfBitsToFloat32(float32ToHalfBits(values));
+}
+
+/** roundToHalf in place: no second copy of a large array. */
+export function roundToHalfInPlace(values: Float32Array): Float32Array {
+  for (let i = 0; i < values.length; i++) {
+    values[i] = fromHalfBits(toHalfBits(values[i] as number));
+  }
+  return values;
+}
+
+/**
+ * Latents (1, C, t, h, w) gathered along time as they come, in one buffer laid out as the result
+ * (channel-major): each part's channels are copied into place and the part can be freed, so a
+ * long video holds one copy of its latents (not thousands of small buffers and then their
+ * concatenation). `expected` latent frames are allocated up front (the probe's estimate); the
+ * buffer doubles when a longer video gives more.
+ */
+export class TimeAccumulator {
+  #data: Float32Array;
+  #capacity: number;
+  #frames = 0;
+  constructor(
+    readonly channels: number,
+    readonly hw: number,
+    expected: number,
+  ) {
+    this.#capacity = Math.max(1, Math.ceil(expected));
+    this.#data = new Float32Array(channels * this.#capacity * hw);
+  }
+
+  get frames(): number {
+    return this.#frames;
+  }
+
+  /** Appends a part of shape (1, C, t, h, w). */
+  push(part: Float32Array): void {
+    const t = part.length / (this.channels * this.hw);
+    if (this.#frames + t > this.#capacity)
+      this.#grow(Math.max(2 * this.#capacity, this.#frames + t));
+    const n = t * this.hw;
+    for (let c = 0; c < this.channels; c++) {
+      this.#data.set(
+        part.subarray(c * n, (c + 1) * n),
+        (c * this.#capacity + this.#frames) * this.hw,
+      );
+    }
+    this.#frames += t;
+  }
+
+  #grow(capacity: number): void {
+    const next = new Float32Array(this.channels * capacity * this.hw);
+    const n = this.#frames * this.hw;
+    for (let c = 0; c < this.channels; c++) {
+      const from = c * this.#capacity * this.hw;
+      next.set(this.#data.subarray(from, from + n), c * capacity * this.hw);
+    }
+    this.#data = next;
+    this.#capacity = capacity;
+  }
+
+  /** The latents (1, C, frames, h, w): the same buffer, compacted in place when over-allocated. */
+  finish(): Float32Array {
+    const n = this.#frames * this.hw;
+    if (this.#frames < this.#capacity) {
+      // Channel c moves from c * capacity to c * frames (never forward): copyWithin is safe.
+      for (let c = 1; c < this.channels; c++) {
+        const from = c * this.#capacity * this.hw;
+        this.#data.copyWithin(c * n, from, from + n);
+      }
+    }
+    return this.#data.subarray(0, this.channels * n);
+  }
 }
 
 /**
