@@ -10,6 +10,7 @@ completion.
 from __future__ import annotations
 
 import faulthandler
+import io
 import signal
 import time
 from dataclasses import dataclass, field
@@ -77,8 +78,11 @@ class Run:
 def start_run(args) -> Run:
     """DDP set-up (under torchrun), CPU threads, and the run folder's event log."""
     # `kill -USR1 <pid>` prints every thread's Python stack to stderr: how to see where a stuck
-    # rank waits without stopping it.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # rank waits without stopping it. (Not where stderr is no file, as under pytest's capture.)
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (io.UnsupportedOperation, AttributeError, ValueError):
+        pass
     info = distributed.setup(args.device)
     if info.device.type == "cpu":
         set_threads(args.threads)
