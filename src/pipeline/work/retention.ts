@@ -5,16 +5,20 @@
 import { rm } from "node:fs/promises";
 import type { Db } from "../../store/db.ts";
 import { deleteJob, finishedJobsBefore, getJob } from "../../store/job-rows.ts";
+import { TERMINAL_STATUSES } from "../../store/schema.ts";
 import { generationsDir, outputsDir, uploadsDir } from "./datadir.ts";
 
-/** Deletes a finished job's row, its outputs and any upload left (and the folder generations
- * made before the one job model had); false if active or unknown. */
+/** Deletes a finished job's outputs, any upload left (and the folder generations made before
+ * the one job model had), then its row; false if active or unknown. Files first: a crash in
+ * between leaves a row that the next sweep or DELETE removes again, never files no row names,
+ * and whoever sees the row gone sees the files gone. */
 export async function deleteFinishedJob(db: Db, dataDir: string, id: string): Promise<boolean> {
-  if (!getJob(db, id) || !deleteJob(db, id)) return false;
+  const found = getJob(db, id);
+  if (!found || !(TERMINAL_STATUSES as readonly string[]).includes(found.job.status)) return false;
   await rm(outputsDir(dataDir, id), { recursive: true, force: true });
   await rm(uploadsDir(dataDir, id), { recursive: true, force: true });
   await rm(generationsDir(dataDir, id), { recursive: true, force: true });
-  return true;
+  return deleteJob(db, id);
 }
 
 /** Deletes every job (generations included) that finished more than `days` days before `now`. */
@@ -23,13 +27,13 @@ export async function sweepRetention(
   dataDir: string,
   days: number,
   now = new Date(),
-): Promise<{ jobs: number; generations: number }> {
+): Promise<{ jobs: number }> {
   const cutoff = new Date(now.getTime() - days * 86_400_000);
   let jobs = 0;
   for (const id of finishedJobsBefore(db, cutoff)) {
     if (await deleteFinishedJob(db, dataDir, id)) jobs++;
   }
-  return { jobs, generations: 0 };
+  return { jobs };
 }
 
 /**
@@ -50,11 +54,7 @@ export function startRetention(
     running = true;
     sweepRetention(db, dataDir, days)
       .then((n) => {
-        if (n.jobs + n.generations > 0) {
-          log(
-            `diffusable: retention (${days} days): deleted ${n.jobs} job(s) and ${n.generations} generation(s)`,
-          );
-        }
+        if (n.jobs > 0) log(`diffusable: retention (${days} days): deleted ${n.jobs} job(s)`);
       })
       .catch((err: Error) => log(`diffusable: retention sweep failed: ${err.message}`))
       .finally(() => {
