@@ -3,8 +3,8 @@
 //
 // Why pg-boss (10.x): a maintained PostgreSQL job queue (SKIP LOCKED fetch, retries, its own
 // schema and migrations) whose 10.x line supports Node 20; 11.x and graphile-worker 0.18 need
-// Node 22. graphile-worker 0.16 would also run, but it unlocks a dead worker's jobs only after
-// four hours; pg-boss lets us fail a job by id, which is what the lease sweeper below needs.
+// Node 22. graphile-worker 0.16 would also run on Node 20; pg-boss can fail a job by id, which
+// is what the lease sweeper below needs.
 //
 // What pg-boss does not have is a heartbeat: a job whose process was killed stays `active` until
 // its expiry, and a video job's expiry must be long. So each process keeps a row in
@@ -186,7 +186,7 @@ export class PgWorkQueue {
     );
   }
 
-  /** Counts of the queue's entries by state (for tests and the admin page). */
+  /** Counts of the queue's entries by state (the tests read them). */
   async counts(): Promise<Record<string, number>> {
     const res = await this.sql(
       `SELECT state, count(*)::int AS n FROM pgboss.job WHERE name = $1 GROUP BY state`,
