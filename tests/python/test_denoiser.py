@@ -181,6 +181,29 @@ def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
         "fd_rand3d",
     }
 
+    # --init: a new run continues from the finished one's EMA weights with its own schedule.
+    # Its step-0 evaluation scores those weights on the same fixed held-out set, so it matches
+    # the first run's last one; a checkpoint made on other latents is refused with one line.
+    warm = tmp_path / "dit-warm"
+    assert (
+        train_diffusion.main(common + ["--out", str(warm), "--init", str(out), "--steps", "2"]) == 0
+    )
+    warm_events = [json.loads(line) for line in (warm / "events.jsonl").read_text().splitlines()]
+    warm_config = next(e for e in warm_events if e["type"] == "config")
+    assert warm_config["init"] == {"run_id": "dit", "step": 8}
+    warm_eval0 = next(e for e in warm_events if e["type"] == "eval" and e["step"] == 0)
+    assert warm_eval0["val_loss"] == pytest.approx(evals[-1]["val_loss"], rel=1e-6)
+    other_ae = tmp_path / "ae-other"
+    assert (
+        train_ae.main(
+            ["--config", "tiny", "--variant", "baseline", "--out", str(other_ae)]
+            + ["--data", str(data), "--threads", "1", "--steps", "2"]
+        )
+        == 0
+    )
+    refused = common[:1] + [str(other_ae)] + common[2:] + ["--out", str(tmp_path / "x")]
+    assert train_diffusion.main(refused + ["--init", str(out)]) == 2
+
 
 def test_fp16_weight_storage_computes_with_the_rounded_weights(tmp_path):
     from diffusable.export_denoiser import export_denoiser_onnx

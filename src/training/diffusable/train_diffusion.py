@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import load_autoencoder
+from .checkpoint import load_autoencoder, load_checkpoint
 from .classifier import (
     ClassifierConfig,
     classifier_cached,
@@ -135,6 +135,30 @@ def validation_loss(model: nn.Module, val: Dict, null_class: int, batch: int = 6
     return out
 
 
+def warm_start(path: Path, model: nn.Module, ema: nn.Module, model_cfg, ae: Path) -> Dict:
+    """Load a finished (or stopped) denoiser's EMA weights into `model` and `ema`: how a run
+    continues past its schedule's end (a new warm-up and cosine, a fresh AdamW) without
+    rewriting its own history. It must be the same model on the same autoencoder's latents."""
+    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    state = load_checkpoint(ckpt)
+    if state.get("kind") != "denoiser":
+        raise ValueError(f"{ckpt.name} is not a denoiser checkpoint")
+    if state["config"] != model_cfg.to_dict():
+        raise ValueError(f"{ckpt.name} has another denoiser config: {state['config']}")
+    # The path alone cannot tell two autoencoders outside the repository apart (it is then
+    # just a file name), so the AE's run id and step, kept since session 11, are compared too.
+    _, ae_meta = load_autoencoder(ae_checkpoint(ae))
+    ae_run = {"run_id": ae_meta.get("run_id"), "step": ae_meta.get("step")}
+    if (
+        state["autoencoder"] != portable_path(ae_checkpoint(ae))
+        or state.get("autoencoder_run", ae_run) != ae_run
+    ):
+        raise ValueError(f"{ckpt.name} was trained on the latents of another autoencoder")
+    model.load_state_dict(state["ema"])
+    ema.load_state_dict(state["ema"])
+    return {"run_id": state.get("run_id"), "step": state.get("step")}
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         description="Train the latent denoiser on an autoencoder's latents."
@@ -143,6 +167,11 @@ def parse_args(argv=None):
     ap.add_argument("--config", default="small", help=f"denoiser: {' | '.join(DENOISER_CONFIGS)}")
     ap.add_argument("--i3d", help="I3D Kinetics-400 weights file: log fvd_i3d")
     ap.add_argument("--experiment", help="name of the experiment (grid) this run belongs to")
+    ap.add_argument(
+        "--init",
+        help="warm start: a denoiser checkpoint (or run folder) of the same config on the same "
+        "latents; its EMA weights start this run, with a fresh optimizer and lr schedule",
+    )
     add_run_flags(ap, DiffusionTrainConfig)
     args = ap.parse_args(argv)
     cfg = config_from_flags(args, PRESETS.get(args.config, DiffusionTrainConfig()))
@@ -219,6 +248,13 @@ def main(argv=None) -> int:
         )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     autocast = autocast_for(device, cfg.cpu_bf16)
+    init_info = None
+    if args.init:
+        try:
+            init_info = warm_start(Path(args.init), model, ema, model_cfg, Path(args.ae))
+        except (FileNotFoundError, ValueError) as err:
+            print(f"train_diffusion: --init: {err}", file=sys.stderr)
+            return 2
 
     # ---------------------------------------------------------------- resume
     def restore(state: Dict) -> int:
@@ -248,6 +284,7 @@ def main(argv=None) -> int:
             parameters=sum(p.numel() for p in model.parameters()),
             device=str(device),
             experiment=args.experiment,
+            init=init_info,
             metric=extractors[0].describe(),
             metrics={x.metric: x.describe() for x in extractors},
             classifier=classifier_info,
@@ -267,6 +304,7 @@ def main(argv=None) -> int:
                 "final": final,
                 "classes": classes,
                 "autoencoder": portable_path(ae_checkpoint(Path(args.ae))),
+                "autoencoder_run": {"run_id": ae_meta.get("run_id"), "step": ae_meta.get("step")},
                 # The training window (export_denoiser's manifest "conditioning").
                 "window": {"frames": real_ds.frames, "latents": int(latents.shape[2])},
                 "model": model.state_dict(),
