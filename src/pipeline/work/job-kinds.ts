@@ -124,7 +124,7 @@ const generate: JobKind<GenerationRequest> = {
   // A video (mp4, webm, gif), or with format npy its latents.
   outputRoles: ["video", "latents"],
   request: {
-    form: GenerationFormSchema as unknown as JobKind<GenerationRequest>["request"]["form"],
+    form: GenerationFormSchema,
     json: GenerationRequestSchema,
     fileFields: ["image", "video"],
     filesRequired: false,

@@ -116,54 +116,32 @@ export const GenerationRequestSchema = z.strictObject({
 });
 export type GenerationRequest = z.infer<typeof GenerationRequestSchema>;
 
+/** One field of a JSON request as a multipart text field: a number is read from its text (as
+ * z.coerce does), a union with a string branch takes the text as that string (a label of digits
+ * is a class id: generation-job.ts), anything else is text already; checks, defaults and
+ * descriptions stay the JSON field's. */
+function asTextField(field: z.ZodType): z.ZodType {
+  let text: z.ZodType;
+  if (field instanceof z.ZodOptional) text = asTextField(field.unwrap() as z.ZodType).optional();
+  else if (field instanceof z.ZodDefault) {
+    text = asTextField(field.unwrap() as z.ZodType).default(field._zod.def.defaultValue);
+  } else if (field instanceof z.ZodNumber) text = field.clone({ ...field._zod.def, coerce: true });
+  else if (field instanceof z.ZodUnion) {
+    text = (field.options as z.ZodType[]).find((o) => o instanceof z.ZodString) ?? field;
+  } else return field;
+  const meta = field.meta();
+  return meta ? text.meta(meta) : text;
+}
+
+/** A JSON request schema as the multipart form that carries the same fields as text (strict as
+ * the JSON one: an unknown field is a 400 naming it). */
+function asForm<S extends z.ZodRawShape>(json: z.ZodObject<S>): z.ZodObject<S> {
+  const shape = Object.fromEntries(
+    Object.entries(json.shape).map(([name, field]) => [name, asTextField(field as z.ZodType)]),
+  );
+  return z.strictObject(shape) as unknown as z.ZodObject<S>;
+}
+
 /** The multipart form of POST /v1/generations (image-to-video, extension): the JSON request's
- * fields as text (numbers coerced; a label of digits is a class id), beside the `image` or
- * `video` file. */
-export const GenerationFormSchema = z.strictObject({
-  model: GenerationRequestSchema.shape.model,
-  label: z.string().min(1).max(200).meta({ description: generationDescriptions.label }),
-  seed: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(Number.MAX_SAFE_INTEGER)
-    .optional()
-    .meta({ description: generationDescriptions.seed }),
-  steps: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .optional()
-    .meta({ description: generationDescriptions.steps }),
-  guidance: z.coerce
-    .number()
-    .nonnegative()
-    .max(100)
-    .optional()
-    .meta({ description: generationDescriptions.guidance }),
-  method: z.enum(SAMPLER_METHODS).optional(),
-  frames: z.coerce
-    .number()
-    .int()
-    .positive()
-    .optional()
-    .meta({ description: generationDescriptions.frames }),
-  format: z.enum(ALL_OUTPUT_FORMATS).default("mp4"),
-  n: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(8)
-    .default(1)
-    .meta({ description: generationDescriptions.n }),
-  output: GenerationRequestSchema.shape.output,
-  encoding: GenerationRequestSchema.shape.encoding,
-  item: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .optional()
-    .meta({ description: generationDescriptions.item }),
-  webhook,
-});
-export type GenerationForm = z.infer<typeof GenerationFormSchema>;
+ * fields as text, beside the `image` or `video` file. */
+export const GenerationFormSchema = asForm(GenerationRequestSchema);
