@@ -45,3 +45,24 @@ def test_scores_decoded_files_and_rejects_a_broken_one(tmp_path):
     (folder / "1.mp4").write_bytes(b"not a video")
     with pytest.raises(FfmpegError):
         score_videos(folder, root, ClassifierConfig(steps=2, batch_size=4, train_per_class=0))
+
+
+def test_reconstruction_scores_are_per_class_and_average_to_the_score(tmp_path):
+    """`class_score recon`: the classifier's score of an AE's val reconstructions, per class,
+    the ceiling a denoiser on that AE's latents can reach."""
+    from diffusable import train_ae
+    from diffusable.class_score import score_reconstructions
+    from test_autoencoder import make_toy_dataset
+
+    data = make_toy_dataset(tmp_path / "toy")
+    ae = tmp_path / "ae"
+    flags = ["--config", "tiny", "--variant", "baseline", "--data", str(data), "--threads", "1"]
+    assert train_ae.main(flags + ["--out", str(ae), "--steps", "2"]) == 0
+    cfg = ClassifierConfig(steps=2, batch_size=4, train_per_class=0)
+    result = score_reconstructions(ae / "checkpoints" / "last.pt", data, cfg)
+    val = ClipDataset(data, "val")
+    assert list(result["per_class"]) == val.classes and result["val_clips"] == len(val)
+    counts = [int((val.labels == c).sum()) for c in range(len(val.classes))]
+    weighted = sum(n * s for n, s in zip(counts, result["per_class"].values())) / sum(counts)
+    assert result["class_score"] == pytest.approx(weighted)
+    assert 0.0 <= result["class_score_real"] <= 1.0
