@@ -5,9 +5,7 @@
 // deny list kept until the token would have expired anyway.
 
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { eq } from "drizzle-orm";
-import type { Db } from "../store/db.ts";
-import { type ApiKeyRow, apiKeys } from "../store/schema.ts";
+import type { ApiKeyRow, Store } from "../store/store.ts";
 
 export const SESSION_COOKIE = "diffusable_admin";
 export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
@@ -65,10 +63,10 @@ export class AdminSessions {
   }
 
   /** The admin key behind a token, re-checked in the key store; null otherwise. */
-  adminKey(db: Db, token: string | undefined): ApiKeyRow | null {
+  async adminKey(db: Store, token: string | undefined): Promise<ApiKeyRow | null> {
     const keyId = this.verify(token);
     if (!keyId) return null;
-    const row = db.select().from(apiKeys).where(eq(apiKeys.id, keyId)).get();
+    const row = await db.keyById(keyId);
     return row && !row.revokedAt && row.role === "admin" ? row : null;
   }
 }

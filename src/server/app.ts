@@ -6,6 +6,7 @@ import type { ModelRuntime } from "../pipeline/runtime.ts";
 import { JOB_KINDS } from "../pipeline/work/job-kinds.ts";
 import type { JobRunner } from "../pipeline/work/job-runner.ts";
 import type { Db } from "../store/db.ts";
+import type { Store } from "../store/store.ts";
 import { RunRegistry } from "../training/runs/registry.ts";
 import type { RunReader } from "../training/runs/run-compare.ts";
 import { storeRunReader } from "../training/runs/run-reader.ts";
@@ -19,6 +20,9 @@ import { jobResourceRoutes } from "./routes/job-resource.ts";
 import { runRoutes } from "./routes/runs.ts";
 
 export interface AppDeps {
+  /** Jobs, API keys and webhooks: the SQLite file or PostgreSQL (open-store.ts). */
+  store: Store;
+  /** The SQLite file: training runs. */
   db: Db;
   runtime: ModelRuntime;
   /** Runs the jobs of every resource (pipeline/work/job-kinds.ts). */
@@ -32,12 +36,12 @@ export interface AppDeps {
 
 export function createApp(deps: AppDeps) {
   const started = Date.now();
-  const { db, runtime, runner } = deps;
+  const { store, db, runtime, runner } = deps;
   checkDefaultModel(runtime, deps.config);
   const v1 = new Hono<AppEnv>()
-    .use(requireKey(db))
+    .use(requireKey(store))
     .get("/models", (c) => c.json({ models: runtime.bundles() }))
-    .route("/admin", adminRoutes(db))
+    .route("/admin", adminRoutes(store))
     .route(
       "/runs",
       runRoutes({
@@ -49,7 +53,7 @@ export function createApp(deps: AppDeps) {
   for (const kind of JOB_KINDS) {
     v1.route(
       `/${kind.resource}`,
-      jobResourceRoutes({ db, runtime, runner, config: deps.config }, kind),
+      jobResourceRoutes({ db: store, runtime, runner, config: deps.config }, kind),
     );
   }
 
@@ -66,7 +70,7 @@ export function createApp(deps: AppDeps) {
     .route(
       "/admin",
       adminPageRoutes({
-        db,
+        db: store,
         runtime,
         runner,
         config: deps.config,

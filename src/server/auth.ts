@@ -2,9 +2,7 @@
 // `requireKey` sets c.var.apiKey; `requireAdmin` also wants the admin role.
 
 import type { MiddlewareHandler } from "hono";
-import { findKeyBySecret } from "../store/api-keys.ts";
-import type { Db } from "../store/db.ts";
-import type { ApiKeyRow } from "../store/schema.ts";
+import type { ApiKeyRow, Store } from "../store/store.ts";
 import { ApiError } from "./api-error.ts";
 
 export interface AppEnv {
@@ -13,7 +11,7 @@ export interface AppEnv {
 
 const CHALLENGE = { "WWW-Authenticate": 'Bearer realm="diffusable"' };
 
-export function requireKey(db: Db): MiddlewareHandler<AppEnv> {
+export function requireKey(db: Store): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const header = c.req.header("authorization");
     if (!header) {
@@ -25,7 +23,7 @@ export function requireKey(db: Db): MiddlewareHandler<AppEnv> {
       );
     }
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const key = match?.[1] ? findKeyBySecret(db, match[1]) : null;
+    const key = match?.[1] ? await db.findKeyBySecret(match[1]) : null;
     if (!key) {
       throw new ApiError("invalid_api_key", "the API key is not valid (unknown or revoked)", 401, {
         headers: {

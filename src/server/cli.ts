@@ -17,7 +17,6 @@ import { runItem } from "../pipeline/work/autoencoder-jobs.ts";
 import { resolveModel } from "../pipeline/work/default-model.ts";
 import { checkVideoInput } from "../pipeline/work/input-checks.ts";
 import { EncodeOptionsSchema } from "../pipeline/work/job-requests.ts";
-import { createKey, listKeys, revokeKey } from "../store/api-keys.ts";
 import { closeDb, openDb } from "../store/db.ts";
 import { KEY_ROLES, type KeyRole, RUN_KINDS, type RunKind } from "../store/schema.ts";
 import { StartRunSchema } from "../training/runs/launch.ts";
@@ -25,6 +24,7 @@ import { RunRegistry } from "../training/runs/registry.ts";
 import { RunError } from "../training/runs/run-error.ts";
 import { getRun, listRuns } from "../training/runs/run-store.ts";
 import { type Config, ConfigError, parseConfig } from "./config.ts";
+import { openStore } from "./open-store.ts";
 import { describeZodError } from "./schemas.ts";
 import { startServer } from "./serve.ts";
 
@@ -167,7 +167,7 @@ async function encodeCommand(config: Config, args: string[]): Promise<number> {
   return failures > 0 ? 1 : 0;
 }
 
-function keysCommand(config: Config, args: string[]): number {
+async function keysCommand(config: Config, args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== "create" && sub !== "list" && sub !== "revoke") {
     throw new UsageError(`keys: expected create, list or revoke, got ${sub ?? "nothing"}`);
@@ -190,11 +190,12 @@ function keysCommand(config: Config, args: string[]): number {
   if (sub === "revoke" && positionals.length !== 1) {
     throw new UsageError("keys revoke: give exactly one key id");
   }
-  const db = openDb(config.dbFile);
+  // The keys of the server's store: the SQLite file, or DIFFUSABLE_DATABASE_URL's PostgreSQL.
+  const opened = await openStore(config, { keysOnly: true });
+  const db = opened.store;
   try {
     if (sub === "create") {
-      const { key, secret } = createKey(
-        db,
+      const { key, secret } = await db.createKey(
         String(values.name),
         (values.role ?? "user") as KeyRole,
       );
@@ -202,13 +203,13 @@ function keysCommand(config: Config, args: string[]): number {
       console.log(secret);
     } else if (sub === "list") {
       console.log("id\trole\tstatus\tcreated\tname");
-      for (const k of listKeys(db)) {
+      for (const k of await db.listKeys()) {
         console.log(
           `${k.id}\t${k.role}\t${k.revokedAt ? `revoked ${k.revokedAt}` : "active"}\t${k.createdAt}\t${k.name}`,
         );
       }
     } else {
-      const key = revokeKey(db, positionals[0] as string);
+      const key = await db.revokeKey(positionals[0] as string);
       if (!key) {
         console.error(`diffusable: no API key "${positionals[0]}"`);
         return 1;
@@ -216,7 +217,7 @@ function keysCommand(config: Config, args: string[]): number {
       console.log(`revoked ${key.id} (${key.name})`);
     }
   } finally {
-    closeDb(db);
+    await opened.close();
   }
   return 0;
 }
@@ -369,7 +370,7 @@ export async function main(argv: string[]): Promise<number> {
     case "encode":
       return encodeCommand(config, args);
     case "keys":
-      return keysCommand(config, args);
+      return await keysCommand(config, args);
     case "runs":
       return runsCommand(config, args);
     case undefined:

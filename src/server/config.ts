@@ -7,7 +7,7 @@ import { AppError } from "../app-error.ts";
 import { defaultThreads, REPO_ROOT } from "../env.ts";
 import type { ModelRuntime } from "../pipeline/runtime.ts";
 import type { SubmitDeps } from "../pipeline/work/submit-job.ts";
-import type { Db } from "../store/db.ts";
+import type { Store } from "../store/store.ts";
 import type { WebhookSettings } from "./webhooks.ts";
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -70,14 +70,38 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_RUNS_IMPORT_DIR: z.string().optional(),
   /** Signs the admin page's session cookies; unset: a random secret per process. */
   DIFFUSABLE_ADMIN_SECRET: z.string().optional(),
+  /** A PostgreSQL database shared by several service processes (jobs, keys, webhooks and the
+   * work queue); unset: the embedded SQLite file in the data folder. */
+  DIFFUSABLE_DATABASE_URL: z
+    .string()
+    .refine(isPostgresUrl, "must be a postgres:// or postgresql:// URL with a host")
+    .optional(),
+  /** With PostgreSQL: a process not heard from for this long is dead and its jobs go to another. */
+  DIFFUSABLE_WORKER_TIMEOUT_MS: int(500, 3_600_000).default(30_000),
 });
+
+/** postgres://[user[:password]@]host[:port]/database, as node-postgres reads it. */
+function isPostgresUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "postgres:" || url.protocol === "postgresql:") && url.host !== "";
+  } catch {
+    return false;
+  }
+}
 
 export interface Config {
   port: number;
   host: string;
   dataDir: string;
   modelsDir: string;
+  /** The SQLite file (the default store; with PostgreSQL, the training runs only). */
   dbFile: string;
+  /** DIFFUSABLE_DATABASE_URL: PostgreSQL for jobs, keys, webhooks and the work queue; null:
+   * the SQLite file. */
+  databaseUrl: string | null;
+  /** DIFFUSABLE_WORKER_TIMEOUT_MS: after it, a silent process's jobs are taken by another. */
+  workerTimeoutMs: number;
   maxUploadBytes: number;
   maxFiles: number;
   maxActiveJobsPerKey: number;
@@ -113,7 +137,12 @@ export class ConfigError extends AppError {
 }
 
 /** Variables whose values are secrets. */
-const SECRET_VARIABLES = new Set(["DIFFUSABLE_WEBHOOK_SECRET", "DIFFUSABLE_ADMIN_SECRET"]);
+const SECRET_VARIABLES = new Set([
+  "DIFFUSABLE_WEBHOOK_SECRET",
+  "DIFFUSABLE_ADMIN_SECRET",
+  // May hold a password.
+  "DIFFUSABLE_DATABASE_URL",
+]);
 
 export function parseConfig(env: Record<string, string | undefined> = process.env): Config {
   const picked = Object.fromEntries(
@@ -139,6 +168,8 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     dataDir,
     modelsDir: resolve(e.DIFFUSABLE_MODELS_DIR),
     dbFile: resolve(dataDir, "diffusable.sqlite"),
+    databaseUrl: e.DIFFUSABLE_DATABASE_URL ?? null,
+    workerTimeoutMs: e.DIFFUSABLE_WORKER_TIMEOUT_MS,
     maxUploadBytes: e.DIFFUSABLE_MAX_UPLOAD_BYTES,
     maxFiles: e.DIFFUSABLE_MAX_FILES,
     maxActiveJobsPerKey: e.DIFFUSABLE_MAX_ACTIVE_JOBS,
@@ -167,7 +198,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
 }
 
 /** What the submit use case (pipeline/work/submit-job.ts) needs from the settings. */
-export function submitDepsOf(db: Db, runtime: ModelRuntime, config: Config): SubmitDeps {
+export function submitDepsOf(db: Store, runtime: ModelRuntime, config: Config): SubmitDeps {
   return {
     db,
     runtime,

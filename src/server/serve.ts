@@ -1,5 +1,6 @@
-// Start-up: data dir, database (migrations applied), model runtime, the job runner of every kind
-// (crash recovery first), then the HTTP server. Returns a handle whose close() stops everything
+// Start-up: data dir, store (the SQLite file, or PostgreSQL and its work queue; migrations
+// applied), model runtime, the job runner of every kind (crash recovery first), then the HTTP
+// server. Returns a handle whose close() stops everything
 // in order.
 
 import { mkdirSync } from "node:fs";
@@ -8,12 +9,11 @@ import { serve } from "@hono/node-server";
 import { ModelRuntime } from "../pipeline/runtime.ts";
 import { JobRunner } from "../pipeline/work/job-runner.ts";
 import { startRetention } from "../pipeline/work/retention.ts";
-import { countKeys } from "../store/api-keys.ts";
-import { closeDb, openDb } from "../store/db.ts";
 import { RunRegistry } from "../training/runs/registry.ts";
 import { createApp } from "./app.ts";
 import { answerClientError } from "./client-error.ts";
 import { type Config, checkDefaultModel } from "./config.ts";
+import { openStore } from "./open-store.ts";
 import { jobWebhookPayload, WebhookDispatcher } from "./webhooks.ts";
 
 export interface RunningServer {
@@ -26,7 +26,8 @@ export async function startServer(
   log: (line: string) => void = (line) => console.log(line),
 ): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true });
-  const db = openDb(config.dbFile);
+  const opened = await openStore(config);
+  const { store, db, queue } = opened;
   let runtime: ModelRuntime | undefined;
   try {
     runtime = await ModelRuntime.open({
@@ -36,7 +37,8 @@ export async function startServer(
     });
     checkDefaultModel(runtime, config); // a bad DIFFUSABLE_DEFAULT_MODEL stops start-up here
     const runner = new JobRunner({
-      db,
+      store,
+      queue,
       runtime,
       dataDir: config.dataDir,
       concurrency: { autoencoder: config.jobConcurrency, generation: config.generationConcurrency },
@@ -56,10 +58,10 @@ export async function startServer(
         `diffusable: runs: re-attached ${runs.reattached.length}, interrupted ${runs.interrupted.length}, imported ${runs.imported.length}`,
       );
     }
-    const stopRetention = startRetention(db, config.dataDir, config.retentionDays, log);
-    const dispatcher = new WebhookDispatcher(db, config.webhooks, jobWebhookPayload(db), log);
+    const stopRetention = startRetention(store, config.dataDir, config.retentionDays, log);
+    const dispatcher = new WebhookDispatcher(store, config.webhooks, jobWebhookPayload(store), log);
     dispatcher.start();
-    const app = createApp({ db, runtime, runner, config, registry });
+    const app = createApp({ store, db, runtime, runner, config, registry });
     const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
     server.on("clientError", answerClientError);
     await new Promise<void>((resolve, reject) => {
@@ -73,7 +75,8 @@ export async function startServer(
       log(`diffusable: skipping invalid bundle ${bad.dir}: ${bad.message}`);
     }
     log(`diffusable: data in ${config.dataDir}; models: ${models.join(", ") || "(none)"}`);
-    if (countKeys(db) === 0) {
+    log(`diffusable: jobs in ${opened.describe}`);
+    if ((await store.countKeys()) === 0) {
       log(
         "diffusable: there are no API keys yet; create one with\n" +
           "  npm run keys -- create --name admin --role admin\n" +
@@ -94,12 +97,12 @@ export async function startServer(
         registry.stop();
         await runner.stop();
         await rt.close();
-        closeDb(db);
+        await opened.close();
       },
     };
   } catch (err) {
     await runtime?.close();
-    closeDb(db);
+    await opened.close();
     throw err;
   }
 }

@@ -8,18 +8,17 @@
 // link-local addresses, in every spelling (private-address.ts), are refused at submission and
 // again at delivery, where the check sits in the connection's own DNS lookup (so a name cannot
 // resolve to a public address for the check and a private one for the connection), unless
-// DIFFUSABLE_WEBHOOK_ALLOW_PRIVATE is set.
+// DIFFUSABLE_WEBHOOK_ALLOW_PRIVATE is set. With PostgreSQL every process sends webhooks; each
+// takes the due rows it sends with a lease (pg-store.ts dueWebhooks), so each is sent once.
 
 import { createHmac, randomBytes } from "node:crypto";
 import { type LookupAddress, type LookupAllOptions, lookup } from "node:dns";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { isIP, type LookupFunction } from "node:net";
-import { and, asc, eq, lte } from "drizzle-orm";
 import { kindNamed } from "../pipeline/work/job-kinds.ts";
-import type { Db } from "../store/db.ts";
-import { getJob } from "../store/job-rows.ts";
-import { TERMINAL_STATUSES, webhooks } from "../store/schema.ts";
+import { TERMINAL_STATUSES } from "../store/schema.ts";
+import type { Store, WebhookValues } from "../store/store.ts";
 import { ApiError } from "./api-error.ts";
 import { jobJson } from "./job-view.ts";
 import { isLocalName, isPrivateAddress } from "./private-address.ts";
@@ -79,10 +78,8 @@ export function checkWebhookUrl(raw: string, settings: WebhookSettings): string 
 }
 
 /** Records that this job wants a webhook once it is over. */
-export function registerWebhook(db: Db, jobId: string, url: string): void {
-  db.insert(webhooks)
-    .values({ id: `msg_${randomBytes(12).toString("hex")}`, jobId, url })
-    .run();
+export async function registerWebhook(db: Store, jobId: string, url: string): Promise<void> {
+  await db.insertWebhook({ id: `msg_${randomBytes(12).toString("hex")}`, jobId, url });
 }
 
 /** The Standard Webhooks signature header value of one message. */
@@ -96,12 +93,12 @@ export function signWebhook(secret: string, id: string, timestamp: number, body:
  * "active" while it runs, or null when it is gone. */
 export type WebhookPayload = (
   jobId: string,
-) => { type: string; data: Record<string, unknown> } | "active" | null;
+) => Promise<{ type: string; data: Record<string, unknown> } | "active" | null>;
 
 /** The payload of a job's webhook: its view once it is over (webhook.test.ts and serve.ts). */
-export function jobWebhookPayload(db: Db): WebhookPayload {
-  return (jobId) => {
-    const found = getJob(db, jobId);
+export function jobWebhookPayload(db: Store): WebhookPayload {
+  return async (jobId) => {
+    const found = await db.getJob(jobId);
     if (!found) return null;
     if (!TERMINAL.has(found.job.status)) return "active";
     return {
@@ -113,7 +110,7 @@ export function jobWebhookPayload(db: Db): WebhookPayload {
 
 /** Sends due deliveries every `everyMs`; stop() ends it (a delivery in flight finishes). */
 export class WebhookDispatcher {
-  readonly #db: Db;
+  readonly #db: Store;
   readonly #settings: WebhookSettings;
   readonly #payload: WebhookPayload;
   readonly #log: (line: string) => void;
@@ -121,7 +118,7 @@ export class WebhookDispatcher {
   #busy: Promise<void> | null = null;
 
   constructor(
-    db: Db,
+    db: Store,
     settings: WebhookSettings,
     payload: WebhookPayload,
     log: (line: string) => void = () => {},
@@ -135,9 +132,11 @@ export class WebhookDispatcher {
   start(everyMs = 250): void {
     if (this.#timer || this.#settings.secret === null) return;
     this.#timer = setInterval(() => {
-      this.#busy ??= this.tick().finally(() => {
-        this.#busy = null;
-      });
+      this.#busy ??= this.tick()
+        .catch((err: Error) => this.#log(`diffusable: webhooks: ${err.message}`))
+        .finally(() => {
+          this.#busy = null;
+        });
     }, everyMs);
     this.#timer.unref();
   }
@@ -150,37 +149,34 @@ export class WebhookDispatcher {
 
   /** Sends every delivery that is due and whose job is over. */
   async tick(): Promise<void> {
-    const due = this.#db
-      .select()
-      .from(webhooks)
-      .where(and(eq(webhooks.status, "pending"), lte(webhooks.nextAttemptAt, new Date())))
-      .orderBy(asc(webhooks.nextAttemptAt))
-      .limit(20)
-      .all();
+    const due = await this.#db.dueWebhooks(new Date(), 20);
     for (const row of due) {
-      const event = this.#payload(row.jobId);
+      const event = await this.#payload(row.jobId);
       if (event === "active") continue;
       if (event === null) {
-        this.#set(row.id, { status: "failed", lastError: "the job was deleted before delivery" });
+        await this.#set(row.id, {
+          status: "failed",
+          lastError: "the job was deleted before delivery",
+        });
         continue;
       }
       const error = await this.#send(row.id, row.url, event);
       const attempts = row.attempts + 1;
       if (error === null) {
-        this.#set(row.id, {
+        await this.#set(row.id, {
           status: "delivered",
           attempts,
           deliveredAt: new Date(),
           lastError: null,
         });
       } else if (attempts >= MAX_ATTEMPTS) {
-        this.#set(row.id, { status: "failed", attempts, lastError: error });
+        await this.#set(row.id, { status: "failed", attempts, lastError: error });
         this.#log(
           `diffusable: webhook ${row.id} for ${row.jobId} failed ${attempts} times: ${error}`,
         );
       } else {
         const delay = this.#settings.retryMs * 2 ** (attempts - 1);
-        this.#set(row.id, {
+        await this.#set(row.id, {
           attempts,
           lastError: error,
           nextAttemptAt: new Date(Date.now() + delay),
@@ -189,8 +185,8 @@ export class WebhookDispatcher {
     }
   }
 
-  #set(id: string, values: Partial<typeof webhooks.$inferInsert>): void {
-    this.#db.update(webhooks).set(values).where(eq(webhooks.id, id)).run();
+  async #set(id: string, values: WebhookValues): Promise<void> {
+    await this.#db.setWebhook(id, values);
   }
 
   /** One attempt; null on a 2xx answer, else why not. */

@@ -168,6 +168,29 @@ export function claimNextJob(db: Db, kinds?: readonly string[]): JobWithItems | 
   return claimed ? getJob(db, claimed.id) : null;
 }
 
+/** Marks this job running, attempts + 1, when it is queued or running (its runner died); null
+ * when it is over or gone. The work queue's runner (PostgreSQL) claims jobs by id. */
+export function claimJob(db: Db, id: string): JobWithItems | null {
+  const claimed = db
+    .update(jobs)
+    .set({ status: "running", step: 0, startedAt: new Date(), attempts: sql`${jobs.attempts} + 1` })
+    .where(and(eq(jobs.id, id), inArray(jobs.status, ACTIVE_STATUSES)))
+    .returning({ id: jobs.id })
+    .get();
+  return claimed ? getJob(db, claimed.id) : null;
+}
+
+/** The statuses of these jobs (those that exist). */
+export function statusesOf(db: Db, ids: readonly string[]): Map<string, JobStatus> {
+  if (ids.length === 0) return new Map();
+  const rows = db
+    .select({ id: jobs.id, status: jobs.status })
+    .from(jobs)
+    .where(inArray(jobs.id, [...ids]))
+    .all();
+  return new Map(rows.map((r) => [r.id, r.status]));
+}
+
 export type ItemValues = Partial<{
   status: ItemStatus;
   errorCode: string | null;

@@ -13,9 +13,14 @@
 // `deadAfterMs` are failed through pg-boss, which puts them back in the queue until the job's
 // tries are spent (the service's 3-try rule: retryLimit 2). The queue carries only the job's id
 // and kind: the job itself, its items and outputs live in the jobs table and the data folder.
+// A job whose last try was spent by a dead worker is handed to `onGivenUp`, so that its row does
+// not stay "running" for ever. The service runner (pipeline/work/job-runner.ts) has one queue per
+// lane (autoencoder jobs, generations), each worked by as many pg-boss workers as the lane runs
+// jobs at once.
 
 import { randomUUID } from "node:crypto";
 import PgBoss from "pg-boss";
+import type { SqlExecutor } from "./pg-store.ts";
 
 /** What a queue entry says: which job of which kind to run. */
 export interface QueuedWork {
@@ -39,8 +44,11 @@ export interface PgWorkQueueOptions {
   pollMs?: number;
   /** Names this process in the workers table (default: a random id). */
   workerId?: string;
-  /** The queue's name (default "diffusable-jobs"; tests give each their own). */
-  queue?: string;
+  /** The queue's name, or the names of several (default "diffusable-jobs"; tests give each
+   * their own); the first is the one enqueue() and work() use when not told another. */
+  queue?: string | readonly string[];
+  /** Called when a dead worker's job had no try left: pg-boss marked it failed. */
+  onGivenUp?: (work: QueuedWork) => void | Promise<void>;
 }
 
 // A safety net only: the sweeper frees a dead worker's jobs long before this.
@@ -49,8 +57,12 @@ const EXPIRE_S = 4 * 3600;
 export class PgWorkQueue {
   readonly workerId: string;
   readonly queue: string;
+  readonly queues: readonly string[];
   private readonly boss: PgBoss;
-  private readonly opts: Required<Omit<PgWorkQueueOptions, "workerId" | "queue">>;
+  private readonly opts: Required<Omit<PgWorkQueueOptions, "workerId" | "queue" | "onGivenUp">>;
+  /** See PgWorkQueueOptions.onGivenUp; the service runner sets it (job-runner.ts). */
+  onGivenUp: PgWorkQueueOptions["onGivenUp"];
+  private readonly workers: string[] = [];
   private timer: NodeJS.Timeout | null = null;
   private beating: Promise<void> = Promise.resolve();
   private closed = false;
@@ -59,7 +71,11 @@ export class PgWorkQueue {
   private constructor(boss: PgBoss, workerId: string, opts: PgWorkQueueOptions) {
     this.boss = boss;
     this.workerId = workerId;
-    this.queue = opts.queue ?? "diffusable-jobs";
+    const queues = opts.queue ?? "diffusable-jobs";
+    this.queues = typeof queues === "string" ? [queues] : [...queues];
+    if (this.queues.length === 0) throw new Error("work queue: no queue named");
+    this.queue = this.queues[0] as string;
+    this.onGivenUp = opts.onGivenUp;
     this.opts = {
       heartbeatMs: opts.heartbeatMs ?? 5000,
       deadAfterMs: opts.deadAfterMs ?? 30_000,
@@ -86,17 +102,18 @@ export class PgWorkQueue {
          job_id text NOT NULL,
          taken_at timestamptz NOT NULL DEFAULT now())`,
     );
-    if (!(await boss.getQueue(queue.queue))) {
+    for (const name of queue.queues) {
+      if (await boss.getQueue(name)) continue;
       try {
-        await boss.createQueue(queue.queue, {
-          name: queue.queue,
+        await boss.createQueue(name, {
+          name,
           retryLimit: queue.opts.tries - 1,
           retryDelay: 0,
           expireInSeconds: EXPIRE_S,
         });
       } catch (err) {
         // Another process created it between our look and our create.
-        if (!(await boss.getQueue(queue.queue))) throw err;
+        if (!(await boss.getQueue(name))) throw err;
       }
     }
     await queue.beat();
@@ -117,27 +134,48 @@ export class PgWorkQueue {
     return await this.boss.getDb().executeSql(text, values);
   }
 
-  /** Puts a job in the queue. */
-  async enqueue(work: QueuedWork): Promise<string> {
-    const id = await this.boss.send(this.queue, { ...work });
+  /** Puts a job in a queue (default the first); `db`: inside that transaction (the one that
+   * inserts the job's row, pg-store.ts). */
+  async enqueue(
+    work: QueuedWork,
+    opts: { queue?: string; db?: SqlExecutor } = {},
+  ): Promise<string> {
+    const queue = opts.queue ?? this.queue;
+    const id = await this.boss.send(queue, { ...work }, opts.db ? { db: opts.db } : {});
     if (!id) throw new Error(`work queue: ${work.jobId} was not queued`);
     return id;
   }
 
-  /** Takes work, one job at a time per call, until close(): `run` ends normally when the job is
-   * done (pg-boss completes it), or throws to spend one of its tries. */
-  async work(run: (work: TakenWork) => Promise<void>): Promise<void> {
+  /** Wakes this process's idle workers now rather than at their next poll (after a job was
+   * queued here). */
+  notify(): void {
+    for (const id of this.workers) this.boss.notifyWorker(id);
+  }
+
+  /** Takes work from a queue (default the first) until close(): `concurrency` jobs at a time,
+   * each in its own pg-boss worker. `run` ends normally when the job is done (pg-boss completes
+   * it), or throws to spend one of its tries. */
+  async work(
+    run: (work: TakenWork) => Promise<void>,
+    opts: { queue?: string; concurrency?: number } = {},
+  ): Promise<void> {
+    for (let i = 0; i < Math.max(1, opts.concurrency ?? 1); i++) {
+      this.workers.push(await this.workOne(opts.queue ?? this.queue, run));
+    }
+  }
+
+  private async workOne(queue: string, run: (work: TakenWork) => Promise<void>): Promise<string> {
     const options = {
       includeMetadata: true as const,
       batchSize: 1,
       pollingIntervalSeconds: this.opts.pollMs / 1000,
     };
-    await this.boss.work<QueuedWork>(this.queue, options, async ([job]) => {
+    return await this.boss.work<QueuedWork>(queue, options, async ([job]) => {
       if (!job) return;
       await this.sql(
         `INSERT INTO diffusable_leases (queue_id, queue, worker_id, job_id) VALUES ($1, $2, $3, $4)
          ON CONFLICT (queue_id) DO UPDATE SET worker_id = $3, taken_at = now()`,
-        [job.id, this.queue, this.workerId, job.data.jobId],
+        [job.id, queue, this.workerId, job.data.jobId],
       );
       const running = run({ ...job.data, attempt: job.retryCount + 1 });
       const settled = running.then(
@@ -176,9 +214,10 @@ export class PgWorkQueue {
     if (orphans.rows.length === 0) return;
     const ids = orphans.rows.map((r) => String(r.queue_id));
     for (const row of orphans.rows) {
-      await this.boss.fail(String(row.queue), String(row.queue_id), {
-        error: "the process running it stopped answering",
-      });
+      const [queue, id] = [String(row.queue), String(row.queue_id)];
+      await this.boss.fail(queue, id, { error: "the process running it stopped answering" });
+      const job = await this.boss.getJobById<QueuedWork>(queue, id);
+      if (job?.state === "failed" && this.onGivenUp) await this.onGivenUp(job.data);
     }
     const who = dead.rows.map((r) => String(r.id)).join(", ") || "gone";
     console.error(
@@ -189,17 +228,22 @@ export class PgWorkQueue {
   /** Counts of the queue's entries by state (the tests read them). */
   async counts(): Promise<Record<string, number>> {
     const res = await this.sql(
-      `SELECT state, count(*)::int AS n FROM pgboss.job WHERE name = $1 GROUP BY state`,
-      [this.queue],
+      `SELECT state, count(*)::int AS n FROM pgboss.job WHERE name = ANY($1) GROUP BY state`,
+      [this.queues],
     );
     return Object.fromEntries(res.rows.map((r) => [String(r.state), Number(r.n)]));
+  }
+
+  /** Stops taking new work (the jobs in hand go on). */
+  async stopTaking(): Promise<void> {
+    for (const name of this.queues) await this.boss.offWork(name);
   }
 
   /** Stops taking work, waits for the jobs in hand (the heartbeat goes on meanwhile, so no other
    * process takes them), then leaves the workers table and closes the connections. */
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.boss.offWork(this.queue);
+    await this.stopTaking();
     await Promise.all([...this.inHand]);
     if (this.timer) clearInterval(this.timer);
     await this.beating;

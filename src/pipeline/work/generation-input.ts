@@ -7,8 +7,7 @@
 import { copyFile, mkdir, readFile, rename } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { AppError } from "../../app-error.ts";
-import type { Db } from "../../store/db.ts";
-import { getItem, getJob } from "../../store/job-rows.ts";
+import type { Store } from "../../store/store.ts";
 import type { Bundle } from "../bundle.ts";
 import { NpyDtypeError, parseNpy } from "../media/npy-file.ts";
 import { countVideoFrames, probeVideo } from "../media/video.ts";
@@ -72,18 +71,18 @@ export async function storeUpload(
  * another size's latents).
  */
 export async function storeEncodingLatents(
-  db: Db,
+  db: Store,
   dir: string,
   bundle: Bundle,
   key: { id: string; role: string },
   encodingId: string,
   item: number,
 ): Promise<{ file: string; sha256: string; source: string }> {
-  const found = getJob(db, encodingId);
+  const found = await db.getJob(encodingId);
   if (found?.job.kind !== "encode" || (found.job.keyId !== key.id && key.role !== "admin")) {
     throw new AppError("not_found", `encoding: there is no encoding "${encodingId}".`, 404);
   }
-  const row = getItem(db, encodingId, item);
+  const row = await db.getItem(encodingId, item);
   if (!row) {
     throw new AppError("not_found", `item: encoding "${encodingId}" has no item ${item}.`, 404);
   }

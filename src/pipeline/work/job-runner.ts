@@ -1,30 +1,27 @@
-// The one durable job runner, for every kind (job-kinds.ts). Jobs live in SQLite
-// (store/job-rows.ts); the runner takes queued jobs oldest first, each lane (autoencoder jobs,
-// generations) up to its own concurrency, and runs each with its kind's run function, which
+// The one durable job runner, for every kind (job-kinds.ts). Jobs live in the store
+// (store/store.ts: the SQLite file, or PostgreSQL). Without PostgreSQL the runner takes queued
+// jobs from the store oldest first; with it, from the shared work queue (store/pg-work-queue.ts,
+// one pg-boss queue per lane), where every service process is a worker. Each lane (autoencoder
+// jobs, generations) runs up to its own concurrency, each job with its kind's run function, which
 // records items and progress through the runner (kind-contract.ts RunContext). Every change the
 // runner makes is announced to the job's subscribers, so that waiting requests (Prefer: wait)
 // and event streams (/events) are woken by it rather than polling. Cancel marks the job canceled
 // and aborts its run (which checks before every model call). Every output is written atomically
 // (datadir.ts) and its sha256 recorded with its item.
-// On start-up, jobs left "running" by a crash are queued again (items that succeeded and whose
-// outputs are there are kept) or, when their inputs are gone, finished with the reason; a job
-// that was interrupted MAX_ATTEMPTS times fails with "interrupted". stop() aborts what runs and
-// leaves it "running", for the next start to recover.
+// SQLite: on start-up, jobs left "running" by a crash are queued again (items that succeeded and
+// whose outputs are there are kept) or, when their inputs are gone, finished with the reason; a
+// job that was interrupted MAX_ATTEMPTS times fails with "interrupted". stop() aborts what runs
+// and leaves it "running", for the next start to recover.
+// PostgreSQL: a process that dies holding a job has it put back in the queue by another's lease
+// sweeper; whoever takes it next resumes it the same way (its finished items kept); the queue
+// gives a job MAX_ATTEMPTS tries and the runner fails it "interrupted" when they are spent. A
+// cancel or a wait on another process is seen by polling the job's row.
 
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { errorInfo } from "../../app-error.ts";
-import type { Db } from "../../store/db.ts";
-import {
-  claimNextJob,
-  getJob,
-  type ItemValues,
-  type JobWithItems,
-  jobsWithStatus,
-  setItem,
-  setJob,
-  cancelJob as storeCancelJob,
-} from "../../store/job-rows.ts";
+import type { PgWorkQueue, TakenWork } from "../../store/pg-work-queue.ts";
+import type { ItemValues, JobItemRow, JobWithItems, Store } from "../../store/store.ts";
 import { DenoiserBatcher } from "../generate/batcher.ts";
 import { PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
@@ -35,8 +32,19 @@ import type { JobKind, RunContext } from "./kind-contract.ts";
 /** Work that crashed the server this many times is failed rather than resumed again. */
 export const MAX_ATTEMPTS = 3;
 
+/** The work queue of a lane (PostgreSQL). */
+export const laneQueue = (lane: JobKind["lane"]) => `diffusable-${lane}`;
+export const LANE_QUEUES = [...new Set(JOB_KINDS.map((k) => laneQueue(k.lane)))];
+
+/** How often a process looks at the rows of the jobs it runs (canceled elsewhere?) and wakes
+ * the waiters of jobs another process runs, with PostgreSQL. */
+const POLL_MS = 500;
+
 export interface JobRunnerOptions {
-  db: Db;
+  store: Store;
+  /** With PostgreSQL: the shared work queue, whose queues are LANE_QUEUES; absent: jobs are
+   * taken from the store. */
+  queue?: PgWorkQueue | null;
   runtime: ModelRuntime;
   dataDir: string;
   /** Jobs run at the same time, per lane: autoencoder jobs (DIFFUSABLE_JOB_CONCURRENCY) and
@@ -61,7 +69,8 @@ const isActive = (status: string) => status === "queued" || status === "running"
 export class JobRunner {
   /** Where the running generations' denoiser calls are shared. */
   readonly batcher: DenoiserBatcher;
-  readonly #db: Db;
+  readonly #store: Store;
+  readonly #queue: PgWorkQueue | null;
   readonly #runtime: ModelRuntime;
   readonly #dataDir: string;
   readonly #log: (line: string) => void;
@@ -71,9 +80,13 @@ export class JobRunner {
   #started = false;
   #stopping = false;
   #idleWaiters: (() => void)[] = [];
+  #pumping = false;
+  #pumpAgain = false;
+  #poller: NodeJS.Timeout | null = null;
 
   constructor(options: JobRunnerOptions) {
-    this.#db = options.db;
+    this.#store = options.store;
+    this.#queue = options.queue ?? null;
     this.#runtime = options.runtime;
     this.#dataDir = options.dataDir;
     this.#log = options.log ?? (() => {});
@@ -103,15 +116,33 @@ export class JobRunner {
     return this.#active.size;
   }
 
-  /** Recovers what a crash left behind, then starts taking queued jobs. */
+  /** Recovers what a crash left behind (SQLite), then starts taking queued jobs: from the store,
+   * or (PostgreSQL) from the work queue, each lane's jobs with as many workers as it runs. */
   async start(): Promise<RecoveryReport> {
-    const report = await this.recover();
+    const queue = this.#queue;
+    if (!queue) {
+      const report = await this.recover();
+      this.#started = true;
+      this.notify();
+      return report;
+    }
+    queue.onGivenUp = (work) => this.giveUp(work.jobId);
     this.#started = true;
-    this.notify();
-    return report;
+    for (const [lane, { limit }] of this.#lanes) {
+      await queue.work((work) => this.#take(lane, work), {
+        queue: laneQueue(lane),
+        concurrency: limit,
+      });
+    }
+    this.#poller = setInterval(() => {
+      this.#poll().catch((err) => this.#log(`jobs: ${(err as Error).message}`));
+    }, POLL_MS);
+    this.#poller.unref();
+    return { resumed: [], failed: [], removedTemp: 0, removedUploads: 0 };
   }
 
-  /** Calls `listener` after every change the runner makes to this job (progress, items, status). */
+  /** Calls `listener` after every change the runner makes to this job (progress, items, status);
+   * with PostgreSQL also every POLL_MS while another process may be running it. */
   subscribe(jobId: string, listener: () => void): () => void {
     let set = this.#listeners.get(jobId);
     if (!set) {
@@ -129,37 +160,123 @@ export class JobRunner {
     for (const listener of [...(this.#listeners.get(jobId) ?? [])]) listener();
   }
 
-  /** Call after queuing work: starts it if its lane has a free slot. */
+  /** PostgreSQL: aborts the jobs this process runs that were canceled (or deleted) through
+   * another, and wakes the waiters of the jobs it does not run. */
+  async #poll(): Promise<void> {
+    const mine = [...this.#active.keys()];
+    const statuses = await this.#store.statusesOf(mine);
+    for (const id of mine) {
+      const status = statuses.get(id);
+      if (status === "running" || status === "queued") continue;
+      this.#active.get(id)?.controller.abort(new PipelineError("canceled", "canceled", 400));
+    }
+    for (const id of this.#listeners.keys()) if (!this.#active.has(id)) this.#changed(id);
+  }
+
+  /** Call after queuing work: starts it if its lane has a free slot (PostgreSQL: wakes this
+   * process's idle workers). */
   notify(): void {
     if (!this.#started || this.#stopping) return;
+    if (this.#queue) {
+      this.#queue.notify();
+      return;
+    }
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    this.#pump()
+      .catch((err) => this.#log(`jobs: ${(err as Error).stack ?? err}`))
+      .finally(() => {
+        this.#pumping = false;
+        if (this.#pumpAgain) {
+          this.#pumpAgain = false;
+          this.notify();
+        }
+      });
+  }
+
+  /** SQLite: claims queued jobs oldest first while their lanes have room. */
+  async #pump(): Promise<void> {
     for (const lane of this.#lanes.values()) {
-      while (lane.running < lane.limit) {
-        const next = claimNextJob(this.#db, lane.kinds);
+      while (lane.running < lane.limit && !this.#stopping) {
+        const next = await this.#store.claimNextJob(lane.kinds);
         if (!next) break;
-        const id = next.job.id;
-        const controller = new AbortController();
-        const entry = { controller, done: Promise.resolve() };
-        this.#active.set(id, entry);
-        lane.running++;
-        this.#changed(id);
-        entry.done = this.#run(next, controller.signal)
-          .catch((err) => this.#log(`jobs: ${id}: ${(err as Error).stack ?? err}`))
-          .finally(() => {
-            this.#active.delete(id);
-            lane.running--;
-            this.#changed(id);
-            this.notify();
-            if (this.#active.size === 0) {
-              for (const resolve of this.#idleWaiters.splice(0)) resolve();
-            }
-          });
+        this.#launch(lane, next);
       }
     }
   }
 
+  /** Runs a claimed job in its lane; resolves when it is over (or stopped). */
+  #launch(lane: { running: number }, next: JobWithItems): Promise<void> {
+    const id = next.job.id;
+    const controller = new AbortController();
+    const entry = { controller, done: Promise.resolve() };
+    this.#active.set(id, entry);
+    lane.running++;
+    this.#changed(id);
+    entry.done = this.#run(next, controller.signal)
+      .catch((err) => this.#log(`jobs: ${id}: ${(err as Error).stack ?? err}`))
+      .finally(() => {
+        this.#active.delete(id);
+        lane.running--;
+        this.#changed(id);
+        this.notify();
+        if (this.#active.size === 0) {
+          for (const resolve of this.#idleWaiters.splice(0)) resolve();
+        }
+      });
+    return entry.done;
+  }
+
+  /** PostgreSQL: one job from the work queue, taken by one of this lane's workers. Returns when
+   * it is over (pg-boss completes the queue entry); throws when this process stops before
+   * (the entry goes back to the queue, spending a try). */
+  async #take(laneName: JobKind["lane"], work: TakenWork): Promise<void> {
+    const lane = this.#lanes.get(laneName);
+    if (!lane || this.#stopping) throw new Error("stopping");
+    let claimed = await this.#store.claimJob(work.jobId);
+    if (!claimed) return; // canceled or deleted before it ran
+    if (claimed.job.attempts > 1) {
+      // A process died (or stopped) running it: resume it as a restart would.
+      if (claimed.job.attempts > MAX_ATTEMPTS) {
+        await this.giveUp(work.jobId);
+        return;
+      }
+      if ((await this.#resume(claimed)) !== "queued") return;
+      claimed = await this.#store.getJob(work.jobId);
+      if (claimed?.job.status !== "running") return;
+      this.#log(`jobs: ${work.jobId}: resuming (try ${claimed.job.attempts})`);
+    }
+    await this.#launch(lane, claimed);
+    if (this.#stopping) throw new Error(`${work.jobId}: this process stopped during the job`);
+  }
+
+  /** Fails a job whose tries were all spent by processes that died running it. */
+  async giveUp(jobId: string): Promise<void> {
+    const found = await this.#store.getJob(jobId);
+    if (!found || !isActive(found.job.status)) return;
+    for (const item of found.items) {
+      if (isActive(item.status)) {
+        await this.#store.setItem(jobId, item.index, {
+          status: "failed",
+          errorCode: "interrupted",
+          errorMessage: `the server stopped during this job ${found.job.attempts} times`,
+          finishedAt: new Date(),
+        });
+      }
+    }
+    await this.#finish(jobId, {
+      code: "interrupted",
+      message: `the server stopped during this job ${found.job.attempts} times; not resuming it again`,
+    });
+    this.#log(`jobs: ${jobId}: failed after ${found.job.attempts} interrupted tries`);
+  }
+
   /** Cancels a queued or running job; false if it had already finished or does not exist. */
-  cancel(jobId: string): boolean {
-    const canceled = storeCancelJob(this.#db, jobId);
+  async cancel(jobId: string): Promise<boolean> {
+    const canceled = await this.#store.cancelJob(jobId);
     if (canceled) {
       this.#active.get(jobId)?.controller.abort(new PipelineError("canceled", "canceled", 400));
       if (!this.#active.has(jobId)) {
@@ -176,16 +293,21 @@ export class JobRunner {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
-  /** Stops taking work and aborts what runs; it stays "running" in the db and resumes on start. */
+  /** Stops taking work and aborts what runs; it stays "running" in the db and resumes on start
+   * (PostgreSQL: goes back to the queue, for this process or another). */
   async stop(): Promise<void> {
     this.#stopping = true;
+    if (this.#poller) clearInterval(this.#poller);
+    await this.#queue?.stopTaking();
     for (const { controller } of this.#active.values()) controller.abort(new Error("stopping"));
     await Promise.all([...this.#active.values()].map((a) => a.done));
   }
 
-  /** Re-queues or fails jobs left running, and deletes temporary files. Call before start. */
+  /** Re-queues or fails jobs left running, and deletes temporary files. Call before start.
+   * SQLite only: with PostgreSQL other processes run jobs and write files in the same places. */
   async recover(): Promise<RecoveryReport> {
     const report: RecoveryReport = { resumed: [], failed: [], removedTemp: 0, removedUploads: 0 };
+    if (this.#queue) return report;
     report.removedTemp =
       (await removeTempFiles(outputsDir(this.#dataDir))) +
       (await removeTempFiles(uploadsDir(this.#dataDir))) +
@@ -193,66 +315,25 @@ export class JobRunner {
     // Upload folders of jobs that never made it into the database (a crash between the upload
     // and the insert) or that have finished.
     for (const name of await readdir(uploadsDir(this.#dataDir)).catch(() => [] as string[])) {
-      const job = getJob(this.#db, name);
+      const job = await this.#store.getJob(name);
       if (!job || !isActive(job.job.status)) {
         await rm(uploadsDir(this.#dataDir, name), { recursive: true, force: true });
         report.removedUploads++;
       }
     }
-    for (const { job, items } of jobsWithStatus(this.#db, "running")) {
+    for (const found of await this.#store.jobsWithStatus("running")) {
+      const { job } = found;
       if (job.attempts >= MAX_ATTEMPTS) {
-        for (const item of items) {
-          if (isActive(item.status)) {
-            setItem(this.#db, job.id, item.index, {
-              status: "failed",
-              errorCode: "interrupted",
-              errorMessage: `the server stopped during this job ${job.attempts} times`,
-              finishedAt: new Date(),
-            });
-          }
-        }
-        await this.#finish(job.id, {
-          code: "interrupted",
-          message: `the server stopped during this job ${job.attempts} times; not resuming it again`,
-        });
+        await this.giveUp(job.id);
         report.failed.push(job.id);
         continue;
       }
-      let pending = 0;
-      for (const item of items) {
-        const outputsGone =
-          item.status === "succeeded" &&
-          Object.values(item.outputs ?? {}).some((p) => !existsSync(p));
-        if (!isActive(item.status) && !outputsGone) continue;
-        if (item.inputPath !== null && !existsSync(item.inputPath)) {
-          setItem(this.#db, job.id, item.index, {
-            status: "failed",
-            errorCode: "input_missing",
-            errorMessage: `the input of ${item.sourceName} is gone from the data dir; cannot resume`,
-            outputs: null,
-            outputSha256: null,
-            finishedAt: new Date(),
-          });
-        } else {
-          setItem(this.#db, job.id, item.index, {
-            status: "queued",
-            outputs: null,
-            outputSha256: null,
-          });
-          pending++;
-        }
-      }
-      if (pending > 0) {
-        setJob(this.#db, job.id, { status: "queued", step: 0 });
+      const outcome = await this.#resume(found);
+      if (outcome === "queued") {
+        await this.#store.setJob(job.id, { status: "queued", step: 0 });
         report.resumed.push(job.id);
-      } else {
-        const status = await this.#finish(job.id, {
-          code: "interrupted",
-          message: "the server stopped during this job and its inputs are gone",
-        });
-        if (status === "failed") report.failed.push(job.id);
-        else report.resumed.push(job.id);
-      }
+      } else if (outcome === "failed") report.failed.push(job.id);
+      else report.resumed.push(job.id);
     }
     for (const line of [
       report.resumed.length ? `jobs: resuming ${report.resumed.join(", ")}` : "",
@@ -264,17 +345,58 @@ export class JobRunner {
     return report;
   }
 
+  /** Readies an interrupted job to run again: its unfinished items (and finished ones whose
+   * outputs are gone) queued again, those whose inputs are gone failed. "queued" when some
+   * remain to run; else the job is finished now ("succeeded"/"failed" as its items say). */
+  async #resume({ job, items }: JobWithItems): Promise<"queued" | "succeeded" | "failed"> {
+    let pending = 0;
+    for (const item of items as JobItemRow[]) {
+      const outputsGone =
+        item.status === "succeeded" &&
+        Object.values(item.outputs ?? {}).some((p) => !existsSync(p));
+      if (!isActive(item.status) && !outputsGone) continue;
+      if (item.inputPath !== null && !existsSync(item.inputPath)) {
+        await this.#store.setItem(job.id, item.index, {
+          status: "failed",
+          errorCode: "input_missing",
+          errorMessage: `the input of ${item.sourceName} is gone from the data dir; cannot resume`,
+          outputs: null,
+          outputSha256: null,
+          finishedAt: new Date(),
+        });
+      } else {
+        await this.#store.setItem(job.id, item.index, {
+          status: "queued",
+          outputs: null,
+          outputSha256: null,
+        });
+        pending++;
+      }
+    }
+    if (pending > 0) return "queued";
+    return await this.#finish(job.id, {
+      code: "interrupted",
+      message: "the server stopped during this job and its inputs are gone",
+    });
+  }
+
   async #run({ job, items }: JobWithItems, signal: AbortSignal): Promise<void> {
     const kind = kindNamed(job.kind);
-    const db = this.#db;
+    const store = this.#store;
     const outDir = outputsDir(this.#dataDir, job.id);
     await mkdir(outDir, { recursive: true });
     const runner = this;
     let lastWrite = 0;
-    const setItemOf = (index: number, values: ItemValues) => {
-      setItem(db, job.id, index, values);
-      this.#changed(job.id);
+    // The run function's writes, in the order it makes them; each announced once it is stored.
+    let writes = Promise.resolve();
+    const write = (f: () => Promise<void>) => {
+      writes = writes
+        .then(f)
+        .then(() => this.#changed(job.id))
+        .catch((err) => this.#log(`jobs: ${job.id}: cannot record: ${(err as Error).message}`));
     };
+    const setItemOf = (index: number, values: ItemValues) =>
+      write(() => store.setItem(job.id, index, values));
     const ctx: RunContext = {
       runtime: this.#runtime,
       dataDir: this.#dataDir,
@@ -293,11 +415,12 @@ export class JobRunner {
         const now = Date.now();
         if (step === undefined && now - lastWrite < 250) return;
         lastWrite = now;
-        setJob(db, job.id, {
-          progress: Math.min(1, Math.max(0, fraction)),
-          ...(step !== undefined ? { step } : {}),
-        });
-        this.#changed(job.id);
+        write(() =>
+          store.setJob(job.id, {
+            progress: Math.min(1, Math.max(0, fraction)),
+            ...(step !== undefined ? { step } : {}),
+          }),
+        );
       },
       itemRunning: (index) => setItemOf(index, { status: "running", startedAt: new Date() }),
       itemSucceeded: (index, result) =>
@@ -328,9 +451,13 @@ export class JobRunner {
         });
       },
     };
-    await kind.run(ctx);
+    try {
+      await kind.run(ctx);
+    } finally {
+      await writes;
+    }
     if (this.#stopping) return;
-    if (getJob(db, job.id)?.job.status !== "running") {
+    if ((await store.getJob(job.id))?.job.status !== "running") {
       // Canceled meanwhile: its inputs go now that nothing reads them.
       await rm(ctx.inputDir, { recursive: true, force: true });
       return;
@@ -343,7 +470,7 @@ export class JobRunner {
     jobId: string,
     fallback?: { code: string; message: string },
   ): Promise<"succeeded" | "failed"> {
-    const items = getJob(this.#db, jobId)?.items ?? [];
+    const items = (await this.#store.getJob(jobId))?.items ?? [];
     const ok = items.filter((i) => i.status === "succeeded").length;
     const failedItems = items.filter((i) => i.status === "failed");
     const status = ok > 0 ? "succeeded" : "failed";
@@ -364,7 +491,7 @@ export class JobRunner {
                   : `all ${items.length} items failed; item 0: ${first.errorMessage ?? first.errorCode}`,
             }
           : { code: fallback?.code ?? "failed", message: fallback?.message ?? "no items" };
-    setJob(this.#db, jobId, {
+    await this.#store.setJob(jobId, {
       status,
       progress: 1,
       errorCode: error.code,

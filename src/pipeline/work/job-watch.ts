@@ -2,9 +2,8 @@
 // the /events stream of every resource: both are woken by the runner's announcements
 // (job-runner.ts subscribe), never by polling the database.
 
-import type { Db } from "../../store/db.ts";
-import { getJob, type JobWithItems } from "../../store/job-rows.ts";
 import { TERMINAL_STATUSES } from "../../store/schema.ts";
+import type { JobWithItems, Store } from "../../store/store.ts";
 import type { JobRunner } from "./job-runner.ts";
 
 const TERMINAL = new Set<string>(TERMINAL_STATUSES);
@@ -15,29 +14,43 @@ export const isOver = (job: JobWithItems) => TERMINAL.has(job.job.status);
  * The job once it is over, or as it is after `ms` (or when `signal` aborts: the client left);
  * null when it was deleted meanwhile.
  */
-export function waitForJob(
+export async function waitForJob(
   runner: JobRunner,
-  db: Db,
+  db: Store,
   id: string,
   ms: number,
   signal?: AbortSignal,
 ): Promise<JobWithItems | null> {
-  return new Promise((resolve) => {
-    const first = getJob(db, id);
-    if (!first || isOver(first) || ms <= 0 || signal?.aborted) return resolve(first);
+  const first = await db.getJob(id);
+  if (!first || isOver(first) || ms <= 0 || signal?.aborted) return first;
+  await new Promise<void>((resolve) => {
+    let over = false;
     const done = () => {
+      if (over) return;
+      over = true;
       clearTimeout(timer);
       unsubscribe();
       signal?.removeEventListener("abort", done);
-      resolve(getJob(db, id));
+      resolve();
     };
     const timer = setTimeout(done, ms);
+    // One read at a time: announcements that come during a read are answered by its result.
+    let reading = false;
     const unsubscribe = runner.subscribe(id, () => {
-      const now = getJob(db, id);
-      if (!now || isOver(now)) done();
+      if (reading || over) return;
+      reading = true;
+      db.getJob(id)
+        .then((now) => {
+          if (!now || isOver(now)) done();
+        })
+        .catch(() => {})
+        .finally(() => {
+          reading = false;
+        });
     });
     signal?.addEventListener("abort", done, { once: true });
   });
+  return await db.getJob(id);
 }
 
 /**
@@ -46,7 +59,7 @@ export function waitForJob(
  */
 export async function* watchJob(
   runner: JobRunner,
-  db: Db,
+  db: Store,
   id: string,
   signal: AbortSignal,
 ): AsyncGenerator<JobWithItems> {
@@ -68,7 +81,7 @@ export async function* watchJob(
         continue;
       }
       changed = false;
-      const job = getJob(db, id);
+      const job = await db.getJob(id);
       if (!job) return;
       yield job;
       if (isOver(job)) return;

@@ -7,9 +7,7 @@
 
 import { existsSync } from "node:fs";
 import type { z } from "zod";
-import type { Db } from "../../store/db.ts";
-import type { NewItem } from "../../store/job-rows.ts";
-import type { JobItemRow, JobRow } from "../../store/schema.ts";
+import type { JobItemRow, JobRow, NewItem, Store } from "../../store/store.ts";
 import type { DenoiserBatcher } from "../generate/batcher.ts";
 import { PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
@@ -53,7 +51,7 @@ export type RunJob = (ctx: RunContext) => Promise<void>;
 
 /** What the submit use case (submit-job.ts) gives a kind to turn a request into a job. */
 export interface SubmitContext {
-  db: Db;
+  db: Store;
   runtime: ModelRuntime;
   dataDir: string;
   /** DIFFUSABLE_DEFAULT_MODEL, when set. */

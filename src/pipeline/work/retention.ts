@@ -3,34 +3,33 @@
 // is never deleted here (cancel it first).
 
 import { rm } from "node:fs/promises";
-import type { Db } from "../../store/db.ts";
-import { deleteJob, finishedJobsBefore, getJob } from "../../store/job-rows.ts";
 import { TERMINAL_STATUSES } from "../../store/schema.ts";
+import type { Store } from "../../store/store.ts";
 import { generationsDir, outputsDir, uploadsDir } from "./datadir.ts";
 
 /** Deletes a finished job's outputs, any upload left (and the folder generations made before
  * the one job model had), then its row; false if active or unknown. Files first: a crash in
  * between leaves a row that the next sweep or DELETE removes again, never files no row names,
  * and whoever sees the row gone sees the files gone. */
-export async function deleteFinishedJob(db: Db, dataDir: string, id: string): Promise<boolean> {
-  const found = getJob(db, id);
+export async function deleteFinishedJob(db: Store, dataDir: string, id: string): Promise<boolean> {
+  const found = await db.getJob(id);
   if (!found || !(TERMINAL_STATUSES as readonly string[]).includes(found.job.status)) return false;
   await rm(outputsDir(dataDir, id), { recursive: true, force: true });
   await rm(uploadsDir(dataDir, id), { recursive: true, force: true });
   await rm(generationsDir(dataDir, id), { recursive: true, force: true });
-  return deleteJob(db, id);
+  return await db.deleteJob(id);
 }
 
 /** Deletes every job (generations included) that finished more than `days` days before `now`. */
 export async function sweepRetention(
-  db: Db,
+  db: Store,
   dataDir: string,
   days: number,
   now = new Date(),
 ): Promise<{ jobs: number }> {
   const cutoff = new Date(now.getTime() - days * 86_400_000);
   let jobs = 0;
-  for (const id of finishedJobsBefore(db, cutoff)) {
+  for (const id of await db.finishedJobsBefore(cutoff)) {
     if (await deleteFinishedJob(db, dataDir, id)) jobs++;
   }
   return { jobs };
@@ -41,7 +40,7 @@ export async function sweepRetention(
  * while the server runs; returns the function that stops it. days <= 0: no sweeping.
  */
 export function startRetention(
-  db: Db,
+  db: Store,
   dataDir: string,
   days: number,
   log: (line: string) => void = () => {},

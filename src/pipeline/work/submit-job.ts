@@ -9,21 +9,15 @@
 
 import { createHash } from "node:crypto";
 import { AppError } from "../../app-error.ts";
-import type { Db } from "../../store/db.ts";
-import {
-  countJobs,
-  insertJob,
-  type JobWithItems,
-  jobByIdempotencyKey,
-} from "../../store/job-rows.ts";
 import { ACTIVE_STATUSES } from "../../store/schema.ts";
+import type { JobWithItems, Store } from "../../store/store.ts";
 import type { ModelRuntime } from "../runtime.ts";
 import { sha256File, uploadsDir } from "./datadir.ts";
 import { JOB_KINDS } from "./job-kinds.ts";
 import type { CommonFields, JobKind, PreparedJob, Upload } from "./kind-contract.ts";
 
 export interface SubmitDeps {
-  db: Db;
+  db: Store;
   runtime: ModelRuntime;
   dataDir: string;
   /** DIFFUSABLE_DEFAULT_MODEL, when set. */
@@ -42,10 +36,15 @@ const laneOf = (kind: JobKind) => JOB_KINDS.filter((k) => k.lane === kind.lane);
 
 /** 429 when this key may not queue `count` more jobs of this kind's lane (or the kind's queue is
  * full). */
-export function checkQuota(deps: SubmitDeps, kind: JobKind, keyId: string | null, count = 1): void {
+export async function checkQuota(
+  deps: SubmitDeps,
+  kind: JobKind,
+  keyId: string | null,
+  count = 1,
+): Promise<void> {
   const lane = laneOf(kind);
   const kinds = lane.map((k) => k.name);
-  const active = keyId === null ? 0 : countJobs(deps.db, kinds, ACTIVE_STATUSES, keyId);
+  const active = keyId === null ? 0 : await deps.db.countJobs(kinds, ACTIVE_STATUSES, keyId);
   if (active + count > deps.maxActivePerKey) {
     throw new AppError(
       "too_many_jobs",
@@ -55,7 +54,7 @@ export function checkQuota(deps: SubmitDeps, kind: JobKind, keyId: string | null
     );
   }
   if (!kind.limitQueue) return;
-  const queued = countJobs(deps.db, [kind.name], ["queued"]);
+  const queued = await deps.db.countJobs([kind.name], ["queued"]);
   if (queued + count > deps.maxQueued) {
     throw new AppError(
       "queue_full",
@@ -66,28 +65,33 @@ export function checkQuota(deps: SubmitDeps, kind: JobKind, keyId: string | null
   }
 }
 
-/** Checks the quotas for these jobs of one kind, then queues them in order (no await between
- * the two, so no other request can slip in). */
-export function queueJobs(
+/** Checks the quotas for these jobs of one kind, then queues them in order. (Two requests of
+ * one key that arrive together may both pass the check: the quota is a bound on a key's work,
+ * not a count kept to the job.) */
+export async function queueJobs(
   deps: SubmitDeps,
   kind: JobKind,
   keyId: string | null,
   jobs: (PreparedJob & { id: string })[],
   request?: { idempotencyKey: string | null; requestSha256: string | null },
-): JobWithItems[] {
-  checkQuota(deps, kind, keyId, jobs.length);
-  return jobs.map((j) =>
-    insertJob(deps.db, {
-      id: j.id,
-      kind: kind.name,
-      keyId,
-      model: j.model,
-      options: j.options,
-      items: j.items,
-      steps: j.steps ?? null,
-      ...(request ?? {}),
-    }),
-  );
+): Promise<JobWithItems[]> {
+  await checkQuota(deps, kind, keyId, jobs.length);
+  const queued: JobWithItems[] = [];
+  for (const j of jobs) {
+    queued.push(
+      await deps.db.insertJob({
+        id: j.id,
+        kind: kind.name,
+        keyId,
+        model: j.model,
+        options: j.options,
+        items: j.items,
+        steps: j.steps ?? null,
+        ...(request ?? {}),
+      }),
+    );
+  }
+  return queued;
 }
 
 /** The sha256 of a request: its fields (webhook aside) and the sha256 of each file. */
@@ -124,9 +128,9 @@ export async function submitJob<F extends CommonFields>(
   // Only a request that may be retried under its key needs its hash (files are read for it).
   const requestSha256 =
     idempotencyKey === undefined ? null : await requestHash(kind as JobKind, s.fields, s.uploads);
-  const replay = () => {
+  const replay = async () => {
     if (idempotencyKey === undefined) return null;
-    const found = jobByIdempotencyKey(deps.db, key.id, kind.name, idempotencyKey);
+    const found = await deps.db.jobByIdempotencyKey(key.id, kind.name, idempotencyKey);
     if (found && found.job.requestSha256 !== requestSha256) {
       throw new AppError(
         "idempotency_key_reused",
@@ -136,7 +140,7 @@ export async function submitJob<F extends CommonFields>(
     }
     return found;
   };
-  const earlier = replay();
+  const earlier = await replay();
   if (earlier) return { job: earlier, replayed: true };
   const prepared = await kind.prepare(
     {
@@ -153,14 +157,14 @@ export async function submitJob<F extends CommonFields>(
     s.uploads,
   );
   try {
-    const [job] = queueJobs(deps, kind as JobKind, key.id, [{ ...prepared, id: s.jobId }], {
+    const [job] = await queueJobs(deps, kind as JobKind, key.id, [{ ...prepared, id: s.jobId }], {
       idempotencyKey: idempotencyKey ?? null,
       requestSha256,
     });
     return { job: job as JobWithItems, replayed: false };
   } catch (err) {
     // A concurrent retry with the same Idempotency-Key inserted first: answer with its job.
-    const raced = err instanceof AppError ? null : replay();
+    const raced = err instanceof AppError ? null : await replay();
     if (!raced) throw err;
     return { job: raced, replayed: true };
   }

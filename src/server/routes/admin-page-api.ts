@@ -25,9 +25,9 @@ import {
 import { kindNamed } from "../../pipeline/work/job-kinds.ts";
 import type { JobRunner } from "../../pipeline/work/job-runner.ts";
 import { queueJobs } from "../../pipeline/work/submit-job.ts";
-import type { Db } from "../../store/db.ts";
-import { getJob, type JobWithItems, newJobId } from "../../store/job-rows.ts";
+import { newJobId } from "../../store/job-rows.ts";
 import { RUN_KINDS } from "../../store/schema.ts";
+import type { JobWithItems, Store } from "../../store/store.ts";
 import type { RunReader } from "../../training/runs/run-compare.ts";
 import {
   brief,
@@ -196,7 +196,8 @@ export function defaultSampleBundles(
 }
 
 export interface AdminPageDeps {
-  db: Db;
+  /** The store of jobs and keys (SQLite or PostgreSQL). */
+  db: Store;
   runtime: ModelRuntime;
   /** The job runner; without it no samples are made. */
   runner?: JobRunner | undefined;
@@ -211,7 +212,7 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
   const adminOf = (c: Context) => sessionAdmin(db, sessions, c);
   const api = new Hono<AdminEnv>();
   api.use(async (c, next) => {
-    const key = adminOf(c);
+    const key = await adminOf(c);
     if (!key) {
       throw new ApiError(
         "not_signed_in",
@@ -518,7 +519,7 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
         await mkdir(dir, { recursive: true });
         await copyFile((upload as SavedUpload).path, join(dir, (input as GenerationInput).file));
       }
-      rows = queueJobs(submitDeps, GENERATE, key.id, planned);
+      rows = await queueJobs(submitDeps, GENERATE, key.id, planned);
     } catch (err) {
       for (const dir of copies) await rm(dir, { recursive: true, force: true });
       throw err;
@@ -534,18 +535,18 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
     return c.json({ seed, label: req.label, samples }, 202);
   };
 
-  const sampleRow = (id: string) => {
-    const g = getJob(db, id);
+  const sampleRow = async (id: string) => {
+    const g = await db.getJob(id);
     if (g?.job.kind !== GENERATE.name) {
       throw new ApiError("sample_not_found", `no sample "${id}"`, 404);
     }
     return g;
   };
 
-  api.get("/samples/:id", (c) => c.json(sampleJson(sampleRow(c.req.param("id")))));
+  api.get("/samples/:id", async (c) => c.json(sampleJson(await sampleRow(c.req.param("id")))));
 
   api.get("/samples/:id/content", async (c) => {
-    const { job: g, items } = sampleRow(c.req.param("id"));
+    const { job: g, items } = await sampleRow(c.req.param("id"));
     const format = (g.options as unknown as GenerationOptions).format;
     const video = items[0]?.outputs?.video;
     if (g.status !== "succeeded" || !video) {

@@ -4,9 +4,7 @@
 
 import { type Context, Hono } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
-import { findKeyBySecret } from "../../store/api-keys.ts";
-import type { Db } from "../../store/db.ts";
-import type { ApiKeyRow } from "../../store/schema.ts";
+import type { ApiKeyRow, Store } from "../../store/store.ts";
 import { type AdminSessions, SESSION_COOKIE } from "../admin-session.ts";
 import { ApiError } from "../api-error.ts";
 
@@ -56,15 +54,19 @@ const wantsJson = (c: Context) =>
   !(c.req.header("accept") ?? "").includes("text/html");
 
 /** The admin key of the request's session cookie, or null. */
-export function sessionAdmin(db: Db, sessions: AdminSessions, c: Context): ApiKeyRow | null {
+export function sessionAdmin(
+  db: Store,
+  sessions: AdminSessions,
+  c: Context,
+): Promise<ApiKeyRow | null> {
   return sessions.adminKey(db, getCookie(c, SESSION_COOKIE));
 }
 
-export function adminSessionRoutes(db: Db, sessions: AdminSessions) {
+export function adminSessionRoutes(db: Store, sessions: AdminSessions) {
   const app = new Hono<AdminEnv>();
   const adminOf = (c: Context) => sessionAdmin(db, sessions, c);
   const page = async (c: Context) => {
-    if (!adminOf(c)) return c.html(signInPage(null));
+    if (!(await adminOf(c))) return c.html(signInPage(null));
     return c.html(await indexHtml());
   };
   app.get("/", page);
@@ -86,7 +88,7 @@ export function adminSessionRoutes(db: Db, sessions: AdminSessions) {
     if (typeof secret !== "string" || secret.trim() === "") {
       return fail(400, "invalid_field", "key: enter an admin API key");
     }
-    const key = findKeyBySecret(db, secret.trim());
+    const key = await db.findKeyBySecret(secret.trim());
     if (!key) return fail(401, "invalid_api_key", "that API key is not valid (unknown or revoked)");
     if (key.role !== "admin") {
       return fail(403, "forbidden", "that is a user key; the admin page needs an admin key");

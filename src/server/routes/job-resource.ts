@@ -16,15 +16,8 @@ import { isOver, waitForJob, watchJob } from "../../pipeline/work/job-watch.ts";
 import type { CommonFields, JobKind, Upload } from "../../pipeline/work/kind-contract.ts";
 import { deleteFinishedJob } from "../../pipeline/work/retention.ts";
 import { checkQuota, submitJob } from "../../pipeline/work/submit-job.ts";
-import type { Db } from "../../store/db.ts";
-import {
-  getItem,
-  getJob,
-  type JobWithItems,
-  jobByIdempotencyKey,
-  listJobs,
-  newJobId,
-} from "../../store/job-rows.ts";
+import { newJobId } from "../../store/job-rows.ts";
+import type { JobItemRow, JobWithItems, Store } from "../../store/store.ts";
 import { ApiError } from "../api-error.ts";
 import type { AppEnv } from "../auth.ts";
 import { type Config, submitDepsOf } from "../config.ts";
@@ -39,7 +32,8 @@ import { checkWebhookUrl, registerWebhook } from "../webhooks.ts";
 export const MAX_WAIT_S = 60;
 
 export interface JobResourceDeps {
-  db: Db;
+  /** The store of jobs (SQLite or PostgreSQL). */
+  db: Store;
   runtime: ModelRuntime;
   runner: JobRunner;
   config: Config;
@@ -65,8 +59,8 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
   const app = new Hono<AppEnv>();
 
   /** The job if this key may see it; 404 otherwise (others' jobs are not revealed). */
-  const visible = (id: string, key: Key): JobWithItems => {
-    const found = getJob(db, id);
+  const visible = async (id: string, key: Key): Promise<JobWithItems> => {
+    const found = await db.getJob(id);
     if (
       !found ||
       found.job.kind !== kind.name ||
@@ -147,9 +141,9 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
     // of a request already queued is answered with its job whatever the quota.
     if (
       idempotencyKey === undefined ||
-      !jobByIdempotencyKey(db, key.id, kind.name, idempotencyKey)
+      !(await db.jobByIdempotencyKey(key.id, kind.name, idempotencyKey))
     ) {
-      checkQuota(submitDeps, kind, key.id);
+      await checkQuota(submitDeps, kind, key.id);
     }
     const id = newJobId(kind.idPrefix);
     let submitted: Awaited<ReturnType<typeof submitJob>>;
@@ -165,7 +159,7 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
         idempotencyKey,
       });
       if (!submitted.replayed && fields.webhook !== undefined) {
-        registerWebhook(db, id, checkWebhookUrl(fields.webhook, config.webhooks));
+        await registerWebhook(db, id, checkWebhookUrl(fields.webhook, config.webhooks));
       }
     } catch (err) {
       await rm(uploadsDir(config.dataDir, id), { recursive: true, force: true });
@@ -177,17 +171,17 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
     }
     runner.notify();
     c.header("Location", jobPath(kind, submitted.job.job.id));
-    const now = await waited(c, getJob(db, submitted.job.job.id) ?? submitted.job);
+    const now = await waited(c, (await db.getJob(submitted.job.job.id)) ?? submitted.job);
     return c.json(jobJson(now), isOver(now) ? 200 : 202);
   });
 
-  app.get("/", (c) => {
+  app.get("/", async (c) => {
     const parsed = ListJobsQuerySchema.safeParse(c.req.query());
     if (!parsed.success) throw new ApiError("invalid_field", describeZodError(parsed.error), 400);
     const { status, limit, before } = parsed.data;
     const key = c.var.apiKey;
-    const beforeSeq = before ? visible(before, key).job.seq : undefined;
-    const found = listJobs(db, {
+    const beforeSeq = before ? (await visible(before, key)).job.seq : undefined;
+    const found = await db.listJobs({
       kind: kind.name,
       keyId: key.role === "admin" ? null : key.id,
       limit,
@@ -205,13 +199,13 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
   });
 
   app.get("/:id", async (c) => {
-    const found = visible(c.req.param("id"), c.var.apiKey);
+    const found = await visible(c.req.param("id"), c.var.apiKey);
     return c.json(jobJson(await waited(c, found)));
   });
 
   // Server-sent events: "progress" with the job JSON whenever it changes, "done" when it ends.
-  app.get("/:id/events", (c) => {
-    const first = visible(c.req.param("id"), c.var.apiKey);
+  app.get("/:id/events", async (c) => {
+    const first = await visible(c.req.param("id"), c.var.apiKey);
     return streamSSE(c, async (stream) => {
       const gone = new AbortController();
       stream.onAbort(() => gone.abort());
@@ -226,18 +220,18 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
     });
   });
 
-  app.post("/:id/cancel", (c) => {
+  app.post("/:id/cancel", async (c) => {
     const id = c.req.param("id");
-    visible(id, c.var.apiKey);
-    if (!runner.cancel(id)) {
+    await visible(id, c.var.apiKey);
+    if (!(await runner.cancel(id))) {
       throw new ApiError("already_finished", `${kind.singular} "${id}" has already finished.`, 409);
     }
-    return c.json(jobJson(visible(id, c.var.apiKey)));
+    return c.json(jobJson(await visible(id, c.var.apiKey)));
   });
 
   app.delete("/:id", async (c) => {
     const id = c.req.param("id");
-    visible(id, c.var.apiKey);
+    await visible(id, c.var.apiKey);
     if (!(await deleteFinishedJob(db, config.dataDir, id))) {
       throw new ApiError(
         "not_finished",
@@ -250,10 +244,10 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
 
   /** Item n of a visible job once it succeeded: 404 when there is no such item, 409
    * item_not_ready before. */
-  const succeededItem = (id: string, n: string, key: Key) => {
-    visible(id, key);
+  const succeededItem = async (id: string, n: string, key: Key) => {
+    await visible(id, key);
     const index = /^\d+$/.test(n) ? Number(n) : -1;
-    const item = index >= 0 ? getItem(db, id, index) : null;
+    const item = index >= 0 ? await db.getItem(id, index) : null;
     if (!item) throw new ApiError("not_found", `${kind.singular} "${id}" has no item ${n}.`, 404);
     if (item.status !== "succeeded" || !item.outputs) {
       throw new ApiError(
@@ -266,7 +260,7 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
   };
 
   /** Sends one output file of an item. */
-  const sendOutput = (c: Context, item: NonNullable<ReturnType<typeof getItem>>, role: string) => {
+  const sendOutput = (c: Context, item: JobItemRow, role: string) => {
     const path = item.outputs?.[role];
     if (!path) {
       throw new ApiError(
@@ -286,7 +280,7 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
 
   for (const role of kind.outputRoles) {
     app.get(`/:id/items/:n/${role}`, async (c) => {
-      const item = succeededItem(c.req.param("id"), c.req.param("n"), c.var.apiKey);
+      const item = await succeededItem(c.req.param("id"), c.req.param("n"), c.var.apiKey);
       if (role === "metadata") return c.json(item.metadata ?? {});
       if (role === "latents") {
         const query = LatentsQuerySchema.safeParse(c.req.query());
@@ -299,14 +293,14 @@ export function jobResourceRoutes(deps: JobResourceDeps, kind: JobKind) {
 
   // Item n's main output (?index=n, default 0), whatever its role: the generations' first
   // download route, served by every resource.
-  app.get("/:id/content", (c) => {
+  app.get("/:id/content", async (c) => {
     const id = c.req.param("id");
-    const { items } = visible(id, c.var.apiKey);
+    const { items } = await visible(id, c.var.apiKey);
     const raw = c.req.query("index") ?? "0";
     if (!/^\d+$/.test(raw) || Number(raw) >= items.length) {
       throw new ApiError("invalid_field", `index: ${raw} is not in 0..${items.length - 1}`, 400);
     }
-    const item = succeededItem(id, raw, c.var.apiKey);
+    const item = await succeededItem(id, raw, c.var.apiKey);
     const role = Object.keys(item.outputs ?? {}).find((r) => r !== "metadata") ?? "";
     return sendOutput(c, item, role);
   });
