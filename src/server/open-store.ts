@@ -4,6 +4,8 @@
 // (store/pg-work-queue.ts, one pg-boss queue per lane). Training runs stay in the SQLite file of
 // the process's data folder either way.
 
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import { kindNamed } from "../pipeline/work/job-kinds.ts";
 import { LANE_QUEUES, laneQueue } from "../pipeline/work/job-runner.ts";
 import { closeDb, type Db, openDb } from "../store/db.ts";
@@ -64,6 +66,8 @@ export async function openStore(
   try {
     queue = await PgWorkQueue.open(url, {
       queue: LANE_QUEUES,
+      // Names the process in diffusable_workers and _leases: host, pid, and a nonce.
+      workerId: `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`,
       deadAfterMs: config.workerTimeoutMs,
       heartbeatMs: Math.max(100, Math.floor(config.workerTimeoutMs / 5)),
       pollMs: 500,

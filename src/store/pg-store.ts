@@ -211,19 +211,20 @@ export function pgStore(pool: pg.Pool, options: PgStoreOptions = {}): Store & { 
     async claimNextJob(kinds) {
       const conditions = [eq(jobs.status, "queued")];
       if (kinds) conditions.push(inArray(jobs.kind, [...kinds]));
-      const next = db
-        .select({ id: jobs.id })
-        .from(jobs)
-        .where(and(...conditions))
-        .orderBy(asc(jobs.seq))
-        .limit(1)
-        .for("update", { skipLocked: true });
-      const [claimed] = await db
-        .update(jobs)
-        .set(claimSet())
-        .where(and(eq(jobs.status, "queued"), inArray(jobs.id, next)))
-        .returning({ id: jobs.id });
-      return claimed ? await getJobIn(db, claimed.id) : null;
+      // The row is locked by its select (another process skips it), then claimed.
+      const id = await db.transaction(async (tx) => {
+        const [next] = await tx
+          .select({ id: jobs.id })
+          .from(jobs)
+          .where(and(...conditions))
+          .orderBy(asc(jobs.seq))
+          .limit(1)
+          .for("update", { skipLocked: true });
+        if (!next) return null;
+        await tx.update(jobs).set(claimSet()).where(eq(jobs.id, next.id));
+        return next.id;
+      });
+      return id === null ? null : await getJobIn(db, id);
     },
 
     async claimJob(id) {

@@ -14,6 +14,7 @@ import { JobRunner } from "../../src/pipeline/work/job-runner.ts";
 import { type App, createApp } from "../../src/server/app.ts";
 import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, type Db, MIGRATIONS_DIR, openDb } from "../../src/store/db.ts";
+import { sqliteStore } from "../../src/store/sqlite-store.ts";
 import { auth, MODEL, tempDir, testConfig } from "./server-helpers.ts";
 
 /** The migrations as they were before 0005: the SQL files and a journal that ends at 0004. */
@@ -166,13 +167,13 @@ before(async () => {
   runtime = await ModelRuntime.open({ modelsDir: config.modelsDir, threads: 1 });
   await runtime.pool.describe(runtime.loaded(MODEL).paths.encoder);
   runner = new JobRunner({
-    db,
+    store: sqliteStore(db),
     runtime,
     dataDir,
     concurrency: { autoencoder: 1, generation: 1 },
   });
   await runner.start();
-  app = createApp({ db, runtime, runner, config });
+  app = createApp({ store: sqliteStore(db), db, runtime, runner, config });
 });
 
 after(async () => {

@@ -184,7 +184,7 @@ test("every resource: the same 429 too_many_jobs beyond the per-key bound", asyn
       assert.equal(res.status, 429, resource);
       assert.equal(res.headers.get("retry-after"), "10");
       assert.equal(await errorCode(res), "too_many_jobs", resource);
-      t.runner.cancel(((await first.json()) as Job).id);
+      await t.runner.cancel(((await first.json()) as Job).id);
       await t.runner.idle();
     }
   } finally {

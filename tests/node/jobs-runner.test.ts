@@ -10,6 +10,7 @@ import { outputsDir } from "../../src/pipeline/work/datadir.ts";
 import { JobRunner, MAX_ATTEMPTS } from "../../src/pipeline/work/job-runner.ts";
 import { closeDb, type Db, openDb } from "../../src/store/db.ts";
 import { getJob, insertJob, newJobId, setItem, setJob } from "../../src/store/job-rows.ts";
+import { sqliteStore } from "../../src/store/sqlite-store.ts";
 import { fixtureModelsDir, MODEL, makeVideo, tempDir, tempFilesUnder } from "./server-helpers.ts";
 
 const dataDir = tempDir("runner");
@@ -32,7 +33,7 @@ after(async () => {
 
 function runner(concurrency = 1): JobRunner {
   const r = new JobRunner({
-    db,
+    store: sqliteStore(db),
     runtime,
     dataDir,
     concurrency: { autoencoder: concurrency, generation: 1 },
@@ -104,13 +105,13 @@ test("canceling a running job stops it and leaves no temporary files", async () 
   const r = runner(1);
   await r.start();
   while (getJob(db, id)?.job.status !== "running") await new Promise((res) => setTimeout(res, 10));
-  assert.equal(r.cancel(id), true);
+  assert.equal(await r.cancel(id), true);
   await r.idle();
   await r.stop();
   const job = getJob(db, id);
   assert.equal(job?.job.status, "canceled");
   assert.ok(job?.items.some((i) => i.status === "canceled"));
-  assert.equal(r.cancel(id), false, "already over");
+  assert.equal(await r.cancel(id), false, "already over");
   assert.deepEqual(tempFilesUnder(dataDir), []);
 });
 

@@ -13,6 +13,7 @@ import type { GenerationOptions } from "../../src/pipeline/work/generation-job.t
 import { JobRunner } from "../../src/pipeline/work/job-runner.ts";
 import { closeDb, type Db, openDb } from "../../src/store/db.ts";
 import { getJob, insertJob, setItem, setJob } from "../../src/store/job-rows.ts";
+import { sqliteStore } from "../../src/store/sqlite-store.ts";
 import { REPO_ROOT } from "./python.ts";
 import {
   auth,
@@ -27,7 +28,12 @@ let t: TestApp;
 
 /** A runner of its own (generations `concurrency` at a time) on a database. */
 const runnerOn = (db: Db, runtime: ModelRuntime, dataDir: string, concurrency = 1) =>
-  new JobRunner({ db, runtime, dataDir, concurrency: { autoencoder: 1, generation: concurrency } });
+  new JobRunner({
+    store: sqliteStore(db),
+    runtime,
+    dataDir,
+    concurrency: { autoencoder: 1, generation: concurrency },
+  });
 
 before(async () => {
   t = await openTestApp();
@@ -327,8 +333,8 @@ test("beyond the per-key limit or the queue bound: 429 with Retry-After", async 
     const full = await send(small.admin); // another key, but the queue holds 1 already
     assert.equal(full.status, 429);
     assert.equal(((await full.json()) as { error: { code: string } }).error.code, "queue_full");
-    small.runner.cancel(((await b.json()) as Gen).id);
-    small.runner.cancel(a.id);
+    await small.runner.cancel(((await b.json()) as Gen).id);
+    await small.runner.cancel(a.id);
     await small.runner.idle();
   } finally {
     await small.close();
@@ -341,7 +347,13 @@ test("a shipped bundle without denoiser.onnx cannot generate: 422 naming onnx.de
   const rt = await ModelRuntime.open({ modelsDir: join(REPO_ROOT, "models"), threads: 1 });
   const generations = runnerOn(t.db, rt, t.config.dataDir);
   try {
-    const app = createApp({ db: t.db, runtime: rt, runner: generations, config: t.config });
+    const app = createApp({
+      store: t.store,
+      db: t.db,
+      runtime: rt,
+      runner: generations,
+      config: t.config,
+    });
     const bundle = rt.bundles().find((m) => m.generate === null);
     if (!bundle) return; // every shipped bundle can generate: nothing to refuse
     const res = await app.request("/v1/generations", {
@@ -478,7 +490,13 @@ test("without model: the loaded se bundle (the first by name, preferring ones th
     assert.equal(defaultModelOf(rt), "b-se");
     assert.equal(defaultModelOf(rt, "c-se"), "c-se");
     const { createApp } = await import("../../src/server/app.ts");
-    const app = createApp({ db: t.db, runtime: rt, runner: generations, config: t.config });
+    const app = createApp({
+      store: t.store,
+      db: t.db,
+      runtime: rt,
+      runner: generations,
+      config: t.config,
+    });
     await generations.start();
     const { model: _, ...body } = base;
     const res = await app.request("/v1/generations", {
@@ -560,7 +578,13 @@ test("manifest frames.min: a bundle that decodes one latent frame takes frames 1
   try {
     assert.deepEqual(rt.invalidBundles(), []);
     const { createApp } = await import("../../src/server/app.ts");
-    const app = createApp({ db: t.db, runtime: rt, runner: generations, config: t.config });
+    const app = createApp({
+      store: t.store,
+      db: t.db,
+      runtime: rt,
+      runner: generations,
+      config: t.config,
+    });
     await generations.start();
     const res = await app.request("/v1/generations", {
       method: "POST",

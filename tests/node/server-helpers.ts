@@ -14,6 +14,8 @@ import { type Config, parseConfig } from "../../src/server/config.ts";
 import { type RunningServer, startServer } from "../../src/server/serve.ts";
 import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, type Db, openDb } from "../../src/store/db.ts";
+import { sqliteStore } from "../../src/store/sqlite-store.ts";
+import type { Store } from "../../src/store/store.ts";
 import { fixtureBundle } from "./media.ts";
 import { REPO_ROOT } from "./python.ts";
 
@@ -103,7 +105,9 @@ export function testConfig(dataDir: string, env: Record<string, string> = {}): C
 
 export interface TestApp {
   app: App;
+  /** The SQLite file (for direct reads), and the store over it the app uses. */
   db: Db;
+  store: Store;
   /** The one runner of every kind of job. */
   runner: JobRunner;
   config: Config;
@@ -120,8 +124,9 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   // Let the worker finish loading onnxruntime before anything can close the pool: terminating a
   // worker in the middle of that load has aborted the process (Napi::Error) under heavy load.
   await runtime.pool.describe(runtime.loaded(MODEL).paths.encoder);
+  const store = sqliteStore(db);
   const runner = new JobRunner({
-    db,
+    store,
     runtime,
     dataDir: config.dataDir,
     concurrency: { autoencoder: 1, generation: 1 },
@@ -129,7 +134,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   await runner.start();
   let app: App;
   try {
-    app = createApp({ db, runtime, runner, config });
+    app = createApp({ store, db, runtime, runner, config });
   } catch (err) {
     await runner.stop();
     await runtime.close();
@@ -140,6 +145,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   return {
     app,
     db,
+    store,
     runner,
     config,
     admin: createKey(db, "admin", "admin").secret,

@@ -25,6 +25,7 @@ import { createKey } from "../../src/store/api-keys.ts";
 import { closeDb, openDb } from "../../src/store/db.ts";
 import { insertJob } from "../../src/store/job-rows.ts";
 import { webhooks } from "../../src/store/schema.ts";
+import { sqliteStore } from "../../src/store/sqlite-store.ts";
 import { ffmpegMake } from "./media.ts";
 import { auth, MODEL, makeVideo, openTestApp, tempDir, testConfig } from "./server-helpers.ts";
 
@@ -478,11 +479,11 @@ test("at delivery: a stored private URL and a name that resolves to loopback are
         .values({ id, jobId: `gen_${id}`, url })
         .run();
     }
-    const event = (jobId: string) => ({
+    const event = async (jobId: string) => ({
       type: "generation.succeeded",
       data: { id: jobId, status: "succeeded" },
     });
-    const dispatcher = new WebhookDispatcher(db, SETTINGS, event);
+    const dispatcher = new WebhookDispatcher(sqliteStore(db), SETTINGS, event);
     await dispatcher.tick();
     const rows = new Map(
       db
@@ -502,7 +503,11 @@ test("at delivery: a stored private URL and a name that resolves to loopback are
     assert.equal(deliveries.length, before, "nothing reached the receiver");
 
     // The control: the same receiver, allowed, is reached through the same code.
-    const allowed = new WebhookDispatcher(db, { ...SETTINGS, allowPrivate: true }, event);
+    const allowed = new WebhookDispatcher(
+      sqliteStore(db),
+      { ...SETTINGS, allowPrivate: true },
+      event,
+    );
     db.update(webhooks).set({ status: "failed" }).where(eq(webhooks.id, "msg_nat64")).run();
     db.update(webhooks)
       .set({ nextAttemptAt: new Date(0) })

@@ -194,6 +194,7 @@ export class JobRunner {
           this.#pumpAgain = false;
           this.notify();
         }
+        this.#checkIdle();
       });
   }
 
@@ -223,9 +224,7 @@ export class JobRunner {
         lane.running--;
         this.#changed(id);
         this.notify();
-        if (this.#active.size === 0) {
-          for (const resolve of this.#idleWaiters.splice(0)) resolve();
-        }
+        this.#checkIdle();
       });
     return entry.done;
   }
@@ -287,10 +286,16 @@ export class JobRunner {
     return canceled;
   }
 
-  /** Resolves when nothing is running (queued work may remain only if stopping). */
+  /** Resolves when nothing is running (queued work may remain only if stopping; with
+   * PostgreSQL, only this process's jobs count). */
   idle(): Promise<void> {
-    if (this.#active.size === 0) return Promise.resolve();
+    if (this.#active.size === 0 && !this.#pumping) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #checkIdle(): void {
+    if (this.#active.size > 0 || this.#pumping) return;
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
   /** Stops taking work and aborts what runs; it stays "running" in the db and resumes on start
