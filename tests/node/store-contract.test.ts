@@ -17,6 +17,7 @@ import { ACTIVE_STATUSES } from "../../src/store/schema.ts";
 import { sqliteStore } from "../../src/store/sqlite-store.ts";
 import type { Store } from "../../src/store/store.ts";
 import { type PostgresServer, startPostgres } from "./pg-server.ts";
+import { runCli, tempDir } from "./server-helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "diffusable-contract-"));
 let pg: PostgresServer;
@@ -210,6 +211,21 @@ describe("PostgreSQL only", () => {
     } finally {
       for (const s of stores) await s.close();
     }
+  });
+
+  test("the CLI's keys commands use DIFFUSABLE_DATABASE_URL's store", async () => {
+    const env = { DIFFUSABLE_DATABASE_URL: pg.url };
+    const made = runCli(tempDir("cli-pg"), ["keys", "create", "--name", "cli-pg"], env);
+    assert.equal(made.code, 0, made.stderr);
+    const store = await openPgStore(pg.url);
+    try {
+      const secret = made.stdout.trim().split("\n").at(-1) as string;
+      assert.equal((await store.findKeyBySecret(secret))?.name, "cli-pg");
+    } finally {
+      await store.close();
+    }
+    const listed = runCli(tempDir("cli-pg"), ["keys", "list"], env);
+    assert.match(listed.stdout, /\tcli-pg$/m);
   });
 
   test("a job is not inserted when its queue entry fails, and a webhook is leased to one process", async () => {
