@@ -191,24 +191,3 @@ def test_eval_events_are_written_once_per_step(protocol, tmp_path):
     args += ["--ckpt", f"pretrain={run / 'checkpoints' / 'last.pt'}"]
     assert ae_eval.main(args) == 0
     assert count() == 1
-
-
-def test_gpu_recipe_smoke_run_packs_bundles_and_logs(tmp_path):
-    import tarfile
-
-    from diffusable import gpu_protocol
-
-    data = make_toy_dataset(tmp_path / "toy")
-    out = tmp_path / "out"
-    assert gpu_protocol.main(["--out", str(out), "--smoke", "--data", str(data)]) == 0
-    parts = sorted(out.glob("results.tar.part*"))
-    assert 1 <= len(parts) <= 8 and all(p.stat().st_size <= 16 << 20 for p in parts)
-    joined = tmp_path / "results.tar"
-    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
-    with tarfile.open(joined) as tar:
-        names = tar.getnames()
-    for variant in ("baseline", "se", "se-spatial"):
-        assert f"bundles/tiny-{variant}/manifest.json" in names
-        assert f"bundles/tiny-{variant}/encoder_step.onnx" in names
-        assert f"runs/ae-tiny-{variant}/events.jsonl" in names
-    assert "runs/ae-eval/ae_eval.json" in names and "summary.json" in names

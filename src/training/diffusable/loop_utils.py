@@ -61,6 +61,21 @@ def add_run_flags(ap: argparse.ArgumentParser, config_cls) -> None:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     ap.add_argument("--stop-after", type=int, default=0, help="stop (resumably) at this step")
+    ap.add_argument(
+        "--time-budget",
+        type=float,
+        default=0,
+        help="seconds this process may take: the step count is fixed from the measured speed "
+        "(trainer.StepBudget; never above --steps)",
+    )
+    ap.add_argument(
+        "--budget-evals", type=int, default=0, help="with --time-budget: evaluations in all"
+    )
+    ap.add_argument(
+        "--budget-sync",
+        default="",
+        help="with --time-budget, DIR:N: N runs agree on one step count (the smallest)",
+    )
     for f in fields(config_cls):  # every field can be overridden: --lr 1e-4, ...
         ap.add_argument("--" + f.name.replace("_", "-"), type=flag_type(f.default), default=None)
 

@@ -55,7 +55,7 @@ from .linear_code import (
 )
 from .scale_equivariance import SE_FILTERS, VARIANT_MODES, draw_mode, se_pair
 from .spectrum import analyse
-from .trainer import StepLog, start_run
+from .trainer import StepBudget, StepLog, start_run
 
 
 @dataclass
@@ -292,6 +292,11 @@ def main(argv=None) -> int:
     run = start_run(args)
     device, is_main, dist_info, events = run.device, run.is_main, run.dist, run.events
     out, run_id, ckpt_path = run.out, run.run_id, run.ckpt_path
+    try:
+        budget = StepBudget.from_args(args)
+    except ValueError as err:
+        print(f"train_ae: {err}", file=sys.stderr)
+        return 2
     torch.manual_seed(cfg.seed)
 
     # ---------------------------------------------------------------- data
@@ -448,6 +453,9 @@ def main(argv=None) -> int:
     spare = model_cfg.resolution - crop_hw
     clip_room = (model_cfg.frames - crop_t, spare, spare)
     stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
+    # On a GPU the whole split sits there as uint8; on the CPU batches are read from the shards.
+    source = train_ds.on_device(device) if device.type == "cuda" else train_ds
+    start_step = step
     while step < stop_at:
         # The same draws, in the same order, for both variants (see the module docstring).
         draws = step_draws(
@@ -461,12 +469,13 @@ def main(argv=None) -> int:
             dist_info.world_size,
         )
         idx, noise, mode = draws.indices, draws.noise.to(device), draws.se_mode
-        video, _ = train_ds.batch(idx)
+        video, _ = source.batch(idx)
         if draws.crop is not None:
             t0, y0, x0 = draws.crop
             video = video[:, :, t0 : t0 + crop_t, y0 : y0 + crop_hw, x0 : x0 + crop_hw]
         if cfg.hflip:
-            video = torch.where(draws.flips.view(-1, 1, 1, 1, 1), video.flip(-1), video)
+            flips = draws.flips.view(-1, 1, 1, 1, 1).to(video.device)
+            video = torch.where(flips, video.flip(-1), video)
         video = video.to(device)  # (B, 3, T, H, W)
         for group in opt.param_groups:
             group["lr"] = group["lr_scale"] * lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
@@ -499,6 +508,11 @@ def main(argv=None) -> int:
             logs["loss_disc"] = d_loss.item()
         ema_update(ema, vae, step, cfg.ema_decay)
         step += 1
+        if budget is not None:
+            total = budget.after_step(step, start_step, cfg.steps, run_id)
+            if total is not None:
+                budget.apply(run, log, cfg, step, total)
+                stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
 
         logs.update(loss=loss.item(), grad_norm=float(grad_norm))
         log.add(

@@ -47,7 +47,7 @@ from .loop_utils import (
     lr_at,
     step_generator,
 )
-from .trainer import StepLog, start_run
+from .trainer import StepBudget, StepLog, start_run
 
 
 @dataclass
@@ -186,9 +186,10 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- data: latents + eval set
     try:
+        budget = StepBudget.from_args(args)
         get_denoiser_config(args.config)  # fail on a bad name before the expensive part
         i3d = FeatureExtractor.i3d(args.i3d, device) if args.i3d else None
-        cache = build_latent_cache(Path(args.ae), args.data)
+        cache = build_latent_cache(Path(args.ae), args.data, device=device)
         vae, ae_meta = load_autoencoder(ae_checkpoint(Path(args.ae)))
     except (FileNotFoundError, ValueError) as err:
         print(f"train_diffusion: {err}", file=sys.stderr)
@@ -383,6 +384,7 @@ def main(argv=None) -> int:
     stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
     if step == 0 and is_main:
         evaluate()  # step 0: the untrained model, the common starting point of both histories
+    start_step = step
     while step < stop_at:
         g = step_generator(cfg.seed, step, dist_info.rank)
         idx = torch.randint(len(latents), (cfg.batch_size,), generator=g)
@@ -410,6 +412,11 @@ def main(argv=None) -> int:
         opt.step()
         ema_update(ema, model, step, cfg.ema_decay)
         step += 1
+        if budget is not None:
+            total = budget.after_step(step, start_step, cfg.steps, out.name)
+            if total is not None:
+                budget.apply(run, log, cfg, step, total)
+                stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
 
         log.add(
             step,

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import faulthandler
 import io
+import json
+import os
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -86,6 +88,9 @@ def start_run(args) -> Run:
     info = distributed.setup(args.device)
     if info.device.type == "cpu":
         set_threads(args.threads)
+    else:
+        # Fixed shapes every step: let cuDNN pick its fastest convolutions once.
+        torch.backends.cudnn.benchmark = True
     out = Path(args.out)
     return Run(out, info, EventLog(out / "events.jsonl", enabled=info.is_main))
 
@@ -135,3 +140,116 @@ class StepLog:
         labels = shown or {"loss": "loss"}
         self.progress.line(step, **{label: means[key] for label, key in labels.items()})
         self.sums, self.n, self.t_last = {}, 0, now
+
+
+def _process_started() -> float:
+    """Wall-clock time this process started (Linux /proc), else now: a budget covers start-up."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+class StepBudget:
+    """--time-budget: a run sized by wall time instead of steps, on hardware whose speed is not
+    known in advance (a borrowed GPU). After `skip` warm-up steps it times `measure` more, then
+    fixes the run's step count once, so that the whole process (start-up, evaluations and the
+    final save included, `reserve` of the budget kept for them) ends within the budget; the
+    learning-rate schedule then runs its usual course over that count. The count never exceeds
+    the configured one. Runs that must take the same number of steps (the fine-tunes, whose only
+    difference must be the SE term) pass --budget-sync DIR:N: each writes its own count there,
+    waits for its N peers, and all take the smallest."""
+
+    def __init__(
+        self,
+        seconds: float,
+        evals: int = 0,
+        sync: str = "",
+        skip: int = 10,
+        measure: int = 30,
+        reserve: float = 0.12,
+    ):
+        self.seconds, self.evals, self.skip, self.measure, self.reserve = (
+            seconds,
+            evals,
+            skip,
+            measure,
+            reserve,
+        )
+        self.t_start = _process_started()
+        self.t_skip: Optional[float] = None
+        self.sync_dir, self.peers = None, 1
+        if sync:
+            folder, _, n = sync.rpartition(":")
+            if not folder or not n.isdigit() or int(n) < 1:
+                raise ValueError(f"--budget-sync must be DIR:N, got {sync!r}")
+            self.sync_dir, self.peers = Path(folder), int(n)
+        self.done = False
+
+    @staticmethod
+    def from_args(args) -> Optional["StepBudget"]:
+        if not getattr(args, "time_budget", 0):
+            return None
+        return StepBudget(args.time_budget, args.budget_evals, args.budget_sync)
+
+    def after_step(self, step: int, start_step: int, configured: int, run_id: str) -> Optional[int]:
+        """Call after each step (`step` = steps done). Returns the fixed step count once."""
+        if self.done:
+            return None
+        done_here = step - start_step
+        if done_here == self.skip:
+            self.t_skip = time.time()
+        if done_here < self.skip + self.measure or self.t_skip is None:
+            return None
+        self.done = True
+        now = time.time()
+        per_step = (now - self.t_skip) / self.measure
+        left = self.seconds * (1 - self.reserve) - (now - self.t_start)
+        total = min(configured, step + max(0, int(left / per_step)))
+        total = self._agree(run_id, max(total, step + 1))
+        self.per_step = per_step
+        return total
+
+    def _agree(self, run_id: str, total: int) -> int:
+        if self.sync_dir is None:
+            return total
+        self.sync_dir.mkdir(parents=True, exist_ok=True)
+        mine = self.sync_dir / f"{run_id}.json"
+        tmp = mine.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"steps": total}))
+        os.replace(tmp, mine)
+        deadline = time.time() + 120
+        while True:
+            found: List[int] = [
+                json.loads(p.read_text())["steps"] for p in self.sync_dir.glob("*.json")
+            ]
+            if len(found) >= self.peers or time.time() > deadline:
+                return min(found)
+            time.sleep(0.2)
+
+    def apply(self, run: "Run", log: "StepLog", cfg, step: int, total: int) -> None:
+        """Make `total` the run's step count: config, progress line, evaluations, event."""
+        cfg.steps = total
+        if self.evals:
+            cfg.eval_every = self.eval_every(total, cfg.eval_every)
+            if hasattr(cfg, "ckpt_every"):
+                cfg.ckpt_every = cfg.eval_every
+        log.total = total
+        log.progress.total = total
+        run.events.write(
+            "budget",
+            step=step,
+            steps=total,
+            seconds=self.seconds,
+            s_per_step=round(self.per_step, 5),
+            eval_every=cfg.eval_every,
+            peers=self.peers,
+        )
+
+    def eval_every(self, total: int, current: int) -> int:
+        """With --budget-evals K: K evaluations evenly over the fixed count."""
+        return max(1, total // self.evals) if self.evals else current

@@ -1,0 +1,148 @@
+"""The GPU pipeline's driver and what it relies on: step budgets, compact weights, device clips."""
+
+import json
+import tarfile
+import threading
+
+import torch
+
+from diffusable import gpu_protocol
+from diffusable.checkpoint import (
+    compact_state,
+    load_autoencoder,
+    load_checkpoint,
+    quantize_int8,
+    expand_int8,
+    save_checkpoint,
+)
+from diffusable.data.clips import ClipDataset
+from diffusable.denoiser import Denoiser, DenoiserConfig
+from diffusable.trainer import StepBudget
+from test_autoencoder import make_toy_dataset
+
+
+def test_smoke_pipeline_packs_runs_weights_and_logs(tmp_path):
+    data = make_toy_dataset(tmp_path / "toy")
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = ["--out", str(out), "--smoke", "--data", str(data), "--work", str(work)]
+    assert gpu_protocol.main(args) == 0
+    parts = sorted(out.glob("results.tar.part*"))
+    assert 1 <= len(parts) <= 8 and all(p.stat().st_size <= 16 << 20 for p in parts)
+    joined = tmp_path / "results.tar"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    back = tmp_path / "back"
+    with tarfile.open(joined) as tar:
+        names = set(tar.getnames())
+        tar.extractall(back)
+    for variant in ("baseline", "se", "se-spatial"):
+        assert f"runs/ae-conv-tiny-gpu-{variant}/events.jsonl" in names
+        assert f"runs/ae-conv-tiny-gpu-{variant}/checkpoints/last.pt" in names
+    for variant in ("baseline", "se"):
+        assert f"runs/dit-tiny-gpu-{variant}/checkpoints/last.pt" in names
+        assert f"logs/dit-tiny-gpu-{variant}.log" in names
+    summary = json.loads((back / "summary.json").read_text())
+    assert [s["stage"] for s in summary["stages"]] == ["pretrain", "finetunes", "denoisers"]
+    assert all(code == 0 for s in summary["stages"] for code in s["exit"].values())
+
+    # The int8 fine-tune that came back decodes as the run's own EMA weights do, within the
+    # int8 rounding; the fp16 denoiser loads into its config.
+    se = "runs/ae-conv-tiny-gpu-se/checkpoints/last.pt"
+    packed, _ = load_autoencoder(back / se)
+    full, meta = load_autoencoder(work / se)
+    assert meta["final"] and meta["variant"] == "se"
+    video = ClipDataset(data, "val").batch([0, 1])[0]
+    with torch.no_grad():
+        a, b = full.decode(full.encode(video)[0]), packed.decode(packed.encode(video)[0])
+    assert (a - b).abs().max() < 0.05 and not torch.equal(a, b)
+    dit = load_checkpoint(back / "runs/dit-tiny-gpu-se/checkpoints/last.pt")
+    assert "opt" not in dit and dit["kind"] == "denoiser"
+    Denoiser(DenoiserConfig.from_dict(dit["config"])).load_state_dict(dit["ema"])
+
+
+def test_int8_weights_round_trip_through_load_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    ema = {"conv.weight": torch.randn(8, 4, 3, 3), "conv.bias": torch.randn(8)}
+    ema["latent_shift"] = torch.randn(4)
+    save_checkpoint(tmp_path / "c.pt", compact_state({"kind": "x", "ema": ema, "opt": {}}, "int8"))
+    back = load_checkpoint(tmp_path / "c.pt")
+    assert "opt" not in back and set(back["ema"]) == set(ema)
+    assert torch.equal(back["ema"]["conv.bias"], ema["conv.bias"])  # 1-D tensors stay exact
+    w, q = ema["conv.weight"], back["ema"]["conv.weight"]
+    step = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+    assert ((w - q).abs() <= step / 2 + 1e-3).all()
+    assert expand_int8(quantize_int8(ema))["latent_shift"].equal(ema["latent_shift"])
+
+
+def test_step_budget_fixes_the_count_once_within_the_configured_steps(tmp_path):
+    generous = StepBudget(1e6, skip=2, measure=3)
+    assert [generous.after_step(s, 0, 500, "r") for s in range(1, 5)] == [None] * 4
+    assert generous.after_step(5, 0, 500, "r") == 500  # never more than configured
+    assert generous.after_step(6, 0, 500, "r") is None  # once
+    spent = StepBudget(0.0, skip=2, measure=3)
+    for s in range(1, 5):
+        spent.after_step(s, 0, 500, "r")
+    assert spent.after_step(5, 0, 500, "r") == 6  # out of time: one more step, then the end
+    assert spent.eval_every(600, 7) == 7 and StepBudget(1, evals=3).eval_every(600, 7) == 200
+
+
+def test_step_budget_peers_agree_on_the_smallest_count(tmp_path):
+    sync = f"{tmp_path / 'sync'}:2"
+    results = {}
+
+    def run(name, seconds):
+        b = StepBudget(seconds, sync=sync, skip=1, measure=1)
+        b.after_step(1, 0, 10_000, name)
+        results[name] = b.after_step(2, 0, 10_000, name)
+
+    threads = [threading.Thread(target=run, args=(n, s)) for n, s in (("a", 1e6), ("b", 0.0))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["a"] == results["b"] == 3
+
+
+def test_device_clips_batches_equal_the_dataset_batches(tmp_path):
+    data = make_toy_dataset(tmp_path / "toy")
+    ds = ClipDataset(data, "train")
+    on = ds.on_device("cpu")
+    for idx in ([0, 3, 5], [5, 0], [2]):
+        (a, la), (b, lb) = ds.batch(idx), on.batch(idx)
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def _events(run):
+    return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+
+
+def test_budgeted_runs_fix_their_steps_evaluate_and_finish(tmp_path):
+    """The path the GPU run takes: --time-budget with evaluations spread over the fixed count,
+    for the AE trainer and the denoiser trainer; a count that could never fit is cut."""
+    from diffusable import train_ae, train_diffusion
+
+    data = make_toy_dataset(tmp_path / "toy")
+    ae = tmp_path / "ae"
+    args = ["--config", "conv-tiny", "--variant", "se", "--out", str(ae), "--data", str(data)]
+    args += ["--threads", "1", "--steps", "100000", "--time-budget", "8", "--budget-evals", "2"]
+    args += ["--budget-sync", f"{tmp_path / 'sync'}:1", "--log-every", "10"]
+    assert train_ae.main(args) == 0
+    ev = _events(ae)
+    budget = next(e for e in ev if e["type"] == "budget")
+    assert 40 < budget["steps"] < 100000 and budget["eval_every"] == budget["steps"] // 2
+    # After the count is fixed, evaluations fall on its halves (the preset's came before).
+    after = [e["step"] for e in ev if e["type"] == "val" and e["step"] > budget["step"]]
+    every = budget["eval_every"]
+    assert after[-1] == budget["steps"] and all(s % every == 0 for s in after[:-1])
+    assert ev[-1]["status"] == "completed" and ev[-1]["step"] == budget["steps"]
+    assert load_checkpoint(ae / "checkpoints" / "last.pt")["train"]["steps"] == budget["steps"]
+
+    dit = tmp_path / "dit"
+    args = ["--ae", str(ae), "--config", "tiny", "--out", str(dit), "--data", str(data)]
+    args += ["--threads", "1", "--steps", "100000", "--time-budget", "8", "--budget-evals", "2"]
+    args += ["--classifier", "cached", "--log-every", "10"]
+    assert train_diffusion.main(args) == 0
+    ev = _events(dit)
+    budget = next(e for e in ev if e["type"] == "budget")
+    assert 40 < budget["steps"] < 100000
+    assert [e["step"] for e in ev if e["type"] == "eval"][-1] == budget["steps"]
+    assert ev[-1]["status"] == "completed"
