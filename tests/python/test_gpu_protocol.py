@@ -118,16 +118,25 @@ def _events(run):
 def test_budgeted_runs_fix_their_steps_evaluate_and_finish(tmp_path):
     """The path the GPU run takes: --time-budget with evaluations spread over the fixed count,
     for the AE trainer and the denoiser trainer; a count that could never fit is cut."""
-    from diffusable import train_ae, train_diffusion
+    import os
+    import subprocess
+    import sys
+
+    # Subprocesses, as the driver starts them: a budget counts from its process's start.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+
+    def run(module, args):
+        cmd = [sys.executable, "-m", f"diffusable.{module}", *args]
+        return subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode
 
     data = make_toy_dataset(tmp_path / "toy")
     ae = tmp_path / "ae"
     args = ["--config", "conv-tiny", "--variant", "se", "--out", str(ae), "--data", str(data)]
     args += ["--threads", "1", "--steps", "100000", "--time-budget", "8", "--budget-evals", "2"]
     args += ["--budget-sync", f"{tmp_path / 'sync'}:1", "--log-every", "10"]
-    assert train_ae.main(args) == 0
+    assert run("train_ae", args) == 0
     ev = _events(ae)
-    budget = next(e for e in ev if e["type"] == "budget")
+    budget = [e for e in ev if e["type"] == "budget"][-1]
     assert 40 < budget["steps"] < 100000 and budget["eval_every"] == budget["steps"] // 2
     # After the count is fixed, evaluations fall on its halves (the preset's came before).
     after = [e["step"] for e in ev if e["type"] == "val" and e["step"] > budget["step"]]
@@ -140,9 +149,9 @@ def test_budgeted_runs_fix_their_steps_evaluate_and_finish(tmp_path):
     args = ["--ae", str(ae), "--config", "tiny", "--out", str(dit), "--data", str(data)]
     args += ["--threads", "1", "--steps", "100000", "--time-budget", "8", "--budget-evals", "2"]
     args += ["--classifier", "cached", "--log-every", "10"]
-    assert train_diffusion.main(args) == 0
+    assert run("train_diffusion", args) == 0
     ev = _events(dit)
-    budget = next(e for e in ev if e["type"] == "budget")
+    budget = [e for e in ev if e["type"] == "budget"][-1]
     assert 40 < budget["steps"] < 100000
     assert [e["step"] for e in ev if e["type"] == "eval"][-1] == budget["steps"]
     assert ev[-1]["status"] == "completed"

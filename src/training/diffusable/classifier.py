@@ -148,8 +148,12 @@ def predict(
     model: VideoClassifier, video: torch.Tensor, size: int, batch: int = 32
 ) -> torch.Tensor:
     model.eval()
+    device = next(model.parameters()).device  # the video may sit elsewhere (CPU beside a GPU)
     return torch.cat(
-        [model(_resize(video[i : i + batch], size)).argmax(1) for i in range(0, len(video), batch)]
+        [
+            model(_resize(video[i : i + batch].to(device), size)).argmax(1).cpu()
+            for i in range(0, len(video), batch)
+        ]
     )
 
 

@@ -189,6 +189,7 @@ class StepBudget:
                 raise ValueError(f"--budget-sync must be DIR:N, got {sync!r}")
             self.sync_dir, self.peers = Path(folder), int(n)
         self.done = False
+        self.refit_done = False
 
     @staticmethod
     def from_args(args) -> Optional["StepBudget"]:
@@ -197,9 +198,11 @@ class StepBudget:
         return StepBudget(args.time_budget, args.budget_evals, args.budget_sync)
 
     def after_step(self, step: int, start_step: int, configured: int, run_id: str) -> Optional[int]:
-        """Call after each step (`step` = steps done). Returns the fixed step count once."""
+        """Call after each step (`step` = steps done). Returns the fixed step count once (and,
+        for a run without peers, once more at half its time: the speed of its first steps may
+        be that of a busier device, as beside the preflight)."""
         if self.done:
-            return None
+            return self._refit(step, configured)
         done_here = step - start_step
         if done_here == self.skip:
             self.t_skip = time.time()
@@ -212,7 +215,20 @@ class StepBudget:
         total = min(configured, step + max(0, int(left / per_step)))
         total = self._agree(run_id, max(total, step + 1))
         self.per_step = per_step
+        self.fixed_at = (step, now)
         return total
+
+    def _refit(self, step: int, configured: int) -> Optional[int]:
+        now = time.time()
+        if self.peers > 1 or self.refit_done or now - self.t_start < 0.5 * self.seconds:
+            return None
+        self.refit_done = True
+        step0, t0 = self.fixed_at
+        if step <= step0:
+            return None
+        self.per_step = (now - t0) / (step - step0)
+        left = self.seconds * (1 - self.reserve) - (now - self.t_start)
+        return min(configured, step + 1 + max(0, int(left / self.per_step)))
 
     def _agree(self, run_id: str, total: int) -> int:
         if self.sync_dir is None:
