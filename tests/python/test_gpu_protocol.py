@@ -155,3 +155,29 @@ def test_budgeted_runs_fix_their_steps_evaluate_and_finish(tmp_path):
     assert 40 < budget["steps"] < 100000
     assert [e["step"] for e in ev if e["type"] == "eval"][-1] == budget["steps"]
     assert ev[-1]["status"] == "completed"
+
+
+def test_finish_ae_makes_a_stopped_run_usable(tmp_path):
+    from diffusable import finish_ae, train_ae
+    from diffusable.latent_cache import build_latent_cache, load_latents
+
+    data = make_toy_dataset(tmp_path / "toy")
+    run = tmp_path / "ae"
+    args = ["--config", "conv-tiny", "--variant", "se", "--out", str(run), "--data", str(data)]
+    assert train_ae.main(args + ["--threads", "1", "--stop-after", "3"]) == 0
+    assert not load_checkpoint(run / "checkpoints" / "last.pt").get("final")
+    try:
+        build_latent_cache(run, str(data))
+        raise AssertionError("a stopped run's latents must be refused")
+    except ValueError:
+        pass
+    assert finish_ae.main([str(run), "--data", str(data)]) == 0
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["final"] and state["step"] == 3 and "opt" not in state
+    last = _events(run)[-1]
+    assert last["status"] == "completed" and last["stopped_at"] == 3
+    assert last["planned_steps"] == state["train"]["steps"]
+    lat, _, _ = load_latents(build_latent_cache(run, str(data)), "train")
+    z = lat.transpose(0, 1).flatten(1)  # (C, N*t*h*w): calibrated to zero mean, unit variance
+    assert z.mean(1).abs().max() < 0.3 and (z.std(1) - 1).abs().max() < 0.3
+    assert finish_ae.main([str(run), "--data", str(data)]) == 2  # already final

@@ -289,6 +289,12 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=540, help="wall seconds for everything")
     ap.add_argument("--smoke", action="store_true", help="tiny configs on CPU, no budget (CI)")
     ap.add_argument("--no-preflight", action="store_true")
+    ap.add_argument(
+        "--only-denoisers",
+        action="store_true",
+        help="stage 3 alone, on finished fine-tunes already under <work>/runs (e.g. carried "
+        "there with their latent caches)",
+    )
     args = ap.parse_args(argv)
     t0 = time.time()
     deadline = t0 + args.budget
@@ -317,6 +323,11 @@ def main(argv=None) -> int:
             return 1
         print(f"gpu_protocol: {len(parts)} part(s) in {out} after {pipe.record['wall_s']:.0f} s")
         return code
+
+    if args.only_denoisers:
+        budget = deadline - time.time() - PACK_RESERVE_S
+        codes = pipe.stage("denoisers", pipe.dit_cmds(sizes, budget, runs), budget, grace=0)
+        return finish(6 if any(codes.values()) else 0)
 
     # 1. Pre-train, with the preflight beside it.
     budget = 0.42 * args.budget

@@ -77,7 +77,8 @@ def build_latent_cache(
 
 def load_latents(cache: Path, split: str) -> Tuple[torch.Tensor, torch.Tensor, Dict]:
     info = json.loads((cache / "latents.json").read_text())
-    lat = torch.from_numpy(np.load(cache / f"{split}.latents.npy"))
+    # float32 always (a cache may be stored as float16 to travel: half the bytes)
+    lat = torch.from_numpy(np.load(cache / f"{split}.latents.npy")).float()
     labels = torch.from_numpy(np.load(cache / f"{split}.labels.npy"))
     return lat, labels, info
 
