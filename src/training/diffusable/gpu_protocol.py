@@ -135,7 +135,7 @@ class Pipeline:
                 "budget_s": None if budget is None else round(budget, 1),
                 "wall_s": round(wall, 1),
                 "exit": codes,
-                "commands": {r: " ".join(c[1:]) for r, c in cmds.items()},
+                "commands": {r: shown(c) for r, c in cmds.items()},
             }
         )
         print(f"gpu_protocol: {name}: {wall:.0f} s, exit {codes}", flush=True)
@@ -175,6 +175,11 @@ class Pipeline:
                 args += ["--budget-sync", f"{runs / '.sync-dit'}:{len(DENOISED)}"]
             cmds[run] = self.command("train_diffusion", args)
         return cmds
+
+
+def shown(cmd: List[str]) -> str:
+    """A command as the record keeps it: no interpreter path, paths relative to the repo."""
+    return " ".join(cmd[1:]).replace(str(paths.REPO_ROOT) + os.sep, "")
 
 
 def wait_all(procs: Dict[str, subprocess.Popen], deadline: Optional[float]) -> Dict[str, int]:
@@ -347,7 +352,7 @@ def main(argv=None) -> int:
             "budget_s": round(budget, 1),
             "wall_s": round(time.time() - t_stage, 1),
             "exit": codes,
-            "commands": {pre.name: " ".join(pipe.pretrain_cmd(sizes, budget, pre)[1:])},
+            "commands": {pre.name: shown(pipe.pretrain_cmd(sizes, budget, pre))},
         }
     )
     print(f"gpu_protocol: pretrain: {time.time() - t_stage:.0f} s, exit {codes}", flush=True)
