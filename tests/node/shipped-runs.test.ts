@@ -29,7 +29,13 @@ after(() => {
 
 test("every shipped run log imports whole", () => {
   for (const name of [
-    "ae-conv-small-pretrain",
+    "ae-conv-small-gpu-pretrain", // the shipped autoencoders (H200, session 12)
+    "ae-conv-small-gpu-baseline",
+    "ae-conv-small-gpu-se",
+    "ae-conv-small-gpu-se-spatial",
+    "dit-compact-gpu-baseline-cpu", // and their denoisers
+    "dit-compact-gpu-se-cpu",
+    "ae-conv-small-pretrain", // the CPU protocol they replaced
     "ae-conv-small-baseline",
     "ae-conv-small-se",
     "ae-conv-small-se-spatial",
@@ -47,7 +53,7 @@ test("every shipped run log imports whole", () => {
 });
 
 test("the fine-tunes start from the pre-train; each bundle's denoiser run uses its autoencoder", () => {
-  for (const prefix of ["ae-conv-small", "ae-small"]) {
+  for (const prefix of ["ae-conv-small-gpu", "ae-conv-small", "ae-small"]) {
     for (const variant of ["baseline", "se", "se-spatial"]) {
       const config = JSON.parse(
         readFileSync(join(RUNS, `${prefix}-${variant}`, "events.jsonl"), "utf8").split(
@@ -63,7 +69,7 @@ test("the fine-tunes start from the pre-train; each bundle's denoiser run uses i
       readFileSync(join(REPO_ROOT, "models", `small-${variant}`, "manifest.json"), "utf8"),
     );
     const ae = manifest.runs.autoencoder.id as string;
-    assert.equal(ae, `ae-conv-small-${variant}`);
+    assert.equal(ae, `ae-conv-small-gpu-${variant}`);
     // the bundle's own denoiser, and the seed grid's runs on the same latents (test below)
     const ids = diffusionRunsOf(db, ae).map((r) => r.id);
     assert.ok(ids.includes(manifest.runs.diffusion.id), `${ae}: ${ids}`);

@@ -16,6 +16,8 @@ export const EVENT_TYPES = [
   "export",
   "reference",
   "ae_eval",
+  "budget", // --time-budget fixed the step count (trainer.StepBudget)
+  "ddp", // a DDP run's replicas compared at its end
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -52,6 +54,8 @@ const SCHEMAS: Record<EventType, z.ZodType<Record<string, unknown>>> = {
   // The linear code's figures on the validation clips (step 0), and the reconstruction benchmark.
   reference: withStep.extend({ name: z.string().min(1) }),
   ae_eval: base,
+  budget: withStep.extend({ steps: step }),
+  ddp: withStep,
   export: base.extend({
     path: z.string().min(1),
     bundle: z.string().optional(),
