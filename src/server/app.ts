@@ -1,7 +1,7 @@
 // The Hono app: public /healthz and /openapi.json, bearer-keyed /v1 routes, one error handler.
 // Built from its dependencies so tests can run it through app.request() on their own data dir.
 
-import { Hono } from "hono";
+import { $ } from "@hono/zod-openapi";
 import type { ModelRuntime } from "../pipeline/runtime.ts";
 import { JOB_KINDS } from "../pipeline/work/job-kinds.ts";
 import type { JobRunner } from "../pipeline/work/job-runner.ts";
@@ -11,13 +11,14 @@ import { RunRegistry } from "../training/runs/registry.ts";
 import type { RunReader } from "../training/runs/run-compare.ts";
 import { storeRunReader } from "../training/runs/run-reader.ts";
 import { notFoundOrNotAllowed, onError } from "./api-error.ts";
-import { type AppEnv, requireKey } from "./auth.ts";
+import { requireKey } from "./auth.ts";
 import { type Config, checkDefaultModel } from "./config.ts";
-import { openApiDocument } from "./openapi.ts";
+import { documentedRoutes, jsonResponse, openApiDocument, route } from "./openapi.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { adminPageRoutes } from "./routes/admin-page.ts";
 import { jobResourceRoutes } from "./routes/job-resource.ts";
 import { runRoutes } from "./routes/runs.ts";
+import { HealthSchema, ModelsSchema } from "./schemas.ts";
 
 export interface AppDeps {
   /** Jobs, API keys and webhooks: the SQLite file or PostgreSQL (open-store.ts). */
@@ -38,9 +39,15 @@ export function createApp(deps: AppDeps) {
   const started = Date.now();
   const { store, db, runtime, runner } = deps;
   checkDefaultModel(runtime, deps.config);
-  const v1 = new Hono<AppEnv>()
-    .use(requireKey(store))
-    .get("/models", (c) => c.json({ models: runtime.bundles() }))
+  const v1 = $(documentedRoutes().use(requireKey(store)))
+    .openapi(
+      route({
+        method: "get",
+        path: "/models",
+        responses: { 200: jsonResponse(ModelsSchema, "loaded bundles") },
+      }),
+      (c) => c.json({ models: runtime.bundles() }, 200),
+    )
     .route("/admin", adminRoutes(store))
     .route(
       "/runs",
@@ -57,15 +64,39 @@ export function createApp(deps: AppDeps) {
     );
   }
 
-  const app = new Hono<AppEnv>()
-    .get("/healthz", (c) =>
-      c.json({
-        status: "ok" as const,
-        uptimeSeconds: Math.round((Date.now() - started) / 1000),
-        jobsRunning: runner.running,
+  let document: ReturnType<typeof openApiDocument> | null = null;
+  const app = documentedRoutes()
+    .openapi(
+      route({
+        method: "get",
+        path: "/healthz",
+        security: [],
+        responses: { 200: jsonResponse(HealthSchema, "alive") },
       }),
+      (c) =>
+        c.json(
+          {
+            status: "ok" as const,
+            uptimeSeconds: Math.round((Date.now() - started) / 1000),
+            jobsRunning: runner.running,
+          },
+          200,
+        ),
     )
-    .get("/openapi.json", (c) => c.json(openApiDocument()))
+    .openapi(
+      route({
+        method: "get",
+        path: "/openapi.json",
+        security: [],
+        operationId: "getOpenApi",
+        responses: { 200: { description: "this document" } },
+      }),
+      // Made on the first request, once every route is mounted.
+      (c): Response => {
+        document ??= openApiDocument(app);
+        return c.json(document);
+      },
+    )
     .route("/v1", v1)
     .route(
       "/admin",

@@ -1,16 +1,19 @@
-// The zod schemas of the API: they validate requests and, through z.toJSONSchema, make
-// /openapi.json, so the document and the checks cannot drift apart.
+// The zod schemas of the API: they validate requests, and the route definitions that use them
+// make /openapi.json (server/openapi.ts), so the document and the checks cannot drift apart. A
+// schema's meta id names its component in the document.
 
 import { z } from "zod";
 import { JOB_KINDS } from "../pipeline/work/job-kinds.ts";
 import { JOB_STATUSES, KEY_ROLES, RUN_KINDS, RUN_STATUSES } from "../store/schema.ts";
 
-export const ErrorSchema = z.object({
-  error: z.object({
-    code: z.string().meta({ description: "stable machine-readable code, e.g. unknown_model" }),
-    message: z.string().meta({ description: "for people; names the field or file at fault" }),
-  }),
-});
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z.string().meta({ description: "stable machine-readable code, e.g. unknown_model" }),
+      message: z.string().meta({ description: "for people; names the field or file at fault" }),
+    }),
+  })
+  .meta({ id: "Error" });
 
 const ItemSchema = z.object({
   index: z.number().int(),
@@ -31,33 +34,38 @@ const ItemSchema = z.object({
 });
 
 /** The one view of a job, the same for every resource (server/job-view.ts). */
-export const JobSchema = z.object({
-  id: z.string(),
-  kind: z.enum(JOB_KINDS.map((k) => k.name) as [string, ...string[]]),
-  status: z.enum(JOB_STATUSES),
-  model: z.string(),
-  options: z
-    .record(z.string(), z.unknown())
-    .meta({ description: "the request's settings, defaults filled in" }),
-  seed: z
-    .number()
-    .int()
-    .optional()
-    .meta({ description: "generations: the noise seed used (drawn when the request had none)" }),
-  progress: z.number().min(0).max(1),
-  step: z.number().int().meta({ description: "steps done: sampler steps, else items finished" }),
-  steps: z.number().int().meta({ description: "steps in all: sampler steps, else items" }),
-  attempts: z.number().int().meta({ description: "times started; >1 after a restart resumed it" }),
-  error: ErrorSchema.shape.error.nullable(),
-  createdAt: z.string(),
-  startedAt: z.string().nullable(),
-  finishedAt: z.string().nullable(),
-  timings: z.object({ queuedMs: z.number().nullable(), runMs: z.number().nullable() }),
-  items: z.array(ItemSchema),
-  outputs: z
-    .array(z.object({ index: z.number().int(), sha256: z.string(), url: z.string() }))
-    .meta({ description: "each succeeded item's main output" }),
-});
+export const JobSchema = z
+  .object({
+    id: z.string(),
+    kind: z.enum(JOB_KINDS.map((k) => k.name) as [string, ...string[]]),
+    status: z.enum(JOB_STATUSES),
+    model: z.string(),
+    options: z
+      .record(z.string(), z.unknown())
+      .meta({ description: "the request's settings, defaults filled in" }),
+    seed: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: "generations: the noise seed used (drawn when the request had none)" }),
+    progress: z.number().min(0).max(1),
+    step: z.number().int().meta({ description: "steps done: sampler steps, else items finished" }),
+    steps: z.number().int().meta({ description: "steps in all: sampler steps, else items" }),
+    attempts: z
+      .number()
+      .int()
+      .meta({ description: "times started; >1 after a restart resumed it" }),
+    error: ErrorSchema.shape.error.nullable(),
+    createdAt: z.string(),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    timings: z.object({ queuedMs: z.number().nullable(), runMs: z.number().nullable() }),
+    items: z.array(ItemSchema),
+    outputs: z
+      .array(z.object({ index: z.number().int(), sha256: z.string(), url: z.string() }))
+      .meta({ description: "each succeeded item's main output" }),
+  })
+  .meta({ id: "Job" });
 
 export const LatentsQuerySchema = z.strictObject({
   format: z
@@ -72,26 +80,32 @@ export const ListJobsQuerySchema = z.strictObject({
   before: z.string().optional().meta({ description: "a job id: list the jobs made before it" }),
 });
 
-export const KeySchema = z.object({
-  id: z.string(),
-  name: z.string(),
-  role: z.enum(KEY_ROLES),
-  createdAt: z.string(),
-  revokedAt: z.string().nullable(),
-});
+export const KeySchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    role: z.enum(KEY_ROLES),
+    createdAt: z.string(),
+    revokedAt: z.string().nullable(),
+  })
+  .meta({ id: "ApiKey" });
 
 export const CreateKeySchema = z.object({
   name: z.string().min(1).max(200),
   role: z.enum(KEY_ROLES).default("user"),
 });
 
-export const HealthSchema = z.object({
-  status: z.literal("ok"),
-  uptimeSeconds: z.number(),
-  jobsRunning: z.number().int(),
-});
+export const HealthSchema = z
+  .object({
+    status: z.literal("ok"),
+    uptimeSeconds: z.number(),
+    jobsRunning: z.number().int(),
+  })
+  .meta({ id: "Health" });
 
-export const ModelsSchema = z.object({ models: z.array(z.record(z.string(), z.unknown())) });
+export const ModelsSchema = z
+  .object({ models: z.array(z.record(z.string(), z.unknown())) })
+  .meta({ id: "Models" });
 
 const KIND_NAMES: Record<string, string> = {
   int: "an integer",
@@ -178,54 +192,72 @@ export function describeZodError(error: z.ZodError): string {
 // ---------------------------------------------------------------- response schemas (OpenAPI)
 
 /** The one list envelope of every resource. */
-export const JobListSchema = z.object({
-  jobs: z.array(JobSchema),
-  next: z.string().nullable().meta({ description: "the next page (?before=), null on the last" }),
-});
+export const JobListSchema = z
+  .object({
+    jobs: z.array(JobSchema),
+    next: z.string().nullable().meta({ description: "the next page (?before=), null on the last" }),
+  })
+  .meta({ id: "JobList" });
 
-export const DeletedSchema = z.object({ id: z.string(), deleted: z.literal(true) });
+export const DeletedSchema = z
+  .object({ id: z.string(), deleted: z.literal(true) })
+  .meta({ id: "Deleted" });
 
-export const RunSchema = z.object({
-  id: z.string(),
-  kind: z.enum(RUN_KINDS),
-  variant: z.string().nullable(),
-  status: z.enum(RUN_STATUSES),
-  step: z.number().int(),
-  steps: z.number().int().nullable(),
-  folder: z.string().meta({ description: "admin keys: the server path; user keys: redacted" }),
-  source: z.string(),
-  autoencoderRunId: z.string().nullable(),
-  pid: z.number().int().nullable().meta({ description: "admin keys only; null for user keys" }),
-  error: z.string().nullable(),
-  startedAt: z.string().nullable(),
-  finishedAt: z.string().nullable(),
-  importedAt: z.string().nullable(),
-  updatedAt: z.string(),
-  config: z.record(z.string(), z.unknown()),
-  live: z.boolean(),
-});
+export const RunSchema = z
+  .object({
+    id: z.string(),
+    kind: z.enum(RUN_KINDS),
+    variant: z.string().nullable(),
+    status: z.enum(RUN_STATUSES),
+    step: z.number().int(),
+    steps: z.number().int().nullable(),
+    folder: z.string().meta({ description: "admin keys: the server path; user keys: redacted" }),
+    source: z.string(),
+    autoencoderRunId: z.string().nullable(),
+    pid: z.number().int().nullable().meta({ description: "admin keys only; null for user keys" }),
+    error: z.string().nullable(),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    importedAt: z.string().nullable(),
+    updatedAt: z.string(),
+    config: z.record(z.string(), z.unknown()),
+    live: z.boolean(),
+  })
+  .meta({ id: "Run" });
 
-export const RunListSchema = z.object({ runs: z.array(RunSchema), next: z.string().nullable() });
-export const RunEnvelopeSchema = z.object({ run: RunSchema });
-export const RunDetailSchema = z.object({
-  run: RunSchema,
-  metrics: z.array(z.string()),
-  artifacts: z.array(z.record(z.string(), z.unknown())),
-  lastStatus: z.record(z.string(), z.unknown()).nullable(),
-  autoencoder: RunSchema.nullable(),
-  diffusionRuns: z.array(RunSchema),
-});
-export const RunImportSchema = z.object({
-  run: RunSchema,
-  accepted: z.number().int(),
-  added: z.number().int(),
-  rejected: z.array(z.object({ line: z.number().int(), reason: z.string() })),
-});
-export const MetricsSchema = z.object({
-  run: z.string(),
-  name: z.string(),
-  points: z.array(z.object({ step: z.number(), value: z.number(), time: z.number().nullable() })),
-});
-export const KeyListSchema = z.object({ keys: z.array(KeySchema) });
-export const KeyCreatedSchema = z.object({ key: KeySchema, secret: z.string() });
-export const KeyEnvelopeSchema = z.object({ key: KeySchema });
+export const RunListSchema = z
+  .object({ runs: z.array(RunSchema), next: z.string().nullable() })
+  .meta({ id: "RunList" });
+export const RunEnvelopeSchema = z.object({ run: RunSchema }).meta({ id: "RunEnvelope" });
+export const RunDetailSchema = z
+  .object({
+    run: RunSchema,
+    metrics: z.array(z.string()),
+    artifacts: z.array(z.record(z.string(), z.unknown())),
+    lastStatus: z.record(z.string(), z.unknown()).nullable(),
+    // A union, not .nullable(): the document gives it as anyOf [Run, null] (zod-to-openapi writes a
+    // nullable $ref as allOf [Run, {type: [object, null]}], which no null satisfies).
+    autoencoder: z.union([RunSchema, z.null()]),
+    diffusionRuns: z.array(RunSchema),
+  })
+  .meta({ id: "RunDetail" });
+export const RunImportSchema = z
+  .object({
+    run: RunSchema,
+    accepted: z.number().int(),
+    added: z.number().int(),
+    rejected: z.array(z.object({ line: z.number().int(), reason: z.string() })),
+  })
+  .meta({ id: "RunImport" });
+export const MetricsSchema = z
+  .object({
+    run: z.string(),
+    name: z.string(),
+    points: z.array(z.object({ step: z.number(), value: z.number(), time: z.number().nullable() })),
+  })
+  .meta({ id: "Metrics" });
+export const KeyListSchema = z.object({ keys: z.array(KeySchema) }).meta({ id: "KeyList" });
+export const KeyCreatedSchema = z
+  .object({ key: KeySchema, secret: z.string() })
+  .meta({ id: "KeyCreated" });
+export const KeyEnvelopeSchema = z.object({ key: KeySchema }).meta({ id: "KeyEnvelope" });

@@ -1,5 +1,6 @@
 // /openapi.json against the app itself: every route of the app is in the document and every
-// operation of the document is a route of the app (the /admin page, a browser UI, aside); path
+// operation of the document is a route of the app (the /admin page, a browser UI, aside), and a
+// route mounted without a definition (a plain app.get) is caught by that check; path
 // parameters match; every operation has a unique operationId; and every status that a walk over
 // the API answers (success, each 4xx a client can cause, downloads' 206/304) is documented for
 // that operation, with the 2xx JSON bodies matching the documented zod schemas.
@@ -9,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { z } from "zod";
+import { documentedRoutes, openApiDocument } from "../../src/server/openapi.ts";
 import {
   JobListSchema,
   JobSchema,
@@ -33,9 +35,9 @@ after(() => t.close());
 
 const METHODS = new Set(["get", "post", "put", "patch", "delete"]);
 
-function appRoutes(): Set<string> {
+function appRoutes(app: { routes: readonly { method: string; path: string }[] } = t.app) {
   const out = new Set<string>();
-  for (const r of t.app.routes) {
+  for (const r of app.routes) {
     const method = r.method.toLowerCase();
     if (!METHODS.has(method)) continue; // middleware ("ALL")
     if (r.path === "/admin" || r.path.startsWith("/admin/")) continue; // the admin page (HTML)
@@ -45,9 +47,9 @@ function appRoutes(): Set<string> {
   return out;
 }
 
-function docOperations(): Set<string> {
+function docOperations(document: typeof doc = doc): Set<string> {
   const out = new Set<string>();
-  for (const [path, methods] of Object.entries(doc.paths)) {
+  for (const [path, methods] of Object.entries(document.paths)) {
     for (const method of Object.keys(methods))
       if (METHODS.has(method)) out.add(`${method} ${path}`);
   }
@@ -67,6 +69,15 @@ test("every route of the app is documented, and every documented operation is a 
     [],
     "documented but not served",
   );
+});
+
+test("a route mounted without a definition is missing from the document, and the check says so", () => {
+  // The app and a route added to it the plain Hono way (app.get), not with app.openapi(route()).
+  const app = documentedRoutes().route("/", t.app);
+  app.get("/v1/undocumented", (c) => c.json({}));
+  const document = openApiDocument(app) as unknown as typeof doc;
+  const missing = [...appRoutes(app)].filter((r) => !docOperations(document).has(r));
+  assert.deepEqual(missing, ["get /v1/undocumented"]);
 });
 
 test("path parameters match the template; operationIds are unique", () => {
@@ -225,7 +236,11 @@ test("every status the API answers on a walk over it is documented", async () =>
   await call("POST", "/v1/generations", jsonBody(noEncoding));
   await call("GET", `/v1/generations/${genId}`, { schema: JobSchema });
   await call("GET", `/v1/generations/${genId}/content?index=0`);
-  await call("GET", `/v1/generations/${genId}/content?index=9`);
+  const nine = await call("GET", `/v1/generations/${genId}/content?index=9`);
+  assert.match(((await nine.json()) as { error: { message: string } }).error.message, /^index: 9 /);
+  const word = await call("GET", `/v1/generations/${genId}/content?index=x`);
+  assert.equal(word.status, 400);
+  assert.match(((await word.json()) as { error: { message: string } }).error.message, /^index: x /);
   await call("GET", `/v1/generations/${genId}/items/0/latents`);
   await call("GET", `/v1/generations/${genId}/items/0/video`); // an npy generation: 404
   await call("GET", `/v1/generations/${genId}/events`);
@@ -240,6 +255,8 @@ test("every status the API answers on a walk over it is documented", async () =>
   await call("DELETE", "/v1/admin/keys/nope");
   await call("GET", "/v1/runs", { schema: RunListSchema });
   await call("GET", "/v1/runs?limit=0");
+  // A repeated query parameter: its first value, as c.req.query() reads it.
+  assert.equal((await call("GET", "/v1/runs?limit=1&limit=x")).status, 200);
   await call("GET", "/v1/runs/nope");
   await call("GET", "/v1/runs/nope/metrics?name=x");
   await call("POST", "/v1/runs", jsonBody({ kind: "gan" }));

@@ -1,7 +1,8 @@
 // The request schemas of the four job kinds (pipeline/work/job-kinds.ts reads them): what each
 // resource's POST takes, as multipart text fields (and, for generations, as JSON). Strict: a field
 // a kind does not know (e.g. mode on a reconstruction) is a 400 naming it, never silently dropped.
-// They validate the requests and, through z.toJSONSchema, make /openapi.json (server/openapi.ts).
+// They validate the requests and, as JSON Schema, are the request bodies of the job resources in
+// /openapi.json (server/routes/job-resource-docs.ts).
 
 import { z } from "zod";
 import { ENCODE_MODES } from "../autoencoder/encode.ts";
