@@ -236,7 +236,11 @@ export class JobRunner {
     const lane = this.#lanes.get(laneName);
     if (!lane || this.#stopping) throw new Error("stopping");
     let claimed = await this.#store.claimJob(work.jobId);
-    if (!claimed) return; // canceled or deleted before it ran
+    if (!claimed) {
+      // Canceled or deleted before it ran: its inputs go (cancel leaves them to us, below).
+      await rm(uploadsDir(this.#dataDir, work.jobId), { recursive: true, force: true });
+      return;
+    }
     if (claimed.job.attempts > 1) {
       // A process died (or stopped) running it: resume it as a restart would.
       if (claimed.job.attempts > MAX_ATTEMPTS) {
@@ -278,7 +282,9 @@ export class JobRunner {
     const canceled = await this.#store.cancelJob(jobId);
     if (canceled) {
       this.#active.get(jobId)?.controller.abort(new PipelineError("canceled", "canceled", 400));
-      if (!this.#active.has(jobId)) {
+      // With the work queue another process may be running it: whoever takes or runs it
+      // removes its inputs once nothing reads them.
+      if (!this.#active.has(jobId) && !this.#queue) {
         void rm(uploadsDir(this.#dataDir, jobId), { recursive: true, force: true });
       }
       this.#changed(jobId);

@@ -34,10 +34,15 @@ export async function waitForJob(
       resolve();
     };
     const timer = setTimeout(done, ms);
-    // One read at a time: announcements that come during a read are answered by its result.
+    // One read at a time; an announcement during a read asks for one more after it.
     let reading = false;
-    const unsubscribe = runner.subscribe(id, () => {
-      if (reading || over) return;
+    let again = false;
+    const check = () => {
+      if (over) return;
+      if (reading) {
+        again = true;
+        return;
+      }
       reading = true;
       db.getJob(id)
         .then((now) => {
@@ -46,9 +51,16 @@ export async function waitForJob(
         .catch(() => {})
         .finally(() => {
           reading = false;
+          if (again) {
+            again = false;
+            check();
+          }
         });
-    });
+    };
+    const unsubscribe = runner.subscribe(id, check);
     signal?.addEventListener("abort", done, { once: true });
+    // It may have ended between the first read and the subscription.
+    check();
   });
   return await db.getJob(id);
 }
