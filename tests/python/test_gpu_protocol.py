@@ -91,15 +91,17 @@ def test_step_budget_peers_agree_on_the_smallest_count(tmp_path):
 
     def run(name, seconds):
         b = StepBudget(seconds, sync=sync, skip=1, measure=1)
-        b.after_step(1, 0, 10_000, name)
-        results[name] = b.after_step(2, 0, 10_000, name)
+        assert b.measure == 3  # peers share a device: a longer window
+        fixed = [b.after_step(s, 0, 10_000, name) for s in range(1, 5)]
+        assert fixed[:3] == [None] * 3
+        results[name] = fixed[3]
 
     threads = [threading.Thread(target=run, args=(n, s)) for n, s in (("a", 1e6), ("b", 0.0))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert results["a"] == results["b"] == 3
+    assert results["a"] == results["b"] == 5
 
 
 def test_device_clips_batches_equal_the_dataset_batches(tmp_path):
@@ -181,3 +183,15 @@ def test_finish_ae_makes_a_stopped_run_usable(tmp_path):
     z = lat.transpose(0, 1).flatten(1)  # (C, N*t*h*w): calibrated to zero mean, unit variance
     assert z.mean(1).abs().max() < 0.3 and (z.std(1) - 1).abs().max() < 0.3
     assert finish_ae.main([str(run), "--data", str(data)]) == 2  # already final
+
+
+def test_plan_steps_keeps_room_for_the_evaluations_still_to_come():
+    from diffusable.trainer import plan_steps
+
+    # 100 s budget, 10 s used at step 40, 0.1 s a step: a 12% reserve leaves 78 s = 780 steps.
+    assert plan_steps(40, 0.1, 10, 100, 0.12, 10**9) == 820
+    # Three evaluations of 10 s still to come need 36 s, more than the reserve: 540 steps.
+    assert plan_steps(40, 0.1, 10, 100, 0.12, 10**9, eval_s=10, evals_left=3) == 580
+    # Never more than configured; never negative room.
+    assert plan_steps(40, 0.1, 10, 100, 0.12, 500) == 500
+    assert plan_steps(40, 0.1, 99, 100, 0.12, 10**9) == 40

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
@@ -433,7 +434,10 @@ def main(argv=None) -> int:
         )
 
     def evaluate() -> Dict:
+        t0 = time.time()
         result = analyse(ema, val_clips)
+        if budget is not None:
+            budget.note_eval(time.time() - t0)
         scalars = {k: v for k, v in result.items() if not isinstance(v, list)}
         events.write("val", step=step, **scalars)
         if "latent_spectrum" in result:

@@ -377,6 +377,8 @@ def main(argv=None) -> int:
         }
         events.write("eval", step=step, **record)
         last_eval.update(record)
+        if budget is not None:
+            budget.note_eval(record["eval_s"])
         return record
 
     # ---------------------------------------------------------------- loop
