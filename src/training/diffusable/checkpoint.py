@@ -97,24 +97,17 @@ def compact_state(state: Dict[str, Any], weights: str = "fp16") -> Dict[str, Any
 
 def save_weights_fp16(path, model: nn.Module, variant: str, run_id: str, step: int) -> None:
     """The small file a run commits to be resumed or exported anywhere: config and fp16 weights."""
-    keep = ("latent_shift", "latent_scale")  # calibration stays float32
-    state = {
-        k: v.half() if v.is_floating_point() and k not in keep else v
-        for k, v in model.state_dict().items()
+    meta = {
+        "kind": "autoencoder",
+        "architecture": model.cfg.architecture,
+        "config": model.cfg.to_dict(),
+        "variant": variant,
+        "run_id": run_id,
+        "step": step,
+        "final": True,
+        "ema": model.state_dict(),
     }
-    save_checkpoint(
-        path,
-        {
-            "kind": "autoencoder",
-            "architecture": model.cfg.architecture,
-            "config": model.cfg.to_dict(),
-            "variant": variant,
-            "run_id": run_id,
-            "step": step,
-            "final": True,
-            "ema": state,
-        },
-    )
+    save_checkpoint(path, compact_state(meta, "fp16"))
 
 
 def load_autoencoder(path, weights: str = "ema") -> Tuple[nn.Module, Dict[str, Any]]:

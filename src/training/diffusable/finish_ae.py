@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     from .data.clips import ClipDataset
     from .data.datasets import resolve_dataset
     from .spectrum import analyse
-    from .train_ae import calibrate_latent_scale
+    from .train_ae import calibrate_latent_scale, calibration_clips
 
     run = Path(args.run)
     ckpt = run / "checkpoints" / "last.pt"
@@ -45,10 +45,8 @@ def main(argv=None) -> int:
         return 2
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     planned = state.get("train", {}).get("steps")
-    train = ClipDataset(root, "train")
-    clips, _ = train.batch(list(range(0, len(train), max(1, len(train) // 64))))
     vae.eval()
-    calibrate_latent_scale(vae, clips)  # as train_ae does at its last step
+    calibrate_latent_scale(vae, calibration_clips(ClipDataset(root, "train")))  # as train_ae
     state["ema"] = vae.state_dict()
     state["final"] = True
     # int8 again: the codes and scales of dequantised int8 weights come back unchanged

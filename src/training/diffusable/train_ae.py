@@ -274,6 +274,11 @@ class AETrainingForward(nn.Module):
         return out
 
 
+def calibration_clips(train_ds: ClipDataset) -> torch.Tensor:
+    """About 64 training clips spread over the split: what the latent scale is fitted on."""
+    return train_ds.batch(list(range(0, len(train_ds), max(1, len(train_ds) // 64))))[0]
+
+
 @torch.no_grad()
 def calibrate_latent_scale(model: nn.Module, clips: torch.Tensor, batch_size: int = 8) -> None:
     """Per-channel shift/scale so that scaled latents have zero mean and unit variance."""
@@ -512,11 +517,8 @@ def main(argv=None) -> int:
             logs["loss_disc"] = d_loss.item()
         ema_update(ema, vae, step, cfg.ema_decay)
         step += 1
-        if budget is not None:
-            total = budget.after_step(step, start_step, cfg.steps, run_id)
-            if total is not None:
-                budget.apply(run, log, cfg, step, total)
-                stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
+        if budget is not None and budget.update(run, log, cfg, step, start_step, run_id):
+            stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
 
         logs.update(loss=loss.item(), grad_norm=float(grad_norm))
         log.add(
@@ -537,8 +539,7 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- finish
     if step >= cfg.steps and is_main:
-        train_clips, _ = train_ds.batch(list(range(0, len(train_ds), max(1, len(train_ds) // 64))))
-        calibrate_latent_scale(ema, train_clips)
+        calibrate_latent_scale(ema, calibration_clips(train_ds))
         final = evaluate()
         save(final=True)
         save_weights_fp16(out / "checkpoints" / "ema-fp16.pt", ema, args.variant, run_id, step)

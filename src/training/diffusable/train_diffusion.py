@@ -414,11 +414,8 @@ def main(argv=None) -> int:
         opt.step()
         ema_update(ema, model, step, cfg.ema_decay)
         step += 1
-        if budget is not None:
-            total = budget.after_step(step, start_step, cfg.steps, out.name)
-            if total is not None:
-                budget.apply(run, log, cfg, step, total)
-                stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
+        if budget is not None and budget.update(run, log, cfg, step, start_step, out.name):
+            stop_at = min(cfg.steps, args.stop_after) if args.stop_after else cfg.steps
 
         log.add(
             step,

@@ -311,6 +311,13 @@ class StepBudget:
             peers=self.peers,
         )
 
+    def update(self, run: "Run", log: "StepLog", cfg, step: int, start_step: int, run_id: str):
+        """after_step, and apply what it fixes; the new count or None (each trainer's hook)."""
+        total = self.after_step(step, start_step, cfg.steps, run_id)
+        if total is not None:
+            self.apply(run, log, cfg, step, total)
+        return total
+
     def eval_every(self, total: int, current: int) -> int:
         """With --budget-evals K: K evaluations evenly over the fixed count."""
         return max(1, total // self.evals) if self.evals else current

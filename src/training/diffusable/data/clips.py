@@ -97,7 +97,11 @@ def clips_to_tensor(clips: np.ndarray) -> "torch.Tensor":
     arr = np.ascontiguousarray(clips)
     if not arr.flags.writeable:  # a memory-mapped shard: torch tensors need writable memory
         arr = arr.copy()  # uint8, a quarter of the float32 result made below anyway
-    x = torch.from_numpy(arr)
+    return uint8_to_video(torch.from_numpy(arr))
+
+
+def uint8_to_video(x: "torch.Tensor") -> "torch.Tensor":
+    """uint8 (..., T, H, W, 3) tensor, on any device → float32 (..., 3, T, H, W) in [-1, 1]."""
     nd = x.dim()
     x = x.permute(*range(nd - 4), nd - 1, nd - 4, nd - 3, nd - 2)
     # 255 / 127.5 - 1 is exactly 1.0 in float32, so no clamp is needed.
@@ -222,9 +226,8 @@ class DeviceClips:
 
     def batch(self, indices: Sequence[int]) -> Tuple["torch.Tensor", "torch.Tensor"]:
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64).reshape(-1))
-        x = self.clips[idx.to(self.clips.device)].permute(0, 4, 1, 2, 3)  # (B, 3, T, H, W)
         labels = torch.from_numpy(self.labels[idx.numpy()].copy())
-        return x.to(torch.float32).div_(127.5).sub_(1.0).contiguous(), labels
+        return uint8_to_video(self.clips[idx.to(self.clips.device)]), labels  # (B, 3, T, H, W)
 
 
 # --- ffmpeg -------------------------------------------------------------------------------
