@@ -265,3 +265,41 @@ def test_unusable_data_gives_one_readable_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dataset.json" in err[0]
+
+
+def test_gradient_loss_sees_a_two_pixel_pattern_and_not_an_offset():
+    from diffusable.losses import gradient_loss
+
+    target = torch.rand(2, 3, 5, 16, 16)
+    assert float(gradient_loss(target + 0.3, target)) == pytest.approx(0.0, abs=1e-6)
+    stripes = (torch.arange(16) % 2).float() * 0.1  # alternating columns, amplitude 0.1
+    assert float(gradient_loss(target + stripes, target)) == pytest.approx(0.1, rel=1e-5)
+
+
+def test_a_decoder_fine_tune_keeps_the_latents_exactly(tmp_path, toy_dataset):
+    from diffusable.checkpoint import load_autoencoder
+
+    base = tmp_path / "base"
+    flags = ["--config", "conv-tiny", "--data", str(toy_dataset), "--threads", "1"]
+    assert train_ae.main(flags + ["--variant", "se", "--out", str(base), "--steps", "3"]) == 0
+    init = base / "checkpoints" / "last.pt"
+    dec = tmp_path / "dec"
+    args = ["--variant", "se", "--out", str(dec), "--init", str(init), "--steps", "4"]
+    args += ["--train-encoder", "False", "--grad-weight", "1.0", "--lr", "1e-2"]
+    assert train_ae.main(flags + args) == 0
+    before, _ = load_autoencoder(init)
+    after, _ = load_autoencoder(dec / "checkpoints" / "last.pt")
+    b, a = before.state_dict(), after.state_dict()
+    frozen = [k for k in b if not k.startswith("decoder.")]
+    assert "latent_scale" in frozen and any(k.startswith("encoder.") for k in frozen)
+    assert [k for k in frozen if not torch.equal(b[k], a[k])] == []
+    assert any(not torch.equal(b[k], a[k]) for k in b if k.startswith("decoder."))
+    train = [e for e in _events_of(dec) if e["type"] == "train"]
+    assert all(e["loss_grad"] > 0 for e in train)
+    # Without a checkpoint to start from there are no latents to keep: one line, exit 2.
+    code = train_ae.main(flags + ["--variant", "se", "--out", str(tmp_path / "x")] + args[6:])
+    assert code == 2
+
+
+def _events_of(run):
+    return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]

@@ -1,6 +1,7 @@
 """The GPU pipeline's driver and what it relies on: step budgets, compact weights, device clips."""
 
 import json
+import shutil
 import tarfile
 import threading
 
@@ -159,7 +160,7 @@ def test_budgeted_runs_fix_their_steps_evaluate_and_finish(tmp_path):
     assert ev[-1]["status"] == "completed"
 
 
-def test_finish_ae_makes_a_stopped_run_usable(tmp_path):
+def test_finish_ae_makes_a_stopped_run_usable(tmp_path, capsys):
     from diffusable import finish_ae, train_ae
     from diffusable.latent_cache import build_latent_cache, load_latents
 
@@ -168,6 +169,18 @@ def test_finish_ae_makes_a_stopped_run_usable(tmp_path):
     args = ["--config", "conv-tiny", "--variant", "se", "--out", str(run), "--data", str(data)]
     assert train_ae.main(args + ["--threads", "1", "--stop-after", "3"]) == 0
     assert not load_checkpoint(run / "checkpoints" / "last.pt").get("final")
+    # A run folder without its log, or with a log without its config: one line, exit 2, and
+    # the checkpoint is left as it was.
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare)
+    (bare / "events.jsonl").unlink()
+    capsys.readouterr()
+    assert finish_ae.main([str(bare), "--data", str(data)]) == 2
+    (bare / "events.jsonl").write_text('{"type": "status", "step": 0, "status": "started"}\n')
+    assert finish_ae.main([str(bare), "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "events.jsonl" in err[0] and "config event" in err[1]
+    assert not load_checkpoint(bare / "checkpoints" / "last.pt").get("final")
     try:
         build_latent_cache(run, str(data))
         raise AssertionError("a stopped run's latents must be refused")

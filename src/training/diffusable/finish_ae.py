@@ -43,7 +43,16 @@ def main(argv=None) -> int:
     if state.get("final"):
         print(f"finish_ae: {ckpt} is already final", file=sys.stderr)
         return 2
-    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    log_path = run / "events.jsonl"
+    try:  # read before anything is written: a run without its log is refused untouched
+        events = [json.loads(line) for line in log_path.read_text().splitlines()]
+        val_n = next(e["val_clips"] for e in events if e.get("type") == "config")
+    except FileNotFoundError:
+        print(f"finish_ae: {run.name} has no events.jsonl", file=sys.stderr)
+        return 2
+    except (json.JSONDecodeError, StopIteration, KeyError):
+        print(f"finish_ae: {run.name}/events.jsonl has no readable config event", file=sys.stderr)
+        return 2
     planned = state.get("train", {}).get("steps")
     vae.eval()
     calibrate_latent_scale(vae, calibration_clips(ClipDataset(root, "train")))  # as train_ae
@@ -51,10 +60,9 @@ def main(argv=None) -> int:
     state["final"] = True
     # int8 again: the codes and scales of dequantised int8 weights come back unchanged
     save_checkpoint(ckpt, compact_state(state, "int8"))
-    val_n = next(e["val_clips"] for e in events if e["type"] == "config")
     val, _ = ClipDataset(root, "val").batch(list(range(val_n)))
     result = analyse(vae, val)
-    log = EventLog(run / "events.jsonl")
+    log = EventLog(log_path)
     step = state["step"]
     log.write("val", step=step, **{k: v for k, v in result.items() if not isinstance(v, list)})
     log.write(

@@ -29,7 +29,10 @@ def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> Non
     # Short runs: ramp the decay up so the EMA is not dominated by the random init.
     d = min(decay, (1 + step) / (10 + step))
     for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        if pm.requires_grad:
+            pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        else:  # frozen: d*x + (1-d)*x is not x in floating point, and frozen must stay exact
+            pe.copy_(pm)
     for be, bm in zip(ema.buffers(), model.buffers()):
         be.copy_(bm)
 

@@ -44,6 +44,7 @@ from .loop_utils import (
 from .losses import (
     PatchDiscriminator,
     generator_adv_loss,
+    gradient_loss,
     hinge_d_loss,
     kl_loss,
     reconstruction_loss,
@@ -79,6 +80,11 @@ class TrainConfig:
     # size, and a 48x48x9 crop costs a third of a 64x64x17 clip, so a step sees more clips.
     crop_size: int = 0
     crop_frames: int = 0
+    # Weight of the neighbour-step term (losses.gradient_loss) beside L1 + L2; 0 = off.
+    grad_weight: float = 0.0
+    # False: only the decoder learns. The encoder, its latent scale and so the latents stay
+    # exactly the init's, and every denoiser trained on them stays valid (a decoder fine-tune).
+    train_encoder: bool = True
     disc_start: int = -1  # step at which the patch discriminator joins; -1 = never
     disc_weight: float = 0.05
     seed: int = 0
@@ -347,6 +353,11 @@ def main(argv=None) -> int:
                 print(f"train_ae: --init {args.init}: {err}", file=sys.stderr)
                 return 2
             reference["init"] = {"run_id": base_meta.get("run_id"), "step": base_meta.get("step")}
+    if not cfg.train_encoder:
+        if fit is not None:
+            print("train_ae: --train-encoder False needs an --init checkpoint", file=sys.stderr)
+            return 2
+        vae.encoder.requires_grad_(False)
     vae = vae.to(device)
     ema = copy.deepcopy(vae).eval().requires_grad_(False)
     forward = AETrainingForward(vae, cfg.se_filter)
@@ -354,8 +365,9 @@ def main(argv=None) -> int:
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[dist_info.local_rank] if device.type == "cuda" else None
         )
-    linear = [p for n, p in vae.named_parameters() if ".linear." in n]
-    others = [p for n, p in vae.named_parameters() if ".linear." not in n]
+    trained = [(n, p) for n, p in vae.named_parameters() if p.requires_grad]
+    linear = [p for n, p in trained if ".linear." in n]
+    others = [p for n, p in trained if ".linear." not in n]
     opt = torch.optim.AdamW(
         [{"params": others, "lr_scale": 1.0}, {"params": linear, "lr_scale": cfg.linear_lr_scale}],
         lr=cfg.lr,
@@ -495,6 +507,10 @@ def main(argv=None) -> int:
             kl = kl_loss(out_["mean"].float(), out_["logvar"].float())
             loss = rec + cfg.kl_weight * kl
             logs = {"loss_rec": rec.item(), "loss_kl": kl.item()}
+            if cfg.grad_weight > 0:
+                grad = gradient_loss(out_["recon"].float(), video)
+                loss = loss + cfg.grad_weight * grad
+                logs["loss_grad"] = grad.item()
             if "se_recon" in out_:
                 se = reconstruction_loss(out_["se_recon"].float(), out_["se_target"])
                 loss = loss + cfg.se_weight * se
@@ -539,7 +555,8 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- finish
     if step >= cfg.steps and is_main:
-        calibrate_latent_scale(ema, calibration_clips(train_ds))
+        if cfg.train_encoder:  # a frozen encoder keeps its init's scale: the latents stay put
+            calibrate_latent_scale(ema, calibration_clips(train_ds))
         final = evaluate()
         save(final=True)
         save_weights_fp16(out / "checkpoints" / "ema-fp16.pt", ema, args.variant, run_id, step)
