@@ -287,13 +287,49 @@ def test_a_decoder_fine_tune_keeps_the_latents_exactly(tmp_path, toy_dataset):
     args = ["--variant", "se", "--out", str(dec), "--init", str(init), "--steps", "4"]
     args += ["--train-encoder", "False", "--grad-weight", "1.0", "--lr", "1e-2"]
     assert train_ae.main(flags + args) == 0
-    before, _ = load_autoencoder(init)
-    after, _ = load_autoencoder(dec / "checkpoints" / "last.pt")
+    before, meta = load_autoencoder(init)
+    after, dec_meta = load_autoencoder(dec / "checkpoints" / "last.pt")
+    # It records whose latents it keeps, so a bundle of it takes that run's denoiser.
+    assert dec_meta["latents_from"] == {"run_id": meta["run_id"], "step": 3}
+    assert load_autoencoder(dec / "checkpoints" / "ema-fp16.pt")[1]["latents_from"] == {
+        "run_id": meta["run_id"],
+        "step": 3,
+    }
     b, a = before.state_dict(), after.state_dict()
     frozen = [k for k in b if not k.startswith("decoder.")]
     assert "latent_scale" in frozen and any(k.startswith("encoder.") for k in frozen)
     assert [k for k in frozen if not torch.equal(b[k], a[k])] == []
     assert any(not torch.equal(b[k], a[k]) for k in b if k.startswith("decoder."))
+    # Exported into a bundle that holds the init's denoiser, it keeps that denoiser; the init's
+    # own pre-train (other latents) replaces the AE and removes the denoiser.
+    from diffusable import export
+
+    bundle = tmp_path / "bundle"
+    assert export.main(["--ckpt", str(init), "--out", str(bundle)]) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["onnx"].update(denoiser="denoiser.onnx", denoiser_weights="fp16")
+    manifest.update(denoiser_config={"name": "x"}, sampler={"steps": 8}, null_class=2)
+    manifest["classes"] = ["a", "b"]
+    manifest["runs"]["diffusion"] = {"id": "dit", "step": 9}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (bundle / "denoiser.onnx").write_bytes(b"the denoiser")
+    assert export.main(["--ckpt", str(dec / "checkpoints" / "last.pt"), "--out", str(bundle)]) == 0
+    kept = json.loads((bundle / "manifest.json").read_text())
+    assert kept["runs"]["autoencoder"]["id"] == "dec"
+    assert kept["runs"]["autoencoder"]["latents_from"] == dec_meta["latents_from"]
+    assert kept["runs"]["diffusion"] == {"id": "dit", "step": 9} and kept["null_class"] == 2
+    assert kept["latent"] == manifest["latent"] and kept["classes"] == ["a", "b"]
+    assert (bundle / "denoiser.onnx").read_bytes() == b"the denoiser"
+    assert "denoiser.onnx" in kept["files"]
+    other = tmp_path / "other"
+    assert train_ae.main(flags + ["--variant", "se", "--out", str(other), "--steps", "1"]) == 0
+    assert (
+        export.main(["--ckpt", str(other / "checkpoints" / "last.pt"), "--out", str(bundle)]) == 0
+    )
+    replaced = json.loads((bundle / "manifest.json").read_text())
+    assert "denoiser" not in replaced["onnx"] and "diffusion" not in replaced["runs"]
+    assert not (bundle / "denoiser.onnx").exists()
+
     train = [e for e in _events_of(dec) if e["type"] == "train"]
     assert all(e["loss_grad"] > 0 for e in train)
     # Without a checkpoint to start from there are no latents to keep: one line, exit 2.

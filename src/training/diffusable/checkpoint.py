@@ -95,8 +95,11 @@ def compact_state(state: Dict[str, Any], weights: str = "fp16") -> Dict[str, Any
     return out
 
 
-def save_weights_fp16(path, model: nn.Module, variant: str, run_id: str, step: int) -> None:
-    """The small file a run commits to be resumed or exported anywhere: config and fp16 weights."""
+def save_weights_fp16(
+    path, model: nn.Module, variant: str, run_id: str, step: int, latents_from=None
+) -> None:
+    """The small file a run commits to be resumed or exported anywhere: config and fp16 weights
+    (and, for a decoder fine-tune, the run whose latents it keeps: see train_ae)."""
     meta = {
         "kind": "autoencoder",
         "architecture": model.cfg.architecture,
@@ -107,6 +110,8 @@ def save_weights_fp16(path, model: nn.Module, variant: str, run_id: str, step: i
         "final": True,
         "ema": model.state_dict(),
     }
+    if latents_from is not None:
+        meta["latents_from"] = latents_from
     save_checkpoint(path, compact_state(meta, "fp16"))
 
 
@@ -122,5 +127,9 @@ def load_autoencoder(path, weights: str = "ema") -> Tuple[nn.Module, Dict[str, A
     model.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in state[weights].items()}
     )
-    meta = {k: v for k, v in state.items() if k in ("variant", "step", "run_id", "train", "final")}
+    meta = {
+        k: v
+        for k, v in state.items()
+        if k in ("variant", "step", "run_id", "train", "final", "latents_from")
+    }
     return model, meta

@@ -237,6 +237,33 @@ def build_manifest(
     }
 
 
+# What export_denoiser adds to a manifest; an autoencoder export into a bundle carries it over
+# when the new autoencoder has the same latents as the one it replaces.
+DENOISER_KEYS = ("denoiser_config", "sampler", "conditioning", "null_class")
+
+
+def denoiser_kept(previous: Optional[Dict], run: Dict) -> bool:
+    """Whether a bundle's denoiser (previous: its manifest) stays valid under an autoencoder
+    from `run`: the same run and step, or a decoder fine-tune of it (run's latents_from)."""
+    if not previous or "denoiser" not in previous.get("onnx", {}):
+        return False
+    old = previous.get("runs", {}).get("autoencoder", {})
+    old_latents = old.get("latents_from") or {"run_id": old.get("id"), "step": old.get("step")}
+    new_latents = run.get("latents_from") or {"run_id": run.get("id"), "step": run.get("step")}
+    return old_latents == new_latents
+
+
+def carry_denoiser(manifest: Dict, previous: Dict) -> None:
+    for key in DENOISER_KEYS:
+        if key in previous:
+            manifest[key] = previous[key]
+    manifest["classes"] = previous["classes"]
+    for key in ("denoiser", "denoiser_weights"):
+        manifest["onnx"][key] = previous["onnx"][key]
+    manifest["runs"]["diffusion"] = previous["runs"]["diffusion"]
+    manifest["metrics"]["diffusion"] = previous.get("metrics", {}).get("diffusion", {})
+
+
 def main(argv=None) -> int:
     from .checkpoint import load_autoencoder
 
@@ -270,9 +297,18 @@ def main(argv=None) -> int:
         "diffusable.variant": variant,
         "diffusable.autoencoder_config": vae.cfg.to_json(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    onnx = export_autoencoder(vae, out, metadata, args.weights)
     run = {"id": meta.get("run_id"), "step": meta.get("step"), "data": dataset_name(config_event)}
+    if meta.get("latents_from"):  # a decoder fine-tune: its latents are another run's
+        run["latents_from"] = meta["latents_from"]
+    try:
+        previous = json.loads((out / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        previous = None
+    keep_denoiser = denoiser_kept(previous, run)
+    out.mkdir(parents=True, exist_ok=True)
+    if not keep_denoiser:  # a denoiser of other latents would sample noise: never leave one
+        (out / "denoiser.onnx").unlink(missing_ok=True)
+    onnx = export_autoencoder(vae, out, metadata, args.weights)
     manifest = build_manifest(
         vae,
         name,
@@ -283,6 +319,8 @@ def main(argv=None) -> int:
         run=run,
         metrics=metrics,
     )
+    if keep_denoiser:
+        carry_denoiser(manifest, previous)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if events.is_file():
         from .events import EventLog, portable_path
@@ -294,7 +332,8 @@ def main(argv=None) -> int:
             path=portable_path(out),
             files=manifest["files"],
         )
-    print(f"exported {name} ({variant}, step {meta.get('step')}) to {out}")
+    kept = " (its denoiser kept: same latents)" if keep_denoiser else ""
+    print(f"exported {name} ({variant}, step {meta.get('step')}) to {out}{kept}")
     return 0
 
 

@@ -353,6 +353,9 @@ def main(argv=None) -> int:
                 print(f"train_ae: --init {args.init}: {err}", file=sys.stderr)
                 return 2
             reference["init"] = {"run_id": base_meta.get("run_id"), "step": base_meta.get("step")}
+            if not cfg.train_encoder:
+                # The latents are the init's, or those its own decoder fine-tune kept.
+                reference["latents_from"] = base_meta.get("latents_from") or reference["init"]
     if not cfg.train_encoder:
         if fit is not None:
             print("train_ae: --train-encoder False needs an --init checkpoint", file=sys.stderr)
@@ -385,6 +388,8 @@ def main(argv=None) -> int:
         vae.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
+        if state.get("latents_from") is not None:
+            reference["latents_from"] = state["latents_from"]
         if disc is not None and state.get("disc") is not None:
             disc.load_state_dict(state["disc"])
             disc_opt.load_state_dict(state["disc_opt"])
@@ -404,6 +409,7 @@ def main(argv=None) -> int:
             variant=args.variant,
             se_modes=list(VARIANT_MODES[args.variant]),
             init=reference.get("init", args.init),
+            latents_from=reference.get("latents_from"),
             model=model_cfg.to_dict(),
             train=asdict(cfg),
             data=portable_path(data_root),
@@ -441,6 +447,7 @@ def main(argv=None) -> int:
                 "run_id": run_id,
                 "step": step,
                 "final": final,
+                "latents_from": reference.get("latents_from"),
                 "model": vae.state_dict(),
                 "ema": ema.state_dict(),
                 "opt": opt.state_dict(),
@@ -559,7 +566,14 @@ def main(argv=None) -> int:
             calibrate_latent_scale(ema, calibration_clips(train_ds))
         final = evaluate()
         save(final=True)
-        save_weights_fp16(out / "checkpoints" / "ema-fp16.pt", ema, args.variant, run_id, step)
+        save_weights_fp16(
+            out / "checkpoints" / "ema-fp16.pt",
+            ema,
+            args.variant,
+            run_id,
+            step,
+            reference.get("latents_from"),
+        )
         run.complete(step, **{k: final[k] for k in ("psnr", "ssim")})
     if dist_info.world_size > 1:
         # DDP keeps the replicas equal by averaging gradients; check it rather than trust it.
