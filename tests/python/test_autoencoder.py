@@ -339,3 +339,19 @@ def test_a_decoder_fine_tune_keeps_the_latents_exactly(tmp_path, toy_dataset):
 
 def _events_of(run):
     return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+
+
+def test_the_step_profile_is_the_grid_ratio_phase_by_phase():
+    from diffusable.losses import step_profile, step_profile_loss
+    from diffusable.metrics import grid_ratio, grid_steps
+
+    x = torch.rand(2, 3, 5, 32, 32)
+    y = x.clone()
+    y[..., ::8] += 0.5  # a column every 8 pixels: the steps into and out of it grow
+    for v in (x, y):
+        p = step_profile(v)  # (B, 2, 8)
+        assert p.shape == (2, 2, 8)
+        ratio = float(p[:, :, 0].mean() / p[:, :, 1:].mean())  # equal counts per clip
+        assert ratio == pytest.approx(grid_ratio(grid_steps(v)), rel=1e-5)
+    assert grid_ratio(grid_steps(y)) > 1.2
+    assert float(step_profile_loss(x, x)) == 0.0 and float(step_profile_loss(y, x)) > 0.05

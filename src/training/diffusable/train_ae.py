@@ -48,6 +48,7 @@ from .losses import (
     hinge_d_loss,
     kl_loss,
     reconstruction_loss,
+    step_profile_loss,
 )
 from .linear_code import (
     fit_linear_code_on,
@@ -82,6 +83,9 @@ class TrainConfig:
     crop_frames: int = 0
     # Weight of the neighbour-step term (losses.gradient_loss) beside L1 + L2; 0 = off.
     grad_weight: float = 0.0
+    # Weight of the step-profile term (losses.step_profile_loss): the target's mean |step| at
+    # each phase of the 8-pixel period, against the decoder's periodic pattern; 0 = off.
+    profile_weight: float = 0.0
     # False: only the decoder learns. The encoder, its latent scale and so the latents stay
     # exactly the init's, and every denoiser trained on them stays valid (a decoder fine-tune).
     train_encoder: bool = True
@@ -518,6 +522,10 @@ def main(argv=None) -> int:
                 grad = gradient_loss(out_["recon"].float(), video)
                 loss = loss + cfg.grad_weight * grad
                 logs["loss_grad"] = grad.item()
+            if cfg.profile_weight > 0:
+                prof = step_profile_loss(out_["recon"].float(), video)
+                loss = loss + cfg.profile_weight * prof
+                logs["loss_profile"] = prof.item()
             if "se_recon" in out_:
                 se = reconstruction_loss(out_["se_recon"].float(), out_["se_target"])
                 loss = loss + cfg.se_weight * se
