@@ -33,6 +33,8 @@ test("every shipped run log imports whole", () => {
     "ae-conv-small-gpu-baseline",
     "ae-conv-small-gpu-se",
     "ae-conv-small-gpu-se-spatial",
+    "ae-conv-small-gpu-baseline-dec", // their decoders fine-tuned on the CPU (session 13)
+    "ae-conv-small-gpu-se-dec",
     "dit-compact-gpu-baseline-cpu", // and their denoisers
     "dit-compact-gpu-se-cpu",
     "ae-conv-small-pretrain", // the CPU protocol they replaced
@@ -65,11 +67,23 @@ test("the fine-tunes start from the pre-train; each bundle's denoiser run uses i
     }
   }
   for (const variant of ["baseline", "se"]) {
+    // The shipped decoders are decoder-only fine-tunes of the H200 fine-tunes: same latents.
+    const config = JSON.parse(
+      readFileSync(join(RUNS, `ae-conv-small-gpu-${variant}-dec`, "events.jsonl"), "utf8").split(
+        "\n",
+      )[0] as string,
+    );
+    assert.equal(config.init.run_id, `ae-conv-small-gpu-${variant}`);
+    assert.equal(config.variant, variant);
+    assert.equal(config.train.train_encoder, false);
+    assert.deepEqual(config.latents_from, config.init);
     const manifest = JSON.parse(
       readFileSync(join(REPO_ROOT, "models", `small-${variant}`, "manifest.json"), "utf8"),
     );
-    const ae = manifest.runs.autoencoder.id as string;
-    assert.equal(ae, `ae-conv-small-gpu-${variant}`);
+    assert.equal(manifest.runs.autoencoder.id, `ae-conv-small-gpu-${variant}-dec`);
+    assert.deepEqual(manifest.runs.autoencoder.latents_from, config.init);
+    // the denoiser belongs to the run whose latents the bundle's autoencoder keeps
+    const ae = manifest.runs.autoencoder.latents_from.run_id as string;
     // the bundle's own denoiser, and the seed grid's runs on the same latents (test below)
     const ids = diffusionRunsOf(db, ae).map((r) => r.id);
     assert.ok(ids.includes(manifest.runs.diffusion.id), `${ae}: ${ids}`);
