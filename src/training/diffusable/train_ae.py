@@ -86,6 +86,11 @@ class TrainConfig:
     # Weight of the step-profile term (losses.step_profile_loss): the target's mean |step| at
     # each phase of the 8-pixel period, against the decoder's periodic pattern; 0 = off.
     profile_weight: float = 0.0
+    # Gaussian noise of this standard deviation, in the scaled latent units a denoiser works in,
+    # added to the latent the reconstruction is decoded from (not to the SE pair's): a decoder
+    # that has seen perturbed latents renders a denoiser's imperfect ones with fewer artefacts
+    # at the latent cells' edges. 0 = off (and nothing more is drawn).
+    latent_noise: float = 0.0
     # False: only the decoder learns. The encoder, its latent scale and so the latents stay
     # exactly the init's, and every denoiser trained on them stays valid (a decoder fine-tune).
     train_encoder: bool = True
@@ -180,6 +185,7 @@ class StepDraws:
     se_mode: Optional[str]  # the SE mode (None for the baseline)
     flips: torch.Tensor  # (B,) bool: mirror the clip
     crop: Optional[Tuple[int, int, int]]  # (first frame, top, left) of the step's crop
+    latent_noise: Optional[torch.Tensor] = None  # (B, C, t, h, w) unit noise, with latent_noise
 
 
 def step_draws(
@@ -210,7 +216,9 @@ def step_draws(
     if cfg.crop_size or cfg.crop_frames:
         u = torch.rand(3, generator=g).tolist()
         crop = tuple(int(v * (room + 1)) for v, room in zip(u, clip_room))
-    return StepDraws(idx, noise, mode, flips, crop)
+    # Drawn last, and only when used: every earlier draw stays what it was without it.
+    extra = torch.randn(latent_shape, generator=g) if cfg.latent_noise > 0 else None
+    return StepDraws(idx, noise, mode, flips, crop, extra)
 
 
 def parse_args(argv=None):
@@ -274,8 +282,14 @@ class AETrainingForward(nn.Module):
         self.vae = vae
         self.se_filter = se_filter
 
-    def forward(self, video, noise, se_mode: Optional[str]):
-        recon, z, mean, logvar = self.vae(video, noise)
+    def forward(self, video, noise, se_mode: Optional[str], latent_noise=None):
+        """latent_noise: (B, C, t, h, w) in scaled latent units, added to the decoded latent."""
+        mean, logvar = self.vae.encode(video)
+        z = mean + torch.exp(0.5 * logvar) * noise
+        z_dec = z
+        if latent_noise is not None:  # scaled units -> the decoder's raw units
+            z_dec = z + latent_noise / self.vae.latent_scale.view(1, -1, 1, 1, 1)
+        recon = self.vae.decode(z_dec)
         out = {"recon": recon, "mean": mean, "logvar": logvar}
         if se_mode is not None:
             z_small, video_small = se_pair(z, video, se_mode, self.se_filter)
@@ -513,7 +527,10 @@ def main(argv=None) -> int:
             group["lr"] = group["lr_scale"] * lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
 
         with autocast:
-            out_ = forward(video, noise, mode if cfg.se_weight > 0 else None)
+            extra = None
+            if draws.latent_noise is not None:
+                extra = cfg.latent_noise * draws.latent_noise.to(device)
+            out_ = forward(video, noise, mode if cfg.se_weight > 0 else None, extra)
             rec = reconstruction_loss(out_["recon"].float(), video)
             kl = kl_loss(out_["mean"].float(), out_["logvar"].float())
             loss = rec + cfg.kl_weight * kl
