@@ -242,15 +242,22 @@ def build_manifest(
 DENOISER_KEYS = ("denoiser_config", "sampler", "conditioning", "null_class")
 
 
+def latents_of(run_id, step, latents_from: Optional[Dict]) -> Dict:
+    """Which latents an autoencoder makes: {run_id, step} of the run whose encoder it has (its
+    own, or for a decoder fine-tune the one it kept, `latents_from`). Two autoencoders with the
+    same answer serve the same denoisers."""
+    return latents_from or {"run_id": run_id, "step": step}
+
+
 def denoiser_kept(previous: Optional[Dict], run: Dict) -> bool:
     """Whether a bundle's denoiser (previous: its manifest) stays valid under an autoencoder
-    from `run`: the same run and step, or a decoder fine-tune of it (run's latents_from)."""
+    from `run` (a manifest's runs.autoencoder record): both make the same latents."""
     if not previous or "denoiser" not in previous.get("onnx", {}):
         return False
     old = previous.get("runs", {}).get("autoencoder", {})
-    old_latents = old.get("latents_from") or {"run_id": old.get("id"), "step": old.get("step")}
-    new_latents = run.get("latents_from") or {"run_id": run.get("id"), "step": run.get("step")}
-    return old_latents == new_latents
+    return latents_of(old.get("id"), old.get("step"), old.get("latents_from")) == latents_of(
+        run.get("id"), run.get("step"), run.get("latents_from")
+    )
 
 
 def carry_denoiser(manifest: Dict, previous: Dict) -> None:

@@ -29,7 +29,7 @@ import torch
 from . import paths
 from .checkpoint import load_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
-from .export import last_event
+from .export import last_event, latents_of
 from .flow import SAMPLER_METHODS
 from .onnx_export import add_weights_flag, export_onnx, file_entries
 
@@ -155,14 +155,9 @@ def main(argv=None) -> int:
     # Recorded relative to the repository (or absolute, by older runs).
     ae_ckpt = load_checkpoint(paths.REPO_ROOT / state["autoencoder"])
     ae_run = manifest["runs"]["autoencoder"]
-    trained_on = (ae_ckpt.get("run_id"), ae_ckpt.get("step"))
     # A decoder fine-tune keeps its init's latents bit for bit, so it serves that init's denoiser.
-    kept = ae_run.get("latents_from") or {}
-    same_latents = trained_on in {
-        (ae_run.get("id"), ae_run.get("step")),
-        (kept.get("run_id"), kept.get("step")),
-    }
-    if not same_latents:
+    trained_on = latents_of(ae_ckpt.get("run_id"), ae_ckpt.get("step"), ae_ckpt.get("latents_from"))
+    if trained_on != latents_of(ae_run.get("id"), ae_run.get("step"), ae_run.get("latents_from")):
         print(
             f"export_denoiser: the denoiser was trained on {ae_ckpt.get('run_id')} step "
             f"{ae_ckpt.get('step')}, but {bundle} holds {ae_run.get('id')} step "
