@@ -56,7 +56,15 @@ export function openDb(file: string, options: OpenDbOptions = {}): Db {
     sqlite.pragma("foreign_keys = ON");
     sqlite.pragma("synchronous = NORMAL");
     const db = drizzle(sqlite, { schema });
-    migrate(db, { migrationsFolder: options.migrationsDir ?? MIGRATIONS_DIR });
+    const migrationsFolder = options.migrationsDir ?? MIGRATIONS_DIR;
+    try {
+      migrate(db, { migrationsFolder });
+    } catch {
+      // Two processes starting on one new file both read "nothing applied" before either takes
+      // the write lock; the second then fails on the first's tables. Read again: what the other
+      // applied is skipped, and a real error fails the same way a second time.
+      migrate(db, { migrationsFolder });
+    }
     return db as Db;
   } catch (err) {
     sqlite.close();
