@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -113,6 +113,13 @@ def save_weights_fp16(
     if latents_from is not None:
         meta["latents_from"] = latents_from
     save_checkpoint(path, compact_state(meta, "fp16"))
+
+
+def latents_of(run_id, step, latents_from: Optional[Dict]) -> Dict:
+    """Which latents an autoencoder makes: {run_id, step} of the run whose encoder it has (its
+    own, or for a decoder fine-tune the one it kept, `latents_from`). Two autoencoders with the
+    same answer serve the same denoisers."""
+    return latents_from or {"run_id": run_id, "step": step}
 
 
 def load_autoencoder(path, weights: str = "ema") -> Tuple[nn.Module, Dict[str, Any]]:

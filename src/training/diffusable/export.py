@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from .autoencoders import inference_form
+from .checkpoint import latents_of
 from .onnx_export import add_weights_flag, export_onnx, file_entries
 
 BUNDLE_FORMAT = "diffusable-bundle/1"
@@ -240,13 +241,6 @@ def build_manifest(
 # What export_denoiser adds to a manifest; an autoencoder export into a bundle carries it over
 # when the new autoencoder has the same latents as the one it replaces.
 DENOISER_KEYS = ("denoiser_config", "sampler", "conditioning", "null_class")
-
-
-def latents_of(run_id, step, latents_from: Optional[Dict]) -> Dict:
-    """Which latents an autoencoder makes: {run_id, step} of the run whose encoder it has (its
-    own, or for a decoder fine-tune the one it kept, `latents_from`). Two autoencoders with the
-    same answer serve the same denoisers."""
-    return latents_from or {"run_id": run_id, "step": step}
 
 
 def denoiser_kept(previous: Optional[Dict], run: Dict) -> bool:

@@ -27,9 +27,9 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from . import paths
-from .checkpoint import load_checkpoint
+from .checkpoint import latents_of, load_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
-from .export import last_event, latents_of
+from .export import last_event
 from .flow import SAMPLER_METHODS
 from .onnx_export import add_weights_flag, export_onnx, file_entries
 

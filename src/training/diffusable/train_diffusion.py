@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import load_autoencoder, load_checkpoint
+from .checkpoint import latents_of, load_autoencoder, load_checkpoint
 from .classifier import (
     ClassifierConfig,
     classifier_cached,
@@ -145,14 +145,21 @@ def warm_start(path: Path, model: nn.Module, ema: nn.Module, model_cfg, ae: Path
         raise ValueError(f"{ckpt.name} is not a denoiser checkpoint")
     if state["config"] != model_cfg.to_dict():
         raise ValueError(f"{ckpt.name} has another denoiser config: {state['config']}")
-    # The path alone cannot tell two autoencoders outside the repository apart (it is then
-    # just a file name), so the AE's run id and step, kept since session 11, are compared too.
     _, ae_meta = load_autoencoder(ae_checkpoint(ae))
     ae_run = {"run_id": ae_meta.get("run_id"), "step": ae_meta.get("step")}
-    if (
-        state["autoencoder"] != portable_path(ae_checkpoint(ae))
-        or state.get("autoencoder_run", ae_run) != ae_run
-    ):
+    if "latents" in state:
+        # Which encoder made the latents (checkpoint.latents_of, recorded since session 14): any
+        # autoencoder with that encoder serves, e.g. a decoder fine-tune of the one trained on.
+        ae_latents = latents_of(ae_run["run_id"], ae_run["step"], ae_meta.get("latents_from"))
+        same = state["latents"] == ae_latents
+    else:
+        # Older checkpoints: the path alone cannot tell two autoencoders outside the repository
+        # apart (it is then just a file name), so the AE's run id and step are compared too.
+        same = (
+            state["autoencoder"] == portable_path(ae_checkpoint(ae))
+            and state.get("autoencoder_run", ae_run) == ae_run
+        )
+    if not same:
         raise ValueError(f"{ckpt.name} was trained on the latents of another autoencoder")
     model.load_state_dict(state["ema"])
     ema.load_state_dict(state["ema"])
@@ -306,6 +313,9 @@ def main(argv=None) -> int:
                 "classes": classes,
                 "autoencoder": portable_path(ae_checkpoint(Path(args.ae))),
                 "autoencoder_run": {"run_id": ae_meta.get("run_id"), "step": ae_meta.get("step")},
+                "latents": latents_of(
+                    ae_meta.get("run_id"), ae_meta.get("step"), ae_meta.get("latents_from")
+                ),
                 # The training window (export_denoiser's manifest "conditioning").
                 "window": {"frames": real_ds.frames, "latents": int(latents.shape[2])},
                 "model": model.state_dict(),
