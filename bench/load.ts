@@ -2,18 +2,25 @@
 // `--concurrency` (default 50) clients send mixed requests for `--seconds` (default 30): uploads
 // (encodings of a short video), generations, polls of their jobs, SSE follows, and /healthz.
 // Prints the answers by kind (completed 2xx / 429 / other 4xx / 5xx / network errors), p50/p99
-// latency of /healthz and of polls, the server's event-loop delay (perf_hooks
-// monitorEventLoopDelay, preloaded from bench/loop-monitor.mjs: p50/p99/max, which CPU taken by
-// other processes affects less than latency does), its peak RSS (VmHWM), the load average before
-// and after, and whether it stayed up. Exit 1 on any 5xx or a crash.
+// latency of /healthz as a paced prober in its own process sees it (bench/healthz-probe.mjs: one
+// request every 50 ms, as a load balancer's check; the headline figure), of /healthz inside the
+// clients' mix (which adds this busy process's own delay) and of polls, the server's event-loop
+// delay (perf_hooks monitorEventLoopDelay, preloaded from bench/loop-monitor.mjs: p50/p99/max,
+// which CPU taken by other processes affects less than latency does), its peak RSS (VmHWM), the
+// load average before and after, and whether it stayed up. Exit 1 on any 5xx or a crash.
 // `--profile DIR` writes the server's CPU profile (node --cpu-prof) into DIR.
 //
-//   npm run bench:load [-- --seconds 30 --concurrency 50 --model NAME --profile DIR]
+//   npm run bench:load [-- --seconds 30 --concurrency 50 --model NAME --profile DIR
+//                          --client-nice 10]
+//   The clients run at --client-nice (default 10), the server and the prober at 0: remote clients
+//   would cost the server's machine nothing, and clients beside it at equal priority measure
+//   their own competition for the cores.
 // Models: DIFFUSABLE_MODELS_DIR, else ./models if it holds a bundle that can generate, else the
 // tiny test fixture (made with `python3 -m diffusable.fixtures`).
 
+import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { availableParallelism, loadavg, setPriority, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
@@ -26,18 +33,22 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "50" },
     model: { type: "string" },
     profile: { type: "string" },
+    "client-nice": { type: "string", default: "10" },
     help: { type: "boolean" },
   },
 });
 if (values.help) {
   console.log(
-    "usage: npm run bench:load [-- --seconds 30 --concurrency 50 --model NAME --profile DIR]",
+    "usage: npm run bench:load [-- --seconds 30 --concurrency 50 --model NAME --profile DIR --client-nice 10]",
   );
   process.exit(0);
 }
 const cpus = availableParallelism();
 const SECONDS = Number(values.seconds);
 const CONCURRENCY = Number(values.concurrency);
+// The clients' own CPU is an artifact of sending the load from the server's machine (remote
+// clients cost it nothing): they run at this nice value, the server and the prober at 0.
+const CLIENT_NICE = Number(values["client-nice"]);
 const work = mkdtempSync(join(tmpdir(), "diffusable-load-"));
 
 const percentile = (xs: number[], p: number): number => {
@@ -184,7 +195,16 @@ async function main() {
   ownLoop.enable();
   const cpuBefore = mainThreadCpu(child.pid as number);
   const started = Date.now();
+  const probe = new Promise<{ times: number[]; failed: number }>((resolveProbe, reject) => {
+    const script = resolve(import.meta.dirname, "healthz-probe.mjs");
+    execFile(process.execPath, [script, url, String(SECONDS), "50"], (err, stdout) =>
+      err ? reject(err) : resolveProbe(JSON.parse(stdout)),
+    );
+  });
+  // this thread only (Linux: nice is per thread), once the server and the prober have started
+  setPriority(0, CLIENT_NICE);
   await Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => client(i)));
+  const probed = await probe;
   const elapsed = (Date.now() - started) / 1000;
   ownLoop.disable();
   const mainCpu = crashed === null ? mainThreadCpu(child.pid as number) - cpuBefore : NaN;
@@ -215,8 +235,12 @@ async function main() {
     );
   }
   const ms = (x: number) => `${x.toFixed(1)} ms`;
+  const probeTimes = probed.times;
   console.log(
-    `  /healthz   p50 ${ms(percentile(healthz, 50))}  p99 ${ms(percentile(healthz, 99))}  (n=${healthz.length})`,
+    `  /healthz   p50 ${ms(percentile(probeTimes, 50))}  p99 ${ms(percentile(probeTimes, 99))}  max ${ms(Math.max(...probeTimes))}  (paced prober, own process, every 50 ms; n=${probeTimes.length}, failed ${probed.failed})`,
+  );
+  console.log(
+    `  /healthz   p50 ${ms(percentile(healthz, 50))}  p99 ${ms(percentile(healthz, 99))}  (in the clients' mix, with this process's own delay; n=${healthz.length})`,
   );
   console.log(
     `  polls      p50 ${ms(percentile(polls, 50))}  p99 ${ms(percentile(polls, 99))}  (n=${polls.length})`,

@@ -3,6 +3,7 @@
 
 import { trainedSizes } from "./autoencoder/tiling.ts";
 import { type Bundle, listBundles } from "./bundle.ts";
+import { setProcessPriority } from "./media/process-host.ts";
 import { type Feeds, type Outputs, type PoolOptions, SessionPool } from "./onnx/session-pool.ts";
 import { PipelineError } from "./pipeline-error.ts";
 
@@ -48,6 +49,11 @@ export interface RuntimeOptions {
   intraOpThreads?: number;
   /** onnxruntime execution providers, e.g. ["cuda", "cpu"]; default ["cpu"]. */
   providers?: string[];
+  /**
+   * Nice value (0..19) of the pipeline's work, model threads and ffmpeg alike, so that it yields
+   * the cores to the caller's event loop (thread-priority.mjs); default 0.
+   */
+  nice?: number;
 }
 
 function info(b: Bundle): BundleInfo {
@@ -114,8 +120,10 @@ export class ModelRuntime {
       ...(opts.threads !== undefined ? { size: opts.threads } : {}),
       ...(opts.intraOpThreads !== undefined ? { intraOpThreads: opts.intraOpThreads } : {}),
       ...(opts.providers !== undefined ? { providers: opts.providers } : {}),
+      ...(opts.nice !== undefined ? { nice: opts.nice } : {}),
     };
     const invalid = scan.invalid.map((i) => ({ dir: i.dir, message: i.error.message }));
+    if (opts.nice !== undefined) setProcessPriority(opts.nice);
     return new ModelRuntime(opts.modelsDir, new SessionPool(poolOptions), scan.bundles, invalid);
   }
 

@@ -53,6 +53,8 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_WEBHOOK_RETRY_MS: int(10, 3_600_000).default(5000),
   /** onnxruntime threads (0: one per core). */
   DIFFUSABLE_THREADS: int(0, 256).default(0),
+  /** Nice value of the model threads and ffmpeg (0..19): batch work yields the cores to HTTP. */
+  DIFFUSABLE_WORK_NICE: int(0, 19).default(10),
   /** onnxruntime execution providers, comma-separated, in order of preference. */
   DIFFUSABLE_PROVIDERS: z
     .string()
@@ -120,6 +122,8 @@ export interface Config {
   /** DIFFUSABLE_WEBHOOK_*: signing secret, private addresses, retry delay. */
   webhooks: WebhookSettings;
   threads: number;
+  /** DIFFUSABLE_WORK_NICE: the nice value of model threads and ffmpeg. */
+  workNice: number;
   providers: string[];
   /** Training runs started by the server go to <runsDir>/<run id>/. */
   runsDir: string;
@@ -187,6 +191,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
       retryMs: e.DIFFUSABLE_WEBHOOK_RETRY_MS,
     },
     threads: e.DIFFUSABLE_THREADS || defaultThreads(),
+    workNice: e.DIFFUSABLE_WORK_NICE,
     providers: e.DIFFUSABLE_PROVIDERS,
     runsDir: resolve(e.DIFFUSABLE_RUNS_DIR ?? resolve(dataDir, "runs")),
     runsImportDir:

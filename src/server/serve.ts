@@ -34,6 +34,7 @@ export async function startServer(
       modelsDir: config.modelsDir,
       threads: config.threads,
       providers: config.providers,
+      nice: config.workNice,
     });
     checkDefaultModel(runtime, config); // a bad DIFFUSABLE_DEFAULT_MODEL stops start-up here
     const runner = new JobRunner({

@@ -42,12 +42,14 @@ type Listener = (msg: WorkerEvent) => void;
 
 class Host {
   #worker: Worker | null = null;
+  /** The nice value of the process thread and so of every child it starts. */
+  nice = 0;
   #nextId = 1;
   #listeners = new Map<number, Listener>();
 
   #start(): Worker {
     if (this.#worker) return this.#worker;
-    const worker = new Worker(WORKER_URL);
+    const worker = new Worker(WORKER_URL, { workerData: { nice: this.nice } });
     worker.on("message", (msg: WorkerEvent) => this.#listeners.get(msg.id)?.(msg));
     const died = (why: string) => {
       if (this.#worker !== worker) return;
@@ -87,6 +89,16 @@ class Host {
 }
 
 const host = new Host();
+
+/**
+ * The nice value (0..19) ffmpeg and ffprobe run at from now on: the server lowers them so that
+ * they yield the cores to its event loop (thread-priority.mjs). A thread cannot be raised again
+ * without privilege, so a running process thread is kept as it is and only a later one (after it
+ * has gone idle and exited) takes a new value.
+ */
+export function setProcessPriority(nice: number): void {
+  host.nice = nice;
+}
 
 /** execFile(command, args) in the process thread, killed with SIGKILL after timeoutMs. */
 export function hostExec(

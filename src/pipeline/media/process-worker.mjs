@@ -12,11 +12,14 @@
 // exit, close.
 
 import { execFile, spawn } from "node:child_process";
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import ffmpeg from "fluent-ffmpeg";
+import { lowerThreadPriority } from "../thread-priority.mjs";
 
 const port = parentPort;
 if (port === null) throw new Error("process-worker.mjs must run in a worker thread");
+// Every process started from here inherits this thread's nice value (setProcessPriority).
+lowerThreadPriority(workerData?.nice ?? 0);
 
 /** stdout bytes sent but not yet taken by the main thread before the process is paused. */
 const HIGH_WATER = 4 << 20;

@@ -27,6 +27,11 @@ export interface PoolOptions {
   providers?: readonly string[];
   /** Threads inside one operator, per worker; default: cores / size (at least 1). */
   intraOpThreads?: number;
+  /**
+   * Nice value (0..19) of the workers and their operator threads, so that model work yields the
+   * cores to the event loop (thread-priority.mjs); default 0.
+   */
+  nice?: number;
 }
 
 export interface RunOptions {
@@ -82,6 +87,7 @@ export class SessionPool {
   readonly size: number;
   readonly providers: string[];
   readonly intraOpThreads: number;
+  readonly nice: number;
   #slots: Slot[] = [];
   #queue: Job[] = [];
   #nextId = 1;
@@ -94,12 +100,17 @@ export class SessionPool {
     this.size = Math.max(1, Math.floor(options.size ?? cores));
     this.providers = [...(options.providers ?? ["cpu"])];
     this.intraOpThreads = Math.max(1, options.intraOpThreads ?? Math.floor(cores / this.size));
+    this.nice = options.nice ?? 0;
     disableOrtTelemetry(); // here, in the main thread: the workers' sessions read it natively
     for (let i = 0; i < this.size; i++) this.#slots.push(this.#spawn());
   }
 
   #spawn(): Slot {
-    const init: WorkerInit = { providers: this.providers, intraOpThreads: this.intraOpThreads };
+    const init: WorkerInit = {
+      providers: this.providers,
+      intraOpThreads: this.intraOpThreads,
+      nice: this.nice,
+    };
     const worker = new Worker(WORKER_URL, { workerData: init });
     let markReady: () => void = () => {};
     let markExited: () => void = () => {};

@@ -4,6 +4,7 @@
 
 import { parentPort, workerData } from "node:worker_threads";
 import { PipelineError } from "../pipeline-error.ts";
+import { lowerThreadPriority } from "../thread-priority.mjs";
 import {
   describeSession,
   openSession,
@@ -14,6 +15,8 @@ import {
 import type { WorkerInit, WorkerReply, WorkerRequest } from "./worker-protocol.ts";
 
 const init = workerData as WorkerInit;
+// Before any session opens: onnxruntime's operator threads are made then and inherit it.
+lowerThreadPriority(init.nice);
 const sessions = new Map<string, Promise<Session>>();
 
 function session(path: string): Promise<Session> {

@@ -9,6 +9,8 @@ export type Outputs = Record<string, TensorValue>;
 export interface WorkerInit {
   providers: string[];
   intraOpThreads: number;
+  /** The worker thread's nice value, inherited by onnxruntime's operator threads (0: as is). */
+  nice: number;
 }
 export type WorkerRequestBody =
   | { op: "run"; model: string; feeds: Feeds }

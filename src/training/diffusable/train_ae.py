@@ -604,6 +604,10 @@ def main(argv=None) -> int:
         # DDP keeps the replicas equal by averaging gradients; check it rather than trust it.
         diff = distributed.max_diff_from_rank0(vae)
         events.write("ddp", step=step, world_size=dist_info.world_size, weights_max_abs_diff=diff)
+    # The DDP wrapper holds the process group: freed here, before the group is torn down, not
+    # when main() returns after it (a rank 0 then hung in that destructor once its peer had gone,
+    # in a fresh-clone test run under load).
+    del forward
     run.close()
     return 0
 

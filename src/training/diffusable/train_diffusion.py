@@ -447,6 +447,7 @@ def main(argv=None) -> int:
         save(final=True)
         kept = [x.metric for x in extractors] + ["class_score", "val_loss"]
         run.complete(step, **{k: last_eval.get(k) for k in kept})
+    del train_model  # the DDP wrapper goes before its process group (see train_ae)
     run.close()
     return 0
 

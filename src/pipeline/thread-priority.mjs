@@ -1,0 +1,27 @@
+// Lowers the CPU priority (raises the nice value) of the calling thread, so that the model and
+// ffmpeg work it starts yields the cores to the HTTP event loop when both want them. On Linux nice
+// is per thread, and the threads and processes a thread starts inherit its value: onnxruntime's
+// operator threads (made when a session opens, on the worker that opens it) and ffmpeg (forked by
+// the process thread). On an idle machine it changes nothing. Plain JS: the process worker
+// (process-worker.mjs) loads it without a TypeScript loader.
+
+import { readlinkSync } from "node:fs";
+import { setPriority } from "node:os";
+
+/**
+ * Sets this thread's nice value to `nice` (0..19; 0 leaves it). Returns the value applied, or 0
+ * where the system has no per-thread priority to set (no /proc/thread-self: not Linux).
+ * @param {number} nice
+ * @returns {number}
+ */
+export function lowerThreadPriority(nice) {
+  if (!nice) return 0;
+  let tid;
+  try {
+    tid = Number(readlinkSync("/proc/thread-self").split("/").pop()); // "<pid>/task/<tid>"
+  } catch {
+    return 0;
+  }
+  setPriority(tid, nice); // raising nice needs no privilege
+  return nice;
+}
