@@ -82,11 +82,20 @@ test("the fine-tunes start from the pre-train; each bundle's denoiser run uses i
     );
     assert.equal(manifest.runs.autoencoder.id, `ae-conv-small-gpu-${variant}-dec`);
     assert.deepEqual(manifest.runs.autoencoder.latents_from, config.init);
-    // the denoiser belongs to the run whose latents the bundle's autoencoder keeps
+    // The denoiser was trained on the latents the bundle's autoencoder keeps: on the run that
+    // made them, or on a decoder fine-tune of it (same encoder, so the same latents).
     const ae = manifest.runs.autoencoder.latents_from.run_id as string;
-    // the bundle's own denoiser, and the seed grid's runs on the same latents (test below)
-    const ids = diffusionRunsOf(db, ae).map((r) => r.id);
-    assert.ok(ids.includes(manifest.runs.diffusion.id), `${ae}: ${ids}`);
+    const dec = manifest.runs.autoencoder.id as string;
+    const ids = [...diffusionRunsOf(db, ae), ...diffusionRunsOf(db, dec)].map((r) => r.id);
+    assert.ok(ids.includes(manifest.runs.diffusion.id), `${ae} / ${dec}: ${ids}`);
+    const dit = JSON.parse(
+      readFileSync(join(RUNS, manifest.runs.diffusion.id, "events.jsonl"), "utf8").split(
+        "\n",
+      )[0] as string,
+    );
+    if (dit.autoencoder.run_id === dec) {
+      assert.deepEqual(dit.autoencoder.latents_from, manifest.runs.autoencoder.latents_from);
+    }
   }
 });
 

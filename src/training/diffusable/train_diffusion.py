@@ -285,6 +285,10 @@ def main(argv=None) -> int:
                 "run_id": ae_meta.get("run_id"),
                 "variant": ae_meta.get("variant"),
                 "step": ae_meta.get("step"),
+                # a decoder fine-tune: the run whose encoder (and so latents) it keeps
+                **(
+                    {"latents_from": ae_meta["latents_from"]} if ae_meta.get("latents_from") else {}
+                ),
             },
             latent_cache=portable_path(cache),
             classes=classes,
