@@ -37,6 +37,8 @@ test("every shipped run log imports whole", () => {
     "ae-conv-small-gpu-se-dec",
     "dit-compact-gpu-baseline-cpu", // and their denoisers
     "dit-compact-gpu-se-cpu",
+    "dit-compact-gpu-baseline-cpu2", // continued from their recovered weights (session 14)
+    "dit-compact-gpu-se-cpu2",
     "ae-conv-small-pretrain", // the CPU protocol they replaced
     "ae-conv-small-baseline",
     "ae-conv-small-se",
