@@ -49,6 +49,8 @@ const CONCURRENCY = Number(values.concurrency);
 // The clients' own CPU is an artifact of sending the load from the server's machine (remote
 // clients cost it nothing): they run at this nice value, the server and the prober at 0.
 const CLIENT_NICE = Number(values["client-nice"]);
+/** The paced prober's interval (bench/healthz-probe.mjs). */
+const PROBE_MS = 50;
 const work = mkdtempSync(join(tmpdir(), "diffusable-load-"));
 
 const percentile = (xs: number[], p: number): number => {
@@ -197,7 +199,7 @@ async function main() {
   const started = Date.now();
   const probe = new Promise<{ times: number[]; failed: number }>((resolveProbe, reject) => {
     const script = resolve(import.meta.dirname, "healthz-probe.mjs");
-    execFile(process.execPath, [script, url, String(SECONDS), "50"], (err, stdout) =>
+    execFile(process.execPath, [script, url, String(SECONDS), String(PROBE_MS)], (err, stdout) =>
       err ? reject(err) : resolveProbe(JSON.parse(stdout)),
     );
   });
@@ -237,7 +239,7 @@ async function main() {
   const ms = (x: number) => `${x.toFixed(1)} ms`;
   const probeTimes = probed.times;
   console.log(
-    `  /healthz   p50 ${ms(percentile(probeTimes, 50))}  p99 ${ms(percentile(probeTimes, 99))}  max ${ms(Math.max(...probeTimes))}  (paced prober, own process, every 50 ms; n=${probeTimes.length}, failed ${probed.failed})`,
+    `  /healthz   p50 ${ms(percentile(probeTimes, 50))}  p99 ${ms(percentile(probeTimes, 99))}  max ${ms(Math.max(...probeTimes))}  (paced prober, own process, every ${PROBE_MS} ms; n=${probeTimes.length}, failed ${probed.failed})`,
   );
   console.log(
     `  /healthz   p50 ${ms(percentile(healthz, 50))}  p99 ${ms(percentile(healthz, 99))}  (in the clients' mix, with this process's own delay; n=${healthz.length})`,

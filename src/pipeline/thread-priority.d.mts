@@ -1,2 +1,2 @@
-/** Sets the calling thread's nice value (0..19; 0 leaves it); returns the value applied. */
-export function lowerThreadPriority(nice: number): number;
+/** Sets the calling thread's nice value (0..19; 0 leaves it; nothing off Linux). */
+export function lowerThreadPriority(nice: number): void;

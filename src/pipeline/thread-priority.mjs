@@ -9,19 +9,17 @@ import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";
 
 /**
- * Sets this thread's nice value to `nice` (0..19; 0 leaves it). Returns the value applied, or 0
- * where the system has no per-thread priority to set (no /proc/thread-self: not Linux).
+ * Sets this thread's nice value to `nice` (0..19; 0 leaves it). Does nothing where the system
+ * has no per-thread priority to set (no /proc/thread-self: not Linux).
  * @param {number} nice
- * @returns {number}
  */
 export function lowerThreadPriority(nice) {
-  if (!nice) return 0;
+  if (!nice) return;
   let tid;
   try {
     tid = Number(readlinkSync("/proc/thread-self").split("/").pop()); // "<pid>/task/<tid>"
   } catch {
-    return 0;
+    return;
   }
   setPriority(tid, nice); // raising nice needs no privilege
-  return nice;
 }

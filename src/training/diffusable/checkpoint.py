@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 
@@ -115,11 +115,17 @@ def save_weights_fp16(
     save_checkpoint(path, compact_state(meta, "fp16"))
 
 
-def latents_of(run_id, step, latents_from: Optional[Dict]) -> Dict:
-    """Which latents an autoencoder makes: {run_id, step} of the run whose encoder it has (its
-    own, or for a decoder fine-tune the one it kept, `latents_from`). Two autoencoders with the
-    same answer serve the same denoisers."""
-    return latents_from or {"run_id": run_id, "step": step}
+def latents_of(meta: Dict) -> Dict:
+    """Which latents an autoencoder makes, from its checkpoint metadata (run_id, step,
+    latents_from): {run_id, step} of the run whose encoder it has (its own, or for a decoder
+    fine-tune the one it kept, `latents_from`). Two autoencoders with the same answer serve the
+    same denoisers."""
+    return meta.get("latents_from") or {"run_id": meta.get("run_id"), "step": meta.get("step")}
+
+
+def bundle_latents(record: Dict) -> Dict:
+    """latents_of for a manifest's runs.autoencoder record, which names its run `id`."""
+    return latents_of({**record, "run_id": record.get("id")})
 
 
 def load_autoencoder(path, weights: str = "ema") -> Tuple[nn.Module, Dict[str, Any]]:

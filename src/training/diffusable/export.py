@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from .autoencoders import inference_form
-from .checkpoint import latents_of
+from .checkpoint import bundle_latents
 from .onnx_export import add_weights_flag, export_onnx, file_entries
 
 BUNDLE_FORMAT = "diffusable-bundle/1"
@@ -249,9 +249,7 @@ def denoiser_kept(previous: Optional[Dict], run: Dict) -> bool:
     if not previous or "denoiser" not in previous.get("onnx", {}):
         return False
     old = previous.get("runs", {}).get("autoencoder", {})
-    return latents_of(old.get("id"), old.get("step"), old.get("latents_from")) == latents_of(
-        run.get("id"), run.get("step"), run.get("latents_from")
-    )
+    return bundle_latents(old) == bundle_latents(run)
 
 
 def carry_denoiser(manifest: Dict, previous: Dict) -> None:

@@ -27,7 +27,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from . import paths
-from .checkpoint import latents_of, load_checkpoint
+from .checkpoint import bundle_latents, latents_of, load_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
 from .export import last_event
 from .flow import SAMPLER_METHODS
@@ -156,8 +156,7 @@ def main(argv=None) -> int:
     ae_ckpt = load_checkpoint(paths.REPO_ROOT / state["autoencoder"])
     ae_run = manifest["runs"]["autoencoder"]
     # A decoder fine-tune keeps its init's latents bit for bit, so it serves that init's denoiser.
-    trained_on = latents_of(ae_ckpt.get("run_id"), ae_ckpt.get("step"), ae_ckpt.get("latents_from"))
-    if trained_on != latents_of(ae_run.get("id"), ae_run.get("step"), ae_run.get("latents_from")):
+    if latents_of(ae_ckpt) != bundle_latents(ae_run):
         print(
             f"export_denoiser: the denoiser was trained on {ae_ckpt.get('run_id')} step "
             f"{ae_ckpt.get('step')}, but {bundle} holds {ae_run.get('id')} step "

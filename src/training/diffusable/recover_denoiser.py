@@ -20,7 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoint import compact_state, latents_of, load_autoencoder, save_checkpoint
+from .checkpoint import (
+    bundle_latents,
+    compact_state,
+    latents_of,
+    load_autoencoder,
+    save_checkpoint,
+)
 from .denoiser import Denoiser, DenoiserConfig
 from .events import portable_path
 from .onnx_export import sha256_file
@@ -43,10 +49,9 @@ def recover(bundle: Path, ae: Path) -> dict:
 
     # The denoiser is only meaningful on the latents it was trained on.
     _, ae_meta = load_autoencoder(ae)
-    ae_latents = latents_of(ae_meta.get("run_id"), ae_meta.get("step"), ae_meta.get("latents_from"))
+    ae_latents = latents_of(ae_meta)
     runs = manifest.get("runs", {})
-    bundle_ae = runs.get("autoencoder", {})
-    wanted = latents_of(bundle_ae.get("id"), bundle_ae.get("step"), bundle_ae.get("latents_from"))
+    wanted = bundle_latents(runs.get("autoencoder", {}))
     if ae_latents != wanted:
         raise ValueError(
             f"{Path(ae).name} makes the latents of {ae_latents}, the bundle's denoiser was "

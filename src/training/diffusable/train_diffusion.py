@@ -150,8 +150,7 @@ def warm_start(path: Path, model: nn.Module, ema: nn.Module, model_cfg, ae: Path
     if "latents" in state:
         # Which encoder made the latents (checkpoint.latents_of, recorded since session 14): any
         # autoencoder with that encoder serves, e.g. a decoder fine-tune of the one trained on.
-        ae_latents = latents_of(ae_run["run_id"], ae_run["step"], ae_meta.get("latents_from"))
-        same = state["latents"] == ae_latents
+        same = state["latents"] == latents_of(ae_meta)
     else:
         # Older checkpoints: the path alone cannot tell two autoencoders outside the repository
         # apart (it is then just a file name), so the AE's run id and step are compared too.
@@ -317,9 +316,7 @@ def main(argv=None) -> int:
                 "classes": classes,
                 "autoencoder": portable_path(ae_checkpoint(Path(args.ae))),
                 "autoencoder_run": {"run_id": ae_meta.get("run_id"), "step": ae_meta.get("step")},
-                "latents": latents_of(
-                    ae_meta.get("run_id"), ae_meta.get("step"), ae_meta.get("latents_from")
-                ),
+                "latents": latents_of(ae_meta),
                 # The training window (export_denoiser's manifest "conditioning").
                 "window": {"frames": real_ds.frames, "latents": int(latents.shape[2])},
                 "model": model.state_dict(),
