@@ -48,6 +48,17 @@ def test_a_missing_weight_is_named(tmp_path):
         state_from_initializers(inits, list(model.state_dict()) + ["not.there"])
 
 
+def test_a_file_that_is_not_onnx_is_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    with pytest.raises(ValueError, match="notes.txt is not an ONNX model"):
+        read_initializers(tmp_path / "notes.txt")
+    model = perturbed_denoiser()
+    export_denoiser_onnx(model, tmp_path / "d.onnx", {}, "int8")
+    (tmp_path / "cut.onnx").write_bytes((tmp_path / "d.onnx").read_bytes()[:5000])
+    with pytest.raises(ValueError, match="cut.onnx is not an ONNX model"):
+        read_initializers(tmp_path / "cut.onnx")
+
+
 def ae_checkpoint(path, run_id, step, latents_from=None, seed=0):
     torch.manual_seed(seed)
     vae = CausalVAE(get_config("tiny"))

@@ -58,6 +58,8 @@ def _fields(buf: memoryview) -> Iterator[Tuple[int, int, object]]:
             value, pos = bytes(buf[pos : pos + 4]), pos + 4
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos > len(buf):
+            raise ValueError("the data is cut short")
         yield field, wire, value
 
 
@@ -107,13 +109,16 @@ def read_initializers(path) -> Dict[str, np.ndarray]:
     """Every initializer of an ONNX file's main graph, by name."""
     data = memoryview(Path(path).read_bytes())
     out: Dict[str, np.ndarray] = {}
-    for field, _, graph in _fields(data):
-        if field != _MODEL_GRAPH:
-            continue
-        for gfield, _, value in _fields(graph):
-            if gfield == _GRAPH_INIT:
-                name, array = _tensor(value)
-                out[name] = array
+    try:
+        for field, _, graph in _fields(data):
+            if field != _MODEL_GRAPH:
+                continue
+            for gfield, _, value in _fields(graph):
+                if gfield == _GRAPH_INIT:
+                    name, array = _tensor(value)
+                    out[name] = array
+    except (ValueError, IndexError, UnicodeDecodeError) as err:  # not protobuf, or cut short
+        raise ValueError(f"{Path(path).name} is not an ONNX model ({err})") from None
     if not out:
         raise ValueError(f"{Path(path).name} has no initializers (not an ONNX model?)")
     return out
