@@ -1,9 +1,9 @@
 // API keys: a secret is shown once at creation; only its sha256 is stored. Lookups go by hash.
 
 import { createHash, randomBytes } from "node:crypto";
-import { and, asc, eq, isNull } from "drizzle-orm";
+import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import { AppError } from "../app-error.ts";
-import type { Db } from "./db.ts";
+import { type Db, prepared } from "./db.ts";
 import { type ApiKeyRow, apiKeys, type KeyRole } from "./schema.ts";
 
 export const SECRET_PREFIX = "dfs_";
@@ -81,12 +81,26 @@ export function revokeKey(db: Db, id: string): PublicKey | null {
 
 /** The live (not revoked) key with this secret, or null. */
 export function findKeyBySecret(db: Db, secret: string): ApiKeyRow | null {
-  const row = db
-    .select()
-    .from(apiKeys)
-    .where(eq(apiKeys.secretSha256, hashSecret(secret)))
-    .get();
+  const row = prepared(db, "keyBySecret", () =>
+    db
+      .select()
+      .from(apiKeys)
+      .where(eq(apiKeys.secretSha256, sql.placeholder("sha256")))
+      .prepare(),
+  ).get({ sha256: hashSecret(secret) });
   return row && !row.revokedAt ? row : null;
+}
+
+export function keyById(db: Db, id: string): ApiKeyRow | null {
+  return (
+    prepared(db, "keyById", () =>
+      db
+        .select()
+        .from(apiKeys)
+        .where(eq(apiKeys.id, sql.placeholder("id")))
+        .prepare(),
+    ).get({ id }) ?? null
+  );
 }
 
 export function countKeys(db: Db): number {

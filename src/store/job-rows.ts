@@ -2,10 +2,11 @@
 // job with its items in one transaction, read it back, find it by Idempotency-Key, claim the
 // oldest queued one, record item and job outcomes, list, count, delete. All synchronous
 // (better-sqlite3); the runner is pipeline/work/job-runner.ts, the kinds pipeline/work/job-kinds.ts.
+// What a request or the runner does often is prepared once per connection (db.ts `prepared`).
 
 import { randomBytes } from "node:crypto";
-import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
-import type { Db } from "./db.ts";
+import { and, asc, desc, eq, inArray, lt, type Placeholder, sql } from "drizzle-orm";
+import { type Db, prepared } from "./db.ts";
 import {
   ACTIVE_STATUSES,
   type ItemStatus,
@@ -47,64 +48,104 @@ export interface JobWithItems {
 }
 
 export function insertJob(db: Db, job: NewJob): JobWithItems {
-  return db.transaction((tx) => {
-    const seq =
-      tx
-        .select({ n: sql<number>`coalesce(max(${jobs.seq}), 0) + 1` })
-        .from(jobs)
-        .get()?.n ?? 1;
-    const row = tx
-      .insert(jobs)
-      .values({
-        id: job.id,
-        seq,
-        kind: job.kind,
-        keyId: job.keyId,
-        model: job.model,
-        options: job.options,
-        steps: job.steps ?? null,
-        idempotencyKey: job.idempotencyKey ?? null,
-        requestSha256: job.requestSha256 ?? null,
-      })
-      .returning()
-      .get();
-    const items = job.items.map((item, index) =>
-      tx
-        .insert(jobItems)
-        .values({
+  const q = insertQueries(db);
+  return db.transaction(() => {
+    const seq = q.nextSeq.get()?.n ?? 1;
+    const row = q.job.get({
+      id: job.id,
+      seq,
+      kind: job.kind,
+      keyId: job.keyId,
+      model: job.model,
+      options: job.options,
+      steps: job.steps ?? null,
+      idempotencyKey: job.idempotencyKey ?? null,
+      requestSha256: job.requestSha256 ?? null,
+    }) as JobRow;
+    const items = job.items.map(
+      (item, index) =>
+        q.item.get({
           jobId: job.id,
           index,
           sourceName: item.sourceName ?? null,
           inputPath: item.inputPath ?? null,
           inputBytes: item.inputBytes ?? 0,
-        })
-        .returning()
-        .get(),
+        }) as JobItemRow,
     );
     return { job: row, items };
   });
 }
 
+/** Each column of `columns` as the placeholder of its own name. */
+const placeholders = <K extends string>(columns: readonly K[]) =>
+  Object.fromEntries(columns.map((c) => [c, sql.placeholder(c)])) as unknown as {
+    [P in K]: Placeholder<P>;
+  };
+
+const insertQueries = (db: Db) =>
+  prepared(db, "insertJob", () => ({
+    nextSeq: db
+      .select({ n: sql<number>`coalesce(max(${jobs.seq}), 0) + 1` })
+      .from(jobs)
+      .prepare(),
+    job: db
+      .insert(jobs)
+      .values(
+        placeholders([
+          "id",
+          "seq",
+          "kind",
+          "keyId",
+          "model",
+          "options",
+          "steps",
+          "idempotencyKey",
+          "requestSha256",
+        ] as const),
+      )
+      .returning()
+      .prepare(),
+    item: db
+      .insert(jobItems)
+      .values(placeholders(["jobId", "index", "sourceName", "inputPath", "inputBytes"] as const))
+      .returning()
+      .prepare(),
+  }));
+
+const readQueries = (db: Db) =>
+  prepared(db, "readJob", () => ({
+    job: db
+      .select()
+      .from(jobs)
+      .where(eq(jobs.id, sql.placeholder("id")))
+      .prepare(),
+    items: db
+      .select()
+      .from(jobItems)
+      .where(eq(jobItems.jobId, sql.placeholder("id")))
+      .orderBy(asc(jobItems.index))
+      .prepare(),
+    item: db
+      .select()
+      .from(jobItems)
+      .where(
+        and(
+          eq(jobItems.jobId, sql.placeholder("id")),
+          eq(jobItems.index, sql.placeholder("index")),
+        ),
+      )
+      .prepare(),
+  }));
+
 export function getJob(db: Db, id: string): JobWithItems | null {
-  const job = db.select().from(jobs).where(eq(jobs.id, id)).get();
+  const q = readQueries(db);
+  const job = q.job.get({ id });
   if (!job) return null;
-  const items = db
-    .select()
-    .from(jobItems)
-    .where(eq(jobItems.jobId, id))
-    .orderBy(asc(jobItems.index))
-    .all();
-  return { job, items };
+  return { job, items: q.items.all({ id }) };
 }
 
 export function getItem(db: Db, jobId: string, index: number): JobItemRow | null {
-  return (
-    db
-      .select()
-      .from(jobItems)
-      .where(and(eq(jobItems.jobId, jobId), eq(jobItems.index, index)))
-      .get() ?? null
-  );
+  return readQueries(db).item.get({ id: jobId, index }) ?? null;
 }
 
 /** The job of this kind that this API key made with this Idempotency-Key, if any. */
@@ -114,11 +155,19 @@ export function jobByIdempotencyKey(
   kind: string,
   idempotencyKey: string,
 ): JobWithItems | null {
-  const row = db
-    .select({ id: jobs.id })
-    .from(jobs)
-    .where(and(eq(jobs.keyId, keyId), eq(jobs.kind, kind), eq(jobs.idempotencyKey, idempotencyKey)))
-    .get();
+  const row = prepared(db, "jobByIdempotencyKey", () =>
+    db
+      .select({ id: jobs.id })
+      .from(jobs)
+      .where(
+        and(
+          eq(jobs.keyId, sql.placeholder("keyId")),
+          eq(jobs.kind, sql.placeholder("kind")),
+          eq(jobs.idempotencyKey, sql.placeholder("idempotencyKey")),
+        ),
+      )
+      .prepare(),
+  ).get({ keyId, kind, idempotencyKey });
   return row ? getJob(db, row.id) : null;
 }
 
@@ -129,41 +178,52 @@ export function countJobs(
   statuses: readonly JobStatus[],
   keyId?: string,
 ): number {
-  const conditions = [inArray(jobs.kind, kinds), inArray(jobs.status, statuses)];
-  if (keyId !== undefined) conditions.push(eq(jobs.keyId, keyId));
-  return (
-    db
+  // The lists of kinds and statuses are the few the code spells (quota lanes, active
+  // statuses): one prepared count for each, with the key as its placeholder.
+  const name = `countJobs:${kinds.join(",")}:${statuses.join(",")}:${keyId !== undefined}`;
+  const count = prepared(db, name, () => {
+    const conditions = [inArray(jobs.kind, [...kinds]), inArray(jobs.status, [...statuses])];
+    if (keyId !== undefined) conditions.push(eq(jobs.keyId, sql.placeholder("keyId")));
+    return db
       .select({ n: sql<number>`count(*)` })
       .from(jobs)
       .where(and(...conditions))
-      .get()?.n ?? 0
-  );
+      .prepare();
+  });
+  return count.get({ keyId })?.n ?? 0;
 }
 
 /** Marks the oldest queued job (of these kinds) running, attempts + 1, and returns it. */
 export function claimNextJob(db: Db, kinds?: readonly string[]): JobWithItems | null {
-  const claimed = db.transaction((tx) => {
+  const next = prepared(db, `nextQueued:${kinds?.join(",") ?? "*"}`, () => {
     const conditions = [eq(jobs.status, "queued")];
-    if (kinds) conditions.push(inArray(jobs.kind, kinds));
-    const next = tx
+    if (kinds) conditions.push(inArray(jobs.kind, [...kinds]));
+    return db
       .select({ id: jobs.id })
       .from(jobs)
       .where(and(...conditions))
       .orderBy(asc(jobs.seq))
       .limit(1)
-      .get();
-    if (!next) return null;
-    return tx
+      .prepare();
+  });
+  const claim = prepared(db, "claimQueued", () =>
+    db
       .update(jobs)
       .set({
         status: "running",
         step: 0,
-        startedAt: new Date(),
+        // set() binds a placeholder through the column's encoder (a Date to its ms), as a
+        // value; its types omit placeholders.
+        startedAt: sql.placeholder("now") as unknown as Date,
         attempts: sql`${jobs.attempts} + 1`,
       })
-      .where(and(eq(jobs.id, next.id), eq(jobs.status, "queued")))
+      .where(and(eq(jobs.id, sql.placeholder("id")), eq(jobs.status, "queued")))
       .returning({ id: jobs.id })
-      .get();
+      .prepare(),
+  );
+  const claimed = db.transaction(() => {
+    const found = next.get();
+    return found ? claim.get({ id: found.id, now: new Date() }) : undefined;
   });
   return claimed ? getJob(db, claimed.id) : null;
 }
@@ -202,11 +262,37 @@ export type ItemValues = Partial<{
   finishedAt: Date | null;
 }>;
 
+/**
+ * An update of the columns `values` sets (drizzle's set() skips undefined ones too), prepared once
+ * per set of columns: a null is part of the statement (a column's encoder would be handed it,
+ * and a timestamp's fails on null), every other value a placeholder of the column's name.
+ */
+function updateOf<V extends object>(values: V): { name: string; set: V } {
+  const entries = Object.entries(values).filter(([, v]) => v !== undefined);
+  entries.sort(([a], [b]) => (a < b ? -1 : 1));
+  return {
+    name: entries.map(([k, v]) => (v === null ? `${k}=null` : k)).join(","),
+    set: Object.fromEntries(
+      entries.map(([k, v]) => [k, v === null ? sql`null` : sql.placeholder(k)]),
+    ) as V, // set() binds each placeholder through its column's encoder (Date, JSON)
+  };
+}
+
 export function setItem(db: Db, jobId: string, index: number, values: ItemValues): void {
-  db.update(jobItems)
-    .set(values)
-    .where(and(eq(jobItems.jobId, jobId), eq(jobItems.index, index)))
-    .run();
+  const update = updateOf(values);
+  if (update.name === "") return;
+  prepared(db, `setItem:${update.name}`, () =>
+    db
+      .update(jobItems)
+      .set(update.set)
+      .where(
+        and(
+          eq(jobItems.jobId, sql.placeholder("_jobId")),
+          eq(jobItems.index, sql.placeholder("_index")),
+        ),
+      )
+      .prepare(),
+  ).run({ ...values, _jobId: jobId, _index: index });
 }
 
 export type JobValues = Partial<{
@@ -219,7 +305,15 @@ export type JobValues = Partial<{
 }>;
 
 export function setJob(db: Db, id: string, values: JobValues): void {
-  db.update(jobs).set(values).where(eq(jobs.id, id)).run();
+  const update = updateOf(values);
+  if (update.name === "") return;
+  prepared(db, `setJob:${update.name}`, () =>
+    db
+      .update(jobs)
+      .set(update.set)
+      .where(eq(jobs.id, sql.placeholder("_id")))
+      .prepare(),
+  ).run({ ...values, _id: id });
 }
 
 /** Cancels a queued or running job's unfinished items; returns false when it was already over. */

@@ -54,8 +54,14 @@ export const jobs = pgTable(
   },
   (t) => [
     index("jobs_status_seq").on(t.status, t.seq),
-    index("jobs_key_status").on(t.keyId, t.status),
+    // The quota counts (a key's active jobs of a lane; queued generations) and the claim of the
+    // next queued job read only the few active rows through these; with (key_id, status) and
+    // (kind, seq) alone the planner walked every job a key or kind ever had.
+    index("jobs_key_status_kind").on(t.keyId, t.status, t.kind),
+    index("jobs_status_kind_seq").on(t.status, t.kind, t.seq),
     index("jobs_kind_seq").on(t.kind, t.seq),
+    // A key's list of one kind, newest first.
+    index("jobs_key_kind_seq").on(t.keyId, t.kind, t.seq),
     uniqueIndex("jobs_key_kind_idempotency").on(t.keyId, t.kind, t.idempotencyKey),
   ],
 );

@@ -2,11 +2,11 @@
 // job-rows.ts and api-keys.ts behind the asynchronous interface. Each method does its work before
 // it returns, so a caller that does not await between two calls sees them happen in order.
 
-import { and, asc, eq, lte } from "drizzle-orm";
-import { countKeys, createKey, findKeyBySecret, listKeys, revokeKey } from "./api-keys.ts";
-import { closeDb, type Db } from "./db.ts";
+import { and, asc, eq, lte, sql } from "drizzle-orm";
+import { countKeys, createKey, findKeyBySecret, keyById, listKeys, revokeKey } from "./api-keys.ts";
+import { closeDb, type Db, prepared } from "./db.ts";
 import * as rows from "./job-rows.ts";
-import { apiKeys, webhooks } from "./schema.ts";
+import { webhooks } from "./schema.ts";
 import type { Store } from "./store.ts";
 
 // An async method whose body throws returns a rejected promise, as a PostgreSQL store's would.
@@ -43,19 +43,27 @@ export function sqliteStore(db: Db): Store & { db: Db } {
     listKeys: () => now(() => listKeys(db)),
     revokeKey: (id) => now(() => revokeKey(db, id)),
     findKeyBySecret: (secret) => now(() => findKeyBySecret(db, secret)),
-    keyById: (id) => now(() => db.select().from(apiKeys).where(eq(apiKeys.id, id)).get() ?? null),
+    keyById: (id) => now(() => keyById(db, id)),
     countKeys: () => now(() => countKeys(db)),
 
     insertWebhook: (row) => now(() => void db.insert(webhooks).values(row).run()),
     dueWebhooks: (at, limit) =>
-      now(() =>
-        db
-          .select()
-          .from(webhooks)
-          .where(and(eq(webhooks.status, "pending"), lte(webhooks.nextAttemptAt, at)))
-          .orderBy(asc(webhooks.nextAttemptAt))
-          .limit(limit)
-          .all(),
+      now(
+        () =>
+          prepared(db, "dueWebhooks", () =>
+            db
+              .select()
+              .from(webhooks)
+              .where(
+                and(
+                  eq(webhooks.status, "pending"),
+                  lte(webhooks.nextAttemptAt, sql.placeholder("at")),
+                ),
+              )
+              .orderBy(asc(webhooks.nextAttemptAt))
+              .limit(sql.placeholder("limit"))
+              .prepare(),
+          ).all({ at: at.getTime(), limit }), // a placeholder in a where is bound as is: ms, as stored
       ),
     setWebhook: (id, values) =>
       now(() => void db.update(webhooks).set(values).where(eq(webhooks.id, id)).run()),
