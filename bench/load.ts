@@ -65,6 +65,12 @@ function mainThreadCpu(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
 }
 
+/** Seconds the server's main thread has waited, runnable, for a core (schedstat's second field:
+ *  the scheduler's own count of time spent on the run queue). */
+function mainThreadWait(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
+}
+
 function peakRss(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -76,6 +82,7 @@ interface LoopStats {
   max: number;
   mean: number;
   count: number;
+  gc: { count: number; total: number; max: number; over10: number; maxKind: string };
 }
 
 async function readLoopStats(path: string): Promise<LoopStats> {
@@ -196,6 +203,7 @@ async function main() {
   const ownLoop = monitorEventLoopDelay({ resolution: 10 });
   ownLoop.enable();
   const cpuBefore = mainThreadCpu(child.pid as number);
+  const waitBefore = mainThreadWait(child.pid as number);
   const started = Date.now();
   const probe = new Promise<{ times: number[]; failed: number }>((resolveProbe, reject) => {
     const script = resolve(import.meta.dirname, "healthz-probe.mjs");
@@ -210,6 +218,7 @@ async function main() {
   const elapsed = (Date.now() - started) / 1000;
   ownLoop.disable();
   const mainCpu = crashed === null ? mainThreadCpu(child.pid as number) - cpuBefore : NaN;
+  const mainWait = crashed === null ? mainThreadWait(child.pid as number) - waitBefore : NaN;
   const up =
     crashed === null &&
     (await fetch(`${url}/healthz`).then(
@@ -251,7 +260,10 @@ async function main() {
     `  event loop delay p50 ${ms(loop.p50)}  p99 ${ms(loop.p99)}  max ${ms(loop.max)}  (monitorEventLoopDelay)`,
   );
   console.log(
-    `  server main thread: ${mainCpu.toFixed(1)} CPU s in ${elapsed.toFixed(1)} s, ${((mainCpu * 1000) / requests).toFixed(1)} ms per request; this client's own loop delay p99 ${ms(ownLoop.percentile(99) / 1e6)}`,
+    `  garbage collection on the main thread: ${loop.gc.count} pauses, ${ms(loop.gc.total)} in all, longest ${ms(loop.gc.max)} (${loop.gc.maxKind}), ${loop.gc.over10} over 10 ms`,
+  );
+  console.log(
+    `  server main thread: ${mainCpu.toFixed(1)} CPU s in ${elapsed.toFixed(1)} s, ${((mainCpu * 1000) / requests).toFixed(1)} ms per request, ${mainWait.toFixed(1)} s runnable but waiting for a core; this client's own loop delay p99 ${ms(ownLoop.percentile(99) / 1e6)}`,
   );
   console.log(`  server peak RSS ${rss.toFixed(0)} MiB; still serving: ${up}; 5xx: ${fiveXX}`);
   console.log(`  load average before ${loadBefore}, after ${loadAverage()} (${cpus} cores)`);

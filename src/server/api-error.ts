@@ -5,7 +5,7 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { AppError, type AppErrorOptions } from "../app-error.ts";
-import { drainBody } from "./drain.ts";
+import { drainRequest } from "./drain.ts";
 
 /** An error raised by the HTTP layer itself (auth, parsing, quotas, routing). */
 export class ApiError extends AppError {
@@ -66,7 +66,7 @@ export async function onError(err: Error, c: Context): Promise<Response> {
   // rather than EPIPE; past the bound, or when the upload parser gave up on it, close the
   // connection so that the client does not send its next request on a socket mid-body.
   const hasBody = c.req.header("content-length") || c.req.header("transfer-encoding");
-  const drained = (err as { bodyDrained?: boolean }).bodyDrained ?? (await drainBody(c.req.raw));
+  const drained = (err as { bodyDrained?: boolean }).bodyDrained ?? (await drainRequest(c));
   if (hasBody && !drained) c.header("Connection", "close");
   return c.json(errorBody(api.code, api.message), api.status as ContentfulStatusCode);
 }

@@ -7,14 +7,13 @@
 import { createWriteStream } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { basename, extname, join } from "node:path";
-import { Readable, Transform } from "node:stream";
+import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { ReadableStream as NodeWebStream } from "node:stream/web";
 import busboy from "busboy";
 import type { Context } from "hono";
 import { TMP_PREFIX, uploadsDir } from "../pipeline/work/datadir.ts";
 import { ApiError } from "./api-error.ts";
-import { drainStream } from "./drain.ts";
+import { bodyStream, drainStream } from "./drain.ts";
 
 export interface SavedUpload {
   sourceName: string;
@@ -87,9 +86,8 @@ function receive(
   const fileFields = limits.fileFields ?? FILE_FIELDS;
   const length = Number(c.req.header("content-length"));
   if (Number.isFinite(length) && length > limits.maxBytes) throw tooLarge(limits.maxBytes);
-  const body = c.req.raw.body;
-  if (!body) throw new ApiError("malformed_multipart", "the request has no body", 400);
-  const source = Readable.fromWeb(body as unknown as NodeWebStream);
+  const source = bodyStream(c);
+  if (!source) throw new ApiError("malformed_multipart", "the request has no body", 400);
   return new Promise((resolve, reject) => {
     const received: Received = { fields: {}, repeated: new Set(), files: [] };
     const writes: Promise<unknown>[] = [];
