@@ -2,7 +2,7 @@
 // Format: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
 // float16 arrays are decoded to (and encoded from) a Float32Array; see float16.ts.
 
-import { readFile, writeFile } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { halfBitsToFloat32, toHalfBits } from "../onnx/float16.ts";
 
 export type NpyArray =
@@ -154,8 +154,12 @@ function encodeHeader(dtype: NpyDtype, shape: readonly number[]): Uint8Array {
   return out;
 }
 
-/** Encode an array as the bytes of a .npy file (version 1 unless the header needs version 2). */
-export function encodeNpy(array: NpyArray): Uint8Array {
+/**
+ * The bytes of a .npy file (version 1 unless the header needs version 2) as its header and its
+ * data: the data is a view of the array's own memory, except float16, packed into a new buffer.
+ * Written one after the other they make the file without a copy of the whole.
+ */
+export function npyParts(array: NpyArray): [Uint8Array, Uint8Array] {
   const count = elementCount(array.shape);
   if (array.shape.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new Error(`npy: bad shape [${array.shape.join(",")}]`);
@@ -167,17 +171,21 @@ export function encodeNpy(array: NpyArray): Uint8Array {
   }
   if (!(array.dtype in DESCR)) throw new Error(`npy: unsupported dtype ${String(array.dtype)}`);
   const header = encodeHeader(array.dtype, array.shape);
-  const itemSize = DESCR[array.dtype].itemSize;
-  const out = new Uint8Array(header.length + count * itemSize);
-  out.set(header, 0);
   if (array.dtype === "float16") {
-    // Packed straight into the file's bytes (the header is a multiple of 64: aligned).
-    const halves = new Uint16Array(out.buffer, header.length, count);
+    const halves = new Uint16Array(count);
     for (let i = 0; i < count; i++) halves[i] = toHalfBits(array.data[i] as number);
-    return out;
+    return [header, new Uint8Array(halves.buffer)];
   }
   const body = array.data;
-  out.set(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), header.length);
+  return [header, new Uint8Array(body.buffer, body.byteOffset, body.byteLength)];
+}
+
+/** Encode an array as the bytes of a .npy file, in one buffer. */
+export function encodeNpy(array: NpyArray): Uint8Array {
+  const [header, body] = npyParts(array);
+  const out = new Uint8Array(header.length + body.length);
+  out.set(header, 0);
+  out.set(body, header.length);
   return out;
 }
 
@@ -193,5 +201,10 @@ export async function readNpy(path: string): Promise<NpyArray> {
 }
 
 export async function writeNpy(path: string, array: NpyArray): Promise<void> {
-  await writeFile(path, encodeNpy(array));
+  const handle = await open(path, "w");
+  try {
+    for (const part of npyParts(array)) await handle.writeFile(part);
+  } finally {
+    await handle.close();
+  }
 }

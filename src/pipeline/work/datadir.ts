@@ -3,7 +3,7 @@
 // ".tmp-" name, fsynced, renamed into place), its sha256, and the clean-up of temporary files a
 // crash left behind.
 
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { open, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256File } from "../bundle.ts";
@@ -24,10 +24,6 @@ export function outputsDir(dataDir: string, jobId?: string): string {
 /** Outputs of a generation (or the folder of all of them). */
 export function generationsDir(dataDir: string, id?: string): string {
   return id ? join(dataDir, "generations", id) : join(dataDir, "generations");
-}
-
-export function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 export { sha256File };
@@ -54,12 +50,14 @@ export async function writeAtomic(
   dir: string,
   base: string,
   ext: string,
-  bytes: Uint8Array,
+  bytes: Uint8Array | readonly Uint8Array[],
 ): Promise<void> {
   await produceAtomic(path, dir, base, ext, async (tmp) => {
     const handle = await open(tmp, "w");
     try {
-      await handle.writeFile(bytes);
+      // parts one after the other (a .npy's header and data): no copy of the whole
+      for (const part of bytes instanceof Uint8Array ? [bytes] : bytes)
+        await handle.writeFile(part);
     } finally {
       await handle.close();
     }
