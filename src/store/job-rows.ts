@@ -47,31 +47,38 @@ export interface JobWithItems {
   items: JobItemRow[];
 }
 
+/** A new job's columns as both stores insert them (the rest take their defaults; SQLite numbers
+ *  `seq` itself, PostgreSQL by identity). */
+export function jobValues(job: NewJob) {
+  return {
+    id: job.id,
+    kind: job.kind,
+    keyId: job.keyId,
+    model: job.model,
+    options: job.options,
+    steps: job.steps ?? null,
+    idempotencyKey: job.idempotencyKey ?? null,
+    requestSha256: job.requestSha256 ?? null,
+  };
+}
+
+/** A new job's items' columns, in order. */
+export function itemValues(job: NewJob) {
+  return job.items.map((item, index) => ({
+    jobId: job.id,
+    index,
+    sourceName: item.sourceName ?? null,
+    inputPath: item.inputPath ?? null,
+    inputBytes: item.inputBytes ?? 0,
+  }));
+}
+
 export function insertJob(db: Db, job: NewJob): JobWithItems {
   const q = insertQueries(db);
   return db.transaction(() => {
     const seq = q.nextSeq.get()?.n ?? 1;
-    const row = q.job.get({
-      id: job.id,
-      seq,
-      kind: job.kind,
-      keyId: job.keyId,
-      model: job.model,
-      options: job.options,
-      steps: job.steps ?? null,
-      idempotencyKey: job.idempotencyKey ?? null,
-      requestSha256: job.requestSha256 ?? null,
-    }) as JobRow;
-    const items = job.items.map(
-      (item, index) =>
-        q.item.get({
-          jobId: job.id,
-          index,
-          sourceName: item.sourceName ?? null,
-          inputPath: item.inputPath ?? null,
-          inputBytes: item.inputBytes ?? 0,
-        }) as JobItemRow,
-    );
+    const row = q.job.get({ ...jobValues(job), seq }) as JobRow;
+    const items = itemValues(job).map((values) => q.item.get(values) as JobItemRow);
     return { job: row, items };
   });
 }

@@ -13,7 +13,7 @@ import pg from "pg";
 import { AppError } from "../app-error.ts";
 import { hashSecret, publicKey, SECRET_PREFIX } from "./api-keys.ts";
 import { MIGRATIONS_DIR } from "./db.ts";
-import type { JobWithItems } from "./job-rows.ts";
+import { itemValues, type JobWithItems, jobValues } from "./job-rows.ts";
 import * as schema from "./pg-schema.ts";
 import { apiKeys, jobItems, jobs, webhooks } from "./pg-schema.ts";
 import { ACTIVE_STATUSES, type JobRow, type JobStatus, TERMINAL_STATUSES } from "./schema.ts";
@@ -136,34 +136,11 @@ export function pgStore(pool: pg.Pool, options: PgStoreOptions = {}): Store & { 
       try {
         await client.query("BEGIN");
         const tx = drizzle(client, { schema });
-        const [row] = await tx
-          .insert(jobs)
-          .values({
-            id: job.id,
-            kind: job.kind,
-            keyId: job.keyId,
-            model: job.model,
-            options: job.options,
-            steps: job.steps ?? null,
-            idempotencyKey: job.idempotencyKey ?? null,
-            requestSha256: job.requestSha256 ?? null,
-          })
-          .returning();
+        const [row] = await tx.insert(jobs).values(jobValues(job)).returning();
         const items =
           job.items.length === 0
             ? []
-            : await tx
-                .insert(jobItems)
-                .values(
-                  job.items.map((item, index) => ({
-                    jobId: job.id,
-                    index,
-                    sourceName: item.sourceName ?? null,
-                    inputPath: item.inputPath ?? null,
-                    inputBytes: item.inputBytes ?? 0,
-                  })),
-                )
-                .returning();
+            : await tx.insert(jobItems).values(itemValues(job)).returning();
         await options.onJobInserted?.(
           { id: job.id, kind: job.kind },
           { executeSql: async (text, values) => await client.query(text, values) },
