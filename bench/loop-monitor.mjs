@@ -45,7 +45,6 @@ if (file) {
     if (signals++ % 2 === 0) {
       h.reset();
       gc = { count: 0, total: 0, max: 0, over10: 0, maxKind: "" };
-    }
-    else dump();
+    } else dump();
   });
 }
