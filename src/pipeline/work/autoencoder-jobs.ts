@@ -9,7 +9,7 @@ import { decodeLatents } from "../autoencoder/decode.ts";
 import { type EncodeMode, encodeFile } from "../autoencoder/encode.ts";
 import { reconstructFile } from "../autoencoder/reconstruct.ts";
 import type { FrameSize } from "../autoencoder/tiling.ts";
-import { npyParts, readNpy } from "../media/npy-file.ts";
+import { readNpy, writeNpy } from "../media/npy-file.ts";
 import type { VideoFormat } from "../media/output-formats.ts";
 import { PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
@@ -69,11 +69,13 @@ export async function runItem(args: RunItemArgs): Promise<ItemResult> {
         if (framesTotal) args.onProgress?.(Math.min(1, framesDone / framesTotal));
       },
     });
-    const latents = npyParts(result.latents);
     const metadata = { ...result.meta, source: args.sourceName };
     const latentsPath = join(outDir, `${baseName}.npy`);
     const metadataPath = join(outDir, `${baseName}.json`);
-    await writeAtomic(latentsPath, outDir, baseName, "npy", latents);
+    // writeNpy writes the header and then the latents' own memory: no copy of the whole
+    await produceAtomic(latentsPath, outDir, baseName, "npy", (tmp) =>
+      writeNpy(tmp, result.latents),
+    );
     await writeAtomic(
       metadataPath,
       outDir,

@@ -50,14 +50,12 @@ export async function writeAtomic(
   dir: string,
   base: string,
   ext: string,
-  bytes: Uint8Array | readonly Uint8Array[],
+  bytes: Uint8Array,
 ): Promise<void> {
   await produceAtomic(path, dir, base, ext, async (tmp) => {
     const handle = await open(tmp, "w");
     try {
-      // parts one after the other (a .npy's header and data): no copy of the whole
-      for (const part of bytes instanceof Uint8Array ? [bytes] : bytes)
-        await handle.writeFile(part);
+      await handle.writeFile(bytes);
     } finally {
       await handle.close();
     }
