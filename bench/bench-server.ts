@@ -2,6 +2,7 @@
 // a child process on a free port over a scratch data folder that holds one API key.
 
 import { type ChildProcess, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawnServe } from "../src/server/serve-process.ts";
 import { createKey } from "../src/store/api-keys.ts";
@@ -49,4 +50,11 @@ export async function startBenchServer(opts: {
     ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
   });
   return { url, secret, child };
+}
+
+/** A process's main thread as the scheduler counts it (/proc/PID/task/PID/schedstat, ns, not the
+ *  10 ms ticks of /proc/PID/stat): seconds on a core, and seconds runnable but waiting for one. */
+export function mainThreadSchedstat(pid: number): { cpu: number; wait: number } {
+  const [cpu, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ");
+  return { cpu: Number(cpu) / 1e9, wait: Number(wait) / 1e9 };
 }

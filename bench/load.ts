@@ -25,7 +25,7 @@ import { join, resolve } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { benchModels } from "./bench-models.ts";
-import { benchVideo, startBenchServer } from "./bench-server.ts";
+import { benchVideo, mainThreadSchedstat, startBenchServer } from "./bench-server.ts";
 
 const { values } = parseArgs({
   options: {
@@ -57,19 +57,6 @@ const percentile = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number) : NaN;
 };
-
-/** CPU seconds (user + system) of the server's main thread, the one that runs the event loop. */
-function mainThreadCpu(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
-}
-
-/** Seconds the server's main thread has waited, runnable, for a core (schedstat's second field:
- *  the scheduler's own count of time spent on the run queue). */
-function mainThreadWait(pid: number): number {
-  return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
-}
 
 function peakRss(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -202,8 +189,7 @@ async function main() {
   child.kill("SIGUSR2"); // the loop monitor starts counting now, not during start-up
   const ownLoop = monitorEventLoopDelay({ resolution: 10 });
   ownLoop.enable();
-  const cpuBefore = mainThreadCpu(child.pid as number);
-  const waitBefore = mainThreadWait(child.pid as number);
+  const before = mainThreadSchedstat(child.pid as number);
   const started = Date.now();
   const probe = new Promise<{ times: number[]; failed: number }>((resolveProbe, reject) => {
     const script = resolve(import.meta.dirname, "healthz-probe.mjs");
@@ -217,8 +203,9 @@ async function main() {
   const probed = await probe;
   const elapsed = (Date.now() - started) / 1000;
   ownLoop.disable();
-  const mainCpu = crashed === null ? mainThreadCpu(child.pid as number) - cpuBefore : NaN;
-  const mainWait = crashed === null ? mainThreadWait(child.pid as number) - waitBefore : NaN;
+  const after = crashed === null ? mainThreadSchedstat(child.pid as number) : null;
+  const mainCpu = after ? after.cpu - before.cpu : NaN;
+  const mainWait = after ? after.wait - before.wait : NaN;
   const up =
     crashed === null &&
     (await fetch(`${url}/healthz`).then(

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { benchModels } from "./bench-models.ts";
-import { benchVideo, startBenchServer } from "./bench-server.ts";
+import { benchVideo, mainThreadSchedstat, startBenchServer } from "./bench-server.ts";
 
 const { values } = parseArgs({
   options: {
@@ -43,11 +43,7 @@ if (!Number.isInteger(N) || N < 10) {
   process.exit(2);
 }
 
-/** CPU ms of a process's main thread: the scheduler's own count in ns (schedstat), not the
- *  10 ms ticks of /proc/PID/stat. */
-function mainThreadCpuMs(pid: number): number {
-  return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[0]) / 1e6;
-}
+const mainThreadCpuMs = (pid: number) => mainThreadSchedstat(pid).cpu * 1000;
 
 async function main() {
   const work = mkdtempSync(join(tmpdir(), "diffusable-request-cost-"));
