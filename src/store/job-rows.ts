@@ -271,17 +271,20 @@ export type ItemValues = Partial<{
 
 /**
  * An update of the columns `values` sets (drizzle's set() skips undefined ones too), prepared once
- * per set of columns: a null is part of the statement (a column's encoder would be handed it,
- * and a timestamp's fails on null), every other value a placeholder of the column's name.
+ * per set of columns (`name`; `set` builds its values only when the statement is first made): a
+ * null is part of the statement (a column's encoder would be handed it, and a timestamp's fails
+ * on null), every other value a placeholder of the column's name.
  */
-function updateOf<V extends object>(values: V): { name: string; set: V } {
+function updateOf<V extends object>(values: V): { name: string; set: () => V } {
   const entries = Object.entries(values).filter(([, v]) => v !== undefined);
   entries.sort(([a], [b]) => (a < b ? -1 : 1));
   return {
     name: entries.map(([k, v]) => (v === null ? `${k}=null` : k)).join(","),
-    set: Object.fromEntries(
-      entries.map(([k, v]) => [k, v === null ? sql`null` : sql.placeholder(k)]),
-    ) as V, // set() binds each placeholder through its column's encoder (Date, JSON)
+    // set() binds each placeholder through its column's encoder (Date, JSON)
+    set: () =>
+      Object.fromEntries(
+        entries.map(([k, v]) => [k, v === null ? sql`null` : sql.placeholder(k)]),
+      ) as V,
   };
 }
 
@@ -291,7 +294,7 @@ export function setItem(db: Db, jobId: string, index: number, values: ItemValues
   prepared(db, `setItem:${update.name}`, () =>
     db
       .update(jobItems)
-      .set(update.set)
+      .set(update.set())
       .where(
         and(
           eq(jobItems.jobId, sql.placeholder("_jobId")),
@@ -317,7 +320,7 @@ export function setJob(db: Db, id: string, values: JobValues): void {
   prepared(db, `setJob:${update.name}`, () =>
     db
       .update(jobs)
-      .set(update.set)
+      .set(update.set())
       .where(eq(jobs.id, sql.placeholder("_id")))
       .prepare(),
   ).run({ ...values, _id: id });
