@@ -1,6 +1,6 @@
 // The models folder a benchmark runs on: --models / $DIFFUSABLE_MODELS_DIR or models/ when it
-// holds a bundle with the file the benchmark needs (the one with the most ONNX bytes: the
-// shipped configs, not a test-sized one), else the tiny fixture bundle made by our own code in a
+// holds a bundle with the file the benchmark needs (the one with the most model bytes, graphs
+// and their shared weights files: the shipped configs, not a test-sized one), else the tiny fixture bundle made by our own code in a
 // scratch folder.
 
 import { spawnSync } from "node:child_process";
@@ -10,7 +10,7 @@ import { PYTHON, REPO_ROOT, TRAINING_SRC } from "../src/env.ts";
 
 const onnxBytes = (bundle: string) =>
   readdirSync(bundle)
-    .filter((f) => f.endsWith(".onnx"))
+    .filter((f) => f.endsWith(".onnx") || f.endsWith(".weights"))
     .reduce((n, f) => n + statSync(join(bundle, f)).size, 0);
 
 export function benchModels(

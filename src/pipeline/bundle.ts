@@ -96,6 +96,9 @@ export const manifestSchema = z
       /** How the parameters are stored in the files; the graphs compute in fp32 either way. */
       weights: z.enum(["fp32", "fp16", "int8"]).optional(),
       denoiser_weights: z.enum(["fp32", "fp16", "int8"]).optional(),
+      /** Weights files the graphs keep their parameters in (ONNX external data, resolved
+       *  beside the graph): the encoder graphs share one (onnx_shared_weights.py). */
+      external_data: z.array(z.string().min(1)).optional(),
       encoder_stream: z.object({
         init: z.string().min(1),
         step: z.string().min(1),
@@ -208,6 +211,9 @@ export const manifestSchema = z
       ...(m.onnx.denoiser === undefined
         ? []
         : ([[["onnx", "denoiser"], m.onnx.denoiser]] as const)),
+      ...(m.onnx.external_data ?? []).map(
+        (file, i) => [["onnx", "external_data", i], file] as const,
+      ),
     ] as const) {
       if (!(file in m.files)) {
         ctx.addIssue({

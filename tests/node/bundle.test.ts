@@ -126,6 +126,20 @@ describe("manifest errors name the bad field", () => {
       /onnx\.encoder: "other\.onnx" is not listed in files/,
     ],
     [
+      "weights file not listed",
+      (m) => {
+        delete (m.files as Record<string, unknown>)["encoder.weights"];
+      },
+      /onnx\.external_data\.0: "encoder\.weights" is not listed in files/,
+    ],
+    [
+      "weights file outside the folder",
+      (m) => {
+        (m.onnx as Record<string, unknown>).external_data = ["../encoder.weights"];
+      },
+      /onnx\.external_data\.0: "\.\.\/encoder\.weights" is not a plain file name/,
+    ],
+    [
       "unknown format",
       (m) => {
         m.format = "diffusable-bundle/2";
@@ -159,6 +173,21 @@ describe("files are checked against the manifest", () => {
     await assert.rejects(
       loadBundle(b),
       invalid(/encoder\.onnx has sha256 [0-9a-f]{64}, the manifest says/),
+    );
+  });
+
+  test("the encoder graphs' shared weights file is pinned like a graph", async () => {
+    const manifest = JSON.parse(readFileSync(join(source, "manifest.json"), "utf8"));
+    assert.deepEqual(manifest.onnx.external_data, ["encoder.weights"]);
+    const b = copy();
+    const path = join(b, "encoder.weights");
+    const bytes = readFileSync(path);
+    assert.ok(bytes.length > 0, "the fixture's encoder has weights large enough to share");
+    bytes[0] = (bytes[0] as number) ^ 0xff;
+    writeFileSync(path, bytes);
+    await assert.rejects(
+      loadBundle(b),
+      invalid(/encoder\.weights has sha256 [0-9a-f]{64}, the manifest says/),
     );
   });
 

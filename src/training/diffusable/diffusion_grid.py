@@ -84,6 +84,9 @@ GRID_PRESETS: Dict[str, GridPreset] = {
         },
     ),
 }
+# The same recipe with the 2.3x larger denoiser: whether capacity, not steps, bounds compact's
+# samples (compact's conv-long grid is the reference, seed by seed).
+GRID_PRESETS["conv-long-medium"] = GridPreset("medium", GRID_PRESETS["conv-long"].flags)
 
 
 def run_name(config: str, arm: str, seed: int) -> str:

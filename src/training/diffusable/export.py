@@ -8,6 +8,7 @@ Files (contract in docs/bundle.md and ../shared/DESIGN.md):
   decoder.onnx       latent (B, C, 1+k, h, w)             -> video  (B, 3, 1+4k, 8h, 8w) in [-1, 1]
   encoder_init.onnx  video  (B, 3, 1, H, W)   -> latent (B, C, 1, h, w), cache_out_0..n-1
   encoder_step.onnx  video  (B, 3, 4m, H, W), cache_0..n-1 -> latent (B, C, m, h, w), cache_out_*
+  encoder.weights    the three encoder graphs' parameters, once (ONNX external data)
 The init/step pair encodes a long video chunk by chunk (frame 0, then 4m frames at a time),
 carrying each causal convolution's last frames; the latents equal encoder.onnx's on the whole.
 """
@@ -26,9 +27,11 @@ import torch.nn as nn
 
 from .autoencoders import inference_form
 from .checkpoint import bundle_latents
-from .onnx_export import add_weights_flag, export_onnx, file_entries
+from .onnx_export import add_weights_flag, bundle_file_entries, export_onnx
+from .onnx_shared_weights import share_weights
 
 BUNDLE_FORMAT = "diffusable-bundle/1"
+ENCODER_WEIGHTS = "encoder.weights"
 
 
 class _Encode(nn.Module):
@@ -136,10 +139,15 @@ def export_autoencoder(
         md("encoder_step"),
         weights,
     )
+    # The three encoder graphs compute with the same parameters: stored once, they leave room in
+    # the bundle budget for the denoiser (inline, the encoder took three times its size).
+    encoders = ["encoder.onnx", "encoder_init.onnx", "encoder_step.onnx"]
+    share_weights([out / g for g in encoders], out / ENCODER_WEIGHTS)
     return {
         "weights": weights,
         "encoder": "encoder.onnx",
         "decoder": "decoder.onnx",
+        "external_data": [ENCODER_WEIGHTS],
         "encoder_stream": {
             "init": "encoder_init.onnx",
             "step": "encoder_step.onnx",
@@ -234,7 +242,7 @@ def build_manifest(
         "onnx": onnx,
         "runs": {"autoencoder": run},
         "metrics": metrics,
-        "files": file_entries(out, sorted(p.name for p in out.glob("*.onnx"))),
+        "files": bundle_file_entries(out),
     }
 
 

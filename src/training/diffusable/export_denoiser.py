@@ -31,7 +31,7 @@ from .checkpoint import bundle_latents, latents_of, load_checkpoint
 from .denoiser import Denoiser, DenoiserConfig
 from .export import last_event
 from .flow import SAMPLER_METHODS
-from .onnx_export import add_weights_flag, export_onnx, file_entries
+from .onnx_export import add_weights_flag, bundle_file_entries, export_onnx
 
 X_AXES = {0: "batch", 2: "latent_frames", 3: "latent_height", 4: "latent_width"}
 
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     manifest["onnx"]["denoiser_weights"] = args.weights
     manifest["runs"]["diffusion"] = {"id": state.get("run_id"), "step": state.get("step")}
     manifest["metrics"]["diffusion"] = {k: last[k] for k in last if k not in ("type", "time")}
-    manifest["files"] = file_entries(bundle, sorted(p.name for p in bundle.glob("*.onnx")))
+    manifest["files"] = bundle_file_entries(bundle)
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"added denoiser (step {state.get('step')}) to {bundle}")
     return 0

@@ -24,7 +24,7 @@ from .autoencoders import build
 from .autoencoders import get_config as get_any_config
 from .denoiser import Denoiser, get_denoiser_config
 from .export import build_manifest, export_autoencoder
-from .onnx_export import file_entries, round_weights_fp16, round_weights_int8
+from .onnx_export import bundle_file_entries, round_weights_fp16, round_weights_int8
 from .export_denoiser import export_denoiser_onnx, sampler_defaults
 from .flow import sample
 
@@ -102,7 +102,7 @@ def make_tiny_denoiser(out: Path, seed: int = 0) -> Denoiser:
     )
     manifest["onnx"]["denoiser"] = "denoiser.onnx"
     manifest["onnx"]["denoiser_weights"] = "fp16"
-    manifest["files"] = file_entries(bundle, sorted(p.name for p in bundle.glob("*.onnx")))
+    manifest["files"] = bundle_file_entries(bundle)
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return model
 

@@ -180,3 +180,14 @@ def file_entries(folder: Path, names: List[str]) -> Dict[str, Dict]:
     return {
         n: {"sha256": sha256_file(folder / n), "bytes": (folder / n).stat().st_size} for n in names
     }
+
+
+# What a bundle folder's manifest pins: its graphs and the weights files they share
+# (onnx_shared_weights).
+BUNDLE_FILES = ("*.onnx", "*.weights")
+
+
+def bundle_file_entries(folder: Path) -> Dict[str, Dict]:
+    """The manifest's `files`: sha256 and size of every graph and weights file in a bundle."""
+    folder = Path(folder)
+    return file_entries(folder, sorted({p.name for g in BUNDLE_FILES for p in folder.glob(g)}))

@@ -27,6 +27,7 @@ _DTYPES = {1: np.float32, 3: np.int8, 6: np.int32, 7: np.int64, 10: np.float16, 
 # int64_data, name, raw_data}
 _MODEL_GRAPH, _GRAPH_INIT = 7, 5
 _T_DIMS, _T_TYPE, _T_FLOAT, _T_INT32, _T_INT64, _T_NAME, _T_RAW = 1, 2, 4, 5, 7, 8, 9
+_T_EXTERNAL = 13  # TensorProto.external_data: {location, offset, length} (onnx_shared_weights)
 
 
 def _varint(buf: memoryview, pos: int) -> Tuple[int, int]:
@@ -71,9 +72,23 @@ def _packed_varints(value) -> list:
     return out
 
 
-def _tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
+def _external_bytes(entries: Dict[str, str], folder: Path) -> bytes:
+    """The bytes an external-data tensor points at: a file in the graph's own folder."""
+    location = entries.get("location", "")
+    if not location or Path(location).name != location:
+        raise ValueError(f"external data location {location!r} is not a file beside the graph")
+    offset, length = int(entries.get("offset", 0)), entries.get("length")
+    with (folder / location).open("rb") as f:
+        f.seek(offset)
+        data = f.read(-1 if length is None else int(length))
+    if length is not None and len(data) != int(length):
+        raise ValueError(f"{location} is shorter than a tensor it holds")
+    return data
+
+
+def _tensor(buf: memoryview, folder: Path) -> Tuple[str, np.ndarray]:
     dims, dtype, name, raw = [], None, "", None
-    floats, ints = [], []
+    floats, ints, external = [], [], {}
     for field, wire, value in _fields(buf):
         if field == _T_DIMS:
             dims += _packed_varints(value) if wire == 2 else [value]
@@ -87,6 +102,11 @@ def _tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
             floats.append(np.frombuffer(bytes(value), "<f4") if wire == 2 else value)
         elif field in (_T_INT32, _T_INT64):
             ints += _packed_varints(value) if wire == 2 else [value]
+        elif field == _T_EXTERNAL:
+            entry = {k: bytes(v).decode() for k, _, v in _fields(value)}
+            external[entry.get(1, "")] = entry.get(2, "")
+    if external:
+        raw = _external_bytes(external, folder)
     if dtype not in _DTYPES:
         raise ValueError(f"initializer {name!r} has an unsupported data type {dtype}")
     np_dtype = np.dtype(_DTYPES[dtype]).newbyteorder("<")
@@ -106,7 +126,8 @@ def _tensor(buf: memoryview) -> Tuple[str, np.ndarray]:
 
 
 def read_initializers(path) -> Dict[str, np.ndarray]:
-    """Every initializer of an ONNX file's main graph, by name."""
+    """Every initializer of an ONNX file's main graph, by name (external data read from the
+    weights file beside it)."""
     data = memoryview(Path(path).read_bytes())
     out: Dict[str, np.ndarray] = {}
     try:
@@ -115,7 +136,7 @@ def read_initializers(path) -> Dict[str, np.ndarray]:
                 continue
             for gfield, _, value in _fields(graph):
                 if gfield == _GRAPH_INIT:
-                    name, array = _tensor(value)
+                    name, array = _tensor(value, Path(path).parent)
                     out[name] = array
     except (ValueError, IndexError, UnicodeDecodeError) as err:  # not protobuf, or cut short
         raise ValueError(f"{Path(path).name} is not an ONNX model ({err})") from None
