@@ -28,6 +28,17 @@ test("every shipped bundle is valid", () => {
   assert.ok(names.includes("small-se") && names.includes("small-baseline"), names.join(", "));
 });
 
+// Issue 21: a shipped bundle (graphs, weights files, manifest) stays within 25 MB, so that a
+// larger denoiser comes with weights stored once (docs/bundle.md), not with a heavier clone.
+test("each shipped bundle is within the 25 MB budget", () => {
+  for (const bundle of rt.bundles()) {
+    const { manifest } = rt.loaded(bundle.name);
+    const files = Object.values(manifest.files).reduce((n, f) => n + f.bytes, 0);
+    assert.ok(files > 1e6, `${bundle.name}: ${files} bytes of files`);
+    assert.ok(files <= 25e6, `${bundle.name} holds ${(files / 1e6).toFixed(1)} MB of files`);
+  }
+});
+
 test("each shipped bundle reconstructs a test video above its manifest's PSNR floor", async (t) => {
   const video = testVideo(join(work, "pattern.mp4"), { size: "96x64", fps: 8, seconds: 3 });
   for (const bundle of rt.bundles()) {
