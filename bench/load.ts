@@ -6,7 +6,8 @@
 // request every 50 ms, as a load balancer's check; the headline figure), of /healthz inside the
 // clients' mix (which adds this busy process's own delay) and of polls, the server's event-loop
 // delay (perf_hooks monitorEventLoopDelay, preloaded from bench/loop-monitor.mjs: p50/p99/max,
-// which CPU taken by other processes affects less than latency does), its peak RSS (VmHWM), the
+// which CPU taken by other processes affects less than latency does), its peak RSS (VmHWM, with
+// its model worker processes' when DIFFUSABLE_MODEL_WORKERS=process), the
 // load average before and after, and whether it stayed up. Exit 1 on any 5xx or a crash.
 // `--profile DIR` writes the server's CPU profile (node --cpu-prof) into DIR.
 //
@@ -19,7 +20,7 @@
 // tiny test fixture (made with `python3 -m diffusable.fixtures`).
 
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, setPriority, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -61,6 +62,22 @@ const percentile = (xs: number[], p: number): number => {
 function peakRss(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** The server's model worker processes (DIFFUSABLE_MODEL_WORKERS=process): its children that
+ *  run session-worker, whose memory is the server's as much as its own is. */
+function workerProcesses(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`)
+    .flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/))
+    .filter(Boolean)
+    .map(Number)
+    .filter((c) => {
+      try {
+        return readFileSync(`/proc/${c}/cmdline`, "utf8").includes("session-worker");
+      } catch {
+        return false;
+      }
+    });
 }
 
 interface LoopStats {
@@ -213,6 +230,8 @@ async function main() {
       () => false,
     ));
   const rss = crashed === null ? peakRss(child.pid as number) : NaN;
+  const workerRss =
+    crashed === null ? workerProcesses(child.pid as number).map((w) => peakRss(w)) : [];
   // The loop's delay over the load, as the monitor writes it on the second signal.
   child.kill("SIGUSR2");
   const loop = await readLoopStats(loopStats);
@@ -252,7 +271,10 @@ async function main() {
   console.log(
     `  server main thread: ${mainCpu.toFixed(1)} CPU s in ${elapsed.toFixed(1)} s, ${((mainCpu * 1000) / requests).toFixed(1)} ms per request, ${mainWait.toFixed(1)} s runnable but waiting for a core; this client's own loop delay p99 ${ms(ownLoop.percentile(99) / 1e6)}`,
   );
-  console.log(`  server peak RSS ${rss.toFixed(0)} MiB; still serving: ${up}; 5xx: ${fiveXX}`);
+  const workersMiB = workerRss.reduce((a, b) => a + b, 0);
+  console.log(
+    `  server peak RSS ${rss.toFixed(0)} MiB${workerRss.length ? ` + ${workerRss.length} model worker processes ${workersMiB.toFixed(0)} MiB = ${(rss + workersMiB).toFixed(0)} MiB (peaks summed)` : ""}; still serving: ${up}; 5xx: ${fiveXX}`,
+  );
   console.log(`  load average before ${loadBefore}, after ${loadAverage()} (${cpus} cores)`);
   if (fiveXX > 0 || !up) process.exitCode = 1;
 }

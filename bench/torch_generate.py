@@ -31,7 +31,7 @@ from diffusable.denoiser import Denoiser, get_denoiser_config
 from diffusable.export_denoiser import export_denoiser_onnx, sampler_defaults
 from diffusable.flow import sample
 from diffusable.threads import set_threads
-from diffusable.onnx_export import add_weights_flag, file_entries, round_weights_fp16
+from diffusable.onnx_export import add_weights_flag, bundle_file_entries, round_weights_fp16
 
 
 def random_denoiser(
@@ -70,7 +70,7 @@ def build_bundle(
     manifest["onnx"]["denoiser"] = "denoiser.onnx"
     manifest["onnx"]["denoiser_weights"] = weights
     manifest["runs"]["diffusion"] = {"id": None, "note": "random init (bench)"}
-    manifest["files"] = file_entries(bundle, sorted(p.name for p in bundle.glob("*.onnx")))
+    manifest["files"] = bundle_file_entries(bundle)
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return model
 

@@ -54,6 +54,8 @@ export interface RuntimeOptions {
    * the cores to the caller's event loop (thread-priority.mjs); default 0.
    */
   nice?: number;
+  /** Model workers as threads (default) or as processes of their own (session-pool.ts). */
+  isolation?: "thread" | "process";
 }
 
 function info(b: Bundle): BundleInfo {
@@ -121,6 +123,7 @@ export class ModelRuntime {
       ...(opts.intraOpThreads !== undefined ? { intraOpThreads: opts.intraOpThreads } : {}),
       ...(opts.providers !== undefined ? { providers: opts.providers } : {}),
       ...(opts.nice !== undefined ? { nice: opts.nice } : {}),
+      ...(opts.isolation !== undefined ? { isolation: opts.isolation } : {}),
     };
     const invalid = scan.invalid.map((i) => ({ dir: i.dir, message: i.error.message }));
     if (opts.nice !== undefined) setProcessPriority(opts.nice);

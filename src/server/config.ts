@@ -55,6 +55,8 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_THREADS: int(0, 256).default(0),
   /** Nice value of the model threads and ffmpeg (0..19): batch work yields the cores to HTTP. */
   DIFFUSABLE_WORK_NICE: int(0, 19).default(10),
+  /** Model workers as processes of their own or as threads of the server (session-pool.ts). */
+  DIFFUSABLE_MODEL_WORKERS: z.enum(["thread", "process"]).default("process"),
   /** onnxruntime execution providers, comma-separated, in order of preference. */
   DIFFUSABLE_PROVIDERS: z
     .string()
@@ -124,6 +126,8 @@ export interface Config {
   threads: number;
   /** DIFFUSABLE_WORK_NICE: the nice value of model threads and ffmpeg. */
   workNice: number;
+  /** DIFFUSABLE_MODEL_WORKERS: the model workers' isolation. */
+  modelWorkers: "thread" | "process";
   providers: string[];
   /** Training runs started by the server go to <runsDir>/<run id>/. */
   runsDir: string;
@@ -192,6 +196,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     },
     threads: e.DIFFUSABLE_THREADS || defaultThreads(),
     workNice: e.DIFFUSABLE_WORK_NICE,
+    modelWorkers: e.DIFFUSABLE_MODEL_WORKERS,
     providers: e.DIFFUSABLE_PROVIDERS,
     runsDir: resolve(e.DIFFUSABLE_RUNS_DIR ?? resolve(dataDir, "runs")),
     runsImportDir:

@@ -35,6 +35,7 @@ export async function startServer(
       threads: config.threads,
       providers: config.providers,
       nice: config.workNice,
+      isolation: config.modelWorkers,
     });
     checkDefaultModel(runtime, config); // a bad DIFFUSABLE_DEFAULT_MODEL stops start-up here
     const runner = new JobRunner({

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { getEventListeners } from "node:events";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -181,6 +181,98 @@ console.log(JSON.stringify({ pid: process.pid, telemetry: process.env.ORT_DISABL
     assert.equal(asked.seen, "0", "an operator's ORT_DISABLE_TELEMETRY is left as they set it");
   } finally {
     for (const log of logs) rmSync(log, { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Child processes of this process (Linux: /proc/PID/task/TID/children of every thread). */
+function childPids(pid: number): number[] {
+  const tasks = readdirSync(`/proc/${pid}/task`);
+  return tasks
+    .flatMap((t) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/);
+      } catch {
+        return [];
+      }
+    })
+    .filter(Boolean)
+    .map(Number);
+}
+
+const alive = (pid: number) =>
+  existsSync(`/proc/${pid}`) && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+
+test("process isolation: the same outputs as threads, workers at the pool's nice, none left after close", async () => {
+  const before = new Set(childPids(process.pid));
+  const p = new SessionPool({ size: 2, intraOpThreads: 1, nice: 7, isolation: "process" });
+  try {
+    const inputs = [1, 2, 3].map((seed) => video(2, 9, seed));
+    const results = await Promise.all(inputs.map((v) => p.run(encoder, { video: clone(v) })));
+    for (const [i, v] of inputs.entries()) {
+      const direct = await runSession(session, { video: clone(v) });
+      const got = results[i]?.latent;
+      assert.ok(got && direct.latent, "no latent");
+      assert.deepEqual(got.dims, direct.latent.dims);
+      assert.equal(maxAbs(got.data, direct.latent.data), 0);
+    }
+    const workers = childPids(process.pid).filter(
+      (c) =>
+        !before.has(c) && readFileSync(`/proc/${c}/cmdline`, "utf8").includes("session-worker"),
+    );
+    assert.equal(workers.length, 2, `worker processes: ${workers.join(", ")}`);
+    for (const w of workers) {
+      // every thread of the worker, onnxruntime's and V8's, at the pool's nice value
+      for (const t of readdirSync(`/proc/${w}/task`)) {
+        const stat = readFileSync(`/proc/${w}/task/${t}/stat`, "utf8");
+        assert.equal(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]), 7);
+      }
+    }
+    await assert.rejects(p.run(encoder, { video: video(1, 4, 1) }), /video|dimension|shape/i);
+  } finally {
+    await p.close();
+  }
+  assert.deepEqual(
+    childPids(process.pid).filter((c) => !before.has(c) && alive(c)),
+    [],
+    "a worker process outlived close()",
+  );
+});
+
+test("process isolation: the workers exit when the pool's process is killed with SIGKILL", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pool-kill-"));
+  const script = join(dir, "child.mts");
+  const poolModule = join(import.meta.dirname, "../../src/pipeline/onnx/session-pool.ts");
+  writeFileSync(
+    script,
+    `import { SessionPool } from ${JSON.stringify(poolModule)};
+const pool = new SessionPool({ size: 2, intraOpThreads: 1, isolation: "process" });
+const data = new Float32Array(3 * 5 * 32 * 32);
+await pool.run(${JSON.stringify(encoder)}, { video: { dtype: "float32", dims: [1, 3, 5, 32, 32], data } });
+console.log("ready");
+setInterval(() => {}, 1000);
+`,
+  );
+  const child = spawn(process.execPath, ["--import", "tsx", script], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
+      child.once("exit", (code) => reject(new Error(`the child exited first (${code})`)));
+    });
+    // (tsx has a child of its own, esbuild: the workers are the ones running session-worker)
+    const workers = childPids(child.pid as number).filter((c) =>
+      readFileSync(`/proc/${c}/cmdline`, "utf8").includes("session-worker"),
+    );
+    assert.equal(workers.length, 2, `worker processes: ${workers.join(", ")}`);
+    child.kill("SIGKILL");
+    const deadline = Date.now() + 10_000;
+    while (workers.some(alive) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(workers.filter(alive), [], "worker processes outlived their pool's process");
+  } finally {
+    child.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
   }
 });

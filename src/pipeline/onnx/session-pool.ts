@@ -4,6 +4,8 @@
 // wait in one FIFO queue and go to whichever worker is idle. Errors raised in a worker (including
 // onnx-session.ts's checkFeeds report of names, dims and dtypes) come back with their message intact.
 
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { defaultThreads } from "../../env.ts";
 import { PipelineError } from "../pipeline-error.ts";
@@ -32,6 +34,14 @@ export interface PoolOptions {
    * cores to the event loop (thread-priority.mjs); default 0.
    */
   nice?: number;
+  /**
+   * "thread" (default): workers are threads of this process. "process": each worker is a child
+   * process of its own, so that its memory mappings never make this process's event loop wait:
+   * threads of one process share one address-space lock, which page faults take when a mapping
+   * changes, and the model work's allocation churn held the loop there ~15% of a loaded run
+   * (docs/results/2026-12-03-load.md). Tensors are then copied, not moved, between processes.
+   */
+  isolation?: "thread" | "process";
 }
 
 export interface RunOptions {
@@ -50,8 +60,66 @@ interface Job {
   reject: (err: Error) => void;
 }
 
+/** What the pool needs of a worker, a thread or a child process alike. */
+interface WorkerHandle {
+  postMessage(message: unknown, transfer?: ArrayBuffer[]): void;
+  on(event: "message", listener: (message: never) => void): void;
+  on(event: "error", listener: (err: Error) => void): void;
+  on(event: "exit", listener: (code: number | null) => void): void;
+  ref(): void;
+  unref(): void;
+  terminate(): Promise<unknown>;
+}
+
+/**
+ * A worker in a child process: the same bootstrap as a thread's, its init in the environment,
+ * messages over the IPC channel with structured clone (typed arrays and BigInt64Array intact;
+ * copied, since there is nothing to transfer between address spaces). Started through nice(1)
+ * so that every thread of it (V8's and libuv's, made at start-up, and onnxruntime's) runs at
+ * the pool's nice value. It exits when the channel closes, so it never outlives the pool's
+ * process, even one killed with SIGKILL.
+ */
+function processWorker(init: WorkerInit): WorkerHandle {
+  // No execArgv: the bootstrap registers its own TypeScript loader, and a bench's --import
+  // (a loop monitor) or --cpu-prof belongs to the server process, not to its workers.
+  const argv = [fileURLToPath(WORKER_URL)];
+  const child: ChildProcess =
+    init.nice > 0
+      ? spawn("nice", ["-n", String(init.nice), process.execPath, ...argv], {
+          stdio: ["ignore", "inherit", "inherit", "ipc"],
+          serialization: "advanced",
+          env: { ...process.env, DIFFUSABLE_WORKER_INIT: JSON.stringify(init) },
+        })
+      : spawn(process.execPath, argv, {
+          stdio: ["ignore", "inherit", "inherit", "ipc"],
+          serialization: "advanced",
+          env: { ...process.env, DIFFUSABLE_WORKER_INIT: JSON.stringify(init) },
+        });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return {
+    postMessage: (message) => {
+      child.send(message as object);
+    },
+    on: (event: string, listener: (...args: never[]) => void) => {
+      child.on(event, listener as (...args: unknown[]) => void);
+    },
+    ref: () => {
+      child.ref();
+      child.channel?.ref();
+    },
+    unref: () => {
+      child.unref();
+      child.channel?.unref();
+    },
+    terminate: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
 interface Slot {
-  worker: Worker;
+  worker: WorkerHandle;
   job: (Job & { id: number }) | null;
   /** Resolves once the worker has loaded onnxruntime (or died). */
   ready: Promise<void>;
@@ -88,6 +156,7 @@ export class SessionPool {
   readonly providers: string[];
   readonly intraOpThreads: number;
   readonly nice: number;
+  readonly isolation: "thread" | "process";
   #slots: Slot[] = [];
   #queue: Job[] = [];
   #nextId = 1;
@@ -101,6 +170,7 @@ export class SessionPool {
     this.providers = [...(options.providers ?? ["cpu"])];
     this.intraOpThreads = Math.max(1, options.intraOpThreads ?? Math.floor(cores / this.size));
     this.nice = options.nice ?? 0;
+    this.isolation = options.isolation ?? "thread";
     disableOrtTelemetry(); // here, in the main thread: the workers' sessions read it natively
     for (let i = 0; i < this.size; i++) this.#slots.push(this.#spawn());
   }
@@ -111,7 +181,10 @@ export class SessionPool {
       intraOpThreads: this.intraOpThreads,
       nice: this.nice,
     };
-    const worker = new Worker(WORKER_URL, { workerData: init });
+    const worker: WorkerHandle =
+      this.isolation === "process"
+        ? processWorker(init)
+        : (new Worker(WORKER_URL, { workerData: init }) as unknown as WorkerHandle);
     let markReady: () => void = () => {};
     let markExited: () => void = () => {};
     const slot: Slot = {

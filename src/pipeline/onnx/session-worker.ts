@@ -1,6 +1,7 @@
 // The inside of one pool worker (see session-pool.ts): one lazily opened onnxruntime session per
 // ONNX file, running one request at a time, so that session.run never blocks the main thread.
-// Output buffers are transferred back, not copied.
+// Output buffers are transferred back, not copied. The same code runs as a worker thread or as a
+// child process of its own (the pool's isolation "process"): only the channel differs.
 
 import { parentPort, workerData } from "node:worker_threads";
 import { PipelineError } from "../pipeline-error.ts";
@@ -14,7 +15,10 @@ import {
 } from "./onnx-session.ts";
 import type { WorkerInit, WorkerReply, WorkerRequest } from "./worker-protocol.ts";
 
-const init = workerData as WorkerInit;
+const inProcess = parentPort === null && typeof process.send === "function";
+const init = (
+  inProcess ? JSON.parse(process.env.DIFFUSABLE_WORKER_INIT ?? "{}") : workerData
+) as WorkerInit;
 // Before any session opens: onnxruntime's operator threads are made then and inherit it.
 lowerThreadPriority(init.nice);
 const sessions = new Map<string, Promise<Session>>();
@@ -65,11 +69,40 @@ async function handle(req: WorkerRequest): Promise<WorkerReply> {
   }
 }
 
-const port = parentPort;
-if (port === null) throw new Error("session-worker.ts must run in a worker thread");
-port.on("message", async (req: WorkerRequest | { op: "close" }) => {
+/** The channel to the pool: the thread's port, or the child process's IPC channel. */
+interface Channel {
+  on(listener: (req: WorkerRequest | { op: "close" }) => void): void;
+  post(message: unknown, transfer?: ArrayBuffer[]): void;
+  close(): void;
+}
+
+function channel(): Channel {
+  const thread = parentPort;
+  if (thread !== null) {
+    return {
+      on: (listener) => thread.on("message", listener),
+      post: (message, transfer) => thread.postMessage(message, transfer),
+      close: () => thread.close(),
+    };
+  }
+  if (!inProcess) throw new Error("session-worker.ts must run in a worker thread or child process");
+  // The pool's process is gone (even SIGKILLed): its end of the channel closed; so do we.
+  process.on("disconnect", () => process.exit(0));
+  return {
+    on: (listener) => process.on("message", listener as (m: unknown) => void),
+    post: (message) => {
+      // A reply raced with the pool's exit: nobody is left to read it.
+      if (!process.connected) return;
+      process.send?.(message, undefined, {}, (err) => err && process.exit(0));
+    },
+    close: () => process.disconnect(),
+  };
+}
+
+const port = channel();
+port.on(async (req) => {
   if (req.op === "close") {
-    // A graceful exit: release the sessions, then let the thread end on its own.
+    // A graceful exit: release the sessions, then let the thread (or process) end on its own.
     for (const s of sessions.values()) await (await s.catch(() => null))?.release();
     sessions.clear();
     port.close();
@@ -78,11 +111,11 @@ port.on("message", async (req: WorkerRequest | { op: "close" }) => {
   const reply = await handle(req);
   const transfer = "outputs" in reply && reply.outputs ? transferable(reply.outputs) : [];
   try {
-    port.postMessage(reply, transfer);
+    port.post(reply, transfer);
   } catch {
-    port.postMessage(reply); // e.g. a buffer owned by onnxruntime that cannot be detached
+    port.post(reply); // e.g. a buffer owned by onnxruntime that cannot be detached
   }
 });
 // onnxruntime's native module is loaded (by the imports above): from now on the pool may stop
 // this thread. Terminating a worker in the middle of that load aborts the whole process.
-port.postMessage({ ready: true });
+port.post({ ready: true });

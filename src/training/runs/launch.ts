@@ -21,7 +21,7 @@ export const AE_CONFIGS = [
   "conv-small",
   "conv-base",
 ] as const;
-export const DENOISER_CONFIGS = ["tiny", "small", "compact", "base"] as const;
+export const DENOISER_CONFIGS = ["tiny", "small", "compact", "medium", "base"] as const;
 /** Autoencoder variants: the SE term each trains with (train_ae.py, VARIANT_MODES). */
 export const AE_VARIANTS = ["baseline", "se", "se-spatial"] as const;
 
