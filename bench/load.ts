@@ -7,7 +7,7 @@
 // clients' mix (which adds this busy process's own delay) and of polls, the server's event-loop
 // delay (perf_hooks monitorEventLoopDelay, preloaded from bench/loop-monitor.mjs: p50/p99/max,
 // which CPU taken by other processes affects less than latency does), its peak RSS (VmHWM, with
-// its model worker processes' when DIFFUSABLE_MODEL_WORKERS=process), the
+// its helper processes': the model workers and ffmpeg's process host), the
 // load average before and after, and whether it stayed up. Exit 1 on any 5xx or a crash.
 // `--profile DIR` writes the server's CPU profile (node --cpu-prof) into DIR.
 //
@@ -64,8 +64,8 @@ function peakRss(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** The server's model worker processes (DIFFUSABLE_MODEL_WORKERS=process): its children that
- *  run session-worker, whose memory is the server's as much as its own is. */
+/** The server's helper processes: its model workers (DIFFUSABLE_MODEL_WORKERS=process) and its
+ *  process host (ffmpeg's parent), whose memory is the server's as much as its own is. */
 function workerProcesses(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`)
     .flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/))
@@ -73,7 +73,7 @@ function workerProcesses(pid: number): number[] {
     .map(Number)
     .filter((c) => {
       try {
-        return readFileSync(`/proc/${c}/cmdline`, "utf8").includes("session-worker");
+        return /session-worker|process-worker/.test(readFileSync(`/proc/${c}/cmdline`, "utf8"));
       } catch {
         return false;
       }
@@ -273,7 +273,7 @@ async function main() {
   );
   const workersMiB = workerRss.reduce((a, b) => a + b, 0);
   console.log(
-    `  server peak RSS ${rss.toFixed(0)} MiB${workerRss.length ? ` + ${workerRss.length} model worker processes ${workersMiB.toFixed(0)} MiB = ${(rss + workersMiB).toFixed(0)} MiB (peaks summed)` : ""}; still serving: ${up}; 5xx: ${fiveXX}`,
+    `  server peak RSS ${rss.toFixed(0)} MiB${workerRss.length ? ` + ${workerRss.length} helper processes (model workers, process host) ${workersMiB.toFixed(0)} MiB = ${(rss + workersMiB).toFixed(0)} MiB (peaks summed)` : ""}; still serving: ${up}; 5xx: ${fiveXX}`,
   );
   console.log(`  load average before ${loadBefore}, after ${loadAverage()} (${cpus} cores)`);
   if (fiveXX > 0 || !up) process.exitCode = 1;

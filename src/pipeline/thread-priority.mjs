@@ -2,8 +2,8 @@
 // ffmpeg work it starts yields the cores to the HTTP event loop when both want them. On Linux nice
 // is per thread, and the threads and processes a thread starts inherit its value: onnxruntime's
 // operator threads (made when a session opens, on the worker that opens it) and ffmpeg (forked by
-// the process thread). On an idle machine it changes nothing. Plain JS: the process worker
-// (process-worker.mjs) loads it without a TypeScript loader.
+// the process host, process-worker.mjs, on its main thread). On an idle machine it changes
+// nothing. Plain JS: the process host loads it without a TypeScript loader.
 
 import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";

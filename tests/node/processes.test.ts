@@ -3,7 +3,8 @@
 // through the app (too short, not a video, bad latents, canceled).
 
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { encodeNpy } from "../../src/pipeline/media/npy-file.ts";
@@ -18,8 +19,8 @@ import {
   tempFilesUnder,
 } from "./server-helpers.ts";
 
-/** The pids of this process's live children (zombies excluded), from /proc. */
-function children(): number[] {
+/** The live children (zombies excluded) of `parent`, from /proc. */
+function childrenOf(parent: number): number[] {
   const pids: number[] = [];
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -31,12 +32,24 @@ function children(): number[] {
     }
     // pid (comm) state ppid ...: comm may hold spaces, so split after the last ")".
     const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(ppid) !== process.pid || state === "Z") continue;
-    // tsx's esbuild service belongs to the test runner's loader, not to the code under test.
-    if (/esbuild/.test(safeCmdline(Number(name)))) continue;
-    pids.push(Number(name));
+    if (Number(ppid) === parent && state !== "Z") pids.push(Number(name));
   }
   return pids;
+}
+
+/** The processes the code under test started and left running: this process's children and,
+ *  through the process host (process-worker.mjs: the server's own, alive while it is), what the
+ *  host started (ffmpeg, ffprobe). */
+function children(): number[] {
+  const out: number[] = [];
+  for (const pid of childrenOf(process.pid)) {
+    const cmdline = safeCmdline(pid);
+    // tsx's esbuild service belongs to the test runner's loader, not to the code under test.
+    if (/esbuild/.test(cmdline)) continue;
+    if (/process-worker\.mjs/.test(cmdline)) out.push(...childrenOf(pid));
+    else out.push(pid);
+  }
+  return out;
 }
 
 function safeCmdline(pid: number): string {
@@ -212,4 +225,45 @@ test("a running reconstruction that is canceled ends its ffmpeg processes", asyn
   await t.runner.idle();
   await noChildren("a canceled reconstruction");
   assert.deepEqual(tempFilesUnder(t.config.dataDir), []);
+});
+
+test("the process host and what it started end with the server, even on SIGKILL", async () => {
+  const dir = tempDir("host-kill");
+  const script = join(dir, "child.mts");
+  const hostModule = join(import.meta.dirname, "../../src/pipeline/media/process-host.ts");
+  writeFileSync(
+    script,
+    `import { hostExec } from ${JSON.stringify(hostModule)};
+void hostExec("sleep", ["60"], { timeoutMs: 120_000 });
+setInterval(() => {}, 1000);
+`,
+  );
+  const child = spawn(process.execPath, ["--import", "tsx", script], { stdio: "ignore" });
+  try {
+    const pid = child.pid as number;
+    const started = Date.now() + 15_000;
+    let host: number[] = [];
+    let sleeps: number[] = [];
+    while (Date.now() < started && sleeps.length === 0) {
+      await new Promise((r) => setTimeout(r, 100));
+      host = childrenOf(pid).filter((c) => /process-worker\.mjs/.test(safeCmdline(c)));
+      sleeps = host.flatMap(childrenOf).filter((c) => /^sleep 60/.test(safeCmdline(c)));
+    }
+    assert.equal(host.length, 1, "one process host");
+    assert.equal(sleeps.length, 1, "the host runs the command");
+    child.kill("SIGKILL");
+    const alive = (p: number) => {
+      try {
+        return !/\) Z /.test(readFileSync(`/proc/${p}/stat`, "utf8"));
+      } catch {
+        return false;
+      }
+    };
+    const deadline = Date.now() + 10_000;
+    while ([...host, ...sleeps].some(alive) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual([...host, ...sleeps].filter(alive).map(safeCmdline), []);
+  } finally {
+    child.kill("SIGKILL");
+  }
 });

@@ -166,7 +166,7 @@ describe("decodeFrames", () => {
     // under a load of 7-10 on 2 cores, it sometimes did not), so that the timeout fires while
     // the consumer sleeps.
     const timeoutMs = 4000;
-    // A first decode of the file starts the process thread and probes the file (both kept), so
+    // A first decode of the file starts the process host and probes the file (both kept), so
     // the timed one below spends its budget on ffmpeg alone.
     await collect(decodeFrames(p("long.mp4"), { size: 16, maxFrames: 1, timeoutMs: 60_000 }));
     const frames = decodeFrames(p("long.mp4"), {

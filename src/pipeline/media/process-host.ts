@@ -1,17 +1,21 @@
-// Child processes (ffmpeg, ffprobe) started from one worker thread (process-worker.mjs) instead of
-// the event loop. node's spawn() is synchronous up to the child's exec: under bench:load, with two
-// busy cores, a single ffprobe start held the HTTP loop for up to 1.5 s (9.5 s of a 30 s run in
-// spawn, the largest single item of the loop's time).
+// Child processes (ffmpeg, ffprobe) started from one small child process (process-worker.mjs)
+// instead of the event loop. node's spawn() is synchronous up to the child's exec: under
+// bench:load, with two busy cores, a single ffprobe start held the HTTP loop for up to 1.5 s (9.5 s
+// of a 30 s run in spawn). Moved to a worker thread, the fork still copied the server's page
+// tables under its address-space lock (2-41 ms per ffmpeg, during which every page fault of the
+// event loop waited): a process of its own forks from its own, small address space.
 //
 // hostExec is execFile; hostSpawn gives a small ChildProcess-like object: stdout is a Readable
 // (flow-controlled: the worker pauses the process when the main thread falls behind), stdin a
 // Writable whose writes complete once the worker has handed them to the process, stderr arrives
-// as text, and `exit` / `close` come with the code and signal. The worker is shared, started on
-// first use, and keeps the process alive only while something runs in it.
+// as text, and `exit` / `close` come with the code and signal. The host process is shared,
+// started on first use, keeps the server alive only while something runs in it, and exits (killing
+// what it started) when the server does, even on SIGKILL.
 
+import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { Readable, Writable } from "node:stream";
-import { Worker } from "node:worker_threads";
+import { fileURLToPath } from "node:url";
 
 const WORKER_URL = new URL("./process-worker.mjs", import.meta.url);
 
@@ -41,15 +45,19 @@ export interface ExecResult {
 type Listener = (msg: WorkerEvent) => void;
 
 class Host {
-  #worker: Worker | null = null;
-  /** The nice value of the process thread and so of every child it starts. */
+  #worker: ChildProcess | null = null;
+  /** The nice value of the process host and so of every child it starts. */
   nice = 0;
   #nextId = 1;
   #listeners = new Map<number, Listener>();
 
-  #start(): Worker {
+  #start(): ChildProcess {
     if (this.#worker) return this.#worker;
-    const worker = new Worker(WORKER_URL, { workerData: { nice: this.nice } });
+    const worker = spawn(process.execPath, [fileURLToPath(WORKER_URL)], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      serialization: "advanced", // Uint8Array chunks stay binary
+      env: { ...process.env, DIFFUSABLE_PROCESS_HOST_NICE: String(this.nice) },
+    });
     worker.on("message", (msg: WorkerEvent) => this.#listeners.get(msg.id)?.(msg));
     const died = (why: string) => {
       if (this.#worker !== worker) return;
@@ -57,14 +65,30 @@ class Host {
       const listeners = [...this.#listeners.entries()];
       this.#listeners.clear();
       for (const [id, listener] of listeners) {
-        listener({ id, ev: "error", message: `the process thread died: ${why}` });
+        listener({ id, ev: "error", message: `the process host died: ${why}` });
       }
     };
     worker.on("error", (err) => died(err.message));
     worker.on("exit", (code) => died(`exit code ${code}`));
-    worker.unref();
+    this.#unref(worker);
     this.#worker = worker;
     return worker;
+  }
+
+  // A child process keeps the server alive through itself and through its IPC channel.
+  #ref(worker: ChildProcess): void {
+    worker.ref();
+    worker.channel?.ref();
+  }
+
+  #unref(worker: ChildProcess): void {
+    worker.unref();
+    worker.channel?.unref();
+  }
+
+  #send(msg: Record<string, unknown>): void {
+    const worker = this.#worker;
+    if (worker?.connected) worker.send(msg, undefined, {}, () => {}); // its exit tells the rest
   }
 
   /** Sends a request whose answers go to `listener` until `release` is called. */
@@ -72,19 +96,19 @@ class Host {
     const worker = this.#start();
     const id = this.#nextId++;
     this.#listeners.set(id, listener);
-    worker.ref(); // something runs: the process stays up for it, as for a child of its own
-    worker.postMessage({ ...msg, id });
+    this.#ref(worker); // something runs: the server stays up for it, as for a child of its own
+    this.#send({ ...msg, id });
     return {
       id,
       release: () => {
         this.#listeners.delete(id);
-        if (this.#listeners.size === 0) this.#worker?.unref();
+        if (this.#listeners.size === 0 && this.#worker) this.#unref(this.#worker);
       },
     };
   }
 
-  post(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): void {
-    this.#worker?.postMessage(msg, transfer);
+  post(msg: Record<string, unknown>): void {
+    this.#send(msg);
   }
 }
 
@@ -93,14 +117,14 @@ const host = new Host();
 /**
  * The nice value (0..19) ffmpeg and ffprobe run at from now on: the server lowers them so that
  * they yield the cores to its event loop (thread-priority.mjs). A thread cannot be raised again
- * without privilege, so a running process thread is kept as it is and only a later one (after it
+ * without privilege, so a running process host is kept as it is and only a later one (after it
  * has gone idle and exited) takes a new value.
  */
 export function setProcessPriority(nice: number): void {
   host.nice = nice;
 }
 
-/** execFile(command, args) in the process thread, killed with SIGKILL after timeoutMs. */
+/** execFile(command, args) in the process host, killed with SIGKILL after timeoutMs. */
 export function hostExec(
   command: string,
   args: readonly string[],
@@ -142,7 +166,7 @@ export type HostedCommand =
     };
 
 /**
- * A process run by the process thread. Events: "spawn" (pid), "error" (it never started, or the
+ * A process run by the process host. Events: "spawn" (pid), "error" (it never started, or the
  * thread died), "exit" (code, signal), "close" (code, signal; stdout and stderr are done).
  */
 export class HostedProcess extends EventEmitter {

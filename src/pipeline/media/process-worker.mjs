@@ -1,8 +1,11 @@
-// The thread that starts ffmpeg and ffprobe for the whole process (process-host.ts is its main-
-// thread side). Starting a process blocks the thread that asks for it: node's spawn forks and then
-// waits until the child has exec'd, which on a busy machine took up to 1.5 s per ffprobe in
-// bench:load, every millisecond of it on the HTTP event loop. Here it blocks only this thread.
-// Plain JS: it needs no TypeScript loader.
+// The small process that starts ffmpeg and ffprobe for the server (process-host.ts is the
+// server's side). Starting a process blocks the thread that asks for it: node's spawn forks and
+// then waits until the child has exec'd, which on a busy machine took up to 1.5 s per ffprobe in
+// bench:load, every millisecond of it on the HTTP event loop. And a fork copies the forking
+// process's page tables while it holds that process's address-space lock: forked from a thread of
+// the server, every ffmpeg held the event loop's page faults for 2-41 ms (perf trace), so this
+// runs as a child process of its own (its fork copies its own few tables). It can still run as a
+// worker thread (the same messages over its port). Plain JS: it needs no TypeScript loader.
 //
 // Messages in: exec (execFile, whole output back), spawn (a process with piped stdout/stderr and
 // optionally stdin), ffmpeg (fluent-ffmpeg's command with its output piped), stdin / end /
@@ -16,10 +19,15 @@ import { parentPort, workerData } from "node:worker_threads";
 import ffmpeg from "fluent-ffmpeg";
 import { lowerThreadPriority } from "../thread-priority.mjs";
 
-const port = parentPort;
-if (port === null) throw new Error("process-worker.mjs must run in a worker thread");
+const thread = parentPort;
+const inProcess = thread === null && typeof process.send === "function";
+if (thread === null && !inProcess) {
+  throw new Error("process-worker.mjs must run as a child process or a worker thread");
+}
 // Every process started from here inherits this thread's nice value (setProcessPriority).
-lowerThreadPriority(workerData?.nice ?? 0);
+lowerThreadPriority(
+  inProcess ? Number(process.env.DIFFUSABLE_PROCESS_HOST_NICE ?? 0) : (workerData?.nice ?? 0),
+);
 
 /** stdout bytes sent but not yet taken by the main thread before the process is paused. */
 const HIGH_WATER = 4 << 20;
@@ -28,10 +36,15 @@ const HIGH_WATER = 4 << 20;
 const procs = new Map();
 
 const send = (msg, transfer) => {
+  if (inProcess) {
+    // Copied over the IPC channel; a message racing the server's exit has no reader.
+    if (process.connected) process.send(msg, undefined, {}, () => {});
+    return;
+  }
   try {
-    port.postMessage(msg, transfer ?? []);
+    thread.postMessage(msg, transfer ?? []);
   } catch {
-    port.postMessage(msg); // a buffer that cannot be moved is copied
+    thread.postMessage(msg); // a buffer that cannot be moved is copied
   }
 };
 
@@ -149,19 +162,42 @@ function start(msg) {
   relayStdout(id, state, output);
 }
 
-port.on("message", (msg) => {
+/** execFile children still running (procs holds the spawned ones). */
+const execs = new Set();
+
+if (inProcess) {
+  // The server is gone (even SIGKILLed): its end of the channel closed. Nothing started from here
+  // is to outlive it.
+  process.on("disconnect", () => {
+    for (const state of procs.values()) state.proc?.kill("SIGKILL");
+    for (const child of execs) child.kill("SIGKILL");
+    process.exit(0);
+  });
+}
+
+const onMessage = (listener) =>
+  inProcess ? process.on("message", listener) : thread.on("message", listener);
+
+onMessage((msg) => {
   if (msg.op === "exec") {
-    execFile(msg.command, msg.args, { ...msg.options, killSignal: "SIGKILL" }, (err, out, errs) =>
-      send({
-        id: msg.id,
-        ev: "exec",
-        stdout: String(out),
-        stderr: String(errs),
-        error: err
-          ? { message: err.message, killed: err.killed ?? false, code: err.code ?? null }
-          : null,
-      }),
+    const child = execFile(
+      msg.command,
+      msg.args,
+      { ...msg.options, killSignal: "SIGKILL" },
+      (err, out, errs) => {
+        execs.delete(child);
+        send({
+          id: msg.id,
+          ev: "exec",
+          stdout: String(out),
+          stderr: String(errs),
+          error: err
+            ? { message: err.message, killed: err.killed ?? false, code: err.code ?? null }
+            : null,
+        });
+      },
     );
+    execs.add(child);
     return;
   }
   if (msg.op === "spawn" || msg.op === "ffmpeg") {

@@ -1,5 +1,5 @@
 // Video I/O: the one module that runs ffmpeg and ffprobe (Debian's binaries, found on PATH).
-// Every process starts in the process thread (process-host.ts), never on the event loop (a start
+// Every process starts in the process host (process-host.ts), never on the event loop (a start
 // blocks the thread that asks for it), and runs at a lower CPU priority than the HTTP thread.
 // Decoding runs through fluent-ffmpeg there; ffprobe runs through execFile because fluent-ffmpeg's
 // ffprobe() offers neither a timeout nor a way to kill a hung probe. A file's probe is kept
