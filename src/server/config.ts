@@ -55,8 +55,8 @@ export const ENV_SCHEMA = z.object({
   DIFFUSABLE_THREADS: int(0, 256).default(0),
   /** Nice value of the model threads and ffmpeg (0..19): batch work yields the cores to HTTP. */
   DIFFUSABLE_WORK_NICE: int(0, 19).default(10),
-  /** Model workers as processes of their own or as threads of the server (session-pool.ts). */
-  DIFFUSABLE_MODEL_WORKERS: z.enum(["thread", "process"]).default("process"),
+  /** Model workers as threads of the server or as processes of their own (session-pool.ts). */
+  DIFFUSABLE_MODEL_WORKERS: z.enum(["thread", "process"]).default("thread"),
   /** onnxruntime execution providers, comma-separated, in order of preference. */
   DIFFUSABLE_PROVIDERS: z
     .string()

@@ -64,3 +64,12 @@ test("DIFFUSABLE_WORK_NICE defaults to 10 and is refused outside 0..19", () => {
     assert.throws(() => parseConfig({ DIFFUSABLE_WORK_NICE: bad }), /DIFFUSABLE_WORK_NICE/);
   }
 });
+
+test("DIFFUSABLE_MODEL_WORKERS defaults to thread and is refused outside thread | process", () => {
+  assert.equal(parseConfig({}).modelWorkers, "thread");
+  assert.equal(parseConfig({ DIFFUSABLE_MODEL_WORKERS: "process" }).modelWorkers, "process");
+  assert.throws(
+    () => parseConfig({ DIFFUSABLE_MODEL_WORKERS: "fork" }),
+    /DIFFUSABLE_MODEL_WORKERS/,
+  );
+});
