@@ -12,10 +12,10 @@
 // started on first use, keeps the server alive only while something runs in it, and exits (killing
 // what it started) when the server does, even on SIGKILL.
 
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { Readable, Writable } from "node:stream";
-import { fileURLToPath } from "node:url";
+import { holdChild, sendToChild, spawnChildWorker } from "../child-worker.ts";
 
 const WORKER_URL = new URL("./process-worker.mjs", import.meta.url);
 
@@ -53,11 +53,7 @@ class Host {
 
   #start(): ChildProcess {
     if (this.#worker) return this.#worker;
-    const worker = spawn(process.execPath, [fileURLToPath(WORKER_URL)], {
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
-      serialization: "advanced", // Uint8Array chunks stay binary
-      env: { ...process.env, DIFFUSABLE_PROCESS_HOST_NICE: String(this.nice) },
-    });
+    const worker = spawnChildWorker(WORKER_URL, { nice: this.nice });
     worker.on("message", (msg: WorkerEvent) => this.#listeners.get(msg.id)?.(msg));
     const died = (why: string) => {
       if (this.#worker !== worker) return;
@@ -70,25 +66,13 @@ class Host {
     };
     worker.on("error", (err) => died(err.message));
     worker.on("exit", (code) => died(`exit code ${code}`));
-    this.#unref(worker);
+    holdChild(worker, false);
     this.#worker = worker;
     return worker;
   }
 
-  // A child process keeps the server alive through itself and through its IPC channel.
-  #ref(worker: ChildProcess): void {
-    worker.ref();
-    worker.channel?.ref();
-  }
-
-  #unref(worker: ChildProcess): void {
-    worker.unref();
-    worker.channel?.unref();
-  }
-
   #send(msg: Record<string, unknown>): void {
-    const worker = this.#worker;
-    if (worker?.connected) worker.send(msg, undefined, {}, () => {}); // its exit tells the rest
+    if (this.#worker) sendToChild(this.#worker, msg);
   }
 
   /** Sends a request whose answers go to `listener` until `release` is called. */
@@ -96,13 +80,13 @@ class Host {
     const worker = this.#start();
     const id = this.#nextId++;
     this.#listeners.set(id, listener);
-    this.#ref(worker); // something runs: the server stays up for it, as for a child of its own
+    holdChild(worker, true); // something runs: the server stays up for it, as for a child of its own
     this.#send({ ...msg, id });
     return {
       id,
       release: () => {
         this.#listeners.delete(id);
-        if (this.#listeners.size === 0 && this.#worker) this.#unref(this.#worker);
+        if (this.#listeners.size === 0 && this.#worker) holdChild(this.#worker, false);
       },
     };
   }

@@ -24,10 +24,9 @@ const inProcess = thread === null && typeof process.send === "function";
 if (thread === null && !inProcess) {
   throw new Error("process-worker.mjs must run as a child process or a worker thread");
 }
-// Every process started from here inherits this thread's nice value (setProcessPriority).
-lowerThreadPriority(
-  inProcess ? Number(process.env.DIFFUSABLE_PROCESS_HOST_NICE ?? 0) : (workerData?.nice ?? 0),
-);
+// Every process started from here inherits this thread's nice value (setProcessPriority); as a
+// child process it was started at that value (child-worker.ts).
+if (!inProcess) lowerThreadPriority(workerData?.nice ?? 0);
 
 /** stdout bytes sent but not yet taken by the main thread before the process is paused. */
 const HIGH_WATER = 4 << 20;

@@ -4,10 +4,9 @@
 // wait in one FIFO queue and go to whichever worker is idle. Errors raised in a worker (including
 // onnx-session.ts's checkFeeds report of names, dims and dtypes) come back with their message intact.
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { defaultThreads } from "../../env.ts";
+import { holdChild, sendToChild, spawnChildWorker } from "../child-worker.ts";
 import { PipelineError } from "../pipeline-error.ts";
 import type { SessionDescription } from "./onnx-session.ts";
 import { disableOrtTelemetry } from "./ort-env.ts";
@@ -71,46 +70,20 @@ interface WorkerHandle {
   terminate(): Promise<unknown>;
 }
 
-/**
- * A worker in a child process: the same bootstrap as a thread's, its init in the environment,
- * messages over the IPC channel with structured clone (typed arrays and BigInt64Array intact;
- * copied, since there is nothing to transfer between address spaces). Started through nice(1)
- * so that every thread of it (V8's and libuv's, made at start-up, and onnxruntime's) runs at
- * the pool's nice value. It exits when the channel closes, so it never outlives the pool's
- * process, even one killed with SIGKILL.
- */
+/** A worker in a child process (child-worker.ts), its init in the environment. */
 function processWorker(init: WorkerInit): WorkerHandle {
-  // No execArgv: the bootstrap registers its own TypeScript loader, and a bench's --import
-  // (a loop monitor) or --cpu-prof belongs to the server process, not to its workers.
-  const argv = [fileURLToPath(WORKER_URL)];
-  const child: ChildProcess =
-    init.nice > 0
-      ? spawn("nice", ["-n", String(init.nice), process.execPath, ...argv], {
-          stdio: ["ignore", "inherit", "inherit", "ipc"],
-          serialization: "advanced",
-          env: { ...process.env, DIFFUSABLE_WORKER_INIT: JSON.stringify(init) },
-        })
-      : spawn(process.execPath, argv, {
-          stdio: ["ignore", "inherit", "inherit", "ipc"],
-          serialization: "advanced",
-          env: { ...process.env, DIFFUSABLE_WORKER_INIT: JSON.stringify(init) },
-        });
+  const child = spawnChildWorker(WORKER_URL, {
+    nice: init.nice,
+    env: { DIFFUSABLE_WORKER_INIT: JSON.stringify(init) },
+  });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return {
-    postMessage: (message) => {
-      child.send(message as object);
-    },
+    postMessage: (message) => sendToChild(child, message),
     on: (event: string, listener: (...args: never[]) => void) => {
       child.on(event, listener as (...args: unknown[]) => void);
     },
-    ref: () => {
-      child.ref();
-      child.channel?.ref();
-    },
-    unref: () => {
-      child.unref();
-      child.channel?.unref();
-    },
+    ref: () => holdChild(child, true),
+    unref: () => holdChild(child, false),
     terminate: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       await exited;
