@@ -11,6 +11,7 @@ from diffusable.autoencoder import CausalVAE, get_config, inference_form
 from diffusable.data.clips import write_dataset_meta, write_shard
 from diffusable.scale_equivariance import SE_MODES, available_modes, se_pair
 from diffusable.spectrum import hf_share, lowpass, spectrum, zigzag_order
+from perturb import perturbed_model
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +22,7 @@ def vae():
 
 def perturbed(cfg, seed=1):
     """A model of cfg whose every layer matters (the zero-initialised ones too)."""
-    torch.manual_seed(seed)
-    model = CausalVAE(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
+    return perturbed_model(lambda: CausalVAE(cfg), seed)
 
 
 def test_the_refinement_stage_is_causal_within_the_declared_context():

@@ -8,16 +8,12 @@ import torch
 from diffusable import autoencoders, conv_vae
 from diffusable.checkpoint import load_autoencoder, save_weights_fp16
 from diffusable.conv_vae import ConvCausalVAE, ConvVAEConfig
+from perturb import perturbed_model
 
 
 def perturbed(cfg, seed=1):
     """A model whose every layer matters (the zero-initialised ones too)."""
-    torch.manual_seed(seed)
-    model = ConvCausalVAE(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
+    return perturbed_model(lambda: ConvCausalVAE(cfg), seed)
 
 
 @pytest.fixture(scope="module")

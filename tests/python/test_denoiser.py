@@ -5,17 +5,13 @@ import torch
 
 from diffusable.denoiser import Denoiser, get_denoiser_config, sincos_3d
 from diffusable.flow import drop_labels, flow_pair, sample, sample_time
+from perturb import perturbed_model
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    m = Denoiser(get_denoiser_config("tiny")).eval()
     # adaLN-Zero starts at v = 0; perturb every parameter so the tests see a non-trivial map.
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return m
+    return perturbed_model(lambda: Denoiser(get_denoiser_config("tiny")))
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 1, 4, 4), (3, 4, 5, 8, 8), (1, 4, 3, 4, 6)])
@@ -209,11 +205,7 @@ def test_fp16_weight_storage_computes_with_the_rounded_weights(tmp_path):
     from diffusable.export_denoiser import export_denoiser_onnx
     from diffusable.onnx_export import _half_storage_copy, round_weights_fp16
 
-    torch.manual_seed(0)
-    model = Denoiser(get_denoiser_config("tiny")).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    model = perturbed_model(lambda: Denoiser(get_denoiser_config("tiny")))
     x = torch.randn(2, 4, 2, 4, 4)
     t = torch.tensor([0.2, 0.9])
     label = torch.tensor([0, 2])
@@ -235,12 +227,7 @@ def test_fp16_weight_storage_computes_with_the_rounded_weights(tmp_path):
 
 
 def context_model(seed=3):
-    torch.manual_seed(seed)
-    m = Denoiser(get_denoiser_config("tiny", context=True)).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return m
+    return perturbed_model(lambda: Denoiser(get_denoiser_config("tiny", context=True)), seed)
 
 
 def test_context_zero_is_plain_generation():

@@ -17,17 +17,13 @@ from diffusable.onnx_export import bundle_file_entries
 from diffusable.onnx_shared_weights import main as share_main
 from diffusable.onnx_shared_weights import share_weights
 from diffusable.onnx_weights import read_initializers
+from perturb import perturbed_model
 
 ENCODERS = ["encoder.onnx", "encoder_init.onnx", "encoder_step.onnx"]
 
 
 def make_tiny_vae():
-    torch.manual_seed(0)
-    vae = build(get_any_config("conv-tiny")).eval()
-    with torch.no_grad():
-        for p in vae.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return vae
+    return perturbed_model(lambda: build(get_any_config("conv-tiny")))
 
 
 def tiny_denoiser_graphs(folder, names):

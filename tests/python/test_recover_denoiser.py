@@ -16,15 +16,11 @@ from diffusable.onnx_export import round_weights_fp16, round_weights_int8
 from diffusable.onnx_weights import read_initializers, state_from_initializers
 from diffusable.recover_denoiser import main as recover_main
 from diffusable.train_diffusion import warm_start
+from perturb import perturbed_model
 
 
 def perturbed_denoiser(seed=0, **overrides):
-    torch.manual_seed(seed)
-    model = Denoiser(get_denoiser_config("tiny", **overrides)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
+    return perturbed_model(lambda: Denoiser(get_denoiser_config("tiny", **overrides)), seed)
 
 
 # fp32 exports fold constants (a linear weight becomes its transpose under a new name), so only

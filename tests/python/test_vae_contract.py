@@ -5,18 +5,14 @@ import pytest
 import torch
 
 from diffusable import autoencoders
+from perturb import perturbed_model
 
 CONFIGS = ["tiny", "conv-tiny"]  # pca-residual-causal, conv-causal
 
 
 def perturbed(name, seed=1):
     """A model whose every layer matters (the zero-initialised ones too)."""
-    torch.manual_seed(seed)
-    model = autoencoders.build(autoencoders.get_config(name)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
+    return perturbed_model(lambda: autoencoders.build(autoencoders.get_config(name)), seed)
 
 
 @pytest.fixture(scope="module", params=CONFIGS)
