@@ -4,8 +4,9 @@
 // bench:load, every millisecond of it on the HTTP event loop. And a fork copies the forking
 // process's page tables while it holds that process's address-space lock: forked from a thread of
 // the server, every ffmpeg held the event loop's page faults for 2-41 ms (perf trace), so this
-// runs as a child process of its own (its fork copies its own few tables). It can still run as a
-// worker thread (the same messages over its port). Plain JS: it needs no TypeScript loader.
+// runs as a child process of its own (its fork copies its own few tables), started at the work
+// nice value (child-worker.ts), which everything it starts inherits. Plain JS: it needs no
+// TypeScript loader.
 //
 // Messages in: exec (execFile, whole output back), spawn (a process with piped stdout/stderr and
 // optionally stdin), ffmpeg (fluent-ffmpeg's command with its output piped), stdin / end /
@@ -15,18 +16,12 @@
 // exit, close.
 
 import { execFile, spawn } from "node:child_process";
-import { parentPort, workerData } from "node:worker_threads";
 import ffmpeg from "fluent-ffmpeg";
-import { lowerThreadPriority } from "../thread-priority.mjs";
+import { exitWithParent, sendToParent as send } from "../parent-channel.mjs";
 
-const thread = parentPort;
-const inProcess = thread === null && typeof process.send === "function";
-if (thread === null && !inProcess) {
-  throw new Error("process-worker.mjs must run as a child process or a worker thread");
+if (typeof process.send !== "function") {
+  throw new Error("process-worker.mjs must run as a child process with an IPC channel");
 }
-// Every process started from here inherits this thread's nice value (setProcessPriority); as a
-// child process it was started at that value (child-worker.ts).
-if (!inProcess) lowerThreadPriority(workerData?.nice ?? 0);
 
 /** stdout bytes sent but not yet taken by the main thread before the process is paused. */
 const HIGH_WATER = 4 << 20;
@@ -34,34 +29,14 @@ const HIGH_WATER = 4 << 20;
 /** id -> the state of one running process */
 const procs = new Map();
 
-const send = (msg, transfer) => {
-  if (inProcess) {
-    // Copied over the IPC channel; a message racing the server's exit has no reader.
-    if (process.connected) process.send(msg, undefined, {}, () => {});
-    return;
-  }
-  try {
-    thread.postMessage(msg, transfer ?? []);
-  } catch {
-    thread.postMessage(msg); // a buffer that cannot be moved is copied
-  }
-};
-
-/** A Buffer as a Uint8Array the main thread can take without a copy when it owns its memory. */
-function movable(chunk) {
-  const whole = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength;
-  const bytes = whole ? chunk : new Uint8Array(chunk); // small chunks share node's pool: copy
-  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
-}
-
 function relayStdout(id, state, stream) {
   state.stdout = stream;
   state.stdoutOpen = true;
   stream.on("data", (chunk) => {
     if (state.discard) return; // the main thread stopped reading: drain, so the process can end
-    const { bytes } = movable(chunk);
-    state.unacked += bytes.byteLength;
-    send({ id, ev: "stdout", chunk: bytes }, [bytes.buffer]);
+    // Copied over the IPC channel: only the chunk's own bytes, even when it views a pool.
+    state.unacked += chunk.byteLength;
+    send({ id, ev: "stdout", chunk });
     if (state.unacked > HIGH_WATER && !state.paused) {
       state.paused = true;
       stream.pause();
@@ -164,20 +139,13 @@ function start(msg) {
 /** execFile children still running (procs holds the spawned ones). */
 const execs = new Set();
 
-if (inProcess) {
-  // The server is gone (even SIGKILLed): its end of the channel closed. Nothing started from here
-  // is to outlive it.
-  process.on("disconnect", () => {
-    for (const state of procs.values()) state.proc?.kill("SIGKILL");
-    for (const child of execs) child.kill("SIGKILL");
-    process.exit(0);
-  });
-}
+// Nothing started from here is to outlive the server.
+exitWithParent(() => {
+  for (const state of procs.values()) state.proc?.kill("SIGKILL");
+  for (const child of execs) child.kill("SIGKILL");
+});
 
-const onMessage = (listener) =>
-  inProcess ? process.on("message", listener) : thread.on("message", listener);
-
-onMessage((msg) => {
+process.on("message", (msg) => {
   if (msg.op === "exec") {
     const child = execFile(
       msg.command,

@@ -4,6 +4,7 @@
 // child process of its own (the pool's isolation "process"): only the channel differs.
 
 import { parentPort, workerData } from "node:worker_threads";
+import { exitWithParent, sendToParent } from "../parent-channel.mjs";
 import { PipelineError } from "../pipeline-error.ts";
 import { lowerThreadPriority } from "../thread-priority.mjs";
 import {
@@ -86,15 +87,10 @@ function channel(): Channel {
     };
   }
   if (!inProcess) throw new Error("session-worker.ts must run in a worker thread or child process");
-  // The pool's process is gone (even SIGKILLed): its end of the channel closed; so do we.
-  process.on("disconnect", () => process.exit(0));
+  exitWithParent(); // the pool's process is gone, even SIGKILLed
   return {
     on: (listener) => process.on("message", listener as (m: unknown) => void),
-    post: (message) => {
-      // A reply raced with the pool's exit: nobody is left to read it.
-      if (!process.connected) return;
-      process.send?.(message, undefined, {}, (err) => err && process.exit(0));
-    },
+    post: (message) => sendToParent(message),
     close: () => process.disconnect(),
   };
 }
