@@ -15,6 +15,7 @@ import {
 import { SessionPool } from "../../src/pipeline/onnx/session-pool.ts";
 import { PipelineError } from "../../src/pipeline/pipeline-error.ts";
 import { fixtureBundle } from "./media.ts";
+import { alive, childrenOf, cmdlineOf } from "./proc.ts";
 
 let encoder = "";
 let session: Session;
@@ -185,26 +186,8 @@ console.log(JSON.stringify({ pid: process.pid, telemetry: process.env.ORT_DISABL
   }
 });
 
-/** Child processes of this process (Linux: /proc/PID/task/TID/children of every thread). */
-function childPids(pid: number): number[] {
-  const tasks = readdirSync(`/proc/${pid}/task`);
-  return tasks
-    .flatMap((t) => {
-      try {
-        return readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/);
-      } catch {
-        return [];
-      }
-    })
-    .filter(Boolean)
-    .map(Number);
-}
-
-const alive = (pid: number) =>
-  existsSync(`/proc/${pid}`) && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-
 test("process isolation: the same outputs as threads, workers at the pool's nice, none left after close", async () => {
-  const before = new Set(childPids(process.pid));
+  const before = new Set(childrenOf(process.pid));
   const p = new SessionPool({ size: 2, intraOpThreads: 1, nice: 7, isolation: "process" });
   try {
     const inputs = [1, 2, 3].map((seed) => video(2, 9, seed));
@@ -216,9 +199,8 @@ test("process isolation: the same outputs as threads, workers at the pool's nice
       assert.deepEqual(got.dims, direct.latent.dims);
       assert.equal(maxAbs(got.data, direct.latent.data), 0);
     }
-    const workers = childPids(process.pid).filter(
-      (c) =>
-        !before.has(c) && readFileSync(`/proc/${c}/cmdline`, "utf8").includes("session-worker"),
+    const workers = childrenOf(process.pid).filter(
+      (c) => !before.has(c) && cmdlineOf(c).includes("session-worker"),
     );
     assert.equal(workers.length, 2, `worker processes: ${workers.join(", ")}`);
     for (const w of workers) {
@@ -233,7 +215,7 @@ test("process isolation: the same outputs as threads, workers at the pool's nice
     await p.close();
   }
   assert.deepEqual(
-    childPids(process.pid).filter((c) => !before.has(c) && alive(c)),
+    childrenOf(process.pid).filter((c) => !before.has(c) && alive(c)),
     [],
     "a worker process outlived close()",
   );
@@ -262,8 +244,8 @@ setInterval(() => {}, 1000);
       child.once("exit", (code) => reject(new Error(`the child exited first (${code})`)));
     });
     // (tsx has a child of its own, esbuild: the workers are the ones running session-worker)
-    const workers = childPids(child.pid as number).filter((c) =>
-      readFileSync(`/proc/${c}/cmdline`, "utf8").includes("session-worker"),
+    const workers = childrenOf(child.pid as number).filter((c) =>
+      cmdlineOf(c).includes("session-worker"),
     );
     assert.equal(workers.length, 2, `worker processes: ${workers.join(", ")}`);
     child.kill("SIGKILL");

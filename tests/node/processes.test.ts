@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { encodeNpy } from "../../src/pipeline/media/npy-file.ts";
 import { encodeFrames } from "../../src/pipeline/media/video.ts";
+import { alive, childrenOf, cmdlineOf } from "./proc.ts";
 import {
   auth,
   MODEL,
@@ -19,31 +20,13 @@ import {
   tempFilesUnder,
 } from "./server-helpers.ts";
 
-/** The live children (zombies excluded) of `parent`, from /proc. */
-function childrenOf(parent: number): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    // pid (comm) state ppid ...: comm may hold spaces, so split after the last ")".
-    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(ppid) === parent && state !== "Z") pids.push(Number(name));
-  }
-  return pids;
-}
-
 /** The processes the code under test started and left running: this process's children and,
  *  through the process host (process-worker.mjs: the server's own, alive while it is), what the
  *  host started (ffmpeg, ffprobe). */
 function children(): number[] {
   const out: number[] = [];
   for (const pid of childrenOf(process.pid)) {
-    const cmdline = safeCmdline(pid);
+    const cmdline = cmdlineOf(pid);
     // tsx's esbuild service belongs to the test runner's loader, not to the code under test.
     if (/esbuild/.test(cmdline)) continue;
     if (/process-worker\.mjs/.test(cmdline)) out.push(...childrenOf(pid));
@@ -52,20 +35,12 @@ function children(): number[] {
   return out;
 }
 
-function safeCmdline(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
-  } catch {
-    return String(pid);
-  }
-}
-
 /** Waits up to 2 s for every child to be gone (a killed process needs a moment to be reaped). */
 async function noChildren(what: string): Promise<void> {
   const deadline = Date.now() + 2000;
   while (children().length > 0 && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 50));
-  const left = children().map(safeCmdline);
+  const left = children().map(cmdlineOf);
   assert.deepEqual(left, [], `${what}: child processes still alive`);
 }
 
@@ -246,23 +221,16 @@ setInterval(() => {}, 1000);
     let sleeps: number[] = [];
     while (Date.now() < started && sleeps.length === 0) {
       await new Promise((r) => setTimeout(r, 100));
-      host = childrenOf(pid).filter((c) => /process-worker\.mjs/.test(safeCmdline(c)));
-      sleeps = host.flatMap(childrenOf).filter((c) => /^sleep 60/.test(safeCmdline(c)));
+      host = childrenOf(pid).filter((c) => /process-worker\.mjs/.test(cmdlineOf(c)));
+      sleeps = host.flatMap(childrenOf).filter((c) => /^sleep 60/.test(cmdlineOf(c)));
     }
     assert.equal(host.length, 1, "one process host");
     assert.equal(sleeps.length, 1, "the host runs the command");
     child.kill("SIGKILL");
-    const alive = (p: number) => {
-      try {
-        return !/\) Z /.test(readFileSync(`/proc/${p}/stat`, "utf8"));
-      } catch {
-        return false;
-      }
-    };
     const deadline = Date.now() + 10_000;
     while ([...host, ...sleeps].some(alive) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual([...host, ...sleeps].filter(alive).map(safeCmdline), []);
+    assert.deepEqual([...host, ...sleeps].filter(alive).map(cmdlineOf), []);
   } finally {
     child.kill("SIGKILL");
   }
