@@ -52,7 +52,14 @@ def test_context_eval_measures_both_modes_and_draws_the_sheets(tmp_path, toy_run
         assert len(ext["class_score_per_link"]) == chain
         assert 0 <= ext["class_score"] <= 1 and ext["seam_psnr"] > 0
         assert (out / f"extension-dit-{mode}.png").read_bytes()[:4] == b"\x89PNG"
+    # the seam a perfect denoiser would leave: the clip's own next latent through the decoder
+    real = run["real"]
+    assert 0 < real["ae_seam_psnr"] <= 100
+    assert real["ae_seam_minus_real_step_db"] == pytest.approx(
+        real["ae_seam_psnr"] - real["step_psnr"], abs=1e-3
+    )
     assert record["classifier"]["key"] and "| dit |" in (out / "context.md").read_text()
+    assert "a perfect denoiser's" in (out / "context.md").read_text()
     bad = argv[:-6] + ["--steps", "2", "--context-latents", "3", "--classifier-steps", "10"]
     assert context_eval.main(bad) == 2  # 3 given latents leave nothing to generate
 

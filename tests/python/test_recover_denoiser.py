@@ -124,3 +124,35 @@ def test_an_autoencoder_with_other_latents_is_refused_in_one_line(tmp_path, caps
     assert not out.exists()
     assert recover_main(["--bundle", str(tmp_path), "--ae", str(other), "--out", str(out)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_a_label_only_denoiser_warm_starts_a_context_trained_one_and_predicts_the_same(tmp_path):
+    model = perturbed_denoiser(seed=2)
+    bundle = tiny_bundle(tmp_path, model)
+    ae = ae_checkpoint(tmp_path / "ae.pt", "ae", 10)
+    out = tmp_path / "run" / "checkpoints" / "ema-int8.pt"
+    assert recover_main(["--bundle", str(bundle), "--ae", str(ae), "--out", str(out)]) == 0
+    weights = load_checkpoint(out)["ema"]
+
+    cfg = get_denoiser_config("tiny", context=True)
+    fresh, ema = Denoiser(cfg), Denoiser(cfg)
+    info = warm_start(out, fresh, ema, cfg, ae)
+    assert info == {"run_id": "dit-tiny", "step": 8, "context_added": True}
+    # the one new weight starts at zero, so given frames change nothing until it trains
+    assert torch.count_nonzero(fresh.context_flag) == 0
+    label_only = Denoiser(model.cfg)
+    label_only.load_state_dict(weights)
+    x = torch.randn(2, 4, 3, 8, 8)  # (B, C, t, h, w)
+    t, y = torch.tensor([0.3, 0.8]), torch.tensor([0, 1])
+    with torch.no_grad():
+        expected = label_only(x, t, y)
+        assert torch.equal(fresh(x, t, y, context=torch.tensor([1, 2])), expected)
+        assert torch.equal(ema(x, t, y), expected)
+
+    # the other way round would drop a trained weight: refused
+    context_run = tmp_path / "ctx.pt"
+    torch.save(
+        {**load_checkpoint(out), "config": cfg.to_dict(), "ema": fresh.state_dict()}, context_run
+    )
+    with pytest.raises(ValueError, match="another denoiser config"):
+        warm_start(context_run, Denoiser(model.cfg), Denoiser(model.cfg), model.cfg, ae)

@@ -143,7 +143,12 @@ def warm_start(path: Path, model: nn.Module, ema: nn.Module, model_cfg, ae: Path
     state = load_checkpoint(ckpt)
     if state.get("kind") != "denoiser":
         raise ValueError(f"{ckpt.name} is not a denoiser checkpoint")
-    if state["config"] != model_cfg.to_dict():
+    want = model_cfg.to_dict()
+    # A label-only denoiser may start a context-trained one: context adds one learned vector
+    # (`context_flag`, zero at init, so the warm-started model predicts exactly as before) and
+    # changes nothing else.
+    adds_context = state["config"] == {**want, "context": False} and want.get("context")
+    if state["config"] != want and not adds_context:
         raise ValueError(f"{ckpt.name} has another denoiser config: {state['config']}")
     _, ae_meta = load_autoencoder(ae_checkpoint(ae))
     ae_run = {"run_id": ae_meta.get("run_id"), "step": ae_meta.get("step")}
@@ -160,9 +165,12 @@ def warm_start(path: Path, model: nn.Module, ema: nn.Module, model_cfg, ae: Path
         )
     if not same:
         raise ValueError(f"{ckpt.name} was trained on the latents of another autoencoder")
-    model.load_state_dict(state["ema"])
-    ema.load_state_dict(state["ema"])
-    return {"run_id": state.get("run_id"), "step": state.get("step")}
+    for target in (model, ema):
+        missing, unexpected = target.load_state_dict(state["ema"], strict=not adds_context)
+        if missing != (["context_flag"] if adds_context else []) or unexpected:
+            raise ValueError(f"{ckpt.name}: weights do not match ({missing}, {unexpected})")
+    info = {"run_id": state.get("run_id"), "step": state.get("step")}
+    return {**info, "context_added": True} if adds_context else info
 
 
 def parse_args(argv=None):
