@@ -7,11 +7,11 @@ import { basename } from "node:path";
 import type { Bundle } from "../bundle.ts";
 import type { NpyArray } from "../media/npy-file.ts";
 import { concatTime, roundToHalfInPlace, TimeAccumulator } from "../media/tensor.ts";
-import { decodeFrames, probeVideo } from "../media/video.ts";
+import { probeVideo } from "../media/video.ts";
 import type { TensorValue } from "../onnx/onnx-session.ts";
 import { abortError, PipelineError } from "../pipeline-error.ts";
 import type { ModelRuntime } from "../runtime.ts";
-import { checkFps, DEFAULT_TIMEOUT_MS, groups, tensorOf, tooShort, video } from "./model-io.ts";
+import { checkFps, groups, modelFrames, tensorOf, tooShort, video } from "./model-io.ts";
 import {
   BlendCanvas,
   type FrameDims,
@@ -101,30 +101,24 @@ export async function encodeFile(
       422,
     );
   }
-  const decoded = decodeFrames(inputPath, {
+  const input = modelFrames(inputPath, {
     fps,
-    size: m.resolution,
-    ...(size === "native" ? { frame: dims } : {}),
-    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    side: m.resolution,
+    size,
+    dims,
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
-  let framesRead = 0; // the real count, for the too_short message
-  async function* frames() {
-    for await (const frame of decoded) {
-      framesRead++;
-      yield frame;
-    }
-  }
   const progress = (framesDone: number) => opts.onProgress?.({ framesDone, framesTotal });
   const { latent, shape, used } =
     opts.mode === "whole"
-      ? await encodeWhole(rt, b, dims, frames(), batch, progress, framesTotal, opts.signal)
+      ? await encodeWhole(rt, b, dims, input.frames, batch, progress, framesTotal, opts.signal)
       : tiles.length > 1
-        ? await encodeTiledClips(rt, b, dims, tiles, frames(), progress, opts.signal)
-        : await encodeClips(rt, b, dims, frames(), batch, progress, opts.signal);
+        ? await encodeTiledClips(rt, b, dims, tiles, input.frames, progress, opts.signal)
+        : await encodeClips(rt, b, dims, input.frames, batch, progress, opts.signal);
   if (used === 0) {
     const need = opts.mode === "whole" ? 1 + m.temporal_factor : m.frames.default;
-    throw tooShort(framesRead, fps, need, opts.mode);
+    throw tooShort(input.read(), fps, need, opts.mode);
   }
   const latents: NpyArray =
     opts.dtype === "float16"

@@ -1,8 +1,10 @@
 // What the autoencoder's three paths (encode.ts, decode.ts, reconstruct.ts) share: option checks,
 // tensors in and out of the worker pool, and frame grouping.
 
+import { decodeFrames } from "../media/video.ts";
 import type { TensorValue } from "../onnx/onnx-session.ts";
 import { PipelineError } from "../pipeline-error.ts";
+import type { FrameDims, FrameSize } from "./tiling.ts";
 
 /** Limit for decoding a whole input file, model time included (1 hour). */
 export const DEFAULT_TIMEOUT_MS = 3_600_000;
@@ -52,4 +54,37 @@ export async function* groups<T>(items: AsyncIterable<T>, n: number): AsyncGener
       group = [];
     }
   }
+}
+
+/**
+ * The input's frames as the model takes them (`size` bundle: the bundle's square crop of
+ * `side` pixels; native: `dims`, the video's own frame), counted as they stream: `read()` is the
+ * real count once they stop, for the too_short message.
+ */
+export function modelFrames(
+  path: string,
+  opts: {
+    fps: number;
+    side: number;
+    size: FrameSize;
+    dims: FrameDims;
+    timeoutMs?: number;
+    signal?: AbortSignal;
+  },
+): { frames: AsyncGenerator<Uint8Array>; read: () => number } {
+  const source = decodeFrames(path, {
+    fps: opts.fps,
+    size: opts.side,
+    ...(opts.size === "native" ? { frame: opts.dims } : {}),
+    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  let read = 0;
+  async function* counted() {
+    for await (const frame of source) {
+      read++;
+      yield frame;
+    }
+  }
+  return { frames: counted(), read: () => read };
 }

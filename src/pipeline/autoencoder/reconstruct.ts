@@ -4,10 +4,10 @@
 import type { Bundle } from "../bundle.ts";
 import type { VideoFormat } from "../media/output-formats.ts";
 import { psnr, ssim, videoToFrames } from "../media/tensor.ts";
-import { decodeFrames, encodeFrames, probeVideo } from "../media/video.ts";
+import { encodeFrames, probeVideo } from "../media/video.ts";
 import type { ModelRuntime } from "../runtime.ts";
 import { encodeClipInTiles } from "./encode.ts";
-import { checkFps, DEFAULT_TIMEOUT_MS, groups, tensorOf, tooShort, video } from "./model-io.ts";
+import { checkFps, groups, modelFrames, tensorOf, tooShort, video } from "./model-io.ts";
 import {
   BlendCanvas,
   cropCells,
@@ -56,24 +56,18 @@ export async function reconstructFile(
   const sf = m.spatial_factor;
   const tiles = tilesOf(fh / sf, fw / sf, size === "native" ? tilingOf(m) : null, sf);
   const f = m.frames.default;
-  const source = decodeFrames(inputPath, {
+  const input = modelFrames(inputPath, {
     fps,
-    size: m.resolution,
-    ...(size === "native" ? { frame: dims } : {}),
-    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    side: m.resolution,
+    size,
+    dims,
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
-  let framesRead = 0; // the real count, for the too_short message
-  async function* counted() {
-    for await (const frame of source) {
-      framesRead++;
-      yield frame;
-    }
-  }
   const psnrs: number[] = [];
   const ssims: number[] = [];
   async function* reconstructed() {
-    for await (const clip of groups(counted(), f)) {
+    for await (const clip of groups(input.frames, f)) {
       let frames: Uint8Array[];
       if (tiles.length > 1) {
         const latent = await encodeClipInTiles(rt, b, clip, dims, tiles, opts.signal);
@@ -97,7 +91,7 @@ export async function reconstructFile(
       });
       yield* frames;
     }
-    if (psnrs.length === 0) throw tooShort(framesRead, fps, f, "clip");
+    if (psnrs.length === 0) throw tooShort(input.read(), fps, f, "clip");
   }
   const { frames } = await encodeFrames(reconstructed(), {
     width: fw,
