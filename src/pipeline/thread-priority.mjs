@@ -6,10 +6,11 @@
 // nothing. Plain JS: the process host loads it without a TypeScript loader.
 
 import { readlinkSync } from "node:fs";
-import { setPriority } from "node:os";
+import { getPriority, setPriority } from "node:os";
 
 /**
- * Sets this thread's nice value to `nice` (0..19; 0 leaves it). Does nothing where the system
+ * Sets this thread's nice value to `nice` (0..19; 0 leaves it), never lowering it: a server
+ * started at a higher nice keeps it (lowering needs privilege). Does nothing where the system
  * has no per-thread priority to set (no /proc/thread-self: not Linux).
  * @param {number} nice
  */
@@ -21,5 +22,5 @@ export function lowerThreadPriority(nice) {
   } catch {
     return;
   }
-  setPriority(tid, nice); // raising nice needs no privilege
+  if (getPriority(tid) < nice) setPriority(tid, nice); // raising nice needs no privilege
 }

@@ -10,13 +10,14 @@ import { holdChild, sendToChild, spawnChildWorker } from "../child-worker.ts";
 import { PipelineError } from "../pipeline-error.ts";
 import type { SessionDescription } from "./onnx-session.ts";
 import { disableOrtTelemetry } from "./ort-env.ts";
-import type {
-  Feeds,
-  Outputs,
-  WorkerRequestBody as Request,
-  WorkerError,
-  WorkerInit,
-  WorkerReply,
+import {
+  type Feeds,
+  type Outputs,
+  type WorkerRequestBody as Request,
+  type WorkerError,
+  type WorkerInit,
+  type WorkerReply,
+  wholeBuffers,
 } from "./worker-protocol.ts";
 
 export type { Feeds, Outputs };
@@ -103,21 +104,6 @@ interface Slot {
 }
 
 const WORKER_URL = new URL("./session-worker.mjs", import.meta.url);
-
-function ownedBuffers(feeds: Feeds): ArrayBuffer[] {
-  const out = new Set<ArrayBuffer>();
-  for (const v of Object.values(feeds)) {
-    const buf = v.data.buffer;
-    if (
-      buf instanceof ArrayBuffer &&
-      v.data.byteOffset === 0 &&
-      v.data.byteLength === buf.byteLength
-    ) {
-      out.add(buf);
-    }
-  }
-  return [...out];
-}
 
 /** Maps a worker's error onto the pipeline's error type, keeping its message word for word. */
 function workerError(error: WorkerError): PipelineError {
@@ -262,7 +248,7 @@ export class SessionPool {
 
   /** Runs the model at this path (its session opened on first use in each worker). */
   async run(model: string, feeds: Feeds, options: RunOptions = {}): Promise<Outputs> {
-    const transfer = options.transfer ? ownedBuffers(feeds) : [];
+    const transfer = options.transfer ? wholeBuffers(feeds) : [];
     const reply = await this.#submit({ op: "run", model, feeds }, transfer, options.signal);
     if (!reply.outputs) throw new PipelineError("model_failed", "the worker sent no outputs", 500);
     return reply.outputs;

@@ -7,14 +7,13 @@ import { parentPort, workerData } from "node:worker_threads";
 import { exitWithParent, sendToParent } from "../parent-channel.mjs";
 import { PipelineError } from "../pipeline-error.ts";
 import { lowerThreadPriority } from "../thread-priority.mjs";
+import { describeSession, openSession, runSession, type Session } from "./onnx-session.ts";
 import {
-  describeSession,
-  openSession,
-  runSession,
-  type Session,
-  type TensorValue,
-} from "./onnx-session.ts";
-import type { WorkerInit, WorkerReply, WorkerRequest } from "./worker-protocol.ts";
+  type WorkerInit,
+  type WorkerReply,
+  type WorkerRequest,
+  wholeBuffers,
+} from "./worker-protocol.ts";
 
 const inProcess = parentPort === null && typeof process.send === "function";
 const init = (
@@ -36,22 +35,6 @@ function session(path: string): Promise<Session> {
     sessions.set(path, s);
   }
   return s;
-}
-
-/** The ArrayBuffers that can move to the main thread without a copy. */
-function transferable(values: Record<string, TensorValue>): ArrayBuffer[] {
-  const seen = new Set<ArrayBuffer>();
-  for (const v of Object.values(values)) {
-    const buf = v.data.buffer;
-    if (
-      buf instanceof ArrayBuffer &&
-      v.data.byteOffset === 0 &&
-      v.data.byteLength === buf.byteLength
-    ) {
-      seen.add(buf);
-    }
-  }
-  return [...seen];
 }
 
 async function handle(req: WorkerRequest): Promise<WorkerReply> {
@@ -105,7 +88,7 @@ port.on(async (req) => {
     return;
   }
   const reply = await handle(req);
-  const transfer = "outputs" in reply && reply.outputs ? transferable(reply.outputs) : [];
+  const transfer = "outputs" in reply && reply.outputs ? wholeBuffers(reply.outputs) : [];
   try {
     port.post(reply, transfer);
   } catch {

@@ -6,6 +6,23 @@ import type { SessionDescription, TensorValue } from "./onnx-session.ts";
 export type Feeds = Record<string, TensorValue>;
 export type Outputs = Record<string, TensorValue>;
 
+/** The tensors' ArrayBuffers that can move across the channel without a copy: those a tensor
+ * owns whole (a view into a larger pooled buffer must be copied). Each buffer once. */
+export function wholeBuffers(tensors: Feeds | Outputs): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const v of Object.values(tensors)) {
+    const buf = v.data.buffer;
+    if (
+      buf instanceof ArrayBuffer &&
+      v.data.byteOffset === 0 &&
+      v.data.byteLength === buf.byteLength
+    ) {
+      out.add(buf);
+    }
+  }
+  return [...out];
+}
+
 export interface WorkerInit {
   providers: string[];
   intraOpThreads: number;
