@@ -39,6 +39,8 @@ test("every shipped run log imports whole", () => {
     "dit-compact-gpu-se-cpu",
     "dit-compact-gpu-baseline-cpu2", // continued from their recovered weights (session 14)
     "dit-compact-gpu-se-cpu2",
+    "dit-medium-baseline", // the shipped denoisers since session 17: DiT medium, with context
+    "dit-medium-se",
     "ae-conv-small-pretrain", // the CPU protocol they replaced
     "ae-conv-small-baseline",
     "ae-conv-small-se",
