@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -47,16 +47,23 @@ def decode_video(path: Path, size: int, frames: int) -> torch.Tensor:
     return clips_to_tensor(rgb[:frames])
 
 
+def load_samples(folder: Path) -> Tuple[Dict, torch.Tensor]:
+    """A folder of generated videos (scripts/generate-per-class.ts: samples.json and the files
+    it lists) -> its listing and the videos (N, 3, T, H, W) in [-1, 1], in the listing's order."""
+    listing = json.loads((folder / "samples.json").read_text())
+    frames = int(listing.get("frames", 17))
+    size = int(listing.get("resolution", 64))
+    files = [folder / it["file"] for it in listing["items"]]
+    return listing, torch.stack([decode_video(f, size, frames) for f in files])
+
+
 def score_videos(
     folder: Path, data_root: Path, cfg: ClassifierConfig, sheet: Optional[Path] = None
 ) -> Dict:
-    listing = json.loads((folder / "samples.json").read_text())
+    listing, video = load_samples(folder)
     classifier, info = get_classifier(data_root, cfg)
     classes: List[str] = ClipDataset(data_root, "train").classes
     items = listing["items"]
-    frames = int(listing.get("frames", 17))
-    size = int(listing.get("resolution", 64))
-    video = torch.stack([decode_video(folder / it["file"], size, frames) for it in items])
     labels = torch.tensor([classes.index(it["label"]) for it in items])
     pred = predict(classifier, video, info["config"]["size"])
     scores = scores_of(pred, labels, classes)

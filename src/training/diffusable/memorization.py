@@ -22,7 +22,7 @@ from typing import Dict
 
 import torch
 
-from .class_score import decode_video
+from .class_score import load_samples
 from .data.clips import ClipDataset, FfmpegError
 from .data.procedural import ensure_procedural
 from .threads import set_threads
@@ -69,12 +69,7 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     try:
         root = ensure_procedural() if args.data == "procedural" else Path(args.data)
-        folder = Path(args.folder)
-        listing = json.loads((folder / "samples.json").read_text())
-        frames, size = int(listing.get("frames", 17)), int(listing.get("resolution", 64))
-        samples = torch.stack(
-            [decode_video(folder / it["file"], size, frames) for it in listing["items"]]
-        )
+        listing, samples = load_samples(Path(args.folder))
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
         pool = torch.stack([train[i][0] for i in range(len(train))])
         held = torch.stack([val[i][0] for i in range(len(val))])
