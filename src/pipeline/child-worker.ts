@@ -2,9 +2,10 @@
 // their own processes (onnx/session-pool.ts, isolation "process") and the process host that
 // starts ffmpeg (media/process-host.ts). Messages use structured clone ("advanced"
 // serialization), so typed arrays, BigInt64Array and Uint8Array chunks arrive as they left.
-// The child starts through nice(1) at the work's nice value (never below the server's own), so every thread it ever has (V8's and
-// libuv's, made at its start-up, and those it starts later) runs there. The scripts exit when
-// their channel closes, so none outlives the server, even one killed with SIGKILL.
+// The child starts through nice(1) at the work's nice value (never below the server's own), so
+// every thread it ever has (V8's and libuv's, made at its start-up, and those it starts later)
+// runs there. The scripts exit when their channel closes, so none outlives the server, even one
+// killed with SIGKILL.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { getPriority } from "node:os";

@@ -114,7 +114,7 @@ class ContextSampler:
                 context_mode=mode,
                 method=self.method,
             )
-            out.append(self.vae.decode_scaled(x0).clamp(-1, 1))
+            out.append(self.decode(x0))
         return torch.cat(out)
 
     @torch.no_grad()
