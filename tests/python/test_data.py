@@ -305,3 +305,23 @@ def test_ingest_refuses_a_folder_it_did_not_make(videos, tmp_path, capsys):
     assert ingest.main(["--src", str(videos), "--out", str(out), *ARGS]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
+
+
+def test_procedural_n_names_a_larger_dataset_that_only_adds_train_clips(proc, tmp_path):
+    from diffusable.data.datasets import parse_procedural
+
+    assert parse_procedural("procedural", 48) == 48
+    assert parse_procedural("procedural:240", 48) == 240
+    assert parse_procedural("runs/clips", 48) is None
+    for bad in ("procedural:", "procedural:0", "procedural:x", "procedural:-3"):
+        with pytest.raises(ValueError, match="procedural:N"):
+            parse_procedural(bad, 48)
+    bigger = procedural.ensure_procedural(tmp_path, **{**SPEC, "train_per_class": 3})
+    small_val, big_val = ClipDataset(proc, "val"), ClipDataset(bigger, "val")
+    assert torch.equal(small_val.batch(range(len(small_val)))[0], big_val.batch(range(17))[0])
+    small, big = ClipDataset(proc, "train"), ClipDataset(bigger, "train")
+    assert len(big) == 3 * 17 and len(small) == 2 * 17
+    big_clips = big.batch(range(len(big)))[0].flatten(1)
+    for i in range(len(small)):  # each of the smaller dataset's clips is one of the larger's
+        clip = small.batch([i])[0].flatten(1)
+        assert (big_clips == clip).all(dim=1).any(), f"train clip {i} is not in the larger set"

@@ -24,3 +24,14 @@ def test_copies_of_training_clips_count_and_new_clips_do_not():
     copies = train[:20] + 0.01 * torch.randn(20, 3, 2, 4, 4, generator=g)
     assert copy_share(copies, val, train)["share_above_val_p95"] == 1.0
     assert copy_share(fresh, val, train)["share_above_val_p95"] <= 0.15
+
+
+def test_cli_names_a_bad_dataset_in_one_line(tmp_path, capsys):
+    from diffusable.memorization import main
+
+    assert main([str(tmp_path), "--data", "procedural:0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "procedural:N" in err
+    assert main([str(tmp_path), "--data", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("memorization: ")

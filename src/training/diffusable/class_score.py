@@ -34,7 +34,7 @@ from .classifier import (
     scores_of,
 )
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
-from .data.procedural import ensure_procedural
+from .data.datasets import resolve_dataset
 from .metrics import grid_ratio, grid_steps
 from .threads import set_threads
 
@@ -123,7 +123,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Class score of generated videos or reconstructions.")
     ap.add_argument("source", choices=["videos", "recon"])
     ap.add_argument("path", help="videos: folder with samples.json; recon: AE checkpoint")
-    ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
+    ap.add_argument(
+        "--data", default="procedural", help="dataset folder, 'procedural' or 'procedural:N'"
+    )
     ap.add_argument("--classifier-steps", type=int, default=ClassifierConfig().steps)
     ap.add_argument(
         "--min-accuracy",
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     set_threads(args.threads)
     try:
-        data_root = ensure_procedural() if args.data == "procedural" else Path(args.data)
+        data_root = resolve_dataset(args.data)
         cfg = ClassifierConfig(steps=args.classifier_steps)
         check_accuracy(get_classifier(data_root, cfg)[1], args.min_accuracy)
         path = Path(args.path)

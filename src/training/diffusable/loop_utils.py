@@ -60,7 +60,11 @@ def flag_type(default):
 def add_run_flags(ap: argparse.ArgumentParser, config_cls) -> None:
     """The flags every trainer has, plus one --flag per field of its config dataclass."""
     ap.add_argument("--out", required=True, help="run folder (events.jsonl, checkpoints/)")
-    ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
+    ap.add_argument(
+        "--data",
+        default="procedural",
+        help="dataset folder, 'procedural', or 'procedural:N' (N train clips per class)",
+    )
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     ap.add_argument("--stop-after", type=int, default=0, help="stop (resumably) at this step")
