@@ -39,8 +39,10 @@ test("every shipped run log imports whole", () => {
     "dit-compact-gpu-se-cpu",
     "dit-compact-gpu-baseline-cpu2", // continued from their recovered weights (session 14)
     "dit-compact-gpu-se-cpu2",
-    "dit-medium-baseline", // the shipped denoisers since session 17: DiT medium, with context
+    "dit-medium-baseline", // DiT medium, with context (session 17)
     "dit-medium-se",
+    "dit-medium-data-baseline", // the shipped denoisers: medium continued on 5x the clips (18)
+    "dit-medium-data-se",
     "ae-conv-small-pretrain", // the CPU protocol they replaced
     "ae-conv-small-baseline",
     "ae-conv-small-se",
