@@ -10,6 +10,7 @@ import torch
 
 from diffusable.autoencoder import CausalVAE, get_config
 from diffusable.checkpoint import load_checkpoint, save_weights_fp16
+from diffusable.context_eval import ContextSampler
 from diffusable.denoiser import Denoiser, get_denoiser_config
 from diffusable.export_denoiser import export_denoiser_onnx
 from diffusable.onnx_export import round_weights_fp16, round_weights_int8
@@ -93,6 +94,9 @@ def test_the_recovered_checkpoint_reexports_bit_for_bit_and_warm_starts(tmp_path
     assert state["kind"] == "denoiser" and state["run_id"] == "dit-tiny" and state["step"] == 8
     assert state["latents"] == {"run_id": "ae", "step": 10}
     assert state["recovered_from"]["weights"] == "int8"
+    # the evaluators sample from it as from a training checkpoint (it has no training config)
+    sampler = ContextSampler(out, 2, None, ae)
+    assert (sampler.run_id, sampler.step, sampler.guidance) == ("dit-tiny", 8, 2.0)
 
     # the same graph weights again when the recovered model is exported the same way
     again = Denoiser(model.cfg)

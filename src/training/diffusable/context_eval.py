@@ -82,7 +82,8 @@ class ContextSampler:
         # the autoencoder the run trained on, as it recorded it (relative to the repository)
         self.vae, _ = load_autoencoder(ae or paths.REPO_ROOT / state["autoencoder"])
         self.vae.eval().requires_grad_(False)
-        self.train = state["train"]
+        # a checkpoint rebuilt from a bundle (recover_denoiser) has no training config
+        self.train = state.get("train", {})
         self.step = state["step"]
         self.run_id = state.get("run_id", run.name)
         self.classes: List[str] = state["classes"]
