@@ -372,12 +372,12 @@ def evaluated_at(events: Path, step) -> bool:
 
 def main(argv=None) -> int:
     from .checkpoint import load_autoencoder
-    from .data.datasets import resolve_dataset
+    from .data.datasets import DATA_HELP, resolve_dataset
     from .train_ae import TRAIN_PRESETS
 
     ap = argparse.ArgumentParser(description="Autoencoders beside the linear code, same clips.")
     ap.add_argument("--ckpt", action="append", required=True, help="[name=]checkpoint, repeatable")
-    ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
+    ap.add_argument("--data", default="procedural", help=DATA_HELP)
     ap.add_argument("--val-clips", type=int, default=0, help="at most this many (0 = all)")
     ap.add_argument("--clips-per-video", type=int, default=8)
     ap.add_argument("--no-real", action="store_true", help="skip the real-video eval set")

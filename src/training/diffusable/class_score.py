@@ -34,7 +34,7 @@ from .classifier import (
     scores_of,
 )
 from .data.clips import ClipDataset, FfmpegError, clips_to_tensor, ffmpeg_rgb
-from .data.datasets import resolve_dataset
+from .data.datasets import DATA_HELP, resolve_dataset
 from .metrics import grid_ratio, grid_steps
 from .threads import set_threads
 
@@ -123,9 +123,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Class score of generated videos or reconstructions.")
     ap.add_argument("source", choices=["videos", "recon"])
     ap.add_argument("path", help="videos: folder with samples.json; recon: AE checkpoint")
-    ap.add_argument(
-        "--data", default="procedural", help="dataset folder, 'procedural' or 'procedural:N'"
-    )
+    ap.add_argument("--data", default="procedural", help=DATA_HELP)
     ap.add_argument("--classifier-steps", type=int, default=ClassifierConfig().steps)
     ap.add_argument(
         "--min-accuracy",

@@ -386,11 +386,11 @@ def _evaluate_other_seed(
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .data.datasets import resolve_dataset
+    from .data.datasets import DATA_HELP, resolve_dataset
     from .threads import set_threads
 
     ap = argparse.ArgumentParser(description="Train (or load) the class-score classifier.")
-    ap.add_argument("--data", default="procedural", help="dataset folder, or 'procedural'")
+    ap.add_argument("--data", default="procedural", help=DATA_HELP)
     ap.add_argument("--steps", type=int, default=ClassifierConfig().steps)
     ap.add_argument("--seed", type=int, default=ClassifierConfig().seed)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")

@@ -10,6 +10,8 @@ from dataclasses import fields, replace
 import torch
 import torch.nn as nn
 
+from .data.datasets import DATA_HELP
+
 
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """All randomness of one step: resuming at step s replays exactly what s would have drawn."""
@@ -60,11 +62,7 @@ def flag_type(default):
 def add_run_flags(ap: argparse.ArgumentParser, config_cls) -> None:
     """The flags every trainer has, plus one --flag per field of its config dataclass."""
     ap.add_argument("--out", required=True, help="run folder (events.jsonl, checkpoints/)")
-    ap.add_argument(
-        "--data",
-        default="procedural",
-        help="dataset folder, 'procedural', or 'procedural:N' (N train clips per class)",
-    )
+    ap.add_argument("--data", default="procedural", help=DATA_HELP)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     ap.add_argument("--stop-after", type=int, default=0, help="stop (resumably) at this step")

@@ -24,7 +24,7 @@ import torch
 
 from .class_score import load_samples
 from .data.clips import ClipDataset, FfmpegError
-from .data.datasets import resolve_dataset
+from .data.datasets import DATA_HELP, resolve_dataset
 from .threads import set_threads
 
 
@@ -62,9 +62,7 @@ def copy_share(samples: torch.Tensor, val: torch.Tensor, train: torch.Tensor) ->
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="How close generated clips are to training clips.")
     ap.add_argument("folder", help="a folder of generated videos with samples.json")
-    ap.add_argument(
-        "--data", default="procedural", help="dataset folder, 'procedural' or 'procedural:N'"
-    )
+    ap.add_argument("--data", default="procedural", help=DATA_HELP)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args(argv)

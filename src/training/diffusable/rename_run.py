@@ -39,7 +39,7 @@ def rename_run(folder: Path, new_id: str) -> Path:
     if target.exists():
         raise ValueError(f"{new_id} already exists beside {old_id}")
     lines = []
-    for n, line in enumerate(events.read_text().splitlines(), 1):
+    for line in events.read_text().splitlines():
         if not line.strip():
             continue
         event = json.loads(line)

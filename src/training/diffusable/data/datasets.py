@@ -12,6 +12,8 @@ from .clips import read_dataset_meta
 # The procedural dataset's default size per class: what the shipped models trained on.
 TRAIN_PER_CLASS = 48
 VAL_PER_CLASS = 8
+# The --data flag's help, the same wherever a command takes one.
+DATA_HELP = "dataset folder, 'procedural', or 'procedural:N' (N train clips per class)"
 
 
 def parse_procedural(data: str, train_per_class: int) -> Optional[int]:
