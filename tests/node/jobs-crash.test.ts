@@ -67,7 +67,9 @@ test("SIGKILL during encoding jobs: integrity ok, resumed or failed with a reaso
   const many = Array.from({ length: 8 }, (_, i) =>
     makeVideo(join(work, `m${i}.mp4`), { seconds: 12, size: "96x64" }),
   );
-  const long = makeVideo(join(work, "long.mp4"), { seconds: 90, size: "96x64" });
+  // Ten minutes (4,800 frames, 50 times one item of the first job): it must still be encoding
+  // when the first job has finished an item. At 90 s a CI run saw it finish first.
+  const long = makeVideo(join(work, "long.mp4"), { seconds: 600, size: "96x64" });
 
   const first = await startChild();
   const resumeId = await post(first.url, secret, many);
@@ -80,6 +82,12 @@ test("SIGKILL during encoding jobs: integrity ok, resumed or failed with a reaso
     const job = (await res.json()) as { status: string; items: { status: string }[] };
     const done = job.items.filter((i) => i.status === "succeeded").length;
     assert.notEqual(job.status, "succeeded", "the job finished before it could be interrupted");
+    const lose = await fetch(`${first.url}/v1/encodings/${loseId}`, { headers: auth(secret) });
+    const loseStatus = ((await lose.json()) as { status: string }).status;
+    assert.ok(
+      loseStatus === "queued" || loseStatus === "running",
+      `the long job must not end before the first is cut (it is ${loseStatus})`,
+    );
     if (done >= 1 && done < job.items.length) break;
     assert.ok(Date.now() < deadline, "no progress");
     await new Promise((r) => setTimeout(r, 20));
