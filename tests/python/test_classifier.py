@@ -137,3 +137,37 @@ def test_a_shipped_classifier_is_used_when_the_cache_has_none(tmp_path, monkeypa
     monkeypatch.setattr(clf, "train_classifier", no_training)
     assert clf.classifier_cached(root, TINY)
     assert get_classifier(root, TINY)[1] == info
+
+
+def test_a_procedural_n_dataset_is_judged_by_its_default_sets_classifier(tmp_path, monkeypatch):
+    """`--data procedural:N` (more train clips a class than the default set) is scored by the
+    default set's classifier, so every run on one generator has the same judge, and the shipped
+    classifier serves it; the default set is made if that classifier must be trained."""
+    from diffusable.data import procedural
+    from diffusable.data.clips import ClipDataset
+
+    spec = dict(seed=6, size=16, frames=5, fps=8, train_per_class=2, val_per_class=1)
+    monkeypatch.setattr(clf, "JUDGE_TRAIN_PER_CLASS", 2)
+    bigger = procedural.ensure_procedural(tmp_path, **{**spec, "train_per_class": 3})
+    default = bigger.parent / f"procedural-{procedural.ProceduralSpec(**spec).key()}"
+    assert clf.judge_dataset(bigger) == default and not default.exists()
+    assert not clf.classifier_cached(bigger, TINY)
+
+    _, info = get_classifier(bigger, TINY)
+    assert default == procedural.ensure_procedural(tmp_path, **spec)  # made, as the default set
+    assert clf.judge_dataset(default) == default
+    assert (default / f"classifier-{info['key']}.pt").is_file()
+    assert info["train_data"] == default.name
+    assert (
+        info["train_clips"]
+        == len(ClipDataset(default, "train"))
+        < len(ClipDataset(bigger, "train"))
+    )
+    assert not list(bigger.glob("classifier-*"))
+
+    def no_training(*_, **__):
+        raise AssertionError("the default set's classifier should have been loaded")
+
+    monkeypatch.setattr(clf, "train_classifier", no_training)
+    assert clf.classifier_cached(bigger, TINY) and clf.classifier_cached(default, TINY)
+    assert get_classifier(default, TINY)[1] == info == get_classifier(bigger, TINY)[1]

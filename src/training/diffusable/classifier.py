@@ -239,14 +239,10 @@ def training_data(data_root: Path, train_per_class: int) -> Path:
     """The dataset whose train split the classifier of data_root learns from: data_root itself,
     or, for a procedural dataset with fewer than train_per_class train clips per class, the same
     generator, seed and val split with that many (made and cached beside it on first use)."""
-    from .data.clips import read_dataset_meta
-    from .data.procedural import GENERATOR_VERSION, ProceduralSpec, build_procedural
+    from .data.procedural import build_procedural
 
-    source = read_dataset_meta(data_root).get("source", {})
-    if source.get("kind") != "procedural" or source.get("version") != GENERATOR_VERSION:
-        return Path(data_root)
-    spec = ProceduralSpec(**source["spec"])
-    if train_per_class <= spec.train_per_class or spec.key() != source.get("key"):
+    spec = _procedural_spec(Path(data_root))
+    if spec is None or train_per_class <= spec.train_per_class:
         return Path(data_root)
     more = replace(spec, train_per_class=train_per_class)
     return build_procedural(Path(data_root).parent / f"procedural-{more.key()}", more)
@@ -256,13 +252,43 @@ def training_data(data_root: Path, train_per_class: int) -> Path:
 # clone scores samples without first training one for an hour and a half on a CPU.
 SHIPPED = paths.REPO_ROOT / "docs" / "results" / "classifier"
 
+# A procedural dataset with more train clips per class than this (`--data procedural:N`) is judged
+# by the classifier of the same spec with this many: the default set, whose classifier ships.
+JUDGE_TRAIN_PER_CLASS = 48
+
+
+def _procedural_spec(data_root: Path):
+    """The ProceduralSpec data_root was made from (current generator, key intact), else None."""
+    from .data.clips import read_dataset_meta
+    from .data.procedural import GENERATOR_VERSION, ProceduralSpec
+
+    source = read_dataset_meta(data_root).get("source", {})
+    if source.get("kind") != "procedural" or source.get("version") != GENERATOR_VERSION:
+        return None
+    spec = ProceduralSpec(**source["spec"])
+    return spec if spec.key() == source.get("key") else None
+
+
+def judge_dataset(data_root: Path) -> Path:
+    """The dataset whose classifier scores samples of data_root: data_root itself, or, for a
+    procedural set with more than JUDGE_TRAIN_PER_CLASS train clips a class, the same generator,
+    seed and val split with that many (its folder name; it is made only if its classifier must be
+    trained). The judge is then the same for every run on that generator, whatever N it trained
+    on, and the val split it reports on is the same clips."""
+    spec = _procedural_spec(Path(data_root))
+    if spec is None or spec.train_per_class <= JUDGE_TRAIN_PER_CLASS:
+        return Path(data_root)
+    judge = replace(spec, train_per_class=JUDGE_TRAIN_PER_CLASS)
+    return Path(data_root).parent / f"procedural-{judge.key()}"
+
 
 def _cache_path(data_root: Path, cfg: ClassifierConfig) -> Tuple[Path, ClassifierConfig]:
     from .data.clips import ClipDataset
 
     cfg = replace(cfg, size=cfg.size or ClipDataset(data_root, "val").height)
-    path = Path(data_root) / f"classifier-{classifier_key(cfg)}.pt"
-    shipped = SHIPPED / Path(data_root).name / path.name
+    judge = judge_dataset(data_root)
+    path = judge / f"classifier-{classifier_key(cfg)}.pt"
+    shipped = SHIPPED / judge.name / path.name
     if not path.is_file() and shipped.is_file():
         return shipped, cfg
     return path, cfg
@@ -288,7 +314,13 @@ def get_classifier(
         model.load_state_dict(state["model"])
         return model.eval(), state["info"]
     t0 = time.time()
-    train = ClipDataset(training_data(Path(data_root), cfg.train_per_class), "train")
+    judge = path.parent
+    if judge != Path(data_root):  # the default set of a procedural:N dataset, made on first use
+        from .data.procedural import build_procedural
+
+        spec = replace(_procedural_spec(Path(data_root)), train_per_class=JUDGE_TRAIN_PER_CLASS)
+        build_procedural(judge, spec)
+    train = ClipDataset(training_data(judge, cfg.train_per_class), "train")
     if train.classes != val.classes:
         raise ValueError(f"{train.root}: classes differ from {data_root}'s")
     clips, labels = _all_clips(train)
