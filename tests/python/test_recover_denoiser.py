@@ -71,6 +71,7 @@ def tiny_bundle(tmp_path, model):
         "classes": ["a", "b"],
         "denoiser_config": model.cfg.to_dict(),
         "onnx": {"denoiser": "denoiser.onnx", "denoiser_weights": "int8"},
+        "sampler": {"method": "euler", "steps": 24, "guidance": 3.0},
         "runs": {
             "autoencoder": {
                 "id": "ae-dec",
@@ -94,9 +95,12 @@ def test_the_recovered_checkpoint_reexports_bit_for_bit_and_warm_starts(tmp_path
     assert state["kind"] == "denoiser" and state["run_id"] == "dit-tiny" and state["step"] == 8
     assert state["latents"] == {"run_id": "ae", "step": 10}
     assert state["recovered_from"]["weights"] == "int8"
-    # the evaluators sample from it as from a training checkpoint (it has no training config)
+    # the evaluators sample from it as from a training checkpoint (it has no training config),
+    # at the bundle's guidance unless told otherwise
+    assert state["sampler"]["guidance"] == 3.0
     sampler = ContextSampler(out, 2, None, ae)
-    assert (sampler.run_id, sampler.step, sampler.guidance) == ("dit-tiny", 8, 2.0)
+    assert (sampler.run_id, sampler.step, sampler.guidance) == ("dit-tiny", 8, 3.0)
+    assert ContextSampler(out, 2, 1.5, ae).guidance == 1.5
 
     # the same graph weights again when the recovered model is exported the same way
     again = Denoiser(model.cfg)

@@ -88,7 +88,9 @@ class ContextSampler:
         self.run_id = state.get("run_id", run.name)
         self.classes: List[str] = state["classes"]
         self.steps = steps
-        self.guidance = self.train.get("guidance", 2.0) if guidance is None else guidance
+        # default guidance: a recovered checkpoint's bundle sampler, else the run's eval setting
+        default = state.get("sampler", {}).get("guidance", self.train.get("guidance", 2.0))
+        self.guidance = default if guidance is None else guidance
         self.batch = batch
         self.method = "euler"
 

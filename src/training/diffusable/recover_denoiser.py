@@ -68,6 +68,8 @@ def recover(bundle: Path, ae: Path) -> dict:
         "autoencoder": portable_path(ae),
         "autoencoder_run": {"run_id": ae_meta.get("run_id"), "step": ae_meta.get("step")},
         "latents": ae_latents,
+        # the sampler the bundle serves with (guidance, steps), the evaluators' default for it
+        "sampler": manifest.get("sampler", {}),
         "recovered_from": {
             "bundle": manifest.get("name", bundle.name),
             "file": name,
