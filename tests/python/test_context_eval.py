@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from diffusable import context_eval, train_ae, train_diffusion
+from diffusable.classifier import ClassifierConfig, get_classifier, predict, scores_of
 from diffusable.context_eval import real_step_psnr
+from diffusable.data.clips import ClipDataset
 from test_autoencoder import make_toy_dataset
 
 
@@ -58,7 +60,17 @@ def test_context_eval_measures_both_modes_and_draws_the_sheets(tmp_path, toy_run
     assert real["ae_seam_minus_real_step_db"] == pytest.approx(
         real["ae_seam_psnr"] - real["step_psnr"], abs=1e-3
     )
+    # the extension's ceiling: the same classifier on as many real frames, the clips' last ones
+    val = ClipDataset(data, "val")
+    video, labels = val.batch(list(range(len(val))))
+    classifier, info = get_classifier(data, ClassifierConfig(steps=10))
+    predicted = predict(classifier, video[:, :, -4:], info["config"]["size"])
+    expected = scores_of(predicted, labels, val.classes)["mean"]
+    assert real["continuation_frames"] == 4
+    assert real["continuation_class_score"] == pytest.approx(expected)
+    assert 0 <= real["reconstruction_continuation_class_score"] <= 1
     assert record["classifier"]["key"] and "| dit |" in (out / "context.md").read_text()
+    assert "the last 4 frames of the real clips" in (out / "context.md").read_text()
     assert "a perfect denoiser's" in (out / "context.md").read_text()
     bad = argv[:-6] + ["--steps", "2", "--context-latents", "3", "--classifier-steps", "10"]
     assert context_eval.main(bad) == 2  # 3 given latents leave nothing to generate

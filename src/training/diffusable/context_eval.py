@@ -13,7 +13,8 @@ latent frames are given; `replace`: the training-free alternative, docs/sampler.
   clips'), and the classifier's verdict on the whole output.
 - **extension** by `4 g` frames: the clip's last `1 + 4 (k - 1)` frames (k = T - g), re-encoded
   as a clip of their own, are the context of one window (docs/sampler.md). The classifier names
-  the continuation's class (only the generated frames are shown to it), and the *seam step*
+  the continuation's class (only the generated frames are shown to it; its ceiling, the same
+  classifier on as many last frames of the real clips, stands beside it), and the *seam step*
   (PSNR between the last input frame and the first generated one) stands beside the step
   between consecutive real frames of the same clips.
 - **chained extensions**: the continuation extended again `--chain - 1` times, each window from
@@ -169,9 +170,16 @@ def evaluate_run(
     recon = sampler.decode(z_real)  # (N, 3, T, H, W)
     ae_seam = _frame_psnr(video[:, :, tail_frames - 1], recon[:, :, tail_frames])
     real_step = real_step_psnr(video)
+    # The continuation's ceiling: the classifier shown as many frames of the real clip (and of its
+    # reconstruction), its last ones. Fewer frames than a clip tell the class less well, so an
+    # extension score is read against this, not against the whole clip's.
+    new = video.shape[2] - tail_frames
     result: Dict = {
         "real": {
             "class_score": score(video),
+            "continuation_frames": new,
+            "continuation_class_score": score(video[:, :, -new:]),
+            "reconstruction_continuation_class_score": score(recon[:, :, -new:]),
             "motion": motion(video[:, :, 1:]),
             "step_psnr": float(real_step.mean()),
             "ae_seam_psnr": float(ae_seam.mean()),
@@ -301,12 +309,17 @@ def markdown(results: Dict[str, Dict], modes: List[str]) -> str:
                 f"{e['grid_ratio']:.2f} |"
             )
     lines.append("")
+    real = next(iter(results.values()))["real"]
     lines.append(
         "Label-only samples of the same noise and labels, class score: "
         + ", ".join(f"{run} {r['label_only']['class_score']:.3f}" for run, r in results.items())
-        + f"; real clips {next(iter(results.values()))['real']['class_score']:.3f}."
+        + f"; real clips {real['class_score']:.3f}."
     )
-    real = next(iter(results.values()))["real"]
+    lines.append(
+        f"The extension's ceiling, the classifier on the last {real['continuation_frames']} "
+        f"frames of the real clips: {real['continuation_class_score']:.3f} (of their "
+        f"reconstructions: {real['reconstruction_continuation_class_score']:.3f})."
+    )
     lines.append(
         f"Seam of the true continuation through the autoencoder (a perfect denoiser's): "
         f"{real['ae_seam_minus_real_step_db']:+.2f} dB from a real frame step."
