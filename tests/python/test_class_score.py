@@ -3,7 +3,9 @@
 import json
 import subprocess
 
+import numpy as np
 import pytest
+import torch
 from diffusable.class_score import score_videos
 from diffusable.classifier import ClassifierConfig
 from diffusable.data import procedural
@@ -66,3 +68,24 @@ def test_reconstruction_scores_are_per_class_and_average_to_the_score(tmp_path):
     weighted = sum(n * s for n, s in zip(counts, result["per_class"].values())) / sum(counts)
     assert result["class_score"] == pytest.approx(weighted)
     assert 0.0 <= result["class_score_real"] <= 1.0
+
+
+def test_served_files_are_decoded_with_their_chroma_interpolated(tmp_path):
+    """A 4:2:0 file is read back as a player shows it: the chroma of a colour ramp changes at
+    every pixel, not once every two (swscale's default), which would add a 2-pixel pattern."""
+    from diffusable.class_score import decode_video
+
+    x = np.arange(32) * 8  # (W,) a red-to-blue ramp across the frame
+    frame = np.zeros((32, 32, 3), np.uint8)
+    frame[..., 0], frame[..., 2] = x, 255 - x
+    clip = np.stack([frame] * 3)  # (T, H, W, 3)
+    path = tmp_path / "ramp.mp4"
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "32x32"]
+    cmd += ["-r", "8", "-i", "-", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, input=clip.tobytes(), check=True)
+    video = decode_video(path, 32, 3)  # (3, T, H, W) in [-1, 1]
+    red = (video[0, 0] + 1) * 127.5  # (H, W)
+    steps = (red[:, 1:] - red[:, :-1]).abs().mean(0)  # (W - 1,) mean |step| at each column
+    even, odd = float(steps[0::2].mean()), float(steps[1::2].mean())
+    assert 0.8 < even / odd < 1.25, (even, odd)  # replicated chroma: about 1.3 against 14.6
+    assert float((red - torch.from_numpy(frame[..., 0]).float()).abs().mean()) < 1.5

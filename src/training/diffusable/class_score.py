@@ -39,9 +39,17 @@ from .metrics import grid_ratio, grid_steps
 from .threads import set_threads
 
 
+# How the files are turned back into RGB: as a player shows them, the 4:2:0 chroma interpolated
+# to every pixel. swscale's default gives each pair of pixels one chroma value, which adds a
+# 2-pixel pattern that no generated frame had and raises the grid ratio of a served mp4 by about
+# 0.26 (session 19, docs/results/grid-codec/).
+DECODE_FLAGS = "area+full_chroma_int+accurate_rnd"
+
+
 def decode_video(path: Path, size: int, frames: int) -> torch.Tensor:
     """A generated file -> (3, frames, size, size) in [-1, 1]; fails if it does not decode."""
-    rgb = ffmpeg_rgb(["-i", str(path), "-vf", f"scale={size}:{size}:flags=area"], size, size)
+    scale = f"scale={size}:{size}:flags={DECODE_FLAGS}"
+    rgb = ffmpeg_rgb(["-i", str(path), "-vf", scale], size, size)
     if len(rgb) < frames:
         raise FfmpegError(f"{path.name}: {len(rgb)} frames decoded, expected {frames}")
     return clips_to_tensor(rgb[:frames])
