@@ -41,8 +41,10 @@ test("every shipped run log imports whole", () => {
     "dit-compact-gpu-se-cpu2",
     "dit-medium-baseline", // DiT medium, with context (session 17)
     "dit-medium-se",
-    "dit-medium-data-baseline", // the shipped denoisers: medium continued on 5x the clips (18)
+    "dit-medium-data-baseline", // medium continued on 5x the clips (session 18)
     "dit-medium-data-se",
+    "dit-medium-data2-baseline", // the shipped denoisers: those continued again (session 19)
+    "dit-medium-data2-se",
     "ae-conv-small-pretrain", // the CPU protocol they replaced
     "ae-conv-small-baseline",
     "ae-conv-small-se",
