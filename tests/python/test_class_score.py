@@ -14,11 +14,12 @@ from diffusable.data.clips import ClipDataset, FfmpegError
 SPEC = dict(seed=5, size=32, frames=9, fps=8, train_per_class=2, val_per_class=1)
 
 
-def _write_mp4(path, clip):  # clip: (T, H, W, 3) uint8
+def _write_mp4(path, clip, pix_fmt=None):  # clip: (T, H, W, 3) uint8; lossless in pix_fmt
     t, h, w, _ = clip.shape
     cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-    cmd += ["-s", f"{w}x{h}", "-r", "8", "-i", "-", "-c:v", "libx264", "-qp", "0", str(path)]
-    subprocess.run(cmd, input=clip.tobytes(), check=True)
+    cmd += ["-s", f"{w}x{h}", "-r", "8", "-i", "-", "-c:v", "libx264", "-qp", "0"]
+    cmd += ["-pix_fmt", pix_fmt] if pix_fmt else []
+    subprocess.run(cmd + [str(path)], input=clip.tobytes(), check=True)
 
 
 def test_scores_decoded_files_and_rejects_a_broken_one(tmp_path):
@@ -80,9 +81,7 @@ def test_served_files_are_decoded_with_their_chroma_interpolated(tmp_path):
     frame[..., 0], frame[..., 2] = x, 255 - x
     clip = np.stack([frame] * 3)  # (T, H, W, 3)
     path = tmp_path / "ramp.mp4"
-    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "32x32"]
-    cmd += ["-r", "8", "-i", "-", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p", str(path)]
-    subprocess.run(cmd, input=clip.tobytes(), check=True)
+    _write_mp4(path, clip, "yuv420p")
     video = decode_video(path, 32, 3)  # (3, T, H, W) in [-1, 1]
     red = (video[0, 0] + 1) * 127.5  # (H, W)
     steps = (red[:, 1:] - red[:, :-1]).abs().mean(0)  # (W - 1,) mean |step| at each column

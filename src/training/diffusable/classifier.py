@@ -269,17 +269,24 @@ def _procedural_spec(data_root: Path):
     return spec if spec.key() == source.get("key") else None
 
 
-def judge_dataset(data_root: Path) -> Path:
-    """The dataset whose classifier scores samples of data_root: data_root itself, or, for a
-    procedural set with more than JUDGE_TRAIN_PER_CLASS train clips a class, the same generator,
-    seed and val split with that many (its folder name; it is made only if its classifier must be
-    trained). The judge is then the same for every run on that generator, whatever N it trained
-    on, and the val split it reports on is the same clips."""
+def _judge_spec(data_root: Path):
+    """For a procedural set with more than JUDGE_TRAIN_PER_CLASS train clips a class, the spec of
+    the same generator, seed and val split with that many; else None."""
     spec = _procedural_spec(Path(data_root))
     if spec is None or spec.train_per_class <= JUDGE_TRAIN_PER_CLASS:
-        return Path(data_root)
-    judge = replace(spec, train_per_class=JUDGE_TRAIN_PER_CLASS)
-    return Path(data_root).parent / f"procedural-{judge.key()}"
+        return None
+    return replace(spec, train_per_class=JUDGE_TRAIN_PER_CLASS)
+
+
+def judge_dataset(data_root: Path) -> Path:
+    """The dataset whose classifier scores samples of data_root: data_root itself, or the folder
+    of its _judge_spec (made only if its classifier must be trained). The judge is then the same
+    for every run on that generator, whatever N it trained on, and the val split it reports on
+    is the same clips."""
+    judge = _judge_spec(data_root)
+    return (
+        Path(data_root) if judge is None else Path(data_root).parent / f"procedural-{judge.key()}"
+    )
 
 
 def _cache_path(data_root: Path, cfg: ClassifierConfig) -> Tuple[Path, ClassifierConfig]:
@@ -314,12 +321,11 @@ def get_classifier(
         model.load_state_dict(state["model"])
         return model.eval(), state["info"]
     t0 = time.time()
-    judge = path.parent
-    if judge != Path(data_root):  # the default set of a procedural:N dataset, made on first use
+    judge, judge_spec = path.parent, _judge_spec(data_root)
+    if judge_spec is not None:  # the default set of a procedural:N dataset, made on first use
         from .data.procedural import build_procedural
 
-        spec = replace(_procedural_spec(Path(data_root)), train_per_class=JUDGE_TRAIN_PER_CLASS)
-        build_procedural(judge, spec)
+        build_procedural(judge, judge_spec)
     train = ClipDataset(training_data(judge, cfg.train_per_class), "train")
     if train.classes != val.classes:
         raise ValueError(f"{train.root}: classes differ from {data_root}'s")
