@@ -84,18 +84,22 @@ def test_sampler_sweep_tabulates_every_setting_and_export_takes_the_choice(tmp_p
     out = tmp_path / "sweep.json"
     argv = ["--dit", str(dit), "--ae", str(ae / "checkpoints" / "last.pt"), "--data", str(data)]
     argv += ["--guidance", "1", "3", "--steps", "2", "--per-class", "2", "--json", str(out)]
-    argv += ["--classifier-steps", "10"]
+    argv += ["--classifier-steps", "10", "--interval", "0,1", "0.6,1"]
     assert sampler_sweep.main(argv + ["--threads", "1"]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["guidance"], r["steps"], r["method"]) for r in rows] == [
-        (1.0, 2, "euler"),
-        (3.0, 2, "euler"),
+    assert [(r["guidance"], r["guidance_interval"], r["steps"], r["method"]) for r in rows] == [
+        (1.0, [0.0, 1.0], 2, "euler"),
+        (1.0, [0.6, 1.0], 2, "euler"),
+        (3.0, [0.0, 1.0], 2, "euler"),
+        (3.0, [0.6, 1.0], 2, "euler"),
     ]
     assert all(0 <= r["class_score"] <= 1 and r["fd_cls3d"] >= 0 for r in rows)
-    assert (
-        rows[0]["class_score"] != rows[1]["class_score"]
-        or rows[0]["fd_cls3d"] != rows[1]["fd_cls3d"]
-    )  # guidance changes the samples
+    metrics = [(r["class_score"], r["fd_cls3d"]) for r in rows]
+    assert metrics[0] != metrics[2]  # guidance changes the samples
+    assert metrics[0] == metrics[1]  # without guidance its interval changes nothing
+    assert metrics[2] != metrics[3]  # at 2 steps (t = 1, 0.5) the interval drops one guided step
+    for bad in (["--interval", "0.5"], ["--interval", "0.8,0.2"], ["--shift", "0"]):
+        assert sampler_sweep.main(argv[:-3] + bad) == 2
     train = {"sample_method": "euler", "sample_steps": 16, "guidance": 2.0}
     assert sampler_defaults(train)["guidance"] == 2.0
     chosen = sampler_defaults(train, {"guidance": 3.0, "steps": None, "method": "heun"})

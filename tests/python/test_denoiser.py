@@ -102,6 +102,35 @@ def test_heun_is_exact_on_a_linear_field():
     assert (heun - exact).abs().item() < 0.5 * (euler - exact).abs().item()
 
 
+def test_the_guidance_interval_and_the_shifted_grid():
+    from diffusable.flow import sampling_times
+
+    # a field that records the times and labels it is called with
+    calls = []
+
+    def field(x, t, y):
+        calls.append((round(float(t[0]), 6), y.tolist()))
+        return torch.zeros_like(x)
+
+    x1, label = torch.ones(1, 1, 1, 1, 1), torch.tensor([0])
+    sample(field, x1, label, steps=4, guidance=2.0, null_class=1, guidance_interval=(0.3, 0.8))
+    # t = 1 and 0.25 lie outside [0.3, 0.8]: one conditional row; 0.75 and 0.5: label and null
+    assert calls == [(1.0, [0]), (0.75, [0, 1]), (0.5, [0, 1]), (0.25, [0])]
+    assert sampling_times(4) == [1.0, 0.75, 0.5, 0.25, 0.0]
+    # shift < 1 spends more of the steps near t = 0, shift > 1 near t = 1; the ends stay
+    low, high = sampling_times(4, 0.5), sampling_times(4, 2.0)
+    assert low[0] == high[0] == 1.0 and low[-1] == high[-1] == 0.0
+    assert all(a < u < b for a, u, b in zip(low[1:-1], [0.75, 0.5, 0.25], high[1:-1]))
+    assert low[2] == 0.5 * 0.5 / (1 - 0.5 * 0.5)
+    calls.clear()
+    sample(field, x1, label, steps=4, guidance=1.0, null_class=1, shift=0.5)
+    assert [t for t, _ in calls] == [round(t, 6) for t in low[:-1]]
+    with pytest.raises(ValueError, match="guidance_interval"):
+        sample(field, x1, label, steps=2, guidance=2.0, null_class=1, guidance_interval=(0.9, 0.1))
+    with pytest.raises(ValueError, match="shift"):
+        sample(field, x1, label, steps=2, guidance=2.0, null_class=1, shift=0.0)
+
+
 def test_flow_pair_and_times():
     g = torch.Generator().manual_seed(0)
     x0, e = torch.randn(4, 2, 1, 2, 2), torch.randn(4, 2, 1, 2, 2)

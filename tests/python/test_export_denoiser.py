@@ -1,8 +1,13 @@
-"""export_denoiser: the manifest's "conditioning" block comes from the run's training window."""
+"""export_denoiser: the manifest's "conditioning" block comes from the run's training window;
+--sampler-only changes the sampler defaults and nothing else."""
 
 import json
+import shutil
 
-from diffusable.export_denoiser import conditioning, training_window
+import pytest
+
+from diffusable import paths
+from diffusable.export_denoiser import conditioning, main, training_window, with_sampler
 
 CONTEXT = {"context_prob": 0.3}
 
@@ -56,3 +61,47 @@ def test_extension_context_is_capped_below_the_window():
     block = conditioning(CONTEXT, (9, 3), extension_context=4)
     assert block["max_context_latents"] == 2 and block["extension_context_latents"] == 2
     assert conditioning(CONTEXT, (17, 5), extension_context=3)["extension_context_latents"] == 3
+
+
+def test_sampler_only_rewrites_the_sampler_block_and_nothing_else(tmp_path):
+    bundle = tmp_path / "small-se"
+    shutil.copytree(paths.REPO_ROOT / "models" / "small-se", bundle)
+    before = json.loads((bundle / "manifest.json").read_text())
+    onnx_bytes = {f.name: f.read_bytes() for f in bundle.iterdir() if f.suffix != ".json"}
+    assert main(["--bundle", str(bundle), "--sampler-only", "--steps", "7"]) == 0
+    after = json.loads((bundle / "manifest.json").read_text())
+    assert after["sampler"] == {**before["sampler"], "steps": 7}
+    assert {k: v for k, v in after.items() if k != "sampler"} == {
+        k: v for k, v in before.items() if k != "sampler"
+    }
+    assert {f.name: f.read_bytes() for f in bundle.iterdir() if f.suffix != ".json"} == onnx_bytes
+    # the key order and formatting of the file are kept: only the changed value differs
+    text = (bundle / "manifest.json").read_text()
+    assert text == json.dumps(after, indent=2) + "\n"
+
+
+def test_sampler_only_refuses_what_the_service_would_refuse(tmp_path, capsys):
+    manifest = {"name": "b", "onnx": {"denoiser": "denoiser.onnx"}}
+    manifest["sampler"] = {"method": "euler", "steps": 24, "guidance": 3.0, "max_steps": 200}
+    with pytest.raises(ValueError, match="1..200"):
+        with_sampler(manifest, {"steps": 201})
+    with pytest.raises(ValueError, match="guidance"):
+        with_sampler(manifest, {"guidance": -1.0})
+    with pytest.raises(ValueError, match="needs --guidance"):
+        with_sampler(manifest, {"steps": None})
+    with pytest.raises(ValueError, match="no denoiser"):
+        with_sampler({"name": "ae-only", "onnx": {}}, {"steps": 12})
+    assert with_sampler(manifest, {"steps": 12, "method": None})["sampler"]["steps"] == 12
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["--bundle", str(tmp_path), "--sampler-only", "--steps", "0"]) == 2
+    assert (
+        main(["--bundle", str(tmp_path), "--sampler-only", "--ckpt", "x.pt", "--steps", "3"]) == 2
+    )
+    assert main(["--bundle", str(tmp_path), "--steps", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "export_denoiser: --steps must be in 1..200, got 0",
+        "export_denoiser: --sampler-only takes no --ckpt",
+        "export_denoiser: --ckpt is required (or --sampler-only)",
+    ]
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest

@@ -41,7 +41,7 @@ from .classifier import ClassifierConfig, get_classifier, predict, scores_of
 from .data.clips import ClipDataset
 from .data.datasets import resolve_dataset
 from .denoiser import Denoiser, DenoiserConfig
-from .flow import CONTEXT_MODES, sample
+from .flow import CONTEXT_MODES, FULL_INTERVAL, sample
 from .metrics import grid_ratio, grid_steps, psnr
 from .threads import set_threads
 
@@ -94,6 +94,8 @@ class ContextSampler:
         self.guidance = default if guidance is None else guidance
         self.batch = batch
         self.method = "euler"
+        self.guidance_interval = FULL_INTERVAL
+        self.shift = 1.0
 
     @torch.no_grad()
     def window(
@@ -117,6 +119,8 @@ class ContextSampler:
                 context=None if context is None else context[sl],
                 context_mode=mode,
                 method=self.method,
+                guidance_interval=self.guidance_interval,
+                shift=self.shift,
             )
             out.append(self.decode(x0))
         return torch.cat(out)

@@ -2,6 +2,9 @@
 
     PYTHONPATH=src/training python3 -m diffusable.export_denoiser \
         --ckpt runs/dit-small-se/checkpoints/last.pt --bundle models/small-se
+    # a new sampler default chosen by measurement (sampler_sweep), nothing else touched:
+    PYTHONPATH=src/training python3 -m diffusable.export_denoiser \
+        --bundle models/small-se --sampler-only --steps 12
 
 denoiser.onnx: x float32 (B, C, t, h, w), t float32 (B,) flow time in [0, 1], label int64 (B,)
 (the last id, len(classes), is the null class) -> v float32 (B, C, t, h, w); a context-trained
@@ -73,6 +76,26 @@ def sampler_defaults(train: Dict, chosen: Optional[Dict] = None) -> Dict:
     }
 
 
+def with_sampler(manifest: Dict, chosen: Dict) -> Dict:
+    """The manifest with its sampler defaults changed to `chosen` (None values kept as they are);
+    the denoiser, its runs and metrics stay. Raises ValueError for a bundle without a denoiser or
+    steps above the bundle's max_steps."""
+    sampler = manifest.get("sampler")
+    if not manifest.get("onnx", {}).get("denoiser") or not sampler:
+        raise ValueError(
+            f"{manifest.get('name', 'the bundle')} has no denoiser to set defaults for"
+        )
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    if not chosen:
+        raise ValueError("--sampler-only needs --guidance, --steps or --method")
+    merged = {**sampler, **chosen}
+    if not 1 <= merged["steps"] <= merged["max_steps"]:
+        raise ValueError(f"--steps must be in 1..{merged['max_steps']}, got {merged['steps']}")
+    if merged["guidance"] < 0:
+        raise ValueError(f"--guidance must be >= 0, got {merged['guidance']}")
+    return {**manifest, "sampler": merged}
+
+
 def training_window(state: Dict, events: Path, temporal_factor: int) -> Optional[Tuple[int, int]]:
     """(clip frames, latent frames) of the windows the denoiser trained on: the checkpoint's
     "window" (runs since it was recorded), else the run's config event -> its latent cache's
@@ -128,8 +151,13 @@ def conditioning(
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Add a denoiser to a model bundle.")
-    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--ckpt", help="the denoiser's checkpoint (not with --sampler-only)")
     ap.add_argument("--bundle", required=True, help="bundle folder made by diffusable.export")
+    ap.add_argument(
+        "--sampler-only",
+        action="store_true",
+        help="only set the bundle's sampler defaults (--guidance/--steps/--method)",
+    )
     ap.add_argument("--guidance", type=float, help="sampler default (default: the run's)")
     ap.add_argument("--steps", type=int, help="sampler steps default (default: the run's)")
     ap.add_argument("--method", choices=SAMPLER_METHODS, help="default: the run's")
@@ -141,7 +169,14 @@ def main(argv=None) -> int:
     )
     add_weights_flag(ap)
     args = ap.parse_args(argv)
-    ckpt, bundle = Path(args.ckpt), Path(args.bundle)
+    chosen = {"guidance": args.guidance, "steps": args.steps, "method": args.method}
+    bundle = Path(args.bundle)
+    if args.sampler_only:
+        return set_sampler_defaults(bundle, chosen, args.ckpt)
+    if not args.ckpt:
+        print("export_denoiser: --ckpt is required (or --sampler-only)", file=sys.stderr)
+        return 2
+    ckpt = Path(args.ckpt)
     try:
         state = load_checkpoint(ckpt)
         if state.get("kind") != "denoiser":
@@ -172,7 +207,6 @@ def main(argv=None) -> int:
     manifest["classes"] = state["classes"]
     manifest["null_class"] = len(state["classes"])
     manifest["denoiser_config"] = model.cfg.to_dict()
-    chosen = {"guidance": args.guidance, "steps": args.steps, "method": args.method}
     manifest["sampler"] = sampler_defaults(state["train"], chosen)
     window = training_window(state, events, int(manifest.get("temporal_factor", 4)))
     block = (
@@ -189,6 +223,22 @@ def main(argv=None) -> int:
     manifest["files"] = bundle_file_entries(bundle)
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"added denoiser (step {state.get('step')}) to {bundle}")
+    return 0
+
+
+def set_sampler_defaults(bundle: Path, chosen: Dict, ckpt: Optional[str]) -> int:
+    """--sampler-only: rewrite the manifest's sampler block, nothing else."""
+    if ckpt:
+        print("export_denoiser: --sampler-only takes no --ckpt", file=sys.stderr)
+        return 2
+    path = bundle / "manifest.json"
+    try:
+        manifest = with_sampler(json.loads(path.read_text()), chosen)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"export_denoiser: {err}", file=sys.stderr)
+        return 2
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"sampler defaults of {bundle.name}: {manifest['sampler']}")
     return 0
 
 

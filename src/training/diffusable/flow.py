@@ -2,14 +2,22 @@
 
 Convention (the TypeScript sampler in src/pipeline reproduces it; see docs/sampler.md):
     x_t = (1 - t) * x_0 + t * e,   e ~ N(0, I),   t in [0, 1];   target v = e - x_0
-so t = 1 is pure noise and sampling integrates dx/dt = v from t = 1 down to t = 0 on the uniform
-grid t_i = 1 - i / N, i = 0..N. Guidance: v = v_null + g * (v_label - v_null); g = 1 is plain
-conditional sampling and skips the null pass.
+so t = 1 is pure noise and sampling integrates dx/dt = v from t = 1 down to t = 0 on the grid
+t_i = shift(1 - i / N), i = 0..N, with shift(u) = s u / (1 + (s - 1) u) (s = 1: uniform; s < 1
+spends more steps near t = 0, where the fine detail is drawn). Guidance: v = v_null + g * (v_label -
+v_null) for t inside the guidance interval [lo, hi], plain conditional (g = 1, no null pass)
+outside it: guidance at high noise mostly narrows the layouts, near t = 0 it only sharpens
+(Kynkaanniemi et al. 2024, "Applying guidance in a limited interval").
+
+The service's sampler (src/pipeline/generate/sampler.ts) reproduces the uniform grid with
+guidance at every step, the bundles' setting. The shift and the guidance interval are
+sampler_sweep's levers: measured on the shipped denoisers, neither paid (docs/RESULTS.md 0i), so
+the service does not take them.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -81,6 +89,20 @@ def guided_velocity(
 SAMPLER_METHODS = ("euler", "heun")
 # How given leading frames are kept (see sample).
 CONTEXT_MODES = ("trained", "replace")
+# The whole time range: guidance at every step.
+FULL_INTERVAL = (0.0, 1.0)
+
+
+def shifted_time(u: float, shift: float) -> float:
+    """The sampling grid's time for uniform u in [0, 1] (float64; sampler.ts computes the same)."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def sampling_times(steps: int, shift: float = 1.0) -> List[float]:
+    """t_0 = 1 > t_1 > ... > t_steps = 0."""
+    if not shift > 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    return [shifted_time(1.0 - i / steps, shift) for i in range(steps + 1)]
 
 
 @torch.no_grad()
@@ -96,8 +118,13 @@ def sample(
     on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
     context: Optional[torch.Tensor] = None,
     context_mode: str = "trained",
+    guidance_interval: Tuple[float, float] = FULL_INTERVAL,
+    shift: float = 1.0,
 ) -> torch.Tensor:
     """Integrate from x_1 = noise to x_0 in `steps` steps; returns x_0 (same shape as noise).
+
+    guidance_interval (lo, hi): guidance applies at times lo <= t <= hi, g = 1 elsewhere.
+    shift: the time grid's shift (module docstring); 1 is the uniform grid.
 
     context (B, C, k, h, w): given latents of the first k frames, kept fixed while the rest is
     generated. context_mode "trained": those frames hold the clean latents at every step and
@@ -110,6 +137,10 @@ def sample(
         raise ValueError(f"unknown method {method!r} ({' | '.join(SAMPLER_METHODS)})")
     if context_mode not in CONTEXT_MODES:
         raise ValueError(f"unknown context mode {context_mode!r} ({' | '.join(CONTEXT_MODES)})")
+    lo, hi = guidance_interval
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"guidance_interval must satisfy 0 <= lo <= hi <= 1, got {lo}, {hi}")
+    times = sampling_times(steps, shift)
     k = 0 if context is None else context.shape[2]
     given = None
     if k and context_mode == "trained":
@@ -121,15 +152,19 @@ def sample(
         c = context if context_mode == "trained" else (1 - t) * context + t * noise[:, :, :k]
         return torch.cat([c, x[:, :, k:]], dim=2)
 
+    def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+        g = guidance if lo <= t <= hi else 1.0
+        return guided_velocity(model, x, t, label, g, null_class, given)
+
     x = pin(noise, 1.0)
     for i in range(steps):
-        t_now, t_next = 1.0 - i / steps, 1.0 - (i + 1) / steps
+        t_now, t_next = times[i], times[i + 1]
         dt = t_next - t_now  # negative
-        d1 = guided_velocity(model, x, t_now, label, guidance, null_class, given)
+        d1 = velocity(x, t_now)
         if method == "heun" and i < steps - 1:
             # Heun's correction at t_next; the last step (t_next = 0) stays Euler, as in EDM.
             x_e = pin(x + dt * d1, t_next)
-            d2 = guided_velocity(model, x_e, t_next, label, guidance, null_class, given)
+            d2 = velocity(x_e, t_next)
             x = x + dt * 0.5 * (d1 + d2)
         else:
             x = x + dt * d1

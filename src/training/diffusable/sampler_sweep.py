@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Tuple
 
 import torch
 
@@ -33,6 +34,18 @@ from .metrics import grid_ratio, grid_steps
 from .threads import set_threads
 
 
+def parse_interval(text: str) -> Tuple[float, float]:
+    """ "lo,hi" -> (lo, hi) with 0 <= lo <= hi <= 1."""
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{text!r} is not two numbers lo,hi") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"{text!r} must satisfy 0 <= lo <= hi <= 1")
+    return lo, hi
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Sweep sampler settings of a diffusion run.")
     ap.add_argument("--dit", required=True, help="diffusion run folder (or checkpoint)")
@@ -40,6 +53,13 @@ def main(argv=None) -> int:
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.0])
     ap.add_argument("--steps", type=int, nargs="+", default=[16])
     ap.add_argument("--method", nargs="+", default=["euler"], choices=SAMPLER_METHODS)
+    ap.add_argument(
+        "--interval",
+        nargs="+",
+        default=["0,1"],
+        help="guidance intervals lo,hi in t (guidance only where lo <= t <= hi); 0,1: every step",
+    )
+    ap.add_argument("--shift", type=float, nargs="+", default=[1.0], help="time-grid shifts")
     ap.add_argument("--per-class", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default="procedural")
@@ -50,6 +70,14 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     if args.per_class < 1 or min(args.steps) < 1:
         print("sampler_sweep: --per-class and --steps must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        intervals = [parse_interval(text) for text in args.interval]
+    except ValueError as err:
+        print(f"sampler_sweep: --interval: {err}", file=sys.stderr)
+        return 2
+    if min(args.shift) <= 0:
+        print("sampler_sweep: --shift must be > 0", file=sys.stderr)
         return 2
     try:
         s = ContextSampler(Path(args.dit), 1, None, Path(args.ae) if args.ae else None)
@@ -70,15 +98,19 @@ def main(argv=None) -> int:
     real = feature_stats(cls3d.features(train.batch(real_idx)[0]))
     size = info["config"]["size"]
     rows = []
-    for guidance, steps, method in itertools.product(args.guidance, args.steps, args.method):
+    settings = itertools.product(args.guidance, args.steps, args.method, intervals, args.shift)
+    for guidance, steps, method, interval, shift in settings:
         t0 = time.time()
         s.guidance, s.steps, s.method = guidance, steps, method
+        s.guidance_interval, s.shift = interval, shift
         video = s.window(noise, labels, None, "trained")
         pred = predict(classifier, video, size)
         row = {
             "guidance": guidance,
             "steps": steps,
             "method": method,
+            "guidance_interval": list(interval),
+            "shift": shift,
             "class_score": scores_of(pred, labels, s.classes)["mean"],
             "fd_cls3d": frechet_distance(*real, *feature_stats(cls3d.features(video))),
             "grid_ratio": grid_ratio(grid_steps(video)),
@@ -86,7 +118,8 @@ def main(argv=None) -> int:
         }
         rows.append(row)
         print(
-            f"guidance {guidance:g}, {steps} {method} steps: class score "
+            f"guidance {guidance:g} on [{interval[0]:g}, {interval[1]:g}], {steps} {method} steps, "
+            f"shift {shift:g}: class score "
             f"{row['class_score']:.3f}, fd_cls3d {row['fd_cls3d']:.2f}, grid ratio "
             f"{row['grid_ratio']:.2f} ({row['wall_s']:.0f} s)",
             flush=True,
