@@ -58,21 +58,17 @@ from .linear_code import (
 )
 from .scale_equivariance import SE_FILTERS, VARIANT_MODES, draw_mode, se_pair
 from .spectrum import analyse
-from .trainer import StepBudget, StepLog, start_run
+from .trainer import LoopConfig, StepBudget, StepLog, start_run
 
 
 @dataclass
-class TrainConfig:
-    steps: int = 3000
-    batch_size: int = 8  # per process
-    lr: float = 1e-3
+class TrainConfig(LoopConfig):
+    weight_decay: float = 0.01
+    log_every: int = 20
+    eval_every: int = 200
     # The PCA-initialised linear maps learn slower than the zero-initialised residual nets: they
     # start at their optimum for a linear code and only need to follow the residuals.
     linear_lr_scale: float = 0.1
-    warmup: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
     kl_weight: float = 1e-5
     se_weight: float = 0.25  # forced to 0 by --variant baseline
     se_filter: str = "area"  # spatial downsampling of the SE pair: area | bilinear
@@ -96,11 +92,6 @@ class TrainConfig:
     train_encoder: bool = True
     disc_start: int = -1  # step at which the patch discriminator joins; -1 = never
     disc_weight: float = 0.05
-    seed: int = 0
-    # bf16 autocast of the step on CPU (loop_utils.autocast_for); CUDA always uses it
-    cpu_bf16: bool = False
-    log_every: int = 20
-    eval_every: int = 200
     ckpt_every: int = 200
     val_clips: int = 80
     # procedural dataset size (used when --data procedural)

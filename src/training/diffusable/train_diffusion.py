@@ -47,25 +47,15 @@ from .loop_utils import (
     lr_at,
     step_generator,
 )
-from .trainer import StepBudget, StepLog, start_run
+from .trainer import LoopConfig, StepBudget, StepLog, start_run
 
 
 @dataclass
-class DiffusionTrainConfig:
-    steps: int = 3000
+class DiffusionTrainConfig(LoopConfig):
     batch_size: int = 32
     lr: float = 3e-4
-    warmup: int = 100
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
     label_dropout: float = 0.1
     time_dist: str = "logit_normal"
-    seed: int = 0
-    # bf16 autocast of the training step on CPU (loop_utils.autocast_for); CUDA always uses it
-    cpu_bf16: bool = False
-    log_every: int = 50
-    eval_every: int = 500
     eval_samples: int = 128  # generated clips per evaluation (and real clips they are compared to)
     eval_seed: int = 1234
     sample_steps: int = 25

@@ -28,6 +28,27 @@ from .threads import set_threads
 
 
 @dataclass
+class LoopConfig:
+    """What the skeleton and every training loop read of a trainer's config: the step count, the
+    optimiser (AdamW with warm-up and cosine), the EMA, the precision, the seed and the log and
+    evaluation cadence. Each trainer's config extends it and sets its own defaults; all of it
+    goes into the run's config event and its checkpoints."""
+
+    steps: int = 3000
+    batch_size: int = 8  # per process
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    # bf16 autocast of the training step on CPU (loop_utils.autocast_for); CUDA always uses it
+    cpu_bf16: bool = False
+    log_every: int = 50
+    eval_every: int = 500
+
+
+@dataclass
 class Run:
     """One trainer process's place in a run: where it writes, on which device, as which rank."""
 
@@ -292,7 +313,7 @@ class StepBudget:
                 return min(found)
             time.sleep(0.2)
 
-    def apply(self, run: "Run", log: "StepLog", cfg, step: int, total: int) -> None:
+    def apply(self, run: "Run", log: "StepLog", cfg: LoopConfig, step: int, total: int) -> None:
         """Make `total` the run's step count: config, progress line, evaluations, event."""
         cfg.steps = total
         if self.evals:
@@ -311,7 +332,9 @@ class StepBudget:
             peers=self.peers,
         )
 
-    def update(self, run: "Run", log: "StepLog", cfg, step: int, start_step: int, run_id: str):
+    def update(
+        self, run: "Run", log: "StepLog", cfg: LoopConfig, step: int, start_step: int, run_id: str
+    ):
         """after_step, and apply what it fixes; the new count or None (each trainer's hook)."""
         total = self.after_step(step, start_step, cfg.steps, run_id)
         if total is not None:
