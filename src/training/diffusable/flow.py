@@ -94,7 +94,7 @@ FULL_INTERVAL = (0.0, 1.0)
 
 
 def shifted_time(u: float, shift: float) -> float:
-    """The sampling grid's time for uniform u in [0, 1] (float64; sampler.ts computes the same)."""
+    """The sampling grid's time for uniform u in [0, 1]; shift 1 returns u exactly."""
     return shift * u / (1 + (shift - 1) * u)
 
 
