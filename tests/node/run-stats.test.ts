@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { closeDb, type Db, openDb } from "../../src/store/db.ts";
@@ -512,5 +512,83 @@ describe("the grid fixture through the registry", () => {
       assert.equal(pp?.conclusion, c.paired.conclusion, `${key(c)} paired conclusion`);
       assert.equal(p?.conclusion, c.conclusion, `${key(c)} conclusion`);
     }
+  });
+});
+
+describe("continued runs through the registry", () => {
+  // A run continued with --init from another run's checkpoint is a later stage of it, not a
+  // second seed: the shipped `medium` pair went on three times (seeds 1, 2, 3), and counting the
+  // stages as seeds showed a spread and a paired "verdict" that no seed grid made.
+  let parent: string;
+  const dbs: Db[] = [];
+
+  /** A diffusion run folder with one config event and one eval (t: seconds since the epoch),
+   * imported into db. */
+  function writeRun(db: Db, id: string, t: number, arm: string, extra: object) {
+    const dir = join(parent, `runs-${dbs.indexOf(db)}`, id);
+    mkdirSync(dir, { recursive: true });
+    const config = {
+      ...{ type: "config", time: t, step: 0, run_id: id, kind: "diffusion" },
+      ...{ model: { name: "medium" }, autoencoder: { variant: arm } },
+      ...extra,
+    };
+    const ev = { type: "eval", time: t + 1, step: 100, fd_rand3d: 9, val_loss: 0.7 };
+    writeFileSync(join(dir, "events.jsonl"), `${JSON.stringify(config)}\n${JSON.stringify(ev)}\n`);
+    importRunFolder(db, dir);
+  }
+
+  /** A registry with three stages of one run per arm (seeds 1, 2, 3, each continuing the last)
+   * and an older experiment of two seeds in `gridArms`. */
+  function registry(gridArms: string[]): Db {
+    const db = openDb(join(parent, `registry-${dbs.length}.sqlite`));
+    dbs.push(db);
+    for (const arm of gridArms) {
+      for (const seed of [0, 1]) {
+        writeRun(db, `grid-${arm}-s${seed}`, 1000 + seed, arm, {
+          experiment: "g",
+          train: { steps: 300, seed },
+        });
+      }
+    }
+    for (const arm of ["baseline", "se"]) {
+      writeRun(db, `${arm}-1`, 2000, arm, { train: { steps: 20000, seed: 1 } });
+      for (const stage of [2, 3]) {
+        writeRun(db, `${arm}-${stage}`, 1000 * (stage + 1), arm, {
+          train: { steps: 20000, seed: stage },
+          init: { run_id: `${arm}-${stage - 1}`, step: 100 },
+        });
+      }
+    }
+    return db;
+  }
+
+  before(() => {
+    parent = tempDir("run-stages");
+  });
+  after(() => {
+    for (const db of dbs) closeDb(db);
+    if (parent) rmSync(parent, { recursive: true, force: true });
+  });
+
+  test("only the last stage of a continued run stays in its group", () => {
+    const groups = diffusionGroups(storeRunReader(registry(["baseline", "se"])));
+    assert.deepEqual(
+      groups.map((g) => [g.key, g.runs.map((r) => r.run.id).sort()]),
+      [
+        ["model:medium:20000", ["baseline-3", "se-3"]],
+        ["experiment:g", ["grid-baseline-s0", "grid-baseline-s1", "grid-se-s0", "grid-se-s1"]],
+      ],
+    );
+  });
+
+  test("by default the view is the newest group whose arms share two seeds, else the newest pair", () => {
+    const both = storeRunReader(registry(["baseline", "se"]));
+    assert.equal(buildGrid(both).group?.key, "experiment:g");
+    assert.equal(buildGrid(both, "model:medium:20000").group?.key, "model:medium:20000");
+    // an experiment of one arm is no comparison: the newest pair is shown
+    assert.equal(
+      buildGrid(storeRunReader(registry(["baseline"]))).group?.key,
+      "model:medium:20000",
+    );
   });
 });

@@ -78,13 +78,24 @@ const seedOf = (run: RunInfo) => {
   return typeof s === "number" && Number.isFinite(s) ? s : null;
 };
 
-/** The diffusion runs' groups, newest first. A repeated (arm, seed) keeps its newest run. */
+/** The run a run was initialised from (its config's init.run_id), or null. */
+const initOf = (run: RunInfo) => str(obj(run.config.init).run_id);
+
+/** The diffusion runs' groups, newest first. A repeated (arm, seed) keeps its newest run, and a
+ * run that another run of the same group and arm continues (`--init` from its checkpoint) is a
+ * stage of that run, not a seed of its own: only the last stage stays. */
 export function diffusionGroups(src: RunReader): RunGroup[] {
+  const listed = src.listRuns({ kind: "diffusion", limit: 500 });
+  const placed = listed.map((run) => ({ run, arm: variantOf(src, run), ...groupKeyOf(run) }));
+  const continued = new Set(
+    placed.flatMap((p) => {
+      const init = initOf(p.run);
+      return init ? [`${p.key}|${p.arm}|${init}`] : [];
+    }),
+  );
   const groups = new Map<string, RunGroup>();
-  for (const run of src.listRuns({ kind: "diffusion", limit: 500 })) {
-    const arm = variantOf(src, run);
-    if (!arm) continue;
-    const { key, label, experiment } = groupKeyOf(run);
+  for (const { run, arm, key, label, experiment } of placed) {
+    if (!arm || continued.has(`${key}|${arm}|${run.id}`)) continue;
     let g = groups.get(key);
     if (!g) {
       g = { key, label, experiment, runs: [], latest: run.createdAt };
@@ -100,7 +111,15 @@ export function diffusionGroups(src: RunReader): RunGroup[] {
 
 const armCount = (g: RunGroup) => new Set(g.runs.map((r) => r.arm)).size;
 
-/** The group to show: the one asked for, else the latest with runs in at least two arms. */
+/** Seeds that at least two arms of the group have: what a comparison paired by seed uses. */
+const sharedSeeds = (g: RunGroup) => {
+  const arms = new Map<number | null, Set<string>>();
+  for (const r of g.runs) arms.set(r.seed, (arms.get(r.seed) ?? new Set()).add(r.arm));
+  return [...arms.values()].filter((a) => a.size >= 2).length;
+};
+
+/** The group to show: the one asked for, else the latest whose arms share at least two seeds
+ * (a comparison with a spread), else the latest with runs in at least two arms. */
 export function pickGroup(groups: readonly RunGroup[], key?: string): RunGroup | null {
   if (key) {
     const g = groups.find((x) => x.key === key);
@@ -111,7 +130,11 @@ export function pickGroup(groups: readonly RunGroup[], key?: string): RunGroup |
       );
     return g;
   }
-  return groups.find((g) => armCount(g) >= 2) ?? null;
+  return (
+    groups.find((g) => armCount(g) >= 2 && sharedSeeds(g) >= 2) ??
+    groups.find((g) => armCount(g) >= 2) ??
+    null
+  );
 }
 
 /** Arms in display order: the known ones first, then any other variant by name. */
