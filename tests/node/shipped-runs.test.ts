@@ -45,6 +45,8 @@ test("every shipped run log imports whole", () => {
     "dit-medium-data-se",
     "dit-medium-data2-baseline", // the shipped denoisers: those continued again (session 19)
     "dit-medium-data2-se",
+    "dit-compact-gpu-grid-baseline-s0", // the seed grid on the shipped latents (session 14)
+    "dit-compact-gpu-grid-se-s2",
     "ae-conv-small-pretrain", // the CPU protocol they replaced
     "ae-conv-small-baseline",
     "ae-conv-small-se",
