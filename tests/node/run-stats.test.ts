@@ -11,6 +11,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { closeDb, type Db, openDb } from "../../src/store/db.ts";
+import { buildComparison, FD_METRICS } from "../../src/training/runs/run-compare.ts";
 import { buildGrid, diffusionGroups, type Grid } from "../../src/training/runs/run-grid.ts";
 import { importRunFolder } from "../../src/training/runs/run-import.ts";
 import { storeRunReader } from "../../src/training/runs/run-reader.ts";
@@ -532,7 +533,7 @@ describe("continued runs through the registry", () => {
       ...{ model: { name: "medium" }, autoencoder: { variant: arm } },
       ...extra,
     };
-    const ev = { type: "eval", time: t + 1, step: 100, fd_rand3d: 9, val_loss: 0.7 };
+    const ev = { type: "eval", time: t + 1, step: 100, fd_cls3d: 14, fd_rand3d: 9, val_loss: 0.7 };
     writeFileSync(join(dir, "events.jsonl"), `${JSON.stringify(config)}\n${JSON.stringify(ev)}\n`);
     importRunFolder(db, dir);
   }
@@ -590,5 +591,12 @@ describe("continued runs through the registry", () => {
       buildGrid(storeRunReader(registry(["baseline"]))).group?.key,
       "model:medium:20000",
     );
+  });
+
+  test("two runs are compared on fd_cls3d when both have it (FD_METRICS), not on fd_rand3d", () => {
+    const reader = storeRunReader(registry([]));
+    const fd = buildComparison(reader, "baseline-3", "se-3").charts.find((c) => c.id === "fd");
+    assert.equal(fd?.title, "fd_cls3d against diffusion steps (lower is better)");
+    assert.deepEqual(FD_METRICS, ["eval/fvd_i3d", "eval/fd_cls3d", "eval/fd_rand3d"]);
   });
 });

@@ -33,6 +33,7 @@ import {
   brief,
   buildComparison,
   defaultPair,
+  FD_METRICS,
   type RunInfo,
   type RunKind,
   variantOf,
@@ -234,7 +235,7 @@ export function adminApiRoutes(deps: AdminPageDeps, sessions: AdminSessions) {
     };
     const final =
       r.kind === "diffusion"
-        ? (finalOf("eval/fvd_i3d") ?? finalOf("eval/fd_rand3d"))
+        ? FD_METRICS.reduce<ReturnType<typeof finalOf>>((f, m) => f ?? finalOf(m), null)
         : finalOf("val/psnr");
     return { ...brief(r), variant: variantOf(runs, r), final };
   };

@@ -155,12 +155,18 @@ export const pairs = (points: StepValue[], positive = false): [number, number][]
 
 const label = (s: Side, run: RunInfo) => `${s.variant ?? "?"} · ${run.id}`;
 
-/** The diffusion metric both runs have: fvd_i3d when both have it, else fd_rand3d. */
+/** A diffusion run's distance to the real clips, the one to show first: FVD when the run had
+ * I3D weights, then the class-score classifier's features (docs/RESULTS.md: it ranks the whole
+ * degradation ladder right and is the more sensitive to broken motion), then random 3-D
+ * features. The comparison, the runs table and the summary read this one list. */
+export const FD_METRICS = ["eval/fvd_i3d", "eval/fd_cls3d", "eval/fd_rand3d"] as const;
+
+/** The first of FD_METRICS both runs have, else the first either has. */
 function fdMetric(src: RunReader, a: RunInfo, b: RunInfo): string | null {
   const na = new Set(src.metricNames(a.id));
   const nb = new Set(src.metricNames(b.id));
-  for (const m of ["eval/fvd_i3d", "eval/fd_rand3d"]) if (na.has(m) && nb.has(m)) return m;
-  for (const m of ["eval/fvd_i3d", "eval/fd_rand3d"]) if (na.has(m) || nb.has(m)) return m;
+  for (const m of FD_METRICS) if (na.has(m) && nb.has(m)) return m;
+  for (const m of FD_METRICS) if (na.has(m) || nb.has(m)) return m;
   return null;
 }
 

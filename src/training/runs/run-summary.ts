@@ -15,7 +15,7 @@ import {
 export type { Better, StepValue };
 
 export interface ComparisonSummary {
-  /** The diffusion metric (fd_rand3d or fvd_i3d) against diffusion steps; null without runs. */
+  /** The diffusion metric (the first of run-compare.ts FD_METRICS) against diffusion steps; null without runs. */
   fd: SeedStats | null;
   /** Autoencoder validation PSNR against AE steps. */
   psnr: SeedStats | null;
