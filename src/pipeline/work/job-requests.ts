@@ -66,8 +66,10 @@ const generationDescriptions = {
   model: "bundle name (GET /v1/models); default: DIFFUSABLE_DEFAULT_MODEL, else the se bundle",
   label: "class name or id (GET /v1/models: classes)",
   seed: "noise seed (docs/sampler.md); random when absent, reported back",
-  steps: "sampler steps, up to the bundle's sampler.max_steps",
-  guidance: "classifier-free guidance scale (1 = none)",
+  steps:
+    "sampler steps, up to the bundle's sampler.max_steps; default: the bundle's (GET /v1/models: generate.sampler.steps)",
+  guidance:
+    "classifier-free guidance scale (1 = none); default: the bundle's (GET /v1/models: generate.sampler.guidance)",
   frames:
     "1 + temporal_factor * k, up to the bundle's frames.max; with a video or an encoding (an extension): the new frames, a positive multiple of temporal_factor up to frames.max (default: one window, temporal_factor * (window_latents - extension_context_latents) of the manifest's conditioning), generated in windows of the denoiser's training length",
   n: "videos (1..8)",
