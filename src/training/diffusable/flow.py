@@ -98,10 +98,24 @@ def shifted_time(u: float, shift: float) -> float:
     return shift * u / (1 + (shift - 1) * u)
 
 
-def sampling_times(steps: int, shift: float = 1.0) -> List[float]:
-    """t_0 = 1 > t_1 > ... > t_steps = 0."""
+def check_shift(shift: float) -> float:
+    """The time-grid shift, or ValueError unless it is > 0."""
     if not shift > 0:
         raise ValueError(f"shift must be > 0, got {shift}")
+    return shift
+
+
+def check_guidance_interval(interval: Tuple[float, float]) -> Tuple[float, float]:
+    """(lo, hi), or ValueError unless 0 <= lo <= hi <= 1."""
+    lo, hi = interval
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"guidance_interval must satisfy 0 <= lo <= hi <= 1, got {lo}, {hi}")
+    return lo, hi
+
+
+def sampling_times(steps: int, shift: float = 1.0) -> List[float]:
+    """t_0 = 1 > t_1 > ... > t_steps = 0."""
+    check_shift(shift)
     return [shifted_time(1.0 - i / steps, shift) for i in range(steps + 1)]
 
 
@@ -137,9 +151,7 @@ def sample(
         raise ValueError(f"unknown method {method!r} ({' | '.join(SAMPLER_METHODS)})")
     if context_mode not in CONTEXT_MODES:
         raise ValueError(f"unknown context mode {context_mode!r} ({' | '.join(CONTEXT_MODES)})")
-    lo, hi = guidance_interval
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"guidance_interval must satisfy 0 <= lo <= hi <= 1, got {lo}, {hi}")
+    lo, hi = check_guidance_interval(guidance_interval)
     times = sampling_times(steps, shift)
     k = 0 if context is None else context.shape[2]
     given = None

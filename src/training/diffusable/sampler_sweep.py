@@ -28,22 +28,19 @@ from .context_eval import ContextSampler
 from .data.clips import ClipDataset
 from .data.datasets import resolve_dataset
 from .features import FeatureExtractor
-from .flow import SAMPLER_METHODS
+from .flow import SAMPLER_METHODS, check_guidance_interval, check_shift
 from .frechet import feature_stats, frechet_distance
 from .metrics import grid_ratio, grid_steps
 from .threads import set_threads
 
 
 def parse_interval(text: str) -> Tuple[float, float]:
-    """ "lo,hi" -> (lo, hi) with 0 <= lo <= hi <= 1."""
-    parts = text.split(",")
+    """ "lo,hi" -> (lo, hi), checked as flow.sample checks it."""
     try:
-        lo, hi = (float(p) for p in parts)
+        lo, hi = (float(p) for p in text.split(","))
     except ValueError:
         raise ValueError(f"{text!r} is not two numbers lo,hi") from None
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"{text!r} must satisfy 0 <= lo <= hi <= 1")
-    return lo, hi
+    return check_guidance_interval((lo, hi))
 
 
 def main(argv=None) -> int:
@@ -71,13 +68,15 @@ def main(argv=None) -> int:
     if args.per_class < 1 or min(args.steps) < 1:
         print("sampler_sweep: --per-class and --steps must be >= 1", file=sys.stderr)
         return 2
+    # checked before the models load, as flow.sample would check them after
     try:
+        flag = "--interval"
         intervals = [parse_interval(text) for text in args.interval]
+        flag = "--shift"
+        for shift in args.shift:
+            check_shift(shift)
     except ValueError as err:
-        print(f"sampler_sweep: --interval: {err}", file=sys.stderr)
-        return 2
-    if min(args.shift) <= 0:
-        print("sampler_sweep: --shift must be > 0", file=sys.stderr)
+        print(f"sampler_sweep: {flag}: {err}", file=sys.stderr)
         return 2
     try:
         s = ContextSampler(Path(args.dit), 1, None, Path(args.ae) if args.ae else None)
