@@ -22,6 +22,7 @@ import sys
 import time
 
 import torch
+from gemm_peak import gemm_gflops  # bench/ is the script's folder, first on sys.path
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
@@ -44,16 +45,6 @@ class _Flops(TorchFunctionMode):
         elif func in (torch.bmm, torch.matmul, torch.Tensor.__matmul__):
             self.flops += 2 * out.numel() * args[0].shape[-1]
         return out
-
-
-def gemm_gflops(seconds: float = 2.0, n: int = 1024) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start, iters = time.perf_counter(), 0
-    while iters < 3 or time.perf_counter() - start < seconds:
-        a @ b
-        iters += 1
-    return 2 * n**3 * iters / (time.perf_counter() - start) / 1e9
 
 
 def ae_step():
@@ -127,7 +118,7 @@ def run(threads: int, seconds: float, precisions) -> dict:
     from diffusable.threads import set_threads
 
     set_threads(threads)
-    peak = gemm_gflops()
+    peak = gemm_gflops(seconds=2.0)
     rows = [
         measure(name, make, seconds, p)
         for p in precisions
