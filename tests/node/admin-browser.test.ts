@@ -160,6 +160,20 @@ const TIE =
 
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)`;
 
+const launchChromium = () =>
+  chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+  });
+
+/** The sign-in form, as a person uses it. */
+async function signInAt(page: Page, url: string, key: string) {
+  await page.goto(`${url}/admin`);
+  await page.fill("#key", key);
+  await Promise.all([page.waitForLoadState("load"), page.click("#signin button[type=submit]")]);
+}
+
 describe("admin page in chromium", { skip }, () => {
   let parent: string;
   let server: RunningServer;
@@ -185,11 +199,7 @@ describe("admin page in chromium", { skip }, () => {
       closeDb(db);
     }
     server = await startServer(config, () => {});
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -198,11 +208,7 @@ describe("admin page in chromium", { skip }, () => {
     if (parent) rmSync(parent, { recursive: true, force: true });
   });
 
-  async function signIn(page: Page, key: string) {
-    await page.goto(`${server.url}/admin`);
-    await page.fill("#key", key);
-    await Promise.all([page.waitForLoadState("load"), page.click("#signin button[type=submit]")]);
-  }
+  const signIn = (page: Page, key: string) => signInAt(page, server.url, key);
 
   test("a user key is refused by the form and gets no cookie", async () => {
     const context = await browser.newContext();
@@ -690,11 +696,7 @@ describe("admin page in chromium: the first start on the shipped bundles and run
       closeDb(db);
     }
     server = await startServer(config, () => {});
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -712,9 +714,7 @@ describe("admin page in chromium: the first start on the shipped bundles and run
       page.on("console", (msg) => {
         if (msg.type() === "error") errors.push(msg.text());
       });
-      await page.goto(`${server.url}/admin`);
-      await page.fill("#key", admin);
-      await Promise.all([page.waitForLoadState("load"), page.click("#signin button[type=submit]")]);
+      await signInAt(page, server.url, admin);
       await page.waitForSelector("body[data-ready='1']", { timeout: 60_000 });
 
       // The pickers: the loaded baseline bundle against the loaded SE one.
