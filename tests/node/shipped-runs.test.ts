@@ -47,6 +47,10 @@ test("every shipped run log imports whole", () => {
     "dit-medium-data2-se",
     "dit-compact-gpu-grid-baseline-s0", // the seed grid on the shipped latents (session 14)
     "dit-compact-gpu-grid-se-s2",
+    "ae-conv-small-gpu-se-spatial-stage2", // the grid's se-spatial arm and its control (session 21)
+    "ae-conv-small-gpu-baseline-stage2",
+    "dit-compact-gpu-stage2-se-spatial-s0",
+    "dit-compact-gpu-stage2-baseline-s2",
     "ae-conv-small-pretrain", // the CPU protocol they replaced
     "ae-conv-small-baseline",
     "ae-conv-small-se",
@@ -124,6 +128,36 @@ test("the seed grid's runs are all here, each on its arm's autoencoder with its 
     assert.equal(config.train.seed, run.seed);
     assert.equal(config.autoencoder.run_id, `ae-small-${run.arm}`);
     assert.equal(getRun(db, run.id)?.autoencoderRunId, `ae-small-${run.arm}`);
+  }
+});
+
+const configOf = (name: string) =>
+  JSON.parse(readFileSync(join(RUNS, name, "events.jsonl"), "utf8").split("\n")[0] as string);
+
+test("the stage-2 pair differs by the SE term alone; its grid repeats grid-gpu's recipe by seed", () => {
+  const se = configOf("ae-conv-small-gpu-se-spatial-stage2");
+  const control = configOf("ae-conv-small-gpu-baseline-stage2");
+  for (const c of [se, control]) {
+    assert.deepEqual(c.init, { run_id: "ae-conv-small-gpu-baseline", step: 740 });
+  }
+  assert.equal(se.variant, "se-spatial");
+  assert.equal(control.variant, "baseline");
+  assert.ok(se.train.se_weight > 0 && control.train.se_weight === 0);
+  assert.deepEqual({ ...se.train, se_weight: 0 }, control.train);
+  assert.deepEqual(se.model, control.model);
+  for (const seed of [0, 1, 2]) {
+    const reference = configOf(`dit-compact-gpu-grid-baseline-s${seed}`);
+    for (const [arm, ae] of [
+      ["se-spatial", "ae-conv-small-gpu-se-spatial-stage2"],
+      ["baseline", "ae-conv-small-gpu-baseline-stage2"],
+    ]) {
+      const dit = configOf(`dit-compact-gpu-stage2-${arm}-s${seed}`);
+      assert.equal(dit.experiment, "grid-gpu-stage2");
+      assert.equal(dit.autoencoder.run_id, ae);
+      assert.equal(getRun(db, dit.run_id)?.autoencoderRunId, ae);
+      assert.deepEqual(dit.train, reference.train, `${arm} s${seed}: grid-gpu's recipe and seed`);
+      assert.deepEqual(dit.model, reference.model);
+    }
   }
 });
 
