@@ -593,6 +593,26 @@ describe("continued runs through the registry", () => {
     );
   });
 
+  test("the autoencoders shown are the group's arms, not another experiment's", () => {
+    // A baseline/se-spatial grid beside an `se` autoencoder of another experiment: the page
+    // listed "se: 0 seeds" with that autoencoder (the shipped grid-gpu-stage2 on first start).
+    const db = registry(["baseline", "se-spatial"]);
+    const dir = join(parent, "ae-se");
+    mkdirSync(dir, { recursive: true });
+    const config = { type: "config", time: 500, step: 0, run_id: "ae-se", kind: "autoencoder" };
+    const val = { type: "val", time: 501, step: 10, psnr: 24 };
+    writeFileSync(
+      join(dir, "events.jsonl"),
+      `${JSON.stringify({ ...config, variant: "se" })}\n${JSON.stringify(val)}\n`,
+    );
+    importRunFolder(db, dir);
+    const grid = buildGrid(storeRunReader(db), "experiment:g");
+    assert.deepEqual(
+      grid.arms.map((a) => a.arm),
+      ["baseline", "se-spatial"],
+    );
+  });
+
   test("two runs are compared on fd_cls3d when both have it (FD_METRICS), not on fd_rand3d", () => {
     const reader = storeRunReader(registry([]));
     const fd = buildComparison(reader, "baseline-3", "se-3").charts.find((c) => c.id === "fd");

@@ -431,7 +431,9 @@ export function buildGrid(
     }
   }
 
-  const aeArms = orderArms([...diffusionArms, ...ARMS]);
+  // The group's own arms; the three canonical ones only when no group has diffusion runs yet
+  // (an arm the group lacks would show another experiment's autoencoder beside "0 seeds").
+  const aeArms = orderArms(diffusionArms.length > 0 ? diffusionArms : ARMS);
   const aes = armAutoencoders(src, g, aeArms);
   const aeList = [...aes.entries()];
   const vals = aeList.map(([, r]) => lastVal(src, r));
