@@ -15,6 +15,9 @@ import { tempDir } from "./server-helpers.ts";
 
 const RUNS = join(REPO_ROOT, "docs/results/runs");
 const names = readdirSync(RUNS).sort();
+/** A run log's first event: its config. */
+const configOf = (name: string) =>
+  JSON.parse(readFileSync(join(RUNS, name, "events.jsonl"), "utf8").split("\n")[0] as string);
 let dir: string;
 let db: Db;
 
@@ -71,22 +74,14 @@ test("every shipped run log imports whole", () => {
 test("the fine-tunes start from the pre-train; each bundle's denoiser run uses its autoencoder", () => {
   for (const prefix of ["ae-conv-small-gpu", "ae-conv-small", "ae-small"]) {
     for (const variant of ["baseline", "se", "se-spatial"]) {
-      const config = JSON.parse(
-        readFileSync(join(RUNS, `${prefix}-${variant}`, "events.jsonl"), "utf8").split(
-          "\n",
-        )[0] as string,
-      );
+      const config = configOf(`${prefix}-${variant}`);
       assert.equal(config.init.run_id, `${prefix}-pretrain`);
       assert.equal(config.variant, variant);
     }
   }
   for (const variant of ["baseline", "se"]) {
     // The shipped decoders are decoder-only fine-tunes of the H200 fine-tunes: same latents.
-    const config = JSON.parse(
-      readFileSync(join(RUNS, `ae-conv-small-gpu-${variant}-dec`, "events.jsonl"), "utf8").split(
-        "\n",
-      )[0] as string,
-    );
+    const config = configOf(`ae-conv-small-gpu-${variant}-dec`);
     assert.equal(config.init.run_id, `ae-conv-small-gpu-${variant}`);
     assert.equal(config.variant, variant);
     assert.equal(config.train.train_encoder, false);
@@ -102,11 +97,7 @@ test("the fine-tunes start from the pre-train; each bundle's denoiser run uses i
     const dec = manifest.runs.autoencoder.id as string;
     const ids = [...diffusionRunsOf(db, ae), ...diffusionRunsOf(db, dec)].map((r) => r.id);
     assert.ok(ids.includes(manifest.runs.diffusion.id), `${ae} / ${dec}: ${ids}`);
-    const dit = JSON.parse(
-      readFileSync(join(RUNS, manifest.runs.diffusion.id, "events.jsonl"), "utf8").split(
-        "\n",
-      )[0] as string,
-    );
+    const dit = configOf(manifest.runs.diffusion.id);
     if (dit.autoencoder.run_id === dec) {
       assert.deepEqual(dit.autoencoder.latents_from, manifest.runs.autoencoder.latents_from);
     }
@@ -121,18 +112,13 @@ test("the seed grid's runs are all here, each on its arm's autoencoder with its 
   assert.ok(grid.seeds.length >= 3 && grid.arms.includes("se-spatial"));
   for (const run of grid.runs) {
     assert.equal(run.rc, 0, `${run.id} failed`);
-    const config = JSON.parse(
-      readFileSync(join(RUNS, run.id, "events.jsonl"), "utf8").split("\n")[0] as string,
-    );
+    const config = configOf(run.id);
     assert.equal(config.experiment, grid.experiment);
     assert.equal(config.train.seed, run.seed);
     assert.equal(config.autoencoder.run_id, `ae-small-${run.arm}`);
     assert.equal(getRun(db, run.id)?.autoencoderRunId, `ae-small-${run.arm}`);
   }
 });
-
-const configOf = (name: string) =>
-  JSON.parse(readFileSync(join(RUNS, name, "events.jsonl"), "utf8").split("\n")[0] as string);
 
 test("the stage-2 pair differs by the SE term alone; its grid repeats grid-gpu's recipe by seed", () => {
   const se = configOf("ae-conv-small-gpu-se-spatial-stage2");
