@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from gemm_peak import gemm_gflops  # bench/ is the script's folder, first on sys.path
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+
+from gemm_peak import gemm_gflops  # bench/ is the script's folder, first on sys.path
 
 from diffusable.autoencoders import build, config_from_dict, inference_form
 from diffusable.export import export_autoencoder

@@ -22,9 +22,10 @@ import sys
 import time
 
 import torch
-from gemm_peak import gemm_gflops  # bench/ is the script's folder, first on sys.path
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+
+from gemm_peak import gemm_gflops  # bench/ is the script's folder, first on sys.path
 
 
 class _Flops(TorchFunctionMode):
