@@ -370,3 +370,40 @@ def test_latent_noise_perturbs_only_the_decoded_latent(tmp_path, toy_dataset):
     assert noisy["loss_kl"] == clean["loss_kl"] and noisy["se_mode"] == clean["se_mode"]
     assert noisy["loss_se"] == pytest.approx(clean["loss_se"], rel=1e-6)
     assert noisy["loss_rec"] > clean["loss_rec"]
+
+
+def test_adaptive_weight_balances_the_two_gradients_at_the_last_layer():
+    from diffusable.losses import adaptive_weight
+
+    w = torch.randn(4, 3, requires_grad=True)
+    x = torch.randn(5, 3)
+    f = (x @ w.t()).square().mean()
+    # Gradients 3 df/dw and 0.5 df/dw: the weight that makes them equal is 6.
+    assert float(adaptive_weight(3.0 * f, 0.5 * f, w)) == pytest.approx(6.0, rel=1e-4)
+    assert not adaptive_weight(3.0 * f, 0.5 * f, w).requires_grad
+
+
+def test_the_discriminator_learns_first_then_joins_and_resumes(tmp_path, toy_dataset):
+    flags = ["--config", "conv-tiny", "--data", str(toy_dataset), "--threads", "1"]
+    base = tmp_path / "base"
+    assert train_ae.main(flags + ["--variant", "baseline", "--out", str(base), "--steps", "1"]) == 0
+    init = str(base / "checkpoints" / "last.pt")
+    args = ["--variant", "baseline", "--init", init, "--train-encoder", "False", "--steps", "5"]
+    args += ["--disc-start", "2", "--disc-weight", "0.5", "--ckpt-every", "100"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train_ae.main(flags + args + ["--out", str(straight)]) == 0
+    assert train_ae.main(flags + args + ["--out", str(split), "--stop-after", "3"]) == 0
+    assert train_ae.main(flags + args + ["--out", str(split)]) == 0
+    train = [e for e in _events_of(straight) if e["type"] == "train"]
+    assert all("loss_disc" in e for e in train)  # the discriminator learns from step 0 ...
+    assert [e["step"] for e in train if "loss_adv" in e] == [3, 4, 5]  # ... its term from 2
+    assert all(e["adv_weight"] > 0 for e in train if "loss_adv" in e)
+    # The discriminator and its optimiser are in the checkpoint: a resumed run is the same run.
+    resumed = [e for e in _events_of(split) if e["type"] == "train"]
+    keys = ("loss", "loss_adv", "loss_disc")
+    last = [e[k] for e in resumed[-2:] for k in keys]
+    assert last == pytest.approx([e[k] for e in train[-2:] for k in keys], rel=1e-5)
+    # The PCA-residual model has no adversarial training: one line, exit 2.
+    pca = ["--config", "tiny", "--data", str(toy_dataset), "--threads", "1", "--steps", "1"]
+    code = train_ae.main(pca + ["--variant", "baseline", "--out", str(tmp_path / "p")] + args[8:10])
+    assert code == 2

@@ -491,6 +491,9 @@ class ConvCausalVAE(VideoVAE):
         moments = self.encoder(chunk, first=caches is None, cache=cache)
         return self.scale_latent(moments[:, : self.cfg.latent_channels]), cache.outputs
 
+    def output_layer(self) -> nn.Module:
+        return self.decoder.conv_out
+
     def inference_form(self) -> "ConvCausalVAE":
         """Already the form the graphs run (2-D ops on time-major frames): a copy in eval mode."""
         import copy

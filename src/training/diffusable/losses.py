@@ -78,7 +78,10 @@ class PatchDiscriminator(nn.Module):
     def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 3, T, H, W)
         b, c, t, h, w = video.shape
         frames = video.transpose(1, 2).reshape(b * t, c, h, w)  # (B*T, 3, H, W)
-        return self.net(frames)  # (B*T, 1, h', w') logits
+        # In float32 under any autocast: the network is small, and torch 1.13's CPU autocast
+        # hands GroupNorm bf16 activations with float32 weights, which it refuses.
+        with torch.autocast(video.device.type, enabled=False):
+            return self.net(frames.float())  # (B*T, 1, h', w') logits
 
 
 def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -87,3 +90,15 @@ def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.
 
 def generator_adv_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
+
+
+def adaptive_weight(
+    rec_loss: torch.Tensor, adv_loss: torch.Tensor, last_weight: torch.Tensor, cap: float = 1e4
+) -> torch.Tensor:
+    """||d rec_loss / d W|| / ||d adv_loss / d W|| at the decoder's last layer W, detached
+    (VQGAN's balancing). A fixed weight means a different pull at every step, as the
+    discriminator sharpens and the reconstruction loss falls; this one keeps the adversarial
+    term's gradient at a set fraction of the reconstruction's."""
+    g_rec = torch.autograd.grad(rec_loss, last_weight, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adv_loss, last_weight, retain_graph=True)[0]
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, cap).detach()

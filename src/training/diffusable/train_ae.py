@@ -43,6 +43,7 @@ from .loop_utils import (
 )
 from .losses import (
     PatchDiscriminator,
+    adaptive_weight,
     generator_adv_loss,
     gradient_loss,
     hinge_d_loss,
@@ -90,8 +91,13 @@ class TrainConfig(LoopConfig):
     # False: only the decoder learns. The encoder, its latent scale and so the latents stay
     # exactly the init's, and every denoiser trained on them stays valid (a decoder fine-tune).
     train_encoder: bool = True
-    disc_start: int = -1  # step at which the patch discriminator joins; -1 = never
-    disc_weight: float = 0.05
+    # A per-frame patch discriminator (losses.PatchDiscriminator): it learns from step 0, and its
+    # term joins the decoder's loss at disc_start (-1 = no discriminator), so that the first
+    # gradient it sends is a judgement, not a random network's. The term's weight is disc_weight
+    # times the ratio of the reconstruction loss's gradient norm to its own at the decoder's
+    # last layer (VQGAN's balancing): the same disc_weight means the same pull on any decoder.
+    disc_start: int = -1
+    disc_weight: float = 0.1
     ckpt_every: int = 200
     val_clips: int = 80
     # procedural dataset size (used when --data procedural)
@@ -386,6 +392,12 @@ def main(argv=None) -> int:
         betas=(0.9, 0.99),
         weight_decay=cfg.weight_decay,
     )
+    if cfg.disc_start >= 0:
+        try:
+            vae.output_layer()
+        except NotImplementedError as err:
+            print(f"train_ae: --disc-start: {err}", file=sys.stderr)
+            return 2
     disc = PatchDiscriminator().to(device) if cfg.disc_start >= 0 else None
     disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if disc else None
     autocast = autocast_for(device, cfg.cpu_bf16)
@@ -538,16 +550,16 @@ def main(argv=None) -> int:
                 se = reconstruction_loss(out_["se_recon"].float(), out_["se_target"])
                 loss = loss + cfg.se_weight * se
                 logs["loss_se"] = se.item()
-            use_disc = disc is not None and step >= cfg.disc_start
-            if use_disc:
+            if disc is not None and step >= cfg.disc_start:
                 adv = generator_adv_loss(disc(out_["recon"]))
-                loss = loss + cfg.disc_weight * adv
-                logs["loss_adv"] = adv.item()
+                weight = cfg.disc_weight * adaptive_weight(loss, adv, vae.output_layer().weight)
+                loss = loss + weight * adv
+                logs.update(loss_adv=adv.item(), adv_weight=float(weight))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
         opt.step()
-        if use_disc:
+        if disc is not None:
             with autocast:
                 d_loss = hinge_d_loss(disc(video), disc(out_["recon"].detach()))
             disc_opt.zero_grad(set_to_none=True)

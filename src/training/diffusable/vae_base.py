@@ -36,6 +36,10 @@ class VideoVAE(nn.Module):
         z = mean if noise is None else mean + torch.exp(0.5 * logvar) * noise
         return self.decode(z), z, mean, logvar
 
+    def output_layer(self) -> nn.Module:
+        """The decoder's last layer: the adversarial term's weight is balanced on its gradient."""
+        raise NotImplementedError(f"{type(self).__name__} has no adversarial training")
+
     def _affine(self) -> Tuple[torch.Tensor, torch.Tensor]:
         shape = (1, -1, 1, 1, 1)
         return self.latent_shift.view(shape), self.latent_scale.view(shape)
