@@ -8,8 +8,13 @@ is what the trainers do: forward, loss, backward and an AdamW update, on the shi
 batches (the AE pre-train's: conv-small on 12 crops of 48x48x9; the denoiser's: compact on 32
 latents of 16x5x8x8). FLOPs are counted on the real shapes as 2 x the multiply-adds of every
 convolution, linear layer and batched matmul of one forward (TorchFunctionMode), times 3 for
-the step (the backward computes two products per forward one). Prints one JSON line per thread
-count: steps/s, GFLOP/s, the GEMM rate and their ratio.
+the step (the backward computes two products per forward one). A third step is the fine-tunes'
+(conv-small on 32 whole 64x64x17 clips), whose activations are hundreds of MB.
+
+`--malloc default keep` runs each thread count twice: with glibc's default, which unmaps every
+freed allocation over 32 MB so that the next step faults it back in page by page, and with the
+trainers' setting (threads.keep_freed_memory). Prints one JSON line per thread count and malloc
+setting: steps/s, GFLOP/s, the GEMM rate and their ratio.
 """
 
 from __future__ import annotations
@@ -48,14 +53,14 @@ class _Flops(TorchFunctionMode):
         return out
 
 
-def ae_step():
+def ae_step(batch: int = 12, frames: int = 9, size: int = 48):
     from diffusable.autoencoders import build, get_config
 
     torch.manual_seed(0)
     vae = build(get_config("conv-small"))
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-4)
-    x = torch.rand(12, 3, 9, 48, 48) * 2 - 1
-    noise = torch.randn(12, 16, 3, 6, 6)
+    x = torch.rand(batch, 3, frames, size, size) * 2 - 1
+    noise = torch.randn(batch, 16, 1 + (frames - 1) // 4, size // 8, size // 8)
 
     def forward():
         recon, *_ = vae(x, noise)
@@ -115,20 +120,28 @@ def measure(name: str, make, seconds: float, precision: str = "fp32") -> dict:
     }
 
 
-def run(threads: int, seconds: float, precisions) -> dict:
+def ae_clips_step():
+    return ae_step(batch=32, frames=17, size=64)
+
+
+TRAINERS = (
+    ("ae conv-small", ae_step),
+    ("dit compact", dit_step),
+    ("ae conv-small, 32 whole clips", ae_clips_step),
+)
+
+
+def run(threads: int, seconds: float, precisions, malloc: str) -> dict:
     from diffusable.threads import set_threads
 
-    set_threads(threads)
+    set_threads(threads, keep_memory=malloc == "keep")
     peak = gemm_gflops(seconds=2.0)
-    rows = [
-        measure(name, make, seconds, p)
-        for p in precisions
-        for name, make in (("ae conv-small", ae_step), ("dit compact", dit_step))
-    ]
+    rows = [measure(name, make, seconds, p) for p in precisions for name, make in TRAINERS]
     for r in rows:
         r["of_gemm_peak"] = r["gflop_per_s"] / peak
     return {
         "threads": threads,
+        "malloc": malloc,
         "gemm_gflop_per_s": peak,
         "trainers": rows,
         "torch": torch.__version__,
@@ -140,16 +153,18 @@ def main() -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    ap.add_argument("--malloc", nargs="+", default=["default", "keep"], choices=["default", "keep"])
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the child process
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(run(a.threads[0], a.seconds, a.precision)))
+        print(json.dumps(run(a.threads[0], a.seconds, a.precision, a.malloc[0])))
         return 0
     for n in a.threads:
-        cmd = [sys.executable, __file__, "--one", "--threads", str(n), "--seconds", str(a.seconds)]
-        cmd += ["--precision", *a.precision]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        print(out.strip().splitlines()[-1], flush=True)
+        for malloc in a.malloc:  # its own process: mallopt cannot be undone
+            cmd = [sys.executable, __file__, "--one", "--threads", str(n)]
+            cmd += ["--seconds", str(a.seconds), "--precision", *a.precision, "--malloc", malloc]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            print(out.strip().splitlines()[-1], flush=True)
     return 0
 
 

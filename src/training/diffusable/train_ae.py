@@ -150,6 +150,7 @@ TRAIN_PRESETS["conv-small"] = TrainConfig(
     crop_frames=9,
 )
 TRAIN_PRESETS["conv-narrow"] = TRAIN_PRESETS["conv-small"]
+TRAIN_PRESETS["conv-small-64"] = TRAIN_PRESETS["conv-small"]
 TRAIN_PRESETS["conv-base"] = replace(TRAIN_PRESETS["base"], linear_lr_scale=1.0)
 # Fine-tunes keep their pre-train's data, batch and logging, with a short, gentle schedule.
 TRAIN_PRESETS["tiny-finetune"] = replace(

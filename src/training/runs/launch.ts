@@ -19,6 +19,7 @@ export const AE_CONFIGS = [
   "conv-tiny",
   "conv-narrow",
   "conv-small",
+  "conv-small-64",
   "conv-base",
 ] as const;
 export const DENOISER_CONFIGS = ["tiny", "small", "compact", "medium", "base"] as const;
