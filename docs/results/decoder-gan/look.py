@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Frame 8 of the first val clip of each class: the clip, then its reconstruction by each
+autoencoder checkpoint, one row each (what the eye checks beside ae_eval's numbers).
+
+    PYTHONPATH=src/training /usr/bin/python3 docs/results/decoder-gan/look.py OUT.png NAME=CKPT ...
+(from the repository root, on the default procedural dataset)"""
+import sys
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from diffusable.checkpoint import load_autoencoder
+from diffusable.data.clips import ClipDataset
+
+out = sys.argv[1]
+ckpts = sys.argv[2:]
+torch.set_num_threads(1)
+val = ClipDataset(".cache/procedural-3595b87955", "val")
+idx = [i * 8 for i in range(17)]
+video, labels = val.batch(idx)
+rows = [("real", video)]
+for c in ckpts:
+    name, path = c.split("=")
+    vae, _ = load_autoencoder(path)
+    vae.eval()
+    with torch.no_grad():
+        rows.append(
+            (name, torch.cat([vae(video[i : i + 6])[0].clamp(-1, 1) for i in range(0, 17, 6)]))
+        )
+fig, ax = plt.subplots(len(rows), 17, figsize=(17 * 1.3, len(rows) * 1.4))
+for r, (name, v) in enumerate(rows):
+    for j in range(17):
+        img = ((v[j, :, 8].permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy()
+        ax[r, j].imshow(img, interpolation="nearest")
+        ax[r, j].set_xticks([])
+        ax[r, j].set_yticks([])
+        if j == 0:
+            ax[r, j].set_ylabel(name, fontsize=7)
+        if r == 0:
+            ax[r, j].set_title(val.classes[int(labels[j])][:12], fontsize=6)
+plt.tight_layout()
+plt.savefig(out, dpi=80)
