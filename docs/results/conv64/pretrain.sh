@@ -3,17 +3,10 @@
 # the CPU, with the H200 pre-train's recipe (gpu_protocol.gpu_sizes: whole 64x64x17 clips,
 # batch 64, lr 1e-3, warm-up 200, bf16), for the 1763 steps the 16-channel pre-train ran.
 # Resumable: run it again and it continues from runs/conv64/ae-conv-small-64-pretrain's last.pt
-# (a checkpoint every 20 steps), or, on a machine without it, from the committed stage in
-# docs/results/conv64/pretrain-stage (save-stage.sh wrote it). THREADS=1 to share the machine.
+# (a checkpoint every 20 steps; not committed: 154 MB). THREADS=1 to share the machine.
 cd "$(dirname "$0")/../../.."
 set -e
 run=runs/conv64/ae-conv-small-64-pretrain
-stage=docs/results/conv64/pretrain-stage
-if [ ! -f $run/checkpoints/last.pt ] && [ -f $stage/last.pt ]; then
-  mkdir -p $run/checkpoints
-  cp $stage/events.jsonl $run/events.jsonl
-  cp $stage/last.pt $run/checkpoints/last.pt
-fi
 PYTHONPATH=src/training exec /usr/bin/python3 -m diffusable.train_ae --config conv-small-64 \
   --variant baseline --init scratch --preset conv-small --steps 1763 --batch-size 64 --lr 1e-3 \
   --warmup 200 --crop-size 0 --crop-frames 0 --cpu-bf16 True --threads "${THREADS:-2}" \

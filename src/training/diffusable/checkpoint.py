@@ -1,15 +1,8 @@
-"""Checkpoints: written atomically, always carrying the model config, loadable without the run.
-
-    python -m diffusable.checkpoint resumable RUN/checkpoints/last.pt OUT.pt
-writes a running checkpoint at half its size or less (resumable_state), to commit where a
-training stage must continue on another machine.
-"""
+"""Checkpoints: written atomically, always carrying the model config, loadable without the run."""
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -102,38 +95,6 @@ def compact_state(state: Dict[str, Any], weights: str = "fp16") -> Dict[str, Any
     return out
 
 
-def resumable_state(state: Dict[str, Any]) -> Dict[str, Any]:
-    """A running checkpoint small enough to commit between sessions: weights (model, EMA,
-    discriminator) as fp16, optimizer moments as bf16 (Adam's second moment spans a range fp16
-    cannot hold), everything else as it was. Resuming needs no other code: load_state_dict
-    copies the weights into the float32 parameters, and the optimizers' load_state_dict casts
-    their state to the parameters' dtype. The cost is one rounding of every weight (fp16: 3
-    decimal digits) and moment (bf16: 2-3)."""
-    keep = ("latent_shift", "latent_scale")  # the latent calibration stays float32
-
-    def weights(d):
-        return {
-            k: v.half() if v.is_floating_point() and k.split(".")[-1] not in keep else v
-            for k, v in d.items()
-        }
-
-    def optimizer(d):
-        per_param = {
-            i: {k: v.bfloat16() if torch.is_tensor(v) and v.dim() > 0 else v for k, v in st.items()}
-            for i, st in d["state"].items()
-        }
-        return {**d, "state": per_param}
-
-    out = dict(state)
-    for key in ("model", "ema", "disc"):
-        if out.get(key) is not None:
-            out[key] = weights(out[key])
-    for key in ("opt", "disc_opt"):
-        if out.get(key) is not None:
-            out[key] = optimizer(out[key])
-    return out
-
-
 def save_weights_fp16(
     path, model: nn.Module, variant: str, run_id: str, step: int, latents_from=None
 ) -> None:
@@ -185,28 +146,3 @@ def load_autoencoder(path, weights: str = "ema") -> Tuple[nn.Module, Dict[str, A
         if k in ("variant", "step", "run_id", "train", "final", "latents_from")
     }
     return model, meta
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Checkpoint conversions.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    res = sub.add_parser("resumable", help="a running checkpoint, small enough to commit")
-    res.add_argument("src", help="a trainer's checkpoint (checkpoints/last.pt)")
-    res.add_argument("dst")
-    args = ap.parse_args(argv)
-    try:
-        state = load_checkpoint(args.src)
-    except FileNotFoundError as err:
-        print(f"checkpoint: {err}", file=sys.stderr)
-        return 2
-    if "opt" not in state:
-        print(
-            f"checkpoint: {args.src} holds no optimizer state: nothing to resume", file=sys.stderr
-        )
-        return 2
-    save_checkpoint(args.dst, resumable_state(state))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

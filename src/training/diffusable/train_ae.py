@@ -393,14 +393,15 @@ def main(argv=None) -> int:
         betas=(0.9, 0.99),
         weight_decay=cfg.weight_decay,
     )
+    disc = disc_opt = disc_last_weight = None
     if cfg.disc_start >= 0:
         try:
-            vae.output_layer()
+            disc_last_weight = vae.output_layer().weight  # where adaptive_weight balances
         except NotImplementedError as err:
             print(f"train_ae: --disc-start: {err}", file=sys.stderr)
             return 2
-    disc = PatchDiscriminator().to(device) if cfg.disc_start >= 0 else None
-    disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if disc else None
+        disc = PatchDiscriminator().to(device)
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     autocast = autocast_for(device, cfg.cpu_bf16)
 
     # ---------------------------------------------------------------- resume
@@ -553,7 +554,7 @@ def main(argv=None) -> int:
                 logs["loss_se"] = se.item()
             if disc is not None and step >= cfg.disc_start:
                 adv = generator_adv_loss(disc(out_["recon"]))
-                weight = cfg.disc_weight * adaptive_weight(loss, adv, vae.output_layer().weight)
+                weight = cfg.disc_weight * adaptive_weight(loss, adv, disc_last_weight)
                 loss = loss + weight * adv
                 logs.update(loss_adv=adv.item(), adv_weight=float(weight))
         opt.zero_grad(set_to_none=True)
