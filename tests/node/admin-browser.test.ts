@@ -346,27 +346,29 @@ describe("admin page in chromium", { skip }, () => {
 
       // Tick labels without spurious decimals, axis titles clear of the tick labels, text at
       // its size (the SVG is drawn at the width it is shown at).
-      const axes = await page.$$eval("figure.band-chart svg.band-plot", (svgs) =>
-        svgs.map((s) => {
-          type Box = { getBoundingClientRect(): Rect; textContent: string | null };
-          const f = s as unknown as { querySelectorAll(sel: string): ArrayLike<Box> };
-          const title = (
-            f.querySelectorAll("text[data-kind='y-title']")[0] as Box
-          ).getBoundingClientRect();
-          const yTicks = Array.from(f.querySelectorAll("text[data-kind='y-tick']")).map((t) => ({
-            text: t.textContent,
-            rect: t.getBoundingClientRect(),
-          }));
-          return {
-            yTicks: yTicks.map((t) => t.text),
-            xTicks: Array.from(f.querySelectorAll("text[data-kind='x-tick']")).map(
-              (t) => t.textContent,
-            ),
-            titleRight: title.right,
-            tickLeft: Math.min(...yTicks.map((t) => t.rect.left)),
-            tickHeight: Math.min(...yTicks.map((t) => t.rect.height)),
-          };
-        }),
+      const axes = await page.$$eval(
+        "figure.band-chart svg.band-plot, figure.trade-off svg.band-plot",
+        (svgs) =>
+          svgs.map((s) => {
+            type Box = { getBoundingClientRect(): Rect; textContent: string | null };
+            const f = s as unknown as { querySelectorAll(sel: string): ArrayLike<Box> };
+            const title = (
+              f.querySelectorAll("text[data-kind='y-title']")[0] as Box
+            ).getBoundingClientRect();
+            const yTicks = Array.from(f.querySelectorAll("text[data-kind='y-tick']")).map((t) => ({
+              text: t.textContent,
+              rect: t.getBoundingClientRect(),
+            }));
+            return {
+              yTicks: yTicks.map((t) => t.text),
+              xTicks: Array.from(f.querySelectorAll("text[data-kind='x-tick']")).map(
+                (t) => t.textContent,
+              ),
+              titleRight: title.right,
+              tickLeft: Math.min(...yTicks.map((t) => t.rect.left)),
+              tickHeight: Math.min(...yTicks.map((t) => t.rect.height)),
+            };
+          }),
       );
       for (const a of axes) {
         assert.deepEqual(spuriousTicks(a.yTicks), [], `y ticks ${a.yTicks}`);
@@ -417,6 +419,26 @@ describe("admin page in chromium", { skip }, () => {
       assert.equal(new Set(all.map((l) => l.key)).size, 12, "never two lines for one comparison");
       assert.equal(all.find((l) => l.key === "fd_rand3d se baseline")?.text, WIN);
       assert.equal(all.find((l) => l.key === "fd_cls3d se baseline")?.text, TIE);
+      // The trade-off: one marker per point of the server's list, at its PSNR and final fd_cls3d.
+      const drawn = await page.$$eval("#trade-off g[data-kind='point']", (gs) =>
+        gs.map((g) => {
+          const d = (g as unknown as Fig).dataset;
+          return [d.arm, d.channels, Number(d.psnr), d.fd === "" ? null : Number(d.fd)];
+        }),
+      );
+      assert.ok(
+        grid.tradeOff.points.some((p) => p.fd !== null),
+        "an arm with its denoisers' fd_cls3d",
+      );
+      assert.deepEqual(
+        drawn,
+        grid.tradeOff.points.map((p) => [
+          p.arm,
+          String(p.channels ?? ""),
+          p.psnr,
+          p.fd?.mean ?? null,
+        ]),
+      );
       const details = (await page.textContent("#grid-all")) ?? "";
       assert.match(
         details,
@@ -498,7 +520,7 @@ describe("admin page in chromium", { skip }, () => {
       assert.equal(icon.type, "image/svg+xml");
 
       // Every uPlot chart, as uPlot drew it (read back from the instance into data attributes).
-      const charts = await page.$$eval("figure.chart:not(.band-chart)", (figs) =>
+      const charts = await page.$$eval("figure.chart:not(.band-chart):not(.trade-off)", (figs) =>
         figs.map((el) => {
           const f = el as unknown as Fig;
           return {

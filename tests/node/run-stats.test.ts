@@ -620,3 +620,124 @@ describe("continued runs through the registry", () => {
     assert.deepEqual(FD_METRICS, ["eval/fvd_i3d", "eval/fd_cls3d", "eval/fd_rand3d"]);
   });
 });
+
+describe("the reconstruction/diffusion trade-off across latent-channel counts", () => {
+  // Issue 21, part 5: one point per arm's autoencoder at (its val PSNR, the final fd_cls3d of the
+  // denoisers on its latents), for the shown group and the same recipe at other channel counts;
+  // a fine-tuned autoencoder no group has used yet is a point without diffusion.
+  let parent: string;
+  let db: Db;
+
+  function write(id: string, lines: object[]) {
+    const dir = join(parent, "runs", id);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "events.jsonl"), `${lines.map((l) => JSON.stringify(l)).join("\n")}\n`);
+    importRunFolder(db, dir);
+  }
+
+  /** An autoencoder run; a fine-tune names its pre-train in `init`, a pre-train says "scratch". */
+  function ae(id: string, t: number, channels: number, variant: string, psnr: number, init = true) {
+    const model = { name: `conv-${channels}`, latent_channels: channels, architecture: "conv" };
+    write(id, [
+      {
+        ...{ type: "config", time: t, step: 0, run_id: id, kind: "autoencoder", variant, model },
+        init: init ? { run_id: `pre-${channels}`, step: 100 } : "scratch",
+      },
+      { type: "val", time: t + 1, step: 50, psnr },
+    ]);
+  }
+
+  function dit(id: string, t: number, aeId: string, arm: string, channels: number, seed: number) {
+    const fd = (channels === 64 ? 20 : 10) + (arm === "se" ? -1 : 0) + seed;
+    write(id, [
+      {
+        ...{ type: "config", time: t, step: 0, run_id: id, kind: "diffusion" },
+        experiment: `grid-${channels}`,
+        model: { name: "compact", latent_channels: channels },
+        train: { steps: 300, batch_size: 32, seed },
+        autoencoder: { run_id: aeId, variant: arm },
+      },
+      { type: "eval", time: t + 1, step: 100, fd_cls3d: fd + 5 },
+      { type: "eval", time: t + 2, step: 300, fd_cls3d: fd },
+    ]);
+  }
+
+  before(() => {
+    parent = tempDir("trade-off");
+    db = openDb(join(parent, "registry.sqlite"));
+    ae("pre-16", 100, 16, "baseline", 20, false); // a pre-train: no arm
+    ae("ae16-baseline", 200, 16, "baseline", 24);
+    ae("ae16-se", 210, 16, "se", 23.5);
+    ae("ae64-baseline", 300, 64, "baseline", 27);
+    ae("ae64-se", 310, 64, "se", 26.5);
+    ae("ae32-se", 400, 32, "se", 25); // fine-tuned, no diffusion yet
+    write("pca8", [
+      {
+        ...{ type: "config", time: 450, step: 0, run_id: "pca8", kind: "autoencoder" },
+        ...{ variant: "se", init: { run_id: "x", step: 1 } },
+        model: { name: "small", latent_channels: 8, architecture: "pca" },
+      },
+      { type: "val", time: 451, step: 10, psnr: 30 },
+    ]);
+    for (const seed of [0, 1]) {
+      for (const arm of ["baseline", "se"]) {
+        dit(`d16-${arm}-s${seed}`, 1000 + seed, `ae16-${arm}`, arm, 16, seed);
+        dit(`d64-${arm}-s${seed}`, 900 + seed, `ae64-${arm}`, arm, 64, seed);
+      }
+    }
+    // the 64-channel latents under another recipe (more steps): not beside the 300-step grid
+    write("d64-long", [
+      {
+        ...{ type: "config", time: 800, step: 0, run_id: "d64-long", kind: "diffusion" },
+        experiment: "long-64",
+        model: { name: "compact", latent_channels: 64 },
+        train: { steps: 9000, batch_size: 32, seed: 0 },
+        autoencoder: { run_id: "ae64-baseline", variant: "baseline" },
+      },
+      { type: "eval", time: 801, step: 9000, fd_cls3d: 3 },
+    ]);
+  });
+  after(() => {
+    if (db) closeDb(db);
+    if (parent) rmSync(parent, { recursive: true, force: true });
+  });
+
+  test("the shown group, its recipe at 64 channels and the 32-channel autoencoder alone", () => {
+    const t = buildGrid(storeRunReader(db), "experiment:grid-16").tradeOff;
+    assert.equal(t.metric, "fd_cls3d");
+    const rows = t.points.map((p) => [p.channels, p.arm, p.autoencoder, p.psnr, p.fd?.mean]);
+    assert.deepEqual(rows, [
+      [16, "baseline", "ae16-baseline", 24, 10.5],
+      [16, "se", "ae16-se", 23.5, 9.5],
+      [64, "baseline", "ae64-baseline", 27, 20.5],
+      [64, "se", "ae64-se", 26.5, 19.5],
+      [32, "se", "ae32-se", 25, undefined],
+    ]);
+    const p = t.points[0];
+    assert.equal(p?.fd?.n, 2);
+    assert.equal(p?.fd?.step, 300);
+    close(p?.fd?.sd ?? Number.NaN, Math.SQRT1_2, 1e-12, "sd of 10 and 11");
+    assert.equal(t.points[4]?.group, null);
+    assert.equal(t.points[2]?.group, "grid-64");
+  });
+
+  test("from the 64-channel group the 16-channel one stands beside it, not the long run", () => {
+    const t = buildGrid(storeRunReader(db), "experiment:grid-64").tradeOff;
+    assert.deepEqual(
+      t.points.map((p) => `${p.channels}:${p.arm}:${p.group}`),
+      [
+        "64:baseline:grid-64",
+        "64:se:grid-64",
+        "16:baseline:grid-16",
+        "16:se:grid-16",
+        "32:se:null",
+      ],
+    );
+    // no 16-channel group has the long recipe: its autoencoders stand alone there, newest first
+    const long = buildGrid(storeRunReader(db), "experiment:long-64").tradeOff;
+    assert.deepEqual(
+      long.points.map((p) => `${p.channels}:${p.arm}:${p.fd?.mean}`),
+      ["64:baseline:3", "32:se:undefined", "16:se:undefined", "16:baseline:undefined"],
+    );
+  });
+});

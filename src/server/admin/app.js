@@ -245,7 +245,7 @@ const resize = new ResizeObserver(() => {
     if (plot) u.setSize(plotSize(plot));
   }
   for (const entry of svgCharts.values()) {
-    if (entry.plot.clientWidth !== entry.width) renderBandPlot(entry);
+    if (entry.plot.clientWidth !== entry.width) (entry.render ?? renderBandPlot)(entry);
   }
 });
 
@@ -253,7 +253,7 @@ function clearCharts() {
   for (const u of charts.values()) u.destroy();
   charts.clear();
   svgCharts.clear();
-  for (const id of ["#charts", "#grid-charts", "#ae-charts"]) $(id).replaceChildren();
+  for (const id of ["#charts", "#grid-charts", "#ae-charts", "#trade-off"]) $(id).replaceChildren();
 }
 
 /** The pair's charts, but those the experiment view already draws for the three arms. */
@@ -544,6 +544,192 @@ function renderBandPlot(entry) {
   plot.replaceChildren(root);
 }
 
+// ---- reconstruction against diffusion quality, by latent channels ----------------------------
+
+/** Marker shapes, one per latent-channel count in the order they first appear. */
+const SHAPES = ["circle", "square", "diamond"];
+
+function marker(shape, x, y, size, attrs) {
+  if (shape === "circle") return svg("circle", { cx: x, cy: y, r: size, ...attrs });
+  const d =
+    shape === "square"
+      ? `M${x - size},${y - size}h${2 * size}v${2 * size}h${-2 * size}Z`
+      : `M${x},${y - size * 1.3}L${x + size * 1.3},${y}L${x},${y + size * 1.3}L${x - size * 1.3},${y}Z`;
+  return svg("path", { d, ...attrs });
+}
+
+/** The trade-off figure: each arm's autoencoder at (validation PSNR, final fd_cls3d ± sd over
+ * seeds), colour by arm, shape by latent channels; an autoencoder whose diffusion is still to
+ * run is a dashed line at its PSNR. Each marker carries data-channels, data-arm, data-psnr and
+ * data-fd ("" for none). */
+function drawTradeOff(tradeOff) {
+  const host = $("#trade-off");
+  if (tradeOff.points.length === 0) {
+    host.replaceChildren(el("p", { class: "hint" }, "No autoencoder of a diffusion group yet."));
+    return;
+  }
+  const channels = [...new Set(tradeOff.points.map((p) => p.channels))];
+  const fig = el("figure", { class: "chart trade-off", "data-chart": "trade-off" });
+  const plot = el("div", { class: "band-wrap" });
+  fig.append(
+    el("figcaption", {}, `Reconstruction against diffusion quality (${tradeOff.metric})`),
+    plot,
+  );
+  const legend = el("ul", { class: "legend" });
+  const arms = [...new Set(tradeOff.points.map((p) => p.arm))];
+  arms.forEach((arm, i) => {
+    legend.append(el("li", { "data-arm": arm }, swatch(armColor(arm, i), null), arm));
+  });
+  channels.forEach((c, i) => {
+    const icon = svg(
+      "svg",
+      { class: "swatch", width: 14, height: 14, viewBox: "0 0 14 14", "aria-hidden": "true" },
+      marker(SHAPES[i % SHAPES.length], 7, 7, 5, { fill: "#555" }),
+    );
+    legend.append(el("li", { "data-channels": c ?? "" }, icon, `${c ?? "?"} latent channels`));
+  });
+  if (tradeOff.points.some((p) => p.fd === null))
+    legend.append(el("li", { class: "band-note" }, "dashed: its diffusion is still to run"));
+  legend.append(el("li", { class: "band-note" }, "bar: ± sd over seeds"));
+  fig.append(legend, el("p", { class: "hint" }, tradeOff.note));
+  host.replaceChildren(fig);
+  const entry = { spec: { tradeOff, channels, arms }, plot, width: 0, render: renderTradeOff };
+  svgCharts.set("trade-off", entry);
+  renderTradeOff(entry);
+}
+
+function renderTradeOff(entry) {
+  const { tradeOff, channels, arms } = entry.spec;
+  const { plot } = entry;
+  const W = Math.max(240, plot.clientWidth || 640);
+  entry.width = plot.clientWidth;
+  const H = W < 500 ? 230 : 270;
+  const withFd = tradeOff.points.filter((p) => p.fd);
+  const xs = tradeOff.points.map((p) => p.psnr);
+  const ys = withFd.flatMap((p) => [p.fd.mean - p.fd.sd, p.fd.mean + p.fd.sd]);
+  let x0 = Math.min(...xs);
+  let x1 = Math.max(...xs);
+  const xPad = (x1 - x0) * 0.12 || 0.5;
+  x0 -= xPad;
+  x1 += xPad;
+  let y0 = ys.length ? Math.min(...ys) : 0;
+  let y1 = ys.length ? Math.max(...ys) : 1;
+  const yPad = (y1 - y0) * 0.1 || Math.abs(y1) * 0.1 || 1;
+  y0 = Math.max(0, y0 - yPad);
+  y1 += yPad;
+  const yTicks = ticks(y0, y1);
+  const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : 1;
+  const yLabels = yTicks.map((v) => tickText(v, yStep));
+  const m = { l: 20 + Math.ceil(Math.max(...yLabels.map((t) => textWidth(t)))) + 10, r: 14 };
+  m.t = 12;
+  m.b = 42;
+  const X = (x) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
+  const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
+  const root = svg("svg", {
+    width: W,
+    height: H,
+    viewBox: `0 0 ${W} ${H}`,
+    class: "band-plot",
+    role: "img",
+    "aria-label": `reconstruction PSNR against final ${tradeOff.metric}`,
+  });
+  const axes = svg("g", { class: "axes" });
+  yTicks.forEach((v, i) => {
+    axes.append(
+      svg("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), class: "grid" }),
+      svg(
+        "text",
+        { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end", "data-kind": "y-tick" },
+        yLabels[i],
+      ),
+    );
+  });
+  const xTicks = ticks(x0, x1, W < 500 ? 4 : 6);
+  const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : 1;
+  for (const v of xTicks) {
+    axes.append(
+      svg("line", { x1: X(v), x2: X(v), y1: H - m.b, y2: H - m.b + 4, class: "tick" }),
+      svg(
+        "text",
+        { x: X(v), y: H - m.b + 16, "text-anchor": "middle", "data-kind": "x-tick" },
+        tickText(v, xStep),
+      ),
+    );
+  }
+  const midY = (m.t + H - m.b) / 2;
+  axes.append(
+    svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: "axis" }),
+    svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: "axis" }),
+    svg(
+      "text",
+      { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle", class: "axis-title" },
+      "autoencoder validation PSNR (dB, right is better)",
+    ),
+    svg(
+      "text",
+      {
+        x: 13,
+        y: midY,
+        transform: `rotate(-90 13 ${midY})`,
+        "text-anchor": "middle",
+        class: "axis-title",
+        "data-kind": "y-title",
+      },
+      `final ${tradeOff.metric} (lower is better)`,
+    ),
+  );
+  root.append(axes);
+  for (const p of tradeOff.points) {
+    const color = armColor(p.arm, arms.indexOf(p.arm));
+    const shape = SHAPES[channels.indexOf(p.channels) % SHAPES.length];
+    const g = svg("g", {
+      "data-kind": "point",
+      "data-arm": p.arm,
+      "data-channels": p.channels ?? "",
+      "data-psnr": p.psnr,
+      "data-fd": p.fd ? p.fd.mean : "",
+    });
+    const name = `${p.channels ?? "?"} ch · ${p.arm} · ${p.autoencoder}`;
+    if (p.fd) {
+      const x = X(p.psnr);
+      g.append(
+        svg("line", {
+          x1: x,
+          x2: x,
+          y1: Y(p.fd.mean - p.fd.sd),
+          y2: Y(p.fd.mean + p.fd.sd),
+          stroke: color,
+          "stroke-width": 1.5,
+          "data-kind": "sd",
+        }),
+        marker(shape, x, Y(p.fd.mean), 5, { fill: color }),
+        svg(
+          "title",
+          {},
+          `${name}: ${fmt(p.psnr)} dB, ${tradeOff.metric} ${fmt(p.fd.mean)} ± ${fmt(p.fd.sd)} (${p.fd.n} seeds, step ${p.fd.step}; ${p.group})`,
+        ),
+      );
+    } else {
+      const x = X(p.psnr);
+      g.append(
+        svg("line", {
+          x1: x,
+          x2: x,
+          y1: m.t,
+          y2: H - m.b,
+          stroke: color,
+          "stroke-dasharray": "4 3",
+          "data-kind": "pending",
+        }),
+        marker(shape, x, m.t + 6, 5, { fill: "white", stroke: color, "stroke-width": 1.5 }),
+        svg("title", {}, `${name}: ${fmt(p.psnr)} dB; no diffusion on its latents yet`),
+      );
+    }
+    root.append(g);
+  }
+  plot.replaceChildren(root);
+}
+
 function renderReachTable(grid) {
   const t = $("#reach-table");
   t.replaceChildren(
@@ -672,6 +858,7 @@ function renderGrid(grid) {
   renderAeTable(grid.ae.table);
   for (const spec of grid.ae.charts) drawChart(spec, "#ae-charts");
   renderLatents(grid.ae.pictures);
+  drawTradeOff(grid.tradeOff);
   return new Set(grid.ae.charts.map((c) => c.id));
 }
 

@@ -219,6 +219,8 @@ export interface Grid {
     /** Each arm's autoencoder and the URL of its latent-channels picture (null: none yet). */
     pictures: { arm: string; runId: string; latentChannels: string | null }[];
   };
+  /** Reconstruction against diffusion quality, per latent-channel count (issue 21, part 5). */
+  tradeOff: TradeOff;
   summary: {
     /** One line per metric, paired by seed: what the page shows first. */
     metrics: MetricLine[];
@@ -381,6 +383,107 @@ function aeCharts(src: RunReader, aes: Map<string, RunInfo>): Chart[] {
 
 const numberOrNull = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : null);
 
+/** One arm's autoencoder on the trade-off chart: its reconstruction, and the final diffusion
+ * quality of the group trained on its latents (null: no diffusion on it yet). */
+export interface TradeOffPoint {
+  channels: number | null;
+  arm: string;
+  /** The diffusion group's label; null for an autoencoder no group has used yet. */
+  group: string | null;
+  autoencoder: string;
+  /** The autoencoder's last validation PSNR (dB). */
+  psnr: number;
+  /** `TRADE_OFF_METRIC` at the last step every seed of the arm has: mean ± sd over n seeds. */
+  fd: { step: number; mean: number; sd: number; n: number } | null;
+}
+
+export interface TradeOff {
+  metric: string;
+  points: TradeOffPoint[];
+  /** What the chart compares, in one sentence. */
+  note: string;
+}
+
+export const TRADE_OFF_METRIC = "fd_cls3d";
+
+const channelsOf = (config: Record<string, unknown>) =>
+  numberOrNull(obj(config.model).latent_channels);
+const architectureOf = (run: RunInfo) => str(obj(run.config.model).architecture);
+
+/** The runs' one value of `f`, or null when they disagree or have none. */
+function common<T>(runs: readonly GroupRun[], f: (r: RunInfo) => T | null): T | null {
+  const values = new Set(runs.map((r) => f(r.run)));
+  return values.size === 1 ? ([...values][0] ?? null) : null;
+}
+
+/** A diffusion recipe: what must match for two groups' quality to be compared across latent
+ * spaces (the denoiser's name, steps and batch), everything but the latent channels. */
+const recipeOf = (g: RunGroup) =>
+  common(g.runs, (r) => {
+    const train = obj(r.config.train);
+    return `${str(obj(r.config.model).name)}|${train.steps}|${train.batch_size}`;
+  });
+
+/** The shown group's arms, each at (its autoencoder's PSNR, its final fd_cls3d); beside them the
+ * newest group with the same recipe at each other latent-channel count, and every fine-tuned
+ * autoencoder of the same architecture at a channel count no such group covers (reconstruction
+ * only: its diffusion is still to run). */
+function tradeOff(src: RunReader, groups: readonly RunGroup[], g: RunGroup | null): TradeOff {
+  const points: TradeOffPoint[] = [];
+  const note =
+    "Each arm's autoencoder: validation PSNR (right is better) against the final " +
+    `${TRADE_OFF_METRIC} of the denoisers trained on its latents (lower is better), mean ± sd ` +
+    "over seeds; groups of the same recipe at each latent-channel count.";
+  if (!g) return { metric: TRADE_OFF_METRIC, points, note };
+  const recipe = recipeOf(g);
+  const shown: RunGroup[] = [g];
+  const covered = new Set([common(g.runs, (r) => channelsOf(r.config))]);
+  for (const other of groups) {
+    const channels = common(other.runs, (r) => channelsOf(r.config));
+    if (recipe === null || recipeOf(other) !== recipe || covered.has(channels)) continue;
+    covered.add(channels);
+    shown.push(other);
+  }
+  const architectures = new Set<string | null>();
+  for (const group of shown) {
+    const seeds = groupSeeds(src, group);
+    const stats = seedStats(
+      seeds,
+      SEED_METRICS.filter((m) => m.name === TRADE_OFF_METRIC),
+    );
+    const arms = orderArms(Object.keys(seeds));
+    const channels = common(group.runs, (r) => channelsOf(r.config));
+    for (const [arm, ae] of armAutoencoders(src, group, arms)) {
+      architectures.add(architectureOf(ae));
+      const psnr = numberOrNull(lastVal(src, ae).psnr);
+      if (psnr === null) continue;
+      const final = stats.arms[arm]?.metrics[TRADE_OFF_METRIC]?.final;
+      points.push({
+        channels,
+        arm,
+        group: group.label,
+        autoencoder: ae.id,
+        psnr,
+        fd: final ? { step: final.step, mean: final.mean, sd: final.sd, n: final.n } : null,
+      });
+    }
+  }
+  // Fine-tunes (an `init` run) only: a pre-train is no arm. Newest first, one per variant.
+  const seen = new Set<string>();
+  for (const ae of src.listRuns({ kind: "autoencoder", limit: 500 })) {
+    const channels = channelsOf(ae.config);
+    const arm = variantOf(src, ae);
+    const key = `${channels}|${arm}`;
+    if (!arm || covered.has(channels) || seen.has(key) || !initOf(ae)) continue;
+    if (!architectures.has(architectureOf(ae))) continue;
+    const psnr = numberOrNull(lastVal(src, ae).psnr);
+    if (psnr === null) continue;
+    seen.add(key);
+    points.push({ channels, arm, group: null, autoencoder: ae.id, psnr, fd: null });
+  }
+  return { metric: TRADE_OFF_METRIC, points, note };
+}
+
 /** The experiment view of one group (the latest with two arms unless `key` names one).
  * `latentChannels(run)` gives the URL of an autoencoder run's latent-channels picture, or null
  * (the caller looks at the run's folder: this module does no I/O). */
@@ -477,6 +580,7 @@ export function buildGrid(
         latentChannels: latentChannels(r),
       })),
     },
+    tradeOff: tradeOff(src, groups, g),
     summary: { metrics: metricLines(stats), lines, sentences: seedSentences(stats) },
     warnings,
   };
