@@ -3,11 +3,12 @@
 # with and without SE, the H200 fine-tune recipe (gpu_protocol.gpu_sizes: 32 whole clips, lr 5e-4,
 # warm-up 50, bf16), both arms 740 steps (the shipped 16-channel baseline's; its se arm was cut
 # at 370 by the GPU budget), same draws, one thread each side by side. Resumable. Then ae_eval
-# beside the 64-channel linear code.
+# beside the 64-channel linear code. Both start from the pre-train's committed int8 EMA weights
+# (docs/results/runs/ae-conv-small-64-pretrain, 9 MB), so any machine starts them the same.
 cd "$(dirname "$0")/../../.."
 set -e
 py() { PYTHONPATH=src/training /usr/bin/python3 -m "$@"; }
-init=runs/conv64/ae-conv-small-64-pretrain/checkpoints/ema-fp16.pt
+init=docs/results/runs/ae-conv-small-64-pretrain/checkpoints/ema-int8.pt
 [ -f $init ] || { echo "finetune.sh: $init missing: finish pretrain.sh first" >&2; exit 2; }
 mkdir -p runs/conv64/aes
 for v in baseline se; do

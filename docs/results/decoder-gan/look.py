@@ -3,7 +3,8 @@
 autoencoder checkpoint, one row each (what the eye checks beside ae_eval's numbers).
 
     PYTHONPATH=src/training /usr/bin/python3 docs/results/decoder-gan/look.py OUT.png NAME=CKPT ...
-(from the repository root, on the default procedural dataset)"""
+(from the repository root, on the default procedural dataset). `linear=CKPT` adds the linear code
+with CKPT's latent grid (fitted on the train split), the floor each reconstruction stands beside."""
 import sys
 import matplotlib
 
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 from diffusable.checkpoint import load_autoencoder
 from diffusable.data.clips import ClipDataset
+from diffusable.linear_code import fit_linear_code_on, linear_code_config, linear_code_model
 
 out = sys.argv[1]
 ckpts = sys.argv[2:]
@@ -23,6 +25,12 @@ rows = [("real", video)]
 for c in ckpts:
     name, path = c.split("=")
     vae, _ = load_autoencoder(path)
+    if name == "linear":
+        name = f"linear code ({vae.cfg.latent_channels} ch)"
+        train = ClipDataset(".cache/procedural-3595b87955", "train")
+        vae = linear_code_model(
+            linear_code_config(vae.cfg), fit_linear_code_on(linear_code_config(vae.cfg), train)
+        )
     vae.eval()
     with torch.no_grad():
         rows.append(
