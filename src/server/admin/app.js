@@ -352,6 +352,66 @@ function drawBandChart(spec) {
   return fig;
 }
 
+/** An SVG plot's frame: the y grid lines and tick labels, x ticks over [x0, x1], both axes and
+ * their titles (the y title rotated, left of the tick labels the margin `m.l` leaves room for). */
+function plotFrame({ W, H, m, X, Y, x0, x1, yTicks, yLabels, xTitle, yTitle, label }) {
+  const root = svg("svg", {
+    width: W,
+    height: H,
+    viewBox: `0 0 ${W} ${H}`,
+    class: "band-plot",
+    role: "img",
+    "aria-label": label,
+  });
+  const axes = svg("g", { class: "axes" });
+  yTicks.forEach((v, i) => {
+    axes.append(
+      svg("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), class: "grid" }),
+      svg(
+        "text",
+        { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end", "data-kind": "y-tick" },
+        yLabels[i],
+      ),
+    );
+  });
+  const xTicks = ticks(x0, x1, W < 500 ? 4 : 6);
+  const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : 1;
+  for (const v of xTicks) {
+    axes.append(
+      svg("line", { x1: X(v), x2: X(v), y1: H - m.b, y2: H - m.b + 4, class: "tick" }),
+      svg(
+        "text",
+        { x: X(v), y: H - m.b + 16, "text-anchor": "middle", "data-kind": "x-tick" },
+        tickText(v, xStep),
+      ),
+    );
+  }
+  const midY = (m.t + H - m.b) / 2;
+  axes.append(
+    svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: "axis" }),
+    svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: "axis" }),
+    svg(
+      "text",
+      { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle", class: "axis-title" },
+      xTitle,
+    ),
+    svg(
+      "text",
+      {
+        x: 13,
+        y: midY,
+        transform: `rotate(-90 13 ${midY})`,
+        "text-anchor": "middle",
+        class: "axis-title",
+        "data-kind": "y-title",
+      },
+      yTitle,
+    ),
+  );
+  root.append(axes);
+  return root;
+}
+
 /** Draws (again) a band chart's SVG at its container's width. */
 function renderBandPlot(entry) {
   const { spec, plot } = entry;
@@ -383,60 +443,10 @@ function renderBandPlot(entry) {
   const X = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
   const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
   const pt = (x, y) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`;
-  const root = svg("svg", {
-    width: W,
-    height: H,
-    viewBox: `0 0 ${W} ${H}`,
-    class: "band-plot",
-    role: "img",
-    "aria-label": spec.title,
+  const root = plotFrame({
+    ...{ W, H, m, X, Y, x0, x1, yTicks, yLabels },
+    ...{ xTitle: spec.x.label, yTitle: spec.y.label, label: spec.title },
   });
-  const grid = svg("g", { class: "axes" });
-  yTicks.forEach((v, i) => {
-    grid.append(
-      svg("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), class: "grid" }),
-      svg(
-        "text",
-        { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end", "data-kind": "y-tick" },
-        yLabels[i],
-      ),
-    );
-  });
-  const xTicks = ticks(x0, x1, W < 500 ? 4 : 6);
-  const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : 1;
-  for (const v of xTicks) {
-    grid.append(
-      svg("line", { x1: X(v), x2: X(v), y1: H - m.b, y2: H - m.b + 4, class: "tick" }),
-      svg(
-        "text",
-        { x: X(v), y: H - m.b + 16, "text-anchor": "middle", "data-kind": "x-tick" },
-        tickText(v, xStep),
-      ),
-    );
-  }
-  const midY = (m.t + H - m.b) / 2;
-  grid.append(
-    svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: "axis" }),
-    svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: "axis" }),
-    svg(
-      "text",
-      { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle", class: "axis-title" },
-      spec.x.label,
-    ),
-    svg(
-      "text",
-      {
-        x: 13,
-        y: midY,
-        transform: `rotate(-90 13 ${midY})`,
-        "text-anchor": "middle",
-        class: "axis-title",
-        "data-kind": "y-title",
-      },
-      spec.y.label,
-    ),
-  );
-  root.append(grid);
   if (spec.reference) {
     const y = Y(spec.reference.value);
     root.append(
@@ -620,65 +630,16 @@ function renderTradeOff(entry) {
   const yTicks = ticks(y0, y1);
   const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : 1;
   const yLabels = yTicks.map((v) => tickText(v, yStep));
-  const m = { l: 20 + Math.ceil(Math.max(...yLabels.map((t) => textWidth(t)))) + 10, r: 14 };
-  m.t = 12;
-  m.b = 42;
+  const yTickWidth = Math.ceil(Math.max(...yLabels.map((t) => textWidth(t))));
+  const m = { l: 20 + yTickWidth + 10, r: 14, t: 12, b: 42 };
   const X = (x) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
   const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
-  const root = svg("svg", {
-    width: W,
-    height: H,
-    viewBox: `0 0 ${W} ${H}`,
-    class: "band-plot",
-    role: "img",
-    "aria-label": `reconstruction PSNR against final ${tradeOff.metric}`,
+  const root = plotFrame({
+    ...{ W, H, m, X, Y, x0, x1, yTicks, yLabels },
+    xTitle: "autoencoder validation PSNR (dB, right is better)",
+    yTitle: `final ${tradeOff.metric} (lower is better)`,
+    label: `reconstruction PSNR against final ${tradeOff.metric}`,
   });
-  const axes = svg("g", { class: "axes" });
-  yTicks.forEach((v, i) => {
-    axes.append(
-      svg("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), class: "grid" }),
-      svg(
-        "text",
-        { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end", "data-kind": "y-tick" },
-        yLabels[i],
-      ),
-    );
-  });
-  const xTicks = ticks(x0, x1, W < 500 ? 4 : 6);
-  const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : 1;
-  for (const v of xTicks) {
-    axes.append(
-      svg("line", { x1: X(v), x2: X(v), y1: H - m.b, y2: H - m.b + 4, class: "tick" }),
-      svg(
-        "text",
-        { x: X(v), y: H - m.b + 16, "text-anchor": "middle", "data-kind": "x-tick" },
-        tickText(v, xStep),
-      ),
-    );
-  }
-  const midY = (m.t + H - m.b) / 2;
-  axes.append(
-    svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: "axis" }),
-    svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: "axis" }),
-    svg(
-      "text",
-      { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle", class: "axis-title" },
-      "autoencoder validation PSNR (dB, right is better)",
-    ),
-    svg(
-      "text",
-      {
-        x: 13,
-        y: midY,
-        transform: `rotate(-90 13 ${midY})`,
-        "text-anchor": "middle",
-        class: "axis-title",
-        "data-kind": "y-title",
-      },
-      `final ${tradeOff.metric} (lower is better)`,
-    ),
-  );
-  root.append(axes);
   for (const p of tradeOff.points) {
     const color = armColor(p.arm, arms.indexOf(p.arm));
     const shape = SHAPES[channels.indexOf(p.channels) % SHAPES.length];
