@@ -70,6 +70,12 @@ def test_reconstruction_scores_are_per_class_and_average_to_the_score(tmp_path):
     assert result["class_score"] == pytest.approx(weighted)
     assert 0.0 <= result["class_score_real"] <= 1.0
 
+    # --linear: the same clips through the linear code of the checkpoint's latent grid
+    linear = score_reconstructions(ae / "checkpoints" / "last.pt", data, cfg, linear=True)
+    assert linear["autoencoder"]["run_id"] == "linear code (4 ch)", linear["autoencoder"]
+    assert linear["class_score_real"] == result["class_score_real"]
+    assert list(linear["per_class"]) == val.classes
+
 
 def test_served_files_are_decoded_with_their_chroma_interpolated(tmp_path):
     """A 4:2:0 file is read back as a player shows it: the chroma of a colour ramp changes at

@@ -7,7 +7,9 @@ The class score is the accuracy of the procedural dataset's small video classifi
                  ``{"file", "label"}`` items, as written by ``scripts/generate-per-class.ts``);
                  each file is decoded by ffmpeg, so this also checks that every file plays.
 ``recon CKPT``   validation clips passed through an autoencoder checkpoint: the ceiling a
-                 generator on that latent space can reach with this classifier.
+                 generator on that latent space can reach with this classifier. With
+                 ``--linear``: through the linear code of CKPT's latent grid instead (fitted on
+                 the train split), the reference every reconstruction stands beside.
 
     PYTHONPATH=src/training /usr/bin/python3 -m diffusable.class_score videos runs/samples/small-se
     PYTHONPATH=src/training /usr/bin/python3 -m diffusable.class_score recon \\
@@ -99,10 +101,18 @@ def score_videos(
     }
 
 
-def score_reconstructions(ckpt: Path, data_root: Path, cfg: ClassifierConfig) -> Dict:
+def score_reconstructions(
+    ckpt: Path, data_root: Path, cfg: ClassifierConfig, linear: bool = False
+) -> Dict:
     from .checkpoint import load_autoencoder
 
     vae, meta = load_autoencoder(ckpt)
+    if linear:
+        from .linear_code import fit_linear_code_on, linear_code_config, linear_code_model
+
+        lin = linear_code_config(vae.cfg)
+        vae = linear_code_model(lin, fit_linear_code_on(lin, ClipDataset(data_root, "train")))
+        meta = {"run_id": f"linear code ({lin.latent_channels} ch)", "step": None}
     vae.eval()
     # outside no_grad: where the classifier is not cached yet, this trains it
     classifier, info = get_classifier(data_root, cfg)
@@ -142,7 +152,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--json", help="also write the result here")
     ap.add_argument("--sheet", help="videos: also draw a contact sheet (PNG) of the clips here")
+    ap.add_argument(
+        "--linear",
+        action="store_true",
+        help="recon: score the linear code of the checkpoint's latent grid instead",
+    )
     args = ap.parse_args(argv)
+    if args.linear and args.source != "recon":
+        ap.error("--linear applies to recon only")
     set_threads(args.threads)
     try:
         data_root = resolve_dataset(args.data)
@@ -152,7 +169,7 @@ def main(argv=None) -> int:
         if args.source == "videos":
             result = score_videos(path, data_root, cfg, Path(args.sheet) if args.sheet else None)
         else:
-            result = score_reconstructions(path, data_root, cfg)
+            result = score_reconstructions(path, data_root, cfg, args.linear)
     except (FileNotFoundError, ValueError, KeyError, FfmpegError) as err:
         print(f"class_score: {err}", file=sys.stderr)
         return 2
