@@ -22,3 +22,23 @@ py diffusable.ae_eval --ckpt pretrain=$init \
   --ckpt baseline=runs/conv64/aes/ae-conv-small-64-baseline/checkpoints/ema-fp16.pt \
   --ckpt se=runs/conv64/aes/ae-conv-small-64-se/checkpoints/ema-fp16.pt \
   --out docs/results/conv64/ae-eval --events
+# What the eye and the classifier see: frame 8 of a val clip per class through the linear code
+# and each autoencoder; the reconstructions' class score (the samples' ceiling) and the linear
+# code's.
+here=docs/results/conv64
+PYTHONPATH=src/training /usr/bin/python3 docs/results/decoder-gan/look.py $here/reconstructions.png \
+  linear=$init pretrain=$init \
+  baseline=runs/conv64/aes/ae-conv-small-64-baseline/checkpoints/ema-fp16.pt \
+  se=runs/conv64/aes/ae-conv-small-64-se/checkpoints/ema-fp16.pt
+for v in baseline se; do
+  py diffusable.class_score recon runs/conv64/aes/ae-conv-small-64-$v/checkpoints/ema-fp16.pt \
+    --threads 2 --json $here/recon-class-$v.json > /dev/null
+done
+py diffusable.class_score recon $init --linear --threads 2 --json $here/recon-class-linear.json > /dev/null
+# The logs into docs/results/runs: the service imports them (the admin page's trade-off chart)
+for v in baseline se; do
+  d=docs/results/runs/ae-conv-small-64-$v
+  mkdir -p $d && cp runs/conv64/aes/ae-conv-small-64-$v/events.jsonl $d/
+  [ -f runs/conv64/aes/ae-conv-small-64-$v/latent-channels.png ] &&
+    cp runs/conv64/aes/ae-conv-small-64-$v/latent-channels.png $d/
+done
