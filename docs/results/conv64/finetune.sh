@@ -34,7 +34,7 @@ for v in baseline se; do
   py diffusable.class_score recon runs/conv64/aes/ae-conv-small-64-$v/checkpoints/ema-fp16.pt \
     --threads 2 --json $here/recon-class-$v.json > /dev/null
 done
-py diffusable.class_score recon $init --linear --threads 2 --json $here/recon-class-linear.json > /dev/null
+py diffusable.class_score recon $init --linear --threads 2 --json $here/recon-class-linear64.json > /dev/null
 # The logs into docs/results/runs: the service imports them (the admin page's trade-off chart)
 for v in baseline se; do
   d=docs/results/runs/ae-conv-small-64-$v
