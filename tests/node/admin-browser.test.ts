@@ -439,6 +439,13 @@ describe("admin page in chromium", { skip }, () => {
           p.fd?.mean ?? null,
         ]),
       );
+      // ... and a dotted line at each latent grid's linear code, where the points have one
+      const linears = await page.$$eval("#trade-off line[data-kind='linear']", (ls) =>
+        ls.map((l) => Number((l as unknown as SvgNode).getAttribute("data-psnr"))),
+      );
+      assert.deepEqual(linears, [
+        ...new Set(grid.tradeOff.points.flatMap((p) => (p.linear === null ? [] : [p.linear]))),
+      ]);
       const details = (await page.textContent("#grid-all")) ?? "";
       assert.match(
         details,
@@ -765,6 +772,16 @@ describe("admin page in chromium: the first start on the shipped bundles and run
         (await fetch("/admin/api/grid")).json(),
       )) as Grid;
       assert.ok(grid.summary.metrics.length > 0);
+      // The trade-off on the shipped runs: their autoencoders' ae_eval PSNRs, the linear code's
+      // dotted line beside them.
+      assert.equal(grid.tradeOff.psnrFrom, "ae_eval");
+      const shippedLinear = await page.$$eval("#trade-off line[data-kind='linear']", (ls) =>
+        ls.map((l) => Number((l as unknown as SvgNode).getAttribute("data-psnr"))),
+      );
+      assert.ok(shippedLinear.length > 0, "a linear-code line");
+      assert.deepEqual(shippedLinear, [
+        ...new Set(grid.tradeOff.points.flatMap((p) => (p.linear === null ? [] : [p.linear]))),
+      ]);
       assert.deepEqual(
         await page.$$eval("#grid-summary li[data-metric]", (els) => els.map((e) => e.textContent)),
         grid.summary.metrics.map((m) => m.text),

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { closeDb, type Db, openDb } from "../../src/store/db.ts";
@@ -738,6 +738,44 @@ describe("the reconstruction/diffusion trade-off across latent-channel counts", 
     assert.deepEqual(
       long.points.map((p) => `${p.channels}:${p.arm}:${p.fd?.mean}`),
       ["64:baseline:3", "32:se:undefined", "16:se:undefined", "16:baseline:undefined"],
+    );
+  });
+
+  test("the autoencoder evaluation's PSNRs and linear codes once every point has one", () => {
+    // ae_eval's clips (136) are not the trainer's val clips (80): one source for all points.
+    const evaluate = (id: string, psnr: number, linear: number) => {
+      const line = { type: "ae_eval", time: 2000, step: 50 };
+      const procedural_val = { psnr, ssim: 0.7, psnr_linear_code: linear, clips: 136 };
+      appendFileSync(
+        join(parent, "runs", id, "events.jsonl"),
+        `${JSON.stringify({ ...line, procedural_val })}\n`,
+      );
+      importRunFolder(db, join(parent, "runs", id));
+    };
+    const view = () => buildGrid(storeRunReader(db), "experiment:grid-16").tradeOff;
+    assert.equal(view().psnrFrom, "val");
+    assert.deepEqual(
+      view().points.map((p) => p.linear),
+      [null, null, null, null, null],
+    );
+    evaluate("ae16-baseline", 24.2, 22.5);
+    evaluate("ae16-se", 23.9, 22.5);
+    evaluate("ae64-baseline", 26.1, 27.0);
+    evaluate("ae64-se", 25.8, 27.0);
+    assert.equal(view().psnrFrom, "val", "ae32-se has no ae_eval yet");
+    assert.equal(view().points[0]?.psnr, 24);
+    evaluate("ae32-se", 25.5, 24.9);
+    const t = view();
+    assert.equal(t.psnrFrom, "ae_eval");
+    assert.deepEqual(
+      t.points.map((p) => [p.autoencoder, p.psnr, p.linear]),
+      [
+        ["ae16-baseline", 24.2, 22.5],
+        ["ae16-se", 23.9, 22.5],
+        ["ae64-baseline", 26.1, 27.0],
+        ["ae64-se", 25.8, 27.0],
+        ["ae32-se", 25.5, 24.9],
+      ],
     );
   });
 });

@@ -601,6 +601,8 @@ function drawTradeOff(tradeOff) {
   if (tradeOff.points.some((p) => p.fd === null))
     legend.append(el("li", { class: "band-note" }, "dashed: its diffusion is still to run"));
   legend.append(el("li", { class: "band-note" }, "bar: ± sd over seeds"));
+  if (tradeOff.points.some((p) => p.linear !== null))
+    legend.append(el("li", { class: "band-note" }, "dotted: the linear code, same clips"));
   fig.append(legend, el("p", { class: "hint" }, tradeOff.note));
   host.replaceChildren(fig);
   const entry = { spec: { tradeOff, channels, arms }, plot, width: 0, render: renderTradeOff };
@@ -615,7 +617,10 @@ function renderTradeOff(entry) {
   entry.width = plot.clientWidth;
   const H = W < 500 ? 230 : 270;
   const withFd = tradeOff.points.filter((p) => p.fd);
-  const xs = tradeOff.points.map((p) => p.psnr);
+  // The linear code of each latent grid: one dotted line per channel count.
+  const linear = new Map();
+  for (const p of tradeOff.points) if (p.linear !== null) linear.set(p.channels, p.linear);
+  const xs = [...tradeOff.points.map((p) => p.psnr), ...linear.values()];
   const ys = withFd.flatMap((p) => [p.fd.mean - p.fd.sd, p.fd.mean + p.fd.sd]);
   let x0 = Math.min(...xs);
   let x1 = Math.max(...xs);
@@ -636,10 +641,29 @@ function renderTradeOff(entry) {
   const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
   const root = plotFrame({
     ...{ W, H, m, X, Y, x0, x1, yTicks, yLabels },
-    xTitle: "autoencoder validation PSNR (dB, right is better)",
+    xTitle: `autoencoder PSNR, ${tradeOff.psnrFrom === "ae_eval" ? "ae_eval's" : "last"} val clips (dB, right is better)`,
     yTitle: `final ${tradeOff.metric} (lower is better)`,
     label: `reconstruction PSNR against final ${tradeOff.metric}`,
   });
+  for (const [c, v] of linear) {
+    root.append(
+      svg("line", {
+        x1: X(v),
+        x2: X(v),
+        y1: m.t,
+        y2: H - m.b,
+        class: "linear",
+        "data-kind": "linear",
+        "data-channels": c ?? "",
+        "data-psnr": v,
+      }),
+      svg(
+        "text",
+        { x: X(v) + 4, y: H - m.b - 6, class: "linear-label" },
+        `linear code, ${c ?? "?"} ch`,
+      ),
+    );
+  }
   for (const p of tradeOff.points) {
     const color = armColor(p.arm, arms.indexOf(p.arm));
     const shape = SHAPES[channels.indexOf(p.channels) % SHAPES.length];

@@ -391,20 +391,37 @@ export interface TradeOffPoint {
   /** The diffusion group's label; null for an autoencoder no group has used yet. */
   group: string | null;
   autoencoder: string;
-  /** The autoencoder's last validation PSNR (dB). */
+  /** The autoencoder's PSNR (dB) on the val clips of `TradeOff.psnrFrom`. */
   psnr: number;
+  /** The linear code of the same latent grid on the same clips (ae_eval only, else null). */
+  linear: number | null;
   /** `TRADE_OFF_METRIC` at the last step every seed of the arm has: mean ± sd over n seeds. */
   fd: { step: number; mean: number; sd: number; n: number } | null;
 }
 
 export interface TradeOff {
   metric: string;
+  /** Where the PSNRs come from: the autoencoder evaluation (`ae_eval`: 136 val clips, the
+   * linear code beside it) when every point has one, else the runs' last `val` (80 clips). */
+  psnrFrom: "ae_eval" | "val";
   points: TradeOffPoint[];
   /** What the chart compares, in one sentence. */
   note: string;
 }
 
 export const TRADE_OFF_METRIC = "fd_cls3d";
+
+/** An autoencoder run's reconstruction PSNR from its last `val` event and, where it has one, from
+ * its last `ae_eval` (procedural val, with the linear code's on the same clips). */
+function reconstruction(src: RunReader, ae: RunInfo) {
+  const val = numberOrNull(lastVal(src, ae).psnr);
+  const ev = obj(obj(src.lastEvent(ae.id, "ae_eval")).procedural_val);
+  const psnr = numberOrNull(ev.psnr);
+  return {
+    val,
+    ae_eval: psnr === null ? null : { psnr, linear: numberOrNull(ev.psnr_linear_code) },
+  };
+}
 
 const channelsOf = (config: Record<string, unknown>) =>
   numberOrNull(obj(config.model).latent_channels);
@@ -429,12 +446,14 @@ const recipeOf = (g: RunGroup) =>
  * autoencoder of the same architecture at a channel count no such group covers (reconstruction
  * only: its diffusion is still to run). */
 function tradeOff(src: RunReader, groups: readonly RunGroup[], g: RunGroup | null): TradeOff {
-  const points: TradeOffPoint[] = [];
+  type Raw = Omit<TradeOffPoint, "psnr" | "linear"> & { rec: ReturnType<typeof reconstruction> };
+  const raw: Raw[] = [];
   const note =
     "Each arm's autoencoder: validation PSNR (right is better) against the final " +
     `${TRADE_OFF_METRIC} of the denoisers trained on its latents (lower is better), mean ± sd ` +
-    "over seeds; groups of the same recipe at each latent-channel count.";
-  if (!g) return { metric: TRADE_OFF_METRIC, points, note };
+    "over seeds; groups of the same recipe at each latent-channel count; dotted: the linear " +
+    "code of each latent grid on the same clips.";
+  if (!g) return { metric: TRADE_OFF_METRIC, psnrFrom: "val", points: [], note };
   const recipe = recipeOf(g);
   const shown: RunGroup[] = [g];
   const covered = new Set([common(g.runs, (r) => channelsOf(r.config))]);
@@ -455,15 +474,13 @@ function tradeOff(src: RunReader, groups: readonly RunGroup[], g: RunGroup | nul
     const channels = common(group.runs, (r) => channelsOf(r.config));
     for (const [arm, ae] of armAutoencoders(src, group, arms)) {
       architectures.add(architectureOf(ae));
-      const psnr = numberOrNull(lastVal(src, ae).psnr);
-      if (psnr === null) continue;
       const final = stats.arms[arm]?.metrics[TRADE_OFF_METRIC]?.final;
-      points.push({
+      raw.push({
         channels,
         arm,
         group: group.label,
         autoencoder: ae.id,
-        psnr,
+        rec: reconstruction(src, ae),
         fd: final ? { step: final.step, mean: final.mean, sd: final.sd, n: final.n } : null,
       });
     }
@@ -476,12 +493,25 @@ function tradeOff(src: RunReader, groups: readonly RunGroup[], g: RunGroup | nul
     const key = `${channels}|${arm}`;
     if (!arm || covered.has(channels) || seen.has(key) || !initOf(ae)) continue;
     if (!architectures.has(architectureOf(ae))) continue;
-    const psnr = numberOrNull(lastVal(src, ae).psnr);
-    if (psnr === null) continue;
     seen.add(key);
-    points.push({ channels, arm, group: null, autoencoder: ae.id, psnr, fd: null });
+    raw.push({
+      channels,
+      arm,
+      group: null,
+      autoencoder: ae.id,
+      rec: reconstruction(src, ae),
+      fd: null,
+    });
   }
-  return { metric: TRADE_OFF_METRIC, points, note };
+  // One source for every point: PSNRs on different clips do not share an axis.
+  const measured = raw.filter((r) => r.rec.val !== null || r.rec.ae_eval !== null);
+  const psnrFrom = measured.every((r) => r.rec.ae_eval) ? "ae_eval" : "val";
+  const points = measured.flatMap(({ rec, ...r }) => {
+    const psnr = psnrFrom === "ae_eval" ? (rec.ae_eval?.psnr ?? null) : rec.val;
+    const linear = psnrFrom === "ae_eval" ? (rec.ae_eval?.linear ?? null) : null;
+    return psnr === null ? [] : [{ ...r, psnr, linear }];
+  });
+  return { metric: TRADE_OFF_METRIC, psnrFrom, points, note };
 }
 
 /** The experiment view of one group (the latest with two arms unless `key` names one).
