@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue 21, part 5, stage 2 (after pretrain.sh has finished): the 64-channel pre-train fine-tuned
 # with and without SE, the H200 fine-tune recipe (gpu_protocol.gpu_sizes: 32 whole clips, lr 5e-4,
-# warm-up 50, bf16), both arms 740 steps (the shipped 16-channel baseline's; its se arm was cut
-# at 370 by the GPU budget), same draws, one thread each side by side. Resumable. Then ae_eval
+# warm-up 50, bf16), both arms 370 steps (the shipped 16-channel se arm's, cut there by the GPU
+# budget; its baseline had 740): about 40 min for both, one thread each side by side, so that
+# this stage, the evaluation and the grid (grid.sh) fit one 3-hour session. Same draws.
+# Resumable (runs/conv64/aes/*/checkpoints/last.pt). Then ae_eval
 # beside the 64-channel linear code. Both start from the pre-train's committed int8 EMA weights
 # (docs/results/runs/ae-conv-small-64-pretrain, 9 MB), so any machine starts them the same.
 cd "$(dirname "$0")/../../.."
@@ -11,13 +13,15 @@ py() { PYTHONPATH=src/training /usr/bin/python3 -m "$@"; }
 init=docs/results/runs/ae-conv-small-64-pretrain/checkpoints/ema-int8.pt
 [ -f $init ] || { echo "finetune.sh: $init missing: finish pretrain.sh first" >&2; exit 2; }
 mkdir -p runs/conv64/aes
+pids=
 for v in baseline se; do
   py diffusable.train_ae --config conv-small-64 --variant $v --init $init \
-    --preset conv-small-finetune --steps 740 --batch-size 32 --lr 5e-4 --warmup 50 \
-    --crop-size 0 --crop-frames 0 --cpu-bf16 true --threads 1 --log-every 20 --eval-every 370 \
-    --ckpt-every 20 --out runs/conv64/aes/ae-conv-small-64-$v > runs/conv64/finetune-$v.log 2>&1 &
+    --preset conv-small-finetune --steps 370 --batch-size 32 --lr 5e-4 --warmup 50 \
+    --crop-size 0 --crop-frames 0 --cpu-bf16 true --threads 1 --log-every 20 --eval-every 185 \
+    --ckpt-every 20 --out runs/conv64/aes/ae-conv-small-64-$v >> runs/conv64/finetune-$v.log 2>&1 &
+  pids="$pids $!"
 done
-wait
+for p in $pids; do wait $p; done # set -e: a failed arm stops the script here
 py diffusable.ae_eval --ckpt pretrain=$init \
   --ckpt baseline=runs/conv64/aes/ae-conv-small-64-baseline/checkpoints/ema-fp16.pt \
   --ckpt se=runs/conv64/aes/ae-conv-small-64-se/checkpoints/ema-fp16.pt \
