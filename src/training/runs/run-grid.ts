@@ -441,11 +441,24 @@ const recipeOf = (g: RunGroup) =>
     return `${str(obj(r.config.model).name)}|${train.steps}|${train.batch_size}`;
   });
 
+/** Another group's final `TRADE_OFF_METRIC` per arm and its arms' autoencoders. */
+function tradeOffArms(src: RunReader, group: RunGroup) {
+  const seeds = groupSeeds(src, group);
+  const metric = SEED_METRICS.filter((m) => m.name === TRADE_OFF_METRIC);
+  const arms = orderArms(Object.keys(seeds));
+  return { stats: seedStats(seeds, metric), aes: armAutoencoders(src, group, arms) };
+}
+
 /** The shown group's arms, each at (its autoencoder's PSNR, its final fd_cls3d); beside them the
  * newest group with the same recipe at each other latent-channel count, and every fine-tuned
  * autoencoder of the same architecture at a channel count no such group covers (reconstruction
  * only: its diffusion is still to run). */
-function tradeOff(src: RunReader, groups: readonly RunGroup[], g: RunGroup | null): TradeOff {
+function tradeOff(
+  src: RunReader,
+  groups: readonly RunGroup[],
+  g: RunGroup | null,
+  shownStats: { stats: SeedStats; aes: Map<string, RunInfo> },
+): TradeOff {
   type Raw = Omit<TradeOffPoint, "psnr" | "linear"> & { rec: ReturnType<typeof reconstruction> };
   const raw: Raw[] = [];
   const note =
@@ -465,14 +478,10 @@ function tradeOff(src: RunReader, groups: readonly RunGroup[], g: RunGroup | nul
   }
   const architectures = new Set<string | null>();
   for (const group of shown) {
-    const seeds = groupSeeds(src, group);
-    const stats = seedStats(
-      seeds,
-      SEED_METRICS.filter((m) => m.name === TRADE_OFF_METRIC),
-    );
-    const arms = orderArms(Object.keys(seeds));
+    // the shown group's statistics and autoencoders are buildGrid's; the others' are made here
+    const { stats, aes } = group === g ? shownStats : tradeOffArms(src, group);
     const channels = common(group.runs, (r) => channelsOf(r.config));
-    for (const [arm, ae] of armAutoencoders(src, group, arms)) {
+    for (const [arm, ae] of aes) {
       architectures.add(architectureOf(ae));
       const final = stats.arms[arm]?.metrics[TRADE_OFF_METRIC]?.final;
       raw.push({
@@ -610,7 +619,7 @@ export function buildGrid(
         latentChannels: latentChannels(r),
       })),
     },
-    tradeOff: tradeOff(src, groups, g),
+    tradeOff: tradeOff(src, groups, g, { stats, aes }),
     summary: { metrics: metricLines(stats), lines, sentences: seedSentences(stats) },
     warnings,
   };
