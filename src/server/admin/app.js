@@ -352,6 +352,16 @@ function drawBandChart(spec) {
   return fig;
 }
 
+/** The y axis over [y0, y1]: its ticks, their labels, and the left margin they need (the rotated
+ * axis title, a gap, the longest tick label, a gap). */
+function yAxis(y0, y1, relative) {
+  const yTicks = ticks(y0, y1);
+  const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : 1;
+  const yLabels = yTicks.map((v) => tickText(v, yStep, relative));
+  const left = 20 + Math.ceil(Math.max(...yLabels.map((t) => textWidth(t)))) + 10;
+  return { yTicks, yLabels, left };
+}
+
 /** An SVG plot's frame: the y grid lines and tick labels, x ticks over [x0, x1], both axes and
  * their titles (the y title rotated, left of the tick labels the margin `m.l` leaves room for). */
 function plotFrame({ W, H, m, X, Y, x0, x1, yTicks, yLabels, xTitle, yTitle, label }) {
@@ -430,16 +440,8 @@ function renderBandPlot(entry) {
   const pad = (y1 - y0) * 0.06 || Math.abs(y1) * 0.1 || 1;
   y0 -= pad;
   y1 += pad;
-  const yTicks = ticks(y0, y1);
-  const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : 1;
-  const yLabels = yTicks.map((v) => tickText(v, yStep, relative));
-  // Left margin: the axis title (rotated), a gap, the longest tick label, a gap.
-  const m = {
-    l: 20 + Math.ceil(Math.max(...yLabels.map((t) => textWidth(t)))) + 10,
-    r: relative ? 52 : 14,
-    t: 12,
-    b: 42,
-  };
+  const { yTicks, yLabels, left } = yAxis(y0, y1, relative);
+  const m = { l: left, r: relative ? 52 : 14, t: 12, b: 42 };
   const X = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
   const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
   const pt = (x, y) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`;
@@ -632,11 +634,8 @@ function renderTradeOff(entry) {
   const yPad = (y1 - y0) * 0.1 || Math.abs(y1) * 0.1 || 1;
   y0 = Math.max(0, y0 - yPad);
   y1 += yPad;
-  const yTicks = ticks(y0, y1);
-  const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : 1;
-  const yLabels = yTicks.map((v) => tickText(v, yStep));
-  const yTickWidth = Math.ceil(Math.max(...yLabels.map((t) => textWidth(t))));
-  const m = { l: 20 + yTickWidth + 10, r: 14, t: 12, b: 42 };
+  const { yTicks, yLabels, left } = yAxis(y0, y1, false);
+  const m = { l: left, r: 14, t: 12, b: 42 };
   const X = (x) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
   const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
   const root = plotFrame({
