@@ -359,7 +359,14 @@ describe("admin page in chromium", { skip }, () => {
               text: t.textContent,
               rect: t.getBoundingClientRect(),
             }));
+            const frame = (s as unknown as Box).getBoundingClientRect();
             return {
+              outside: Array.from(f.querySelectorAll("text"))
+                .filter((t) => {
+                  const r = t.getBoundingClientRect();
+                  return r.left < frame.left - 0.5 || r.right > frame.right + 0.5;
+                })
+                .map((t) => t.textContent),
               yTicks: yTicks.map((t) => t.text),
               xTicks: Array.from(f.querySelectorAll("text[data-kind='x-tick']")).map(
                 (t) => t.textContent,
@@ -371,6 +378,7 @@ describe("admin page in chromium", { skip }, () => {
           }),
       );
       for (const a of axes) {
+        assert.deepEqual(a.outside, [], "no text runs past the plot's edge");
         assert.deepEqual(spuriousTicks(a.yTicks), [], `y ticks ${a.yTicks}`);
         assert.deepEqual(spuriousTicks(a.xTicks), [], `x ticks ${a.xTicks}`);
         assert.ok(
@@ -779,6 +787,18 @@ describe("admin page in chromium: the first start on the shipped bundles and run
         ls.map((l) => Number((l as unknown as SvgNode).getAttribute("data-psnr"))),
       );
       assert.ok(shippedLinear.length > 0, "a linear-code line");
+      const outside = await page.$eval("#trade-off svg", (s) => {
+        type Box = { getBoundingClientRect(): Rect; textContent: string | null };
+        const f = s as unknown as Box & { querySelectorAll(sel: string): ArrayLike<Box> };
+        const frame = f.getBoundingClientRect();
+        return Array.from(f.querySelectorAll("text"))
+          .filter((t) => {
+            const r = t.getBoundingClientRect();
+            return r.left < frame.left - 0.5 || r.right > frame.right + 0.5;
+          })
+          .map((t) => t.textContent);
+      });
+      assert.deepEqual(outside, [], "no label of the trade-off runs past the plot's edge");
       assert.deepEqual(shippedLinear, [
         ...new Set(grid.tradeOff.points.flatMap((p) => (p.linear === null ? [] : [p.linear]))),
       ]);

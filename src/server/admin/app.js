@@ -422,6 +422,10 @@ function plotFrame({ W, H, m, X, Y, x0, x1, yTicks, yLabels, xTitle, yTitle, lab
   return root;
 }
 
+/** A relative chart's end label: the line's final difference, in percent. */
+const endText = (v) => `${tickText(v, 0.1, true)}%`;
+const END_LABEL_FONT = "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+
 /** Draws (again) a band chart's SVG at its container's width. */
 function renderBandPlot(entry) {
   const { spec, plot } = entry;
@@ -441,7 +445,12 @@ function renderBandPlot(entry) {
   y0 -= pad;
   y1 += pad;
   const { yTicks, yLabels, left } = yAxis(y0, y1, relative);
-  const m = { l: left, r: relative ? 52 : 14, t: 12, b: 42 };
+  // Right margin: room for the relative charts' end labels (each line's final figure).
+  const endTexts = relative
+    ? spec.series.flatMap((s) => (s.points.length ? [endText(s.points.at(-1)[1])] : []))
+    : [];
+  const endWidth = Math.max(0, ...endTexts.map((t) => textWidth(t, END_LABEL_FONT)));
+  const m = { l: left, r: relative ? Math.ceil(6 + endWidth + 6) : 14, t: 12, b: 42 };
   const X = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
   const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
   const pt = (x, y) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`;
@@ -514,7 +523,7 @@ function renderBandPlot(entry) {
       ends.push({
         y: Y(last[1]),
         x: X(last[0]),
-        text: `${tickText(last[1], 0.1, true)}%`,
+        text: endText(last[1]),
         color,
         arm: s.arm,
       });
@@ -612,6 +621,16 @@ function drawTradeOff(tradeOff) {
   renderTradeOff(entry);
 }
 
+/** A linear-code line's label: right of the line, or left of it where it would run past `right`. */
+function linearLabel(text, x, y, right) {
+  const fits = x + 4 + textWidth(text) <= right;
+  return svg(
+    "text",
+    { x: fits ? x + 4 : x - 4, y, "text-anchor": fits ? "start" : "end", class: "linear-label" },
+    text,
+  );
+}
+
 function renderTradeOff(entry) {
   const { tradeOff, channels, arms } = entry.spec;
   const { plot } = entry;
@@ -656,11 +675,7 @@ function renderTradeOff(entry) {
         "data-channels": c ?? "",
         "data-psnr": v,
       }),
-      svg(
-        "text",
-        { x: X(v) + 4, y: H - m.b - 6, class: "linear-label" },
-        `linear code, ${c ?? "?"} ch`,
-      ),
+      linearLabel(`linear code, ${c ?? "?"} ch`, X(v), H - m.b - 6, W - m.r),
     );
   }
   for (const p of tradeOff.points) {
