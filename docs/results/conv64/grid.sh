@@ -13,16 +13,21 @@ for v in baseline se; do
   ck=runs/conv64/aes/ae-conv-small-64-$v/checkpoints/last.pt
   [ -f $ck ] || { echo "grid.sh: $ck missing: run finetune.sh first" >&2; exit 2; }
 done
-py diffusable.diffusion_grid --aes runs/conv64/aes --ae-config conv-small-64 \
-  --out runs/conv64/grid --experiment grid-conv64 --preset conv-long --arms baseline se \
-  --seeds 0 1 2 --parallel 2
+# The runs are renamed once the grid has finished (below); a rerun after that skips the grid.
+if [ "$(ls -d runs/conv64/grid/dit-compact-conv64-*/ 2>/dev/null | wc -l)" -eq 0 ]; then
+  py diffusable.diffusion_grid --aes runs/conv64/aes --ae-config conv-small-64 \
+    --out runs/conv64/grid --experiment grid-conv64 --preset conv-long --arms baseline se \
+    --seeds 0 1 2 --parallel 2
+fi
 here=docs/results/conv64/grid
 mkdir -p $here
-for r in runs/conv64/grid/dit-compact-*; do
+for r in runs/conv64/grid/dit-compact-*/; do # the folders, not diffusion_grid's .log files
+  r=${r%/}
   case $(basename $r) in dit-compact-conv64-*) continue ;; esac # renamed on an earlier pass
   py diffusable.rename_run $r dit-compact-conv64-$(basename $r | sed 's/^dit-compact-//')
 done
-for r in runs/conv64/grid/dit-compact-conv64-*; do
+for r in runs/conv64/grid/dit-compact-conv64-*/; do
+  r=${r%/}
   mkdir -p docs/results/runs/$(basename $r) && cp $r/events.jsonl docs/results/runs/$(basename $r)/
 done
 cp runs/conv64/grid/grid.json $here/
