@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""How much a decoder amplifies an error in its latent: every val clip encoded, white Gaussian
+noise of sd sigma added to the scaled latent (the space the denoiser works in, unit variance per
+channel), decoded; PSNR against the clean decode and the 0.971 classifier's score of the result.
+A denoiser's leftover error reaches the samples through this map, so two latent spaces that are
+equally easy to denoise can still give samples of different quality.
+
+    PYTHONPATH=src/training /usr/bin/python3 docs/results/conv64/sensitivity.py \
+        OUT.json NAME=CKPT ...
+(from the repository root, on the default procedural dataset; torch threads from
+DIFFUSABLE_THREADS, default 2)."""
+import json
+import os
+import sys
+
+import torch
+from diffusable.checkpoint import load_autoencoder
+from diffusable.classifier import ClassifierConfig, class_scores, get_classifier
+from diffusable.data.clips import ClipDataset
+
+SIGMAS = (0.0, 0.25, 0.5)
+ROOT = ".cache/procedural-3595b87955"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    # per clip on [-1, 1] (peak-to-peak 2), then the mean over clips
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(4.0 / mse)).mean())
+
+
+def main() -> int:
+    out, ckpts = sys.argv[1], sys.argv[2:]
+    torch.set_num_threads(int(os.environ.get("DIFFUSABLE_THREADS", "2")))
+    val = ClipDataset(ROOT, "val")
+    video, labels = val.batch(list(range(len(val))))
+    classifier, info = get_classifier(ROOT, ClassifierConfig())
+    size = info["config"]["size"]
+    result = {"sigmas": list(SIGMAS), "val_clips": len(val), "classifier": info, "models": {}}
+    for c in ckpts:
+        name, path = c.split("=", 1)
+        vae, meta = load_autoencoder(path)
+        vae.eval()
+        rows = []
+        with torch.no_grad():
+            z = torch.cat([vae.encode_scaled(video[i : i + 8]) for i in range(0, len(video), 8)])
+            clean = torch.cat(
+                [vae.decode_scaled(z[i : i + 8]).clamp(-1, 1) for i in range(0, len(z), 8)]
+            )
+            gen = torch.Generator().manual_seed(0)
+            noise = torch.randn(z.shape, generator=gen)
+            for s in SIGMAS:
+                zs = z + s * noise
+                dec = torch.cat(
+                    [vae.decode_scaled(zs[i : i + 8]).clamp(-1, 1) for i in range(0, len(z), 8)]
+                )
+                score = class_scores(classifier, dec, labels, val.classes, size)["mean"]
+                rows.append(
+                    {
+                        "sigma": s,
+                        "psnr_vs_clean_decode": psnr(dec, clean) if s else None,
+                        "psnr_vs_clip": psnr(dec, video),
+                        "class_score": score,
+                    }
+                )
+        result["models"][name] = {
+            "run_id": meta.get("run_id"),
+            "step": meta.get("step"),
+            "rows": rows,
+        }
+        for r in rows:
+            print(name, json.dumps(r), flush=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
