@@ -424,6 +424,7 @@ function plotFrame({ W, H, m, X, Y, x0, x1, yTicks, yLabels, xTitle, yTitle, lab
 
 /** A relative chart's end label: the line's final difference, in percent. */
 const endText = (v) => `${tickText(v, 0.1, true)}%`;
+// The end labels are 11px bold (app.css .end-label); measured at 12px, the margin errs wide.
 const END_LABEL_FONT = "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 
 /** Draws (again) a band chart's SVG at its container's width. */
