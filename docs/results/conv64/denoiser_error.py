@@ -19,15 +19,14 @@ from pathlib import Path
 import torch
 from diffusable.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
+from diffusable.metrics import psnr
 
 TIMES = (0.2, 0.4, 0.6, 0.8)
 ROOT = ".cache/procedural-3595b87955"
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    # per clip on [-1, 1] (peak-to-peak 2), then the mean over clips
-    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(4.0 / mse)).mean())
+def mean_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(psnr(a, b).mean())  # per clip on [-1, 1], then the mean over clips
 
 
 @torch.no_grad()
@@ -62,7 +61,7 @@ def main() -> int:
             row = {
                 "t": t,
                 "latent_mse": float(((x0_hat - x0) ** 2).mean()),
-                "image_psnr_vs_clean_decode": psnr(dec.clamp(-1, 1), clean.clamp(-1, 1)),
+                "image_psnr_vs_clean_decode": mean_psnr(dec.clamp(-1, 1), clean.clamp(-1, 1)),
             }
             rows.append(row)
             print(name, json.dumps(row), flush=True)

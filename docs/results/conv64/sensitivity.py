@@ -17,15 +17,14 @@ import torch
 from diffusable.checkpoint import load_autoencoder
 from diffusable.classifier import ClassifierConfig, class_scores, get_classifier
 from diffusable.data.clips import ClipDataset
+from diffusable.metrics import psnr
 
 SIGMAS = (0.0, 0.25, 0.5)
 ROOT = ".cache/procedural-3595b87955"
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    # per clip on [-1, 1] (peak-to-peak 2), then the mean over clips
-    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(4.0 / mse)).mean())
+def mean_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(psnr(a, b).mean())  # per clip on [-1, 1], then the mean over clips
 
 
 def main() -> int:
@@ -57,8 +56,8 @@ def main() -> int:
                 rows.append(
                     {
                         "sigma": s,
-                        "psnr_vs_clean_decode": psnr(dec, clean) if s else None,
-                        "psnr_vs_clip": psnr(dec, video),
+                        "psnr_vs_clean_decode": mean_psnr(dec, clean) if s else None,
+                        "psnr_vs_clip": mean_psnr(dec, video),
                         "class_score": score,
                     }
                 )
