@@ -9,7 +9,7 @@
 # (docs/results/runs/ae-conv-small-64-pretrain, 9 MB), so any machine starts them the same.
 cd "$(dirname "$0")/../../.."
 set -e
-py() { PYTHONPATH=src/training /usr/bin/python3 -m "$@"; }
+. docs/results/conv64/lib.sh
 init=docs/results/runs/ae-conv-small-64-pretrain/checkpoints/ema-int8.pt
 [ -f $init ] || { echo "finetune.sh: $init missing: finish pretrain.sh first" >&2; exit 2; }
 mkdir -p runs/conv64/aes
@@ -22,20 +22,8 @@ for v in baseline se; do
   pids="$pids $!"
 done
 for p in $pids; do wait $p; done # set -e: a failed arm stops the script here
-# Each arm's final EMA weights as int8 (9.7 MB) beside its log: a bundle or a grid on another
-# machine starts from them.
-for v in baseline se; do
-  d=docs/results/runs/ae-conv-small-64-$v
-  mkdir -p $d/checkpoints
-  PYTHONPATH=src/training /usr/bin/python3 - runs/conv64/aes/ae-conv-small-64-$v/checkpoints/last.pt \
-    $d/checkpoints/ema-int8.pt <<'PY'
-import sys
-from diffusable.checkpoint import compact_state, load_checkpoint, save_checkpoint
-state = load_checkpoint(sys.argv[1])
-assert state.get("final"), "the fine-tune has not finished"
-save_checkpoint(sys.argv[2], compact_state(state, "int8"))
-PY
-done
+# Each arm's int8 EMA weights beside its log: a bundle or a grid on another machine starts there.
+for v in baseline se; do save_int8 runs/conv64/aes/ae-conv-small-64-$v ae-conv-small-64-$v; done
 py diffusable.ae_eval --ckpt pretrain=$init \
   --ckpt baseline=runs/conv64/aes/ae-conv-small-64-baseline/checkpoints/ema-fp16.pt \
   --ckpt se=runs/conv64/aes/ae-conv-small-64-se/checkpoints/ema-fp16.pt \

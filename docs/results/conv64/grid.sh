@@ -8,7 +8,7 @@
 # the curves into docs/results/conv64/grid.
 cd "$(dirname "$0")/../../.."
 set -e
-py() { PYTHONPATH=src/training /usr/bin/python3 -m "$@"; }
+. docs/results/conv64/lib.sh
 for v in baseline se; do
   ck=runs/conv64/aes/ae-conv-small-64-$v/checkpoints/last.pt
   [ -f $ck ] || { echo "grid.sh: $ck missing: run finetune.sh first" >&2; exit 2; }

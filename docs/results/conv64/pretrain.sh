@@ -7,20 +7,13 @@
 # end it writes the int8 EMA weights that finetune.sh starts from.
 cd "$(dirname "$0")/../../.."
 set -e
+. docs/results/conv64/lib.sh
 run=runs/conv64/ae-conv-small-64-pretrain
-PYTHONPATH=src/training /usr/bin/python3 -m diffusable.train_ae --config conv-small-64 \
+py diffusable.train_ae --config conv-small-64 \
   --variant baseline --init scratch --preset conv-small --steps 1763 --batch-size 64 --lr 1e-3 \
   --warmup 200 --crop-size 0 --crop-frames 0 --cpu-bf16 True --threads "${THREADS:-2}" \
   --log-every 20 --eval-every 441 --ckpt-every 20 --out $run
-# What the fine-tune stage starts from, on any machine: the final EMA weights as int8 (9 MB, as
-# the shipped 16-channel autoencoders are kept) with the run's log, in docs/results/runs.
-d=docs/results/runs/ae-conv-small-64-pretrain
-mkdir -p $d/checkpoints
-cp $run/events.jsonl $d/
-PYTHONPATH=src/training /usr/bin/python3 - $run/checkpoints/last.pt $d/checkpoints/ema-int8.pt <<'PY'
-import sys
-from diffusable.checkpoint import compact_state, load_checkpoint, save_checkpoint
-state = load_checkpoint(sys.argv[1])
-assert state.get("final"), "the pre-train has not finished"
-save_checkpoint(sys.argv[2], compact_state(state, "int8"))
-PY
+# What the fine-tune stage starts from, on any machine: the int8 EMA weights with the run's log.
+mkdir -p docs/results/runs/ae-conv-small-64-pretrain
+cp $run/events.jsonl docs/results/runs/ae-conv-small-64-pretrain/
+save_int8 $run ae-conv-small-64-pretrain
