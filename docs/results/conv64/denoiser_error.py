@@ -12,34 +12,25 @@ to a larger image error.
 the repository root, on the default procedural dataset; torch threads from DIFFUSABLE_THREADS,
 default 2)."""
 import json
-import os
 import sys
-from pathlib import Path
 
 import torch
 from diffusable.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
-from diffusable.metrics import psnr
+from probes import ROOT, mean_psnr, parse_args
 
 TIMES = (0.2, 0.4, 0.6, 0.8)
-ROOT = ".cache/procedural-3595b87955"
-
-
-def mean_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(psnr(a, b).mean())  # per clip on [-1, 1], then the mean over clips
 
 
 @torch.no_grad()
 def main() -> int:
-    out, runs = sys.argv[1], sys.argv[2:]
-    torch.set_num_threads(int(os.environ.get("DIFFUSABLE_THREADS", "2")))
+    out, runs = parse_args("denoiser_error.py OUT.json NAME=RUN ...")
     val = ClipDataset(ROOT, "val")
     idx = list(range(0, len(val), 2))  # 68 clips, 4 a class
     video, labels = val.batch(idx)
     result = {"times": list(TIMES), "val_clips": len(idx), "runs": {}}
-    for r in runs:
-        name, path = r.split("=", 1)
-        s = ContextSampler(Path(path), steps=12, guidance=1.0)
+    for name, path in runs:
+        s = ContextSampler(path, steps=12, guidance=1.0)
         enc = [s.vae.encode_scaled(video[i : i + 8]) for i in range(0, len(video), 8)]
         x0 = torch.cat(enc)
         clean = torch.cat([s.vae.decode_scaled(x0[i : i + 8]) for i in range(0, len(x0), 8)])

@@ -10,33 +10,25 @@ equally easy to denoise can still give samples of different quality.
 (from the repository root, on the default procedural dataset; torch threads from
 DIFFUSABLE_THREADS, default 2)."""
 import json
-import os
 import sys
 
 import torch
 from diffusable.checkpoint import load_autoencoder
 from diffusable.classifier import ClassifierConfig, class_scores, get_classifier
 from diffusable.data.clips import ClipDataset
-from diffusable.metrics import psnr
+from probes import ROOT, mean_psnr, parse_args
 
 SIGMAS = (0.0, 0.25, 0.5)
-ROOT = ".cache/procedural-3595b87955"
-
-
-def mean_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(psnr(a, b).mean())  # per clip on [-1, 1], then the mean over clips
 
 
 def main() -> int:
-    out, ckpts = sys.argv[1], sys.argv[2:]
-    torch.set_num_threads(int(os.environ.get("DIFFUSABLE_THREADS", "2")))
+    out, ckpts = parse_args("sensitivity.py OUT.json NAME=CKPT ...")
     val = ClipDataset(ROOT, "val")
     video, labels = val.batch(list(range(len(val))))
     classifier, info = get_classifier(ROOT, ClassifierConfig())
     size = info["config"]["size"]
     result = {"sigmas": list(SIGMAS), "val_clips": len(val), "classifier": info, "models": {}}
-    for c in ckpts:
-        name, path = c.split("=", 1)
+    for name, path in ckpts:
         vae, meta = load_autoencoder(path)
         vae.eval()
         rows = []

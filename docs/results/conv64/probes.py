@@ -1,0 +1,34 @@
+"""What this folder's two probes (sensitivity.py, denoiser_error.py) share: the dataset, the
+command line (OUT.json NAME=PATH ...), and the mean PSNR of decoded clips."""
+import os
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+import torch
+from diffusable.metrics import psnr
+
+ROOT = ".cache/procedural-3595b87955"  # the default procedural dataset (from the repository root)
+
+
+def parse_args(usage: str) -> Tuple[str, List[Tuple[str, Path]]]:
+    """OUT.json and the NAME=PATH pairs, each PATH existing; else one line and exit 2."""
+    args = sys.argv[1:]
+    if len(args) < 2:
+        sys.exit(f"usage: {usage}")
+    pairs = []
+    for a in args[1:]:
+        name, sep, path = a.partition("=")
+        if not (name and sep and path):
+            sys.exit(f"{a!r} is not NAME=PATH; usage: {usage}")
+        if not Path(path).exists():
+            sys.exit(f"{name}: {path} does not exist")
+        pairs.append((name, Path(path)))
+    if not Path(ROOT).is_dir():
+        sys.exit(f"{ROOT} is missing: run from the repository root after npm run setup")
+    torch.set_num_threads(int(os.environ.get("DIFFUSABLE_THREADS", "2")))
+    return args[0], pairs
+
+
+def mean_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(psnr(a, b).mean())  # per clip on [-1, 1], then the mean over clips
