@@ -28,7 +28,13 @@ run_node() {
     echo "test: no tests/node/*.test.ts files" >&2
     return 1
   fi
-  node --import tsx --test "$@" "${files[@]}"
+  # Node 20's runner waits for each file's process to exit before it reports the next file, so
+  # one that never exits stalls the whole run with nothing printed (one CI run printed nothing
+  # more after a file whose tests had all passed, until its 90 min were up).
+  # --test-force-exit ends a file's process when its tests are done; --test-timeout fails any
+  # test, and kills any file, still running after 15 min (the longest file takes about 2 min,
+  # 4 under a training's load), naming it.
+  node --import tsx --test --test-force-exit --test-timeout=900000 "$@" "${files[@]}"
 }
 
 run_lint() {
