@@ -85,8 +85,11 @@ def test_sampler_sweep_tabulates_every_setting_and_export_takes_the_choice(tmp_p
     argv = ["--dit", str(dit), "--ae", str(ae / "checkpoints" / "last.pt"), "--data", str(data)]
     argv += ["--guidance", "1", "3", "--steps", "2", "--per-class", "2", "--json", str(out)]
     argv += ["--classifier-steps", "10", "--interval", "0,1", "0.6,1"]
-    assert sampler_sweep.main(argv + ["--threads", "1"]) == 0
+    sheet = tmp_path / "sheets" / "sweep.png"
+    assert sampler_sweep.main(argv + ["--threads", "1", "--sheet", str(sheet)]) == 0
     rows = json.loads(out.read_text())["rows"]
+    # one contact sheet per setting, in the table's order
+    assert sorted(p.name for p in sheet.parent.iterdir()) == [f"sweep-{i}.png" for i in range(1, 5)]
     assert [(r["guidance"], r["guidance_interval"], r["steps"], r["method"]) for r in rows] == [
         (1.0, [0.0, 1.0], 2, "euler"),
         (1.0, [0.6, 1.0], 2, "euler"),

@@ -31,6 +31,7 @@ from .features import FeatureExtractor
 from .flow import SAMPLER_METHODS, check_guidance_interval, check_shift
 from .frechet import feature_stats, frechet_distance
 from .metrics import grid_ratio, grid_steps
+from .sample_sheet import contact_sheet
 from .threads import set_threads
 
 
@@ -62,6 +63,11 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="procedural")
     ap.add_argument("--classifier-steps", type=int, default=ClassifierConfig().steps)
     ap.add_argument("--json", help="also write the table here")
+    ap.add_argument(
+        "--sheet",
+        help="a contact sheet of each setting's clips here (PNG; with several settings, "
+        "one per setting: NAME-1.png, NAME-2.png, ... in the table's order)",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
@@ -98,7 +104,8 @@ def main(argv=None) -> int:
     size = info["config"]["size"]
     rows = []
     settings = itertools.product(args.guidance, args.steps, args.method, intervals, args.shift)
-    for guidance, steps, method, interval, shift in settings:
+    settings = list(settings)
+    for i, (guidance, steps, method, interval, shift) in enumerate(settings):
         t0 = time.time()
         s.guidance, s.steps, s.method = guidance, steps, method
         s.guidance_interval, s.shift = interval, shift
@@ -116,6 +123,19 @@ def main(argv=None) -> int:
             "wall_s": round(time.time() - t0, 1),
         }
         rows.append(row)
+        if args.sheet:
+            sheet = Path(args.sheet)
+            if len(settings) > 1:
+                sheet = sheet.with_name(f"{sheet.stem}-{i + 1}{sheet.suffix}")
+            contact_sheet(
+                video,
+                labels.tolist(),
+                pred.tolist(),
+                s.classes,
+                sheet,
+                f"{s.run_id}, step {s.step}: {steps} {method} steps, guidance {guidance:g}, "
+                f"class score {row['class_score']:.3f}",
+            )
         print(
             f"guidance {guidance:g} on [{interval[0]:g}, {interval[1]:g}], {steps} {method} steps, "
             f"shift {shift:g}: class score "
