@@ -17,7 +17,7 @@ import sys
 import torch
 from diffusable.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
-from probes import ROOT, mean_psnr, parse_args
+from probes import dataset, mean_psnr, parse_args
 
 TIMES = (0.2, 0.4, 0.6, 0.8)
 
@@ -25,7 +25,8 @@ TIMES = (0.2, 0.4, 0.6, 0.8)
 @torch.no_grad()
 def main() -> int:
     out, runs = parse_args("denoiser_error.py OUT.json NAME=RUN ...")
-    val = ClipDataset(ROOT, "val")
+    root = dataset()
+    val = ClipDataset(root, "val")
     idx = list(range(0, len(val), 2))  # 68 clips, 4 a class
     video, labels = val.batch(idx)
     result = {"times": list(TIMES), "val_clips": len(idx), "runs": {}}

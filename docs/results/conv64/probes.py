@@ -6,9 +6,13 @@ from pathlib import Path
 from typing import List, Tuple
 
 import torch
+from diffusable.data.datasets import resolve_dataset
 from diffusable.metrics import psnr
 
-ROOT = ".cache/procedural-3595b87955"  # the default procedural dataset (from the repository root)
+
+def dataset() -> Path:
+    """The default procedural dataset (64x64, 17 frames), found or built as the trainers do."""
+    return resolve_dataset("procedural")
 
 
 def parse_args(usage: str) -> Tuple[str, List[Tuple[str, Path]]]:
@@ -24,8 +28,6 @@ def parse_args(usage: str) -> Tuple[str, List[Tuple[str, Path]]]:
         if not Path(path).exists():
             sys.exit(f"{name}: {path} does not exist")
         pairs.append((name, Path(path)))
-    if not Path(ROOT).is_dir():
-        sys.exit(f"{ROOT} is missing: run from the repository root after npm run setup")
     torch.set_num_threads(int(os.environ.get("DIFFUSABLE_THREADS", "2")))
     return args[0], pairs
 

@@ -16,16 +16,17 @@ import torch
 from diffusable.checkpoint import load_autoencoder
 from diffusable.classifier import ClassifierConfig, class_scores, get_classifier
 from diffusable.data.clips import ClipDataset
-from probes import ROOT, mean_psnr, parse_args
+from probes import dataset, mean_psnr, parse_args
 
 SIGMAS = (0.0, 0.25, 0.5)
 
 
 def main() -> int:
     out, ckpts = parse_args("sensitivity.py OUT.json NAME=CKPT ...")
-    val = ClipDataset(ROOT, "val")
+    root = dataset()
+    val = ClipDataset(root, "val")
     video, labels = val.batch(list(range(len(val))))
-    classifier, info = get_classifier(ROOT, ClassifierConfig())
+    classifier, info = get_classifier(root, ClassifierConfig())
     size = info["config"]["size"]
     result = {"sigmas": list(SIGMAS), "val_clips": len(val), "classifier": info, "models": {}}
     for name, path in ckpts:

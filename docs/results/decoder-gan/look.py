@@ -13,12 +13,14 @@ import matplotlib.pyplot as plt
 import torch
 from diffusable.checkpoint import load_autoencoder
 from diffusable.data.clips import ClipDataset
+from diffusable.data.datasets import resolve_dataset
 from diffusable.linear_code import fit_linear_code_on, linear_code_config, linear_code_model
 
 out = sys.argv[1]
 ckpts = sys.argv[2:]
 torch.set_num_threads(1)
-val = ClipDataset(".cache/procedural-3595b87955", "val")
+root = resolve_dataset("procedural")  # the default dataset, found or built as the trainers do
+val = ClipDataset(root, "val")
 idx = [i * 8 for i in range(17)]
 video, labels = val.batch(idx)
 rows = [("real", video)]
@@ -27,7 +29,7 @@ for c in ckpts:
     vae, _ = load_autoencoder(path)
     if name == "linear":
         name = f"linear code ({vae.cfg.latent_channels} ch)"
-        train = ClipDataset(".cache/procedural-3595b87955", "train")
+        train = ClipDataset(root, "train")
         vae = linear_code_model(
             linear_code_config(vae.cfg), fit_linear_code_on(linear_code_config(vae.cfg), train)
         )
