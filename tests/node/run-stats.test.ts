@@ -647,12 +647,20 @@ describe("the reconstruction/diffusion trade-off across latent-channel counts", 
     ]);
   }
 
-  function dit(id: string, t: number, aeId: string, arm: string, channels: number, seed: number) {
+  function dit(
+    id: string,
+    t: number,
+    aeId: string,
+    arm: string,
+    channels: number,
+    seed: number,
+    experiment = `grid-${channels}`,
+  ) {
     const fd = (channels === 64 ? 20 : 10) + (arm === "se" ? -1 : 0) + seed;
     write(id, [
       {
         ...{ type: "config", time: t, step: 0, run_id: id, kind: "diffusion" },
-        experiment: `grid-${channels}`,
+        experiment,
         model: { name: "compact", latent_channels: channels },
         train: { steps: 300, batch_size: 32, seed },
         autoencoder: { run_id: aeId, variant: arm },
@@ -670,6 +678,7 @@ describe("the reconstruction/diffusion trade-off across latent-channel counts", 
     ae("ae16-se", 210, 16, "se", 23.5);
     ae("ae64-baseline", 300, 64, "baseline", 27);
     ae("ae64-se", 310, 64, "se", 26.5);
+    ae("ae64-se-half", 320, 64, "se", 26.4);
     ae("ae32-se", 400, 32, "se", 25); // fine-tuned, no diffusion yet
     write("pca8", [
       {
@@ -684,6 +693,8 @@ describe("the reconstruction/diffusion trade-off across latent-channel counts", 
         dit(`d16-${arm}-s${seed}`, 1000 + seed, `ae16-${arm}`, arm, 16, seed);
         dit(`d64-${arm}-s${seed}`, 900 + seed, `ae64-${arm}`, arm, 64, seed);
       }
+      // newer, same recipe and channels, one arm (another SE weight): no comparison of its own
+      dit(`d64-half-s${seed}`, 1100 + seed, "ae64-se-half", "se", 64, seed, "grid-64-half");
     }
     // the 64-channel latents under another recipe (more steps): not beside the 300-step grid
     write("d64-long", [

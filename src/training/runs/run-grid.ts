@@ -450,9 +450,9 @@ function tradeOffArms(src: RunReader, group: RunGroup) {
 }
 
 /** The shown group's arms, each at (its autoencoder's PSNR, its final fd_cls3d); beside them the
- * newest group with the same recipe at each other latent-channel count, and every fine-tuned
- * autoencoder of the same architecture at a channel count no such group covers (reconstruction
- * only: its diffusion is still to run). */
+ * newest group of two or more arms with the same recipe at each other latent-channel count, and
+ * every fine-tuned autoencoder of the same architecture at a channel count no such group covers
+ * (reconstruction only: its diffusion is still to run). */
 function tradeOff(
   src: RunReader,
   groups: readonly RunGroup[],
@@ -472,7 +472,9 @@ function tradeOff(
   const covered = new Set([common(g.runs, (r) => channelsOf(r.config))]);
   for (const other of groups) {
     const channels = common(other.runs, (r) => channelsOf(r.config));
+    // a comparison: a group of one arm (say, one more SE weight) does not stand for its channels
     if (recipe === null || recipeOf(other) !== recipe || covered.has(channels)) continue;
+    if (armCount(other) < 2) continue;
     covered.add(channels);
     shown.push(other);
   }
