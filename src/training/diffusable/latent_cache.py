@@ -29,6 +29,22 @@ def ae_checkpoint(ae: Path) -> Path:
     return ae / "checkpoints" / "last.pt" if ae.is_dir() else ae
 
 
+# Several runs may build one cache at once (a grid's seeds start together): each writes its own
+# temporary file and renames it into place, so no process reads, or renames away, another's
+# half-written file, and latents.json (the cache's "done" mark) appears last and whole.
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:  # a handle: np.save would append ".npy" to a bare name
+        np.save(f, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
 @torch.no_grad()
 def build_latent_cache(
     ae: Path, data: str = "procedural", batch_size: int = 16, device: str = "cpu"
@@ -54,11 +70,8 @@ def build_latent_cache(
             video, _ = ds.batch(list(range(i, min(i + batch_size, len(ds)))))
             with torch.no_grad():
                 parts.append(vae.encode_scaled(video.to(device)).cpu().numpy())
-        tmp = out / f".{split}.latents.npy.tmp"
-        with open(tmp, "wb") as f:  # a handle: np.save would append ".npy" to a bare name
-            np.save(f, np.concatenate(parts).astype(np.float32), allow_pickle=False)
-        os.replace(tmp, out / f"{split}.latents.npy")
-        np.save(out / f"{split}.labels.npy", ds.labels.astype(np.int64))
+        save_atomic(out / f"{split}.latents.npy", np.concatenate(parts).astype(np.float32))
+        save_atomic(out / f"{split}.labels.npy", ds.labels.astype(np.int64))
         splits[split] = len(ds)
         classes = ds.classes
     info = {
@@ -71,7 +84,7 @@ def build_latent_cache(
         "splits": splits,
         "latent_shape": list(parts[0].shape[1:]),
     }
-    (out / "latents.json").write_text(json.dumps(info, indent=1))
+    write_atomic(out / "latents.json", json.dumps(info, indent=1).encode())
     return out
 
 
