@@ -695,6 +695,10 @@ describe("the reconstruction/diffusion trade-off across latent-channel counts", 
       }
       // newer, same recipe and channels, one arm (another SE weight): no comparison of its own
       dit(`d64-half-s${seed}`, 1100 + seed, "ae64-se-half", "se", 64, seed, "grid-64-half");
+      // newer, same recipe at 16 channels, two arms but not the shown ones (a control experiment)
+      for (const arm of ["baseline", "se-spatial"]) {
+        dit(`d16c-${arm}-s${seed}`, 1200 + seed, `ae16-${arm}`, arm, 16, seed, "control-16");
+      }
     }
     // the 64-channel latents under another recipe (more steps): not beside the 300-step grid
     write("d64-long", [

@@ -450,9 +450,9 @@ function tradeOffArms(src: RunReader, group: RunGroup) {
 }
 
 /** The shown group's arms, each at (its autoencoder's PSNR, its final fd_cls3d); beside them the
- * newest group of two or more arms with the same recipe at each other latent-channel count, and
- * every fine-tuned autoencoder of the same architecture at a channel count no such group covers
- * (reconstruction only: its diffusion is still to run). */
+ * newest group of two or more arms (one with all the shown arms first) with the same recipe at
+ * each other latent-channel count, and every fine-tuned autoencoder of the same architecture at
+ * a channel count no such group covers (reconstruction only: its diffusion is still to run). */
 function tradeOff(
   src: RunReader,
   groups: readonly RunGroup[],
@@ -469,15 +469,22 @@ function tradeOff(
   if (!g) return { metric: TRADE_OFF_METRIC, psnrFrom: "val", points: [], note };
   const recipe = recipeOf(g);
   const shown: RunGroup[] = [g];
-  const covered = new Set([common(g.runs, (r) => channelsOf(r.config))]);
+  const own = common(g.runs, (r) => channelsOf(r.config));
+  // Per other channel count, the newest comparison (a group of one arm, say one more SE weight,
+  // does not stand for its channels), and before it the newest that has every arm shown here
+  // (a control experiment of baseline and se-spatial does not replace the baseline/se grid).
+  const arms = new Set(g.runs.map((r) => r.arm));
+  const hasArms = (other: RunGroup) => [...arms].every((a) => other.runs.some((r) => r.arm === a));
+  const byChannels = new Map<number | null, RunGroup>();
   for (const other of groups) {
     const channels = common(other.runs, (r) => channelsOf(r.config));
-    // a comparison: a group of one arm (say, one more SE weight) does not stand for its channels
-    if (recipe === null || recipeOf(other) !== recipe || covered.has(channels)) continue;
+    if (recipe === null || recipeOf(other) !== recipe || channels === own) continue;
     if (armCount(other) < 2) continue;
-    covered.add(channels);
-    shown.push(other);
+    const held = byChannels.get(channels);
+    if (!held || (!hasArms(held) && hasArms(other))) byChannels.set(channels, other);
   }
+  shown.push(...byChannels.values());
+  const covered = new Set([own, ...byChannels.keys()]);
   const architectures = new Set<string | null>();
   for (const group of shown) {
     // the shown group's statistics and autoencoders are buildGrid's; the others' are made here
