@@ -103,6 +103,9 @@ def test_sampler_sweep_tabulates_every_setting_and_export_takes_the_choice(tmp_p
     assert metrics[2] != metrics[3]  # at 2 steps (t = 1, 0.5) the interval drops one guided step
     for bad in (["--interval", "0.5"], ["--interval", "0.8,0.2"], ["--shift", "0"]):
         assert sampler_sweep.main(argv[:-3] + bad) == 2
+    (tmp_path / "folder.png").mkdir()
+    for bad in ("sheet.jpg", "folder.png"):  # not a .png; a folder
+        assert sampler_sweep.main(argv + ["--sheet", str(tmp_path / bad)]) == 2
     train = {"sample_method": "euler", "sample_steps": 16, "guidance": 2.0}
     assert sampler_defaults(train)["guidance"] == 2.0
     chosen = sampler_defaults(train, {"guidance": 3.0, "steps": None, "method": "heun"})

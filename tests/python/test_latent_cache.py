@@ -46,7 +46,10 @@ def test_builders_that_write_at_once_all_succeed_and_leave_no_temporary_file(tmp
     assert all(p.exitcode == 0 for p in procs)
     assert len(set(out)) == 1 and not out[0].startswith("error"), out
     cache = Path(out[0])
-    assert not [f.name for f in cache.iterdir() if f.name.endswith(".tmp")]
+    # the cache's files and nothing else: no process's temporary file is left behind
+    names = sorted(f.name for f in cache.iterdir())
+    splits = [f"{s}.{kind}.npy" for s in ("train", "val") for kind in ("labels", "latents")]
+    assert names == sorted(["latents.json"] + splits), names
     for split in ("train", "val"):
         latents, labels, info = latent_cache.load_latents(cache, split)
         assert len(latents) == len(labels) == info["splits"][split]

@@ -6,8 +6,9 @@ se against baseline under each kind of decoder, and each noise decoder against i
     /usr/bin/python3 docs/results/se64-gap/table.py > docs/results/se64-gap/table.md
 """
 import json
-import statistics
 from pathlib import Path
+
+from compare import mean_sd  # this folder's compare.py
 
 HERE = Path(__file__).resolve().parent
 METRICS = ("fd_cls3d", "class_score", "grid_ratio")
@@ -16,10 +17,6 @@ SEEDS = (0, 1, 2)
 
 def row(arm: str, seed: int, decoder: str) -> dict:
     return json.loads((HERE / "sweeps" / f"{arm}-s{seed}-{decoder}.json").read_text())["rows"][0]
-
-
-def mean_sd(values) -> str:
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Dict, Tuple
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_autoencoder
+from .data.clips import ClipDataset, atomic_write
 
 
 def ae_checkpoint(ae: Path) -> Path:
@@ -29,27 +29,10 @@ def ae_checkpoint(ae: Path) -> Path:
     return ae / "checkpoints" / "last.pt" if ae.is_dir() else ae
 
 
-# Several runs may build one cache at once (a grid's seeds start together): each writes its own
-# temporary file and renames it into place, so no process reads, or renames away, another's
-# half-written file, and latents.json (the cache's "done" mark) appears last and whole.
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:  # a handle: np.save would append ".npy" to a bare name
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
-
-
 @torch.no_grad()
 def build_latent_cache(
     ae: Path, data: str = "procedural", batch_size: int = 16, device: str = "cpu"
 ) -> Path:
-    from .data.clips import ClipDataset
     from .data.datasets import resolve_dataset
 
     ckpt = ae_checkpoint(ae)
@@ -70,8 +53,14 @@ def build_latent_cache(
             video, _ = ds.batch(list(range(i, min(i + batch_size, len(ds)))))
             with torch.no_grad():
                 parts.append(vae.encode_scaled(video.to(device)).cpu().numpy())
-        save_atomic(out / f"{split}.latents.npy", np.concatenate(parts).astype(np.float32))
-        save_atomic(out / f"{split}.labels.npy", ds.labels.astype(np.int64))
+        # Several runs may build one cache at once (a grid's seeds start together): atomic_write
+        # keeps each process's files apart, and latents.json, the cache's "done" mark, is last.
+        latents = np.concatenate(parts).astype(np.float32)
+        atomic_write(
+            out / f"{split}.latents.npy", lambda f: np.save(f, latents, allow_pickle=False)
+        )
+        labels = ds.labels.astype(np.int64)
+        atomic_write(out / f"{split}.labels.npy", lambda f: np.save(f, labels, allow_pickle=False))
         splits[split] = len(ds)
         classes = ds.classes
     info = {
@@ -84,7 +73,8 @@ def build_latent_cache(
         "splits": splits,
         "latent_shape": list(parts[0].shape[1:]),
     }
-    write_atomic(out / "latents.json", json.dumps(info, indent=1).encode())
+    text = json.dumps(info, indent=1)
+    atomic_write(out / "latents.json", lambda f: f.write(text.encode()))
     return out
 
 

@@ -74,6 +74,9 @@ def main(argv=None) -> int:
     if args.per_class < 1 or min(args.steps) < 1:
         print("sampler_sweep: --per-class and --steps must be >= 1", file=sys.stderr)
         return 2
+    if args.sheet and (Path(args.sheet).suffix.lower() != ".png" or Path(args.sheet).is_dir()):
+        print(f"sampler_sweep: --sheet must name a .png file, got {args.sheet}", file=sys.stderr)
+        return 2
     # checked before the models load, as flow.sample would check them after
     try:
         flag = "--interval"
@@ -103,8 +106,9 @@ def main(argv=None) -> int:
     real = feature_stats(cls3d.features(train.batch(real_idx)[0]))
     size = info["config"]["size"]
     rows = []
-    settings = itertools.product(args.guidance, args.steps, args.method, intervals, args.shift)
-    settings = list(settings)
+    settings = list(
+        itertools.product(args.guidance, args.steps, args.method, intervals, args.shift)
+    )
     for i, (guidance, steps, method, interval, shift) in enumerate(settings):
         t0 = time.time()
         s.guidance, s.steps, s.method = guidance, steps, method

@@ -35,8 +35,10 @@ def shard_stem(split: str, index: int) -> str:
     return f"{split}-{index:05d}"
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    # Write beside the target and rename, so a reader (or a resumed run) never sees half a file.
+def atomic_write(path: Path, write) -> None:
+    """write(f) into a file beside ``path`` named for this process, then rename it into place:
+    a reader (or a resumed run) never sees half a file, and processes writing the same file at
+    once never touch each other's (the latent cache relies on both)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         write(f)
@@ -63,10 +65,8 @@ def write_shard(
     stem = shard_stem(split, index)
     # Labels first: a clips file is only ever present with its labels beside it.
     labels64 = np.ascontiguousarray(labels, dtype=np.int64)
-    _atomic_write_bytes(root / f"{stem}.labels.npy", lambda f: np.save(f, labels64))
-    _atomic_write_bytes(
-        root / f"{stem}.clips.npy", lambda f: np.save(f, np.ascontiguousarray(clips))
-    )
+    atomic_write(root / f"{stem}.labels.npy", lambda f: np.save(f, labels64))
+    atomic_write(root / f"{stem}.clips.npy", lambda f: np.save(f, np.ascontiguousarray(clips)))
     return stem
 
 
@@ -75,7 +75,7 @@ def write_dataset_meta(root: PathLike, meta: Dict[str, Any]) -> None:
     meta = dict(meta)
     meta.setdefault("format", FORMAT)
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    _atomic_write_bytes(Path(root) / META_NAME, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(Path(root) / META_NAME, lambda f: f.write(text.encode("utf-8")))
 
 
 def read_dataset_meta(root: PathLike) -> Dict[str, Any]:
