@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -10,16 +9,16 @@ import torch
 
 import torch.nn as nn
 
+from .atomic_file import atomic_write
 from .autoencoders import build, config_from_dict
 
 
 def save_checkpoint(path, state: Dict[str, Any]) -> None:
-    """Write to a temporary name, then rename: a killed run never leaves a torn checkpoint."""
+    """Whole or not at all (atomic_write): a killed run never leaves a torn checkpoint, and two
+    processes saving one path at once (trainers started together) never rename each other's."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def torch_load_trusted(path) -> Any:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -34,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import paths
+from .atomic_file import atomic_write
 from .checkpoint import torch_load_trusted
 
 # The bar for a classifier whose scores mean something (issue 21): top-1 on real val clips.
@@ -353,9 +353,8 @@ def get_classifier(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # concurrent trainers each rename
-    torch.save({"model": model.state_dict(), "info": info}, tmp)
-    tmp.replace(path)
+    # concurrent trainers (denoisers started together on a fresh machine) each rename their own
+    atomic_write(path, lambda f: torch.save({"model": model.state_dict(), "info": info}, f))
     return model, info
 
 

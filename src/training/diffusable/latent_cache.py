@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .checkpoint import load_autoencoder
-from .data.clips import ClipDataset, atomic_write
+from .atomic_file import atomic_write
+from .data.clips import ClipDataset
 
 
 def ae_checkpoint(ae: Path) -> Path:

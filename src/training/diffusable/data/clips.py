@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..atomic_file import atomic_write
+
 try:
     import torch
     from torch.utils.data import Dataset
@@ -33,16 +35,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 def shard_stem(split: str, index: int) -> str:
     """File stem of shard ``index`` of ``split``: ``train-00003``."""
     return f"{split}-{index:05d}"
-
-
-def atomic_write(path: Path, write) -> None:
-    """write(f) into a file beside ``path`` named for this process, then rename it into place:
-    a reader (or a resumed run) never sees half a file, and processes writing the same file at
-    once never touch each other's (the latent cache relies on both)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
 
 
 def write_shard(
