@@ -37,8 +37,7 @@ def main() -> None:
     ]
     for name, a, b in pairs:
         cells = [
-            mean_sd([row(a[0], s, a[1])[m] / row(b[0], s, b[1])[m] for s in SEEDS])
-            for m in METRICS
+            mean_sd([row(a[0], s, a[1])[m] / row(b[0], s, b[1])[m] for s in SEEDS]) for m in METRICS
         ]
         print(f"| {name} | " + " | ".join(cells) + " |")
 

@@ -1,0 +1,195 @@
+"""Session 26: is the 64-channel SE gap in the latents the denoisers generate, or in the decoding?
+
+Every number `fd_cls3d` gives passes through a decoder. This measures the same samples before
+the decoder: for each arm (baseline, se, se-half) and each of the grid's three denoiser seeds
+(step 2000), 8 samples a class (136) with the grid's sampler (12 Euler steps, guidance 2, the
+noise of seed 0, as sampler_sweep draws it), kept as scaled latents (every channel at about unit
+variance on training data, what the denoiser sees). Against the arm's own encoded train clips:
+
+- `lfd`: a Frechet distance on fixed random 3D-conv features of the latent (the same weights for
+  every arm: all three have 64 channels), divided by the same distance for the starting Gaussian
+  noise. The share of the way from noise to the data the sampler has not covered; 0 is perfect.
+  A ratio, so it can be read across latent spaces whose raw distances differ.
+- `tok_fd`: the same ratio for the distribution of single latent tokens (64-vectors).
+- `hf_share`: the standardised HF share of the generated latents beside the real ones' (does
+  the sampler reproduce each space's spectrum?).
+- `recon_fd_cls3d`: `fd_cls3d` of each autoencoder's reconstructions of the same train clips
+  against those clips: what the decoder costs with no denoiser at all.
+
+    PYTHONPATH=src/training DIFFUSABLE_THREADS=2 /usr/bin/python3 \
+        docs/results/se64-gap/latent_fd.py docs/results/se64-gap/latent-fd.json
+    ... latent_fd.py --check docs/results/se64-gap/latent-fd-check.json   # is lfd trustworthy?
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from diffusable.classifier import ClassifierConfig, get_classifier
+from diffusable.context_eval import ContextSampler
+from diffusable.data.clips import ClipDataset
+from diffusable.data.datasets import resolve_dataset
+from diffusable.features import FeatureExtractor
+from diffusable.flow import sample
+from diffusable.frechet import frechet_distance_of
+from diffusable.spectrum import channel_spectra, hf_share, standardised_spectrum
+from diffusable.threads import set_threads
+
+ARMS = {  # arm: denoiser run folder per seed (each run records its autoencoder)
+    "baseline": "runs/conv64/grid/dit-compact-conv64-baseline-s{}",
+    "se": "runs/conv64/grid/dit-compact-conv64-se-s{}",
+    "se-half": "runs/s25/grid/dit-compact-conv64-se-half-s{}",
+}
+SEEDS = (0, 1, 2)
+REAL = 544  # train clips encoded per arm (32 a class)
+
+
+class LatentRand3D(nn.Module):
+    """Two random 3D conv stages over a (B, 64, 5, 8, 8) latent; mean and std of each stage."""
+
+    def __init__(self, channels=64, widths=(128, 256), seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        convs, c = [], channels
+        for i, w in enumerate(widths):
+            conv = nn.Conv3d(c, w, 3, stride=(1, 1 + i, 1 + i), padding=1)
+            bound = (3.0 / (c * 27)) ** 0.5
+            with torch.no_grad():
+                conv.weight.copy_((torch.rand(conv.weight.shape, generator=g) * 2 - 1) * bound)
+                conv.bias.zero_()
+            convs.append(conv)
+            c = w
+        self.convs = nn.ModuleList(convs)
+        self.requires_grad_(False).eval()
+
+    def forward(self, z):
+        feats = []
+        for conv in self.convs:
+            z = F.leaky_relu(conv(z), 0.2)
+            flat = z.flatten(2)
+            feats += [flat.mean(2), flat.std(2)]
+        return torch.cat(feats, 1).double().numpy()
+
+
+def tokens(z):  # (B, C, T, h, w) -> (B*T*h*w, C)
+    return z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]).double().numpy()
+
+
+def hf(z):
+    c = z.shape[1]
+    x = z.transpose(0, 1).reshape(c, -1).double()
+    moments = torch.stack([torch.full((c,), float(x.shape[1])), x.sum(1), x.square().sum(1)], 1)
+    return hf_share(standardised_spectrum(channel_spectra(z.double()), moments))
+
+
+@torch.no_grad()
+def main(out: str) -> int:
+    set_threads(0)
+    net = LatentRand3D()
+    rows, real_cache = [], {}
+    for arm, pattern in ARMS.items():
+        for seed in SEEDS:
+            t0 = time.time()
+            s = ContextSampler(Path(pattern.format(seed)), 12, 2.0)
+            ae_key = str(s.vae.latent_scale.sum().item())
+            if arm not in real_cache:
+                root = resolve_dataset("procedural", s.vae.cfg)
+                train = ClipDataset(root, "train")
+                g = torch.Generator().manual_seed(1)
+                idx = torch.randperm(len(train), generator=g)[:REAL].tolist()
+                video = train.batch(idx)[0]
+                z_real = s.encode(video)
+                classifier, info = get_classifier(root, ClassifierConfig())
+                cls3d = FeatureExtractor.classifier(classifier, info, train.frames)
+                recon = s.decode(z_real)
+                real_cache[arm] = {
+                    "z": z_real,
+                    "key": ae_key,
+                    "recon_fd_cls3d": frechet_distance_of(
+                        cls3d.features(video), cls3d.features(recon)
+                    ),
+                    "hf_real": hf(z_real),
+                }
+                print(f"{arm}: recon fd_cls3d {real_cache[arm]['recon_fd_cls3d']:.2f}", flush=True)
+            real = real_cache[arm]
+            assert real["key"] == ae_key, "the seeds of one arm share one autoencoder"
+            k = len(s.classes)
+            labels = torch.arange(k).repeat_interleave(8)
+            g = torch.Generator().manual_seed(0)
+            shape = s.vae.cfg.latent_shape(17, 64, 64)
+            noise = torch.randn((len(labels),) + tuple(shape), generator=g)
+            z = torch.cat(
+                [
+                    sample(
+                        s.model,
+                        noise[i : i + 34],
+                        labels[i : i + 34],
+                        steps=12,
+                        guidance=2.0,
+                        null_class=s.cfg.null_class,
+                    )
+                    for i in range(0, len(noise), 34)
+                ]
+            )
+            fr, fz, fn = net(real["z"]), net(z), net(noise)
+            tr, tz, tn = tokens(real["z"]), tokens(z), tokens(noise)
+            row = {
+                "arm": arm,
+                "seed": seed,
+                "step": s.step,
+                "lfd": frechet_distance_of(fr, fz) / frechet_distance_of(fr, fn),
+                "lfd_raw": frechet_distance_of(fr, fz),
+                "lfd_noise": frechet_distance_of(fr, fn),
+                "tok_fd": frechet_distance_of(tr, tz) / frechet_distance_of(tr, tn),
+                "hf_share": hf(z),
+                "hf_share_real": real["hf_real"],
+                "recon_fd_cls3d": real["recon_fd_cls3d"],
+                "wall_s": round(time.time() - t0, 1),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    Path(out).write_text(
+        json.dumps({"threads": torch.get_num_threads(), "real_clips": REAL, "rows": rows}, indent=1)
+        + "\n"
+    )
+    return 0
+
+
+@torch.no_grad()
+def check(out: str) -> int:
+    """Does `lfd` separate real from degraded? Per arm: the 136 held-out val clips' latents (the
+    floor a perfect sampler reaches with this many samples), and the same latents blended with
+    the Gaussian noise as the sampler's path at time t (1 - t) z + t n, for t in 0.1 .. 0.5."""
+    set_threads(0)
+    net = LatentRand3D()
+    rows = []
+    for arm, pattern in ARMS.items():
+        s = ContextSampler(Path(pattern.format(0)), 12, 2.0)
+        root = resolve_dataset("procedural", s.vae.cfg)
+        train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
+        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:REAL]
+        fr = net(s.encode(train.batch(idx.tolist())[0]))
+        z = s.encode(val.batch(list(range(len(val))))[0])
+        n = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+        base = frechet_distance_of(fr, net(n))
+        for t in (0.0, 0.1, 0.2, 0.3, 0.5):
+            row = {
+                "arm": arm,
+                "t": t,
+                "lfd": frechet_distance_of(fr, net((1 - t) * z + t * n)) / base,
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    Path(out).write_text(json.dumps({"real_clips": REAL, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--check"]:
+        sys.exit(check(sys.argv[2]))
+    sys.exit(main(sys.argv[1]))
