@@ -10,7 +10,7 @@ from diffusable import train_ae
 from diffusable.autoencoder import CausalVAE, get_config, inference_form
 from diffusable.data.clips import write_dataset_meta, write_shard
 from diffusable.scale_equivariance import SE_MODES, available_modes, se_pair
-from diffusable.spectrum import hf_share, lowpass, spectrum, zigzag_order
+from diffusable.spectrum import hf_share, lowpass, spectrum, standardised_hf_share, zigzag_order
 from perturb import perturbed_model
 
 
@@ -134,6 +134,19 @@ def test_dct_spectrum_and_lowpass():
     assert hf_share(spectrum(smooth)) < 0.05 < hf_share(spectrum(noise))
     assert torch.allclose(lowpass(smooth), smooth, atol=1e-2)
     assert hf_share(spectrum(lowpass(noise))) < 1e-12
+
+
+def test_standardised_hf_share_weighs_every_channel_alike():
+    g = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(-1, 1, 8).repeat(4, 1, 3, 8, 1)  # (4, 1, 3, 8, 8): smooth
+    white = torch.randn(4, 1, 3, 8, 8, generator=g)
+    z = torch.cat([100 * ramp, 0.01 * white], dim=1)  # a loud smooth and a quiet white channel
+    # variance-weighted, the loud channel is all there is; standardised, each counts half
+    assert hf_share(spectrum(z)) < 1e-3
+    both = standardised_hf_share(z)
+    assert abs(both - standardised_hf_share(white) / 2) < 0.02
+    # and no channel's scale changes it
+    assert abs(standardised_hf_share(torch.cat([ramp, 50 * white], dim=1)) - both) < 1e-6
 
 
 # --- training -----------------------------------------------------------------------------------

@@ -34,10 +34,10 @@ from diffusable.classifier import ClassifierConfig, get_classifier
 from diffusable.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
 from diffusable.data.datasets import resolve_dataset
-from diffusable.features import FeatureExtractor
+from diffusable.features import FeatureExtractor, random_conv3d
 from diffusable.flow import sample
 from diffusable.frechet import frechet_distance_of
-from diffusable.spectrum import channel_spectra, hf_share, standardised_spectrum
+from diffusable.spectrum import standardised_hf_share
 from diffusable.threads import set_threads
 
 ARMS = {  # arm: denoiser run folder per seed (each run records its autoencoder)
@@ -57,12 +57,7 @@ class LatentRand3D(nn.Module):
         g = torch.Generator().manual_seed(seed)
         convs, c = [], channels
         for i, w in enumerate(widths):
-            conv = nn.Conv3d(c, w, 3, stride=(1, 1 + i, 1 + i), padding=1)
-            bound = (3.0 / (c * 27)) ** 0.5
-            with torch.no_grad():
-                conv.weight.copy_((torch.rand(conv.weight.shape, generator=g) * 2 - 1) * bound)
-                conv.bias.zero_()
-            convs.append(conv)
+            convs.append(random_conv3d(c, w, (1, 1 + i, 1 + i), g))
             c = w
         self.convs = nn.ModuleList(convs)
         self.requires_grad_(False).eval()
@@ -78,13 +73,6 @@ class LatentRand3D(nn.Module):
 
 def tokens(z):  # (B, C, T, h, w) -> (B*T*h*w, C)
     return z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]).double().numpy()
-
-
-def hf(z):
-    c = z.shape[1]
-    x = z.transpose(0, 1).reshape(c, -1).double()
-    moments = torch.stack([torch.full((c,), float(x.shape[1])), x.sum(1), x.square().sum(1)], 1)
-    return hf_share(standardised_spectrum(channel_spectra(z.double()), moments))
 
 
 @torch.no_grad()
@@ -113,7 +101,7 @@ def main(out: str) -> int:
                     "recon_fd_cls3d": frechet_distance_of(
                         cls3d.features(video), cls3d.features(recon)
                     ),
-                    "hf_real": hf(z_real),
+                    "hf_real": standardised_hf_share(z_real),
                 }
                 print(f"{arm}: recon fd_cls3d {real_cache[arm]['recon_fd_cls3d']:.2f}", flush=True)
             real = real_cache[arm]
@@ -146,7 +134,7 @@ def main(out: str) -> int:
                 "lfd_raw": frechet_distance_of(fr, fz),
                 "lfd_noise": frechet_distance_of(fr, fn),
                 "tok_fd": frechet_distance_of(tr, tz) / frechet_distance_of(tr, tn),
-                "hf_share": hf(z),
+                "hf_share": standardised_hf_share(z),
                 "hf_share_real": real["hf_real"],
                 "recon_fd_cls3d": real["recon_fd_cls3d"],
                 "wall_s": round(time.time() - t0, 1),

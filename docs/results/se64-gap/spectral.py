@@ -32,8 +32,7 @@ from diffusable.features import FeatureExtractor
 from diffusable.flow import sample
 from diffusable.frechet import feature_stats, frechet_distance
 from diffusable.metrics import grid_ratio, grid_steps
-from diffusable.spectrum import block_dct, block_idct, channel_spectra, hf_share
-from diffusable.spectrum import standardised_spectrum
+from diffusable.spectrum import block_dct, block_idct, standardised_hf_share
 from diffusable.threads import set_threads
 
 REAL = 544
@@ -47,13 +46,6 @@ def coefficient_energy(z):  # (B, C, T, 8, 8) -> (C, 8, 8) mean squared DCT coef
 def apply_gain(z, gain):  # gain (C, 8, 8)
     coef = block_dct(z.double()) * gain[None, :, None, None, None]
     return block_idct(coef).to(z.dtype)
-
-
-def hf(z):
-    c = z.shape[1]
-    x = z.transpose(0, 1).reshape(c, -1).double()
-    moments = torch.stack([torch.full((c,), float(x.shape[1])), x.sum(1), x.square().sum(1)], 1)
-    return hf_share(standardised_spectrum(channel_spectra(z.double()), moments))
 
 
 @torch.no_grad()
@@ -85,7 +77,7 @@ def main(argv=None) -> int:
             z_real = s.encode(video)
             real_by_ae[ae_key] = (
                 coefficient_energy(z_real),
-                hf(z_real),
+                standardised_hf_share(z_real),
                 feature_stats(cls3d.features(video)),
                 classifier,
                 info,
@@ -123,7 +115,7 @@ def main(argv=None) -> int:
                         "seed": seed,
                         "steps": steps,
                         "mode": mode,
-                        "hf_share": hf(zz),
+                        "hf_share": standardised_hf_share(zz),
                         "hf_share_real": hf_real,
                         "fd_cls3d": frechet_distance(
                             *real_stats, *feature_stats(cls3d.features(video))

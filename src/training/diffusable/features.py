@@ -46,6 +46,18 @@ class I3DPreprocessing(Preprocessing):
     features: str = "400 Kinetics-400 logits averaged over time"
 
 
+def random_conv3d(c_in: int, c_out: int, stride, generator: torch.Generator) -> nn.Conv3d:
+    """A 3x3x3 convolution with fixed random weights (uniform, variance-preserving bound) drawn
+    from `generator`: independent of torch's global RNG and of the torch version's default
+    initialiser, so the features (and their weights_hash) are the same everywhere."""
+    conv = nn.Conv3d(c_in, c_out, kernel_size=3, stride=stride, padding=1)
+    bound = (3.0 / (c_in * 27)) ** 0.5
+    with torch.no_grad():
+        conv.weight.copy_((torch.rand(conv.weight.shape, generator=generator) * 2 - 1) * bound)
+        conv.bias.zero_()
+    return conv
+
+
 class Rand3D(nn.Module):
     """Four strided 3D conv stages over the frames and their temporal differences.
 
@@ -59,14 +71,7 @@ class Rand3D(nn.Module):
         g = torch.Generator().manual_seed(seed)
         stages, c = [], 6
         for w in widths:
-            conv = nn.Conv3d(c, w, kernel_size=3, stride=(1, 2, 2), padding=1)
-            # Deterministic init from our own generator: independent of torch's global RNG and
-            # of the torch version's default initialiser.
-            bound = (3.0 / (c * 27)) ** 0.5
-            with torch.no_grad():
-                conv.weight.copy_((torch.rand(conv.weight.shape, generator=g) * 2 - 1) * bound)
-                conv.bias.zero_()
-            stages.append(conv)
+            stages.append(random_conv3d(c, w, (1, 2, 2), g))
             c = w
         self.stages = nn.ModuleList(stages)
         self.requires_grad_(False).eval()

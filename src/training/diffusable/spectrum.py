@@ -85,6 +85,13 @@ def channel_spectra(x: torch.Tensor) -> torch.Tensor:
     return coef.reshape(c, -1, BLOCK * BLOCK).sum(dim=1)[:, zigzag_order()]
 
 
+def channel_moments(x: torch.Tensor) -> torch.Tensor:
+    """(C, 3) float64 per channel of (B, C, ...): count, sum, sum of squares (summable across
+    batches, for standardised_spectrum)."""
+    m = x.double().transpose(0, 1).flatten(1)  # (C, N)
+    return torch.stack([torch.full_like(m[:, 0], m.shape[1]), m.sum(1), m.square().sum(1)], dim=1)
+
+
 def standardised_spectrum(spec_sums: torch.Tensor, moments: torch.Tensor) -> torch.Tensor:
     """The mean spectrum of channel-standardised latents (what a denoiser sees, every channel at
     unit variance), from per-channel spectrum sums (C, 64) and moments (C, 3): count, sum, sum of
@@ -103,6 +110,13 @@ SE_FACTORS = (2, 4)
 def hf_share(spec: torch.Tensor) -> float:
     """Energy at zigzag 32..63 over AC energy (1..63)."""
     return float(spec[HALF:].sum() / spec[1:].sum().clamp_min(1e-30))
+
+
+def standardised_hf_share(latents: torch.Tensor) -> float:
+    """hf_share of (B, C, T, h, w) latents with every channel at unit variance (what a denoiser
+    sees): analyse's latent_hf_share_std, for latents from anywhere (a sampler's, say)."""
+    z = latents.double()
+    return hf_share(standardised_spectrum(channel_spectra(z), channel_moments(z)))
 
 
 def lowpass(x: torch.Tensor) -> torch.Tensor:
@@ -162,12 +176,8 @@ def analyse(model, clips: torch.Tensor, batch_size: int = 8) -> Dict:
             lat_spec, vid_spec = acc(lat_spec, ls), acc(vid_spec, vs)
             scale = x.shape[-1] // mean.shape[-1]
             vid_small_spec = acc(vid_small_spec, spectrum(area_downsample(x, scale)).cpu() * b)
-            m = mean.double().transpose(0, 1).flatten(1)  # (C, N)
-            moments = torch.stack(
-                [torch.full_like(m[:, 0], m.shape[1]), m.sum(1), m.square().sum(1)], dim=1
-            )
             ch_spec = acc(ch_spec, channel_spectra(mean).cpu())
-            ch_moments = acc(ch_moments, moments.cpu())
+            ch_moments = acc(ch_moments, channel_moments(mean).cpu())
             add("psnr_latent_lowpass", psnr(model.decode(lowpass(mean)).clamp(-1, 1), x))
             add("psnr_video_lowpass", psnr(lowpass(recon).clamp(-1, 1), x))
         n += b
