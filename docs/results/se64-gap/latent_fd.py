@@ -18,9 +18,11 @@ variance on training data, what the denoiser sees). Against the arm's own encode
 
     PYTHONPATH=src/training DIFFUSABLE_THREADS=2 /usr/bin/python3 \
         docs/results/se64-gap/latent_fd.py docs/results/se64-gap/latent-fd.json
-    ... latent_fd.py --check docs/results/se64-gap/latent-fd-check.json   # is lfd trustworthy?
+    ... latent_fd.py docs/results/se64-gap/latent-fd-check.json --check   # is lfd trustworthy?
+    ... latent_fd.py OUT --arm NAME=RUN_PATTERN ...   # other runs; {} in the pattern: the seed
 """
 
+import argparse
 import json
 import sys
 import time
@@ -76,14 +78,15 @@ def tokens(z):  # (B, C, T, h, w) -> (B*T*h*w, C)
 
 
 @torch.no_grad()
-def main(out: str) -> int:
+def measure(out: str, arms) -> int:
     set_threads(0)
-    net = LatentRand3D()
     rows, real_cache = [], {}
-    for arm, pattern in ARMS.items():
+    for arm, pattern in arms.items():
         for seed in SEEDS:
             t0 = time.time()
             s = ContextSampler(Path(pattern.format(seed)), 12, 2.0)
+            # the same weights for every arm of one channel count
+            net = LatentRand3D(s.vae.cfg.latent_channels)
             ae_key = str(s.vae.latent_scale.sum().item())
             if arm not in real_cache:
                 root = resolve_dataset("procedural", s.vae.cfg)
@@ -149,15 +152,15 @@ def main(out: str) -> int:
 
 
 @torch.no_grad()
-def check(out: str) -> int:
+def check(out: str, arms) -> int:
     """Does `lfd` separate real from degraded? Per arm: the 136 held-out val clips' latents (the
     floor a perfect sampler reaches with this many samples), and the same latents blended with
     the Gaussian noise as the sampler's path at time t (1 - t) z + t n, for t in 0.1 .. 0.5."""
     set_threads(0)
-    net = LatentRand3D()
     rows = []
-    for arm, pattern in ARMS.items():
+    for arm, pattern in arms.items():
         s = ContextSampler(Path(pattern.format(0)), 12, 2.0)
+        net = LatentRand3D(s.vae.cfg.latent_channels)
         root = resolve_dataset("procedural", s.vae.cfg)
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:REAL]
@@ -177,7 +180,15 @@ def check(out: str) -> int:
     return 0
 
 
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--check", action="store_true", help="lfd of real and noise-blended latents")
+    ap.add_argument("--arm", nargs="+", help="NAME=RUN_PATTERN ({}: the seed); default ARMS")
+    args = ap.parse_args(argv)
+    arms = dict(a.split("=", 1) for a in args.arm) if args.arm else ARMS
+    return (check if args.check else measure)(args.out, arms)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--check"]:
-        sys.exit(check(sys.argv[2]))
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())
