@@ -47,6 +47,8 @@ ARMS = {  # arm: denoiser run folder per seed (each run records its autoencoder)
     "se": "runs/conv64/grid/dit-compact-conv64-se-s{}",
     "se-half": "runs/s25/grid/dit-compact-conv64-se-half-s{}",
 }
+# The denoiser seeds of a grid; a run pattern without {} is one denoiser sampled with these noise
+# seeds instead (a shipped bundle's).
 SEEDS = (0, 1, 2)
 REAL = 544  # train clips encoded per arm (32 a class)
 
@@ -78,13 +80,13 @@ def tokens(z):  # (B, C, T, h, w) -> (B*T*h*w, C)
 
 
 @torch.no_grad()
-def measure(out: str, arms) -> int:
+def measure(out: str, arms, guidance: float = 2.0) -> int:
     set_threads(0)
     rows, real_cache = [], {}
     for arm, pattern in arms.items():
         for seed in SEEDS:
             t0 = time.time()
-            s = ContextSampler(Path(pattern.format(seed)), 12, 2.0)
+            s = ContextSampler(Path(pattern.format(seed)), 12, guidance)
             # the same weights for every arm of one channel count
             net = LatentRand3D(s.vae.cfg.latent_channels)
             ae_key = str(s.vae.latent_scale.sum().item())
@@ -111,7 +113,7 @@ def measure(out: str, arms) -> int:
             assert real["key"] == ae_key, "the seeds of one arm share one autoencoder"
             k = len(s.classes)
             labels = torch.arange(k).repeat_interleave(8)
-            g = torch.Generator().manual_seed(0)
+            g = torch.Generator().manual_seed(0 if "{}" in pattern else seed)
             shape = s.vae.cfg.latent_shape(17, 64, 64)
             noise = torch.randn((len(labels),) + tuple(shape), generator=g)
             z = torch.cat(
@@ -121,7 +123,7 @@ def measure(out: str, arms) -> int:
                         noise[i : i + 34],
                         labels[i : i + 34],
                         steps=12,
-                        guidance=2.0,
+                        guidance=guidance,
                         null_class=s.cfg.null_class,
                     )
                     for i in range(0, len(noise), 34)
@@ -185,9 +187,12 @@ def main(argv=None) -> int:
     ap.add_argument("out")
     ap.add_argument("--check", action="store_true", help="lfd of real and noise-blended latents")
     ap.add_argument("--arm", nargs="+", help="NAME=RUN_PATTERN ({}: the seed); default ARMS")
+    ap.add_argument("--guidance", type=float, default=2.0, help="the grid's; the bundles': 3")
     args = ap.parse_args(argv)
     arms = dict(a.split("=", 1) for a in args.arm) if args.arm else ARMS
-    return (check if args.check else measure)(args.out, arms)
+    if args.check:
+        return check(args.out, arms)
+    return measure(args.out, arms, args.guidance)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ ratio to the baseline paired by seed, the token FD ratio, and the noise-equivale
 interpolated linearly, so that arms whose latent spaces scale `lfd` differently read alike.
 
     /usr/bin/python3 docs/results/se64-gap/lfd_table.py docs/results/se64-gap/latent-fd.json \
-        docs/results/grid-gpu-stage2/latent-fd.json
+        docs/results/grid-gpu-stage2/latent-fd.json docs/results/shipped-latent-fd/latent-fd.json
 """
 
 import json
