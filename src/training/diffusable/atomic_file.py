@@ -21,3 +21,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """atomic_write of UTF-8 text (a JSON record, a log rewritten whole)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -19,8 +19,8 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
+from .atomic_file import atomic_write, atomic_write_text
 from .checkpoint import load_autoencoder
-from .atomic_file import atomic_write
 from .data.clips import ClipDataset
 
 
@@ -74,8 +74,7 @@ def build_latent_cache(
         "splits": splits,
         "latent_shape": list(parts[0].shape[1:]),
     }
-    text = json.dumps(info, indent=1)
-    atomic_write(out / "latents.json", lambda f: f.write(text.encode()))
+    atomic_write_text(out / "latents.json", json.dumps(info, indent=1))
     return out
 
 

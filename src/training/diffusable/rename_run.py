@@ -21,6 +21,7 @@ import re
 import sys
 from pathlib import Path
 
+from .atomic_file import atomic_write_text
 from .checkpoint import load_checkpoint, save_checkpoint
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -54,9 +55,7 @@ def rename_run(folder: Path, new_id: str) -> Path:
             states[path.name] = {**state, "run_id": new_id}
     # Everything read and checked first; then the folder moves and the files are rewritten in it.
     os.rename(folder, target)
-    tmp = target / ".events.jsonl.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, target / "events.jsonl")
+    atomic_write_text(target / "events.jsonl", "\n".join(lines) + "\n")
     for name, state in states.items():
         save_checkpoint(target / "checkpoints" / name, state)
     return target

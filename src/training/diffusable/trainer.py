@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from . import distributed
+from .atomic_file import atomic_write_text
 from .checkpoint import load_checkpoint, save_checkpoint
 from .events import EventLog, Progress
 from .threads import set_threads
@@ -301,9 +302,7 @@ class StepBudget:
             return total
         self.sync_dir.mkdir(parents=True, exist_ok=True)
         mine = self.sync_dir / f"{run_id}.json"
-        tmp = mine.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"steps": total}))
-        os.replace(tmp, mine)
+        atomic_write_text(mine, json.dumps({"steps": total}))
         deadline = time.time() + 120
         while True:
             found: List[int] = [

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..atomic_file import atomic_write
+from ..atomic_file import atomic_write, atomic_write_text
 
 try:
     import torch
@@ -67,7 +67,7 @@ def write_dataset_meta(root: PathLike, meta: Dict[str, Any]) -> None:
     meta = dict(meta)
     meta.setdefault("format", FORMAT)
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    atomic_write(Path(root) / META_NAME, lambda f: f.write(text.encode("utf-8")))
+    atomic_write_text(Path(root) / META_NAME, text)
 
 
 def read_dataset_meta(root: PathLike) -> Dict[str, Any]:

@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..atomic_file import atomic_write_text
 from .clips import (
     FORMAT,
     FfmpegError,
@@ -239,9 +240,7 @@ def load_state(out: Path) -> Optional[State]:
 
 
 def save_state(out: Path, state: State) -> None:
-    tmp = out / f".{STATE_NAME}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(asdict(state), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out / STATE_NAME)
+    atomic_write_text(out / STATE_NAME, json.dumps(asdict(state), indent=1, sort_keys=True) + "\n")
 
 
 def remove_strays(out: Path, state: State) -> None:
