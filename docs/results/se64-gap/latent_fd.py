@@ -37,7 +37,6 @@ from diffusable.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
 from diffusable.data.datasets import resolve_dataset
 from diffusable.features import FeatureExtractor, random_conv3d
-from diffusable.flow import sample
 from diffusable.frechet import frechet_distance_of
 from diffusable.spectrum import standardised_hf_share
 from diffusable.threads import set_threads
@@ -116,19 +115,7 @@ def measure(out: str, arms, guidance: float = 2.0) -> int:
             g = torch.Generator().manual_seed(0 if "{}" in pattern else seed)
             shape = s.vae.cfg.latent_shape(17, 64, 64)
             noise = torch.randn((len(labels),) + tuple(shape), generator=g)
-            z = torch.cat(
-                [
-                    sample(
-                        s.model,
-                        noise[i : i + 34],
-                        labels[i : i + 34],
-                        steps=12,
-                        guidance=guidance,
-                        null_class=s.cfg.null_class,
-                    )
-                    for i in range(0, len(noise), 34)
-                ]
-            )
+            z = s.latents(noise, labels)
             fr, fz, fn = net(real["z"]), net(z), net(noise)
             tr, tz, tn = tokens(real["z"]), tokens(z), tokens(noise)
             row = {

@@ -29,7 +29,6 @@ from diffusable.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
 from diffusable.data.datasets import resolve_dataset
 from diffusable.features import FeatureExtractor
-from diffusable.flow import sample
 from diffusable.frechet import feature_stats, frechet_distance
 from diffusable.metrics import grid_ratio, grid_steps
 from diffusable.spectrum import block_dct, block_idct, standardised_hf_share
@@ -89,19 +88,8 @@ def main(argv=None) -> int:
 
         def draw(seed, steps):
             noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-            return torch.cat(
-                [
-                    sample(
-                        s.model,
-                        noise[i : i + 34],
-                        labels[i : i + 34],
-                        steps=steps,
-                        guidance=args.guidance,
-                        null_class=s.cfg.null_class,
-                    )
-                    for i in range(0, len(noise), 34)
-                ]
-            )
+            s.steps = steps
+            return s.latents(noise, labels)
 
         for steps in args.steps:
             gain = (e_real / coefficient_energy(draw(GAIN_SEED, steps))).sqrt().clamp(max=1.0)

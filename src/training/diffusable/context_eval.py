@@ -98,6 +98,35 @@ class ContextSampler:
         self.shift = 1.0
 
     @torch.no_grad()
+    def latents(
+        self,
+        noise: torch.Tensor,  # (B, C, T, h, w)
+        labels: torch.Tensor,  # (B,)
+        context: Optional[torch.Tensor] = None,  # (B, C, k, h, w) scaled latents, or None
+        mode: str = "trained",
+    ) -> torch.Tensor:
+        """Sample one window per row: scaled latents (B, C, T, h, w), not decoded."""
+        out = []
+        for i in range(0, len(noise), self.batch):
+            sl = slice(i, i + self.batch)
+            out.append(
+                sample(
+                    self.model,
+                    noise[sl],
+                    labels[sl],
+                    steps=self.steps,
+                    guidance=self.guidance,
+                    null_class=self.cfg.null_class,
+                    context=None if context is None else context[sl],
+                    context_mode=mode,
+                    method=self.method,
+                    guidance_interval=self.guidance_interval,
+                    shift=self.shift,
+                )
+            )
+        return torch.cat(out)
+
+    @torch.no_grad()
     def window(
         self,
         noise: torch.Tensor,  # (B, C, T, h, w)
@@ -106,24 +135,7 @@ class ContextSampler:
         mode: str,
     ) -> torch.Tensor:
         """Sample and decode one window per row: (B, 3, 1 + tf (T - 1), H, W) in [-1, 1]."""
-        out = []
-        for i in range(0, len(noise), self.batch):
-            sl = slice(i, i + self.batch)
-            x0 = sample(
-                self.model,
-                noise[sl],
-                labels[sl],
-                steps=self.steps,
-                guidance=self.guidance,
-                null_class=self.cfg.null_class,
-                context=None if context is None else context[sl],
-                context_mode=mode,
-                method=self.method,
-                guidance_interval=self.guidance_interval,
-                shift=self.shift,
-            )
-            out.append(self.decode(x0))
-        return torch.cat(out)
+        return self.decode(self.latents(noise, labels, context, mode))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
