@@ -127,7 +127,7 @@ const EXPECTED: Record<string, { labels: string[]; points: number[] }> = {
 
 const ARMS = ["baseline", "se", "se-spatial"];
 /** The band charts of the experiment view, in page order. */
-const BAND_CHARTS = ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"];
+const BAND_CHARTS = ["fd_cls3d", "fd_rand3d", "lfd", "class_score", "val_loss"];
 /** The summary's line of a detectable win (fd_rand3d) and of a tie (fd_cls3d), as
  * diffusable.seed_stats words them for the grid fixture. */
 /** The summary's line of fd_rand3d, paired by seed (as run-stats.test.ts derives it by hand). */
@@ -423,8 +423,8 @@ describe("admin page in chromium", { skip }, () => {
           return { key: `${d.metric} ${d.a} ${d.b}`, text: e.textContent };
         }),
       );
-      assert.equal(all.length, 12, "4 metrics × 3 comparisons");
-      assert.equal(new Set(all.map((l) => l.key)).size, 12, "never two lines for one comparison");
+      assert.equal(all.length, 15, "5 metrics × 3 comparisons");
+      assert.equal(new Set(all.map((l) => l.key)).size, 15, "never two lines for one comparison");
       assert.equal(all.find((l) => l.key === "fd_rand3d se baseline")?.text, WIN);
       assert.equal(all.find((l) => l.key === "fd_cls3d se baseline")?.text, TIE);
       // The trade-off: one marker per point of the server's list, at its PSNR and final fd_cls3d.
@@ -476,7 +476,7 @@ describe("admin page in chromium", { skip }, () => {
         ],
       );
       assert.equal(await page.locator("#ae-table tbody tr:first-child td").count(), 3);
-      assert.equal(await page.locator("#reach-table tbody tr[data-arm='se-spatial']").count(), 4);
+      assert.equal(await page.locator("#reach-table tbody tr[data-arm='se-spatial']").count(), 5); // one row per metric
       assert.match(
         (await page.textContent("#grid-arms")) ?? "",
         /se-spatial: 3 seeds \(AE ae-small-se-spatial\)/,

@@ -658,7 +658,7 @@ describe("admin page: the experiment view (arms over seeds)", () => {
         const id = runId(arm, seed);
         const m = metricsOf(readEvents(id, GRID_RUNS_DIR));
         const metrics: SeedSeries["metrics"] = {};
-        for (const name of ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"]) {
+        for (const name of ["fd_cls3d", "fd_rand3d", "lfd", "class_score", "val_loss"]) {
           metrics[name] = m.get(`eval/${name}`) ?? [];
         }
         return { seed, runId: id, metrics };
@@ -750,7 +750,7 @@ describe("admin page: the experiment view (arms over seeds)", () => {
     const grid = (await (await get()).json()) as Grid;
     assert.deepEqual(
       grid.summary.metrics.map((l) => [l.metric, l.head]),
-      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"].map((m) => [
+      ["fd_cls3d", "fd_rand3d", "lfd", "class_score", "val_loss"].map((m) => [
         m,
         `${m} (${m === "class_score" ? "higher" : "lower"} is better), paired by seed (n=3)`,
       ]),
@@ -759,7 +759,7 @@ describe("admin page: the experiment view (arms over seeds)", () => {
       grid.charts
         .filter((c) => c.kind === "relative")
         .map((c) => [c.id, c.series.map((s) => s.arm)]),
-      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"].map((m) => [
+      ["fd_cls3d", "fd_rand3d", "lfd", "class_score", "val_loss"].map((m) => [
         `${m}-relative`,
         ["se", "se-spatial"],
       ]),

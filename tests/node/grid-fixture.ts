@@ -5,7 +5,8 @@
 // The values are chosen so that fd_rand3d shows a detectable SE win over the baseline (se lower
 // by about 20%, seeds within ±3%), fd_cls3d and val_loss a tie (seeds spread wider than the arms
 // differ), and class_score a detectable SE win (higher); se reaches the baseline's final mean
-// fd_rand3d at step 200 in two seeds and 300 in one.
+// fd_rand3d at step 200 in two seeds and 300 in one. lfd (the samples' latents against the data's,
+// over the noise's distance) shows a detectable SE win too (se about 30% lower).
 
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -47,18 +48,21 @@ export const FINALS: Record<string, Record<string, [number, number, number]>> = 
     fd_cls3d: [5.0, 5.6, 4.7],
     class_score: [0.4, 0.44, 0.38],
     val_loss: [0.62, 0.58, 0.66],
+    lfd: [0.3, 0.33, 0.28],
   },
   se: {
     fd_rand3d: [8.0, 8.3, 7.9],
     fd_cls3d: [5.2, 4.6, 5.5],
     class_score: [0.52, 0.55, 0.5],
     val_loss: [0.6, 0.65, 0.57],
+    lfd: [0.21, 0.24, 0.19],
   },
   "se-spatial": {
     fd_rand3d: [9.0, 9.5, 8.8],
     fd_cls3d: [5.1, 5.3, 4.9],
     class_score: [0.45, 0.41, 0.47],
     val_loss: [0.63, 0.59, 0.61],
+    lfd: [0.27, 0.28, 0.25],
   },
 };
 
@@ -67,6 +71,7 @@ const START: Record<string, number> = {
   fd_cls3d: 20,
   class_score: 1 / 17,
   val_loss: 1.5,
+  lfd: 1.0,
 };
 
 export const runId = (arm: string, seed: number) => `dit-grid-${arm}-s${seed}`;
@@ -159,6 +164,7 @@ function events(arm: string, seed: number, index: number): Record<string, unknow
       step,
       fd_rand3d: v("fd_rand3d"),
       fd_cls3d: v("fd_cls3d"),
+      lfd: v("lfd"),
       ...metric,
       n_generated: 128,
       n_real: 128,

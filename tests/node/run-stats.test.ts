@@ -23,6 +23,7 @@ import {
   metricLines,
   pairedCurve,
   pairedLogRelDiff,
+  SEED_METRICS,
   type SeedStats,
   sampleSd,
   seedStats,
@@ -322,13 +323,19 @@ describe("the grid fixture through the registry", () => {
     assert.equal(line("fd_cls3d", "se", "baseline")?.verdict, null);
     assert.match(line("class_score", "se", "baseline")?.text ?? "", /: se higher by /);
     assert.equal(line("class_score", "se", "baseline")?.verdict, "a");
-    assert.equal(grid.summary.lines.length, 4 * 3, "four metrics, three comparisons");
+    // lfd (decoder-free) is summarised like the others: the fixture's se is ~30% lower
+    assert.match(
+      line("lfd", "se", "baseline")?.text ?? "",
+      /^lfd \(lower is better\).*: se lower by /,
+    );
+    assert.equal(line("lfd", "se", "baseline")?.verdict, "a");
+    assert.equal(grid.summary.lines.length, 5 * 3, "five metrics, three comparisons");
   });
 
   test("the charts: per metric the arms relative to the baseline, then a band per arm", () => {
     assert.deepEqual(
       grid.charts.map((c) => [c.id, c.kind]),
-      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"].flatMap((m) => [
+      ["fd_cls3d", "fd_rand3d", "lfd", "class_score", "val_loss"].flatMap((m) => [
         [`${m}-relative`, "relative"],
         [m, "absolute"],
       ]),
@@ -356,7 +363,7 @@ describe("the grid fixture through the registry", () => {
     const lines = grid.summary.metrics;
     assert.deepEqual(
       lines.map((l) => l.metric),
-      ["fd_cls3d", "fd_rand3d", "class_score", "val_loss"],
+      ["fd_cls3d", "fd_rand3d", "lfd", "class_score", "val_loss"],
     );
     for (const l of lines) {
       const cs = grid.stats.comparisons.filter((c) => c.metric === l.metric);
@@ -466,6 +473,24 @@ describe("the grid fixture through the registry", () => {
     );
     const py = JSON.parse(res.stdout) as SeedStats;
     const ts = grid.stats;
+    // one list in two languages: the same metrics, the same way better, the same order
+    const listed = spawnSync(
+      PYTHON,
+      [
+        "-c",
+        "import json; from diffusable.seed_stats import METRICS; print(json.dumps(list(METRICS.items())))",
+      ],
+      {
+        cwd: REPO_ROOT,
+        encoding: "utf8",
+        env: { ...process.env, PYTHONPATH: join(REPO_ROOT, "src/training") },
+      },
+    );
+    assert.equal(listed.status, 0, listed.stderr);
+    assert.deepEqual(
+      JSON.parse(listed.stdout),
+      SEED_METRICS.map((m) => [m.name, m.better]),
+    );
     assert.deepEqual(Object.keys(py.arms).sort(), Object.keys(ts.arms).sort());
     const num = (a: unknown, b: unknown, what: string) => {
       if (b === null || b === undefined) return assert.equal(a ?? null, null, what);

@@ -187,6 +187,9 @@ def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
         assert e["fd_rand3d"] >= 0 and e["metric"] == "fd_rand3d" and e["extractor_hash"]
         assert e["n_generated"] == 6 and 0 <= e["class_score"] <= 1
         assert e["grid_ratio"] > 0  # of the decoded samples
+        # decoder-free: the samples' latents against the training latents, over the noise's
+        assert e["lfd"] == pytest.approx(e["lfd_raw"] / e["lfd_extractor"]["noise_fd"])
+        assert e["lfd"] > 0 and e["lfd_extractor"]["n_real"] > 0
         # the trained-network distance beside the random one, each with its extractor's identity
         assert e["fd_cls3d"] >= 0 and e["extractors"]["fd_cls3d"]["extractor"] == "cls3d"
         assert e["extractors"]["fd_cls3d"]["classifier_key"]

@@ -76,3 +76,34 @@ def test_classifier_features_rise_along_the_ladder():
     # ladder is measured by `python3 -m diffusable.degrade` (RESULTS.md).
     row = table["noise"]
     assert row[-1] > 1.5 * row[0] and all(b >= 0.95 * a for a, b in zip(row, row[1:])), row
+
+
+def smooth_latents(n: int, seed: int, smoothing: int = 1) -> torch.Tensor:
+    """Latent-like fields (n, 8, 3, 8, 8): `smoothing` 3x3 box filters of white noise in space,
+    unit variance, channels mixed by one fixed rotation, offset (as real latents are)."""
+    z = torch.randn(n, 8, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    for _ in range(smoothing):
+        z = torch.nn.functional.avg_pool3d(
+            z, (1, 3, 3), stride=1, padding=(0, 1, 1), count_include_pad=False
+        )
+    mix = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(99)))[0]
+    return torch.einsum("dc,bcthw->bdthw", mix, z / z.std()) + 0.5
+
+
+def test_latent_fd_separates_real_latents_from_degraded_ones():
+    from diffusable.features import LatentFD
+
+    noise = torch.randn(96, 8, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    lfd = LatentFD(smooth_latents(256, 1), noise)
+    held_out = smooth_latents(96, 2)
+    # blended with the noise as the sampler's path at time t (the fixture's variance dips
+    # below either end near t = 0.5, so the ladder stops short of it)
+    blended = [lfd((1 - t) * held_out + t * noise) for t in (0.0, 0.1, 0.2, 0.3)]
+    assert blended == sorted(blended) and blended[0] < 0.2 and lfd(noise) == 1.0
+    # the same mean, variance and channel mixing with the wrong spatial correlation (white,
+    # or smoothed twice or three times): further from the data than held-out latents
+    for smoothing in (0, 2, 3):
+        assert lfd(smooth_latents(96, 2, smoothing)) > 1.3 * blended[0]
+    info = lfd.describe()
+    assert info["metric"] == "lfd" and info["n_real"] == 256 and info["extractor_hash"]
+    assert LatentFD(smooth_latents(256, 1), noise).hash == lfd.hash  # fixed weights

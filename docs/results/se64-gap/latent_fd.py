@@ -29,14 +29,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from diffusable.classifier import ClassifierConfig, get_classifier
 from diffusable.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
 from diffusable.data.datasets import resolve_dataset
-from diffusable.features import FeatureExtractor, random_conv3d
+from diffusable.features import FeatureExtractor, LatentRand3D
 from diffusable.frechet import frechet_distance_of
 from diffusable.spectrum import standardised_hf_share
 from diffusable.threads import set_threads
@@ -52,26 +50,11 @@ SEEDS = (0, 1, 2)
 REAL = 544  # train clips encoded per arm (32 a class)
 
 
-class LatentRand3D(nn.Module):
-    """Two random 3D conv stages over a (B, 64, 5, 8, 8) latent; mean and std of each stage."""
-
-    def __init__(self, channels=64, widths=(128, 256), seed=0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        convs, c = [], channels
-        for i, w in enumerate(widths):
-            convs.append(random_conv3d(c, w, (1, 1 + i, 1 + i), g))
-            c = w
-        self.convs = nn.ModuleList(convs)
-        self.requires_grad_(False).eval()
-
-    def forward(self, z):
-        feats = []
-        for conv in self.convs:
-            z = F.leaky_relu(conv(z), 0.2)
-            flat = z.flatten(2)
-            feats += [flat.mean(2), flat.std(2)]
-        return torch.cat(feats, 1).double().numpy()
+def latent_features(channels: int):
+    """features.LatentRand3D (the trainer's `lfd` since session 27; this script's own copy until
+    then, the same weights): (B, C, t, h, w) -> (B, 768) float64 numpy."""
+    net = LatentRand3D(channels)
+    return lambda z: net(z).double().numpy()
 
 
 def tokens(z):  # (B, C, T, h, w) -> (B*T*h*w, C)
@@ -87,7 +70,7 @@ def measure(out: str, arms, guidance: float = 2.0) -> int:
             t0 = time.time()
             s = ContextSampler(Path(pattern.format(seed)), 12, guidance)
             # the same weights for every arm of one channel count
-            net = LatentRand3D(s.vae.cfg.latent_channels)
+            net = latent_features(s.vae.cfg.latent_channels)
             ae_key = str(s.vae.latent_scale.sum().item())
             if arm not in real_cache:
                 root = resolve_dataset("procedural", s.vae.cfg)
@@ -149,7 +132,7 @@ def check(out: str, arms) -> int:
     rows = []
     for arm, pattern in arms.items():
         s = ContextSampler(Path(pattern.format(0)), 12, 2.0)
-        net = LatentRand3D(s.vae.cfg.latent_channels)
+        net = latent_features(s.vae.cfg.latent_channels)
         root = resolve_dataset("procedural", s.vae.cfg)
         train, val = ClipDataset(root, "train"), ClipDataset(root, "val")
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:REAL]

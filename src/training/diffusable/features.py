@@ -11,6 +11,12 @@ draw. Logged as `fd_cls3d` with the classifier's weight hash (its record's `weig
 key and val accuracy, N and preprocessing. It is a Fréchet distance on a trained network of our
 own, NOT FVD either.
 
+`lfd` (features of latents, not videos): how far a denoiser's generated latents are from its own
+encoded training latents, before any decoder, as a share of the Gaussian noise's distance from
+them: `LatentFD`. Decoder-free, so it separates what a latent space does to the denoiser from what
+the decoder does to the samples; a ratio, so it reads across latent spaces whose raw distances
+differ (0 = the data, 1 = where sampling starts; held-out real latents ~0.1 at N = 136).
+
 `i3d`: FVD proper, from I3D Kinetics-400 logits (`i3d.py`), only when the user supplies the
 weights file: `FeatureExtractor.i3d(path)`, logged as `fvd_i3d` with the sha256 of that file.
 """
@@ -26,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .frechet import feature_stats, frechet_distance
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,70 @@ class ClassifierFeatures(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, 3, T, S, S), S = its size
         return self.classifier.features(video)  # (B, 4 * width)
+
+
+class LatentRand3D(nn.Module):
+    """Two fixed random 3D conv stages over a scaled latent (B, C, t, h, w); the global mean and
+    std of each stage. No temporal stride: a latent has only a few frames."""
+
+    def __init__(self, channels: int, widths=(128, 256), seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        convs, c = [], channels
+        for i, w in enumerate(widths):
+            convs.append(random_conv3d(c, w, (1, 1 + i, 1 + i), g))  # stride 1, then 2 in space
+            c = w
+        self.convs = nn.ModuleList(convs)
+        self.requires_grad_(False).eval()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, C, t, h, w)
+        feats = []
+        for conv in self.convs:
+            z = F.leaky_relu(conv(z), 0.2)
+            flat = z.flatten(2)
+            feats += [flat.mean(2), flat.std(2)]
+        return torch.cat(feats, 1)  # (B, 2 * sum(widths))
+
+
+class LatentFD:
+    """`lfd` = FD(real latents, generated) / FD(real latents, the noise sampling started from),
+    both on LatentRand3D features. `real` and every generated batch are scaled latents (what the
+    denoiser sees); `noise` is the sampler's starting noise, the same N as the generated batch, so
+    the two distances carry the same small-sample bias."""
+
+    metric = "lfd"
+
+    def __init__(self, real: torch.Tensor, noise: torch.Tensor, seed: int = 0):
+        self.net = LatentRand3D(real.shape[1], seed=seed)
+        self.hash = weights_hash(self.net)
+        self.n_real = len(real)
+        self.real = feature_stats(self.features(real))
+        self.noise_fd = frechet_distance(*self.real, *feature_stats(self.features(noise)))
+
+    @torch.no_grad()
+    def features(self, z: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+        return np.concatenate(
+            [
+                self.net(z[i : i + batch_size].float().cpu()).double().numpy()
+                for i in range(0, len(z), batch_size)
+            ]
+        )
+
+    def distance(self, z: torch.Tensor) -> float:
+        """The raw Fréchet distance of generated latents `z` from the real ones."""
+        return frechet_distance(*self.real, *feature_stats(self.features(z)))
+
+    def __call__(self, z: torch.Tensor) -> float:
+        return self.distance(z) / self.noise_fd
+
+    def describe(self) -> Dict:
+        return {
+            "metric": self.metric,
+            "extractor": "latent_rand3d",
+            "extractor_hash": self.hash,
+            "n_real": self.n_real,
+            "noise_fd": self.noise_fd,
+        }
 
 
 def weights_hash(model: nn.Module) -> str:

@@ -45,6 +45,7 @@ METRICS: Dict[str, str] = {
     "fd_cls3d": "lower",
     "fd_rand3d": "lower",
     "fvd_i3d": "lower",
+    "lfd": "lower",  # the samples' latents from the data's, before the decoder (features.py)
     "class_score": "higher",
     "val_loss": "lower",
     "grid_ratio": "lower",  # of the samples (8-px block edges over block insides; real ~1.0)

@@ -34,7 +34,7 @@ from .classifier import (
 from .sample_sheet import contact_sheet
 from .denoiser import DENOISER_CONFIGS, Denoiser, get_denoiser_config
 from .events import portable_path
-from .features import FeatureExtractor
+from .features import FeatureExtractor, LatentFD
 from .flow import draw_context, drop_labels, flow_pair, sample, sample_time
 from .frechet import feature_stats, frechet_distance
 from .latent_cache import ae_checkpoint, build_latent_cache, load_latents
@@ -71,6 +71,8 @@ class DiffusionTrainConfig(LoopConfig):
     # Share of training examples given their first latent frames clean (docs/sampler.md): 0 = a
     # label-only denoiser; > 0 trains image-to-video and extension into the same model.
     context_prob: float = 0.0
+    # `lfd` (features.LatentFD): the encoded training latents its reference is drawn from.
+    lfd_real: int = 544
 
 
 PRESETS: Dict[str, DiffusionTrainConfig] = {
@@ -241,6 +243,11 @@ def main(argv=None) -> int:
     eval_noise = torch.randn((cfg.eval_samples,) + tuple(latents.shape[1:]), generator=g_eval)
     eval_labels = torch.arange(cfg.eval_samples) % len(classes)
     val_set = validation_set(cache, cfg, g_eval)
+    # Decoder-free: the samples' latents against the training latents, before any decoder. Its
+    # own generator, so adding it left every earlier draw (eval noise, clips) as it was.
+    g_lfd = torch.Generator().manual_seed(cfg.eval_seed)
+    lfd_idx = torch.randperm(len(latents), generator=g_lfd)[: cfg.lfd_real]
+    latent_fd = LatentFD(latents[lfd_idx], eval_noise)
 
     # ---------------------------------------------------------------- model
     torch.manual_seed(cfg.seed)
@@ -330,7 +337,7 @@ def main(argv=None) -> int:
     def evaluate() -> Dict:
         t0 = time.time()
         attach_classifier()
-        videos = []
+        videos, zs = [], []
         for i in range(0, cfg.eval_samples, 32):
             x0 = sample(
                 ema,
@@ -341,8 +348,10 @@ def main(argv=None) -> int:
                 null_class=model_cfg.null_class,
                 method=cfg.sample_method,
             )
+            zs.append(x0.float().cpu())
             videos.append(vae.decode_scaled(x0).clamp(-1, 1).cpu())
         video = torch.cat(videos)
+        lfd_raw = latent_fd.distance(torch.cat(zs))
         fds = {
             x.metric: frechet_distance(*real_stats[x.metric], *feature_stats(x.features(video)))
             for x in extractors
@@ -369,6 +378,9 @@ def main(argv=None) -> int:
             **fds,
             **extractors[0].describe(),
             "extractors": {x.metric: x.describe() for x in extractors},
+            "lfd": lfd_raw / latent_fd.noise_fd,
+            "lfd_raw": lfd_raw,
+            "lfd_extractor": latent_fd.describe(),
             "val_loss": sum(by_t) / len(by_t),
             **{f"val_loss_t{i}": v for i, v in enumerate(by_t)},
             "val_loss_t_edges": [i / cfg.val_buckets for i in range(cfg.val_buckets + 1)],
@@ -444,7 +456,7 @@ def main(argv=None) -> int:
         if step % cfg.eval_every:
             evaluate()
         save(final=True)
-        kept = [x.metric for x in extractors] + ["class_score", "val_loss"]
+        kept = [x.metric for x in extractors] + ["lfd", "class_score", "val_loss"]
         run.complete(step, **{k: last_eval.get(k) for k in kept})
     del train_model  # the DDP wrapper goes before its process group (see train_ae)
     run.close()

@@ -236,8 +236,11 @@ const TITLES: Record<string, string> = {
   fd_cls3d: "fd_cls3d (classifier features) against diffusion steps",
   fd_rand3d: "fd_rand3d (random 3D features) against diffusion steps",
   fvd_i3d: "fvd_i3d against diffusion steps",
+  lfd: "lfd (samples' latents from the data's, before the decoder) against diffusion steps",
   class_score: "class score against diffusion steps",
   val_loss: "validation loss against diffusion steps",
+  grid_ratio:
+    "grid ratio of the samples (8-px block edges over block insides) against diffusion steps",
 };
 
 /** Each other arm relative to the reference arm over eval steps, in %, paired by seed. */

@@ -22,8 +22,10 @@ export const SEED_METRICS: readonly MetricSpec[] = [
   { name: "fd_cls3d", better: "lower" },
   { name: "fd_rand3d", better: "lower" },
   { name: "fvd_i3d", better: "lower" },
+  { name: "lfd", better: "lower" },
   { name: "class_score", better: "higher" },
   { name: "val_loss", better: "lower" },
+  { name: "grid_ratio", better: "lower" },
 ];
 
 /** The arms, in display order; the first is the reference of steps_to_reach. */
