@@ -190,6 +190,7 @@ def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
         # decoder-free: the samples' latents against the training latents, over the noise's
         assert e["lfd"] == pytest.approx(e["lfd_raw"] / e["lfd_extractor"]["noise_fd"])
         assert e["lfd"] > 0 and e["lfd_extractor"]["n_real"] > 0
+        assert 0 < e["lfd_extractor"]["floor"] < 1  # held-out real latents: nearer than noise
         # the trained-network distance beside the random one, each with its extractor's identity
         assert e["fd_cls3d"] >= 0 and e["extractors"]["fd_cls3d"]["extractor"] == "cls3d"
         assert e["extractors"]["fd_cls3d"]["classifier_key"]

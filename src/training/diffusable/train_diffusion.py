@@ -248,6 +248,10 @@ def main(argv=None) -> int:
     g_lfd = torch.Generator().manual_seed(cfg.eval_seed)
     lfd_idx = torch.randperm(len(latents), generator=g_lfd)[: cfg.lfd_real]
     latent_fd = LatentFD(latents[lfd_idx], eval_noise)
+    # Its floor on this latent space: held-out real latents, as many as the samples (the part of
+    # lfd that is small-sample bias, which differs a little between spaces).
+    floor_idx = torch.randperm(len(val_set["x0"]), generator=g_lfd)[: cfg.eval_samples]
+    lfd_floor = {"floor": latent_fd(val_set["x0"][floor_idx]), "n_floor": len(floor_idx)}
 
     # ---------------------------------------------------------------- model
     torch.manual_seed(cfg.seed)
@@ -380,7 +384,7 @@ def main(argv=None) -> int:
             "extractors": {x.metric: x.describe() for x in extractors},
             "lfd": lfd_raw / latent_fd.noise_fd,
             "lfd_raw": lfd_raw,
-            "lfd_extractor": latent_fd.describe(),
+            "lfd_extractor": {**latent_fd.describe(), **lfd_floor},
             "val_loss": sum(by_t) / len(by_t),
             **{f"val_loss_t{i}": v for i, v in enumerate(by_t)},
             "val_loss_t_edges": [i / cfg.val_buckets for i in range(cfg.val_buckets + 1)],
