@@ -127,6 +127,18 @@ def validation_loss(model: nn.Module, val: Dict, null_class: int, batch: int = 6
     return out
 
 
+def lfd_reference(latents, val_latents, eval_noise, cfg: DiffusionTrainConfig):
+    """Decoder-free: the `lfd` of a run's samples (features.LatentFD: their latents against the
+    training latents, before any decoder) and its floor on this latent space, held-out real
+    latents as many as the samples (the part of lfd that is small-sample bias, which differs a
+    little between spaces). Its own generator, so adding it left every earlier draw as it was."""
+    g = torch.Generator().manual_seed(cfg.eval_seed)
+    idx = torch.randperm(len(latents), generator=g)[: cfg.lfd_real]
+    latent_fd = LatentFD(latents[idx], eval_noise)
+    floor_idx = torch.randperm(len(val_latents), generator=g)[: cfg.eval_samples]
+    return latent_fd, {"floor": latent_fd(val_latents[floor_idx]), "n_floor": len(floor_idx)}
+
+
 def warm_start(path: Path, model: nn.Module, ema: nn.Module, model_cfg, ae: Path) -> Dict:
     """Load a finished (or stopped) denoiser's EMA weights into `model` and `ema`: how a run
     continues past its schedule's end (a new warm-up and cosine, a fresh AdamW) without
@@ -243,15 +255,7 @@ def main(argv=None) -> int:
     eval_noise = torch.randn((cfg.eval_samples,) + tuple(latents.shape[1:]), generator=g_eval)
     eval_labels = torch.arange(cfg.eval_samples) % len(classes)
     val_set = validation_set(cache, cfg, g_eval)
-    # Decoder-free: the samples' latents against the training latents, before any decoder. Its
-    # own generator, so adding it left every earlier draw (eval noise, clips) as it was.
-    g_lfd = torch.Generator().manual_seed(cfg.eval_seed)
-    lfd_idx = torch.randperm(len(latents), generator=g_lfd)[: cfg.lfd_real]
-    latent_fd = LatentFD(latents[lfd_idx], eval_noise)
-    # Its floor on this latent space: held-out real latents, as many as the samples (the part of
-    # lfd that is small-sample bias, which differs a little between spaces).
-    floor_idx = torch.randperm(len(val_set["x0"]), generator=g_lfd)[: cfg.eval_samples]
-    lfd_floor = {"floor": latent_fd(val_set["x0"][floor_idx]), "n_floor": len(floor_idx)}
+    latent_fd, lfd_floor = lfd_reference(latents, val_set["x0"], eval_noise, cfg)
 
     # ---------------------------------------------------------------- model
     torch.manual_seed(cfg.seed)
