@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from diffusable.features import noise_equivalent_t
 from diffusable.denoiser import Denoiser, get_denoiser_config, sincos_3d
 from diffusable.flow import drop_labels, flow_pair, sample, sample_time
 from perturb import perturbed_model
@@ -191,6 +192,9 @@ def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
         assert e["lfd"] == pytest.approx(e["lfd_raw"] / e["lfd_extractor"]["noise_fd"])
         assert e["lfd"] > 0 and e["lfd_extractor"]["n_real"] > 0
         assert 0 < e["lfd_extractor"]["floor"] < 1  # held-out real latents: nearer than noise
+        ladder = {t: v for t, v in e["lfd_extractor"]["ladder"]}
+        assert ladder[0.0] == e["lfd_extractor"]["floor"]
+        assert e["lfd_t"] == pytest.approx(noise_equivalent_t(e["lfd"], ladder))
         # the trained-network distance beside the random one, each with its extractor's identity
         assert e["fd_cls3d"] >= 0 and e["extractors"]["fd_cls3d"]["extractor"] == "cls3d"
         assert e["extractors"]["fd_cls3d"]["classifier_key"]

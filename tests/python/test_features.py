@@ -1,6 +1,7 @@
 """The Fréchet metrics (fd_rand3d, fd_cls3d) rise along the degradation ladder."""
 
 import numpy as np
+import pytest
 import torch
 
 from diffusable.degrade import DEGRADATIONS, STRENGTHS, ladder, ladder_concordance
@@ -107,3 +108,20 @@ def test_latent_fd_separates_real_latents_from_degraded_ones():
     info = lfd.describe()
     assert info["metric"] == "lfd" and info["n_real"] == 256 and info["extractor_hash"]
     assert LatentFD(smooth_latents(256, 1), noise).hash == lfd.hash  # fixed weights
+
+
+def test_noise_equivalent_t_reads_lfd_on_the_spaces_own_ladder():
+    from diffusable.features import noise_equivalent_t
+
+    ladder = {0.0: 0.1, 0.1: 0.14, 0.2: 0.23, 0.5: 0.57, 1.0: 1.0}
+    assert noise_equivalent_t(0.05, ladder) == 0.0  # below the floor: as good as real latents
+    assert noise_equivalent_t(0.1, ladder) == 0.0
+    assert noise_equivalent_t(0.14, ladder) == pytest.approx(0.1)
+    assert noise_equivalent_t(0.185, ladder) == pytest.approx(0.15)
+    assert noise_equivalent_t(2.0, ladder) == 1.0
+    # two spaces, one lfd: the space that moves less under the same noise is further along
+    smoother = {0.0: 0.1, 0.1: 0.12, 0.2: 0.2, 0.5: 0.52, 1.0: 1.0}
+    assert noise_equivalent_t(0.15, smoother) > noise_equivalent_t(0.15, ladder)
+    # a ladder that dips past t = 0.5 (a blend's variance is lowest there): the first bracket
+    dip = {0.0: 0.1, 0.3: 0.6, 0.5: 1.1, 1.0: 1.0}
+    assert noise_equivalent_t(1.05, dip) == pytest.approx(0.3 + 0.2 * 0.45 / 0.5)

@@ -171,6 +171,33 @@ class LatentFD:
         }
 
 
+# The blends (1 - t) z + t n of held-out real latents z and Gaussian noise n along which `lfd` is
+# read as a noise-equivalent t (noise_equivalent_t); 1.0 is the noise itself.
+LFD_LADDER = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+
+
+def lfd_ladder(lfd: LatentFD, held_out: torch.Tensor, noise: torch.Tensor) -> Dict[float, float]:
+    """`lfd` of held-out real latents blended with `noise` at each t of LFD_LADDER."""
+    return {t: lfd((1 - t) * held_out + t * noise) for t in LFD_LADDER}
+
+
+def noise_equivalent_t(value: float, ladder: Dict[float, float]) -> float:
+    """The t at which the blended real latents' `lfd` equals `value`, linear between the ladder's
+    rungs: 0 at or below the floor (t = 0), 1 at or beyond the noise. Latent spaces scale `lfd`
+    differently (a smoother space moves less under the same noise), so a ratio of two spaces'
+    `lfd` can differ where their samples are equally far along the path from noise to data; t
+    reads alike in both. The first rung pair that brackets `value` counts (the ladder need not
+    rise past t = 0.5, where a blend's variance is lowest)."""
+    ts = sorted(ladder)
+    if value <= ladder[ts[0]]:
+        return 0.0
+    for a, b in zip(ts, ts[1:]):
+        lo, hi = ladder[a], ladder[b]
+        if min(lo, hi) <= value <= max(lo, hi):
+            return a + (b - a) * (value - lo) / (hi - lo) if hi != lo else a
+    return 1.0
+
+
 def weights_hash(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):

@@ -46,6 +46,7 @@ METRICS: Dict[str, str] = {
     "fd_rand3d": "lower",
     "fvd_i3d": "lower",
     "lfd": "lower",  # the samples' latents from the data's, before the decoder (features.py)
+    "lfd_t": "lower",  # lfd read as a noise-equivalent t on its own space's ladder
     "class_score": "higher",
     "val_loss": "lower",
     "grid_ratio": "lower",  # of the samples (8-px block edges over block insides; real ~1.0)

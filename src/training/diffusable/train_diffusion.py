@@ -34,7 +34,7 @@ from .classifier import (
 from .sample_sheet import contact_sheet
 from .denoiser import DENOISER_CONFIGS, Denoiser, get_denoiser_config
 from .events import portable_path
-from .features import FeatureExtractor, LatentFD
+from .features import FeatureExtractor, LatentFD, lfd_ladder, noise_equivalent_t
 from .flow import draw_context, drop_labels, flow_pair, sample, sample_time
 from .frechet import feature_stats, frechet_distance
 from .latent_cache import ae_checkpoint, build_latent_cache, load_latents
@@ -129,14 +129,16 @@ def validation_loss(model: nn.Module, val: Dict, null_class: int, batch: int = 6
 
 def lfd_reference(latents, val_latents, eval_noise, cfg: DiffusionTrainConfig):
     """Decoder-free: the `lfd` of a run's samples (features.LatentFD: their latents against the
-    training latents, before any decoder) and its floor on this latent space, held-out real
-    latents as many as the samples (the part of lfd that is small-sample bias, which differs a
-    little between spaces). Its own generator, so adding it left every earlier draw as it was."""
+    training latents, before any decoder), and this latent space's ladder: held-out real latents,
+    as many as the samples, blended with noise (features.lfd_ladder). Its t = 0 rung is the floor
+    (the part of lfd that is small-sample bias); the ladder turns an evaluation's lfd into its
+    noise-equivalent t. Its own generator, so adding it left every earlier draw as it was."""
     g = torch.Generator().manual_seed(cfg.eval_seed)
     idx = torch.randperm(len(latents), generator=g)[: cfg.lfd_real]
     latent_fd = LatentFD(latents[idx], eval_noise)
-    floor_idx = torch.randperm(len(val_latents), generator=g)[: cfg.eval_samples]
-    return latent_fd, {"floor": latent_fd(val_latents[floor_idx]), "n_floor": len(floor_idx)}
+    held_out = val_latents[torch.randperm(len(val_latents), generator=g)[: cfg.eval_samples]]
+    ladder = lfd_ladder(latent_fd, held_out, torch.randn(held_out.shape, generator=g))
+    return latent_fd, {"floor": ladder[0.0], "n_floor": len(held_out), "ladder": ladder}
 
 
 def warm_start(path: Path, model: nn.Module, ema: nn.Module, model_cfg, ae: Path) -> Dict:
@@ -387,8 +389,13 @@ def main(argv=None) -> int:
             **extractors[0].describe(),
             "extractors": {x.metric: x.describe() for x in extractors},
             "lfd": lfd_raw / latent_fd.noise_fd,
+            "lfd_t": noise_equivalent_t(lfd_raw / latent_fd.noise_fd, lfd_floor["ladder"]),
             "lfd_raw": lfd_raw,
-            "lfd_extractor": {**latent_fd.describe(), **lfd_floor},
+            "lfd_extractor": {
+                **latent_fd.describe(),
+                **lfd_floor,
+                "ladder": [[t, v] for t, v in lfd_floor["ladder"].items()],
+            },
             "val_loss": sum(by_t) / len(by_t),
             **{f"val_loss_t{i}": v for i, v in enumerate(by_t)},
             "val_loss_t_edges": [i / cfg.val_buckets for i in range(cfg.val_buckets + 1)],
@@ -464,7 +471,7 @@ def main(argv=None) -> int:
         if step % cfg.eval_every:
             evaluate()
         save(final=True)
-        kept = [x.metric for x in extractors] + ["lfd", "class_score", "val_loss"]
+        kept = [x.metric for x in extractors] + ["lfd", "lfd_t", "class_score", "val_loss"]
         run.complete(step, **{k: last_eval.get(k) for k in kept})
     del train_model  # the DDP wrapper goes before its process group (see train_ae)
     run.close()

@@ -23,6 +23,7 @@ export const SEED_METRICS: readonly MetricSpec[] = [
   { name: "fd_rand3d", better: "lower" },
   { name: "fvd_i3d", better: "lower" },
   { name: "lfd", better: "lower" },
+  { name: "lfd_t", better: "lower" },
   { name: "class_score", better: "higher" },
   { name: "val_loss", better: "lower" },
   { name: "grid_ratio", better: "lower" },
