@@ -237,7 +237,8 @@ const TITLES: Record<string, string> = {
   fd_rand3d: "fd_rand3d (random 3D features) against diffusion steps",
   fvd_i3d: "fvd_i3d against diffusion steps",
   lfd: "lfd (samples' latents from the data's, before the decoder) against diffusion steps",
-  lfd_t: "lfd as a noise-equivalent t (held-out latents blended with noise to the same lfd) against diffusion steps",
+  lfd_t:
+    "lfd as a noise-equivalent t (held-out latents blended with noise to the same lfd) against diffusion steps",
   class_score: "class score against diffusion steps",
   val_loss: "validation loss against diffusion steps",
   grid_ratio:
