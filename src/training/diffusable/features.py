@@ -14,8 +14,9 @@ own, NOT FVD either.
 `lfd` (features of latents, not videos): how far a denoiser's generated latents are from its own
 encoded training latents, before any decoder, as a share of the Gaussian noise's distance from
 them: `LatentFD`. Decoder-free, so it separates what a latent space does to the denoiser from what
-the decoder does to the samples; a ratio, so it reads across latent spaces whose raw distances
-differ (0 = the data, 1 = where sampling starts; held-out real latents ~0.1 at N = 136).
+the decoder does to the samples (0 = the data, 1 = where sampling starts; held-out real latents
+~0.1 at N = 136). Latent spaces scale it differently (a smoother space moves less under the same
+noise), so across spaces read it on each space's own ladder: `noise_equivalent_t` (`lfd_t`).
 
 `i3d`: FVD proper, from I3D Kinetics-400 logits (`i3d.py`), only when the user supplies the
 weights file: `FeatureExtractor.i3d(path)`, logged as `fvd_i3d` with the sha256 of that file.
