@@ -9,7 +9,7 @@ variance on training data, what the denoiser sees). Against the arm's own encode
 - `lfd`: a Frechet distance on fixed random 3D-conv features of the latent (the same weights for
   every arm: all three have 64 channels), divided by the same distance for the starting Gaussian
   noise. The share of the way from noise to the data the sampler has not covered; 0 is perfect.
-  A ratio, so it can be read across latent spaces whose raw distances differ.
+  A ratio, but spaces scale it differently: session 27 reads it on each space's ladder (`lfd_t`).
 - `tok_fd`: the same ratio for the distribution of single latent tokens (64-vectors).
 - `hf_share`: the standardised HF share of the generated latents beside the real ones' (does
   the sampler reproduce each space's spectrum?).
