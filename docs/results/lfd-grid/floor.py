@@ -15,12 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from diffusable.data.clips import ClipDataset
 from diffusable.latent_cache import load_latents
 from diffusable.threads import set_threads
-from diffusable.train_diffusion import DiffusionTrainConfig, lfd_reference, validation_set
+from diffusable.train_diffusion import DiffusionTrainConfig, eval_draws, lfd_reference
 
 
 def floor_of(run: Path) -> dict:
@@ -29,11 +27,8 @@ def floor_of(run: Path) -> dict:
     cfg = DiffusionTrainConfig(**{k: v for k, v in config["train"].items() if k in fields})
     cache = Path(config["latent_cache"])
     latents, _, info = load_latents(cache, "train")
-    # train_diffusion's draws from its eval generator, in its order
-    g_eval = torch.Generator().manual_seed(cfg.eval_seed)
-    torch.randperm(len(ClipDataset(Path(info["data"]), "train")), generator=g_eval)
-    eval_noise = torch.randn((cfg.eval_samples,) + tuple(latents.shape[1:]), generator=g_eval)
-    val = validation_set(cache, cfg, g_eval)
+    n_clips = len(ClipDataset(Path(info["data"]), "train"))
+    _, eval_noise, val = eval_draws(cfg, n_clips, latents.shape[1:], cache)
     latent_fd, floor = lfd_reference(latents, val["x0"], eval_noise, cfg)
     ladder = [[t, v] for t, v in floor.pop("ladder").items()]  # as the trainer logs it
     return {"run": run.name, **latent_fd.describe(), **floor, "ladder": ladder}

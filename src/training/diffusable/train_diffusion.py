@@ -127,6 +127,16 @@ def validation_loss(model: nn.Module, val: Dict, null_class: int, batch: int = 6
     return out
 
 
+def eval_draws(cfg: DiffusionTrainConfig, n_clips: int, latent_shape, cache: Path):
+    """Every evaluation's fixed inputs, drawn in this order from one generator (so a script can
+    rebuild a logged run's): the real train clips the samples are compared with, the samples'
+    noise, and the held-out latents with their noise and t (validation_set)."""
+    g = torch.Generator().manual_seed(cfg.eval_seed)
+    real_idx = torch.randperm(n_clips, generator=g)[: cfg.eval_samples].tolist()
+    noise = torch.randn((cfg.eval_samples,) + tuple(latent_shape), generator=g)
+    return real_idx, noise, validation_set(cache, cfg, g)
+
+
 def lfd_reference(latents, val_latents, eval_noise, cfg: DiffusionTrainConfig):
     """Decoder-free: the `lfd` of a run's samples (features.LatentFD: their latents against the
     training latents, before any decoder), and this latent space's ladder: held-out real latents,
@@ -236,8 +246,7 @@ def main(argv=None) -> int:
     # is the run's headline `metric`, as before fd_cls3d existed.
     extractors = ([i3d] if i3d else []) + [FeatureExtractor(device=device)]
     classifier, classifier_info = None, None
-    g_eval = torch.Generator().manual_seed(cfg.eval_seed)
-    real_idx = torch.randperm(len(real_ds), generator=g_eval)[: cfg.eval_samples].tolist()
+    real_idx, eval_noise, val_set = eval_draws(cfg, len(real_ds), latents.shape[1:], cache)
     real_video = real_ds.batch(real_idx)[0]
     real_stats = {x.metric: feature_stats(x.features(real_video)) for x in extractors}
 
@@ -254,10 +263,14 @@ def main(argv=None) -> int:
         extractors.append(x)
 
     attach_classifier()
-    eval_noise = torch.randn((cfg.eval_samples,) + tuple(latents.shape[1:]), generator=g_eval)
     eval_labels = torch.arange(cfg.eval_samples) % len(classes)
-    val_set = validation_set(cache, cfg, g_eval)
-    latent_fd, lfd_floor = lfd_reference(latents, val_set["x0"], eval_noise, cfg)
+    latent_fd, lfd_space = lfd_reference(latents, val_set["x0"], eval_noise, cfg)
+    # constant over the run; logged with every evaluation beside the value it reads
+    lfd_record = {
+        **latent_fd.describe(),
+        **lfd_space,
+        "ladder": [[t, v] for t, v in lfd_space["ladder"].items()],
+    }
 
     # ---------------------------------------------------------------- model
     torch.manual_seed(cfg.seed)
@@ -362,6 +375,7 @@ def main(argv=None) -> int:
             videos.append(vae.decode_scaled(x0).clamp(-1, 1).cpu())
         video = torch.cat(videos)
         lfd_raw = latent_fd.distance(torch.cat(zs))
+        lfd = lfd_raw / latent_fd.noise_fd
         fds = {
             x.metric: frechet_distance(*real_stats[x.metric], *feature_stats(x.features(video)))
             for x in extractors
@@ -388,14 +402,10 @@ def main(argv=None) -> int:
             **fds,
             **extractors[0].describe(),
             "extractors": {x.metric: x.describe() for x in extractors},
-            "lfd": lfd_raw / latent_fd.noise_fd,
-            "lfd_t": noise_equivalent_t(lfd_raw / latent_fd.noise_fd, lfd_floor["ladder"]),
+            "lfd": lfd,
+            "lfd_t": noise_equivalent_t(lfd, lfd_space["ladder"]),
             "lfd_raw": lfd_raw,
-            "lfd_extractor": {
-                **latent_fd.describe(),
-                **lfd_floor,
-                "ladder": [[t, v] for t, v in lfd_floor["ladder"].items()],
-            },
+            "lfd_extractor": lfd_record,
             "val_loss": sum(by_t) / len(by_t),
             **{f"val_loss_t{i}": v for i, v in enumerate(by_t)},
             "val_loss_t_edges": [i / cfg.val_buckets for i in range(cfg.val_buckets + 1)],
