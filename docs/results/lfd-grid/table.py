@@ -13,17 +13,11 @@ import statistics as st
 import sys
 from pathlib import Path
 
+from diffusable.compare_runs import read_events
 from diffusable.features import noise_equivalent_t
 from diffusable.seed_stats import paired_difference
 
 SEEDS = (0, 1, 2)
-
-
-def evals(run: Path):
-    for line in (run / "events.jsonl").read_text().splitlines():
-        e = json.loads(line)
-        if e["type"] == "eval":
-            yield e
 
 
 def ms(v, fmt="{:.3f}"):
@@ -47,7 +41,9 @@ def main(floors_path, arms):
         for seed in SEEDS:
             run = Path(pattern.format(seed))
             data[arm][seed] = {
-                e["step"]: (e["lfd"], noise_equivalent_t(e["lfd"], ladder)) for e in evals(run)
+                e["step"]: (e["lfd"], noise_equivalent_t(e["lfd"], ladder))
+                for e in read_events(run)
+                if e["type"] == "eval"
             }
         print(
             f"- `{arm}`: floor {ladder[0.0]:.4f}; ladder "

@@ -3,8 +3,9 @@ ratio to the baseline paired by seed, the token FD ratio, and the noise-equivale
 (1 - t) z + t n of held-out real latents (from --check) whose `lfd` the samples' equals,
 interpolated linearly, so that arms whose latent spaces scale `lfd` differently read alike.
 
-    /usr/bin/python3 docs/results/se64-gap/lfd_table.py docs/results/se64-gap/latent-fd.json \
-        docs/results/grid-gpu-stage2/latent-fd.json docs/results/shipped-latent-fd/latent-fd.json
+    PYTHONPATH=src/training /usr/bin/python3 docs/results/se64-gap/lfd_table.py \
+        docs/results/se64-gap/latent-fd.json docs/results/grid-gpu-stage2/latent-fd.json \
+        docs/results/shipped-latent-fd/latent-fd.json
 """
 
 import json
@@ -12,7 +13,7 @@ import statistics as st
 import sys
 from pathlib import Path
 
-import numpy as np
+from diffusable.features import noise_equivalent_t
 
 
 def ms(v):
@@ -32,16 +33,16 @@ def main(paths) -> None:
             by.setdefault(r["arm"], {})[r["seed"]] = r
         base = by["baseline"]
         for arm, seeds in by.items():
-            curve = sorted((c["lfd"], c["t"]) for c in check if c["arm"] == arm)
+            ladder = {c["t"]: c["lfd"] for c in check if c["arm"] == arm}
             lfd = [seeds[s]["lfd"] for s in sorted(seeds)]
-            t_eq = [float(np.interp(v, [c[0] for c in curve], [c[1] for c in curve])) for v in lfd]
+            t_eq = [noise_equivalent_t(v, ladder) for v in lfd]
             ratio = tok = ""
             if arm != "baseline":
                 ratio = ms([seeds[s]["lfd"] / base[s]["lfd"] for s in sorted(seeds)])
                 tok = ms([seeds[s]["tok_fd"] / base[s]["tok_fd"] for s in sorted(seeds)])
             print(
                 f"| {path.parent.name} | {arm} | {ms(lfd)} | {ratio} | {tok} | {ms(t_eq)} "
-                f"| {curve[0][0]:.3f} |"
+                f"| {ladder[0.0]:.3f} |"
             )
 
 
