@@ -32,7 +32,7 @@ export function benchModels(
     if (bundles[0]) return { dir, model: model ?? bundles[0].d };
   }
   const out = join(work, "fixture");
-  const r = spawnSync(PYTHON, ["-m", "diffusable.fixtures", "--out", out], {
+  const r = spawnSync(PYTHON, ["-m", "diffusable.export.fixtures", "--out", out], {
     cwd: REPO_ROOT,
     env: { ...process.env, PYTHONPATH: TRAINING_SRC },
     encoding: "utf8",

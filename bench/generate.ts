@@ -8,7 +8,7 @@
 //  (c) the same sampling in PyTorch eager (bench/torch_generate.py) on the same weights and
 //      machine, as the ratio of the two latencies.
 // The bundle is built here: a randomly initialised DiT of the shipped size (`compact`) exported
-// with diffusable.export_denoiser next to a copy of models/small-se's autoencoder graphs.
+// with diffusable.export.denoiser_bundle next to a copy of models/small-se's autoencoder graphs.
 // Latency does not depend on trained weights. Rounds alternate the sides; medians are printed,
 // with the load average, since the machine is shared.
 //

@@ -3,7 +3,7 @@
 //
 //   npm run bench:healthz [-- --samples 400 --seconds 20 --model NAME]
 // Models: DIFFUSABLE_MODELS_DIR, else ./models if it holds a bundle, else the tiny test fixture
-// (made with `python3 -m diffusable.fixtures`).
+// (made with `python3 -m diffusable.export.fixtures`).
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";

@@ -17,7 +17,7 @@
 //   would cost the server's machine nothing, and clients beside it at equal priority measure
 //   their own competition for the cores.
 // Models: DIFFUSABLE_MODELS_DIR, else ./models if it holds a bundle that can generate, else the
-// tiny test fixture (made with `python3 -m diffusable.fixtures`).
+// tiny test fixture (made with `python3 -m diffusable.export.fixtures`).
 
 import { execFile } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";

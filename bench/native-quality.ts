@@ -1,6 +1,6 @@
 // Reconstruction quality at the video's own size against the bundle's 64x64 crop, on a real
 // camera video (never part of any dataset here): mean PSNR of the reconstruction and the 8-pixel
-// grid ratio (diffusable.metrics.grid_steps: mean |step| across 8-pixel block edges over mean
+// grid ratio (diffusable.evaluation.metrics.grid_steps: mean |step| across 8-pixel block edges over mean
 // |step| inside blocks) of the reconstruction beside the input's own, for the first clip(s) of
 // the video at size=bundle, at size=native and at size=native on a copy scaled to --small wide.
 // Measured, never asserted.

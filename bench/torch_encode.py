@@ -28,10 +28,10 @@ from torch.overrides import TorchFunctionMode
 
 from gemm_peak import gemm_gflops  # bench/ is the script's folder, first on sys.path
 
-from diffusable.autoencoders import build, config_from_dict, inference_form
-from diffusable.export import export_autoencoder
-from diffusable.fixtures import make_tiny_bundle, perturb_zero_init
-from diffusable.onnx_export import export_onnx, round_weights_fp16
+from diffusable.models.autoencoders import build, config_from_dict, inference_form
+from diffusable.export.ae_bundle import export_autoencoder
+from diffusable.export.fixtures import make_tiny_bundle, perturb_zero_init
+from diffusable.export.onnx_export import export_onnx, round_weights_fp16
 from diffusable.threads import set_threads
 
 
@@ -104,7 +104,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.ckpt:
-        from diffusable.checkpoint import load_autoencoder
+        from diffusable.models.checkpoint import load_autoencoder
 
         vae, _ = load_autoencoder(a.ckpt)
         vae = vae.eval().float()
@@ -121,7 +121,7 @@ def main() -> None:
         source = f"config of {manifest.get('name')} ({cfg.name}), seeded random weights"
     else:
         vae = make_tiny_bundle(out)  # writes out/bundle
-        source = "diffusable.fixtures.make_tiny_bundle(seed=0)"
+        source = "diffusable.export.fixtures.make_tiny_bundle(seed=0)"
     cfg = vae.cfg
     set_threads(a.threads)
     g = torch.Generator().manual_seed(0)
@@ -130,7 +130,7 @@ def main() -> None:
     with torch.no_grad():
         latent = vae.encode_scaled(video)  # the parity reference
     iters, seconds = time_encode(vae, video, a.seconds)
-    # The same function in the form the ONNX graph runs (export.py): PyTorch gains from it too,
+    # The same function in the form the ONNX graph runs (export/ae_bundle.py): PyTorch gains from it too,
     # so onnxruntime is also held against this.
     fast = inference_form(vae)
     _, seconds_inference = time_encode(fast, video, a.seconds)

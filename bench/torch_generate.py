@@ -7,9 +7,9 @@
 
 Builds DIR/<config>-bench/: a randomly initialised DiT of the given config (seed 0, every weight
 perturbed by N(0, 0.05^2) so that adaLN-Zero does not make it predict v = 0), exported with
-diffusable.export_denoiser.export_denoiser_onnx (weights stored as fp16 by default, as shipped)
+diffusable.export.denoiser_bundle.export_denoiser_onnx (weights stored as fp16 by default, as shipped)
 next to a copy of the source bundle's autoencoder graphs, with the manifest updated like
-export_denoiser does. Latency does not depend on trained weights. Then (unless --bundle-only)
+denoiser_bundle does. Latency does not depend on trained weights. Then (unless --bundle-only)
 times flow.sample in PyTorch eager on the same weights: `batch` clips of the bundle's default
 frames, `steps` Euler steps with guidance (one 2B denoiser call per step, as the TypeScript
 sampler makes), and prints one JSON line.
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from diffusable.denoiser import Denoiser, get_denoiser_config
-from diffusable.export_denoiser import export_denoiser_onnx, sampler_defaults
-from diffusable.flow import sample
+from diffusable.models.denoiser import Denoiser, get_denoiser_config
+from diffusable.export.denoiser_bundle import export_denoiser_onnx, sampler_defaults
+from diffusable.models.flow import sample
 from diffusable.threads import set_threads
-from diffusable.onnx_export import add_weights_flag, bundle_file_entries, round_weights_fp16
+from diffusable.export.onnx_export import add_weights_flag, bundle_file_entries, round_weights_fp16
 
 
 def random_denoiser(

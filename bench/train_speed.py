@@ -54,7 +54,7 @@ class _Flops(TorchFunctionMode):
 
 
 def ae_step(batch: int = 12, frames: int = 9, size: int = 48):
-    from diffusable.autoencoders import build, get_config
+    from diffusable.models.autoencoders import build, get_config
 
     torch.manual_seed(0)
     vae = build(get_config("conv-small"))
@@ -70,7 +70,7 @@ def ae_step(batch: int = 12, frames: int = 9, size: int = 48):
 
 
 def dit_step():
-    from diffusable.denoiser import Denoiser, get_denoiser_config
+    from diffusable.models.denoiser import Denoiser, get_denoiser_config
 
     torch.manual_seed(0)
     model = Denoiser(get_denoiser_config("compact", num_classes=17, context=True))

@@ -1,7 +1,7 @@
 """Adds trained_sizes and tiling (docs/bundle.md "Tiling") to manifests exported before the export
 wrote them, computed from each manifest's autoencoder_config exactly as the export computes them
-(diffusable.export.bundle_sizes). Every other byte of the manifest is kept: the two fields are
-inserted as text after "latent_channels". Run once per bundle; a manifest that has them is left
+(diffusable.export.ae_bundle.bundle_sizes). Every other byte of the manifest is kept: the two
+fields are inserted as text after "latent_channels". Run once per bundle; a manifest that has them is left
 alone.
 
     PYTHONPATH=src/training /usr/bin/python3 scripts/add-bundle-tiling.py \
@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from diffusable import autoencoders
-from diffusable.export import bundle_sizes
+from diffusable.models import autoencoders
+from diffusable.export.ae_bundle import bundle_sizes
 
 
 def add_sizes(text: str) -> str:

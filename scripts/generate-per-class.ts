@@ -1,5 +1,5 @@
 // Asks a running diffusable service for videos of every class of a model, over HTTP only, and
-// saves them with a samples.json that `python3 -m diffusable.class_score videos DIR` scores.
+// saves them with a samples.json that `python3 -m diffusable.experiments.class_score videos DIR` scores.
 //
 //   npm run generate:per-class -- --key dfs_... [--url http://127.0.0.1:$PORT] [--model small-se]
 //                                 [--n 4] [--seed 1000] [--format mp4] [--out runs/samples]

@@ -36,6 +36,6 @@ for m in "${models[@]}"; do
   node --import tsx scripts/generate-per-class.ts --key "$key" --url "http://127.0.0.1:$PORT" \
     --model "$m" --n "$N" --seed "$SEED" --out "$OUT"
   echo "sample-sheets: $m: $N clips per class in $(($(date +%s) - start)) s" >&2
-  PYTHONPATH=src/training "$PY" -m diffusable.class_score videos "$OUT/$m" \
+  PYTHONPATH=src/training "$PY" -m diffusable.experiments.class_score videos "$OUT/$m" \
     --json "$OUT/$m/score.json" --sheet "$SHEETS/samples-$m.png"
 done

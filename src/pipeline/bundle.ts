@@ -60,7 +60,7 @@ export const manifestSchema = z
     /** The window a context-trained denoiser learnt on (docs/sampler.md "Context"): clips of
      * window_frames frames (window_latents latent frames) whose first 1..max_context_latents
      * latents were given; extension_context_latents is the context of each window of a chained
-     * extension. Written by export_denoiser; without it, the window is frames.default and the
+     * extension. Written by denoiser_bundle; without it, the window is frames.default and the
      * extension context 2 latent frames (generate.ts conditioningOf). */
     conditioning: z
       .looseObject({

@@ -129,7 +129,7 @@ const ARMS = ["baseline", "se", "se-spatial"];
 /** The band charts of the experiment view, in page order. */
 const BAND_CHARTS = ["fd_cls3d", "fd_rand3d", "lfd", "class_score", "val_loss"];
 /** The summary's line of a detectable win (fd_rand3d) and of a tie (fd_cls3d), as
- * diffusable.seed_stats words them for the grid fixture. */
+ * diffusable.experiments.seed_stats words them for the grid fixture. */
 /** The summary's line of fd_rand3d, paired by seed (as run-stats.test.ts derives it by hand). */
 const FD_RAND3D_LINE =
   "fd_rand3d (lower is better), paired by seed (n=3): se vs baseline: se better, -19.6% [-21.8%, -17.3%]; " +

@@ -16,13 +16,13 @@ import { modelsDirWith, testVideo } from "./media.ts";
 import { runPython } from "./python.ts";
 
 // The fixture's weights rebuilt in PyTorch (make_tiny_bundle, seed 0): encode, decode and measure
-// each frame of the first clip with diffusable.metrics.
+// each frame of the first clip with diffusable.evaluation.metrics.
 const TORCH_RECONSTRUCT = `
 import sys, json, tempfile
 from pathlib import Path
 import numpy as np, torch
-from diffusable.fixtures import make_tiny_bundle
-from diffusable.metrics import psnr, ssim
+from diffusable.export.fixtures import make_tiny_bundle
+from diffusable.evaluation.metrics import psnr, ssim
 with tempfile.TemporaryDirectory() as scratch:  # the bundle's files are not needed here
     vae = make_tiny_bundle(Path(scratch))
 x = torch.from_numpy(np.load(f"{sys.argv[1]}/clip0.npy")).float().div(127.5).sub(1)

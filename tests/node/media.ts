@@ -1,5 +1,5 @@
 // Shared by the pipeline tests: test videos made by ffmpeg's lavfi sources, and the tiny fixture
-// bundle from diffusable.fixtures (built once per training-code hash, cached under tests/.fixtures).
+// bundle from diffusable.export.fixtures (built once per training-code hash, cached under tests/.fixtures).
 
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -62,7 +62,7 @@ export function fixtureBundle(): string {
   mkdirSync(root, { recursive: true });
   const work = mkdtempSync(join(root, ".tmp-pipeline-bundle-"));
   try {
-    runPython(["-m", "diffusable.fixtures", "--out", work], 300_000);
+    runPython(["-m", "diffusable.export.fixtures", "--out", work], 300_000);
     try {
       renameSync(join(work, "bundle"), dir);
     } catch (err) {

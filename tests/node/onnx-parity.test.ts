@@ -1,4 +1,4 @@
-// Parity between PyTorch and onnxruntime-node: diffusable.fixtures exports models and saves inputs
+// Parity between PyTorch and onnxruntime-node: diffusable.export.fixtures exports models and saves inputs
 // and PyTorch's outputs; every case runs through src/pipeline/onnx/onnx-session.ts and must agree.
 
 import assert from "node:assert/strict";
@@ -58,7 +58,7 @@ async function session(model: string): Promise<Session> {
 const asFeed = (a: NpyArray) => ({ data: a.data, dims: a.shape, dtype: a.dtype });
 
 test("PyTorch and onnxruntime-node agree on every fixture case", async (t) => {
-  runPython(["-m", "diffusable.fixtures", "--out", dir], 600_000);
+  runPython(["-m", "diffusable.export.fixtures", "--out", dir], 600_000);
   const file: CaseFile = JSON.parse(readFileSync(join(dir, "cases.json"), "utf8"));
   assert.ok(Array.isArray(file.cases) && file.cases.length > 0, "cases.json lists no cases");
 

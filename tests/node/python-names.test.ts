@@ -10,10 +10,10 @@ import { runPython } from "./python.ts";
 
 const SCRIPT = `
 import json, torch
-from diffusable.autoencoders import named_configs
-from diffusable.denoiser import DENOISER_CONFIGS
-from diffusable import flow
-from diffusable.scale_equivariance import VARIANT_MODES
+from diffusable.models.autoencoders import named_configs
+from diffusable.models.denoiser import DENOISER_CONFIGS
+from diffusable.models import flow
+from diffusable.models.scale_equivariance import VARIANT_MODES
 
 def accepts(method):
     try:

@@ -2,7 +2,7 @@
 // (run-grid.ts): Student's t quantile against scipy and closed forms, the log-scale Welch
 // interval against a direct computation, the conclusions' wording, the grouping by experiment and
 // arm of the fixture runs (tests/node/fixtures/grid-runs, imported into SQLite by the registry's
-// importer), and the cross-check: the Python module diffusable.seed_stats run on the same folder
+// importer), and the cross-check: the Python module diffusable.experiments.seed_stats run on the same folder
 // gives the same numbers (1e-9) and the same conclusions.
 
 import assert from "node:assert/strict";
@@ -455,10 +455,10 @@ describe("the grid fixture through the registry", () => {
     );
   });
 
-  test("diffusable.seed_stats (Python) gives the same numbers and conclusions", () => {
+  test("diffusable.experiments.seed_stats (Python) gives the same numbers and conclusions", () => {
     const res = spawnSync(
       PYTHON,
-      ["-m", "diffusable.seed_stats", "--runs", GRID_RUNS_DIR, "--json", "-"],
+      ["-m", "diffusable.experiments.seed_stats", "--runs", GRID_RUNS_DIR, "--json", "-"],
       {
         cwd: REPO_ROOT,
         encoding: "utf8",
@@ -469,7 +469,7 @@ describe("the grid fixture through the registry", () => {
     assert.equal(
       res.status,
       0,
-      `python -m diffusable.seed_stats failed (does src/training/diffusable/seed_stats.py exist?): ${res.error?.message ?? ""}\n${res.stderr}`,
+      `python -m diffusable.experiments.seed_stats failed (does src/training/diffusable/experiments/seed_stats.py exist?): ${res.error?.message ?? ""}\n${res.stderr}`,
     );
     const py = JSON.parse(res.stdout) as SeedStats;
     const ts = grid.stats;
@@ -478,7 +478,7 @@ describe("the grid fixture through the registry", () => {
       PYTHON,
       [
         "-c",
-        "import json; from diffusable.seed_stats import METRICS; print(json.dumps(list(METRICS.items())))",
+        "import json; from diffusable.experiments.seed_stats import METRICS; print(json.dumps(list(METRICS.items())))",
       ],
       {
         cwd: REPO_ROOT,

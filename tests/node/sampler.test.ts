@@ -1,4 +1,4 @@
-// The TypeScript sampler against PyTorch's: diffusable.fixtures saves noise, labels and the
+// The TypeScript sampler against PyTorch's: diffusable.export.fixtures saves noise, labels and the
 // outputs of flow.sample for several (method, steps, guidance); src/pipeline/generate/sampler.ts runs the
 // same tiny denoiser.onnx from the same noise and must agree within the fixture's tolerance.
 
@@ -47,7 +47,7 @@ let ctxSession: Session;
 let fixture: SamplerFixture;
 
 before(async () => {
-  runPython(["-m", "diffusable.fixtures", "--out", dir], 300_000);
+  runPython(["-m", "diffusable.export.fixtures", "--out", dir], 300_000);
   fixture = JSON.parse(readFileSync(join(dir, "sampler.json"), "utf8")) as SamplerFixture;
   session = await openSession(join(dir, "bundle/denoiser.onnx"));
   ctxSession = await openSession(join(dir, "ctx/denoiser.onnx"));

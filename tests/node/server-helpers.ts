@@ -1,4 +1,4 @@
-// Shared by the server, jobs and CLI tests: a tiny bundle (made once by diffusable.fixtures and
+// Shared by the server, jobs and CLI tests: a tiny bundle (made once by diffusable.export.fixtures and
 // cached under tests/.fixtures, keyed by the training code's hash), test videos made by ffmpeg,
 // a per-test data dir, and the app or a listening server on it.
 

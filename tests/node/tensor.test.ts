@@ -16,10 +16,10 @@ import {
 } from "../../src/pipeline/media/tensor.ts";
 import { runPython } from "./python.ts";
 
-// diffusable.metrics on the same two frames, as (1, 3, 1, H, W) videos in [-1, 1].
+// diffusable.evaluation.metrics on the same two frames, as (1, 3, 1, H, W) videos in [-1, 1].
 const METRICS = `
 import sys, json, numpy as np, torch
-from diffusable.metrics import psnr, ssim
+from diffusable.evaluation.metrics import psnr, ssim
 a, b = (torch.from_numpy(np.load(f"{sys.argv[1]}/{n}.npy")).float() for n in ("a", "b"))
 def video(x):  # (H, W, 3) uint8 -> (1, 3, 1, H, W) in [-1, 1]
     return (x / 127.5 - 1).permute(2, 0, 1)[None, :, None]
@@ -38,7 +38,7 @@ function frame(h: number, w: number, seed: number, noise: number, base?: Uint8Ar
   return out;
 }
 
-test("PSNR and SSIM agree with diffusable.metrics", async () => {
+test("PSNR and SSIM agree with diffusable.evaluation.metrics", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tensor-test-"));
   try {
     const [h, w] = [24, 20];

@@ -5,7 +5,7 @@ import multiprocessing as mp
 import pytest
 import torch
 
-from diffusable import checkpoint
+from diffusable.models import checkpoint
 
 WRITERS = 3
 

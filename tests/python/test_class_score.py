@@ -6,8 +6,8 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from diffusable.class_score import score_videos
-from diffusable.classifier import ClassifierConfig
+from diffusable.experiments.class_score import score_videos
+from diffusable.evaluation.classifier import ClassifierConfig
 from diffusable.data import procedural
 from diffusable.data.clips import ClipDataset, FfmpegError
 
@@ -53,9 +53,9 @@ def test_scores_decoded_files_and_rejects_a_broken_one(tmp_path):
 def test_reconstruction_scores_are_per_class_and_average_to_the_score(tmp_path):
     """`class_score recon`: the classifier's score of an AE's val reconstructions, per class,
     the ceiling a denoiser on that AE's latents can reach."""
-    from diffusable import train_ae
-    from diffusable.class_score import score_reconstructions
-    from test_autoencoder import make_toy_dataset
+    from diffusable.training import train_ae
+    from diffusable.experiments.class_score import score_reconstructions
+    from toy_data import make_toy_dataset
 
     data = make_toy_dataset(tmp_path / "toy")
     ae = tmp_path / "ae"
@@ -80,7 +80,7 @@ def test_reconstruction_scores_are_per_class_and_average_to_the_score(tmp_path):
 def test_served_files_are_decoded_with_their_chroma_interpolated(tmp_path):
     """A 4:2:0 file is read back as a player shows it: the chroma of a colour ramp changes at
     every pixel, not once every two (swscale's default), which would add a 2-pixel pattern."""
-    from diffusable.class_score import decode_video
+    from diffusable.experiments.class_score import decode_video
 
     x = np.arange(32) * 8  # (W,) a red-to-blue ramp across the frame
     frame = np.zeros((32, 32, 3), np.uint8)

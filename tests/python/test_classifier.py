@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffusable import classifier as clf
-from diffusable.classifier import (
+from diffusable.evaluation import classifier as clf
+from diffusable.evaluation.classifier import (
     ClassifierConfig,
     ClassifierTooWeak,
     check_accuracy,
@@ -16,7 +16,7 @@ from diffusable.classifier import (
     train_classifier,
 )
 from diffusable.data.clips import write_dataset_meta, write_shard
-from diffusable.features import FeatureExtractor
+from diffusable.evaluation.features import FeatureExtractor
 
 TINY = ClassifierConfig(size=16, width=8, steps=3, batch_size=4, train_per_class=0)
 

@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
-from diffusable import context_eval, train_ae, train_diffusion
-from diffusable.classifier import ClassifierConfig, get_classifier, predict, scores_of
-from diffusable.context_eval import real_step_psnr
+from diffusable.experiments import context_eval
+from diffusable.training import train_ae, train_diffusion
+from diffusable.evaluation.classifier import ClassifierConfig, get_classifier, predict, scores_of
+from diffusable.experiments.context_eval import real_step_psnr
 from diffusable.data.clips import ClipDataset
-from test_autoencoder import make_toy_dataset
+from toy_data import make_toy_dataset
 
 
 def test_real_step_psnr_of_a_still_clip_is_the_cap_and_of_noise_is_low():
@@ -77,8 +78,8 @@ def test_context_eval_measures_both_modes_and_draws_the_sheets(tmp_path, toy_run
 
 
 def test_sampler_sweep_tabulates_every_setting_and_export_takes_the_choice(tmp_path, toy_run):
-    from diffusable import sampler_sweep
-    from diffusable.export_denoiser import sampler_defaults
+    from diffusable.experiments import sampler_sweep
+    from diffusable.export.denoiser_bundle import sampler_defaults
 
     data, ae, dit = toy_run
     out = tmp_path / "sweep.json"

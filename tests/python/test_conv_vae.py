@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from diffusable import autoencoders, conv_vae
-from diffusable.checkpoint import load_autoencoder, save_weights_fp16
-from diffusable.conv_vae import ConvCausalVAE, ConvVAEConfig
+from diffusable.models import autoencoders, conv_vae
+from diffusable.models.checkpoint import load_autoencoder, save_weights_fp16
+from diffusable.models.conv_vae import ConvCausalVAE, ConvVAEConfig
 from perturb import perturbed_model
 
 
@@ -188,7 +188,7 @@ def test_spatial_tiling_overlap_covers_both_receptive_fields():
 
 
 def test_export_manifest_carries_trained_sizes_and_tiling(vae):
-    from diffusable.export import bundle_sizes
+    from diffusable.export.ae_bundle import bundle_sizes
 
     sizes = bundle_sizes(vae.cfg)
     assert sizes["trained_sizes"] == [[32, 32]]

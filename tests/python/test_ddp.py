@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from diffusable.train_ae import TRAIN_PRESETS, step_draws
-from test_autoencoder import make_toy_dataset
+from diffusable.training.train_ae import TRAIN_PRESETS, step_draws
+from toy_data import make_toy_dataset
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "training"
 
@@ -42,7 +42,7 @@ def train_two_ranks(out: Path, data: Path, *extra: str) -> list:
             # a stuck collective raises within two minutes rather than hanging the suite
             DIFFUSABLE_DIST_TIMEOUT_S="120",
         )
-        cmd = [sys.executable, "-m", "diffusable.train_ae", "--config", "conv-tiny"]
+        cmd = [sys.executable, "-m", "diffusable.training.train_ae", "--config", "conv-tiny"]
         cmd += ["--variant", "se", "--out", str(out), "--data", str(data), "--threads", "1"]
         cmd += ["--steps", "4", "--batch-size", "2", "--eval-every", "100", "--ckpt-every", "2"]
         procs.append(subprocess.Popen(cmd + list(extra), env=env, stderr=subprocess.PIPE))

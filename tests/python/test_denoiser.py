@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from diffusable.features import noise_equivalent_t
-from diffusable.denoiser import Denoiser, get_denoiser_config, sincos_3d
-from diffusable.flow import drop_labels, flow_pair, sample, sample_time
+from diffusable.evaluation.features import noise_equivalent_t
+from diffusable.models.denoiser import Denoiser, get_denoiser_config, sincos_3d
+from diffusable.models.flow import drop_labels, flow_pair, sample, sample_time
 from perturb import perturbed_model
 
 
@@ -104,7 +104,7 @@ def test_heun_is_exact_on_a_linear_field():
 
 
 def test_the_guidance_interval_and_the_shifted_grid():
-    from diffusable.flow import sampling_times
+    from diffusable.models.flow import sampling_times
 
     # a field that records the times and labels it is called with
     calls = []
@@ -152,8 +152,8 @@ def test_flow_pair_and_times():
 def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
     import json
 
-    from diffusable import train_ae, train_diffusion
-    from test_autoencoder import make_toy_dataset
+    from diffusable.training import train_ae, train_diffusion
+    from toy_data import make_toy_dataset
 
     data = make_toy_dataset(tmp_path / "toy")
     ae = tmp_path / "ae"
@@ -239,8 +239,8 @@ def test_train_diffusion_logs_the_metric_history_and_resumes(tmp_path):
 
 
 def test_fp16_weight_storage_computes_with_the_rounded_weights(tmp_path):
-    from diffusable.export_denoiser import export_denoiser_onnx
-    from diffusable.onnx_export import _half_storage_copy, round_weights_fp16
+    from diffusable.export.denoiser_bundle import export_denoiser_onnx
+    from diffusable.export.onnx_export import _half_storage_copy, round_weights_fp16
 
     model = perturbed_model(lambda: Denoiser(get_denoiser_config("tiny")))
     x = torch.randn(2, 4, 2, 4, 4)
@@ -303,7 +303,7 @@ def test_the_sampler_keeps_the_given_frames(mode):
 
 
 def test_draw_context():
-    from diffusable.flow import draw_context
+    from diffusable.models.flow import draw_context
 
     g = torch.Generator().manual_seed(0)
     assert torch.equal(draw_context(64, 5, 0.0, g), torch.zeros(64, dtype=torch.long))
@@ -317,9 +317,9 @@ def test_a_run_with_classifier_cached_starts_without_it_and_scores_once_it_is_th
     its evaluations log fd_cls3d and the class score from the first one after it is cached."""
     import json
 
-    from diffusable import train_ae, train_diffusion
-    from diffusable.classifier import ClassifierConfig, classifier_cached, get_classifier
-    from test_autoencoder import make_toy_dataset
+    from diffusable.training import train_ae, train_diffusion
+    from diffusable.evaluation.classifier import ClassifierConfig, classifier_cached, get_classifier
+    from toy_data import make_toy_dataset
 
     data = make_toy_dataset(tmp_path / "toy")
     ae = tmp_path / "ae"

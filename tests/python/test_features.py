@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffusable.degrade import DEGRADATIONS, STRENGTHS, ladder, ladder_concordance
-from diffusable.features import FeatureExtractor, Preprocessing
+from diffusable.evaluation.degrade import DEGRADATIONS, STRENGTHS, ladder, ladder_concordance
+from diffusable.evaluation.features import FeatureExtractor, Preprocessing
 
 
 def moving_blobs(n: int, seed: int) -> torch.Tensor:
@@ -54,7 +54,7 @@ def test_classifier_features_rise_along_the_ladder():
     """fd_cls3d on a classifier trained (here, briefly) to tell two kinds of clip apart."""
     import torch.nn.functional as F
 
-    from diffusable.classifier import VideoClassifier, weights_hash
+    from diffusable.evaluation.classifier import VideoClassifier, weights_hash
 
     torch.manual_seed(0)
     model = VideoClassifier(2, width=16)
@@ -74,7 +74,7 @@ def test_classifier_features_rise_along_the_ladder():
     table = ladder(extractor, moving_blobs(32, 1), moving_blobs(32, 2))
     # A 30-step toy classifier of motion direction has no reason to notice blur or broken motion;
     # pixel noise, which floods its frame differences, it must. The real classifier's whole
-    # ladder is measured by `python3 -m diffusable.degrade` (RESULTS.md).
+    # ladder is measured by `python3 -m diffusable.evaluation.degrade` (RESULTS.md).
     row = table["noise"]
     assert row[-1] > 1.5 * row[0] and all(b >= 0.95 * a for a, b in zip(row, row[1:])), row
 
@@ -92,7 +92,7 @@ def smooth_latents(n: int, seed: int, smoothing: int = 1) -> torch.Tensor:
 
 
 def test_latent_fd_separates_real_latents_from_degraded_ones():
-    from diffusable.features import LatentFD
+    from diffusable.evaluation.features import LatentFD
 
     noise = torch.randn(96, 8, 3, 8, 8, generator=torch.Generator().manual_seed(5))
     lfd = LatentFD(smooth_latents(256, 1), noise)
@@ -111,7 +111,7 @@ def test_latent_fd_separates_real_latents_from_degraded_ones():
 
 
 def test_noise_equivalent_t_reads_lfd_on_the_spaces_own_ladder():
-    from diffusable.features import noise_equivalent_t
+    from diffusable.evaluation.features import noise_equivalent_t
 
     ladder = {0.0: 0.1, 0.1: 0.14, 0.2: 0.23, 0.5: 0.57, 1.0: 1.0}
     assert noise_equivalent_t(0.05, ladder) == 0.0  # below the floor: as good as real latents

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from diffusable.frechet import feature_stats, frechet_distance, frechet_distance_of
+from diffusable.evaluation.frechet import feature_stats, frechet_distance, frechet_distance_of
 
 
 def scipy_reference(mu_a, cov_a, mu_b, cov_b):
@@ -51,7 +51,7 @@ def test_rejects_too_few_features():
 
 def test_report_reach_is_the_first_evaluation_at_or_below_the_target():
     """report --dit counts as the seed grid does (seed_stats.steps_to_reach): no interpolation."""
-    from diffusable.seed_stats import steps_to_reach
+    from diffusable.experiments.seed_stats import steps_to_reach
 
     curve = {0: 40.0, 500: 30.0, 1000: 20.0}
     assert steps_to_reach([curve], 25.0, "lower")["mean"] == 1000

@@ -7,8 +7,8 @@ import threading
 
 import torch
 
-from diffusable import gpu_protocol
-from diffusable.checkpoint import (
+from diffusable.experiments import gpu_protocol
+from diffusable.models.checkpoint import (
     compact_state,
     load_autoencoder,
     load_checkpoint,
@@ -17,9 +17,9 @@ from diffusable.checkpoint import (
     save_checkpoint,
 )
 from diffusable.data.clips import ClipDataset
-from diffusable.denoiser import Denoiser, DenoiserConfig
-from diffusable.trainer import StepBudget
-from test_autoencoder import make_toy_dataset
+from diffusable.models.denoiser import Denoiser, DenoiserConfig
+from diffusable.training.trainer import StepBudget
+from toy_data import make_toy_dataset
 
 
 def test_smoke_pipeline_packs_runs_weights_and_logs(tmp_path):
@@ -137,7 +137,7 @@ def test_budgeted_runs_fix_their_steps_evaluate_and_finish(tmp_path):
     args = ["--config", "conv-tiny", "--variant", "se", "--out", str(ae), "--data", str(data)]
     args += ["--threads", "1", "--steps", "100000", "--time-budget", "8", "--budget-evals", "2"]
     args += ["--budget-sync", f"{tmp_path / 'sync'}:1", "--log-every", "10"]
-    assert run("train_ae", args) == 0
+    assert run("training.train_ae", args) == 0
     ev = _events(ae)
     budget = [e for e in ev if e["type"] == "budget"][-1]
     assert 40 < budget["steps"] < 100000 and budget["eval_every"] == budget["steps"] // 2
@@ -152,7 +152,7 @@ def test_budgeted_runs_fix_their_steps_evaluate_and_finish(tmp_path):
     args = ["--ae", str(ae), "--config", "tiny", "--out", str(dit), "--data", str(data)]
     args += ["--threads", "1", "--steps", "100000", "--time-budget", "8", "--budget-evals", "2"]
     args += ["--classifier", "cached", "--log-every", "10"]
-    assert run("train_diffusion", args) == 0
+    assert run("training.train_diffusion", args) == 0
     ev = _events(dit)
     budget = [e for e in ev if e["type"] == "budget"][-1]
     assert 40 < budget["steps"] < 100000
@@ -161,8 +161,8 @@ def test_budgeted_runs_fix_their_steps_evaluate_and_finish(tmp_path):
 
 
 def test_finish_ae_makes_a_stopped_run_usable(tmp_path, capsys):
-    from diffusable import finish_ae, train_ae
-    from diffusable.latent_cache import build_latent_cache, load_latents
+    from diffusable.training import finish_ae, train_ae
+    from diffusable.training.latent_cache import build_latent_cache, load_latents
 
     data = make_toy_dataset(tmp_path / "toy")
     run = tmp_path / "ae"
@@ -199,7 +199,7 @@ def test_finish_ae_makes_a_stopped_run_usable(tmp_path, capsys):
 
 
 def test_plan_steps_keeps_room_for_the_evaluations_still_to_come():
-    from diffusable.trainer import plan_steps
+    from diffusable.training.trainer import plan_steps
 
     # 100 s budget, 10 s used at step 40, 0.1 s a step: a 12% reserve leaves 78 s = 780 steps.
     assert plan_steps(40, 0.1, 10, 100, 0.12, 10**9) == 820

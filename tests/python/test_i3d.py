@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffusable.features import FeatureExtractor
-from diffusable.i3d import (
+from diffusable.evaluation.features import FeatureExtractor
+from diffusable.evaluation.i3d import (
     I3DWeightsError,
     InceptionI3d,
     expected_shapes,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from diffusable import latent_cache, train_ae
-from test_autoencoder import make_toy_dataset
+from diffusable.training import latent_cache, train_ae
+from toy_data import make_toy_dataset
 
 BUILDERS = 3
 

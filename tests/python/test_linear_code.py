@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from diffusable import ae_protocol, train_ae
-from diffusable.autoencoder import CausalVAE, get_config
-from diffusable.linear_code import (
+from diffusable.experiments import ae_protocol
+from diffusable.training import train_ae
+from diffusable.models.pca_residual_vae import CausalVAE, get_config
+from diffusable.models.linear_code import (
     block_average,
     fit_linear_code,
     init_from_linear_code,
     linear_code_model,
 )
-from diffusable.metrics import psnr
-from diffusable.scale_equivariance import VARIANT_MODES
+from diffusable.evaluation.metrics import psnr
+from diffusable.models.scale_equivariance import VARIANT_MODES
 
-from test_autoencoder import make_toy_dataset
+from toy_data import make_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -180,7 +181,7 @@ def test_protocol_eval_reports_references_and_resumes(protocol):
 def test_eval_events_are_written_once_per_step(protocol, tmp_path):
     """The protocol re-evaluates its pre-train, which may be a committed run: evaluating a
     checkpoint again adds no second ae_eval line for the same step."""
-    from diffusable import ae_eval
+    from diffusable.experiments import ae_eval
 
     run = tmp_path / "ae-tiny-pretrain"
     shutil.copytree(protocol / "ae-tiny-pretrain", run)

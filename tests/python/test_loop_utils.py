@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 import pytest
 import torch
 
-from diffusable.loop_utils import add_run_flags, config_from_flags, parse_bool
-from diffusable.train_ae import TrainConfig
-from diffusable.train_diffusion import DiffusionTrainConfig
+from diffusable.training.loop_utils import add_run_flags, config_from_flags, parse_bool
+from diffusable.training.train_ae import TrainConfig
+from diffusable.training.train_diffusion import DiffusionTrainConfig
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_every_bool_field_of_any_config():
 
 
 def test_cpu_bf16_autocast_is_opt_in():
-    from diffusable.loop_utils import autocast_for
+    from diffusable.training.loop_utils import autocast_for
 
     layer = torch.nn.Linear(4, 3)
     x = torch.randn(2, 4)

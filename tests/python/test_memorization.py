@@ -2,8 +2,8 @@
 
 import torch
 
-from diffusable.memorization import copy_share, nearest_psnr
-from diffusable.metrics import psnr
+from diffusable.experiments.memorization import copy_share, nearest_psnr
+from diffusable.evaluation.metrics import psnr
 
 
 def test_nearest_psnr_is_the_psnr_to_the_closest_clip():
@@ -27,7 +27,7 @@ def test_copies_of_training_clips_count_and_new_clips_do_not():
 
 
 def test_cli_names_a_bad_dataset_in_one_line(tmp_path, capsys):
-    from diffusable.memorization import main
+    from diffusable.experiments.memorization import main
 
     assert main([str(tmp_path), "--data", "procedural:0"]) == 2
     err = capsys.readouterr().err.strip()

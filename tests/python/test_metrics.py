@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from diffusable.metrics import _gaussian_window, grid_ratio, grid_steps, psnr, ssim
+from diffusable.evaluation.metrics import _gaussian_window, grid_ratio, grid_steps, psnr, ssim
 
 
 def ssim_float64(x, y):

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from diffusable.denoiser import Denoiser, get_denoiser_config
-from diffusable.export import ENCODER_WEIGHTS, export_autoencoder
-from diffusable.export_denoiser import export_denoiser_onnx
-from diffusable.autoencoders import build
-from diffusable.autoencoders import get_config as get_any_config
-from diffusable.onnx_export import bundle_file_entries
-from diffusable.onnx_shared_weights import main as share_main
-from diffusable.onnx_shared_weights import share_weights
-from diffusable.onnx_weights import read_initializers
+from diffusable.models.denoiser import Denoiser, get_denoiser_config
+from diffusable.export.ae_bundle import ENCODER_WEIGHTS, export_autoencoder
+from diffusable.export.denoiser_bundle import export_denoiser_onnx
+from diffusable.models.autoencoders import build
+from diffusable.models.autoencoders import get_config as get_any_config
+from diffusable.export.onnx_export import bundle_file_entries
+from diffusable.export.onnx_shared_weights import main as share_main
+from diffusable.export.onnx_shared_weights import share_weights
+from diffusable.export.onnx_weights import read_initializers
 from perturb import perturbed_model
 
 ENCODERS = ["encoder.onnx", "encoder_init.onnx", "encoder_step.onnx"]

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from diffusable.autoencoder import CausalVAE, get_config
-from diffusable.checkpoint import load_checkpoint, save_weights_fp16
-from diffusable.context_eval import ContextSampler
-from diffusable.denoiser import Denoiser, get_denoiser_config
-from diffusable.export_denoiser import export_denoiser_onnx
-from diffusable.onnx_export import round_weights_fp16, round_weights_int8
-from diffusable.onnx_weights import read_initializers, state_from_initializers
-from diffusable.recover_denoiser import main as recover_main
-from diffusable.train_diffusion import warm_start
+from diffusable.models.pca_residual_vae import CausalVAE, get_config
+from diffusable.models.checkpoint import load_checkpoint, save_weights_fp16
+from diffusable.experiments.context_eval import ContextSampler
+from diffusable.models.denoiser import Denoiser, get_denoiser_config
+from diffusable.export.denoiser_bundle import export_denoiser_onnx
+from diffusable.export.onnx_export import round_weights_fp16, round_weights_int8
+from diffusable.export.onnx_weights import read_initializers, state_from_initializers
+from diffusable.export.recover_denoiser import main as recover_main
+from diffusable.training.train_diffusion import warm_start
 from perturb import perturbed_model
 
 

@@ -5,8 +5,8 @@ import json
 
 import torch
 
-from diffusable.checkpoint import load_checkpoint, save_checkpoint
-from diffusable.rename_run import main
+from diffusable.models.checkpoint import load_checkpoint, save_checkpoint
+from diffusable.training.rename_run import main
 
 
 def make_run(root, name):

@@ -6,8 +6,8 @@ import math
 import pytest
 from scipy.stats import t as student_t
 
-from diffusable import seed_stats
-from diffusable.seed_stats import (
+from diffusable.experiments import seed_stats
+from diffusable.experiments.seed_stats import (
     conclusion,
     paired_difference,
     relative_difference,
@@ -137,7 +137,7 @@ def test_experiment_stats_per_arm_and_cli(tmp_path, capsys):
 def test_the_grid_trains_every_arm_and_seed_then_writes_the_statistics(tmp_path):
     """The experiment command on tiny autoencoders: every run completes, a re-run skips them,
     and stats.json holds every arm with its seeds."""
-    from diffusable import ae_protocol, diffusion_grid
+    from diffusable.experiments import ae_protocol, diffusion_grid
 
     aes = tmp_path / "aes"
     assert (

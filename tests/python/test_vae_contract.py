@@ -4,7 +4,7 @@ config: the frame rule, causality, no mixing across the batch, chunked = one pas
 import pytest
 import torch
 
-from diffusable import autoencoders
+from diffusable.models import autoencoders
 from perturb import perturbed_model
 
 CONFIGS = ["tiny", "conv-tiny"]  # pca-residual-causal, conv-causal

@@ -8,7 +8,7 @@ date -u +"after start %H:%M:%S" >> runs/cont3/launch.log
 rm -rf runs/cont3/models && mkdir -p runs/cont3/models
 for v in baseline se; do
   cp -r models/small-$v runs/cont3/models/small-$v
-  PYTHONPATH=src/training /usr/bin/python3 -m diffusable.export_denoiser \
+  PYTHONPATH=src/training /usr/bin/python3 -m diffusable.export.denoiser_bundle \
     --ckpt runs/cont3/dit-compact-gpu-$v-cpu3/checkpoints/last.pt --bundle runs/cont3/models/small-$v \
     --guidance 3 --steps 24 --weights int8 > runs/cont3/export-$v.log 2>&1
 done

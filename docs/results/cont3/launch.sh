@@ -4,7 +4,7 @@
 cd "$(dirname "$0")/../.."
 date -u +"start %H:%M:%S" >> runs/cont3/launch.log
 for v in baseline se; do
-  PYTHONPATH=src/training nohup nice -n 19 /usr/bin/python3 -m diffusable.train_diffusion --config compact \
+  PYTHONPATH=src/training nohup nice -n 19 /usr/bin/python3 -m diffusable.training.train_diffusion --config compact \
     --ae runs/gpu-aes/ae-conv-small-$v --context-prob 0.3 \
     --init docs/results/runs/dit-compact-gpu-$v-cpu2/checkpoints/ema-int8.pt \
     --out runs/cont3/dit-compact-gpu-$v-cpu3 --steps 6000 --batch-size 32 --lr 1e-4 --warmup 100 \

@@ -15,7 +15,7 @@ import json
 import sys
 
 import torch
-from diffusable.context_eval import ContextSampler
+from diffusable.experiments.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
 from probes import dataset, mean_psnr, parse_args
 

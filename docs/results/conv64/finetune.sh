@@ -15,7 +15,7 @@ init=docs/results/runs/ae-conv-small-64-pretrain/checkpoints/ema-int8.pt
 mkdir -p runs/conv64/aes
 pids=
 for v in baseline se; do
-  py diffusable.train_ae --config conv-small-64 --variant $v --init $init \
+  py diffusable.training.train_ae --config conv-small-64 --variant $v --init $init \
     --preset conv-small-finetune --steps 370 --batch-size 32 --lr 5e-4 --warmup 50 \
     --crop-size 0 --crop-frames 0 --cpu-bf16 true --threads 1 --log-every 20 --eval-every 185 \
     --ckpt-every 20 --out runs/conv64/aes/ae-conv-small-64-$v >> runs/conv64/finetune-$v.log 2>&1 &
@@ -24,7 +24,7 @@ done
 for p in $pids; do wait $p; done # set -e: a failed arm stops the script here
 # Each arm's int8 EMA weights beside its log: a bundle or a grid on another machine starts there.
 for v in baseline se; do save_int8 runs/conv64/aes/ae-conv-small-64-$v ae-conv-small-64-$v; done
-py diffusable.ae_eval --ckpt pretrain=$init \
+py diffusable.experiments.ae_eval --ckpt pretrain=$init \
   --ckpt baseline=runs/conv64/aes/ae-conv-small-64-baseline/checkpoints/ema-fp16.pt \
   --ckpt se=runs/conv64/aes/ae-conv-small-64-se/checkpoints/ema-fp16.pt \
   --out docs/results/conv64/ae-eval --events
@@ -37,10 +37,10 @@ PYTHONPATH=src/training /usr/bin/python3 docs/results/decoder-gan/look.py $here/
   baseline=runs/conv64/aes/ae-conv-small-64-baseline/checkpoints/ema-fp16.pt \
   se=runs/conv64/aes/ae-conv-small-64-se/checkpoints/ema-fp16.pt
 for v in baseline se; do
-  py diffusable.class_score recon runs/conv64/aes/ae-conv-small-64-$v/checkpoints/ema-fp16.pt \
+  py diffusable.experiments.class_score recon runs/conv64/aes/ae-conv-small-64-$v/checkpoints/ema-fp16.pt \
     --threads 2 --json $here/recon-class-$v.json > /dev/null
 done
-py diffusable.class_score recon $init --linear --threads 2 --json $here/recon-class-linear64.json > /dev/null
+py diffusable.experiments.class_score recon $init --linear --threads 2 --json $here/recon-class-linear64.json > /dev/null
 # The logs into docs/results/runs: the service imports them (the admin page's trade-off chart)
 for v in baseline se; do
   d=docs/results/runs/ae-conv-small-64-$v

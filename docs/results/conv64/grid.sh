@@ -15,7 +15,7 @@ for v in baseline se; do
 done
 # The runs are renamed once the grid has finished (below); a rerun after that skips the grid.
 if [ "$(ls -d runs/conv64/grid/dit-compact-conv64-*/ 2>/dev/null | wc -l)" -eq 0 ]; then
-  py diffusable.diffusion_grid --aes runs/conv64/aes --ae-config conv-small-64 \
+  py diffusable.experiments.diffusion_grid --aes runs/conv64/aes --ae-config conv-small-64 \
     --out runs/conv64/grid --experiment grid-conv64 --preset conv-long --arms baseline se \
     --seeds 0 1 2 --parallel 2
 fi
@@ -24,7 +24,7 @@ mkdir -p $here
 for r in runs/conv64/grid/dit-compact-*/; do # the folders, not diffusion_grid's .log files
   r=${r%/}
   case $(basename $r) in dit-compact-conv64-*) continue ;; esac # renamed on an earlier pass
-  py diffusable.rename_run $r dit-compact-conv64-$(basename $r | sed 's/^dit-compact-//')
+  py diffusable.training.rename_run $r dit-compact-conv64-$(basename $r | sed 's/^dit-compact-//')
 done
 for r in runs/conv64/grid/dit-compact-conv64-*/; do
   r=${r%/}
@@ -34,5 +34,5 @@ cp runs/conv64/grid/grid.json $here/
 for v in baseline se; do
   cp runs/conv64/grid/dit-compact-conv64-$v-s0/samples/step002000.png $here/samples-$v-s0-step2000.png
 done
-py diffusable.seed_stats --runs docs/results/runs --experiment grid-conv64 --json $here/stats.json > $here/stats.md
-py diffusable.report --grid docs/results/runs --experiment grid-conv64 --grid-png $here/curves.png > /dev/null
+py diffusable.experiments.seed_stats --runs docs/results/runs --experiment grid-conv64 --json $here/stats.json > $here/stats.md
+py diffusable.experiments.report --grid docs/results/runs --experiment grid-conv64 --grid-png $here/curves.png > /dev/null

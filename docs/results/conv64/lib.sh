@@ -9,7 +9,7 @@ save_int8() {
   PYTHONPATH=src/training /usr/bin/python3 - $1/checkpoints/last.pt \
     docs/results/runs/$2/checkpoints/ema-int8.pt <<'PY'
 import sys
-from diffusable.checkpoint import compact_state, load_checkpoint, save_checkpoint
+from diffusable.models.checkpoint import compact_state, load_checkpoint, save_checkpoint
 state = load_checkpoint(sys.argv[1])
 assert state.get("final"), f"{sys.argv[1]} has not finished"
 save_checkpoint(sys.argv[2], compact_state(state, "int8"))

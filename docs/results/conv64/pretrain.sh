@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../../.."
 set -e
 . docs/results/conv64/lib.sh
 run=runs/conv64/ae-conv-small-64-pretrain
-py diffusable.train_ae --config conv-small-64 \
+py diffusable.training.train_ae --config conv-small-64 \
   --variant baseline --init scratch --preset conv-small --steps 1763 --batch-size 64 --lr 1e-3 \
   --warmup 200 --crop-size 0 --crop-frames 0 --cpu-bf16 True --threads "${THREADS:-2}" \
   --log-every 20 --eval-every 441 --ckpt-every 20 --out $run

@@ -7,7 +7,7 @@ from typing import List, Tuple
 
 import torch
 from diffusable.data.datasets import resolve_dataset
-from diffusable.metrics import psnr
+from diffusable.evaluation.metrics import psnr
 
 
 def dataset() -> Path:

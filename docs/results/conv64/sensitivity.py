@@ -13,8 +13,8 @@ import json
 import sys
 
 import torch
-from diffusable.checkpoint import load_autoencoder
-from diffusable.classifier import ClassifierConfig, class_scores, get_classifier
+from diffusable.models.checkpoint import load_autoencoder
+from diffusable.evaluation.classifier import ClassifierConfig, class_scores, get_classifier
 from diffusable.data.clips import ClipDataset
 from probes import dataset, mean_psnr, parse_args
 

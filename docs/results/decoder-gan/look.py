@@ -11,10 +11,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
-from diffusable.checkpoint import load_autoencoder
+from diffusable.models.checkpoint import load_autoencoder
 from diffusable.data.clips import ClipDataset
 from diffusable.data.datasets import resolve_dataset
-from diffusable.linear_code import fit_linear_code_on, linear_code_config, linear_code_model
+from diffusable.models.linear_code import fit_linear_code_on, linear_code_config, linear_code_model
 
 out = sys.argv[1]
 ckpts = sys.argv[2:]

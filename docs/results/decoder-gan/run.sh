@@ -16,20 +16,20 @@ py() { PYTHONPATH=src/training /usr/bin/python3 -m "$@"; }
 dec=docs/results/runs/ae-conv-small-gpu-baseline-dec/checkpoints/ema-int8.pt
 mkdir -p runs/s22/gan
 for w in 0.5 2.0; do
-  py diffusable.train_ae --config conv-small --variant baseline --init $dec --train-encoder False \
+  py diffusable.training.train_ae --config conv-small --variant baseline --init $dec --train-encoder False \
     --profile-weight 0.05 --lr 1e-4 --warmup 50 --cpu-bf16 True --threads 1 --disc-start 100 \
     --disc-weight $w --steps 1200 --eval-every 300 --ckpt-every 100 --log-every 50 \
     --out runs/s22/gan/ae-conv-small-gpu-baseline-gan-w$w > runs/s22/gan-baseline-w$w.log 2>&1 &
 done
 wait
 gan=runs/s22/gan/ae-conv-small-gpu-baseline-gan-w0.5/checkpoints/ema-fp16.pt
-py diffusable.recover_denoiser --bundle models/small-baseline --ae $dec --out runs/s22/recovered-baseline.pt
-py diffusable.class_score recon $gan --threads 1 --json docs/results/decoder-gan/recon-w0.5-1200.json
+py diffusable.export.recover_denoiser --bundle models/small-baseline --ae $dec --out runs/s22/recovered-baseline.pt
+py diffusable.experiments.class_score recon $gan --threads 1 --json docs/results/decoder-gan/recon-w0.5-1200.json
 for s in 0 1 2; do
-  py diffusable.sampler_sweep --dit runs/s22/recovered-baseline.pt --ae $gan --per-class 8 --threads 1 \
+  py diffusable.experiments.sampler_sweep --dit runs/s22/recovered-baseline.pt --ae $gan --per-class 8 --threads 1 \
     --steps 12 --guidance 3 --seed $s --json docs/results/decoder-gan/sweep-gan-w0.5-seed$s.json
 done
-py diffusable.sampler_sweep --dit runs/s22/recovered-baseline.pt --ae $dec --per-class 8 --threads 1 \
+py diffusable.experiments.sampler_sweep --dit runs/s22/recovered-baseline.pt --ae $dec --per-class 8 --threads 1 \
   --steps 12 --guidance 3 --seed 0 --json docs/results/decoder-gan/sweep-dec-seed0.json
 PYTHONPATH=src/training /usr/bin/python3 docs/results/decoder-gan/look.py \
   docs/results/decoder-gan/reconstructions.png shipped-dec=$dec "w0.5, step 1200=$gan" \

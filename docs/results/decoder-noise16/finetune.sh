@@ -13,7 +13,7 @@ noise=${NOISE:-0.25}
 mkdir -p runs/s26/dec
 pids=
 for v in ${ARMS:-baseline se}; do
-  py diffusable.train_ae --config conv-small --variant $v \
+  py diffusable.training.train_ae --config conv-small --variant $v \
     --init docs/results/runs/ae-conv-small-gpu-$v-dec/checkpoints/ema-int8.pt \
     --train-encoder False --latent-noise $noise --profile-weight 0.05 --steps ${STEPS:-800} \
     --batch-size 8 --lr 1e-4 --warmup 20 --crop-size 0 --crop-frames 0 --cpu-bf16 true \

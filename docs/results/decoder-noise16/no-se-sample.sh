@@ -10,7 +10,7 @@ sweep() { # ARM SEED
   local out=$here/sweeps/$1-s$2-nose.json sheet=
   [ -f $out ] && return 0
   [ "$2" = 0 ] && sheet="--sheet $here/sheets/$1-s0-nose.png"
-  py diffusable.sampler_sweep --dit runs/s26/dit/$1.pt \
+  py diffusable.experiments.sampler_sweep --dit runs/s26/dit/$1.pt \
     --ae runs/s26/dec/ae-conv-small-gpu-$1-dec-nose/checkpoints/last.pt --per-class 8 --steps 12 \
     --guidance 3 --seed $2 --threads 1 --json $out.tmp $sheet > $here/sweeps/$1-s$2-nose.log 2>&1 \
     && mv $out.tmp $out

@@ -11,7 +11,7 @@ set -e
 . docs/results/conv64/lib.sh
 mkdir -p runs/s26/dec
 for v in baseline se; do
-  py diffusable.train_ae --config conv-small --variant $v --se-weight 0 \
+  py diffusable.training.train_ae --config conv-small --variant $v --se-weight 0 \
     --init docs/results/runs/ae-conv-small-gpu-$v-dec/checkpoints/ema-int8.pt \
     --train-encoder False --profile-weight 0.05 --steps ${STEPS:-800} \
     --batch-size 8 --lr 1e-4 --warmup 20 --crop-size 0 --crop-frames 0 --cpu-bf16 true \

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffusable.class_score import DECODE_FLAGS
-from diffusable.context_eval import ContextSampler
+from diffusable.experiments.class_score import DECODE_FLAGS
+from diffusable.experiments.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
 from diffusable.data.datasets import resolve_dataset
-from diffusable.metrics import grid_ratio, grid_steps
+from diffusable.evaluation.metrics import grid_ratio, grid_steps
 
 MP4 = ["-movflags", "frag_keyframe+empty_moov", "-f", "mp4"]  # fragmented: readable from a pipe
 X264 = ["-c:v", "libx264", "-preset", "veryfast"]

@@ -9,15 +9,15 @@ py() { PYTHONPATH=src/training /usr/bin/python3 -m "$@"; }
 here=docs/results/grid-gpu-stage2
 for k in 0 1 2; do
   [ -d runs/s21/grid/dit-compact-se-spatial-s$k ] &&
-    py diffusable.rename_run runs/s21/grid/dit-compact-se-spatial-s$k dit-compact-gpu-stage2-se-spatial-s$k
+    py diffusable.training.rename_run runs/s21/grid/dit-compact-se-spatial-s$k dit-compact-gpu-stage2-se-spatial-s$k
   [ -d runs/s21/grid-ctl/dit-compact-baseline-s$k ] &&
-    py diffusable.rename_run runs/s21/grid-ctl/dit-compact-baseline-s$k dit-compact-gpu-stage2-baseline-s$k
+    py diffusable.training.rename_run runs/s21/grid-ctl/dit-compact-baseline-s$k dit-compact-gpu-stage2-baseline-s$k
 done
 ae_se=runs/s21/aes/ae-conv-small-gpu-se-spatial-stage2
 ae_ctl=runs/s21/aes-ctl/ae-conv-small-gpu-baseline-stage2
 # The two stage-2 autoencoders and their common init, on the val clips and the real videos (run
 # while the control's grid trained, as soon as its autoencoder was done).
-[ -f $here/ae-eval/ae_eval.json ] || py diffusable.ae_eval --threads 2 --events --out $here/ae-eval \
+[ -f $here/ae-eval/ae_eval.json ] || py diffusable.experiments.ae_eval --threads 2 --events --out $here/ae-eval \
   --ckpt init=docs/results/runs/ae-conv-small-gpu-baseline/checkpoints/ema-int8.pt \
   --ckpt baseline-stage2=$ae_ctl/checkpoints/last.pt --ckpt se-spatial-stage2=$ae_se/checkpoints/last.pt
 for r in runs/s21/grid/dit-compact-gpu-stage2-* runs/s21/grid-ctl/dit-compact-gpu-stage2-* $ae_se $ae_ctl; do
@@ -31,15 +31,15 @@ for arm in baseline se-spatial; do
 done
 cp runs/s21/grid/grid.json $here/grid-se-spatial.json
 cp runs/s21/grid-ctl/grid.json $here/grid-control.json
-py diffusable.seed_stats --runs docs/results/runs --experiment grid-gpu-stage2 --json $here/stats.json > $here/stats.md
-py diffusable.report --grid docs/results/runs --experiment grid-gpu-stage2 --grid-png $here/curves.png > /dev/null
+py diffusable.experiments.seed_stats --runs docs/results/runs --experiment grid-gpu-stage2 --json $here/stats.json > $here/stats.md
+py diffusable.experiments.report --grid docs/results/runs --experiment grid-gpu-stage2 --grid-png $here/curves.png > /dev/null
 # The issue's three arms in one table (baseline and se from grid-gpu, se-spatial from this
 # experiment: its encoder had 740 + 370 fine-tune steps, se's 370, baseline's 740), and what the
 # 370 extra steps alone did (the control against grid-gpu's baseline), both paired by seed.
 PYTHONPATH=src/training /usr/bin/python3 - "$here" <<'PY'
 import json, sys
 from pathlib import Path
-from diffusable.seed_stats import experiment_stats, markdown, paired_difference, read_runs, conclusion, METRICS
+from diffusable.experiments.seed_stats import experiment_stats, markdown, paired_difference, read_runs, conclusion, METRICS
 here = Path(sys.argv[1])
 runs = read_runs(Path("docs/results/runs"))
 pick = lambda exp, arm: [r for r in runs if r["experiment"] == exp and r["arm"] == arm]

@@ -22,19 +22,19 @@ ctl=runs/s21/aes-ctl/ae-conv-small-gpu-baseline-stage2
 # 1. (started alone, both cores, as runs/s21/aes/ae-conv-small-se-spatial; renamed when done)
 if [ ! -d $se ]; then
   [ -f runs/s21/aes/ae-conv-small-se-spatial/checkpoints/ema-fp16.pt ] ||
-    py diffusable.train_ae "${ft[@]}" --variant se-spatial --threads 2 \
+    py diffusable.training.train_ae "${ft[@]}" --variant se-spatial --threads 2 \
       --out runs/s21/aes/ae-conv-small-se-spatial > runs/s21/ft-se-spatial.log 2>&1
-  py diffusable.rename_run runs/s21/aes/ae-conv-small-se-spatial $(basename $se)
+  py diffusable.training.rename_run runs/s21/aes/ae-conv-small-se-spatial $(basename $se)
 fi
 ln -sfn $(basename $se) runs/s21/aes/ae-conv-small-se-spatial
 ln -sfn $(basename $ctl) runs/s21/aes-ctl/ae-conv-small-baseline
 # 2 and 3 side by side, one thread each: the se-spatial grid beside the control's fine-tune
 # (both stopped with SIGSTOP for 18.6 min at step ~770 / ~45 while the fresh-clone test ran on an
 # idle machine: their wall times include it), then the control's grid, its three seeds at once.
-py diffusable.diffusion_grid "${grid[@]}" --aes runs/s21/aes --out runs/s21/grid \
+py diffusable.experiments.diffusion_grid "${grid[@]}" --aes runs/s21/aes --out runs/s21/grid \
   --arms se-spatial --experiment grid-gpu-stage2 > runs/s21/grid-se-spatial.log 2>&1 &
 [ -f $ctl/checkpoints/ema-fp16.pt ] ||
-  py diffusable.train_ae "${ft[@]}" --variant baseline --threads 1 --out $ctl > runs/s21/ft-control.log 2>&1
-py diffusable.diffusion_grid "${grid[@]}" --parallel 3 --aes runs/s21/aes-ctl --out runs/s21/grid-ctl \
+  py diffusable.training.train_ae "${ft[@]}" --variant baseline --threads 1 --out $ctl > runs/s21/ft-control.log 2>&1
+py diffusable.experiments.diffusion_grid "${grid[@]}" --parallel 3 --aes runs/s21/aes-ctl --out runs/s21/grid-ctl \
   --arms baseline --experiment grid-gpu-stage2 > runs/s21/grid-control.log 2>&1
 wait

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from diffusable.data.clips import ClipDataset
-from diffusable.latent_cache import load_latents
+from diffusable.training.latent_cache import load_latents
 from diffusable.threads import set_threads
-from diffusable.train_diffusion import DiffusionTrainConfig, eval_draws, lfd_reference
+from diffusable.training.train_diffusion import DiffusionTrainConfig, eval_draws, lfd_reference
 
 
 def floor_of(run: Path) -> dict:

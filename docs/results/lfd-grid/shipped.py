@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from diffusable.context_eval import ContextSampler
-from diffusable.features import noise_equivalent_t
-from diffusable.latent_cache import load_latents
+from diffusable.experiments.context_eval import ContextSampler
+from diffusable.evaluation.features import noise_equivalent_t
+from diffusable.training.latent_cache import load_latents
 from diffusable.threads import set_threads
-from diffusable.train_diffusion import DiffusionTrainConfig, lfd_reference
+from diffusable.training.train_diffusion import DiffusionTrainConfig, lfd_reference
 
 CACHE = "runs/gpu-aes/ae-conv-small-{}/latents/procedural-3595b87955-step1662"
 SEEDS = (0, 1, 2)

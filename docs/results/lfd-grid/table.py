@@ -13,9 +13,9 @@ import statistics as st
 import sys
 from pathlib import Path
 
-from diffusable.compare_runs import read_events
-from diffusable.features import noise_equivalent_t
-from diffusable.seed_stats import paired_difference
+from diffusable.experiments.compare_runs import read_events
+from diffusable.evaluation.features import noise_equivalent_t
+from diffusable.experiments.seed_stats import paired_difference
 
 SEEDS = (0, 1, 2)
 

@@ -8,10 +8,10 @@ mkdir -p runs/big
 date -u +"start %H:%M:%S" >> runs/big/launch.log
 rm -rf runs/big/.sync
 for v in baseline se; do
-  [ -f runs/big/recovered-$v.pt ] || PYTHONPATH=src/training /usr/bin/python3 -m diffusable.recover_denoiser \
+  [ -f runs/big/recovered-$v.pt ] || PYTHONPATH=src/training /usr/bin/python3 -m diffusable.export.recover_denoiser \
     --bundle models/small-$v --ae docs/results/runs/ae-conv-small-gpu-$v/checkpoints/ema-int8.pt \
     --out runs/big/recovered-$v.pt
-  PYTHONPATH=src/training nohup /usr/bin/python3 -m diffusable.train_diffusion --config medium \
+  PYTHONPATH=src/training nohup /usr/bin/python3 -m diffusable.training.train_diffusion --config medium \
     --ae docs/results/runs/ae-conv-small-gpu-$v-dec/checkpoints/ema-int8.pt --data procedural:240 \
     --context-prob 0.3 --init runs/big/recovered-$v.pt \
     --out runs/big/dit-medium-$v --steps 20000 --batch-size 32 --lr 3e-4 --warmup 100 \

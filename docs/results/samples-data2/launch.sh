@@ -9,10 +9,10 @@ mkdir -p runs/big2
 date -u +"start %H:%M:%S" >> runs/big2/launch.log
 rm -rf runs/big2/.sync
 for v in baseline se; do
-  [ -f runs/big2/recovered-$v.pt ] || PYTHONPATH=src/training /usr/bin/python3 -m diffusable.recover_denoiser \
+  [ -f runs/big2/recovered-$v.pt ] || PYTHONPATH=src/training /usr/bin/python3 -m diffusable.export.recover_denoiser \
     --bundle models/small-$v --ae docs/results/runs/ae-conv-small-gpu-$v/checkpoints/ema-int8.pt \
     --out runs/big2/recovered-$v.pt
-  PYTHONPATH=src/training nohup /usr/bin/python3 -m diffusable.train_diffusion --config medium \
+  PYTHONPATH=src/training nohup /usr/bin/python3 -m diffusable.training.train_diffusion --config medium \
     --ae docs/results/runs/ae-conv-small-gpu-$v-dec/checkpoints/ema-int8.pt --data procedural:240 \
     --context-prob 0.3 --init runs/big2/recovered-$v.pt \
     --out runs/big2/dit-medium-data2-$v --steps 20000 --batch-size 32 --lr 3e-4 --warmup 100 \

@@ -8,9 +8,9 @@ mkdir -p runs/med/bundles runs/med/sheets
 for v in baseline se; do
   rm -rf runs/med/bundles/small-$v
   cp -r models/small-$v runs/med/bundles/
-  PYTHONPATH=src/training /usr/bin/python3 -m diffusable.export --weights int8 \
+  PYTHONPATH=src/training /usr/bin/python3 -m diffusable.export.ae_bundle --weights int8 \
     --ckpt runs/dec/ae-conv-small-gpu-$v-dec/checkpoints/last.pt --out runs/med/bundles/small-$v
-  PYTHONPATH=src/training /usr/bin/python3 -m diffusable.export_denoiser --weights int8 \
+  PYTHONPATH=src/training /usr/bin/python3 -m diffusable.export.denoiser_bundle --weights int8 \
     --guidance 3 --steps 24 --ckpt runs/med/dit-medium-$v/checkpoints/last.pt \
     --bundle runs/med/bundles/small-$v
 done > runs/med/export.log 2>&1
@@ -18,6 +18,6 @@ date -u +"exported %H:%M:%S" >> runs/med/launch.log
 DIFFUSABLE_MODELS_DIR=runs/med/bundles N=8 SEED=1000 OUT=runs/med/samples SHEETS=runs/med/sheets \
   scripts/sample-sheets.sh small-baseline small-se > runs/med/sheets.log 2>&1
 date -u +"sheets %H:%M:%S" >> runs/med/launch.log
-PYTHONPATH=src/training /usr/bin/python3 -m diffusable.context_eval --dit runs/med/dit-medium-se \
+PYTHONPATH=src/training /usr/bin/python3 -m diffusable.experiments.context_eval --dit runs/med/dit-medium-se \
   --out runs/med/context --threads 2 --chain 2 --steps 24 --guidance 3 > runs/med/context.log 2>&1
 date -u +"context %H:%M:%S" >> runs/med/launch.log

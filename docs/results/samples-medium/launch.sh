@@ -5,7 +5,7 @@ cd "$(dirname "$0")/../.."
 date -u +"start %H:%M:%S" >> runs/med/launch.log
 rm -rf runs/med/.sync
 for v in baseline se; do
-  PYTHONPATH=src/training nohup /usr/bin/python3 -m diffusable.train_diffusion --config medium \
+  PYTHONPATH=src/training nohup /usr/bin/python3 -m diffusable.training.train_diffusion --config medium \
     --ae runs/gpu-aes/ae-conv-small-$v --context-prob 0.3 \
     --init runs/grid-medium/dit-medium-$v-s0/checkpoints/last.pt \
     --out runs/med/dit-medium-$v --steps 20000 --batch-size 32 --lr 3e-4 --warmup 100 \

@@ -12,7 +12,7 @@ set -e
 mkdir -p runs/s25/dec
 pids=
 for v in baseline se; do
-  py diffusable.train_ae --config conv-small-64 --variant $v \
+  py diffusable.training.train_ae --config conv-small-64 --variant $v \
     --init runs/conv64/aes/ae-conv-small-64-$v/checkpoints/last.pt --train-encoder False \
     --latent-noise 0.25 --steps ${STEPS:-240} --batch-size 32 --lr 1e-4 --warmup 20 \
     --crop-size 0 --crop-frames 0 --cpu-bf16 true --threads 1 --log-every 20 --eval-every 120 \

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 
-from diffusable.classifier import ClassifierConfig, get_classifier
-from diffusable.context_eval import ContextSampler
+from diffusable.evaluation.classifier import ClassifierConfig, get_classifier
+from diffusable.experiments.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
 from diffusable.data.datasets import resolve_dataset
-from diffusable.features import FeatureExtractor, LatentRand3D
-from diffusable.frechet import frechet_distance_of
-from diffusable.spectrum import standardised_hf_share
+from diffusable.evaluation.features import FeatureExtractor, LatentRand3D
+from diffusable.evaluation.frechet import frechet_distance_of
+from diffusable.evaluation.spectrum import standardised_hf_share
 from diffusable.threads import set_threads
 
 ARMS = {  # arm: denoiser run folder per seed (each run records its autoencoder)

@@ -13,7 +13,7 @@ import statistics as st
 import sys
 from pathlib import Path
 
-from diffusable.features import noise_equivalent_t
+from diffusable.evaluation.features import noise_equivalent_t
 
 
 def ms(v):

@@ -13,7 +13,7 @@ sweep() { # ARM SEED DECODER-NAME AE-CHECKPOINT
   local out=$here/sweeps/$1-s$2-$3.json sheet=
   [ -f $out ] && return 0
   [ "$2" = 0 ] && sheet="--sheet $here/sheets/$1-s0-$3.png"
-  py diffusable.sampler_sweep --dit runs/conv64/grid/dit-compact-conv64-$1-s$2 --ae $4 \
+  py diffusable.experiments.sampler_sweep --dit runs/conv64/grid/dit-compact-conv64-$1-s$2 --ae $4 \
     --per-class 8 --steps 12 --guidance 2 --seed 0 --threads 1 --json $out.tmp $sheet \
     > $here/sweeps/$1-s$2-$3.log 2>&1 && mv $out.tmp $out
 }
@@ -24,7 +24,7 @@ for s in 0 1 2; do
     wait
   done
 done
-py diffusable.ae_eval \
+py diffusable.experiments.ae_eval \
   --ckpt baseline=runs/conv64/aes/ae-conv-small-64-baseline/checkpoints/last.pt \
   --ckpt se=runs/conv64/aes/ae-conv-small-64-se/checkpoints/last.pt \
   --ckpt baseline-noise=runs/s25/dec/ae-conv-small-64-baseline-decnoise/checkpoints/last.pt \

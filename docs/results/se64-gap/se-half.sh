@@ -11,13 +11,13 @@ set -e
 init=docs/results/runs/ae-conv-small-64-pretrain/checkpoints/ema-int8.pt
 ae=runs/s25/aes/ae-conv-small-64-se-half
 mkdir -p runs/s25/aes runs/s25/grid
-py diffusable.train_ae --config conv-small-64 --variant se --se-weight 0.125 --init $init \
+py diffusable.training.train_ae --config conv-small-64 --variant se --se-weight 0.125 --init $init \
   --preset conv-small-finetune --steps 370 --batch-size 32 --lr 5e-4 --warmup 50 \
   --crop-size 0 --crop-frames 0 --cpu-bf16 true --threads 2 --log-every 20 --eval-every 185 \
   --ckpt-every 20 --out $ae >> runs/s25/se-half.log 2>&1
 pids=
 for s in 0 1 2; do
-  py diffusable.train_diffusion --ae $ae --config compact --out runs/s25/grid/dit-compact-conv64-se-half-s$s \
+  py diffusable.training.train_diffusion --ae $ae --config compact --out runs/s25/grid/dit-compact-conv64-se-half-s$s \
     --data procedural --threads 1 --seed $s --experiment grid-conv64-se-half --steps 2000 --lr 7e-4 \
     --warmup 100 --eval-every 500 --sample-steps 12 --eval-samples 128 --cpu-bf16 true \
     >> runs/s25/grid/se-half-s$s.log 2>&1 &

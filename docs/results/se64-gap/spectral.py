@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
-from diffusable.classifier import ClassifierConfig, get_classifier, predict, scores_of
-from diffusable.context_eval import ContextSampler
+from diffusable.evaluation.classifier import ClassifierConfig, get_classifier, predict, scores_of
+from diffusable.experiments.context_eval import ContextSampler
 from diffusable.data.clips import ClipDataset
 from diffusable.data.datasets import resolve_dataset
-from diffusable.features import FeatureExtractor
-from diffusable.frechet import feature_stats, frechet_distance
-from diffusable.metrics import grid_ratio, grid_steps
-from diffusable.spectrum import block_dct, block_idct, standardised_hf_share
+from diffusable.evaluation.features import FeatureExtractor
+from diffusable.evaluation.frechet import feature_stats, frechet_distance
+from diffusable.evaluation.metrics import grid_ratio, grid_steps
+from diffusable.evaluation.spectrum import block_dct, block_idct, standardised_hf_share
 from diffusable.threads import set_threads
 
 REAL = 544

@@ -1,4 +1,4 @@
-// The rectified-flow sampler (docs/sampler.md), the TypeScript twin of diffusable/flow.py.
+// The rectified-flow sampler (docs/sampler.md), the TypeScript twin of diffusable/models/flow.py.
 // It knows nothing of onnxruntime: the denoiser comes in as a velocity function, so the same code
 // runs on a worker-pool session, and its parity with PyTorch is tested from saved noise.
 //

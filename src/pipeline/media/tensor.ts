@@ -161,7 +161,7 @@ export class TimeAccumulator {
 }
 
 /**
- * PSNR in dB of two rgb24 frames on the [0, 1] scale; like diffusable.metrics.psnr, the MSE is
+ * PSNR in dB of two rgb24 frames on the [0, 1] scale; like diffusable.evaluation.metrics.psnr, the MSE is
  * floored at 1e-10, so identical frames give 100 dB (a finite number, safe in JSON).
  */
 export function psnr(a: Uint8Array, b: Uint8Array): number {
@@ -211,7 +211,7 @@ function filterValid(plane: Float64Array, height: number, width: number, k: Floa
 }
 
 /**
- * Mean SSIM of two rgb24 frames, as diffusable.metrics.ssim computes it: Wang et al. 2004,
+ * Mean SSIM of two rgb24 frames, as diffusable.evaluation.metrics.ssim computes it: Wang et al. 2004,
  * 11x11 Gaussian window (sigma 1.5; smaller on tiny frames), per channel, valid windows only,
  * on the [0, 1] scale.
  */

@@ -1,5 +1,5 @@
 // Starting a trainer: the request (zod-validated), the run id and folder, and the Python command
-// line (`$DIFFUSABLE_PYTHON -m diffusable.train_ae | train_diffusion ...`). The process is spawned
+// line (`$DIFFUSABLE_PYTHON -m diffusable.training.train_ae | train_diffusion ...`). The process is spawned
 // detached with its output in <folder>/train.log, so it outlives a server restart (which then
 // re-attaches to it, registry.ts).
 
@@ -70,8 +70,15 @@ export function defaultRunId(req: StartRunRequest, variant: string, now = new Da
 export function trainerArgs(req: StartRunRequest, folder: string, aeFolder?: string): string[] {
   const args =
     req.kind === "autoencoder"
-      ? ["-m", "diffusable.train_ae", "--config", req.config, "--variant", req.variant]
-      : ["-m", "diffusable.train_diffusion", "--ae", aeFolder as string, "--config", req.config];
+      ? ["-m", "diffusable.training.train_ae", "--config", req.config, "--variant", req.variant]
+      : [
+          "-m",
+          "diffusable.training.train_diffusion",
+          "--ae",
+          aeFolder as string,
+          "--config",
+          req.config,
+        ];
   args.push("--out", folder);
   if (req.steps !== undefined) args.push("--steps", String(req.steps));
   if (req.threads !== undefined) args.push("--threads", String(req.threads));

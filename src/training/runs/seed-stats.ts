@@ -2,7 +2,7 @@
 // diffusion run) and eval step, the mean, sample sd, min and max over the arm's seeds; the final
 // values; the steps each seed takes to reach the baseline arm's final mean; and the relative
 // difference of two arms' final values on the log scale with a Welch 95% interval. The same
-// definitions as the Python module diffusable.seed_stats (tests/node/run-stats.test.ts runs both
+// definitions as the Python module diffusable.experiments.seed_stats (tests/node/run-stats.test.ts runs both
 // on one fixture folder and compares them).
 
 export interface StepValue {
@@ -209,7 +209,7 @@ export interface ArmComparison extends RelDiff {
   /** The final values (a's, then b's), for the one-seed case. */
   values: { a: number[]; b: number[] };
   conclusion: string;
-  /** The same comparison paired by seed (pairedLogRelDiff), as diffusable.seed_stats. */
+  /** The same comparison paired by seed (pairedLogRelDiff), as diffusable.experiments.seed_stats. */
   paired: PairedDiff & { conclusion: string };
 }
 
@@ -345,7 +345,7 @@ export function pairedLogRelDiff(
 const pct1 = (v: number) => (Object.is(100 * v, -0) ? "-0.0" : (100 * v).toFixed(1));
 
 /** The conclusion of arm a vs arm b from the interval alone: which way it excludes 0, else a
- * tie (never a win); the same sentences as diffusable.seed_stats. */
+ * tie (never a win); the same sentences as diffusable.experiments.seed_stats. */
 export function conclude(a: string, diff: RelDiff | null): string {
   if (diff === null || diff.rel === null) return "a value <= 0: no relative difference";
   if (diff.lo === null || diff.hi === null) return "one seed per arm: no interval, no conclusion";
