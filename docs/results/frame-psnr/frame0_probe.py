@@ -78,7 +78,9 @@ def main() -> int:
             ridge = 1e-3 * torch.eye(a.shape[1], dtype=a.dtype)
             w = torch.linalg.solve(a.T @ a + ridge, a.T @ b)
             pred = unblocks(features(zva, k) @ w, len(zva), xva.shape[-1]).clamp(-1, 1)
-            entry[f"linear_readout_{k}x{k}"] = grouped(psnr(pred[:, :, None], xva[:, :, None]), groups)
+            entry[f"linear_readout_{k}x{k}"] = grouped(
+                psnr(pred[:, :, None], xva[:, :, None]), groups
+            )
         out[name] = entry
         print(name, {k: round(v["overall"], 2) for k, v in entry.items()}, flush=True)
     out["wall_s"] = round(time.time() - t0, 1)
