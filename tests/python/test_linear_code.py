@@ -192,3 +192,34 @@ def test_eval_events_are_written_once_per_step(protocol, tmp_path):
     args += ["--ckpt", f"pretrain={run / 'checkpoints' / 'last.pt'}"]
     assert ae_eval.main(args) == 0
     assert count() == 1
+
+
+def test_ae_eval_splits_psnr_by_frame_position():
+    """Frame 0 (a latent frame of its own) and the later frames are scored apart: a
+    reconstruction exact on frame 0 and noisy after it scores the floor's 100 dB there, the
+    later frames' PSNR pools their error, and the whole clip's lies between."""
+    from diffusable.evaluation.metrics import psnr
+    from diffusable.experiments.ae_eval import by_position_markdown, grouped, scores
+
+    g = torch.Generator().manual_seed(0)
+    clips = torch.rand(5, 3, 9, 16, 16, generator=g) * 2 - 1
+
+    def recon(x):  # exact on frame 0, off by a fixed function of the clip after it
+        y = x.clone()
+        y[:, :, 1:] += 0.1 * torch.sin(37 * x[:, :, 1:])
+        return y
+
+    sc = scores(recon, [clips], batch=2)
+    assert torch.allclose(sc.psnr_frame0, torch.full((5,), 100.0))
+    later = psnr(recon(clips).clamp(-1, 1)[:, :, 1:], clips[:, :, 1:])
+    assert torch.allclose(sc.psnr_later, later)
+    assert bool((sc.psnr > sc.psnr_later).all() and (sc.psnr < sc.psnr_frame0).all())
+    groups = ["a", "a", "b", "b", "b"]
+    entry = {"groups": ["a", "b"], "models": {}}
+    for name, p0 in (("ae", sc.psnr_frame0), ("linear_code", sc.psnr_frame0 - 3)):
+        entry["models"][name] = {
+            "psnr_frame0": grouped(p0, groups),
+            "psnr_later": grouped(sc.psnr_later, groups),
+        }
+    table = "\n".join(by_position_markdown("val", entry, ["ae"]))
+    assert "| **overall** | 100.00 / " in table and "| +3.00 / +0.00 |" in table

@@ -5,7 +5,9 @@
         --ckpt se=runs/ae-small-se/checkpoints/last.pt --out runs/ae-eval
 
 For every checkpoint, PSNR and SSIM (posterior mean, decoded, clamped) per class and overall on
-two clip sets, beside two references computed in the same run on the same clips:
+two clip sets, and PSNR by frame position (frame 0, a latent frame of its own, apart from the
+later frames, which share latent frames), beside two references computed in the same run on the
+same clips:
   * `linear_code`: PCA of the causal block structure (frame 0 as an 8x8x3 block, each later
     group of 4 frames as a 4x8x8x3 block) with the latent's size, fitted on the training split
     (`linear_code.py`);
@@ -27,6 +29,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -102,12 +105,23 @@ def real_clips(
 
 
 @torch.no_grad()
-def scores(
-    recon_fn, parts: List[torch.Tensor], batch: int = 8
-) -> Tuple[torch.Tensor, torch.Tensor, float]:
-    """Per-clip PSNR and SSIM of recon_fn over clip tensors (k, 3, T, H, W), in order, and the
-    8-pixel grid ratio of all its reconstructions."""
-    p, s = [], []
+@dataclass
+class Scores:
+    """Per-clip figures of one reconstruction function over a clip set, in order."""
+
+    psnr: torch.Tensor  # (N,) dB, the whole clip
+    ssim: torch.Tensor  # (N,)
+    # Frame 0 is a latent frame of its own; the later frames share latent frames (4 each in
+    # the shipped AEs), so the two parts say where a model wins or loses. (N,) dB each; the
+    # later frames' PSNR pools their squared error, as the whole clip's does.
+    psnr_frame0: torch.Tensor
+    psnr_later: torch.Tensor
+    grid_ratio: float  # 8-pixel grid ratio of all the reconstructions
+
+
+def scores(recon_fn, parts: List[torch.Tensor], batch: int = 8) -> Scores:
+    """Scores of recon_fn over clip tensors (k, 3, T, H, W), T > 1."""
+    p, s, p0, later = [], [], [], []
     grid = torch.zeros(4, dtype=torch.float64)
     for clips in parts:
         for i in range(0, len(clips), batch):
@@ -115,8 +129,11 @@ def scores(
             r = recon_fn(x).clamp(-1, 1)
             p.append(psnr(r, x))
             s.append(ssim(r, x))
+            p0.append(psnr(r[:, :, :1], x[:, :, :1]))
+            later.append(psnr(r[:, :, 1:], x[:, :, 1:]))
             grid += grid_steps(r)
-    return torch.cat(p), torch.cat(s), grid_ratio(grid)
+    cat = torch.cat
+    return Scores(cat(p), cat(s), cat(p0), cat(later), grid_ratio(grid))
 
 
 def autoencode(model):
@@ -145,13 +162,15 @@ def evaluate(
     for set_name, (clips, groups) in sets.items():
         entry: Dict = {"clips": len(groups), "groups": list(dict.fromkeys(groups)), "models": {}}
         for name, fn in recon.items():
-            p, s, g = scores(fn, clips)
+            sc = scores(fn, clips)
             entry["models"][name] = {
-                "psnr": grouped(p, groups),
-                "ssim": grouped(s, groups),
-                "grid_ratio": g,
+                "psnr": grouped(sc.psnr, groups),
+                "ssim": grouped(sc.ssim, groups),
+                "psnr_frame0": grouped(sc.psnr_frame0, groups),
+                "psnr_later": grouped(sc.psnr_later, groups),
+                "grid_ratio": sc.grid_ratio,
             }
-        entry["grid_ratio_input"] = scores(lambda x: x, clips)[2]
+        entry["grid_ratio_input"] = scores(lambda x: x, clips).grid_ratio
         result[set_name] = entry
     return result
 
@@ -332,7 +351,34 @@ def markdown(result: Dict, names: List[str]) -> str:
         grids = " | ".join(grid_cell(entry["models"][c]["grid_ratio"]) for c in cols)
         lines.append(f"| 8-px grid ratio (input {entry['grid_ratio_input']:.3f}) | {grids} |")
         lines.append("")
+        lines += by_position_markdown(set_name, entry, names)
     return "\n".join(lines)
+
+
+def by_position_markdown(set_name: str, entry: Dict, names: List[str]) -> List[str]:
+    """PSNR of frame 0 (a latent frame of its own) and of the later frames, beside the linear
+    code: where in the clip each model wins or loses."""
+    cols = names + ["linear_code"]
+    m = entry["models"]
+    lines = [f"### {set_name}: PSNR dB by frame position, frame 0 / later frames", ""]
+    lines.append(
+        "| group | "
+        + " | ".join(cols)
+        + " | "
+        + " | ".join(f"{n} − linear (dB)" for n in names)
+        + " |"
+    )
+    lines.append("|---" * (1 + len(cols) + len(names)) + "|")
+    for g in entry["groups"] + ["overall"]:
+        cells = [f"{m[c]['psnr_frame0'][g]:.2f} / {m[c]['psnr_later'][g]:.2f}" for c in cols]
+        lin = m["linear_code"]
+        for n in names:
+            d0 = m[n]["psnr_frame0"][g] - lin["psnr_frame0"][g]
+            d1 = m[n]["psnr_later"][g] - lin["psnr_later"][g]
+            cells.append(f"{d0:+.2f} / {d1:+.2f}")
+        label = f"**{g}**" if g == "overall" else g
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def pick_clips(sets: Dict) -> List[Tuple[torch.Tensor, str]]:
@@ -471,6 +517,8 @@ def main(argv=None) -> int:
                         "psnr_block_average_8x8": e["models"]["block_average_8x8"]["psnr"][
                             "overall"
                         ],
+                        "psnr_frame0": e["models"][name]["psnr_frame0"]["overall"],
+                        "psnr_later": e["models"][name]["psnr_later"]["overall"],
                         "clips": e["clips"],
                     }
                     for s, e in result["sets"].items()
