@@ -19,12 +19,16 @@ from diffusable.data.datasets import resolve_dataset
 from diffusable.evaluation.metrics import psnr
 from diffusable.experiments.ae_eval import grouped
 from diffusable.models.checkpoint import load_autoencoder
+from diffusable.paths import REPO_ROOT
 from diffusable.threads import set_threads
 from diffusable.training.train_ae import TRAIN_PRESETS
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-from frame_psnr import CKPTS  # noqa: E402
+RUNS = REPO_ROOT / "docs/results/runs"
+CKPTS = {  # the shipped bundles' autoencoders
+    "baseline-dec": RUNS / "ae-conv-small-gpu-baseline-dec/checkpoints/ema-int8.pt",
+    "se-dec": RUNS / "ae-conv-small-gpu-se-dec/checkpoints/ema-int8.pt",
+}
 
 
 def features(z: torch.Tensor, k: int) -> torch.Tensor:

@@ -104,7 +104,6 @@ def real_clips(
     return tensors, names, how
 
 
-@torch.no_grad()
 @dataclass
 class Scores:
     """Per-clip figures of one reconstruction function over a clip set, in order."""
@@ -119,6 +118,7 @@ class Scores:
     grid_ratio: float  # 8-pixel grid ratio of all the reconstructions
 
 
+@torch.no_grad()
 def scores(recon_fn, parts: List[torch.Tensor], batch: int = 8) -> Scores:
     """Scores of recon_fn over clip tensors (k, 3, T, H, W), T > 1."""
     p, s, p0, later = [], [], [], []
