@@ -136,6 +136,12 @@ def scores(recon_fn, parts: List[torch.Tensor], batch: int = 8) -> Scores:
     return Scores(cat(p), cat(s), cat(p0), cat(later), grid_ratio(grid))
 
 
+def input_grid_ratio(parts: List[torch.Tensor], batch: int = 8) -> float:
+    """The 8-pixel grid ratio of the clips themselves, pooled as scores() pools a model's."""
+    sums = sum(grid_steps(c[i : i + batch]) for c in parts for i in range(0, len(c), batch))
+    return grid_ratio(sums)
+
+
 def autoencode(model):
     return lambda x: model.decode(model.encode(x)[0])
 
@@ -170,7 +176,7 @@ def evaluate(
                 "psnr_later": grouped(sc.psnr_later, groups),
                 "grid_ratio": sc.grid_ratio,
             }
-        entry["grid_ratio_input"] = scores(lambda x: x, clips).grid_ratio
+        entry["grid_ratio_input"] = input_grid_ratio(clips)
         result[set_name] = entry
     return result
 
